@@ -1,0 +1,191 @@
+import { describe, expect, it } from 'vitest';
+import { selectCohorts } from './cohorts.ts';
+import type { DeviceWindow } from './gates.ts';
+import { type DeviceFacts, dryRun, plan, type RolloutState, type Step } from './plan.ts';
+import { RolloutSpec } from './spec.ts';
+
+const OLD = { id: 'det@1.0.0', name: 'det', version: '1.0.0', sha256: 'a'.repeat(64) };
+const NEW = { id: 'det@2.0.0', name: 'det', version: '2.0.0', sha256: 'b'.repeat(64) };
+const hist = (peak: number) => Array.from({ length: 20 }, (_, bin) => (bin === peak ? 80 : 5));
+
+const fleet = Array.from({ length: 100 }, (_, i) => ({
+  id: `cam-${String(i).padStart(3, '0')}`,
+  hardware: ['orin-nano', 'rpi5'][i % 2] ?? null,
+  site: ['lyon', 'oslo'][Math.floor(i / 2) % 2] ?? null,
+}));
+
+type Behaviour = { latency: number; detections: number; revert?: boolean; silent?: Set<string> };
+
+/** A tiny in-memory world: applies steps the way the executors do and lets devices obey. */
+function world(specInput: Parameters<typeof RolloutSpec.parse>[0], behaviour: Behaviour) {
+  const spec = RolloutSpec.parse(specInput);
+  let rollout: RolloutState = {
+    id: 'r1',
+    spec,
+    model: NEW,
+    modelSizeBytes: 1000,
+    status: 'running',
+    stageIndex: 0,
+    stageStartedAt: 0,
+    failingWindows: 0,
+    lastEvaluatedAt: null,
+    cohorts: selectCohorts('r1', fleet, spec.canary),
+    reason: null,
+  };
+  const devices = new Map<string, DeviceFacts>(
+    fleet.map((d) => [
+      d.id,
+      { id: d.id, online: true, activeSha256: OLD.sha256, shadowSha256: null, update: null, assignment: null },
+    ]),
+  );
+  const log: Step[] = [];
+  const step = (now: number) => {
+    // devices obey desired state, then report a window of metrics
+    for (const [id, device] of devices) {
+      const a = device.assignment;
+      if (!a) continue;
+      if (a.state === 'reverting') devices.set(id, { ...device, activeSha256: OLD.sha256, shadowSha256: null });
+      else if (a.state === 'assigned' && behaviour.revert)
+        devices.set(id, { ...device, update: { rolloutId: 'r1', state: 'reverted', reason: 'crash on load' } });
+      else if (a.state === 'assigned' && a.mode === 'active')
+        devices.set(id, { ...device, activeSha256: NEW.sha256, shadowSha256: null });
+      else if (a.state === 'assigned' && a.mode === 'shadow') devices.set(id, { ...device, shadowSha256: NEW.sha256 });
+    }
+    const windows = new Map<string, DeviceWindow[]>();
+    for (const [id, device] of devices) {
+      if (behaviour.silent?.has(id)) continue;
+      const onNew = device.activeSha256 === NEW.sha256;
+      const w: DeviceWindow = {
+        deviceId: id,
+        modelSha256: device.activeSha256 ?? '',
+        frames: 1000,
+        errors: 0,
+        seconds: onNew ? 100 * (behaviour.latency / 20) : 100,
+        latencyP95: onNew ? behaviour.latency : 20,
+        detections: onNew ? behaviour.detections : 3000,
+        confidence: hist(15),
+        shadow:
+          device.shadowSha256 === NEW.sha256
+            ? {
+                candidateSha256: NEW.sha256,
+                compared: 500,
+                precision: 0.95,
+                recall: behaviour.detections / 3000,
+                candidateLatencyP95: behaviour.latency,
+              }
+            : null,
+      };
+      windows.set(id, [w]);
+    }
+    const steps = plan({ rollout, devices, windows, now });
+    log.push(...steps);
+    for (const s of steps) {
+      if (s.type === 'update') rollout = { ...rollout, ...s.patch };
+      if (s.type === 'assign')
+        for (const id of s.deviceIds) {
+          const d = devices.get(id)!;
+          devices.set(id, {
+            ...d,
+            assignment: { mode: s.mode, stageIndex: s.stageIndex, state: 'assigned', previous: OLD, assignedAt: now },
+          });
+        }
+      if (s.type === 'mark' || s.type === 'revert')
+        for (const id of s.type === 'mark' ? [s.deviceId] : s.deviceIds) {
+          const d = devices.get(id)!;
+          devices.set(id, { ...d, assignment: { ...d.assignment!, state: s.type === 'mark' ? s.state : 'reverting' } });
+        }
+    }
+    return steps;
+  };
+  return {
+    step,
+    devices,
+    log,
+    get rollout() {
+      return rollout;
+    },
+  };
+}
+
+const fast = { modelId: NEW.id, evidence: { soakS: 20, minFrames: 100 }, gates: { intervalS: 10 } };
+
+describe('plan', () => {
+  it('takes a good model through every stage to 100%', () => {
+    const w = world(fast, { latency: 20, detections: 3000 });
+    for (let t = 0; t <= 1000_000 && w.rollout.status === 'running'; t += 10_000) w.step(t);
+    expect(w.rollout.status).toBe('completed');
+    const onNew = [...w.devices.values()].filter((d) => d.activeSha256 === NEW.sha256).length;
+    expect(onNew).toBe(100);
+    const transitions = w.log.flatMap((s) => (s.type === 'update' ? [s.transition] : []));
+    expect(transitions.filter((t) => t === 'advanced')).toHaveLength(5);
+  });
+
+  it('rolls a bad model back before it passes the canary stage, and every device returns', () => {
+    const w = world(fast, { latency: 60, detections: 1200 });
+    let maxOnNew = 0;
+    for (let t = 0; t <= 600_000; t += 10_000) {
+      w.step(t);
+      maxOnNew = Math.max(maxOnNew, [...w.devices.values()].filter((d) => d.assignment).length);
+    }
+    expect(w.rollout.status).toBe('rolled_back');
+    expect(maxOnNew).toBeLessThanOrEqual(w.rollout.cohorts.canary.length);
+    expect([...w.devices.values()].every((d) => d.activeSha256 === OLD.sha256 && d.shadowSha256 === null)).toBe(true);
+    expect(
+      [...w.devices.values()].filter((d) => d.assignment).every((d) => d.assignment?.state === 'rolled_back'),
+    ).toBe(true);
+  });
+
+  it('rolls back a model that devices revert locally', () => {
+    const w = world(
+      {
+        ...fast,
+        stages: [
+          { name: 'canary', kind: 'canary' },
+          { name: 'all', kind: 'percent', percent: 100 },
+        ],
+      },
+      { latency: 20, detections: 3000, revert: true },
+    );
+    for (let t = 0; t <= 200_000; t += 10_000) w.step(t);
+    expect(w.rollout.status).toBe('rolled_back');
+    expect(w.rollout.reason).toMatch(/failed/);
+  });
+
+  it('holds as inconclusive while 30% of a stage is silent', () => {
+    const canarySilent = (spec: RolloutState['cohorts']) =>
+      new Set(spec.canary.slice(0, Math.ceil(spec.canary.length * 0.3)));
+    const probe = world(fast, { latency: 20, detections: 3000 });
+    const silent = canarySilent(probe.rollout.cohorts);
+    const w = world(
+      {
+        ...fast,
+        stages: [
+          { name: 'canary', kind: 'canary' },
+          { name: 'all', kind: 'percent', percent: 100 },
+        ],
+      },
+      { latency: 20, detections: 3000, silent },
+    );
+    for (let t = 0; t <= 300_000; t += 10_000) w.step(t);
+    expect(w.rollout.status).toBe('running');
+    expect(w.rollout.stageIndex).toBe(0);
+    const last = w.log.filter((s) => s.type === 'verdict').at(-1);
+    expect(last?.type === 'verdict' && last.evaluation.verdict).toBe('inconclusive');
+  });
+
+  it('is pure: the same input plans the same steps', () => {
+    const a = world(fast, { latency: 20, detections: 3000 });
+    const b = world(fast, { latency: 20, detections: 3000 });
+    expect(a.step(0)).toEqual(b.step(0));
+  });
+
+  it('dry-runs devices per stage, earliest duration and bytes', () => {
+    const spec = RolloutSpec.parse({ ...fast, jitterS: 5 });
+    const cohorts = selectCohorts('r1', fleet, spec.canary);
+    const result = dryRun(spec, cohorts, 5_000_000);
+    expect(result.stages.map((s) => s.devices)).toEqual([4, 4, 4, 10, 50, 100]);
+    expect(result.stages.reduce((sum, s) => sum + s.newDevices, 0)).toBe(100);
+    expect(result.bytesToDownload).toBe(500_000_000);
+    expect(result.earliestDurationS).toBe(6 * 30);
+  });
+});
