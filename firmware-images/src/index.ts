@@ -1,1 +1,10 @@
-export {};
+export { type CliDeps, EXIT_FAILED, EXIT_OK, EXIT_USAGE, runCli } from './cli.ts';
+export { parseDuration } from './duration.ts';
+export * from './errors.ts';
+export * from './file-digest.ts';
+export * from './keys.ts';
+export * from './recipes.ts';
+export * from './release-rules.ts';
+export * from './sign.ts';
+export * from './verify.ts';
+export * from './verify-file.ts';

@@ -171,3 +171,4 @@ export const ModelAssignment = z.object({
   signed: SignedModelRelease,
 });
 export type ModelAssignment = z.infer<typeof ModelAssignment>;
+export type ModelReleaseInput = z.input<typeof ModelRelease>;
