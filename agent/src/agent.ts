@@ -1,0 +1,368 @@
+import os from 'node:os';
+import path from 'node:path';
+import type {
+  DeviceEvent,
+  Envelope,
+  JsonObject,
+  PipelineMetrics,
+  Result,
+  ShadowMetrics,
+  SystemMetrics,
+} from '@edgeloop/protocol';
+import type { IClientOptions, MqttClient } from 'mqtt';
+import { type Clock, systemClock, systemTimers, type Timers } from './clock.ts';
+import { CommandError, type Commands, createCommands, registerBuiltinCommands } from './commands.ts';
+import { type AgentConfig, diffConfig, type LoadConfigResult, type LogLevel } from './config.ts';
+import { createDesiredState, createFileDesiredStore, type DesiredState, type DesiredStore } from './desired-state.ts';
+import { createLink, type Link } from './link.ts';
+import { type Logger, silentLogger } from './logger.ts';
+import type { LaneCounts, Outbox } from './outbox.ts';
+import { openFileOutbox, type RecoveryStats } from './outbox-file.ts';
+import { createPublisher, type PublishError, type Publisher } from './publisher.ts';
+import { createSequencer, type Sequencer } from './sequencer.ts';
+import { createSystemMetrics, type SystemMetricsReader } from './system-metrics.ts';
+import { createTelemetry, type Telemetry } from './telemetry.ts';
+import { AGENT_VERSION } from './version.ts';
+
+/*
+ * The agent: config + sequencer + outbox + publisher + link + telemetry + desired state +
+ * commands, wired together. `createAgent` opens the outbox (file-backed under
+ * `<dataDir>/outbox` unless one is given); `start()` re-applies the persisted desired state,
+ * emits `agent.started` and connects; `stop({ graceful: true })` publishes Status
+ * {offline, shutdown}, drains the outbox for up to drainTimeoutMs and disconnects cleanly (no
+ * will). Outbox drops are reported as `outbox.dropped` events (counts since the last report)
+ * after every telemetry tick and every connect.
+ */
+
+export type AgentDeps = {
+  readonly config: AgentConfig;
+  readonly logger?: Logger;
+  readonly clock?: Clock;
+  readonly timers?: Timers;
+  readonly random?: () => number;
+  readonly agentVersion?: string;
+  readonly bootId?: string;
+  /** Re-reads the config for `reload-config`; without it the command answers `failed`. */
+  readonly reloadConfig?: () => LoadConfigResult | Promise<LoadConfigResult>;
+  /** Applies a new log level at runtime (main wires pino's level). */
+  readonly setLogLevel?: (level: LogLevel) => void;
+  /** Defaults to the file outbox under `<dataDir>/outbox`. */
+  readonly outbox?: Outbox;
+  /** Defaults to `<dataDir>/desired.json`. */
+  readonly desiredStore?: DesiredStore;
+  /** Defaults to systeminformation + sysfs (system-metrics.ts). */
+  readonly readSystem?: () => Promise<SystemMetrics>;
+  readonly pipelineMetrics?: () => PipelineMetrics | undefined;
+  readonly shadowMetrics?: () => ShadowMetrics | undefined;
+  readonly createClient?: (options: IClientOptions) => MqttClient;
+  readonly mqttOptions?: Partial<IClientOptions>;
+  /** arch/platform reported in Reported.hardware (defaults: os.arch(), os.platform()). */
+  readonly hardware?: { readonly arch?: string; readonly platform?: string };
+};
+
+export type AgentEvent = Omit<DeviceEvent, keyof Envelope | 'data'> & { readonly data?: JsonObject };
+
+export interface Agent {
+  readonly bootId: string;
+  readonly config: AgentConfig;
+  readonly sequencer: Sequencer;
+  readonly outbox: Outbox;
+  readonly publisher: Publisher;
+  readonly link: Link;
+  readonly telemetry: Telemetry;
+  readonly desired: DesiredState;
+  readonly commands: Commands;
+  start(): Promise<void>;
+  stop(options?: { readonly graceful?: boolean; readonly drainTimeoutMs?: number }): Promise<void>;
+  emitEvent(event: AgentEvent): Result<Envelope, PublishError>;
+  stats(): Record<string, unknown>;
+}
+
+export function createAgent(deps: AgentDeps): Agent {
+  return new AgentRuntime(deps);
+}
+
+/**
+ * A class rather than closures: the simulator runs thousands of agents in one process, and
+ * callbacks handed to the parts are object-literal methods (no per-instance function names).
+ */
+class AgentRuntime implements Agent {
+  readonly bootId: string;
+  readonly sequencer: Sequencer;
+  readonly outbox: Outbox;
+  readonly publisher: Publisher;
+  readonly link: Link;
+  readonly telemetry: Telemetry;
+  readonly desired: DesiredState;
+  readonly commands: Commands;
+  readonly #deps: AgentDeps;
+  readonly #log: Logger;
+  readonly #clock: Clock;
+  readonly #agentVersion: string;
+  readonly #recovery: RecoveryStats | undefined;
+  readonly #systemReader: SystemMetricsReader | null;
+  readonly #reportedDrops: LaneCounts = { control: 0, events: 0, telemetry: 0 };
+  #config: AgentConfig;
+  #startedAt: number;
+  #running = false;
+
+  constructor(deps: AgentDeps) {
+    const config = deps.config;
+    this.#deps = deps;
+    this.#config = config;
+    const logger = (deps.logger ?? silentLogger).child({ deviceId: config.deviceId });
+    const log = logger.child({ component: 'agent' });
+    this.#log = log;
+    const clock = deps.clock ?? systemClock;
+    const timers = deps.timers ?? systemTimers;
+    this.#clock = clock;
+    this.#startedAt = clock.now();
+    const agentVersion = deps.agentVersion ?? AGENT_VERSION;
+    this.#agentVersion = agentVersion;
+    const sequencer = createSequencer(deps.bootId === undefined ? { clock } : { clock, bootId: deps.bootId });
+    this.sequencer = sequencer;
+    this.bootId = sequencer.bootId;
+
+    if (deps.outbox) {
+      this.outbox = deps.outbox;
+    } else {
+      const fileOutbox = openFileOutbox({
+        dir: path.join(config.dataDir, 'outbox'),
+        maxBytes: config.outbox.maxBytes,
+        fsync: config.outbox.fsync,
+        fsyncIntervalMs: config.outbox.fsyncIntervalMs,
+        onWriteError(error) {
+          log.error({ err: error }, 'outbox write failed; message kept in memory');
+        },
+      });
+      this.#recovery = fileOutbox.recovery;
+      this.outbox = fileOutbox;
+    }
+    const outbox = this.outbox;
+
+    // The link comes last; the publisher reaches it through the agent.
+    const agent = this;
+    this.publisher = createPublisher({
+      sequencer,
+      outbox,
+      afterAppend() {
+        agent.link?.flush();
+      },
+    });
+
+    this.#systemReader = deps.readSystem
+      ? null
+      : createSystemMetrics({ dataDir: config.dataDir, sysfsRoot: config.hardware.sysfsRoot, timers });
+    const systemReader = this.#systemReader;
+    this.telemetry = createTelemetry({
+      publisher: this.publisher,
+      intervalS: config.telemetry.intervalS,
+      readSystem: deps.readSystem ?? (() => systemReader!.read()),
+      ...(deps.pipelineMetrics ? { pipelineMetrics: deps.pipelineMetrics } : {}),
+      ...(deps.shadowMetrics ? { shadowMetrics: deps.shadowMetrics } : {}),
+      afterTick() {
+        agent.#reportDrops();
+      },
+      clock,
+      timers,
+      logger,
+    });
+
+    this.desired = createDesiredState({
+      store: deps.desiredStore ?? createFileDesiredStore(path.join(config.dataDir, 'desired.json'), log),
+      publisher: this.publisher,
+      agentVersion,
+      hardware: {
+        ...(config.hardware.profile ? { profile: config.hardware.profile } : {}),
+        arch: (deps.hardware?.arch ?? os.arch()).slice(0, 32),
+        platform: (deps.hardware?.platform ?? os.platform()).slice(0, 32),
+      },
+      telemetry: this.telemetry,
+      defaultTelemetryIntervalS() {
+        return agent.#config.telemetry.intervalS;
+      },
+      onApplyError(applier, applied, error) {
+        agent.emitEvent({
+          type: 'agent.fault',
+          severity: 'error',
+          message: `desired state applier "${applier}" failed: ${(error as Error)?.message ?? String(error)}`.slice(
+            0,
+            2048,
+          ),
+          data: { desiredVersion: applied.version, applier },
+        });
+      },
+      logger,
+    });
+
+    this.commands = createCommands({ publisher: this.publisher, clock, logger });
+    registerBuiltinCommands(this.commands, {
+      bootId: sequencer.bootId,
+      clock,
+      get startedAt() {
+        return agent.#startedAt;
+      },
+      setTelemetryIntervalS(seconds) {
+        agent.telemetry.setIntervalS(seconds);
+      },
+      getTelemetryIntervalS() {
+        return agent.telemetry.intervalS;
+      },
+      reloadConfig() {
+        return agent.#reloadConfig();
+      },
+    });
+
+    this.link = createLink({
+      deviceId: config.deviceId,
+      bootId: sequencer.bootId,
+      mqtt: {
+        url: config.mqtt.url,
+        username: config.mqtt.username,
+        password: config.mqtt.password ?? '',
+        keepaliveS: config.mqtt.keepaliveS,
+        connectTimeoutMs: config.mqtt.connectTimeoutMs,
+        reconnect: config.mqtt.reconnect,
+        maxInflight: config.mqtt.maxInflight,
+      },
+      outbox,
+      publisher: this.publisher,
+      birth() {
+        return { agentVersion, telemetryIntervalS: agent.telemetry.intervalS };
+      },
+      onConnected() {
+        agent.desired.report();
+        agent.#reportDrops();
+      },
+      onDesired(message) {
+        return agent.desired.handle(message);
+      },
+      onCommand(command) {
+        return agent.commands.handle(command);
+      },
+      onInvalidCommand(requestId, reason) {
+        agent.commands.rejectInvalid(requestId, reason);
+      },
+      clock,
+      timers,
+      ...(deps.random ? { random: deps.random } : {}),
+      ...(deps.logger ? { logger } : {}),
+      ...(deps.createClient ? { createClient: deps.createClient } : {}),
+      ...(deps.mqttOptions ? { mqttOptions: deps.mqttOptions } : {}),
+    });
+  }
+
+  get config(): AgentConfig {
+    return this.#config;
+  }
+
+  /** Reports outbox drops since the last report as one `outbox.dropped` event. */
+  #reportDrops(): void {
+    const dropped = this.outbox.stats().dropped;
+    const reported = this.#reportedDrops;
+    const delta = {
+      control: dropped.control - reported.control,
+      events: dropped.events - reported.events,
+      telemetry: dropped.telemetry - reported.telemetry,
+    };
+    if (delta.control + delta.events + delta.telemetry <= 0) return;
+    const result = this.emitEvent({
+      type: 'outbox.dropped',
+      severity: 'warning',
+      message: 'outbox full: messages dropped (oldest telemetry first)',
+      data: { ...delta, totals: { ...dropped } },
+    });
+    if (result.ok) Object.assign(reported, dropped);
+  }
+
+  async #reloadConfig(): Promise<JsonObject> {
+    const reload = this.#deps.reloadConfig;
+    if (!reload) throw new CommandError('failed', 'this agent was started without a config file to reload');
+    const loaded = await reload();
+    if (!loaded.ok) {
+      const problems = loaded.error.problems.map((problem) => `${problem.path}: ${problem.message}`).join('; ');
+      throw new CommandError('failed', `config not reloaded: ${problems}`);
+    }
+    const next = loaded.value;
+    const changed = diffConfig(this.#config, next);
+    const applied: string[] = [];
+    const restartRequired: string[] = [];
+    for (const key of changed) {
+      if (key === 'telemetry.intervalS') {
+        // A desired interval wins over the local one.
+        if (this.desired.current?.telemetryIntervalS === undefined)
+          this.telemetry.setIntervalS(next.telemetry.intervalS);
+        applied.push(key);
+      } else if (key === 'logLevel' && this.#deps.setLogLevel) {
+        this.#deps.setLogLevel(next.logLevel);
+        applied.push(key);
+      } else {
+        restartRequired.push(key);
+      }
+    }
+    this.#config = next;
+    this.emitEvent({ type: 'agent.config-reloaded', severity: 'info', data: { changed, applied, restartRequired } });
+    return { changed, applied, restartRequired };
+  }
+
+  emitEvent(event: AgentEvent): Result<Envelope, PublishError> {
+    return this.publisher.publish('events', { ...event, data: event.data ?? {} });
+  }
+
+  async start(): Promise<void> {
+    if (this.#running) return;
+    this.#running = true;
+    this.#startedAt = this.#clock.now();
+    await this.desired.start();
+    const pending = this.outbox.pending;
+    const recovery = this.#recovery;
+    this.emitEvent({
+      type: 'agent.started',
+      severity: 'info',
+      message: `edgeloop agent ${this.#agentVersion} started`,
+      data: {
+        agentVersion: this.#agentVersion,
+        bootId: this.bootId,
+        hardwareProfile: this.#config.hardware.profile ?? null,
+        desiredVersion: this.desired.appliedVersion,
+        outboxPending: pending,
+        ...(recovery ? { outboxRecovery: { ...recovery } } : {}),
+      },
+    });
+    this.link.start();
+    this.telemetry.start();
+    this.#log.info({ bootId: this.bootId, pending, recovery }, 'agent started');
+  }
+
+  async stop(options: { readonly graceful?: boolean; readonly drainTimeoutMs?: number } = {}): Promise<void> {
+    if (!this.#running) {
+      this.outbox.close();
+      return;
+    }
+    this.#running = false;
+    const graceful = options.graceful ?? true;
+    this.telemetry.stop();
+    this.commands.stop();
+    this.desired.stop();
+    if (graceful) {
+      this.publisher.publish('status', { state: 'offline', reason: 'shutdown', agentVersion: this.#agentVersion });
+      const drained = this.link.state === 'connected' ? await this.link.drain(options.drainTimeoutMs ?? 3000) : false;
+      this.#log.info({ drained, pending: this.outbox.pending }, 'agent stopping');
+    }
+    await this.link.stop({ graceful });
+    this.outbox.close();
+  }
+
+  stats(): Record<string, unknown> {
+    return {
+      bootId: this.bootId,
+      link: this.link.stats(),
+      outbox: this.outbox.stats(),
+      publisher: this.publisher.stats(),
+      telemetry: this.telemetry.stats(),
+      commands: this.commands.stats(),
+      desired: this.desired.stats(),
+      ...(this.#systemReader ? { system: this.#systemReader.stats() } : {}),
+    };
+  }
+}
