@@ -345,7 +345,12 @@ class AgentRuntime implements Agent {
     this.commands.stop();
     this.desired.stop();
     if (graceful) {
-      this.publisher.publish('status', { state: 'offline', reason: 'shutdown', agentVersion: this.#agentVersion });
+      this.publisher.publish('status', {
+        state: 'offline',
+        reason: 'shutdown',
+        session: Math.max(1, this.link.stats().attempts),
+        agentVersion: this.#agentVersion,
+      });
       const drained = this.link.state === 'connected' ? await this.link.drain(options.drainTimeoutMs ?? 3000) : false;
       this.#log.info({ drained, pending: this.outbox.pending }, 'agent stopping');
     }

@@ -330,6 +330,7 @@ class MqttLink implements Link {
     const published = deps.publisher.publish('status', {
       state: 'online',
       reason: 'birth',
+      session: connection,
       keepaliveS: deps.mqtt.keepaliveS,
       ...birth,
     });
@@ -384,6 +385,7 @@ class MqttLink implements Link {
       ...willEnvelope(deps.bootId, connection, this.#clock.now()),
       state: 'offline' as const,
       reason: 'connection-lost' as const,
+      session: connection,
     };
     const options: IClientOptions = {
       log: noop,

@@ -150,16 +150,17 @@ describe('MQTT link against a real aedes broker', () => {
     subject.link.dropConnection();
     await watcher.waitFor(() => statuses(watcher).length >= 3, 10_000, 'will and second birth');
     const [birth, will, rebirth] = statuses(watcher);
-    expect(birth).toMatchObject({ state: 'online', seq: 1 });
+    expect(birth).toMatchObject({ state: 'online', seq: 1, session: 1 });
     expect(will).toEqual({
       state: 'offline',
       reason: 'connection-lost',
+      session: 1,
       seq: 0,
       bootId: subject.sequencer.bootId,
       msgId: `${subject.sequencer.bootId}-will-1`,
       ts: expect.any(Number),
     });
-    expect(rebirth).toMatchObject({ state: 'online', reason: 'birth', seq: 2 });
+    expect(rebirth).toMatchObject({ state: 'online', reason: 'birth', seq: 2, session: 2 });
     expect(subject.connections).toEqual([1, 2]);
     expect(subject.link.stats()).toMatchObject({ connects: 2, disconnects: 1 });
   });

@@ -13,7 +13,11 @@ describe('JSON Schema export', () => {
       expect(schemas).toHaveProperty(`message.${channel}`);
     }
     const files = readdirSync(dir).filter((name) => name.endsWith('.json'));
-    expect(files.sort()).toEqual(Object.keys(schemas).map((name) => `${name}.json`).sort());
+    expect(files.sort()).toEqual(
+      Object.keys(schemas)
+        .map((name) => `${name}.json`)
+        .sort(),
+    );
     for (const [name, schema] of Object.entries(schemas)) {
       const committed = JSON.parse(readFileSync(join(dir, `${name}.json`), 'utf8'));
       expect(committed, `${name}.json is stale: run npm run schemas -w @edgeloop/protocol`).toEqual(schema);

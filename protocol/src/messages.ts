@@ -44,6 +44,13 @@ export type StatusState = z.infer<typeof StatusState>;
 export const Status = Envelope.extend({
   state: StatusState,
   reason: z.enum(['birth', 'shutdown', 'connection-lost']),
+  /**
+   * Connection number within the boot (1, 2, ...). The will of connection n and the birth of
+   * connection n both carry n, so the control plane orders status by (bootId, session) and, within
+   * one session, the will (offline) after the birth. The will lies outside the per-boot sequence
+   * (seq 0), because the broker publishes it.
+   */
+  session: z.int().min(1).optional(),
   agentVersion: z.string().max(64).optional(),
   /** MQTT keepalive the agent uses, so the control plane can judge silence. */
   keepaliveS: z.int().min(1).max(3600).optional(),
