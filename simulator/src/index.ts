@@ -1,0 +1,7 @@
+export { parseSimArgs, startSummary } from './cli.ts';
+export { AckTracker, createFleet, Fleet, type FleetOptions, type FleetStats, formatStats } from './fleet.ts';
+export { NetworkFaults } from './net-fault.ts';
+export * from './profiles.ts';
+export * from './scenario.ts';
+export * from './synthetic-metrics.ts';
+export { type AckObserver, type DeviceCondition, VirtualDevice, type VirtualDeviceOptions } from './virtual-device.ts';

@@ -1,0 +1,54 @@
+import { parseSimArgs, startSummary, USAGE } from './cli.ts';
+import { createFleet } from './fleet.ts';
+import { applyBehaviour, DEFAULT_MODEL_PROFILE } from './profiles.ts';
+
+// Composition root of edgeloop-sim: the only reader of process.env and argv.
+const parsed = parseSimArgs(process.argv.slice(2), process.env);
+if (!parsed.ok) {
+  if (parsed.help) {
+    process.stdout.write(USAGE);
+    process.exit(0);
+  }
+  for (const problem of parsed.problems) process.stderr.write(`edgeloop-sim: ${problem}\n`);
+  process.stderr.write('Run edgeloop-sim --help for usage.\n');
+  process.exit(2);
+}
+const options = parsed.value;
+const fleet = createFleet(options.fleet);
+for (const [modelId, behaviour] of Object.entries(options.scenario?.models ?? {})) {
+  fleet.setModelBehaviour(modelId, applyBehaviour(DEFAULT_MODEL_PROFILE, behaviour));
+}
+const controller = new AbortController();
+let stopping = false;
+async function shutdown(code: number): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  controller.abort();
+  stopSummary?.();
+  process.stderr.write('edgeloop-sim: stopping devices...\n');
+  await fleet.stop();
+  process.exit(code);
+}
+process.on('SIGINT', () => void shutdown(0));
+process.on('SIGTERM', () => void shutdown(0));
+
+let stopSummary: (() => void) | undefined;
+try {
+  process.stderr.write(
+    `edgeloop-sim: enrolling ${options.fleet.devices} devices at ${options.fleet.controlPlaneUrl}\n`,
+  );
+  await fleet.enroll();
+  process.stderr.write(`edgeloop-sim: starting ${options.fleet.devices} devices\n`);
+  if (!options.quiet) stopSummary = startSummary(fleet, process.stderr);
+  await fleet.start(controller.signal);
+  if (options.scenario) {
+    const scenario = options.scenario;
+    void fleet.runScenario(scenario, controller.signal, (step, count) => {
+      process.stderr.write(`\nedgeloop-sim: ${scenario.name}: ${step.action} on ${count} devices\n`);
+    });
+  }
+  if (options.durationMs !== null) setTimeout(() => void shutdown(0), options.durationMs);
+} catch (error) {
+  process.stderr.write(`edgeloop-sim: ${(error as Error).message}\n`);
+  await shutdown(1);
+}

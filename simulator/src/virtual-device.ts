@@ -1,0 +1,314 @@
+import {
+  type Agent,
+  AgentConfig,
+  type Clock,
+  clientOverStream,
+  createAgent,
+  createMemoryDesiredStore,
+  createOutbox,
+  type DesiredStore,
+  type Outbox,
+  silentLogger,
+} from '@edgeloop/agent';
+import type { ModelRef, PipelineMetrics, SystemMetrics } from '@edgeloop/protocol';
+import { NetworkFaults } from './net-fault.ts';
+import { DEFAULT_MODEL_PROFILE, type HardwareProfile, type ModelProfile } from './profiles.ts';
+import { createRandom, seedOf, syntheticPipelineWindow, syntheticSystemMetrics } from './synthetic-metrics.ts';
+
+/*
+ * One simulated device: the agent's own code (createAgent: sequencer, outbox core, publisher,
+ * link, telemetry, desired state, commands) with only the camera, inference and sensors
+ * simulated, plus fault injection. Its memory outbox and desired store play the part of the
+ * disk: they survive a simulated kill and reboot (a revived device has a new bootId and sends
+ * what the dead one left unacknowledged).
+ */
+
+export type AckObserver = {
+  /** A message was appended to a device's outbox at `at` (its envelope ts). */
+  appended(deviceId: string, msgId: string, at: number): void;
+  /** The broker acknowledged it (stored, for the control plane's embedded broker). */
+  acked(deviceId: string, msgId: string, at: number): void;
+};
+
+export type VirtualDeviceOptions = {
+  readonly id: string;
+  readonly password: string;
+  readonly mqttHost: string;
+  readonly mqttPort: number;
+  readonly hardware: HardwareProfile;
+  readonly site: string;
+  readonly keepaliveS: number;
+  readonly telemetryIntervalS: number;
+  readonly cameraFps: number;
+  readonly outboxMaxBytes: number;
+  readonly model?: { readonly ref: ModelRef; readonly profile: ModelProfile } | null;
+  readonly observer?: AckObserver;
+  readonly reconnect?: { readonly initialMs: number; readonly maxMs: number; readonly jitter: number };
+};
+
+export type DeviceCondition = 'running' | 'stopped' | 'killed' | 'partitioned';
+
+/** Outbox decorator that reports appends and acks (publish-to-stored lag, loss accounting). */
+class ObservedOutbox implements Outbox {
+  readonly #inner: Outbox;
+  readonly #deviceId: string;
+  readonly #observer: AckObserver;
+  readonly #clock: Clock;
+
+  constructor(inner: Outbox, deviceId: string, observer: AckObserver, clock: Clock) {
+    this.#inner = inner;
+    this.#deviceId = deviceId;
+    this.#observer = observer;
+    this.#clock = clock;
+  }
+  append(input: Parameters<Outbox['append']>[0]) {
+    const result = this.#inner.append(input);
+    if (result.accepted) this.#observer.appended(this.#deviceId, input.msgId, this.#clock.now());
+    return result;
+  }
+  nextBatch(limit: number) {
+    return this.#inner.nextBatch(limit);
+  }
+  ack(msgId: string) {
+    const done = this.#inner.ack(msgId);
+    if (done) this.#observer.acked(this.#deviceId, msgId, this.#clock.now());
+    return done;
+  }
+  release(msgId: string) {
+    return this.#inner.release(msgId);
+  }
+  requeueInflight() {
+    return this.#inner.requeueInflight();
+  }
+  entries() {
+    return this.#inner.entries();
+  }
+  get pending() {
+    return this.#inner.pending;
+  }
+  stats() {
+    return this.#inner.stats();
+  }
+  close() {
+    this.#inner.close();
+  }
+}
+
+const realClock: Clock = { now: () => Date.now() };
+
+export class VirtualDevice {
+  readonly id: string;
+  readonly hardware: HardwareProfile;
+  readonly site: string;
+  readonly faults: NetworkFaults;
+  readonly #options: VirtualDeviceOptions;
+  readonly #random: () => number;
+  readonly #desiredStore: DesiredStore;
+  readonly #clock: Clock;
+  #outbox: Outbox;
+  #agent: Agent | null = null;
+  #condition: DeviceCondition = 'stopped';
+  #skewMs = 0;
+  #extraTempC = 0;
+  #stalled = false;
+  #bootedAt = Date.now();
+  #lastWindowAt = Date.now();
+  #lastInferenceAt: number | null = null;
+  #boots = 0;
+  /** The model the simulated pipeline runs: undefined plays a default detector, null runs none. */
+  #model: { readonly ref: ModelRef; readonly profile: ModelProfile } | null | undefined;
+
+  constructor(options: VirtualDeviceOptions) {
+    this.id = options.id;
+    this.hardware = options.hardware;
+    this.site = options.site;
+    this.#options = options;
+    this.#random = createRandom(seedOf(options.id));
+    this.#model = options.model;
+    this.faults = new NetworkFaults(options.mqttHost, options.mqttPort);
+    this.#desiredStore = createMemoryDesiredStore();
+    const device = this;
+    this.#clock = {
+      now() {
+        return Date.now() + device.#skewMs;
+      },
+    };
+    this.#outbox = this.#wrap(createOutbox({ maxBytes: options.outboxMaxBytes }));
+  }
+
+  #wrap(outbox: Outbox): Outbox {
+    const observer = this.#options.observer;
+    return observer ? new ObservedOutbox(outbox, this.id, observer, realClock) : outbox;
+  }
+
+  get condition(): DeviceCondition {
+    return this.#condition;
+  }
+
+  get agent(): Agent | null {
+    return this.#agent;
+  }
+
+  get boots(): number {
+    return this.#boots;
+  }
+
+  get connected(): boolean {
+    return this.#agent?.link.state === 'connected';
+  }
+
+  get pending(): number {
+    return this.#outbox.pending;
+  }
+
+  #newAgent(): Agent {
+    const options = this.#options;
+    const config = AgentConfig.parse({
+      deviceId: options.id,
+      mqtt: {
+        url: `mqtt://${options.mqttHost}:${options.mqttPort}`,
+        password: options.password,
+        keepaliveS: options.keepaliveS,
+        ...(options.reconnect ? { reconnect: options.reconnect } : {}),
+      },
+      dataDir: '/nonexistent/simulated',
+      telemetry: { intervalS: options.telemetryIntervalS },
+      hardware: { profile: options.hardware.name },
+      logLevel: 'silent',
+    });
+    const device = this;
+    return createAgent({
+      config,
+      logger: silentLogger,
+      clock: this.#clock,
+      random: this.#random,
+      outbox: this.#outbox,
+      desiredStore: this.#desiredStore,
+      hardware: { arch: options.hardware.arch, platform: 'linux' },
+      readSystem() {
+        return Promise.resolve(device.#system());
+      },
+      pipelineMetrics() {
+        return device.#pipeline();
+      },
+      createClient: clientOverStream(() => this.faults.createStream()),
+    });
+  }
+
+  #utilisation(): number {
+    const model = this.#model?.profile ?? DEFAULT_MODEL_PROFILE;
+    const frameMs = 1000 / this.#options.cameraFps;
+    return Math.min(1, model.latencyMs / this.hardware.speed / frameMs);
+  }
+
+  #system(): SystemMetrics {
+    return syntheticSystemMetrics({
+      hardware: this.hardware,
+      uptimeS: (Date.now() - this.#bootedAt) / 1000,
+      utilisation: this.#stalled ? 0.05 : this.#utilisation(),
+      extraTempC: this.#extraTempC,
+      diskUsedShare: 0.3,
+      random: this.#random,
+    });
+  }
+
+  #pipeline(): PipelineMetrics | undefined {
+    const model = this.#model;
+    if (model === null) return undefined;
+    const now = this.#clock.now();
+    const windowS = Math.max(0.1, (Date.now() - this.#lastWindowAt) / 1000);
+    this.#lastWindowAt = Date.now();
+    const window = syntheticPipelineWindow({
+      hardware: this.hardware,
+      model: model?.profile ?? DEFAULT_MODEL_PROFILE,
+      modelRef: model?.ref ?? null,
+      windowS,
+      cameraFps: this.#options.cameraFps,
+      now,
+      random: this.#random,
+      stalled: this.#stalled,
+      lastInferenceAt: this.#lastInferenceAt,
+    });
+    this.#lastInferenceAt = window.lastInferenceAt;
+    return window;
+  }
+
+  /** Boots the agent (a new bootId each time) and connects. */
+  async start(): Promise<void> {
+    if (this.#condition === 'running' || this.#condition === 'partitioned') return;
+    this.faults.heal();
+    this.#boots += 1;
+    this.#bootedAt = Date.now();
+    this.#lastWindowAt = Date.now();
+    this.#agent = this.#newAgent();
+    this.#condition = 'running';
+    await this.#agent.start();
+  }
+
+  /** Clean shutdown: shutdown status, drain, DISCONNECT (the broker drops the will). */
+  async stop(): Promise<void> {
+    const agent = this.#agent;
+    if (!agent || this.#condition === 'stopped' || this.#condition === 'killed') return;
+    this.#condition = 'stopped';
+    await agent.stop({ graceful: true, drainTimeoutMs: 2000 });
+    this.#carryOutbox();
+  }
+
+  /** The process dies: no DISCONNECT, the kernel closes the socket, the broker sends the will. */
+  async kill(): Promise<void> {
+    const agent = this.#agent;
+    if (!agent || this.#condition === 'stopped' || this.#condition === 'killed') return;
+    this.#condition = 'killed';
+    this.faults.killSockets();
+    await agent.stop({ graceful: false });
+    this.#carryOutbox();
+  }
+
+  /**
+   * The network silently drops everything (no FIN, no RST): the broker notices only through its
+   * keepalive timer, and the device keeps queueing into its outbox and retrying.
+   */
+  partition(): void {
+    if (this.#condition !== 'running') return;
+    this.#condition = 'partitioned';
+    this.faults.partition();
+  }
+
+  /** The network is back after a partition; the link reconnects on its own backoff. */
+  heal(): void {
+    if (this.#condition !== 'partitioned') return;
+    this.#condition = 'running';
+    this.faults.heal();
+  }
+
+  /** Kill while partitioned: the process dies where the broker cannot see it. */
+  async freeze(): Promise<void> {
+    const agent = this.#agent;
+    if (!agent || this.#condition !== 'partitioned') return;
+    this.#condition = 'killed';
+    await agent.stop({ graceful: false });
+    this.#carryOutbox();
+  }
+
+  /** The outbox content survives a stop the way the file outbox does on disk. */
+  #carryOutbox(): void {
+    const restored = [...this.#outbox.entries()];
+    this.#outbox = this.#wrap(createOutbox({ maxBytes: this.#options.outboxMaxBytes, restored }));
+  }
+
+  setClockSkew(seconds: number): void {
+    this.#skewMs = seconds * 1000;
+  }
+
+  setExtraTemperature(celsius: number): void {
+    this.#extraTempC = celsius;
+  }
+
+  setStalled(stalled: boolean): void {
+    this.#stalled = stalled;
+  }
+
+  setModel(model: { readonly ref: ModelRef; readonly profile: ModelProfile } | null): void {
+    this.#model = model;
+  }
+}
