@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type ControlPlane, createControlPlane, loadConfig, type StartedControlPlane } from '@edgeloop/control-plane';
 import type { ConfigInput } from '@edgeloop/control-plane';
+import { type ControlPlane, createControlPlane, loadConfig, type StartedControlPlane } from '@edgeloop/control-plane';
 import pino from 'pino';
 
 /* A real control plane (embedded aedes, SQLite with the real migrations) on ports 0 for
@@ -22,7 +22,15 @@ export async function runControlPlane(overrides: ConfigInput = {}, dataDir?: str
   const dir = dataDir ?? mkdtempSync(join(tmpdir(), 'edgeloop-e2e-'));
   const token = `e2e-${randomBytes(16).toString('hex')}`;
   const config = loadConfig({
-    overrides: { httpPort: 0, mqttPort: 0, host: '127.0.0.1', dataDir: dir, adminToken: token, logLevel: 'silent', ...overrides },
+    overrides: {
+      httpPort: 0,
+      mqttPort: 0,
+      host: '127.0.0.1',
+      dataDir: dir,
+      adminToken: token,
+      logLevel: 'silent',
+      ...overrides,
+    },
   });
   const cp = createControlPlane(config, { logger: pino({ level: 'silent' }) });
   const started = await cp.start();
@@ -43,7 +51,12 @@ export async function runControlPlane(overrides: ConfigInput = {}, dataDir?: str
   };
 }
 
-export async function eventually<T>(check: () => T | Promise<T>, timeoutMs: number, what: string, everyMs = 100): Promise<T> {
+export async function eventually<T>(
+  check: () => T | Promise<T>,
+  timeoutMs: number,
+  what: string,
+  everyMs = 100,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown = null;
   for (;;) {

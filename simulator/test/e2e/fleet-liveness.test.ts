@@ -76,6 +76,8 @@ describe('a fleet of 200 simulated devices against a real control plane', () => 
 
     for (const device of victims) device.heal();
     await eventually(async () => (await summary()).online === 200, 30_000, 'all 200 back online');
-    console.info(`slowest offline detection: ${slowest} ms (keepalive ${KEEPALIVE_S} s, bound ${KEEPALIVE_S * 1500} ms)`);
+    console.info(
+      `slowest offline detection: ${slowest} ms (keepalive ${KEEPALIVE_S} s, bound ${KEEPALIVE_S * 1500} ms)`,
+    );
   }, 120_000);
 });
