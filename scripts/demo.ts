@@ -8,7 +8,7 @@ import pino from 'pino';
 
 const DEMO_DEVICES = Number(process.env.EDGELOOP_DEMO_DEVICES ?? 25);
 const dataDir = path.resolve(process.env.EDGELOOP_DATA_DIR ?? 'data');
-const logLevel = process.env.EDGELOOP_LOG_LEVEL ?? 'warn';
+const logLevel = (process.env.EDGELOOP_LOG_LEVEL ?? 'warn') as 'warn';
 // A fresh admin token each run, printed below; it replaces the previous demo token.
 const adminToken = process.env.EDGELOOP_ADMIN_TOKEN ?? `demo-${randomBytes(24).toString('base64url')}`;
 
