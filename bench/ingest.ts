@@ -1,0 +1,368 @@
+// npm run bench:ingest — ingest throughput against bare aedes, fleet-scale lag and memory, overload.
+//
+//   (a) bare aedes 1.2.0 fan-in at QoS 1 to a plain counting subscriber
+//   (b) the control plane's ingest (validated, deduplicated, stored in SQLite, PUBACK after store)
+//       with the same publishers; ratio b/a (target >= 0.7)
+//   (c) 5,000 simulated devices at one telemetry message per 10 s: p99 publish-to-stored lag
+//       (target < 1 s), messages lost (target 0), control-plane RSS per connected device
+//       (target <= 25 KiB), simulator RSS per device (target >= 10,000 devices per GiB)
+//   (d) a 2x overload (QoS 0 and QoS 1 offered at twice (b)): the broker must not crash; it sheds
+//       QoS 0 (counted) and pushes back on QoS 1.
+//
+// Environment: BENCH_DEVICES (5000), BENCH_STEADY_S (40), BENCH_MESSAGES (50000).
+import { type ChildProcess, execFile, fork, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { createControlPlane, loadConfig } from '@edgeloop/control-plane';
+import { EnrollDeviceResponse, fleetFilter } from '@edgeloop/protocol';
+import { Aedes } from 'aedes';
+import Database from 'better-sqlite3';
+import mqtt from 'mqtt';
+import pino from 'pino';
+
+const root = resolve(fileURLToPath(new URL('.', import.meta.url)), '..');
+const PUBLISHERS = 20;
+const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 50_000);
+const FLEET = Number(process.env.BENCH_DEVICES ?? 5000);
+const STEADY_S = Number(process.env.BENCH_STEADY_S ?? 40);
+const run = promisify(execFile);
+const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
+const KiB = 1024;
+
+type PublisherResult = { published: number; acked: number; errors: number; seconds: number };
+
+async function publishers(job: Record<string, unknown>): Promise<PublisherResult> {
+  const { stdout } = await run(
+    process.execPath,
+    ['--import', 'tsx', join(root, 'bench/ingest-publishers.ts'), JSON.stringify(job)],
+    {
+      maxBuffer: 1 << 20,
+      timeout: 600_000,
+    },
+  );
+  return JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as PublisherResult;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((done, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => done(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+function rssOf(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const match = /VmRSS:\s+(\d+) kB/.exec(status);
+  return match ? Number(match[1]) * 1024 : 0;
+}
+
+function metric(text: string, name: string): number {
+  let total = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith(name) && (line[name.length] === ' ' || line[name.length] === '{')) {
+      total += Number(line.slice(line.lastIndexOf(' ') + 1)) || 0;
+    }
+  }
+  return total;
+}
+
+function metricLines(text: string, pattern: RegExp): string[] {
+  return text.split('\n').filter((line) => !line.startsWith('#') && pattern.test(line));
+}
+
+// ------------------------------------------------------------------------------------------------
+async function bareAedes(): Promise<number> {
+  const broker = await Aedes.createBroker({});
+  const server = createServer(broker.handle);
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  const port = (server.address() as { port: number }).port;
+  const subscriber = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId: 'counter', protocolVersion: 4 });
+  let received = 0;
+  let allReceived: () => void = () => {};
+  const done = new Promise<void>((resolveDone) => (allReceived = resolveDone));
+  subscriber.on('message', () => {
+    received += 1;
+    if (received === MESSAGES) allReceived();
+  });
+  await subscriber.subscribeAsync(fleetFilter('telemetry'), { qos: 1 });
+  const devices = Array.from({ length: PUBLISHERS }, (_, i) => ({ id: `pub-${i}`, password: 'x' }));
+  const started = performance.now();
+  const result = await publishers({
+    url: `mqtt://127.0.0.1:${port}`,
+    devices,
+    messagesPerDevice: MESSAGES / PUBLISHERS,
+    window: 50,
+    qos: 1,
+    rate: 0,
+    seconds: 0,
+  });
+  await Promise.race([done, sleep(30_000)]);
+  const seconds = (performance.now() - started) / 1000;
+  await subscriber.endAsync();
+  await new Promise<void>((closed) => broker.close(() => closed()));
+  server.close();
+  if (received !== MESSAGES || result.acked !== MESSAGES) {
+    throw new Error(`bare aedes: published ${result.acked}, received ${received} of ${MESSAGES}`);
+  }
+  return MESSAGES / seconds;
+}
+
+async function inProcessControlPlane() {
+  const dataDir = mkdtempSync(join(tmpdir(), 'edgeloop-bench-'));
+  const token = `bench-${randomBytes(16).toString('hex')}`;
+  const config = loadConfig({
+    overrides: { httpPort: 0, mqttPort: 0, host: '127.0.0.1', dataDir, adminToken: token, logLevel: 'silent' },
+  });
+  const cp = createControlPlane(config, { logger: pino({ level: 'silent' }) });
+  const started = await cp.start();
+  const api = async (method: string, path: string, body?: unknown) =>
+    cp.internals.app.request(path, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+      ...(body ? { body: JSON.stringify(body) } : {}),
+    });
+  const enroll = async (prefix: string, count: number) => {
+    const devices: { id: string; password: string }[] = [];
+    for (let i = 0; i < count; i++) {
+      const response = await api('POST', '/api/v1/devices', { id: `${prefix}-${i}`, labels: {} });
+      const enrolled = EnrollDeviceResponse.parse(await response.json());
+      devices.push({ id: enrolled.device.id, password: enrolled.credentials.password });
+    }
+    return devices;
+  };
+  const metricsText = async () => (await api('GET', '/metrics')).text();
+  return {
+    cp,
+    started,
+    dataDir,
+    enroll,
+    metricsText,
+    async stop() {
+      await cp.stop();
+    },
+    count(sql: string): number {
+      const db = new Database(join(dataDir, 'edgeloop.db'), { readonly: true });
+      try {
+        return (db.prepare(sql).get() as { n: number }).n;
+      } finally {
+        db.close();
+      }
+    },
+    remove() {
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function controlPlaneIngest(): Promise<{ rate: number; metrics: string }> {
+  const cp = await inProcessControlPlane();
+  const devices = await cp.enroll('pub', PUBLISHERS);
+  const started = performance.now();
+  const result = await publishers({
+    url: cp.started.mqttUrl,
+    devices,
+    messagesPerDevice: MESSAGES / PUBLISHERS,
+    window: 50,
+    qos: 1,
+    rate: 0,
+    seconds: 0,
+  });
+  const seconds = (performance.now() - started) / 1000;
+  const metrics = await cp.metricsText();
+  await cp.stop();
+  const stored = cp.count("SELECT COUNT(*) AS n FROM messages WHERE channel = 'telemetry'");
+  cp.remove();
+  if (result.acked !== MESSAGES || stored !== MESSAGES) {
+    throw new Error(`control plane: acked ${result.acked}, stored ${stored} of ${MESSAGES}`);
+  }
+  return { rate: MESSAGES / seconds, metrics };
+}
+
+// ------------------------------------------------------------------------------------------------
+type FleetReply = Record<string, unknown> & { type: string };
+
+function ask(child: ChildProcess, request: unknown, expect: string, timeoutMs = 300_000): Promise<FleetReply> {
+  return new Promise((done, reject) => {
+    const timer = setTimeout(() => reject(new Error(`simulator did not answer ${expect} in time`)), timeoutMs);
+    const onMessage = (message: FleetReply) => {
+      if (message.type === 'error') {
+        clearTimeout(timer);
+        child.off('message', onMessage);
+        reject(new Error(String(message.message)));
+      } else if (message.type === expect) {
+        clearTimeout(timer);
+        child.off('message', onMessage);
+        done(message);
+      }
+    };
+    child.on('message', onMessage);
+    if (request) child.send(request as never);
+  });
+}
+
+async function fleetScale() {
+  const dataDir = mkdtempSync(join(tmpdir(), 'edgeloop-bench-fleet-'));
+  const token = `bench-${randomBytes(16).toString('hex')}`;
+  const httpPort = await freePort();
+  const mqttPort = await freePort();
+  const cp = spawn(
+    process.execPath,
+    [
+      join(root, 'control-plane/bin/edgeloop.js'),
+      'serve',
+      '--http-port',
+      String(httpPort),
+      '--mqtt-port',
+      String(mqttPort),
+      '--host',
+      '127.0.0.1',
+      '--data-dir',
+      dataDir,
+    ],
+    {
+      env: { ...process.env, EDGELOOP_ADMIN_TOKEN: token, EDGELOOP_LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    },
+  );
+  const url = `http://127.0.0.1:${httpPort}`;
+  for (let i = 0; ; i++) {
+    try {
+      if ((await fetch(`${url}/healthz`)).ok) break;
+    } catch {
+      // not up yet
+    }
+    if (i > 300) throw new Error('control plane did not start');
+    await sleep(100);
+  }
+  await sleep(2000);
+  const cpBaseline = rssOf(cp.pid as number);
+
+  const sim = fork(
+    join(root, 'bench/sim-fleet.ts'),
+    [JSON.stringify({ url, token, devices: FLEET, telemetryIntervalS: 10, connectRate: 500 })],
+    {
+      execArgv: ['--import', 'tsx', '--expose-gc'],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    },
+  );
+  const ready = await ask(sim, null, 'ready');
+  const simBaseline = Number(ready.rss);
+  const enrollStart = performance.now();
+  await ask(sim, { type: 'enroll' }, 'enrolled');
+  const enrollS = (performance.now() - enrollStart) / 1000;
+  const connectStart = performance.now();
+  await ask(sim, { type: 'start' }, 'started');
+  const connectS = (performance.now() - connectStart) / 1000;
+  await sleep(5000);
+  await ask(sim, { type: 'stats', resetLag: true }, 'stats');
+  await sleep(STEADY_S * 1000);
+  const steady = await ask(sim, { type: 'stats' }, 'stats');
+  const cpLoaded = rssOf(cp.pid as number);
+  const simLoaded = Number(steady.rss);
+  const metricsResponse = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${token}` } });
+  const metrics = await metricsResponse.text();
+  const stopped = await ask(sim, { type: 'stop' }, 'stopped');
+  cp.kill('SIGTERM');
+  await new Promise((done) => cp.once('exit', done));
+  const db = new Database(join(dataDir, 'edgeloop.db'), { readonly: true });
+  const stored = (
+    db.prepare("SELECT COUNT(*) AS n FROM messages WHERE device_id LIKE 'bench-%' AND seq > 0").get() as { n: number }
+  ).n;
+  db.close();
+  rmSync(dataDir, { recursive: true, force: true });
+  const lag = (steady.stats as { lag: { p50: number; p95: number; p99: number; max: number; count: number } | null })
+    .lag;
+  return {
+    enrollS,
+    connectS,
+    lag,
+    appended: Number(stopped.appended),
+    acked: Number(stopped.acked),
+    unacked: Number(stopped.unacked),
+    stored,
+    cpPerDevice: (cpLoaded - cpBaseline) / FLEET,
+    cpBaseline,
+    cpLoaded,
+    simPerDevice: (simLoaded - simBaseline) / FLEET,
+    simBaseline,
+    simLoaded,
+    metrics,
+  };
+}
+
+// ------------------------------------------------------------------------------------------------
+async function overload(rate: number, qos: 0 | 1) {
+  const cp = await inProcessControlPlane();
+  const devices = await cp.enroll(`flood${qos}`, PUBLISHERS);
+  const result = await publishers({
+    url: cp.started.mqttUrl,
+    devices,
+    messagesPerDevice: 0,
+    window: 0,
+    qos,
+    rate,
+    seconds: 10,
+  });
+  const health = await cp.cp.internals.app.request('/healthz');
+  const metrics = await cp.metricsText();
+  await cp.stop();
+  const stored = cp.count("SELECT COUNT(*) AS n FROM messages WHERE channel = 'telemetry'");
+  cp.remove();
+  return { offered: result.published, acked: result.acked, stored, healthy: health.ok, metrics };
+}
+
+// ------------------------------------------------------------------------------------------------
+const fmt = (n: number, digits = 0) =>
+  n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+const verdict = (ok: boolean) => (ok ? 'meets target' : 'MISSES target');
+
+console.log(`bench:ingest on ${process.version}, ${(await import('node:os')).cpus().length} cores\n`);
+console.log(`(a)/(b) ${fmt(MESSAGES)} telemetry messages from ${PUBLISHERS} publishers, QoS 1, 50 in flight each`);
+const a = await bareAedes();
+const b = await controlPlaneIngest();
+console.log(`  (a) bare aedes -> counting subscriber:   ${fmt(a)} msg/s`);
+console.log(`  (b) control plane ingest -> SQLite:       ${fmt(b.rate)} msg/s`);
+console.log(`  b/a = ${fmt(b.rate / a, 2)}  (target >= 0.70: ${verdict(b.rate / a >= 0.7)})`);
+for (const line of metricLines(b.metrics, /flush|event_loop|batch/)) console.log(`      ${line}`);
+
+console.log(`\n(c) ${fmt(FLEET)} simulated devices, telemetry every 10 s, ${STEADY_S} s steady window`);
+const c = await fleetScale();
+const lost = c.appended - c.stored;
+console.log(`  enrolled in ${fmt(c.enrollS, 1)} s, all connected in ${fmt(c.connectS, 1)} s`);
+if (c.lag) {
+  console.log(
+    `  publish-to-stored lag: p50 ${fmt(c.lag.p50)} ms, p95 ${fmt(c.lag.p95)} ms, p99 ${fmt(c.lag.p99)} ms, max ${fmt(c.lag.max)} ms over ${fmt(c.lag.count)} messages  (p99 < 1000 ms: ${verdict(c.lag.p99 < 1000)})`,
+  );
+}
+console.log(
+  `  messages appended by devices ${fmt(c.appended)}, acknowledged ${fmt(c.acked)}, stored ${fmt(c.stored)}, lost ${fmt(lost)}  (target 0: ${verdict(lost === 0)})`,
+);
+console.log(
+  `  control plane RSS ${fmt(c.cpBaseline / 2 ** 20, 1)} MiB -> ${fmt(c.cpLoaded / 2 ** 20, 1)} MiB: ${fmt(c.cpPerDevice / KiB, 1)} KiB per device  (<= 25 KiB: ${verdict(c.cpPerDevice <= 25 * KiB)})`,
+);
+const perGiB = 2 ** 30 / c.simPerDevice;
+console.log(
+  `  simulator RSS ${fmt(c.simBaseline / 2 ** 20, 1)} MiB -> ${fmt(c.simLoaded / 2 ** 20, 1)} MiB: ${fmt(c.simPerDevice / KiB, 1)} KiB per device = ${fmt(perGiB)} devices per GiB  (>= 10,000: ${verdict(perGiB >= 10_000)})`,
+);
+for (const line of metricLines(c.metrics, /flush|event_loop/)) console.log(`      ${line}`);
+
+console.log(`\n(d) overload: 2x (b) = ${fmt(2 * b.rate)} msg/s offered for 10 s`);
+for (const qos of [0, 1] as const) {
+  const d = await overload(2 * b.rate, qos);
+  console.log(
+    `  QoS ${qos}: offered ${fmt(d.offered)}, acknowledged ${fmt(d.acked)}, stored ${fmt(d.stored)}, control plane ${d.healthy ? 'alive (healthz 200)' : 'DOWN'}`,
+  );
+  console.log(`         dropped (counted): ${fmt(metric(d.metrics, 'edgeloop_ingest_dropped_total'))}`);
+  for (const line of metricLines(d.metrics, /dropped|pushback|backpressure|event_loop_delay_max/))
+    console.log(`      ${line}`);
+}
+process.exit(0);

@@ -1,0 +1,69 @@
+// Child process of bench/ingest.ts: a simulated fleet, driven over IPC so its memory is its own.
+import { createFleet } from '@edgeloop/simulator';
+
+type Job = { url: string; token: string; devices: number; telemetryIntervalS: number; connectRate: number };
+type Request = { type: 'enroll' } | { type: 'start' } | { type: 'stats'; resetLag?: boolean } | { type: 'stop' };
+
+const job = JSON.parse(process.argv[2] ?? '{}') as Job;
+const fleet = createFleet({
+  controlPlaneUrl: job.url,
+  token: job.token,
+  devices: job.devices,
+  prefix: 'bench',
+  keepaliveS: 60,
+  telemetryIntervalS: job.telemetryIntervalS,
+  cameraFps: 15,
+  outboxMaxBytes: 256 * 1024,
+  connectRate: job.connectRate,
+  measure: true,
+});
+
+function rss(): number {
+  return process.memoryUsage().rss;
+}
+
+const send = (message: unknown) => process.send?.(message);
+send({ type: 'ready', rss: rss() });
+
+process.on('message', (request: Request) => {
+  void (async () => {
+    try {
+      switch (request.type) {
+        case 'enroll':
+          await fleet.enroll();
+          global.gc?.();
+          send({ type: 'enrolled', rss: rss() });
+          break;
+        case 'start':
+          await fleet.start();
+          await fleet.waitFor((stats) => stats.connected === job.devices, 120_000);
+          send({ type: 'started', stats: fleet.stats() });
+          break;
+        case 'stats':
+          global.gc?.();
+          send({
+            type: 'stats',
+            stats: fleet.stats(),
+            rss: rss(),
+            appended: fleet.tracker?.appendedCount ?? 0,
+            acked: fleet.tracker?.ackedCount ?? 0,
+          });
+          if (request.resetLag) fleet.tracker?.resetLag();
+          break;
+        case 'stop':
+          await fleet.stop();
+          send({
+            type: 'stopped',
+            stats: fleet.stats(),
+            appended: fleet.tracker?.appendedCount ?? 0,
+            acked: fleet.tracker?.ackedCount ?? 0,
+            unacked: fleet.tracker?.unacked ?? 0,
+          });
+          setTimeout(() => process.exit(0), 100);
+          break;
+      }
+    } catch (error) {
+      send({ type: 'error', message: (error as Error).message });
+    }
+  })();
+});

@@ -1,0 +1,350 @@
+import { randomUUID } from 'node:crypto';
+import type { EventEmitter } from 'node:events';
+import {
+  type Command,
+  checkDeviceId,
+  type Desired,
+  encode,
+  fail,
+  isDeviceToCloud,
+  type JsonObject,
+  ok,
+  parseTopic,
+  type Reply,
+  type Result,
+  topicFor,
+} from '@edgeloop/protocol';
+import { Aedes, type AedesPublishPacket, type Client, type PublishPacket, type Subscription } from 'aedes';
+import type { Logger } from 'pino';
+import type { CommandWaiters } from './command-waiters.ts';
+import type { Clock, IngestWriter } from './ingest.ts';
+import type { MetricsRegistry } from './metrics.ts';
+import type { SecretHasher } from './secrets.ts';
+
+/*
+ * The embedded MQTT broker (aedes 1.2, MQTT 3.1.1) with the fleet's access rules:
+ *
+ *   authenticate        username = client id = an enrolled, active device id; password checked
+ *                       against its keyed hash (constant time). A last will is allowed only on
+ *                       the device's own status topic. Refusals: CONNACK 4 (bad credentials) or
+ *                       5 (not authorized).
+ *   authorizePublish    only the device's own status/telemetry/events/reported/reply topics;
+ *                       retain only on status. A refusal closes the connection (MQTT 3.1.1 has no
+ *                       negative PUBACK). Accepted payloads go to the ingest writer and the
+ *                       callback runs only once they are stored (or dead-lettered): aedes writes
+ *                       the PUBACK after it, so an acked message is never lost, and it reads no
+ *                       more from that socket meanwhile (per-publisher backpressure).
+ *   authorizeSubscribe  exactly the device's own desired and cmd topics; anything else (`#`,
+ *                       `+/...`, `$SYS/#`, other devices) gets SUBACK 0x80.
+ *
+ * Last wills: aedes 1.2 passes a will through authorizePublish (client.close and the will
+ * sweeper) before publishing it, so they are ingested there; the `published` hook catches any
+ * status packet that was not (an untagged one) so that no will can slip past the ingest.
+ * The control plane ingests in the hooks, not through a subscription to the broker's internal
+ * emitter (mqemitter); in-process subscriptions (subscribe below) release mqemitter's callback
+ * asynchronously, so the recursion under load (moscajs/aedes#193) cannot happen.
+ */
+
+const INGESTED: unique symbol = Symbol('edgeloop.ingested');
+type TaggedPacket = PublishPacket & { [INGESTED]?: true; clientId?: string };
+
+export type BrokerDeps = {
+  readonly devices: { secretHash(id: string): Promise<string | null> };
+  readonly hasher: SecretHasher;
+  readonly ingest: IngestWriter;
+  readonly waiters: CommandWaiters;
+  readonly metrics: MetricsRegistry;
+  readonly logger: Logger;
+  readonly clock: Clock;
+};
+
+export type CommandRequest = { readonly name: string; readonly args?: JsonObject };
+export type CommandError = 'offline' | 'timeout';
+
+export type ControlBroker = {
+  readonly aedes: Aedes;
+  /** Hands a new connection (a net.Socket or any duplex stream) to the broker. */
+  handle(connection: Parameters<Aedes['handle']>[0]): void;
+  /** Whether the device has a connected session that is not closing. */
+  isConnected(deviceId: string): boolean;
+  readonly connectedCount: number;
+  /** Closes the device's live session at once (revocation). */
+  kick(deviceId: string): Promise<void>;
+  /** Publishes desired state, retained, QoS 1, on the device's desired topic. */
+  publishDesired(deviceId: string, desired: Desired): Promise<void>;
+  /**
+   * Subscribes in-process to a topic filter (a bridge, a dashboard feed). The handler's callback
+   * is always released asynchronously: a synchronous callback lets mqemitter recurse through its
+   * backlog under load and overflow the stack (moscajs/aedes#193). Returns the unsubscribe.
+   */
+  subscribe(filter: string, handler: (topic: string, payload: Buffer) => void): Promise<() => Promise<void>>;
+  /** Sends a command and waits for its reply. */
+  sendCommand(
+    deviceId: string,
+    command: CommandRequest,
+    timeoutMs: number,
+    signal?: AbortSignal,
+  ): Promise<Result<Reply, CommandError>>;
+  close(): Promise<void>;
+};
+
+/** CONNACK return codes we use: 3 server unavailable, 4 bad credentials, 5 not authorized. */
+type AuthCode = 3 | 4 | 5;
+
+function authError(message: string, returnCode: AuthCode): Error & { returnCode: AuthCode } {
+  return Object.assign(new Error(message), { returnCode });
+}
+
+export async function createBroker(deps: BrokerDeps): Promise<ControlBroker> {
+  const { ingest, hasher, logger, waiters } = deps;
+  const authFailures = deps.metrics.counter('edgeloop_mqtt_auth_failures_total', 'Refused MQTT connects, by reason');
+  const aclDenials = deps.metrics.counter('edgeloop_mqtt_acl_denials_total', 'Refused publishes and subscriptions');
+  const clientErrors = deps.metrics.counter('edgeloop_mqtt_client_errors_total', 'MQTT connections closed on error');
+  const wills = deps.metrics.counter('edgeloop_mqtt_wills_total', 'Last wills published by the broker');
+
+  const isLive = (client: Client | undefined | null): boolean => client?.connected === true && !client.closed;
+
+  // Holds the broker once created; the hooks below only run after that.
+  let broker: Aedes | null = null;
+  const liveClient = (deviceId: string): Client | undefined =>
+    (broker as { clients?: Record<string, Client> } | null)?.clients?.[deviceId];
+
+  const refuse = (reason: string, message: string, returnCode: AuthCode) => {
+    authFailures.inc({ reason });
+    return authError(message, returnCode);
+  };
+
+  const authenticate = (
+    client: Client,
+    username: string | undefined,
+    password: Buffer | undefined,
+    callback: (error: (Error & { returnCode: AuthCode }) | null, success: boolean | null) => void,
+  ) => {
+    const deviceId = client.id;
+    if (username === undefined || password === undefined || password.length === 0) {
+      callback(refuse('anonymous', 'username and password are required', 4), null);
+      return;
+    }
+    if (username !== deviceId || !checkDeviceId(deviceId).ok) {
+      callback(refuse('client_id_mismatch', 'the username must equal the client id, a device id', 5), null);
+      return;
+    }
+    // Set by aedes from CONNECT before authenticate runs.
+    const will = (client as Client & { _will?: { topic?: string } | null })._will;
+    if (will && will.topic !== topicFor(deviceId, 'status')) {
+      callback(refuse('will_topic', 'a last will is allowed only on the device status topic', 5), null);
+      return;
+    }
+    deps.devices.secretHash(deviceId).then(
+      (secretHash) => {
+        if (secretHash === null || !ingest.knows(deviceId)) {
+          callback(refuse('unknown_device', 'unknown or revoked device', 4), null);
+        } else if (!hasher.verify(password.toString('utf8'), secretHash)) {
+          callback(refuse('bad_password', 'bad user name or password', 4), null);
+        } else {
+          callback(null, true);
+        }
+      },
+      (error: unknown) => {
+        logger.error({ err: error }, 'credential lookup failed');
+        callback(authError('server unavailable', 3), null);
+      },
+    );
+  };
+
+  const ingestWill = (deviceId: string, packet: TaggedPacket, done: (error?: Error | null) => void) => {
+    wills.inc();
+    packet[INGESTED] = true;
+    ingest.offer(
+      {
+        deviceId,
+        channel: 'status',
+        topic: packet.topic,
+        payload: packet.payload as Buffer,
+        qos: packet.qos,
+        will: true,
+        liveSession: isLive(liveClient(deviceId)),
+      },
+      (error) => done(error ?? null),
+    );
+  };
+
+  const authorizePublish = (client: Client | null, packet: TaggedPacket, callback: (error?: Error | null) => void) => {
+    const parsed = parseTopic(packet.topic);
+    if (client === null) {
+      // A stored will published by the will sweeper after its client vanished.
+      if (parsed?.channel === 'status' && packet.clientId === parsed.deviceId && ingest.knows(parsed.deviceId)) {
+        ingestWill(parsed.deviceId, packet, callback);
+      } else {
+        aclDenials.inc({ action: 'publish' });
+        callback(new Error('not authorized'));
+      }
+      return;
+    }
+    const deviceId = client.id;
+    const isOwnWill = (client as Client & { will?: unknown }).will === packet;
+    if (isOwnWill && !ingest.knows(deviceId)) {
+      // The will of a session kicked at revocation: not published, not an access violation.
+      callback(new Error('device revoked'));
+      return;
+    }
+    if (
+      parsed === null ||
+      parsed.deviceId !== deviceId ||
+      !isDeviceToCloud(parsed.channel) ||
+      (packet.retain && parsed.channel !== 'status') ||
+      !ingest.knows(deviceId)
+    ) {
+      aclDenials.inc({ action: 'publish' });
+      callback(new Error('not authorized'));
+      return;
+    }
+    if (isOwnWill) {
+      ingestWill(deviceId, packet, callback);
+      return;
+    }
+    packet[INGESTED] = true;
+    ingest.offer(
+      {
+        deviceId,
+        channel: parsed.channel,
+        topic: packet.topic,
+        payload: packet.payload as Buffer,
+        qos: packet.qos,
+        will: false,
+        liveSession: isLive(client),
+      },
+      (error) => callback(error ?? null),
+    );
+  };
+
+  const authorizeSubscribe = (
+    client: Client,
+    subscription: Subscription,
+    callback: (error: Error | null, subscription?: Subscription | null) => void,
+  ) => {
+    const deviceId = client.id;
+    const allowed =
+      subscription.topic === topicFor(deviceId, 'desired') || subscription.topic === topicFor(deviceId, 'cmd');
+    if (!allowed) {
+      aclDenials.inc({ action: 'subscribe' });
+      callback(null, null);
+      return;
+    }
+    callback(null, { ...subscription, qos: Math.min(subscription.qos, 1) as 0 | 1 });
+  };
+
+  const published = (packet: AedesPublishPacket, client: Client | null, callback: (error?: Error | null) => void) => {
+    const tagged = packet as TaggedPacket;
+    if (tagged[INGESTED]) {
+      callback(null);
+      return;
+    }
+    const parsed = parseTopic(packet.topic);
+    // Only a will can reach here untagged on a device topic (the broker publishes it itself).
+    if (parsed?.channel === 'status' && ingest.knows(parsed.deviceId)) {
+      const owner = client?.id ?? tagged.clientId;
+      if (owner === parsed.deviceId) {
+        ingestWill(parsed.deviceId, tagged, () => callback(null));
+        return;
+      }
+    }
+    callback(null);
+  };
+
+  const aedes = await Aedes.createBroker({
+    authenticate: authenticate as never,
+    authorizePublish: authorizePublish as never,
+    authorizeSubscribe,
+    published: published as never,
+  });
+  broker = aedes;
+
+  aedes.on('clientReady', (client) => ingest.noteConnection(client.id, true));
+  aedes.on('clientDisconnect', (client) => {
+    // On a takeover the new session is registered after the old one left: it is online.
+    ingest.noteConnection(client.id, isLive(liveClient(client.id)));
+  });
+  aedes.on('clientError', (_client, error) => {
+    clientErrors.inc();
+    logger.debug({ err: error }, 'mqtt client error');
+  });
+  aedes.on('connectionError', () => clientErrors.inc());
+  // An 'error' event without a listener would crash the process.
+  (aedes as EventEmitter).on('error', (error: Error) => logger.error({ err: error }, 'broker error'));
+
+  deps.metrics.gauge('edgeloop_mqtt_connected_clients', 'Connected MQTT clients', () => aedes.connectedClients);
+
+  const publish = (packet: { topic: string; payload: Buffer; qos: 0 | 1; retain: boolean }) =>
+    new Promise<void>((resolve, reject) => {
+      aedes.publish({ cmd: 'publish', dup: false, ...packet } as PublishPacket, (error?: Error) =>
+        error ? reject(error) : resolve(),
+      );
+    });
+
+  return {
+    aedes,
+    handle(connection) {
+      aedes.handle(connection);
+    },
+    isConnected(deviceId) {
+      return isLive(liveClient(deviceId));
+    },
+    get connectedCount() {
+      return aedes.connectedClients;
+    },
+    kick(deviceId) {
+      const client = liveClient(deviceId);
+      if (!client) return Promise.resolve();
+      return new Promise<void>((resolve) => client.close(() => resolve()));
+    },
+    subscribe(filter, handler) {
+      const deliver = (packet: AedesPublishPacket, done: () => void) => {
+        try {
+          handler(packet.topic, packet.payload as Buffer);
+        } catch (error) {
+          logger.error({ err: error }, 'internal subscriber failed');
+        }
+        setImmediate(done);
+      };
+      return new Promise((resolve) => {
+        aedes.subscribe(filter, deliver, () =>
+          resolve(() => new Promise<void>((done) => aedes.unsubscribe(filter, deliver, () => done()))),
+        );
+      });
+    },
+    publishDesired(deviceId, desired) {
+      return publish({
+        topic: topicFor(deviceId, 'desired'),
+        payload: Buffer.from(encode('desired', desired)),
+        qos: 1,
+        retain: true,
+      });
+    },
+    async sendCommand(deviceId, request, timeoutMs, signal) {
+      if (!isLive(liveClient(deviceId))) return fail('offline', `device ${deviceId} is not connected`);
+      const now = deps.clock.now();
+      const command: Command = {
+        requestId: randomUUID(),
+        name: request.name,
+        args: request.args ?? {},
+        issuedAt: now,
+        expiresAt: now + timeoutMs,
+      };
+      const reply = waiters.wait(deviceId, command.requestId, timeoutMs, signal);
+      await publish({
+        topic: topicFor(deviceId, 'cmd'),
+        payload: Buffer.from(encode('cmd', command)),
+        qos: 1,
+        retain: false,
+      });
+      const answer = await reply;
+      if (answer) return ok(answer);
+      if (signal?.aborted) return fail('timeout', 'the request was cancelled before the device replied');
+      return fail('timeout', `no reply from ${deviceId} within ${timeoutMs} ms`);
+    },
+    close() {
+      return new Promise<void>((resolve) => aedes.close(() => resolve()));
+    },
+  };
+}

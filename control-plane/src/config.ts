@@ -1,0 +1,274 @@
+import { z } from 'zod';
+
+/*
+ * Configuration of `edgeloop serve`. Every setting has a default; each can be set with a flag
+ * (`--http-port 8081`, `--ingest-batch-size=300`) or an environment variable
+ * (`EDGELOOP_HTTP_PORT`, `EDGELOOP_INGEST_BATCH_SIZE`). Flags win over the environment.
+ * `loadConfig` lists every problem at once and returns a frozen object.
+ */
+
+const Port = z.coerce.number().int().min(0).max(65_535);
+const PositiveInt = z.coerce.number().int().positive();
+const PositiveNumber = z.coerce.number().positive();
+const Ratio = z.coerce.number().gt(0).max(1);
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+export const IngestConfig = z.object({
+  /** Rows written per transaction at most; a flush starts as soon as this many are queued. */
+  batchSize: PositiveInt.max(5_000).default(256),
+  /**
+   * A partly filled batch is flushed after this many milliseconds; 0 flushes on the next turn of
+   * the event loop (everything read from the sockets in one turn commits together).
+   */
+  flushIntervalMs: z.coerce.number().int().min(0).max(10_000).default(0),
+  /** Above this queue depth the broker stops reading publishers' sockets until rows are stored. */
+  highWater: PositiveInt.default(5_000),
+  /** Above this queue depth QoS 0 telemetry is dropped (counted, reason `overload`). */
+  hardCap: PositiveInt.default(20_000),
+  /** Recently stored (device, msgId) pairs kept in memory to skip the database on a resend. */
+  dedupeCacheSize: z.coerce.number().int().min(0).default(20_000),
+});
+export type IngestConfig = z.infer<typeof IngestConfig>;
+
+export const HealthConfig = z.object({
+  /** How often the sweeper looks for silent devices. */
+  sweepIntervalMs: PositiveInt.default(1_000),
+  /** Added to max(1.5 x keepalive, 3 x telemetry interval) before a silent device is offline. */
+  heartbeatGraceS: z.coerce.number().min(0).default(5),
+  /** Assumed until a device reports its own keepalive / telemetry interval. */
+  defaultKeepaliveS: PositiveNumber.default(60),
+  defaultTelemetryIntervalS: PositiveNumber.default(10),
+  /** Telemetry older than this many intervals (plus grace) is stale. */
+  staleIntervals: PositiveNumber.default(3),
+  highTemperatureC: z.coerce.number().default(85),
+  diskNearlyFullRatio: Ratio.default(0.9),
+  memoryPressureRatio: Ratio.default(0.92),
+  /** No successful inference for this long (device clock) while frames arrive: stalled. */
+  inferenceStallS: PositiveNumber.default(60),
+});
+export type HealthConfig = z.infer<typeof HealthConfig>;
+
+export const RetentionConfig = z.object({
+  messagesDays: PositiveNumber.default(14),
+  deadLettersDays: PositiveNumber.default(14),
+  pruneIntervalS: PositiveNumber.default(3_600),
+});
+export type RetentionConfig = z.infer<typeof RetentionConfig>;
+
+export const HttpConfig = z.object({
+  /** Largest request body accepted (413 above). */
+  bodyLimitBytes: PositiveInt.default(1024 * 1024),
+  /** Seconds between SSE heartbeat comments. */
+  sseHeartbeatS: PositiveNumber.default(15),
+});
+export type HttpConfig = z.infer<typeof HttpConfig>;
+
+export const CommandConfig = z.object({
+  defaultTimeoutMs: PositiveInt.default(10_000),
+  maxTimeoutMs: PositiveInt.default(120_000),
+});
+export type CommandConfig = z.infer<typeof CommandConfig>;
+
+export const Config = z.object({
+  httpPort: Port.default(8080),
+  mqttPort: Port.default(1883),
+  host: z.string().min(1).default('0.0.0.0'),
+  /** Host name devices are told to connect to at enrollment; defaults to `host` (or localhost). */
+  publicHost: z.string().min(1).optional(),
+  dataDir: z.string().min(1).default('./data'),
+  /** PostgreSQL instead of the embedded SQLite file (postgres://user@host:5432/db). */
+  databaseUrl: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'the database URL must start with postgres:// or postgresql://')
+    .optional(),
+  /** Bootstrap admin token; when absent one is generated once and printed. */
+  adminToken: z.string().min(16, 'admin token must be at least 16 characters').optional(),
+  logLevel: z.enum(LOG_LEVELS).default('info'),
+  ingest: IngestConfig.default(IngestConfig.parse({})),
+  health: HealthConfig.default(HealthConfig.parse({})),
+  retention: RetentionConfig.default(RetentionConfig.parse({})),
+  http: HttpConfig.default(HttpConfig.parse({})),
+  commands: CommandConfig.default(CommandConfig.parse({})),
+});
+export type Config = z.infer<typeof Config>;
+export type ConfigInput = z.input<typeof Config>;
+
+/** Flags and variables of the top-level settings; nested ones follow `--section-key` / `EDGELOOP_SECTION_KEY`. */
+const TOP_LEVEL_KEYS = [
+  'httpPort',
+  'mqttPort',
+  'host',
+  'publicHost',
+  'dataDir',
+  'databaseUrl',
+  'adminToken',
+  'logLevel',
+] as const;
+const SECTIONS = {
+  ingest: IngestConfig,
+  health: HealthConfig,
+  retention: RetentionConfig,
+  http: HttpConfig,
+  commands: CommandConfig,
+} as const;
+
+function kebab(name: string): string {
+  return name.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
+}
+
+function envName(path: readonly string[]): string {
+  return `EDGELOOP_${path.map((part) => kebab(part).replace(/-/g, '_').toUpperCase()).join('_')}`;
+}
+
+/** A setting, its flag (null: environment only) and its environment variable. */
+type Setting = { readonly path: readonly string[]; readonly flag: string | null; readonly env: string };
+
+/** Secrets are read from the environment only: a flag would show them in `ps`. */
+const ENV_ONLY: ReadonlySet<string> = new Set(['adminToken']);
+
+/** Every setting with its flag and environment variable, for `--help` and the README. */
+export const SETTINGS: readonly Setting[] = [
+  ...TOP_LEVEL_KEYS.map((key) => ({
+    path: [key],
+    flag: ENV_ONLY.has(key) ? null : `--${kebab(key)}`,
+    env: envName([key]),
+  })),
+  ...Object.entries(SECTIONS).flatMap(([section, schema]) =>
+    Object.keys(schema.shape).map((key) => ({
+      path: [section, key],
+      flag: `--${kebab(section)}-${kebab(key)}`,
+      env: envName([section, key]),
+    })),
+  ),
+];
+
+export class ConfigError extends Error {
+  readonly code = 'invalid_config';
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+export type LoadConfigOptions = {
+  /** Arguments after the command name (`serve`), e.g. `['--http-port', '0']`. */
+  readonly argv?: readonly string[];
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  /** Values that win over flags and environment (tests, the demo script). */
+  readonly overrides?: ConfigInput;
+};
+
+function setPath(target: Record<string, unknown>, path: readonly string[], value: unknown): void {
+  let node = target;
+  for (const part of path.slice(0, -1)) {
+    const next = node[part];
+    if (typeof next === 'object' && next !== null) {
+      node = next as Record<string, unknown>;
+    } else {
+      const created: Record<string, unknown> = {};
+      node[part] = created;
+      node = created;
+    }
+  }
+  node[path[path.length - 1]!] = value;
+}
+
+function mergeInto(target: Record<string, unknown>, source: Record<string, unknown>): void {
+  for (const [key, value] of Object.entries(source)) {
+    if (value === undefined) continue;
+    const existing = target[key];
+    if (
+      typeof value === 'object' &&
+      value !== null &&
+      !Array.isArray(value) &&
+      typeof existing === 'object' &&
+      existing !== null
+    ) {
+      mergeInto(existing as Record<string, unknown>, value as Record<string, unknown>);
+    } else {
+      target[key] = value;
+    }
+  }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/**
+ * Builds the configuration from flags, environment and overrides. Throws a ConfigError that lists
+ * every problem (unknown flags, missing values, out-of-range numbers) at once.
+ */
+export function loadConfig(options: LoadConfigOptions = {}): Readonly<Config> {
+  const { argv = [], env = {}, overrides = {} } = options;
+  const problems: string[] = [];
+  const raw: Record<string, unknown> = {};
+  const byFlag = new Map(SETTINGS.flatMap((setting) => (setting.flag ? [[setting.flag, setting] as const] : [])));
+
+  for (const setting of SETTINGS) {
+    const value = env[setting.env];
+    if (value !== undefined && value !== '') setPath(raw, setting.path, value);
+  }
+
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (!arg.startsWith('--')) {
+      problems.push(`unexpected argument "${arg}"`);
+      continue;
+    }
+    const eq = arg.indexOf('=');
+    const flag = eq === -1 ? arg : arg.slice(0, eq);
+    const setting = byFlag.get(flag);
+    if (!setting) {
+      problems.push(`unknown flag ${flag}`);
+      if (eq === -1 && argv[i + 1] !== undefined && !argv[i + 1]!.startsWith('--')) i++;
+      continue;
+    }
+    let value: string | undefined;
+    if (eq !== -1) {
+      value = arg.slice(eq + 1);
+    } else if (argv[i + 1] !== undefined && !argv[i + 1]!.startsWith('--')) {
+      value = argv[++i];
+    }
+    if (value === undefined) {
+      problems.push(`${flag} needs a value`);
+      continue;
+    }
+    setPath(raw, setting.path, value);
+  }
+
+  mergeInto(raw, overrides as Record<string, unknown>);
+  const parsed = Config.safeParse(raw);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const setting = SETTINGS.find((s) => s.path.join('.') === issue.path.join('.'));
+      const name = setting
+        ? [setting.flag, setting.env].filter(Boolean).join(' / ')
+        : issue.path.join('.') || '(config)';
+      problems.push(`${name}: ${issue.message}`);
+    }
+  }
+  if (parsed.success && parsed.data.ingest.hardCap < parsed.data.ingest.highWater) {
+    problems.push('--ingest-hard-cap must not be below --ingest-high-water');
+  }
+  if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
+  return deepFreeze(parsed.data);
+}
+
+/** The help text of the settings: one line per flag with its variable and default. */
+export function describeSettings(): string {
+  const defaults = Config.parse({}) as Record<string, unknown>;
+  return SETTINGS.map((setting) => {
+    let value: unknown = defaults;
+    for (const part of setting.path) value = (value as Record<string, unknown> | undefined)?.[part];
+    const shown = value === undefined ? '' : ` (default ${String(value)})`;
+    return `  ${(setting.flag ?? '(environment only)').padEnd(34)} ${setting.env}${shown}`;
+  }).join('\n');
+}

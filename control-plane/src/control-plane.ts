@@ -1,0 +1,305 @@
+import { mkdirSync } from 'node:fs';
+import type { Server as HttpServer } from 'node:http';
+import { createServer, type Server } from 'node:net';
+import { createAdaptorServer } from '@hono/node-server';
+import type { Hono } from 'hono';
+import pino, { type Logger } from 'pino';
+import packageJson from '../package.json' with { type: 'json' };
+import { type ControlBroker, createBroker } from './broker.ts';
+import { type CommandWaiters, createCommandWaiters } from './command-waiters.ts';
+import type { Config } from './config.ts';
+import { createPostgresStore } from './db/postgres/store.ts';
+import type { Store } from './db/repositories.ts';
+import { createSqliteStore } from './db/sqlite/store.ts';
+import { type EventLoopMonitor, monitorEventLoop } from './event-loop.ts';
+import { createEventBus, type EventBus } from './events.ts';
+import { createFleet, type Fleet, type MqttEndpoint } from './fleet.ts';
+import { createApp } from './http/app.ts';
+import type { AppEnv, Route } from './http/route.ts';
+import { type Clock, createIngestWriter, type IngestWriter } from './ingest.ts';
+import { createMetricsRegistry, type MetricsRegistry } from './metrics.ts';
+import { createSecretHasher, loadOrCreatePepper } from './secrets.ts';
+import { createHealthSweeper, createRetentionPruner, systemTimers, type Timers } from './sweeper.ts';
+import { createTokenService, type TokenService } from './tokens.ts';
+
+export const VERSION: string = packageJson.version;
+
+/** A listening port that is taken. `flag` names the option to change. */
+export class PortInUseError extends Error {
+  readonly code = 'port_in_use';
+  readonly port: number;
+  readonly flag: '--http-port' | '--mqtt-port';
+  constructor(kind: 'HTTP' | 'MQTT', port: number, flag: '--http-port' | '--mqtt-port', options?: { cause?: unknown }) {
+    super(`${kind} port ${port} is already in use; choose another with ${flag}`, options);
+    this.name = 'PortInUseError';
+    this.port = port;
+    this.flag = flag;
+  }
+}
+
+export type ControlPlaneDeps = {
+  readonly logger?: Logger;
+  readonly clock?: Clock;
+  readonly timers?: Timers;
+  /** A store to use instead of the embedded SQLite file (another dialect, a test double of time). */
+  readonly store?: Store;
+  /** More HTTP routes (later parts: model registry, rollouts). */
+  readonly extraRoutes?: readonly Route[];
+};
+
+export type StartedControlPlane = {
+  readonly httpPort: number;
+  readonly mqttPort: number;
+  readonly httpUrl: string;
+  readonly mqttUrl: string;
+  /** The admin token generated at this start (print it once), or null. */
+  readonly adminToken: string | null;
+};
+
+/** The running parts, for tests, benchmarks and the parts later issues add. */
+export type ControlPlaneInternals = {
+  readonly config: Readonly<Config>;
+  readonly store: Store;
+  readonly broker: ControlBroker;
+  readonly ingest: IngestWriter;
+  readonly bus: EventBus;
+  readonly metrics: MetricsRegistry;
+  readonly fleet: Fleet;
+  readonly tokens: TokenService;
+  readonly waiters: CommandWaiters;
+  readonly app: Hono<AppEnv>;
+  readonly eventLoop: EventLoopMonitor;
+};
+
+export type ControlPlane = {
+  start(): Promise<StartedControlPlane>;
+  /** Stops accepting, closes the broker (wills are stored), flushes the ingest queue, closes the DB. */
+  stop(): Promise<void>;
+  /** Available between start() and stop(). */
+  readonly internals: ControlPlaneInternals;
+};
+
+function listen(server: Server | HttpServer, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: Error) => {
+      server.off('listening', onListening);
+      reject(error);
+    };
+    const onListening = () => {
+      server.off('error', onError);
+      const address = server.address();
+      resolve(typeof address === 'object' && address !== null ? address.port : port);
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+    server.listen(port, host);
+  });
+}
+
+function closeServer(server: Server | HttpServer): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    if ('closeAllConnections' in server) server.closeAllConnections();
+  });
+}
+
+function isAddressInUse(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === 'EADDRINUSE';
+}
+
+function urlHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneDeps = {}): ControlPlane {
+  const logger = deps.logger ?? pino({ level: config.logLevel });
+  const clock = deps.clock ?? { now: () => Date.now() };
+  const timers = deps.timers ?? systemTimers;
+  let internals: ControlPlaneInternals | null = null;
+  const cleanups: (() => Promise<void> | void)[] = [];
+  let state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
+
+  const runCleanups = async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) {
+      try {
+        await cleanup();
+      } catch (error) {
+        logger.error({ err: error }, 'shutdown step failed');
+      }
+    }
+  };
+
+  const start = async (): Promise<StartedControlPlane> => {
+    if (state !== 'new') throw new Error(`the control plane cannot start: it is ${state}`);
+    state = 'starting';
+    try {
+      mkdirSync(config.dataDir, { recursive: true });
+      const hasher = createSecretHasher(loadOrCreatePepper(config.dataDir));
+      const store =
+        deps.store ??
+        (config.databaseUrl
+          ? await createPostgresStore({ url: config.databaseUrl })
+          : createSqliteStore({ dataDir: config.dataDir }));
+      cleanups.push(() => store.close());
+
+      const metrics = createMetricsRegistry();
+      const eventLoop = monitorEventLoop(metrics);
+      cleanups.push(() => eventLoop.stop());
+      const bus = createEventBus({ clock });
+      const tokens = createTokenService({ tokens: store.apiTokens, hasher, clock });
+      const { generated } = await tokens.bootstrap(config.adminToken);
+
+      const waiters = createCommandWaiters();
+      let broker: ControlBroker | null = null;
+      const ingest = createIngestWriter({
+        store: {
+          ...store.ingest,
+          loadLiveStates: store.devices.loadLiveStates,
+          loadLiveState: store.devices.loadLiveState,
+        },
+        bus,
+        metrics,
+        clock,
+        config: config.ingest,
+        health: config.health,
+        logger: logger.child({ component: 'ingest' }),
+        isConnected: (deviceId) => broker?.isConnected(deviceId) ?? false,
+        onReply: (deviceId, reply) => waiters.resolve(deviceId, reply),
+      });
+      await ingest.start();
+      cleanups.push(() => ingest.stop());
+
+      broker = await createBroker({
+        devices: store.devices,
+        hasher,
+        ingest,
+        waiters,
+        metrics,
+        logger: logger.child({ component: 'broker' }),
+        clock,
+      });
+      const openBroker = broker;
+      const mqttServer = createServer((socket) => openBroker.handle(socket));
+      cleanups.push(async () => {
+        // Stop accepting first; the listener's close completes once the broker closed every client.
+        const listenerClosed = mqttServer.listening ? closeServer(mqttServer) : Promise.resolve();
+        waiters.cancelAll();
+        await openBroker.close();
+        await listenerClosed;
+      });
+
+      let mqttEndpoint: MqttEndpoint = { host: '', port: 0, url: '' };
+      const fleet = createFleet({
+        devices: store.devices,
+        hasher,
+        bus,
+        clock,
+        live: ingest,
+        broker: openBroker,
+        mqttEndpoint: () => mqttEndpoint,
+      });
+
+      let mqttPort: number;
+      try {
+        mqttPort = await listen(mqttServer, config.mqttPort, config.host);
+      } catch (error) {
+        if (isAddressInUse(error)) throw new PortInUseError('MQTT', config.mqttPort, '--mqtt-port', { cause: error });
+        throw error;
+      }
+      const wildcard = config.host === '0.0.0.0' || config.host === '::';
+      const publicHost = config.publicHost ?? (wildcard ? 'localhost' : config.host);
+      mqttEndpoint = { host: publicHost, port: mqttPort, url: `mqtt://${urlHost(publicHost)}:${mqttPort}` };
+
+      const shutdown = new AbortController();
+      const app = createApp({
+        store,
+        fleet,
+        tokens,
+        bus,
+        metrics,
+        config,
+        clock,
+        logger: logger.child({ component: 'http' }),
+        version: VERSION,
+        status: () => ({ connectedClients: openBroker.connectedCount, queueDepth: ingest.stats().queueDepth }),
+        signal: shutdown.signal,
+        ...(deps.extraRoutes ? { extraRoutes: deps.extraRoutes } : {}),
+      });
+      const httpServer = createAdaptorServer({ fetch: app.fetch }) as HttpServer;
+      let httpPort: number;
+      try {
+        httpPort = await listen(httpServer, config.httpPort, config.host);
+      } catch (error) {
+        if (isAddressInUse(error)) throw new PortInUseError('HTTP', config.httpPort, '--http-port', { cause: error });
+        throw error;
+      }
+      cleanups.push(async () => {
+        shutdown.abort();
+        await closeServer(httpServer);
+      });
+
+      const republished = await fleet.republishDesired();
+
+      const sweeper = createHealthSweeper({ ingest, timers, intervalMs: config.health.sweepIntervalMs });
+      sweeper.start();
+      const pruner = createRetentionPruner({
+        messages: store.messages,
+        deadLetters: store.deadLetters,
+        clock,
+        timers,
+        retention: config.retention,
+        onError: (error) => logger.error({ err: error }, 'retention pruning failed'),
+      });
+      pruner.start();
+      cleanups.push(() => {
+        sweeper.stop();
+        pruner.stop();
+      });
+
+      internals = { config, store, broker: openBroker, ingest, bus, metrics, fleet, tokens, waiters, app, eventLoop };
+      state = 'running';
+      const httpHost = urlHost(wildcard ? 'localhost' : config.host);
+      const started: StartedControlPlane = {
+        httpPort,
+        mqttPort,
+        httpUrl: `http://${httpHost}:${httpPort}`,
+        mqttUrl: mqttEndpoint.url,
+        adminToken: generated,
+      };
+      logger.info(
+        {
+          httpPort,
+          mqttPort,
+          dataDir: config.dataDir,
+          store: store.dialect,
+          desiredRepublished: republished,
+          version: VERSION,
+        },
+        'control plane started',
+      );
+      return started;
+    } catch (error) {
+      await runCleanups();
+      state = 'stopped';
+      throw error;
+    }
+  };
+
+  return {
+    start,
+    async stop() {
+      if (state !== 'running') return;
+      state = 'stopping';
+      // Reverse order of start: timers, HTTP, MQTT listener, broker (its wills reach the
+      // ingest queue), ingest flush, event-loop monitor, database.
+      await runCleanups();
+      internals = null;
+      state = 'stopped';
+      logger.info('control plane stopped');
+    },
+    get internals() {
+      if (!internals) throw new Error('the control plane is not running');
+      return internals;
+    },
+  };
+}

@@ -1,0 +1,35 @@
+import { and, asc, desc, eq, inArray, lt, type SQL } from 'drizzle-orm';
+import type { DeadLetterRepository } from '../repositories.ts';
+import type { PostgresDb } from './database.ts';
+import { deadLetters } from './schema.ts';
+
+export function createPostgresDeadLetterRepository(db: PostgresDb): DeadLetterRepository {
+  return {
+    async list(query) {
+      const conditions: SQL[] = [];
+      if (query.deviceId !== undefined) conditions.push(eq(deadLetters.deviceId, query.deviceId));
+      if (query.reason !== undefined) conditions.push(eq(deadLetters.reason, query.reason));
+      if (query.beforeId !== undefined) conditions.push(lt(deadLetters.id, query.beforeId));
+      return db
+        .select()
+        .from(deadLetters)
+        .where(and(...conditions))
+        .orderBy(desc(deadLetters.id))
+        .limit(query.limit);
+    },
+
+    async pruneOlderThan(cutoff, limit) {
+      const oldest = db
+        .select({ id: deadLetters.id })
+        .from(deadLetters)
+        .where(lt(deadLetters.receivedAt, cutoff))
+        .orderBy(asc(deadLetters.id))
+        .limit(limit);
+      const deleted = await db
+        .delete(deadLetters)
+        .where(inArray(deadLetters.id, oldest))
+        .returning({ id: deadLetters.id });
+      return deleted.length;
+    },
+  };
+}

@@ -1,0 +1,44 @@
+import type { Channel } from '@edgeloop/protocol';
+import { and, asc, count, desc, eq, inArray, lt, or, type SQL } from 'drizzle-orm';
+import type { MessageRepository, StoredMessage } from '../repositories.ts';
+import type { PostgresDb } from './database.ts';
+import { messages } from './schema.ts';
+
+export function createPostgresMessageRepository(db: PostgresDb): MessageRepository {
+  return {
+    async list(query) {
+      const conditions: (SQL | undefined)[] = [eq(messages.deviceId, query.deviceId)];
+      if (query.channel) conditions.push(eq(messages.channel, query.channel));
+      if (query.before) {
+        const { deviceTs, id } = query.before;
+        conditions.push(or(lt(messages.deviceTs, deviceTs), and(eq(messages.deviceTs, deviceTs), lt(messages.id, id))));
+      }
+      const rows = await db
+        .select()
+        .from(messages)
+        .where(and(...conditions))
+        .orderBy(desc(messages.deviceTs), desc(messages.id))
+        .limit(query.limit);
+      return rows.map((row): StoredMessage => ({ ...row, channel: row.channel as Channel }));
+    },
+
+    async count(deviceId, msgId) {
+      const where = msgId
+        ? and(eq(messages.deviceId, deviceId), eq(messages.msgId, msgId))
+        : eq(messages.deviceId, deviceId);
+      const [row] = await db.select({ n: count() }).from(messages).where(where);
+      return row?.n ?? 0;
+    },
+
+    async pruneOlderThan(cutoff, limit) {
+      const oldest = db
+        .select({ id: messages.id })
+        .from(messages)
+        .where(lt(messages.receivedAt, cutoff))
+        .orderBy(asc(messages.id))
+        .limit(limit);
+      const deleted = await db.delete(messages).where(inArray(messages.id, oldest)).returning({ id: messages.id });
+      return deleted.length;
+    },
+  };
+}

@@ -1,0 +1,35 @@
+import type { Store } from '../repositories.ts';
+import { createPostgresApiTokenRepository } from './api-tokens.ts';
+import { openPostgres, type PostgresDb } from './database.ts';
+import { createPostgresDeadLetterRepository } from './dead-letters.ts';
+import { createPostgresDeviceRepository } from './devices.ts';
+import { createPostgresIngestRepository } from './ingest.ts';
+import { createPostgresMessageRepository } from './messages.ts';
+
+export type PostgresStore = Store & { readonly db: PostgresDb };
+
+/**
+ * The PostgreSQL store (scale-out path): same repositories, same contract suite. The live-state
+ * cache of the ingest writer still assumes one writing control plane per database.
+ */
+export async function createPostgresStore(options: {
+  readonly url: string;
+  readonly maxConnections?: number;
+}): Promise<PostgresStore> {
+  const db = await openPostgres(options.url, options);
+  let closed = false;
+  return {
+    dialect: 'postgres',
+    db,
+    devices: createPostgresDeviceRepository(db),
+    messages: createPostgresMessageRepository(db),
+    deadLetters: createPostgresDeadLetterRepository(db),
+    apiTokens: createPostgresApiTokenRepository(db),
+    ingest: createPostgresIngestRepository(db),
+    async close() {
+      if (closed) return;
+      closed = true;
+      await db.$client.end();
+    },
+  };
+}

@@ -1,0 +1,102 @@
+import { index, integer, real, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
+
+/*
+ * SQLite schema (drizzle sqlite-core). Migrations are generated from this file with
+ * `npm run db:generate -w @edgeloop/control-plane` into control-plane/drizzle/ and applied at start.
+ * JSON columns hold text; times are epoch milliseconds.
+ */
+
+/** One row per enrolled device: credentials, labels and the live state the ingest writer keeps. */
+export const devices = sqliteTable(
+  'devices',
+  {
+    id: text('id').primaryKey(),
+    labels: text('labels', { mode: 'json' }).$type<Record<string, string>>().notNull(),
+    secretHash: text('secret_hash').notNull(),
+    enrolledAt: integer('enrolled_at').notNull(),
+    revokedAt: integer('revoked_at'),
+    /** online | offline | unknown */
+    status: text('status').notNull().default('unknown'),
+    statusChangedAt: integer('status_changed_at'),
+    /** Ordering key of the status message last applied: its boot and seq. */
+    statusBootId: text('status_boot_id'),
+    statusSeq: integer('status_seq'),
+    statusSession: integer('status_session'),
+    /** Boots seen, oldest first, the current one last (a short ring). */
+    bootIds: text('boot_ids', { mode: 'json' }).$type<string[]>().notNull(),
+    bootId: text('boot_id'),
+    lastSeen: integer('last_seen'),
+    agentVersion: text('agent_version'),
+    keepaliveS: integer('keepalive_s'),
+    telemetryIntervalS: real('telemetry_interval_s'),
+    /** healthy | degraded | offline | unknown */
+    health: text('health').notNull().default('unknown'),
+    healthReasons: text('health_reasons', { mode: 'json' }).$type<string[]>().notNull(),
+    telemetry: text('telemetry', { mode: 'json' }).$type<unknown>(),
+    telemetryBootId: text('telemetry_boot_id'),
+    telemetrySeq: integer('telemetry_seq'),
+    telemetryAt: integer('telemetry_at'),
+    reported: text('reported', { mode: 'json' }).$type<unknown>(),
+    reportedBootId: text('reported_boot_id'),
+    reportedSeq: integer('reported_seq'),
+    reportedAt: integer('reported_at'),
+    desired: text('desired', { mode: 'json' }).$type<unknown>(),
+    desiredVersion: integer('desired_version').notNull().default(0),
+  },
+  (table) => [index('devices_status_idx').on(table.status), index('devices_health_idx').on(table.health)],
+);
+
+/**
+ * Every accepted device -> cloud message, exactly once per (device, msgId). The body is the
+ * payload as the device sent it (validated JSON text).
+ */
+export const messages = sqliteTable(
+  'messages',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    deviceId: text('device_id').notNull(),
+    /** status | telemetry | events | reported | reply */
+    channel: text('channel').notNull(),
+    msgId: text('msg_id').notNull(),
+    bootId: text('boot_id').notNull(),
+    seq: integer('seq').notNull(),
+    deviceTs: integer('device_ts').notNull(),
+    receivedAt: integer('received_at').notNull(),
+    body: text('body').notNull(),
+  },
+  (table) => [
+    uniqueIndex('messages_device_msg_uq').on(table.deviceId, table.msgId),
+    index('messages_device_channel_ts_idx').on(table.deviceId, table.channel, table.deviceTs),
+  ],
+);
+
+/** Messages that could not be accepted, with the reason, for operators to look at. */
+export const deadLetters = sqliteTable('dead_letters', {
+  id: integer('id').primaryKey({ autoIncrement: true }),
+  receivedAt: integer('received_at').notNull(),
+  deviceId: text('device_id'),
+  topic: text('topic').notNull(),
+  /** payload_too_large | invalid_utf8 | invalid_json | invalid_schema | ... */
+  reason: text('reason').notNull(),
+  detail: text('detail').notNull(),
+  payloadSize: integer('payload_size').notNull(),
+  /** The first 1 KiB of the payload, base64. */
+  payloadExcerpt: text('payload_excerpt').notNull(),
+});
+
+/** Bearer tokens of the HTTP API, stored as keyed hashes. */
+export const apiTokens = sqliteTable(
+  'api_tokens',
+  {
+    id: text('id').primaryKey(),
+    name: text('name').notNull(),
+    /** admin | operator | viewer */
+    role: text('role').notNull(),
+    tokenHash: text('token_hash').notNull(),
+    /** The bootstrap admin token (set from EDGELOOP_ADMIN_TOKEN or generated at first start). */
+    bootstrap: integer('bootstrap', { mode: 'boolean' }).notNull().default(false),
+    createdAt: integer('created_at').notNull(),
+    revokedAt: integer('revoked_at'),
+  },
+  (table) => [uniqueIndex('api_tokens_hash_uq').on(table.tokenHash)],
+);

@@ -1,0 +1,50 @@
+import type { Channel } from '@edgeloop/protocol';
+import { and, asc, count, desc, eq, inArray, lt, or, type SQL, sql } from 'drizzle-orm';
+import type { MessageRepository, StoredMessage } from '../repositories.ts';
+import { messages } from '../schema.ts';
+import type { SqliteDb } from './database.ts';
+
+export function createSqliteMessageRepository(db: SqliteDb): MessageRepository {
+  return {
+    async list(query) {
+      const conditions: (SQL | undefined)[] = [eq(messages.deviceId, query.deviceId)];
+      if (query.channel) conditions.push(eq(messages.channel, query.channel));
+      if (query.before) {
+        const { deviceTs, id } = query.before;
+        conditions.push(or(lt(messages.deviceTs, deviceTs), and(eq(messages.deviceTs, deviceTs), lt(messages.id, id))));
+      }
+      const rows = db
+        .select()
+        .from(messages)
+        .where(and(...conditions))
+        .orderBy(desc(messages.deviceTs), desc(messages.id))
+        .limit(query.limit)
+        .all();
+      return rows.map((row): StoredMessage => ({ ...row, channel: row.channel as Channel }));
+    },
+
+    async count(deviceId, msgId) {
+      const where = msgId
+        ? and(eq(messages.deviceId, deviceId), eq(messages.msgId, msgId))
+        : eq(messages.deviceId, deviceId);
+      return db.select({ n: count() }).from(messages).where(where).get()?.n ?? 0;
+    },
+
+    async pruneOlderThan(cutoff, limit) {
+      // Rows are inserted in arrival order, so the oldest ids are the oldest rows: walk from the
+      // start of the table instead of keeping an index on received_at that every insert would pay.
+      const oldest = db
+        .select({ id: messages.id })
+        .from(messages)
+        .where(lt(messages.receivedAt, cutoff))
+        .orderBy(asc(messages.id))
+        .limit(limit);
+      return db.delete(messages).where(inArray(messages.id, oldest)).run().changes;
+    },
+  };
+}
+
+/** Counts every stored message; used by tests and benchmarks. */
+export function countAllMessages(db: SqliteDb): number {
+  return db.get<{ n: number }>(sql`SELECT count(*) AS n FROM ${messages}`).n;
+}

@@ -1,0 +1,30 @@
+import { join } from 'node:path';
+import type { Store } from '../repositories.ts';
+import { createSqliteApiTokenRepository } from './api-tokens.ts';
+import { openSqlite, type SqliteDb } from './database.ts';
+import { createSqliteDeadLetterRepository } from './dead-letters.ts';
+import { createSqliteDeviceRepository } from './devices.ts';
+import { createSqliteIngestRepository } from './ingest.ts';
+import { createSqliteMessageRepository } from './messages.ts';
+
+export const SQLITE_FILE = 'edgeloop.db';
+
+export type SqliteStore = Store & { readonly db: SqliteDb };
+
+/** The embedded store: `<dataDir>/edgeloop.db` (or `:memory:`), migrated. */
+export function createSqliteStore(options: { readonly dataDir?: string; readonly file?: string }): SqliteStore {
+  const file = options.file ?? join(options.dataDir ?? '.', SQLITE_FILE);
+  const db = openSqlite(file);
+  return {
+    dialect: 'sqlite',
+    db,
+    devices: createSqliteDeviceRepository(db),
+    messages: createSqliteMessageRepository(db),
+    deadLetters: createSqliteDeadLetterRepository(db),
+    apiTokens: createSqliteApiTokenRepository(db),
+    ingest: createSqliteIngestRepository(db),
+    async close() {
+      if (db.$client.open) db.$client.close();
+    },
+  };
+}

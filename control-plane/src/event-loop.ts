@@ -1,0 +1,18 @@
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import type { MetricsRegistry } from './metrics.ts';
+
+export type EventLoopMonitor = { stop(): void; reset(): void; p99Ms(): number; maxMs(): number };
+
+/**
+ * Event-loop delay, sampled continuously with perf_hooks and exposed as gauges in milliseconds.
+ * A long synchronous stretch (a big SQLite commit, a huge JSON parse) shows up here.
+ */
+export function monitorEventLoop(metrics: MetricsRegistry): EventLoopMonitor {
+  const histogram = monitorEventLoopDelay({ resolution: 10 });
+  histogram.enable();
+  const p99Ms = () => histogram.percentile(99) / 1e6;
+  const maxMs = () => histogram.max / 1e6;
+  metrics.gauge('edgeloop_event_loop_delay_p99_ms', 'Event-loop delay, 99th percentile since start (ms)', p99Ms);
+  metrics.gauge('edgeloop_event_loop_delay_max_ms', 'Event-loop delay, maximum since start (ms)', maxMs);
+  return { stop: () => histogram.disable(), reset: () => histogram.reset(), p99Ms, maxMs };
+}

@@ -1,0 +1,86 @@
+import type { DeviceEvent, DeviceStatus, HealthState, Reported } from '@edgeloop/protocol';
+
+/*
+ * The in-process event bus. Components publish typed events; the SSE endpoint, and later the
+ * rollout engine and the dashboard, subscribe. Listeners run synchronously and are isolated: one
+ * that throws is counted and does not stop the others. Add new event types to BusEvents.
+ */
+
+export type BusEvents = {
+  'device.enrolled': { deviceId: string; labels: Record<string, string> };
+  'device.revoked': { deviceId: string };
+  'device.online': { deviceId: string; bootId: string | null; cause: StatusCause };
+  'device.offline': { deviceId: string; bootId: string | null; cause: StatusCause };
+  'device.health': { deviceId: string; health: HealthState; reasons: readonly string[]; previous: HealthState };
+  'device.event': { deviceId: string; event: DeviceEvent };
+  'device.reported': { deviceId: string; reported: Reported };
+  'ingest.rejected': { deviceId: string | null; topic: string; reason: string; detail: string };
+};
+
+/** What changed a device's status: a status message (birth, will, shutdown), the broker, or silence. */
+export type StatusCause = 'birth' | 'shutdown' | 'connection-lost' | 'connect' | 'disconnect' | 'silence' | 'revoked';
+
+export type BusEventType = keyof BusEvents;
+
+export const BUS_EVENT_TYPES = [
+  'device.enrolled',
+  'device.revoked',
+  'device.online',
+  'device.offline',
+  'device.health',
+  'device.event',
+  'device.reported',
+  'ingest.rejected',
+] as const satisfies readonly BusEventType[];
+
+export type BusMessage<T extends BusEventType = BusEventType> = {
+  [K in T]: { readonly id: number; readonly type: K; readonly at: number; readonly data: BusEvents[K] };
+}[T];
+
+export type BusListener = (message: BusMessage) => void;
+
+export type EventBus = {
+  publish<T extends BusEventType>(type: T, data: BusEvents[T]): void;
+  /** Returns the unsubscribe function. */
+  subscribe(listener: BusListener): () => void;
+  readonly listenerCount: number;
+  /** Listener exceptions so far. */
+  readonly listenerErrors: number;
+};
+
+export function createEventBus(deps: { readonly clock: { now(): number } }): EventBus {
+  const listeners = new Set<BusListener>();
+  let nextId = 1;
+  let listenerErrors = 0;
+  return {
+    publish(type, data) {
+      const message = { id: nextId++, type, at: deps.clock.now(), data } as BusMessage;
+      for (const listener of listeners) {
+        try {
+          listener(message);
+        } catch {
+          listenerErrors++;
+        }
+      }
+    },
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => {
+        listeners.delete(listener);
+      };
+    },
+    get listenerCount() {
+      return listeners.size;
+    },
+    get listenerErrors() {
+      return listenerErrors;
+    },
+  };
+}
+
+/** Statuses an event type reports. */
+export function statusEventType(status: DeviceStatus): 'device.online' | 'device.offline' | null {
+  if (status === 'online') return 'device.online';
+  if (status === 'offline') return 'device.offline';
+  return null;
+}

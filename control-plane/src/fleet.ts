@@ -1,0 +1,146 @@
+import {
+  checkDeviceId,
+  type Desired,
+  type EnrollDeviceResponse,
+  type Labels,
+  ok,
+  type Reply,
+  type Result,
+  type SetDesiredRequest,
+} from '@edgeloop/protocol';
+import type { CommandError, CommandRequest } from './broker.ts';
+import type { DeviceRecord, DeviceRepository } from './db/repositories.ts';
+import type { EventBus } from './events.ts';
+import type { Clock } from './ingest.ts';
+import { generateSecret, type SecretHasher } from './secrets.ts';
+
+/*
+ * Fleet operations that span the database, the broker and the ingest writer's live state:
+ * enrollment, revocation, labels, desired state and commands. The HTTP API calls these; the
+ * rollout engine will set desired state through setDesired too.
+ */
+
+/** Where devices connect; filled in once the MQTT listener is bound. */
+export type MqttEndpoint = { readonly host: string; readonly port: number; readonly url: string };
+
+export type FleetDeps = {
+  readonly devices: DeviceRepository;
+  readonly hasher: SecretHasher;
+  readonly bus: EventBus;
+  readonly clock: Clock;
+  readonly live: { addDevice(id: string, enrolledAt: number): void; removeDevice(id: string): void };
+  readonly broker: {
+    kick(deviceId: string): Promise<void>;
+    publishDesired(deviceId: string, desired: Desired): Promise<void>;
+    sendCommand(
+      deviceId: string,
+      command: CommandRequest,
+      timeoutMs: number,
+      signal?: AbortSignal,
+    ): Promise<Result<Reply, CommandError>>;
+  };
+  readonly mqttEndpoint: () => MqttEndpoint;
+};
+
+/** Desired-state fields the model registry / rollouts set (issue 4). */
+export type DesiredChange = SetDesiredRequest & { readonly model?: Desired['model'] };
+
+export type Fleet = {
+  enroll(input: {
+    id: unknown;
+    labels: Labels;
+  }): Promise<Result<EnrollDeviceResponse, 'invalid_device_id' | 'conflict'>>;
+  revoke(id: string): Promise<boolean>;
+  patchLabels(id: string, patch: Readonly<Record<string, string | null>>): Promise<DeviceRecord | null>;
+  /** Merges the change into the desired state, bumps its version, stores and publishes it (retained). */
+  setDesired(id: string, change: DesiredChange): Promise<Desired | null>;
+  /** Sends a command and waits for the reply; `signal` (the HTTP request's) stops the wait. */
+  sendCommand(
+    id: string,
+    command: CommandRequest,
+    timeoutMs: number,
+    signal?: AbortSignal,
+  ): Promise<Result<Reply, CommandError>>;
+  /** Re-publishes every stored desired state (the broker forgets retained messages on restart). */
+  republishDesired(): Promise<number>;
+};
+
+export function toDeviceView(record: DeviceRecord) {
+  return {
+    id: record.id,
+    labels: record.labels,
+    status: record.status,
+    health: record.health,
+    healthReasons: [...record.healthReasons],
+    lastSeen: record.lastSeen,
+    enrolledAt: record.enrolledAt,
+    bootId: record.bootId,
+    agentVersion: record.agentVersion,
+  };
+}
+
+export function createFleet(deps: FleetDeps): Fleet {
+  const { devices, hasher, bus, clock } = deps;
+  return {
+    async enroll(input) {
+      const checked = checkDeviceId(input.id);
+      if (!checked.ok) return checked;
+      const id = checked.value;
+      const secret = generateSecret();
+      const enrolled = await devices.enroll({
+        id,
+        labels: input.labels,
+        secretHash: hasher.hash(secret),
+        now: clock.now(),
+      });
+      if (!enrolled.ok) return enrolled;
+      deps.live.addDevice(id, enrolled.value.enrolledAt);
+      bus.publish('device.enrolled', { deviceId: id, labels: { ...input.labels } });
+      return ok({
+        device: toDeviceView(enrolled.value),
+        credentials: { clientId: id, username: id, password: secret },
+        mqtt: deps.mqttEndpoint(),
+      });
+    },
+
+    async revoke(id) {
+      const revoked = await devices.revoke(id, clock.now());
+      if (!revoked) return false;
+      // Forget the live state first: the kicked session's will is then refused, not ingested.
+      deps.live.removeDevice(id);
+      await deps.broker.kick(id);
+      bus.publish('device.revoked', { deviceId: id });
+      return true;
+    },
+
+    patchLabels(id, patch) {
+      return devices.patchLabels(id, patch);
+    },
+
+    async setDesired(id, change) {
+      const now = clock.now();
+      const desired = await devices.updateDesired(id, (current) => {
+        const next: Desired = { version: (current?.version ?? 0) + 1, issuedAt: now };
+        const telemetryIntervalS = change.telemetryIntervalS ?? current?.telemetryIntervalS;
+        const config = change.config ?? current?.config;
+        const model = change.model !== undefined ? change.model : current?.model;
+        if (telemetryIntervalS !== undefined) next.telemetryIntervalS = telemetryIntervalS;
+        if (config !== undefined) next.config = config;
+        if (model !== undefined) next.model = model;
+        return next;
+      });
+      if (desired) await deps.broker.publishDesired(id, desired);
+      return desired;
+    },
+
+    sendCommand(id, command, timeoutMs, signal) {
+      return deps.broker.sendCommand(id, command, timeoutMs, signal);
+    },
+
+    async republishDesired() {
+      const all = await devices.listDesired();
+      for (const { id, desired } of all) await deps.broker.publishDesired(id, desired);
+      return all.length;
+    },
+  };
+}

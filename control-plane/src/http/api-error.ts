@@ -1,0 +1,22 @@
+import { API_ERROR_CODES, type ApiErrorCode } from '@edgeloop/protocol';
+
+/**
+ * The one error type of the HTTP API. Thrown anywhere in a handler; `app.onError` turns it into
+ * `{ "error": { "code", "message" } }` with the status of its code.
+ */
+export class ApiError extends Error {
+  readonly code: ApiErrorCode;
+  readonly status: (typeof API_ERROR_CODES)[ApiErrorCode];
+  constructor(code: ApiErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ApiError';
+    this.code = code;
+    this.status = API_ERROR_CODES[code];
+  }
+}
+
+/** The error code of an HTTP status, for errors that arrive as a status only. */
+export function codeOfStatus(status: number): ApiErrorCode {
+  const found = (Object.entries(API_ERROR_CODES) as [ApiErrorCode, number][]).find(([, s]) => s === status);
+  return found?.[0] ?? (status >= 500 ? 'internal' : 'bad_request');
+}

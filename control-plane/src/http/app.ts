@@ -1,0 +1,129 @@
+import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { HTTPException } from 'hono/http-exception';
+import type { Logger } from 'pino';
+import type { Config } from '../config.ts';
+import type { Store } from '../db/repositories.ts';
+import type { EventBus } from '../events.ts';
+import type { Fleet } from '../fleet.ts';
+import type { MetricsRegistry } from '../metrics.ts';
+import type { TokenService } from '../tokens.ts';
+import { ApiError, codeOfStatus } from './api-error.ts';
+import { authorize } from './auth.ts';
+import { buildOpenApi } from './openapi.ts';
+import { type AppEnv, defineRoute, parseBody, parseQuery, type Route } from './route.ts';
+import { deadLetterRoutes } from './routes/dead-letters.ts';
+import { deviceRoutes } from './routes/devices.ts';
+import { eventRoutes } from './routes/events.ts';
+import { fleetRoutes } from './routes/fleet.ts';
+import { systemRoutes } from './routes/system.ts';
+import { tokenRoutes } from './routes/tokens.ts';
+
+export type AppDeps = {
+  readonly store: Pick<Store, 'devices' | 'messages' | 'deadLetters'>;
+  readonly fleet: Fleet;
+  readonly tokens: TokenService;
+  readonly bus: EventBus;
+  readonly metrics: MetricsRegistry;
+  readonly config: Pick<Config, 'http' | 'commands'>;
+  readonly clock: { now(): number };
+  readonly logger: Logger;
+  readonly version: string;
+  readonly status: () => { connectedClients: number; queueDepth: number };
+  /** Aborted when the server stops (ends SSE streams). */
+  readonly signal?: AbortSignal;
+  /** More routes (model registry, rollouts, ...) added by later parts. */
+  readonly extraRoutes?: readonly Route[];
+};
+
+/**
+ * The HTTP API as a Hono app. Every route is declared in routes/*.ts; this registers them with
+ * their auth and validation, maps errors once (onError), and serves the OpenAPI document.
+ */
+export function createApp(deps: AppDeps): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  const authFailures = deps.metrics.counter('edgeloop_http_auth_failures_total', 'Refused API requests, by reason');
+  const requests = deps.metrics.counter('edgeloop_http_requests_total', 'API responses, by status class');
+  const startedAt = deps.clock.now();
+
+  const routes: Route[] = [
+    ...systemRoutes({
+      devices: deps.store.devices,
+      metrics: deps.metrics,
+      version: deps.version,
+      startedAt,
+      clock: deps.clock,
+      status: deps.status,
+    }),
+    ...deviceRoutes({
+      devices: deps.store.devices,
+      messages: deps.store.messages,
+      fleet: deps.fleet,
+      commands: deps.config.commands,
+    }),
+    ...fleetRoutes({ devices: deps.store.devices }),
+    ...eventRoutes({
+      bus: deps.bus,
+      heartbeatMs: deps.config.http.sseHeartbeatS * 1000,
+      ...(deps.signal ? { signal: deps.signal } : {}),
+    }),
+    ...deadLetterRoutes({ deadLetters: deps.store.deadLetters }),
+    ...tokenRoutes({ tokens: deps.tokens }),
+    ...(deps.extraRoutes ?? []),
+  ];
+  let openApi: Record<string, unknown> | null = null;
+  routes.push(
+    defineRoute({
+      method: 'get',
+      path: '/api/v1/openapi.json',
+      summary: 'This OpenAPI 3.1 document',
+      tag: 'system',
+      role: null,
+      responses: { 200: { description: 'the document', contentType: 'application/json' } },
+      handle({ c }) {
+        openApi ??= buildOpenApi(routes, { title: 'edgeloop control plane', version: deps.version });
+        return c.json(openApi);
+      },
+    }),
+  );
+
+  app.use('*', async (c, next) => {
+    await next();
+    requests.inc({ status: `${Math.floor(c.res.status / 100)}xx` });
+  });
+  app.use(
+    '/api/*',
+    bodyLimit({
+      maxSize: deps.config.http.bodyLimitBytes,
+      onError: () => {
+        throw new ApiError('payload_too_large', `request body exceeds ${deps.config.http.bodyLimitBytes} bytes`);
+      },
+    }),
+  );
+
+  for (const route of routes) {
+    app.on(route.method.toUpperCase(), route.path, async (c) => {
+      // Authentication comes first: an anonymous caller learns nothing about bodies or ids.
+      const token = route.role ? await authorize(c, route.role, { tokens: deps.tokens, failures: authFailures }) : null;
+      const query = route.query ? parseQuery(c, route.query, route.arrayQuery) : undefined;
+      const body = route.body ? await parseBody(c, route.body) : undefined;
+      return route.handle({ c, body, query, params: c.req.param() as Record<string, string>, token });
+    });
+  }
+
+  app.notFound((c) => c.json({ error: { code: 'not_found', message: `no route ${c.req.method} ${c.req.path}` } }, 404));
+
+  app.onError((error, c) => {
+    if (error instanceof ApiError) {
+      return c.json({ error: { code: error.code, message: error.message } }, error.status);
+    }
+    if (error instanceof HTTPException) {
+      const code = codeOfStatus(error.status);
+      return c.json({ error: { code, message: error.message || code } }, error.status);
+    }
+    deps.logger.error({ err: error, method: c.req.method, path: c.req.path }, 'request failed');
+    return c.json({ error: { code: 'internal', message: 'internal error' } }, 500);
+  });
+
+  return app;
+}

@@ -1,0 +1,82 @@
+import { describeIssues } from '@edgeloop/protocol';
+import type { Context } from 'hono';
+import type { z } from 'zod';
+import type { ApiRole, ApiToken } from '../db/repositories.ts';
+import { ApiError } from './api-error.ts';
+
+/*
+ * Routes are declared as data (method, path, role, schemas, responses) plus a handler, so the
+ * app registers exactly what the OpenAPI document lists. Bodies and queries are validated with
+ * their zod schemas before the handler runs: bad JSON is a 400, a schema mismatch a 422.
+ */
+
+export type AppEnv = { Variables: Record<string, never> };
+
+export type HttpMethod = 'get' | 'post' | 'put' | 'patch' | 'delete';
+
+export type ResponseSpec = {
+  readonly description: string;
+  readonly schema?: z.ZodType;
+  /** Defaults to application/json when a schema is given. */
+  readonly contentType?: string;
+};
+
+export type RouteInput<B, Q> = {
+  readonly c: Context<AppEnv>;
+  readonly body: B;
+  readonly query: Q;
+  readonly params: Readonly<Record<string, string>>;
+  readonly token: ApiToken | null;
+};
+
+export type Route = {
+  readonly method: HttpMethod;
+  /** Hono path, `:name` for parameters. */
+  readonly path: string;
+  readonly summary: string;
+  readonly tag: string;
+  /** The least role allowed; null for routes without authentication. */
+  readonly role: ApiRole | null;
+  readonly body?: z.ZodType;
+  readonly query?: z.ZodObject;
+  /** Query parameters that may repeat (collected into an array). */
+  readonly arrayQuery?: readonly string[];
+  readonly responses: Readonly<Record<number, ResponseSpec>>;
+  readonly handle: (input: RouteInput<unknown, unknown>) => Response | Promise<Response>;
+};
+
+export function defineRoute<B extends z.ZodType | undefined = undefined, Q extends z.ZodObject | undefined = undefined>(
+  spec: Omit<Route, 'body' | 'query' | 'handle'> & {
+    readonly body?: B;
+    readonly query?: Q;
+    readonly handle: (
+      input: RouteInput<B extends z.ZodType ? z.infer<B> : undefined, Q extends z.ZodObject ? z.infer<Q> : undefined>,
+    ) => Response | Promise<Response>;
+  },
+): Route {
+  return spec as unknown as Route;
+}
+
+export async function parseBody(c: Context, schema: z.ZodType): Promise<unknown> {
+  const text = await c.req.text();
+  let json: unknown;
+  try {
+    json = text.length === 0 ? undefined : JSON.parse(text);
+  } catch (error) {
+    throw new ApiError('bad_request', `request body is not JSON: ${(error as Error).message}`);
+  }
+  if (json === undefined) throw new ApiError('bad_request', 'request body is empty; JSON expected');
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) throw new ApiError('unprocessable', describeIssues(parsed.error.issues));
+  return parsed.data;
+}
+
+export function parseQuery(c: Context, schema: z.ZodObject, arrayKeys: readonly string[] = []): unknown {
+  const raw: Record<string, string | string[]> = {};
+  for (const [key, values] of Object.entries(c.req.queries())) {
+    raw[key] = arrayKeys.includes(key) ? values : (values[0] ?? '');
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) throw new ApiError('unprocessable', describeIssues(parsed.error.issues));
+  return parsed.data;
+}

@@ -1,0 +1,43 @@
+export { type CommandError, type CommandRequest, type ControlBroker, createBroker } from './broker.ts';
+export {
+  Config,
+  ConfigError,
+  type ConfigInput,
+  describeSettings,
+  type LoadConfigOptions,
+  loadConfig,
+  SETTINGS,
+} from './config.ts';
+export {
+  type ControlPlane,
+  type ControlPlaneDeps,
+  type ControlPlaneInternals,
+  createControlPlane,
+  PortInUseError,
+  type StartedControlPlane,
+  VERSION,
+} from './control-plane.ts';
+export { createPostgresStore, type PostgresStore } from './db/postgres/store.ts';
+export type * from './db/repositories.ts';
+export { createSqliteStore, type SqliteStore } from './db/sqlite/store.ts';
+export {
+  BUS_EVENT_TYPES,
+  type BusEvents,
+  type BusEventType,
+  type BusMessage,
+  createEventBus,
+  type EventBus,
+} from './events.ts';
+export type { DesiredChange, Fleet, MqttEndpoint } from './fleet.ts';
+export {
+  assessHealth,
+  digestTelemetry,
+  type HealthAssessment,
+  type HealthInput,
+  type HealthThresholds,
+} from './health.ts';
+export { ApiError } from './http/api-error.ts';
+export { createApp } from './http/app.ts';
+export { defineRoute, type Route } from './http/route.ts';
+export type { Clock, IngestStats, IngestWriter } from './ingest.ts';
+export { createMetricsRegistry, type MetricsRegistry } from './metrics.ts';

@@ -1,0 +1,691 @@
+import {
+  type DeviceEvent,
+  type DeviceToCloudChannel,
+  decode,
+  MAX_PAYLOAD_BYTES,
+  type MessageOf,
+  type Reply,
+  type Reported,
+  type Status,
+  type Telemetry,
+  Telemetry as TelemetrySchema,
+} from '@edgeloop/protocol';
+import type { Logger } from 'pino';
+import type { HealthConfig, IngestConfig } from './config.ts';
+import type {
+  DeviceLiveState,
+  DeviceLiveWrite,
+  IngestRepository,
+  LoadedLiveState,
+  NewDeadLetter,
+  NewMessage,
+} from './db/repositories.ts';
+import {
+  applyConnection,
+  applyReported,
+  applySignOfLife,
+  applySilence,
+  applyStatus,
+  applyTelemetry,
+  initialLiveState,
+  isWill,
+  type StatusChange,
+} from './device-state.ts';
+import { type EventBus, type StatusCause, statusEventType } from './events.ts';
+import { assessHealth, digestTelemetry, sameAssessment, silenceLimitMs, type TelemetryDigest } from './health.ts';
+import type { MetricsRegistry } from './metrics.ts';
+
+/*
+ * The ingest writer: every device -> cloud message passes through here.
+ *
+ *   offer()  queues the payload with its `done` callback (a payload over MAX_PAYLOAD_BYTES is
+ *            dead-lettered at once). The broker holds the publisher's PUBACK (and stops reading
+ *            its socket) until `done` runs, which is after the commit.
+ *   flush    takes at most `batchSize` entries, validates them (protocol decode: invalid -> dead
+ *            letter with the reason, counted by reason), applies them to the in-memory live state
+ *            of their devices, and commits messages + dead letters + changed device rows in ONE
+ *            transaction; then calls the callbacks and publishes bus events. Batches are
+ *            bounded and separated by setImmediate, so a backlog never blocks the event loop for
+ *            long (flush durations are a metric). A (device, msgId) is stored once: the unique
+ *            index skips a resend, and a small in-memory cache skips the database for recent ones.
+ *   overload above `highWater` queued entries, callbacks of committed entries are parked until
+ *            the queue halves, so every publisher is held back; above `hardCap` QoS 0 telemetry
+ *            is dropped and counted (reason overload). QoS 1 is never dropped.
+ *
+ * The writer is also the only writer of device live state (status, health, latest telemetry,
+ * reported): broker connection events and the sweeper go through its queue, so every change is
+ * ordered with the messages. See device-state.ts for the ordering rule.
+ */
+
+export type Clock = { now(): number };
+
+export type IngestOffer = {
+  readonly deviceId: string;
+  readonly channel: DeviceToCloudChannel;
+  readonly topic: string;
+  readonly payload: Uint8Array;
+  readonly qos: number;
+  /** True when the broker publishes this as the device's last will. */
+  readonly will: boolean;
+  /** Whether the device had a live (connected, not closing) session when this arrived. */
+  readonly liveSession: boolean;
+};
+
+export type OfferOutcome = 'queued' | 'rejected' | 'dropped';
+
+export type IngestDone = (error?: Error | null) => void;
+
+export type IngestDeps = {
+  readonly store: IngestRepository & {
+    loadLiveStates(): Promise<LoadedLiveState[]>;
+    loadLiveState(id: string): Promise<LoadedLiveState | null>;
+  };
+  readonly bus: EventBus;
+  readonly metrics: MetricsRegistry;
+  readonly clock: Clock;
+  readonly config: IngestConfig;
+  readonly health: HealthConfig;
+  readonly logger: Logger;
+  /** Whether a device has a live MQTT session on this control plane's broker. */
+  readonly isConnected?: (deviceId: string) => boolean;
+  /** Called after commit with each newly stored reply (command waiters resolve from it). */
+  readonly onReply?: (deviceId: string, reply: Reply) => void;
+};
+
+export type IngestStats = {
+  readonly queueDepth: number;
+  readonly accepted: number;
+  readonly duplicates: number;
+  readonly rejected: number;
+  readonly dropped: number;
+  readonly flushes: number;
+  readonly maxFlushMs: number;
+  readonly maxBatchRows: number;
+};
+
+export type IngestWriter = {
+  start(): Promise<void>;
+  /** Stores everything queued, then refuses new work. */
+  stop(): Promise<void>;
+  offer(offer: IngestOffer, done: IngestDone): OfferOutcome;
+  /** Dead-letters a payload the broker refused before decoding (done after commit). */
+  deadLetter(
+    letter: Omit<NewDeadLetter, 'receivedAt' | 'payloadExcerpt' | 'payloadSize'> & { payload: Uint8Array },
+    done?: IngestDone,
+  ): void;
+  noteConnection(deviceId: string, connected: boolean): void;
+  /** Queues one sweep: silent devices go offline, health is recomputed (telemetry-stale). */
+  sweep(): void;
+  /** Resolves when everything queued before the call is committed. */
+  flush(): Promise<void>;
+  /** Whether the device is enrolled and active (it has a live state). */
+  knows(deviceId: string): boolean;
+  addDevice(id: string, enrolledAt: number): void;
+  removeDevice(id: string): void;
+  liveState(id: string): Readonly<DeviceLiveState> | undefined;
+  stats(): IngestStats;
+};
+
+type MessageEntry = {
+  readonly kind: 'message';
+  readonly deviceId: string;
+  readonly channel: DeviceToCloudChannel;
+  readonly topic: string;
+  /** Decoded at flush time, inside the bounded batch, not in the socket read that brought it. */
+  readonly payload: Uint8Array;
+  readonly receivedAt: number;
+  readonly will: boolean;
+  readonly liveSession: boolean;
+  readonly done: IngestDone | undefined;
+};
+
+type DecodedEntry = MessageEntry & { readonly message: MessageOf<DeviceToCloudChannel>; readonly body: string };
+
+type Entry =
+  | MessageEntry
+  | { readonly kind: 'dead'; readonly letter: NewDeadLetter; readonly done: IngestDone | undefined }
+  | {
+      readonly kind: 'connection';
+      readonly deviceId: string;
+      readonly connected: boolean;
+      readonly at: number;
+      readonly done: undefined;
+    }
+  | { readonly kind: 'sweep'; readonly done: undefined }
+  | { readonly kind: 'barrier'; readonly done: IngestDone };
+
+type Cached = { state: DeviceLiveState; digest: TelemetryDigest | null };
+
+const EXCERPT_BYTES = 1024;
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function excerpt(payload: Uint8Array): string {
+  return Buffer.from(payload.buffer, payload.byteOffset, Math.min(payload.byteLength, EXCERPT_BYTES)).toString(
+    'base64',
+  );
+}
+
+function dedupeKey(deviceId: string, msgId: string): string {
+  return `${deviceId}\u0000${msgId}`;
+}
+
+export function createIngestWriter(deps: IngestDeps): IngestWriter {
+  const { config, clock, bus, logger } = deps;
+  const thresholds = deps.health;
+  const isConnected = deps.isConnected ?? (() => false);
+
+  const metrics = {
+    accepted: deps.metrics.counter('edgeloop_ingest_accepted_total', 'Device messages stored, by channel'),
+    duplicates: deps.metrics.counter('edgeloop_ingest_duplicates_total', 'Resent messages skipped (same msgId)'),
+    rejected: deps.metrics.counter('edgeloop_ingest_rejected_total', 'Messages dead-lettered, by reason'),
+    dropped: deps.metrics.counter('edgeloop_ingest_dropped_total', 'Messages not stored on purpose, by reason'),
+    flushErrors: deps.metrics.counter('edgeloop_ingest_flush_errors_total', 'Batches whose commit failed'),
+    flushMs: deps.metrics.summary('edgeloop_ingest_flush_ms', 'Duration of one batch commit (ms)'),
+    batchRows: deps.metrics.summary('edgeloop_ingest_batch_rows', 'Entries per batch'),
+  };
+  deps.metrics.gauge('edgeloop_ingest_queue_depth', 'Entries waiting to be stored', () => queue.length);
+  deps.metrics.gauge('edgeloop_ingest_parked_callbacks', 'Stored entries whose ack is held back', () => parked.length);
+  deps.metrics.gauge('edgeloop_ingest_flush_max_ms', 'Longest batch commit since start (ms)', () => maxFlushMs);
+
+  const cache = new Map<string, Cached>();
+  const recent = new Map<string, true>();
+  let queue: Entry[] = [];
+  let parked: IngestDone[] = [];
+  let flushing = false;
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  let immediate: ReturnType<typeof setImmediate> | null = null;
+  let stopped = false;
+  let started = false;
+  let maxFlushMs = 0;
+  let maxBatchRows = 0;
+  let flushes = 0;
+  let accepted = 0;
+  let duplicates = 0;
+  let rejected = 0;
+  let dropped = 0;
+  const idleWaiters: (() => void)[] = [];
+
+  const rememberSent = (key: string) => {
+    if (config.dedupeCacheSize === 0) return;
+    recent.set(key, true);
+    if (recent.size > config.dedupeCacheSize) {
+      const oldest = recent.keys().next();
+      if (!oldest.done) recent.delete(oldest.value);
+    }
+  };
+
+  const schedule = () => {
+    if (flushing || queue.length === 0) return;
+    // flushIntervalMs 0: flush on the next turn of the event loop, after every socket read in
+    // this one was handled (group commit that adapts to load, with no timer latency).
+    if (queue.length >= config.batchSize || config.flushIntervalMs === 0) {
+      if (timer) {
+        clearTimeout(timer);
+        timer = null;
+      }
+      immediate ??= setImmediate(runFlush);
+    } else if (!timer && !immediate) {
+      timer = setTimeout(runFlush, config.flushIntervalMs);
+    }
+  };
+
+  const enqueue = (entry: Entry) => {
+    queue.push(entry);
+    schedule();
+  };
+
+  const releaseParked = () => {
+    if (parked.length === 0 || queue.length > config.highWater / 2) return;
+    const release = parked;
+    parked = [];
+    for (const done of release) done(null);
+  };
+
+  const toLetter = (
+    deviceId: string | null,
+    topic: string,
+    payload: Uint8Array,
+    reason: string,
+    detail: string,
+  ): NewDeadLetter => ({
+    receivedAt: clock.now(),
+    deviceId,
+    topic,
+    reason,
+    detail: detail.slice(0, 2048),
+    payloadSize: payload.byteLength,
+    payloadExcerpt: excerpt(payload),
+  });
+
+  const queueDeadLetter = (letter: NewDeadLetter, done: IngestDone | undefined) => {
+    rejected++;
+    metrics.rejected.inc({ reason: letter.reason });
+    enqueue({ kind: 'dead', letter, done });
+  };
+
+  const health = (cached: Cached, now: number) =>
+    assessHealth(
+      {
+        status: cached.state.status,
+        telemetry: cached.digest,
+        telemetryAt: cached.state.telemetryAt,
+        telemetryIntervalS: cached.state.telemetryIntervalS,
+      },
+      thresholds,
+      now,
+    );
+
+  const remember = (state: LoadedLiveState): Cached => {
+    const { telemetry, ...live } = state;
+    const parsed = telemetry ? TelemetrySchema.safeParse(telemetry) : null;
+    return { state: live, digest: parsed?.success ? digestTelemetry(parsed.data, thresholds) : null };
+  };
+
+  /* ------------------------------------------ flush ------------------------------------------ */
+
+  type Pending = {
+    messages: NewMessage[];
+    messageEntries: DecodedEntry[];
+    deadLetters: NewDeadLetter[];
+    dirty: Map<string, { telemetry?: unknown; reported?: unknown }>;
+    events: (() => void)[];
+    before: Map<string, DeviceLiveState>;
+  };
+
+  const touch = (pending: Pending, cached: Cached) => {
+    if (!pending.before.has(cached.state.id)) {
+      pending.before.set(cached.state.id, { ...cached.state, bootIds: [...cached.state.bootIds] });
+    }
+    if (!pending.dirty.has(cached.state.id)) pending.dirty.set(cached.state.id, {});
+  };
+
+  const noteStatus = (pending: Pending, cached: Cached, change: StatusChange | null, cause: StatusCause) => {
+    if (!change) return;
+    const type = statusEventType(change.to);
+    if (!type) return;
+    const deviceId = cached.state.id;
+    const bootId = cached.state.bootIds[cached.state.bootIds.length - 1] ?? null;
+    pending.events.push(() => bus.publish(type, { deviceId, bootId, cause }));
+  };
+
+  const refreshHealth = (pending: Pending, cached: Cached, now: number) => {
+    const next = health(cached, now);
+    const previous = { health: cached.state.health, reasons: cached.state.healthReasons };
+    if (sameAssessment(previous, next)) return false;
+    touch(pending, cached);
+    cached.state.health = next.health;
+    cached.state.healthReasons = [...next.reasons];
+    const deviceId = cached.state.id;
+    pending.events.push(() =>
+      bus.publish('device.health', { deviceId, health: next.health, reasons: next.reasons, previous: previous.health }),
+    );
+    return true;
+  };
+
+  const applyMessage = (pending: Pending, entry: DecodedEntry, cached: Cached) => {
+    touch(pending, cached);
+    const { state } = cached;
+    const { receivedAt } = entry;
+    switch (entry.channel) {
+      case 'status': {
+        const status = entry.message as Status;
+        const change = applyStatus(state, status, { receivedAt, liveSession: entry.liveSession });
+        noteStatus(pending, cached, change, status.reason);
+        break;
+      }
+      case 'telemetry': {
+        const telemetry = entry.message as Telemetry;
+        if (applyTelemetry(state, telemetry, receivedAt)) {
+          cached.digest = digestTelemetry(telemetry, thresholds);
+          pending.dirty.get(state.id)!.telemetry = telemetry;
+        }
+        break;
+      }
+      case 'reported': {
+        const reported = entry.message as Reported;
+        if (applyReported(state, reported, receivedAt)) {
+          pending.dirty.get(state.id)!.reported = reported;
+          pending.events.push(() => bus.publish('device.reported', { deviceId: state.id, reported }));
+        }
+        break;
+      }
+      case 'events':
+      case 'reply':
+        applySignOfLife(state, receivedAt);
+        break;
+    }
+    refreshHealth(pending, cached, receivedAt);
+  };
+
+  const applySweep = (pending: Pending, now: number) => {
+    let changed = 0;
+    for (const cached of cache.values()) {
+      if (changed >= config.batchSize) break; // the rest waits for the next sweep
+      const { state } = cached;
+      let touched = false;
+      if (state.status === 'online' && !isConnected(state.id)) {
+        const silentFor = now - (state.lastSeen ?? state.statusChangedAt ?? state.enrolledAt);
+        if (silentFor > silenceLimitMs(state.keepaliveS, state.telemetryIntervalS, thresholds)) {
+          touch(pending, cached);
+          noteStatus(pending, cached, applySilence(state, now), 'silence');
+          touched = true;
+        }
+      }
+      if (refreshHealth(pending, cached, now) || touched) changed++;
+    }
+  };
+
+  /** Validates one payload: the message, or the dead letter saying why not. */
+  const decodeEntry = (
+    entry: MessageEntry,
+  ): { ok: true; entry: DecodedEntry } | { ok: false; letter: NewDeadLetter } => {
+    const reject = (reason: string, detail: string) => ({
+      ok: false as const,
+      letter: toLetter(entry.deviceId, entry.topic, entry.payload, reason, detail),
+    });
+    let body: string;
+    try {
+      body = utf8.decode(entry.payload);
+    } catch {
+      return reject('invalid_utf8', 'payload is not valid UTF-8');
+    }
+    const decoded = decode(entry.channel, body);
+    if (!decoded.ok) return reject(decoded.error.code, decoded.error.message);
+    if (entry.channel === 'status' && entry.will && !isWill(decoded.value as Status)) {
+      // A will must say offline / connection-lost: anything else would claim the device is alive.
+      return reject('invalid_will', 'a last will must be status offline with reason connection-lost');
+    }
+    return { ok: true, entry: { ...entry, message: decoded.value, body } };
+  };
+
+  const takeBatch = (): Entry[] => {
+    const size = Math.min(queue.length, config.batchSize);
+    const batch = queue.slice(0, size);
+    queue = queue.slice(size);
+    return batch;
+  };
+
+  const runFlush = () => {
+    timer = null;
+    immediate = null;
+    if (flushing) return;
+    flushing = true;
+    flushOnce()
+      .catch((error: unknown) => logger.error({ err: error }, 'ingest flush failed'))
+      .finally(() => {
+        flushing = false;
+        releaseParked();
+        if (queue.length > 0) {
+          // setImmediate between batches: sockets, timers and HTTP get their turn.
+          if (queue.length >= config.batchSize) immediate ??= setImmediate(runFlush);
+          else schedule();
+        } else {
+          for (const resolve of idleWaiters.splice(0)) resolve();
+        }
+      });
+  };
+
+  const flushOnce = async () => {
+    const batch = takeBatch();
+    if (batch.length === 0) return;
+    const now = clock.now();
+    const pending: Pending = {
+      messages: [],
+      messageEntries: [],
+      deadLetters: [],
+      dirty: new Map(),
+      events: [],
+      before: new Map(),
+    };
+    const callbacks: IngestDone[] = [];
+    const duplicateEntries: DecodedEntry[] = [];
+    for (const entry of batch) {
+      if (entry.done) callbacks.push(entry.done);
+      switch (entry.kind) {
+        case 'message': {
+          const cached = cache.get(entry.deviceId);
+          if (!cached) {
+            dropped++;
+            metrics.dropped.inc({ reason: 'revoked' });
+            break;
+          }
+          const decoded = decodeEntry(entry);
+          if (!decoded.ok) {
+            rejected++;
+            metrics.rejected.inc({ reason: decoded.letter.reason });
+            pending.deadLetters.push(decoded.letter);
+            break;
+          }
+          if (recent.has(dedupeKey(entry.deviceId, decoded.entry.message.msgId))) {
+            duplicateEntries.push(decoded.entry);
+            touch(pending, cached);
+            applySignOfLife(cached.state, entry.receivedAt);
+            break;
+          }
+          const { message, body } = decoded.entry;
+          pending.messages.push({
+            deviceId: entry.deviceId,
+            channel: entry.channel,
+            msgId: message.msgId,
+            bootId: message.bootId,
+            seq: message.seq,
+            deviceTs: message.ts,
+            receivedAt: entry.receivedAt,
+            body,
+          });
+          pending.messageEntries.push(decoded.entry);
+          applyMessage(pending, decoded.entry, cached);
+          break;
+        }
+        case 'dead':
+          pending.deadLetters.push(entry.letter);
+          break;
+        case 'connection': {
+          const cached = cache.get(entry.deviceId);
+          if (!cached) break;
+          touch(pending, cached);
+          const change = applyConnection(cached.state, entry.connected, entry.at);
+          noteStatus(pending, cached, change, entry.connected ? 'connect' : 'disconnect');
+          refreshHealth(pending, cached, entry.at);
+          break;
+        }
+        case 'sweep':
+          applySweep(pending, now);
+          break;
+        case 'barrier':
+          break;
+      }
+    }
+
+    const writes: DeviceLiveWrite[] = [];
+    for (const [id, documents] of pending.dirty) {
+      const cached = cache.get(id);
+      if (cached) writes.push({ state: cached.state, ...documents });
+    }
+
+    const started = performance.now();
+    let inserted: readonly boolean[];
+    try {
+      ({ inserted } = await deps.store.commit({
+        messages: pending.messages,
+        deadLetters: pending.deadLetters,
+        devices: writes,
+      }));
+    } catch (error) {
+      metrics.flushErrors.inc();
+      logger.error({ err: error, rows: batch.length }, 'ingest batch could not be stored');
+      // Undo the in-memory changes: the database is the truth.
+      for (const [id, before] of pending.before) {
+        const cached = cache.get(id);
+        if (cached) cached.state = before;
+      }
+      const failure = error instanceof Error ? error : new Error(String(error));
+      for (const done of callbacks) done(failure);
+      return;
+    }
+    const elapsed = performance.now() - started;
+    flushes++;
+    metrics.flushMs.observe(elapsed);
+    metrics.batchRows.observe(batch.length);
+    if (elapsed > maxFlushMs) maxFlushMs = elapsed;
+    if (batch.length > maxBatchRows) maxBatchRows = batch.length;
+
+    for (const entry of duplicateEntries) {
+      duplicates++;
+      metrics.duplicates.inc({ channel: entry.channel });
+    }
+    pending.messageEntries.forEach((entry, index) => {
+      const key = dedupeKey(entry.deviceId, entry.message.msgId);
+      if (!inserted[index]) {
+        duplicates++;
+        metrics.duplicates.inc({ channel: entry.channel });
+        rememberSent(key);
+        return;
+      }
+      accepted++;
+      metrics.accepted.inc({ channel: entry.channel });
+      rememberSent(key);
+      if (entry.channel === 'events') {
+        bus.publish('device.event', { deviceId: entry.deviceId, event: entry.message as DeviceEvent });
+      } else if (entry.channel === 'reply') {
+        deps.onReply?.(entry.deviceId, entry.message as Reply);
+      }
+    });
+    for (const letter of pending.deadLetters) {
+      bus.publish('ingest.rejected', {
+        deviceId: letter.deviceId,
+        topic: letter.topic,
+        reason: letter.reason,
+        detail: letter.detail,
+      });
+    }
+    for (const emit of pending.events) emit();
+
+    // Acks: held back while the queue is above the high-water mark (push back on every publisher).
+    if (queue.length > config.highWater) {
+      parked.push(...callbacks);
+    } else {
+      for (const done of callbacks) done(null);
+    }
+  };
+
+  /* ------------------------------------------ API ------------------------------------------- */
+
+  const flush = (): Promise<void> => {
+    if (queue.length === 0 && !flushing) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      if (stopped) {
+        idleWaiters.push(resolve);
+        return;
+      }
+      enqueue({ kind: 'barrier', done: () => resolve() });
+      // A barrier must not wait for a partly filled batch's timer.
+      if (timer) {
+        clearTimeout(timer);
+        timer = null;
+      }
+      if (!flushing) immediate ??= setImmediate(runFlush);
+    });
+  };
+
+  return {
+    async start() {
+      if (started) return;
+      started = true;
+      for (const state of await deps.store.loadLiveStates()) cache.set(state.id, remember(state));
+    },
+
+    async stop() {
+      if (stopped) return;
+      await flush();
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      if (immediate) clearImmediate(immediate);
+      timer = null;
+      immediate = null;
+      const release = parked;
+      parked = [];
+      for (const done of release) done(null);
+    },
+
+    offer(offer, done) {
+      if (stopped) {
+        done(new Error('the control plane is shutting down'));
+        return 'rejected';
+      }
+      const { deviceId, channel, topic, payload } = offer;
+      if (payload.byteLength > MAX_PAYLOAD_BYTES) {
+        const detail = `payload of ${payload.byteLength} bytes exceeds the limit of ${MAX_PAYLOAD_BYTES} bytes`;
+        queueDeadLetter(toLetter(deviceId, topic, payload, 'payload_too_large', detail), done);
+        return 'rejected';
+      }
+      if (queue.length >= config.hardCap && offer.qos === 0 && channel === 'telemetry') {
+        dropped++;
+        metrics.dropped.inc({ reason: 'overload' });
+        done(null);
+        return 'dropped';
+      }
+      enqueue({
+        kind: 'message',
+        deviceId,
+        channel,
+        topic,
+        payload,
+        receivedAt: clock.now(),
+        will: offer.will,
+        liveSession: offer.liveSession,
+        done,
+      });
+      return 'queued';
+    },
+
+    deadLetter(letter, done) {
+      if (stopped) {
+        done?.(new Error('the control plane is shutting down'));
+        return;
+      }
+      queueDeadLetter(toLetter(letter.deviceId, letter.topic, letter.payload, letter.reason, letter.detail), done);
+    },
+
+    noteConnection(deviceId, connected) {
+      if (stopped || !cache.has(deviceId)) return;
+      enqueue({ kind: 'connection', deviceId, connected, at: clock.now(), done: undefined });
+    },
+
+    sweep() {
+      if (stopped || queue.some((entry) => entry.kind === 'sweep')) return;
+      enqueue({ kind: 'sweep', done: undefined });
+    },
+
+    flush,
+
+    knows(deviceId) {
+      return cache.has(deviceId);
+    },
+
+    addDevice(id, enrolledAt) {
+      cache.set(id, { state: initialLiveState(id, enrolledAt), digest: null });
+    },
+
+    removeDevice(id) {
+      cache.delete(id);
+    },
+
+    liveState(id) {
+      return cache.get(id)?.state;
+    },
+
+    stats() {
+      return {
+        queueDepth: queue.length,
+        accepted,
+        duplicates,
+        rejected,
+        dropped,
+        flushes,
+        maxFlushMs,
+        maxBatchRows,
+      };
+    },
+  };
+}
