@@ -1,0 +1,81 @@
+import { describe, expect, it } from 'vitest';
+import type { DbRegionOptions } from './db-text-adapter.ts';
+import { dbInputSize, extractTextRegions } from './db-text-adapter.ts';
+
+const options: DbRegionOptions = {
+  binaryThreshold: 0.3,
+  boxThreshold: 0.6,
+  unclipRatio: 1.5,
+  minSize: 3,
+  maxCandidates: 1000,
+};
+
+function map(width: number, height: number, rects: { x1: number; y1: number; x2: number; y2: number; p: number }[]) {
+  const prob = new Float32Array(width * height);
+  for (const r of rects) {
+    for (let y = r.y1; y <= r.y2; y++) for (let x = r.x1; x <= r.x2; x++) prob[y * width + x] = r.p;
+  }
+  return prob;
+}
+
+describe('extractTextRegions', () => {
+  it('turns each thresholded region into a box grown by the DB unclip distance', () => {
+    const prob = map(100, 60, [
+      { x1: 10, y1: 10, x2: 50, y2: 20, p: 0.9 },
+      { x1: 60, y1: 40, x2: 90, y2: 50, p: 0.8 },
+    ]);
+    const regions = extractTextRegions(prob, 100, 60, options);
+    expect(regions).toHaveLength(2);
+    // 40 x 10 through the pixel centres: distance = 400 * 1.5 / 100 = 6.
+    const first = regions[0];
+    expect(first?.score).toBeCloseTo(0.9, 6);
+    expect([first?.x1, first?.y1, first?.x2, first?.y2]).toEqual([4, 4, 56, 26]);
+    expect(regions[1]?.score).toBeCloseTo(0.8, 6);
+  });
+
+  it('keeps no region when unclip is 0 beyond its own extent', () => {
+    const prob = map(40, 20, [{ x1: 5, y1: 5, x2: 30, y2: 12, p: 0.7 }]);
+    expect(extractTextRegions(prob, 40, 20, { ...options, unclipRatio: 0 })).toEqual([
+      { x1: 5, y1: 5, x2: 30, y2: 12, score: expect.closeTo(0.7, 6) },
+    ]);
+  });
+
+  it('drops regions whose mean probability is below boxThreshold', () => {
+    const prob = map(50, 20, [{ x1: 5, y1: 5, x2: 30, y2: 12, p: 0.5 }]);
+    expect(extractTextRegions(prob, 50, 20, options)).toEqual([]);
+  });
+
+  it('drops regions thinner than minSize', () => {
+    const prob = map(50, 20, [{ x1: 5, y1: 5, x2: 40, y2: 6, p: 0.95 }]);
+    expect(extractTextRegions(prob, 50, 20, options)).toEqual([]);
+  });
+
+  it('joins diagonal neighbours into one region (8-connectivity)', () => {
+    const prob = map(30, 30, [
+      { x1: 2, y1: 2, x2: 10, y2: 10, p: 0.9 },
+      { x1: 11, y1: 11, x2: 20, y2: 20, p: 0.9 },
+    ]);
+    const regions = extractTextRegions(prob, 30, 30, { ...options, unclipRatio: 0 });
+    expect(regions).toHaveLength(1);
+    expect(regions[0]).toMatchObject({ x1: 2, y1: 2, x2: 20, y2: 20 });
+  });
+
+  it('finds nothing in an empty map and stops at maxCandidates', () => {
+    expect(extractTextRegions(new Float32Array(100), 10, 10, options)).toEqual([]);
+    const prob = map(100, 20, [
+      { x1: 0, y1: 0, x2: 10, y2: 10, p: 0.9 },
+      { x1: 20, y1: 0, x2: 30, y2: 10, p: 0.9 },
+      { x1: 40, y1: 0, x2: 50, y2: 10, p: 0.9 },
+    ]);
+    expect(extractTextRegions(prob, 100, 20, { ...options, maxCandidates: 2 })).toHaveLength(2);
+  });
+});
+
+describe('dbInputSize', () => {
+  it('rounds both sides to multiples of 32 and limits the longest side', () => {
+    expect(dbInputSize(800, 600, { width: null, height: null }, 960, 32)).toEqual({ width: 800, height: 608 });
+    expect(dbInputSize(1920, 1080, { width: null, height: null }, 960, 32)).toEqual({ width: 960, height: 544 });
+    expect(dbInputSize(10, 10, { width: null, height: null }, 960, 32)).toEqual({ width: 32, height: 32 });
+    expect(dbInputSize(1920, 1080, { width: 320, height: 320 }, 960, 32)).toEqual({ width: 320, height: 320 });
+  });
+});

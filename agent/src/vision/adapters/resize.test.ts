@@ -1,0 +1,103 @@
+import { describe, expect, it } from 'vitest';
+import type { TensorFormat } from './resize.ts';
+import { letterboxGeometry, mapBoxToSource, stretchGeometry, writeInputTensor } from './resize.ts';
+
+const plain: TensorFormat = {
+  layout: 'nchw',
+  colorOrder: 'rgb',
+  scale: 1,
+  mean: [0, 0, 0],
+  std: [1, 1, 1],
+  padValue: 114,
+};
+
+function solidImage(width: number, height: number, rgb: [number, number, number]) {
+  const data = new Uint8Array(width * height * 3);
+  for (let i = 0; i < width * height; i++) data.set(rgb, i * 3);
+  return { data, width, height };
+}
+
+describe('letterbox geometry', () => {
+  it('fits a wide frame by width and pads top and bottom equally', () => {
+    const g = letterboxGeometry(960, 540, 640, 640);
+    expect(g.contentWidth).toBe(640);
+    expect(g.contentHeight).toBe(360);
+    expect(g.contentX).toBe(0);
+    expect(g.contentY).toBe(140);
+    expect(g.scaleX).toBeCloseTo(2 / 3, 10);
+  });
+
+  it('fits a tall frame by height and pads left and right', () => {
+    const g = letterboxGeometry(500, 1000, 640, 640);
+    expect(g.contentWidth).toBe(320);
+    expect(g.contentHeight).toBe(640);
+    expect(g.contentX).toBe(160);
+    expect(g.contentY).toBe(0);
+  });
+
+  it('maps model-input boxes back to source pixels and clamps them to the frame', () => {
+    const g = letterboxGeometry(960, 540, 640, 640);
+    expect(mapBoxToSource(g, { x1: 150, y1: 220, x2: 250, y2: 420 })).toEqual({ x1: 225, y1: 120, x2: 375, y2: 420 });
+    const clamped = mapBoxToSource(g, { x1: -20, y1: 100, x2: 700, y2: 600 });
+    expect(clamped).toEqual({ x1: 0, y1: 0, x2: 960, y2: 540 });
+  });
+
+  it('stretch maps each axis with its own scale', () => {
+    const g = stretchGeometry(800, 600, 800, 608);
+    expect(mapBoxToSource(g, { x1: 80, y1: 304, x2: 800, y2: 608 })).toEqual({ x1: 80, y1: 300, x2: 800, y2: 600 });
+  });
+});
+
+describe('writeInputTensor', () => {
+  it('normalises pixels and fills the letterbox padding with the pad value', () => {
+    const image = solidImage(4, 2, [255, 0, 51]);
+    const g = letterboxGeometry(4, 2, 4, 4);
+    const out = new Float32Array(3 * 16);
+    writeInputTensor(image, g, { ...plain, scale: 1 / 255 }, out);
+    const plane = 16;
+    // Row 0 and row 3 are padding (114/255), rows 1-2 the image.
+    expect(out[0]).toBeCloseTo(114 / 255, 6);
+    expect(out[3 * 4 + 3]).toBeCloseTo(114 / 255, 6);
+    expect(out[1 * 4 + 0]).toBeCloseTo(1, 6);
+    expect(out[plane + 1 * 4 + 2]).toBeCloseTo(0, 6);
+    expect(out[2 * plane + 2 * 4 + 1]).toBeCloseTo(0.2, 6);
+  });
+
+  it('applies mean and std per tensor channel and swaps to BGR when asked', () => {
+    const image = solidImage(2, 2, [100, 150, 200]);
+    const g = stretchGeometry(2, 2, 2, 2);
+    const out = new Float32Array(12);
+    writeInputTensor(image, g, { ...plain, colorOrder: 'bgr', mean: [10, 20, 30], std: [2, 4, 5] }, out);
+    expect(out[0]).toBeCloseTo((200 - 10) / 2, 5);
+    expect(out[4]).toBeCloseTo((150 - 20) / 4, 5);
+    expect(out[8]).toBeCloseTo((100 - 30) / 5, 5);
+  });
+
+  it('writes interleaved channels for nhwc', () => {
+    const image = solidImage(2, 1, [1, 2, 3]);
+    const out = new Float32Array(6);
+    writeInputTensor(image, stretchGeometry(2, 1, 2, 1), { ...plain, layout: 'nhwc' }, out);
+    expect(Array.from(out)).toEqual([1, 2, 3, 1, 2, 3]);
+  });
+
+  it('interpolates bilinearly with half-pixel centres when upscaling', () => {
+    // One row: 0 then 100 (red channel). Upscaled 2 -> 4: sample positions -0.25, 0.25, 0.75, 1.25.
+    const data = new Uint8Array([0, 0, 0, 100, 0, 0]);
+    const out = new Float32Array(12);
+    writeInputTensor({ data, width: 2, height: 1 }, stretchGeometry(2, 1, 4, 1), plain, out);
+    expect(Array.from(out.subarray(0, 4))).toEqual([0, 25, 75, 100]);
+  });
+
+  it('copies a frame of the input size pixel for pixel (no interpolation)', () => {
+    const data = Uint8Array.from([10, 20, 30, 40, 50, 60]);
+    const out = new Float32Array(6);
+    writeInputTensor({ data, width: 2, height: 1 }, stretchGeometry(2, 1, 2, 1), { ...plain, colorOrder: 'bgr' }, out);
+    expect(Array.from(out)).toEqual([30, 60, 20, 50, 10, 40]);
+  });
+
+  it('refuses a buffer that is too small', () => {
+    expect(() =>
+      writeInputTensor(solidImage(2, 2, [0, 0, 0]), stretchGeometry(2, 2, 4, 4), plain, new Float32Array(10)),
+    ).toThrow(RangeError);
+  });
+});
