@@ -1,4 +1,15 @@
-import type { DeviceList, DeviceView, EnrollDeviceResponse } from '@edgeloop/protocol';
+import { openAsBlob, readFileSync } from 'node:fs';
+import { basename } from 'node:path';
+import type {
+  DeviceList,
+  DeviceView,
+  EnrollDeviceResponse,
+  ModelList,
+  ModelSummary,
+  RolloutDryRun,
+  RolloutList,
+  RolloutView,
+} from '@edgeloop/protocol';
 import pino from 'pino';
 import { ConfigError, describeSettings, loadConfig } from './config.ts';
 import { createControlPlane, PortInUseError, VERSION } from './control-plane.ts';
@@ -29,6 +40,15 @@ Usage:
   edgeloop devices get ID
   edgeloop devices enroll ID [--label key=value]...
   edgeloop devices delete ID             revoke the credential and disconnect the device
+  edgeloop models list [--name N] [--json]
+  edgeloop models get NAME VERSION
+  edgeloop models upload --release release.json --model model.onnx
+                                         register a release signed with edgeloop-image sign
+  edgeloop rollouts list [--status S] [--json]
+  edgeloop rollouts get ID | events ID | devices ID
+  edgeloop rollouts create --spec spec.json [--dry-run]
+  edgeloop rollouts create --model NAME@VERSION [--selector key=value]... [--dry-run]
+  edgeloop rollouts pause|resume|abort|promote ID [--reason TEXT]
   edgeloop --help | --version
 
 Client commands take --url URL (EDGELOOP_URL, default http://localhost:8080) and
@@ -88,6 +108,11 @@ async function serve(argv: readonly string[], env: Readonly<Record<string, strin
       io.err(`${error.message}\n`);
       return EXIT.portInUse;
     }
+    // Found only at start (a trusted key file that is unreadable or holds a private key).
+    if (error instanceof ConfigError) {
+      io.err(`${error.message}\n`);
+      return EXIT.usage;
+    }
     throw error;
   }
   io.out(`edgeloop control plane ${VERSION}\n  HTTP  ${started.httpUrl}\n  MQTT  ${started.mqttUrl}\n`);
@@ -103,7 +128,10 @@ async function serve(argv: readonly string[], env: Readonly<Record<string, strin
   return EXIT.ok;
 }
 
-type Client = { request<T>(method: string, path: string, body?: unknown): Promise<T> };
+type Client = {
+  /** A JSON request (body as JSON), or a multipart one when the body is FormData. */
+  request<T>(method: string, path: string, body?: unknown): Promise<T>;
+};
 
 function createClient(parsed: ParsedArgs, env: Readonly<Record<string, string | undefined>>, io: CliIo): Client {
   const url = (parsed.flags.get('url')?.[0] ?? env.EDGELOOP_URL ?? 'http://localhost:8080').replace(/\/+$/, '');
@@ -116,9 +144,9 @@ function createClient(parsed: ParsedArgs, env: Readonly<Record<string, string | 
         method,
         headers: {
           authorization: `Bearer ${token}`,
-          ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+          ...(body !== undefined && !(body instanceof FormData) ? { 'content-type': 'application/json' } : {}),
         },
-        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        ...(body !== undefined ? { body: body instanceof FormData ? body : JSON.stringify(body) } : {}),
       });
       const text = await response.text();
       if (!response.ok) {
@@ -213,6 +241,162 @@ async function devices(argv: readonly string[], env: Readonly<Record<string, str
   }
 }
 
+function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] ?? '').length)));
+  return [header, ...rows]
+    .map((row) =>
+      row
+        .map((cell, i) => cell.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}
+
+function formatModels(items: readonly ModelSummary[]): string {
+  return table(
+    ['ID', 'SHA256', 'SIZE', 'COUNTER', 'ADAPTER', 'EXPIRES'],
+    items.map((m) => [
+      m.id,
+      m.sha256.slice(0, 12),
+      String(m.sizeBytes),
+      String(m.releaseCounter),
+      m.adapter,
+      new Date(m.expiresAt).toISOString(),
+    ]),
+  );
+}
+
+function formatRollouts(items: readonly RolloutView[]): string {
+  return table(
+    ['ID', 'MODEL', 'STATUS', 'STAGE', 'DEVICES', 'LAST VERDICT'],
+    items.map((r) => [
+      r.id,
+      r.modelId,
+      r.status,
+      r.stage ?? '-',
+      Object.entries(r.counts)
+        .map(([state, n]) => `${state}=${n}`)
+        .join(','),
+      r.lastVerdict ? `${r.lastVerdict.verdict}: ${r.lastVerdict.reason}` : '-',
+    ]),
+  );
+}
+
+async function models(argv: readonly string[], env: Readonly<Record<string, string | undefined>>, io: CliIo) {
+  const parsed = parseArgs(argv, ['json']);
+  const [sub, name, version] = parsed.positional;
+  const client = createClient(parsed, env, io);
+  switch (sub) {
+    case 'list': {
+      const query = new URLSearchParams();
+      const only = parsed.flags.get('name')?.[0];
+      if (only) query.set('name', only);
+      const items: ModelSummary[] = [];
+      let cursor: string | null = null;
+      do {
+        if (cursor) query.set('cursor', cursor);
+        const page: ModelList = await client.request<ModelList>('GET', `/api/v1/models?${query}`);
+        items.push(...page.items);
+        cursor = page.nextCursor;
+      } while (cursor);
+      io.out(parsed.booleans.has('json') ? `${JSON.stringify(items, null, 2)}\n` : `${formatModels(items)}\n`);
+      return EXIT.ok;
+    }
+    case 'get': {
+      if (!name || !version) throw new UsageError('edgeloop models get needs NAME and VERSION');
+      const model = await client.request(
+        'GET',
+        `/api/v1/models/${encodeURIComponent(name)}/${encodeURIComponent(version)}`,
+      );
+      io.out(`${JSON.stringify(model, null, 2)}\n`);
+      return EXIT.ok;
+    }
+    case 'upload': {
+      const release = parsed.flags.get('release')?.[0];
+      const model = parsed.flags.get('model')?.[0];
+      if (!release || !model) throw new UsageError('edgeloop models upload needs --release FILE and --model FILE');
+      const form = new FormData();
+      form.append('release', readFileSync(release, 'utf8'));
+      // Streamed from disk, not read into memory.
+      form.append('model', await openAsBlob(model), basename(model));
+      const registered = await client.request<ModelSummary>('POST', '/api/v1/models', form);
+      io.out(`${JSON.stringify(registered, null, 2)}\n`);
+      return EXIT.ok;
+    }
+    default:
+      throw new UsageError(sub ? `unknown models command "${sub}"` : 'edgeloop models needs a command');
+  }
+}
+
+async function rollouts(argv: readonly string[], env: Readonly<Record<string, string | undefined>>, io: CliIo) {
+  const parsed = parseArgs(argv, ['json', 'dry-run']);
+  const [sub, id] = parsed.positional;
+  const client = createClient(parsed, env, io);
+  const needId = () => {
+    if (!id) throw new UsageError(`edgeloop rollouts ${sub} needs a rollout id`);
+    return encodeURIComponent(id);
+  };
+  switch (sub) {
+    case 'list': {
+      const query = new URLSearchParams();
+      const status = parsed.flags.get('status')?.[0];
+      if (status) query.set('status', status);
+      const page = await client.request<RolloutList>('GET', `/api/v1/rollouts?${query}`);
+      io.out(
+        parsed.booleans.has('json') ? `${JSON.stringify(page.items, null, 2)}\n` : `${formatRollouts(page.items)}\n`,
+      );
+      return EXIT.ok;
+    }
+    case 'get':
+    case 'events':
+    case 'devices': {
+      const path = `/api/v1/rollouts/${needId()}${sub === 'get' ? '' : `/${sub}?limit=1000`}`;
+      io.out(`${JSON.stringify(await client.request('GET', path), null, 2)}\n`);
+      return EXIT.ok;
+    }
+    case 'create': {
+      const specFile = parsed.flags.get('spec')?.[0];
+      let spec: Record<string, unknown>;
+      if (specFile) {
+        spec = JSON.parse(readFileSync(specFile, 'utf8')) as Record<string, unknown>;
+      } else {
+        const modelId = parsed.flags.get('model')?.[0];
+        if (!modelId) throw new UsageError('edgeloop rollouts create needs --spec FILE or --model NAME@VERSION');
+        const labels: Record<string, string> = {};
+        for (const pair of parsed.flags.get('selector') ?? []) {
+          const eq = pair.indexOf('=');
+          if (eq <= 0) throw new UsageError(`--selector takes key=value, got "${pair}"`);
+          labels[pair.slice(0, eq)] = pair.slice(eq + 1);
+        }
+        spec = { modelId, selector: { labels } };
+      }
+      const dryRun = parsed.booleans.has('dry-run');
+      const result = await client.request<RolloutView | RolloutDryRun>('POST', '/api/v1/rollouts', {
+        ...spec,
+        ...(dryRun ? { dryRun: true } : {}),
+      });
+      io.out(`${JSON.stringify(result, null, 2)}\n`);
+      return EXIT.ok;
+    }
+    case 'pause':
+    case 'resume':
+    case 'abort':
+    case 'promote': {
+      const reason = parsed.flags.get('reason')?.[0];
+      const rollout = await client.request<RolloutView>(
+        'POST',
+        `/api/v1/rollouts/${needId()}/${sub}`,
+        reason ? { reason } : undefined,
+      );
+      io.out(`${formatRollouts([rollout])}\n`);
+      return EXIT.ok;
+    }
+    default:
+      throw new UsageError(sub ? `unknown rollouts command "${sub}"` : 'edgeloop rollouts needs a command');
+  }
+}
+
 /** Runs one `edgeloop` invocation and returns its exit code. */
 export async function runCli(
   argv: readonly string[],
@@ -239,6 +423,10 @@ export async function runCli(
         return await serve(rest, env, io);
       case 'devices':
         return await devices(rest, env, io);
+      case 'models':
+        return await models(rest, env, io);
+      case 'rollouts':
+        return await rollouts(rest, env, io);
       default:
         throw new UsageError(`unknown command "${command}" (see edgeloop --help)`);
     }

@@ -70,6 +70,20 @@ export const CommandConfig = z.object({
 });
 export type CommandConfig = z.infer<typeof CommandConfig>;
 
+export const ModelsConfig = z.object({
+  /** Largest model upload (the ONNX file plus its release); 413 above. Default 1 GiB. */
+  uploadLimitBytes: PositiveInt.default(1024 * 1024 * 1024),
+});
+export type ModelsConfig = z.infer<typeof ModelsConfig>;
+
+export const RolloutsConfig = z.object({
+  /** How often the rollout engine reconciles (gates are evaluated at each rollout's own interval). */
+  tickMs: PositiveInt.min(50).max(60_000).default(1_000),
+  /** How often a replica that is not the leader tries to take the leader lock (PostgreSQL). */
+  leaderRetryMs: PositiveInt.min(100).default(5_000),
+});
+export type RolloutsConfig = z.infer<typeof RolloutsConfig>;
+
 export const Config = z.object({
   httpPort: Port.default(8080),
   mqttPort: Port.default(1883),
@@ -85,11 +99,18 @@ export const Config = z.object({
   /** Bootstrap admin token; when absent one is generated once and printed. */
   adminToken: z.string().min(16, 'admin token must be at least 16 characters').optional(),
   logLevel: z.enum(LOG_LEVELS).default('info'),
+  /**
+   * Public keys model releases must be signed with: comma-separated paths of `.pub` PEM files or
+   * of directories holding them. Without any, model uploads are refused (no_trusted_keys).
+   */
+  trustedKeys: z.string().optional(),
   ingest: IngestConfig.default(IngestConfig.parse({})),
   health: HealthConfig.default(HealthConfig.parse({})),
   retention: RetentionConfig.default(RetentionConfig.parse({})),
   http: HttpConfig.default(HttpConfig.parse({})),
   commands: CommandConfig.default(CommandConfig.parse({})),
+  models: ModelsConfig.default(ModelsConfig.parse({})),
+  rollouts: RolloutsConfig.default(RolloutsConfig.parse({})),
 });
 export type Config = z.infer<typeof Config>;
 export type ConfigInput = z.input<typeof Config>;
@@ -104,6 +125,7 @@ const TOP_LEVEL_KEYS = [
   'databaseUrl',
   'adminToken',
   'logLevel',
+  'trustedKeys',
 ] as const;
 const SECTIONS = {
   ingest: IngestConfig,
@@ -111,6 +133,8 @@ const SECTIONS = {
   retention: RetentionConfig,
   http: HttpConfig,
   commands: CommandConfig,
+  models: ModelsConfig,
+  rollouts: RolloutsConfig,
 } as const;
 
 function kebab(name: string): string {

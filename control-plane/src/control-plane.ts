@@ -1,13 +1,14 @@
 import { mkdirSync } from 'node:fs';
 import type { Server as HttpServer } from 'node:http';
 import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
 import { createAdaptorServer } from '@hono/node-server';
 import type { Hono } from 'hono';
 import pino, { type Logger } from 'pino';
 import packageJson from '../package.json' with { type: 'json' };
 import { type ControlBroker, createBroker } from './broker.ts';
 import { type CommandWaiters, createCommandWaiters } from './command-waiters.ts';
-import type { Config } from './config.ts';
+import { type Config, ConfigError } from './config.ts';
 import { createPostgresStore } from './db/postgres/store.ts';
 import type { Store } from './db/repositories.ts';
 import { createSqliteStore } from './db/sqlite/store.ts';
@@ -18,6 +19,11 @@ import { createApp } from './http/app.ts';
 import type { AppEnv, Route } from './http/route.ts';
 import { type Clock, createIngestWriter, type IngestWriter } from './ingest.ts';
 import { createMetricsRegistry, type MetricsRegistry } from './metrics.ts';
+import { type BlobStore, createBlobStore } from './models/blob-store.ts';
+import { createModelRegistry, type ModelRegistry } from './models/registry.ts';
+import { loadTrustedKeys } from './models/trusted-keys.ts';
+import { createRolloutEngine, ROLLOUT_LEADER_LOCK_KEY, type RolloutEngine } from './rollouts/engine.ts';
+import { createRolloutService, type RolloutService } from './rollouts/service.ts';
 import { createSecretHasher, loadOrCreatePepper } from './secrets.ts';
 import { createHealthSweeper, createRetentionPruner, systemTimers, type Timers } from './sweeper.ts';
 import { createTokenService, type TokenService } from './tokens.ts';
@@ -69,6 +75,9 @@ export type ControlPlaneInternals = {
   readonly waiters: CommandWaiters;
   readonly app: Hono<AppEnv>;
   readonly eventLoop: EventLoopMonitor;
+  readonly blobs: BlobStore;
+  readonly registry: ModelRegistry;
+  readonly rollouts: { readonly service: RolloutService; readonly engine: RolloutEngine };
 };
 
 export type ControlPlane = {
@@ -134,6 +143,9 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
     state = 'starting';
     try {
       mkdirSync(config.dataDir, { recursive: true });
+      // Trusted keys first: a bad key file fails the start before anything is opened.
+      const trustedKeys = loadTrustedKeys(config.trustedKeys);
+      if (!trustedKeys.ok) throw new ConfigError([trustedKeys.error.message]);
       const hasher = createSecretHasher(loadOrCreatePepper(config.dataDir));
       const store =
         deps.store ??
@@ -210,6 +222,36 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
       const publicHost = config.publicHost ?? (wildcard ? 'localhost' : config.host);
       mqttEndpoint = { host: publicHost, port: mqttPort, url: `mqtt://${urlHost(publicHost)}:${mqttPort}` };
 
+      const blobs = createBlobStore({ root: join(config.dataDir, 'blobs') });
+      blobs.sweepTemporary();
+      const registry = createModelRegistry({
+        models: store.models,
+        blobs,
+        trustedKeys: trustedKeys.value,
+        clock,
+        metrics,
+        bus,
+      });
+      const rolloutService = createRolloutService({
+        rollouts: store.rollouts,
+        models: store.models,
+        devices: store.devices,
+        bus,
+        clock,
+      });
+      const engine = createRolloutEngine({
+        store,
+        fleet,
+        bus,
+        clock,
+        timers,
+        metrics,
+        logger: logger.child({ component: 'rollouts' }),
+        lock: store.openLeaderLock(ROLLOUT_LEADER_LOCK_KEY),
+        tickMs: config.rollouts.tickMs,
+        leaderRetryMs: config.rollouts.leaderRetryMs,
+      });
+
       const shutdown = new AbortController();
       const app = createApp({
         store,
@@ -223,6 +265,14 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         version: VERSION,
         status: () => ({ connectedClients: openBroker.connectedCount, queueDepth: ingest.stats().queueDepth }),
         signal: shutdown.signal,
+        models: {
+          registry,
+          blobs,
+          rollouts: store.rollouts,
+          hasher,
+          uploadLimitBytes: config.models.uploadLimitBytes,
+        },
+        rollouts: rolloutService,
         ...(deps.extraRoutes ? { extraRoutes: deps.extraRoutes } : {}),
       });
       const httpServer = createAdaptorServer({ fetch: app.fetch }) as HttpServer;
@@ -255,8 +305,26 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         sweeper.stop();
         pruner.stop();
       });
+      // Started last, stopped first: it writes through the store and publishes through the broker.
+      engine.start();
+      cleanups.push(() => engine.stop());
 
-      internals = { config, store, broker: openBroker, ingest, bus, metrics, fleet, tokens, waiters, app, eventLoop };
+      internals = {
+        config,
+        store,
+        broker: openBroker,
+        ingest,
+        bus,
+        metrics,
+        fleet,
+        tokens,
+        waiters,
+        app,
+        eventLoop,
+        blobs,
+        registry,
+        rollouts: { service: rolloutService, engine },
+      };
       state = 'running';
       const httpHost = urlHost(wildcard ? 'localhost' : config.host);
       const started: StartedControlPlane = {
@@ -273,10 +341,14 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
           dataDir: config.dataDir,
           store: store.dialect,
           desiredRepublished: republished,
+          trustedKeys: registry.trustedKeyIds,
           version: VERSION,
         },
         'control plane started',
       );
+      if (registry.trustedKeyIds.length === 0) {
+        logger.warn('no trusted keys configured (--trusted-keys): model uploads are refused');
+      }
       return started;
     } catch (error) {
       await runCleanups();

@@ -1,5 +1,6 @@
+import { SERVER_EVENT_TYPES } from '@edgeloop/protocol';
 import { describe, expect, it } from 'vitest';
-import { createEventBus } from './events.ts';
+import { BUS_EVENT_TYPES, createEventBus } from './events.ts';
 
 describe('event bus', () => {
   it('delivers typed events with increasing ids and isolates a throwing listener', () => {
@@ -16,5 +17,9 @@ describe('event bus', () => {
     expect(seen).toEqual(['1:device.revoked:42', '2:device.enrolled:42']);
     expect(bus.listenerErrors).toBe(3);
     expect(bus.listenerCount).toBe(1);
+  });
+
+  it('publishes exactly the event types the SSE endpoint documents and filters on', () => {
+    expect([...BUS_EVENT_TYPES].sort()).toEqual([...SERVER_EVENT_TYPES].sort());
   });
 });

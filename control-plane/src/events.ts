@@ -15,6 +15,60 @@ export type BusEvents = {
   'device.event': { deviceId: string; event: DeviceEvent };
   'device.reported': { deviceId: string; reported: Reported };
   'ingest.rejected': { deviceId: string | null; topic: string; reason: string; detail: string };
+  'model.registered': { modelId: string; sha256: string; sizeBytes: number; releaseCounter: number };
+  'rollout.created': RolloutTransitionEvent & {
+    modelId: string;
+    targetDevices: number;
+    canary: readonly string[];
+    control: readonly string[];
+  };
+  'rollout.assigned': {
+    rolloutId: string;
+    stage: string | null;
+    stageIndex: number;
+    mode: 'shadow' | 'active';
+    deviceIds: readonly string[];
+  };
+  'rollout.reverting': { rolloutId: string; reason: string; deviceIds: readonly string[] };
+  /** Devices whose assignment state changed (confirmed, failed with the reason, back home). */
+  'rollout.devices': {
+    rolloutId: string;
+    changes: readonly { deviceId: string; state: string; reason: string | null }[];
+  };
+  'rollout.verdict': {
+    rolloutId: string;
+    stage: string;
+    stageIndex: number;
+    verdict: 'pass' | 'fail' | 'inconclusive';
+    reason: string;
+    failingWindows: number;
+    gates: readonly {
+      gate: string;
+      verdict: string;
+      canary: number | null;
+      control: number | null;
+      threshold: number;
+      detail: string;
+    }[];
+    evidence: Readonly<Record<string, number>>;
+  };
+  'rollout.advanced': RolloutTransitionEvent;
+  'rollout.completed': RolloutTransitionEvent;
+  'rollout.rolled-back': RolloutTransitionEvent;
+  'rollout.aborted': RolloutTransitionEvent;
+  'rollout.paused': RolloutTransitionEvent;
+  'rollout.resumed': RolloutTransitionEvent;
+  'rollout.promoted': RolloutTransitionEvent;
+};
+
+/** A change of a rollout's status or stage. `by` is the API token behind an operator action. */
+export type RolloutTransitionEvent = {
+  rolloutId: string;
+  status: string;
+  stage: string | null;
+  stageIndex: number;
+  reason: string;
+  by?: string | null;
 };
 
 /** What changed a device's status: a status message (birth, will, shutdown), the broker, or silence. */
@@ -31,6 +85,19 @@ export const BUS_EVENT_TYPES = [
   'device.event',
   'device.reported',
   'ingest.rejected',
+  'model.registered',
+  'rollout.created',
+  'rollout.assigned',
+  'rollout.reverting',
+  'rollout.devices',
+  'rollout.verdict',
+  'rollout.advanced',
+  'rollout.completed',
+  'rollout.rolled-back',
+  'rollout.aborted',
+  'rollout.paused',
+  'rollout.resumed',
+  'rollout.promoted',
 ] as const satisfies readonly BusEventType[];
 
 export type BusMessage<T extends BusEventType = BusEventType> = {

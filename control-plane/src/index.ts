@@ -41,3 +41,25 @@ export { createApp } from './http/app.ts';
 export { defineRoute, type Route } from './http/route.ts';
 export type { Clock, IngestStats, IngestWriter } from './ingest.ts';
 export { createMetricsRegistry, type MetricsRegistry } from './metrics.ts';
+export { type BlobStore, createBlobStore, type ReceivedBlob } from './models/blob-store.ts';
+export {
+  createModelRegistry,
+  type DownloadTracker,
+  type ModelRegistry,
+  toModelAssignment,
+  toModelSummary,
+  toModelView,
+} from './models/registry.ts';
+export { loadTrustedKeys } from './models/trusted-keys.ts';
+export { type Cohorts, selectCohorts, type TargetDevice } from './rollouts/cohorts.ts';
+export {
+  createRolloutEngine,
+  ROLLOUT_LEADER_LOCK_KEY,
+  type RolloutEngine,
+  type RolloutEngineDeps,
+  type TickReport,
+} from './rollouts/engine.ts';
+export { type DeviceWindow, evaluateStage, type StageEvaluation } from './rollouts/gates.ts';
+export { type DryRunPlan, dryRun, plan, type RolloutState, type Step } from './rollouts/plan.ts';
+export { createRolloutService, type RolloutAction, type RolloutService } from './rollouts/service.ts';
+export { buildDeviceWindows } from './rollouts/windows.ts';

@@ -35,7 +35,8 @@ export type TestControlPlane = {
   connect(id: string, password: string, options?: IClientOptions): Promise<MqttClient>;
   /** Enrolls and connects a device. */
   device(id: string, options?: IClientOptions & { labels?: Record<string, string> }): Promise<TestDevice>;
-  stop(): Promise<void>;
+  /** Stops; removes the data dir unless `keepData` (or unless it was given in the overrides). */
+  stop(options?: { keepData?: boolean }): Promise<void>;
 };
 
 export type TestDevice = {
@@ -69,10 +70,12 @@ export async function startTestControlPlane(
   overrides: ConfigInput = {},
   deps: ControlPlaneDeps = {},
 ): Promise<TestControlPlane> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'edgeloop-cp-'));
+  // A given dataDir is another instance's (a restart): it is kept at stop.
+  const ownDataDir = overrides.dataDir === undefined;
+  const dataDir = overrides.dataDir ?? mkdtempSync(join(tmpdir(), 'edgeloop-cp-'));
   const adminToken = `test-admin-${randomBytes(12).toString('hex')}`;
   const config = loadConfig({
-    overrides: { httpPort: 0, mqttPort: 0, host: '127.0.0.1', dataDir, adminToken, logLevel: 'silent', ...overrides },
+    overrides: { httpPort: 0, mqttPort: 0, host: '127.0.0.1', adminToken, logLevel: 'silent', ...overrides, dataDir },
   });
   const cp = createControlPlane(config, { logger: pino({ level: 'silent' }), ...deps });
   const started = await cp.start();
@@ -148,10 +151,10 @@ export async function startTestControlPlane(
     enroll,
     connect,
     device,
-    async stop() {
+    async stop(options = {}) {
       await Promise.all([...clients].map((client) => client.endAsync(true).catch(() => undefined)));
       await cp.stop();
-      rmSync(dataDir, { recursive: true, force: true });
+      if (ownDataDir && !options.keepData) rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }

@@ -118,6 +118,25 @@ export type DeviceRepository = {
   /** Live states of every active device (the ingest writer's cache is filled from these). */
   loadLiveStates(): Promise<LoadedLiveState[]>;
   loadLiveState(id: string): Promise<LoadedLiveState | null>;
+  /**
+   * What the rollout engine reads about active devices: by id (any number; read in chunks) or by
+   * labels (every pair must match). Revoked devices are left out.
+   */
+  snapshots(query: DeviceSnapshotQuery): Promise<DeviceSnapshot[]>;
+};
+
+export type DeviceSnapshotQuery =
+  | { readonly ids: readonly string[] }
+  | { readonly labels: readonly (readonly [string, string])[] };
+
+/** A device as the rollout engine sees it: labels, status, reported and desired state. */
+export type DeviceSnapshot = {
+  readonly id: string;
+  readonly labels: Labels;
+  readonly status: DeviceStatus;
+  /** The latest Reported message (JSON as stored), or null. */
+  readonly reported: unknown;
+  readonly desired: Desired | null;
 };
 
 export type NewMessage = {
@@ -148,6 +167,32 @@ export type MessageRepository = {
   count(deviceId: string, msgId?: string): Promise<number>;
   /** Deletes up to `limit` of the oldest rows received before `cutoff`; returns how many. */
   pruneOlderThan(cutoff: number, limit: number): Promise<number>;
+  /**
+   * The rollout-gate fields of every telemetry message received (control-plane time) in
+   * [from, to], extracted in the database: one query, small rows (see telemetry-sample.ts).
+   */
+  telemetrySamples(range: { readonly from: number; readonly to: number }): Promise<TelemetrySample[]>;
+};
+
+/** The fields of one telemetry message that rollout gates use. */
+export type TelemetrySample = {
+  readonly deviceId: string;
+  readonly receivedAt: number;
+  /** sha256 of the model that produced the pipeline metrics; null without pipeline metrics. */
+  readonly modelSha256: string | null;
+  readonly frames: number;
+  readonly errors: number;
+  readonly windowS: number;
+  readonly latencyP95: number | null;
+  readonly detectionsPer1000: Readonly<Record<string, number>>;
+  readonly confidence: readonly number[];
+  readonly shadow: {
+    readonly candidateSha256: string;
+    readonly compared: number;
+    readonly precision: number | null;
+    readonly recall: number | null;
+    readonly candidateLatencyP95: number | null;
+  } | null;
 };
 
 export type NewDeadLetter = {
@@ -215,6 +260,159 @@ export type IngestRepository = {
   commit(batch: IngestBatch): Promise<{ readonly inserted: readonly boolean[] }>;
 };
 
+/* ----------------------------------------- models ------------------------------------------- */
+
+/** A registered model version. `signed` is the SignedModelRelease JSON text, as verified. */
+export type ModelRecord = {
+  readonly id: string;
+  readonly name: string;
+  readonly version: string;
+  readonly sha256: string;
+  readonly sizeBytes: number;
+  readonly releaseCounter: number;
+  readonly adapter: string;
+  readonly keyId: string;
+  readonly issuedAt: number;
+  readonly expiresAt: number;
+  readonly signed: string;
+  readonly manifest: unknown;
+  readonly createdAt: number;
+  readonly uploadedBy: string | null;
+};
+
+export type ModelListQuery = {
+  readonly name?: string;
+  /** Keyset paging by id (byte order). */
+  readonly afterId?: string;
+  readonly limit: number;
+};
+
+export type ModelRepository = {
+  /** Stores a new version; when the id exists, stores nothing and returns the existing row. */
+  create(model: ModelRecord): Promise<{ readonly created: boolean; readonly model: ModelRecord }>;
+  get(id: string): Promise<ModelRecord | null>;
+  list(query: ModelListQuery): Promise<ModelRecord[]>;
+};
+
+/* ---------------------------------------- rollouts ------------------------------------------ */
+
+export type RolloutRecord = {
+  readonly id: string;
+  readonly modelId: string;
+  /** RolloutSpec (parsed, defaults filled in) as stored. */
+  readonly spec: unknown;
+  readonly status: string;
+  readonly stageIndex: number;
+  readonly stageStartedAt: number;
+  readonly failingWindows: number;
+  readonly lastEvaluatedAt: number | null;
+  /** Cohorts { canary, control, order } as stored. */
+  readonly cohorts: unknown;
+  readonly reason: string | null;
+  /** Increases with every write; writers compare it (optimistic concurrency). */
+  readonly version: number;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+  readonly createdBy: string | null;
+};
+
+export type RolloutPatchRecord = Partial<
+  Pick<RolloutRecord, 'status' | 'stageIndex' | 'stageStartedAt' | 'failingWindows' | 'lastEvaluatedAt' | 'reason'>
+>;
+
+export type AssignmentRecord = {
+  readonly rolloutId: string;
+  readonly deviceId: string;
+  readonly mode: string;
+  readonly stageIndex: number;
+  readonly state: string;
+  /** ModelRef JSON or null. */
+  readonly previous: unknown;
+  readonly assignedAt: number;
+  readonly updatedAt: number;
+  readonly reason: string | null;
+};
+
+export type NewRolloutEvent = {
+  readonly rolloutId: string;
+  readonly at: number;
+  readonly type: string;
+  readonly stage: string | null;
+  readonly data: Readonly<Record<string, unknown>>;
+};
+
+export type RolloutEventRecord = NewRolloutEvent & { readonly id: number };
+
+export type RolloutListQuery = {
+  readonly status?: string;
+  readonly modelId?: string;
+  /** Keyset paging, newest first by (createdAt, id): rows strictly before this key. */
+  readonly before?: { readonly createdAt: number; readonly id: string };
+  readonly limit: number;
+};
+
+export type AssignmentListQuery = {
+  readonly rolloutId: string;
+  readonly state?: string;
+  readonly afterDeviceId?: string;
+  readonly limit: number;
+};
+
+export type RolloutEventQuery = {
+  readonly rolloutId: string;
+  readonly type?: string;
+  /** Oldest first: events with ids above this one. */
+  readonly afterId?: number;
+  readonly limit: number;
+};
+
+export type RolloutRepository = {
+  /** Stores a new rollout and its first event in one transaction. */
+  create(rollout: RolloutRecord, event: NewRolloutEvent): Promise<void>;
+  get(id: string): Promise<RolloutRecord | null>;
+  list(query: RolloutListQuery): Promise<RolloutRecord[]>;
+  /**
+   * Rollouts the engine must look at: running or paused ones, and rolled-back or aborted ones
+   * with devices not yet back (assigned, active, failed or reverting).
+   */
+  listWork(): Promise<RolloutRecord[]>;
+  /**
+   * Applies `patch` only when the row still has `expectedVersion` (bumping it), appending the
+   * events in the same transaction. Null when another writer got there first.
+   */
+  update(
+    id: string,
+    expectedVersion: number,
+    patch: RolloutPatchRecord,
+    now: number,
+    events?: readonly NewRolloutEvent[],
+  ): Promise<RolloutRecord | null>;
+  assignments(rolloutId: string): Promise<AssignmentRecord[]>;
+  listAssignments(query: AssignmentListQuery): Promise<AssignmentRecord[]>;
+  /** Inserts or replaces assignment rows (by rollout and device). */
+  putAssignments(rows: readonly AssignmentRecord[]): Promise<void>;
+  setAssignmentStates(
+    rolloutId: string,
+    changes: readonly { readonly deviceId: string; readonly state: string; readonly reason: string | null }[],
+    now: number,
+  ): Promise<void>;
+  assignmentCounts(rolloutId: string): Promise<Record<string, number>>;
+  appendEvents(events: readonly NewRolloutEvent[]): Promise<void>;
+  listEvents(query: RolloutEventQuery): Promise<RolloutEventRecord[]>;
+  /** The newest event of a type, or null. */
+  lastEvent(rolloutId: string, type: string): Promise<RolloutEventRecord | null>;
+  /** Models rollouts assigned to this device and still want it to have (state assigned or active). */
+  assignedModelIds(deviceId: string): Promise<string[]>;
+};
+
+/** Exactly one holder at a time across replicas (PostgreSQL advisory lock; SQLite: always). */
+export type LeaderLock = {
+  /** Takes the lock if free, or checks the held one is still alive; whether this process holds it. */
+  acquire(): Promise<boolean>;
+  readonly held: boolean;
+  release(): Promise<void>;
+};
+
 export type Store = {
   readonly dialect: 'sqlite' | 'postgres';
   readonly devices: DeviceRepository;
@@ -222,5 +420,9 @@ export type Store = {
   readonly deadLetters: DeadLetterRepository;
   readonly apiTokens: ApiTokenRepository;
   readonly ingest: IngestRepository;
+  readonly models: ModelRepository;
+  readonly rollouts: RolloutRepository;
+  /** A leader lock on a dedicated connection; `key` names the lock (one per role). */
+  openLeaderLock(key: number): LeaderLock;
   close(): Promise<void>;
 };

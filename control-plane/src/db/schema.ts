@@ -1,4 +1,4 @@
-import { index, integer, real, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
+import { index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
 
 /*
  * SQLite schema (drizzle sqlite-core). Migrations are generated from this file with
@@ -67,6 +67,9 @@ export const messages = sqliteTable(
   (table) => [
     uniqueIndex('messages_device_msg_uq').on(table.deviceId, table.msgId),
     index('messages_device_channel_ts_idx').on(table.deviceId, table.channel, table.deviceTs),
+    // Rollout gates read telemetry by arrival time (device clocks may be skewed); appends land at
+    // the right edge of this index, and retention pruning uses it too.
+    index('messages_channel_received_idx').on(table.channel, table.receivedAt),
   ],
 );
 
@@ -99,4 +102,95 @@ export const apiTokens = sqliteTable(
     revokedAt: integer('revoked_at'),
   },
   (table) => [uniqueIndex('api_tokens_hash_uq').on(table.tokenHash)],
+);
+
+/** Registered model versions (immutable). The bytes live in the blob store under their sha256. */
+export const models = sqliteTable(
+  'models',
+  {
+    /** `name@version` */
+    id: text('id').primaryKey(),
+    name: text('name').notNull(),
+    version: text('version').notNull(),
+    sha256: text('sha256').notNull(),
+    sizeBytes: integer('size_bytes').notNull(),
+    releaseCounter: integer('release_counter').notNull(),
+    adapter: text('adapter').notNull(),
+    keyId: text('key_id').notNull(),
+    issuedAt: integer('issued_at').notNull(),
+    expiresAt: integer('expires_at').notNull(),
+    /** The SignedModelRelease as verified, JSON text handed to devices verbatim. */
+    signed: text('signed').notNull(),
+    manifest: text('manifest', { mode: 'json' }).$type<unknown>().notNull(),
+    createdAt: integer('created_at').notNull(),
+    uploadedBy: text('uploaded_by'),
+  },
+  (table) => [index('models_name_idx').on(table.name), index('models_sha256_idx').on(table.sha256)],
+);
+
+/** Rollouts: the reconcile loop's state. `version` guards concurrent writers (API and engine). */
+export const rollouts = sqliteTable(
+  'rollouts',
+  {
+    id: text('id').primaryKey(),
+    modelId: text('model_id')
+      .notNull()
+      .references(() => models.id),
+    spec: text('spec', { mode: 'json' }).$type<unknown>().notNull(),
+    /** running | paused | completed | rolled_back | aborted */
+    status: text('status').notNull(),
+    stageIndex: integer('stage_index').notNull(),
+    stageStartedAt: integer('stage_started_at').notNull(),
+    failingWindows: integer('failing_windows').notNull().default(0),
+    lastEvaluatedAt: integer('last_evaluated_at'),
+    /** { canary, control, order } frozen at creation. */
+    cohorts: text('cohorts', { mode: 'json' }).$type<unknown>().notNull(),
+    reason: text('reason'),
+    version: integer('version').notNull().default(1),
+    createdAt: integer('created_at').notNull(),
+    updatedAt: integer('updated_at').notNull(),
+    createdBy: text('created_by'),
+  },
+  (table) => [index('rollouts_status_idx').on(table.status), index('rollouts_created_idx').on(table.createdAt)],
+);
+
+/** Which devices a rollout handed the model to, and where each one is. */
+export const rolloutDevices = sqliteTable(
+  'rollout_devices',
+  {
+    rolloutId: text('rollout_id')
+      .notNull()
+      .references(() => rollouts.id, { onDelete: 'cascade' }),
+    deviceId: text('device_id').notNull(),
+    /** shadow | active */
+    mode: text('mode').notNull(),
+    stageIndex: integer('stage_index').notNull(),
+    /** assigned | active | failed | reverting | rolled_back */
+    state: text('state').notNull(),
+    /** The ModelRef the device ran before (what a rollback returns it to). */
+    previous: text('previous', { mode: 'json' }).$type<unknown>(),
+    assignedAt: integer('assigned_at').notNull(),
+    updatedAt: integer('updated_at').notNull(),
+    reason: text('reason'),
+  },
+  (table) => [
+    primaryKey({ columns: [table.rolloutId, table.deviceId] }),
+    index('rollout_devices_device_idx').on(table.deviceId),
+  ],
+);
+
+/** Every transition and verdict of a rollout, with the numbers behind it. */
+export const rolloutEvents = sqliteTable(
+  'rollout_events',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    rolloutId: text('rollout_id')
+      .notNull()
+      .references(() => rollouts.id, { onDelete: 'cascade' }),
+    at: integer('at').notNull(),
+    type: text('type').notNull(),
+    stage: text('stage'),
+    data: text('data', { mode: 'json' }).$type<unknown>().notNull(),
+  },
+  (table) => [index('rollout_events_rollout_idx').on(table.rolloutId, table.id)],
 );

@@ -1,4 +1,4 @@
-import { Hono } from 'hono';
+import { type Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import type { Logger } from 'pino';
@@ -7,6 +7,10 @@ import type { Store } from '../db/repositories.ts';
 import type { EventBus } from '../events.ts';
 import type { Fleet } from '../fleet.ts';
 import type { MetricsRegistry } from '../metrics.ts';
+import type { BlobStore } from '../models/blob-store.ts';
+import type { ModelRegistry } from '../models/registry.ts';
+import type { RolloutService } from '../rollouts/service.ts';
+import type { SecretHasher } from '../secrets.ts';
 import type { TokenService } from '../tokens.ts';
 import { ApiError, codeOfStatus } from './api-error.ts';
 import { authorize } from './auth.ts';
@@ -16,6 +20,8 @@ import { deadLetterRoutes } from './routes/dead-letters.ts';
 import { deviceRoutes } from './routes/devices.ts';
 import { eventRoutes } from './routes/events.ts';
 import { fleetRoutes } from './routes/fleet.ts';
+import { modelRoutes } from './routes/models.ts';
+import { rolloutRoutes } from './routes/rollouts.ts';
 import { systemRoutes } from './routes/system.ts';
 import { tokenRoutes } from './routes/tokens.ts';
 
@@ -32,7 +38,17 @@ export type AppDeps = {
   readonly status: () => { connectedClients: number; queueDepth: number };
   /** Aborted when the server stops (ends SSE streams). */
   readonly signal?: AbortSignal;
-  /** More routes (model registry, rollouts, ...) added by later parts. */
+  /** The model registry routes (upload, list, get, file download with device credentials). */
+  readonly models?: {
+    readonly registry: ModelRegistry;
+    readonly blobs: BlobStore;
+    readonly rollouts: Pick<Store['rollouts'], 'assignedModelIds'>;
+    readonly hasher: SecretHasher;
+    readonly uploadLimitBytes: number;
+  };
+  /** The rollout routes. */
+  readonly rollouts?: RolloutService;
+  /** More routes added by later parts. */
   readonly extraRoutes?: readonly Route[];
 };
 
@@ -69,6 +85,19 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     }),
     ...deadLetterRoutes({ deadLetters: deps.store.deadLetters }),
     ...tokenRoutes({ tokens: deps.tokens }),
+    ...(deps.models
+      ? modelRoutes({
+          registry: deps.models.registry,
+          blobs: deps.models.blobs,
+          devices: deps.store.devices,
+          rollouts: deps.models.rollouts,
+          tokens: deps.tokens,
+          hasher: deps.models.hasher,
+          authFailures,
+          uploadLimitBytes: deps.models.uploadLimitBytes,
+        })
+      : []),
+    ...(deps.rollouts ? rolloutRoutes({ service: deps.rollouts }) : []),
     ...(deps.extraRoutes ?? []),
   ];
   let openApi: Record<string, unknown> | null = null;
@@ -91,24 +120,27 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     await next();
     requests.inc({ status: `${Math.floor(c.res.status / 100)}xx` });
   });
-  app.use(
-    '/api/*',
-    bodyLimit({
-      maxSize: deps.config.http.bodyLimitBytes,
-      onError: () => {
-        throw new ApiError('payload_too_large', `request body exceeds ${deps.config.http.bodyLimitBytes} bytes`);
-      },
-    }),
-  );
-
+  const jsonBodyLimit = bodyLimit({
+    maxSize: deps.config.http.bodyLimitBytes,
+    onError: () => {
+      throw new ApiError('payload_too_large', `request body exceeds ${deps.config.http.bodyLimitBytes} bytes`);
+    },
+  });
   for (const route of routes) {
-    app.on(route.method.toUpperCase(), route.path, async (c) => {
+    const handler = async (c: Context<AppEnv>) => {
       // Authentication comes first: an anonymous caller learns nothing about bodies or ids.
-      const token = route.role ? await authorize(c, route.role, { tokens: deps.tokens, failures: authFailures }) : null;
+      const token =
+        route.role && !route.customAuth
+          ? await authorize(c, route.role, { tokens: deps.tokens, failures: authFailures })
+          : null;
       const query = route.query ? parseQuery(c, route.query, route.arrayQuery) : undefined;
       const body = route.body ? await parseBody(c, route.body) : undefined;
       return route.handle({ c, body, query, params: c.req.param() as Record<string, string>, token });
-    });
+    };
+    // Streamed uploads enforce their own (larger) limit while streaming; every other route gets
+    // the JSON body limit.
+    if (route.streamedBody) app.on(route.method.toUpperCase(), route.path, handler);
+    else app.on(route.method.toUpperCase(), route.path, jsonBodyLimit, handler);
   }
 
   app.notFound((c) => c.json({ error: { code: 'not_found', message: `no route ${c.req.method} ${c.req.path}` } }, 404));

@@ -59,7 +59,7 @@ export function buildOpenApi(routes: readonly Route[], info: { title: string; ve
         content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
       };
     }
-    if (route.body && !responses['413']) {
+    if ((route.body || route.streamedBody) && !responses['413']) {
       responses['413'] = {
         description: 'the body is too large',
         content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
@@ -74,9 +74,23 @@ export function buildOpenApi(routes: readonly Route[], info: { title: string; ve
       ...(parameters.length > 0 ? { parameters } : {}),
       ...(route.body
         ? {
-            requestBody: { required: true, content: { 'application/json': { schema: schemaOf(route.body, 'input') } } },
+            requestBody: {
+              // Optional bodies (schemas that accept nothing) may be left out.
+              required: !route.body.safeParse(undefined).success,
+              content: { 'application/json': { schema: schemaOf(route.body, 'input') } },
+            },
           }
         : {}),
+      ...(route.streamedBody
+        ? {
+            requestBody: {
+              required: true,
+              description: `${route.streamedBody.description} (at most ${route.streamedBody.limitBytes} bytes)`,
+              content: { [route.streamedBody.contentType]: {} },
+            },
+          }
+        : {}),
+      ...(route.customAuth ? { description: route.customAuth } : {}),
       responses,
     };
   }
@@ -85,7 +99,8 @@ export function buildOpenApi(routes: readonly Route[], info: { title: string; ve
     info: {
       title: info.title,
       version: info.version,
-      description: 'edgeloop control plane: fleet enrollment, health, desired state and commands',
+      description:
+        'edgeloop control plane: fleet enrollment, health, desired state and commands, model registry, rollouts',
     },
     jsonSchemaDialect: 'https://json-schema.org/draft/2020-12/schema',
     components: {

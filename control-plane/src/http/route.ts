@@ -42,6 +42,16 @@ export type Route = {
   /** Query parameters that may repeat (collected into an array). */
   readonly arrayQuery?: readonly string[];
   readonly responses: Readonly<Record<number, ResponseSpec>>;
+  /**
+   * A body the handler streams itself (uploads): the app's JSON body limit does not apply; the
+   * handler enforces `limitBytes`. Documented in OpenAPI under `contentType`.
+   */
+  readonly streamedBody?: { readonly contentType: string; readonly description: string; readonly limitBytes: number };
+  /**
+   * The handler authenticates the caller itself (role still documents the API-token role); the
+   * app does not check a bearer token first.
+   */
+  readonly customAuth?: string;
   readonly handle: (input: RouteInput<unknown, unknown>) => Response | Promise<Response>;
 };
 
@@ -65,7 +75,12 @@ export async function parseBody(c: Context, schema: z.ZodType): Promise<unknown>
   } catch (error) {
     throw new ApiError('bad_request', `request body is not JSON: ${(error as Error).message}`);
   }
-  if (json === undefined) throw new ApiError('bad_request', 'request body is empty; JSON expected');
+  if (json === undefined) {
+    // An empty body is fine where the schema allows none (optional bodies).
+    const empty = schema.safeParse(undefined);
+    if (empty.success) return empty.data;
+    throw new ApiError('bad_request', 'request body is empty; JSON expected');
+  }
   const parsed = schema.safeParse(json);
   if (!parsed.success) throw new ApiError('unprocessable', describeIssues(parsed.error.issues));
   return parsed.data;

@@ -173,6 +173,28 @@ describe('plan', () => {
     expect(last?.type === 'verdict' && last.evaluation.verdict).toBe('inconclusive');
   });
 
+  it('completes only once every device of the last stage was handed the model (jitter longer than the soak)', () => {
+    const w = world(
+      {
+        ...fast,
+        stages: [{ name: 'all', kind: 'percent', percent: 100 }],
+        evidence: { soakS: 20, minFrames: 100, minReportingShare: 0.5 },
+        jitterS: 200,
+      },
+      { latency: 20, detections: 3000 },
+    );
+    let completedWithUnassigned = false;
+    for (let t = 0; t <= 400_000 && w.rollout.status === 'running'; t += 10_000) {
+      w.step(t);
+      const unassigned = [...w.devices.values()].filter((d) => !d.assignment).length;
+      const status: string = w.rollout.status;
+      if (status === 'completed' && unassigned > 0) completedWithUnassigned = true;
+    }
+    expect(w.rollout.status).toBe('completed');
+    expect(completedWithUnassigned).toBe(false);
+    expect(w.log.some((s) => s.type === 'update' && /waiting for \d+ devices/.test(s.reason))).toBe(true);
+  });
+
   it('is pure: the same input plans the same steps', () => {
     const a = world(fast, { latency: 20, detections: 3000 });
     const b = world(fast, { latency: 20, detections: 3000 });

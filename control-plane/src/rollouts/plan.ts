@@ -185,12 +185,14 @@ export function plan(input: PlanInput): Step[] {
   const size = stageSize(stage, cohorts);
   const stageIds = cohorts.order.slice(0, size);
   const mode = stage.kind === 'shadow' ? 'shadow' : 'active';
+  const needsModel = (id: string) => {
+    const assignment = devices.get(id)?.assignment;
+    return !assignment || (assignment.mode === 'shadow' && mode === 'active' && assignment.state !== 'failed');
+  };
+  // Stage devices still waiting for the model (their jitter, a maintenance window), or getting it now.
+  const waiting = stageIds.filter(needsModel).length;
   if (inMaintenanceWindow(spec.maintenanceWindows, now)) {
-    const due = stageIds.filter((id) => {
-      const assignment = devices.get(id)?.assignment;
-      const needs = !assignment || (assignment.mode === 'shadow' && mode === 'active' && assignment.state !== 'failed');
-      return needs && dueAt(rollout.id, id, rollout.stageStartedAt, spec) <= now;
-    });
+    const due = stageIds.filter((id) => needsModel(id) && dueAt(rollout.id, id, rollout.stageStartedAt, spec) <= now);
     if (due.length > 0) steps.push({ type: 'assign', deviceIds: due, mode, stageIndex: rollout.stageIndex });
   }
 
@@ -236,6 +238,17 @@ export function plan(input: PlanInput): Step[] {
   }
   if (evaluation.verdict === 'pass') {
     const next = rollout.stageIndex + 1;
+    if (next >= spec.stages.length && waiting > 0) {
+      // The last stage passes only once every device has been handed the model: completing
+      // earlier would leave the devices that were waiting (jitter, maintenance window) behind.
+      steps.push({
+        type: 'update',
+        transition: 'holding',
+        patch: { lastEvaluatedAt: now, failingWindows: 0 },
+        reason: `stage ${stage.name} passed; waiting for ${waiting} devices to be handed the model before completing`,
+      });
+      return steps;
+    }
     if (next >= spec.stages.length) {
       steps.push({
         type: 'update',

@@ -1,7 +1,7 @@
 import { type Desired, fail, ok } from '@edgeloop/protocol';
-import { and, asc, count, eq, isNotNull, isNull, type SQL, sql } from 'drizzle-orm';
-import type { DeviceDetailRecord, DeviceRepository, FleetCounts } from '../repositories.ts';
-import { freshRow, toLiveState, toRecord } from '../rows.ts';
+import { and, asc, count, eq, inArray, isNotNull, isNull, type SQL, sql } from 'drizzle-orm';
+import type { DeviceDetailRecord, DeviceRepository, DeviceSnapshot, FleetCounts } from '../repositories.ts';
+import { chunk, freshRow, toLiveState, toRecord } from '../rows.ts';
 import type { PostgresDb } from './database.ts';
 import { devices } from './schema.ts';
 
@@ -138,5 +138,50 @@ export function createPostgresDeviceRepository(db: PostgresDb): DeviceRepository
       const row = await getRow(id);
       return row ? toLiveState(row) : null;
     },
+
+    async snapshots(query) {
+      const columns = {
+        id: devices.id,
+        labels: devices.labels,
+        status: devices.status,
+        reported: devices.reported,
+        desired: devices.desired,
+      };
+      const rows: DeviceSnapshot[] = [];
+      if ('ids' in query) {
+        for (const ids of chunk(query.ids)) {
+          const found = await db
+            .select(columns)
+            .from(devices)
+            .where(and(active, inArray(devices.id, ids)));
+          rows.push(...found.map(toSnapshot));
+        }
+        return rows;
+      }
+      const conditions: SQL[] = [active];
+      for (const [key, value] of query.labels) conditions.push(sql`${devices.labels} ->> ${key} = ${value}`);
+      const found = await db
+        .select(columns)
+        .from(devices)
+        .where(and(...conditions))
+        .orderBy(asc(sql`${devices.id} COLLATE "C"`));
+      return found.map(toSnapshot);
+    },
+  };
+}
+
+function toSnapshot(row: {
+  id: string;
+  labels: Record<string, string>;
+  status: string;
+  reported: unknown;
+  desired: unknown;
+}): DeviceSnapshot {
+  return {
+    id: row.id,
+    labels: row.labels,
+    status: row.status as DeviceSnapshot['status'],
+    reported: row.reported ?? null,
+    desired: (row.desired as Desired | null) ?? null,
   };
 }

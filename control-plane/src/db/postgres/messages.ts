@@ -1,6 +1,7 @@
 import type { Channel } from '@edgeloop/protocol';
-import { and, asc, count, desc, eq, inArray, lt, or, type SQL } from 'drizzle-orm';
+import { and, asc, count, desc, eq, gte, inArray, lt, lte, or, type SQL } from 'drizzle-orm';
 import type { MessageRepository, StoredMessage } from '../repositories.ts';
+import { extractSampleFields, parseTelemetrySample } from '../telemetry-sample.ts';
 import type { PostgresDb } from './database.ts';
 import { messages } from './schema.ts';
 
@@ -39,6 +40,14 @@ export function createPostgresMessageRepository(db: PostgresDb): MessageReposito
         .limit(limit);
       const deleted = await db.delete(messages).where(inArray(messages.id, oldest)).returning({ id: messages.id });
       return deleted.length;
+    },
+
+    async telemetrySamples({ from, to }) {
+      const rows = await db
+        .select({ deviceId: messages.deviceId, receivedAt: messages.receivedAt, body: messages.body })
+        .from(messages)
+        .where(and(eq(messages.channel, 'telemetry'), gte(messages.receivedAt, from), lte(messages.receivedAt, to)));
+      return rows.map((row) => parseTelemetrySample(row.deviceId, row.receivedAt, extractSampleFields(row.body)));
     },
   };
 }

@@ -7,6 +7,7 @@ import {
   integer,
   jsonb,
   pgTable,
+  primaryKey,
   text,
   uniqueIndex,
 } from 'drizzle-orm/pg-core';
@@ -70,6 +71,7 @@ export const messages = pgTable(
   (table) => [
     uniqueIndex('messages_device_msg_uq').on(table.deviceId, table.msgId),
     index('messages_device_channel_ts_idx').on(table.deviceId, table.channel, table.deviceTs),
+    index('messages_channel_received_idx').on(table.channel, table.receivedAt),
   ],
 );
 
@@ -96,4 +98,85 @@ export const apiTokens = pgTable(
     revokedAt: epochMs('revoked_at'),
   },
   (table) => [uniqueIndex('api_tokens_hash_uq').on(table.tokenHash)],
+);
+
+export const models = pgTable(
+  'models',
+  {
+    id: text('id').primaryKey(),
+    name: text('name').notNull(),
+    version: text('version').notNull(),
+    sha256: text('sha256').notNull(),
+    sizeBytes: bigint('size_bytes', { mode: 'number' }).notNull(),
+    releaseCounter: bigint('release_counter', { mode: 'number' }).notNull(),
+    adapter: text('adapter').notNull(),
+    keyId: text('key_id').notNull(),
+    issuedAt: epochMs('issued_at').notNull(),
+    expiresAt: epochMs('expires_at').notNull(),
+    /** Text, not jsonb: the signed release is handed to devices exactly as verified. */
+    signed: text('signed').notNull(),
+    manifest: jsonb('manifest').$type<unknown>().notNull(),
+    createdAt: epochMs('created_at').notNull(),
+    uploadedBy: text('uploaded_by'),
+  },
+  (table) => [index('models_name_idx').on(table.name), index('models_sha256_idx').on(table.sha256)],
+);
+
+export const rollouts = pgTable(
+  'rollouts',
+  {
+    id: text('id').primaryKey(),
+    modelId: text('model_id')
+      .notNull()
+      .references(() => models.id),
+    spec: jsonb('spec').$type<unknown>().notNull(),
+    status: text('status').notNull(),
+    stageIndex: integer('stage_index').notNull(),
+    stageStartedAt: epochMs('stage_started_at').notNull(),
+    failingWindows: integer('failing_windows').notNull().default(0),
+    lastEvaluatedAt: epochMs('last_evaluated_at'),
+    cohorts: jsonb('cohorts').$type<unknown>().notNull(),
+    reason: text('reason'),
+    version: integer('version').notNull().default(1),
+    createdAt: epochMs('created_at').notNull(),
+    updatedAt: epochMs('updated_at').notNull(),
+    createdBy: text('created_by'),
+  },
+  (table) => [index('rollouts_status_idx').on(table.status), index('rollouts_created_idx').on(table.createdAt)],
+);
+
+export const rolloutDevices = pgTable(
+  'rollout_devices',
+  {
+    rolloutId: text('rollout_id')
+      .notNull()
+      .references(() => rollouts.id, { onDelete: 'cascade' }),
+    deviceId: text('device_id').notNull(),
+    mode: text('mode').notNull(),
+    stageIndex: integer('stage_index').notNull(),
+    state: text('state').notNull(),
+    previous: jsonb('previous').$type<unknown>(),
+    assignedAt: epochMs('assigned_at').notNull(),
+    updatedAt: epochMs('updated_at').notNull(),
+    reason: text('reason'),
+  },
+  (table) => [
+    primaryKey({ columns: [table.rolloutId, table.deviceId] }),
+    index('rollout_devices_device_idx').on(table.deviceId),
+  ],
+);
+
+export const rolloutEvents = pgTable(
+  'rollout_events',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    rolloutId: text('rollout_id')
+      .notNull()
+      .references(() => rollouts.id, { onDelete: 'cascade' }),
+    at: epochMs('at').notNull(),
+    type: text('type').notNull(),
+    stage: text('stage'),
+    data: jsonb('data').$type<unknown>().notNull(),
+  },
+  (table) => [index('rollout_events_rollout_idx').on(table.rolloutId, table.id)],
 );

@@ -4,7 +4,10 @@ import { openPostgres, type PostgresDb } from './database.ts';
 import { createPostgresDeadLetterRepository } from './dead-letters.ts';
 import { createPostgresDeviceRepository } from './devices.ts';
 import { createPostgresIngestRepository } from './ingest.ts';
+import { createPostgresLeaderLock } from './leader-lock.ts';
 import { createPostgresMessageRepository } from './messages.ts';
+import { createPostgresModelRepository } from './models.ts';
+import { createPostgresRolloutRepository } from './rollouts.ts';
 
 export type PostgresStore = Store & { readonly db: PostgresDb };
 
@@ -26,6 +29,9 @@ export async function createPostgresStore(options: {
     deadLetters: createPostgresDeadLetterRepository(db),
     apiTokens: createPostgresApiTokenRepository(db),
     ingest: createPostgresIngestRepository(db),
+    models: createPostgresModelRepository(db),
+    rollouts: createPostgresRolloutRepository(db),
+    openLeaderLock: (key) => createPostgresLeaderLock({ url: options.url, key }),
     async close() {
       if (closed) return;
       closed = true;

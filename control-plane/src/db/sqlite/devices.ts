@@ -1,7 +1,7 @@
 import { type Desired, fail, ok } from '@edgeloop/protocol';
-import { and, asc, count, eq, gt, isNotNull, isNull, type SQL, sql } from 'drizzle-orm';
-import type { DeviceDetailRecord, DeviceRepository, FleetCounts } from '../repositories.ts';
-import { type DeviceRow, freshRow, toLiveState, toRecord } from '../rows.ts';
+import { and, asc, count, eq, gt, inArray, isNotNull, isNull, type SQL, sql } from 'drizzle-orm';
+import type { DeviceDetailRecord, DeviceRepository, DeviceSnapshot, FleetCounts } from '../repositories.ts';
+import { chunk, type DeviceRow, freshRow, toLiveState, toRecord } from '../rows.ts';
 import { devices } from '../schema.ts';
 import type { SqliteDb } from './database.ts';
 
@@ -140,5 +140,53 @@ export function createSqliteDeviceRepository(db: SqliteDb): DeviceRepository {
       const row = getRow(id);
       return row ? toLiveState(row) : null;
     },
+
+    async snapshots(query) {
+      const columns = {
+        id: devices.id,
+        labels: devices.labels,
+        status: devices.status,
+        reported: devices.reported,
+        desired: devices.desired,
+      };
+      let rows: Parameters<typeof toSnapshot>[0][];
+      if ('ids' in query) {
+        rows = chunk(query.ids).flatMap((ids) =>
+          db
+            .select(columns)
+            .from(devices)
+            .where(and(active, inArray(devices.id, ids)))
+            .all(),
+        );
+      } else {
+        const conditions: SQL[] = [active];
+        for (const [key, value] of query.labels) {
+          conditions.push(sql`json_extract(${devices.labels}, ${`$."${key}"`}) = ${value}`);
+        }
+        rows = db
+          .select(columns)
+          .from(devices)
+          .where(and(...conditions))
+          .orderBy(asc(devices.id))
+          .all();
+      }
+      return rows.map(toSnapshot);
+    },
+  };
+}
+
+function toSnapshot(row: {
+  id: unknown;
+  labels: unknown;
+  status: unknown;
+  reported: unknown;
+  desired: unknown;
+}): DeviceSnapshot {
+  return {
+    id: row.id as string,
+    labels: row.labels as Record<string, string>,
+    status: row.status as DeviceSnapshot['status'],
+    reported: row.reported ?? null,
+    desired: (row.desired as Desired | null) ?? null,
   };
 }

@@ -1,7 +1,8 @@
 import type { Channel } from '@edgeloop/protocol';
-import { and, asc, count, desc, eq, inArray, lt, or, type SQL, sql } from 'drizzle-orm';
+import { and, asc, count, desc, eq, gte, inArray, lt, lte, or, type SQL, sql } from 'drizzle-orm';
 import type { MessageRepository, StoredMessage } from '../repositories.ts';
 import { messages } from '../schema.ts';
+import { parseTelemetrySample, SQLITE_SAMPLE_PATHS } from '../telemetry-sample.ts';
 import type { SqliteDb } from './database.ts';
 
 export function createSqliteMessageRepository(db: SqliteDb): MessageRepository {
@@ -40,6 +41,24 @@ export function createSqliteMessageRepository(db: SqliteDb): MessageRepository {
         .orderBy(asc(messages.id))
         .limit(limit);
       return db.delete(messages).where(inArray(messages.id, oldest)).run().changes;
+    },
+
+    async telemetrySamples({ from, to }) {
+      // json_extract with several paths parses the body once and returns a JSON array.
+      const paths = sql.join(
+        SQLITE_SAMPLE_PATHS.map((path) => sql`${path}`),
+        sql`, `,
+      );
+      const rows = db
+        .select({
+          deviceId: messages.deviceId,
+          receivedAt: messages.receivedAt,
+          fields: sql<string>`json_extract(${messages.body}, ${paths})`,
+        })
+        .from(messages)
+        .where(and(eq(messages.channel, 'telemetry'), gte(messages.receivedAt, from), lte(messages.receivedAt, to)))
+        .all();
+      return rows.map((row) => parseTelemetrySample(row.deviceId, row.receivedAt, row.fields));
     },
   };
 }

@@ -5,7 +5,10 @@ import { openSqlite, type SqliteDb } from './database.ts';
 import { createSqliteDeadLetterRepository } from './dead-letters.ts';
 import { createSqliteDeviceRepository } from './devices.ts';
 import { createSqliteIngestRepository } from './ingest.ts';
+import { createSqliteLeaderLock } from './leader-lock.ts';
 import { createSqliteMessageRepository } from './messages.ts';
+import { createSqliteModelRepository } from './models.ts';
+import { createSqliteRolloutRepository } from './rollouts.ts';
 
 export const SQLITE_FILE = 'edgeloop.db';
 
@@ -23,6 +26,9 @@ export function createSqliteStore(options: { readonly dataDir?: string; readonly
     deadLetters: createSqliteDeadLetterRepository(db),
     apiTokens: createSqliteApiTokenRepository(db),
     ingest: createSqliteIngestRepository(db),
+    models: createSqliteModelRepository(db),
+    rollouts: createSqliteRolloutRepository(db),
+    openLeaderLock: () => createSqliteLeaderLock(),
     async close() {
       if (db.$client.open) db.$client.close();
     },
