@@ -1,4 +1,11 @@
-import type { DeviceEvent, DeviceStatus, HealthState, Reported } from '@edgeloop/protocol';
+import {
+  type DeviceEvent,
+  type DeviceStatus,
+  type HealthState,
+  type Reported,
+  SERVER_EVENT_TYPES,
+  type ServerEventType,
+} from '@edgeloop/protocol';
 
 /*
  * The in-process event bus. Components publish typed events; the SSE endpoint, and later the
@@ -76,29 +83,15 @@ export type StatusCause = 'birth' | 'shutdown' | 'connection-lost' | 'connect' |
 
 export type BusEventType = keyof BusEvents;
 
-export const BUS_EVENT_TYPES = [
-  'device.enrolled',
-  'device.revoked',
-  'device.online',
-  'device.offline',
-  'device.health',
-  'device.event',
-  'device.reported',
-  'ingest.rejected',
-  'model.registered',
-  'rollout.created',
-  'rollout.assigned',
-  'rollout.reverting',
-  'rollout.devices',
-  'rollout.verdict',
-  'rollout.advanced',
-  'rollout.completed',
-  'rollout.rolled-back',
-  'rollout.aborted',
-  'rollout.paused',
-  'rollout.resumed',
-  'rollout.promoted',
-] as const satisfies readonly BusEventType[];
+/** The bus carries exactly the server events of the SSE stream (protocol's list), no more, no less. */
+export const BUS_EVENT_TYPES: readonly BusEventType[] = SERVER_EVENT_TYPES;
+type SameEvents = [BusEventType] extends [ServerEventType]
+  ? [ServerEventType] extends [BusEventType]
+    ? true
+    : 'a server event type has no bus event'
+  : 'a bus event type is missing from protocol SERVER_EVENT_TYPES';
+const sameEvents: SameEvents = true;
+void sameEvents;
 
 export type BusMessage<T extends BusEventType = BusEventType> = {
   [K in T]: { readonly id: number; readonly type: K; readonly at: number; readonly data: BusEvents[K] };

@@ -62,3 +62,17 @@ describe('targets and fleet layout', () => {
     expect(fleet.filter((d) => d.site === 'a')).toHaveLength(50);
   });
 });
+
+describe('scenario files in the repository', () => {
+  it('all parse', async () => {
+    const { readdirSync, readFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const dir = join(import.meta.dirname, '..', 'scenarios');
+    const files = readdirSync(dir).filter((name) => name.endsWith('.json'));
+    expect(files.length).toBeGreaterThanOrEqual(5);
+    for (const file of files) {
+      const parsed = parseScenario(readFileSync(join(dir, file), 'utf8'));
+      expect(parsed.ok, `${file}: ${parsed.ok ? '' : parsed.error.message}`).toBe(true);
+    }
+  });
+});
