@@ -1,5 +1,6 @@
 import os from 'node:os';
 import path from 'node:path';
+import { parseTrustedKeys, type TrustedKey } from '@edgeloop/firmware-images/verify';
 import type {
   DeviceEvent,
   Envelope,
@@ -16,6 +17,10 @@ import { type AgentConfig, diffConfig, type LoadConfigResult, type LogLevel } fr
 import { createDesiredState, createFileDesiredStore, type DesiredState, type DesiredStore } from './desired-state.ts';
 import { createLink, type Link } from './link.ts';
 import { type Logger, silentLogger } from './logger.ts';
+import { createModelManager, type ModelManager } from './model-update/manager.ts';
+import type { ModelRuntime } from './model-update/runtime.ts';
+import { createFileModelStorage, type ModelStorage } from './model-update/storage.ts';
+import { createVisionModelRuntime } from './model-update/vision-runtime.ts';
 import type { LaneCounts, Outbox } from './outbox.ts';
 import { openFileOutbox, type RecoveryStats } from './outbox-file.ts';
 import { createPublisher, type PublishError, type Publisher } from './publisher.ts';
@@ -23,6 +28,7 @@ import { createSequencer, type Sequencer } from './sequencer.ts';
 import { createSystemMetrics, type SystemMetricsReader } from './system-metrics.ts';
 import { createTelemetry, type Telemetry } from './telemetry.ts';
 import { AGENT_VERSION } from './version.ts';
+import type { Vision, VisionDeps, VisionFault } from './vision/vision.ts';
 
 /*
  * The agent: config + sequencer + outbox + publisher + link + telemetry + desired state +
@@ -32,6 +38,13 @@ import { AGENT_VERSION } from './version.ts';
  * {offline, shutdown}, drains the outbox for up to drainTimeoutMs and disconnects cleanly (no
  * will). Outbox drops are reported as `outbox.dropped` events (counts since the last report)
  * after every telemetry tick and every connect.
+ *
+ * With `config.vision` and a `createVision` dep (main.ts passes vision.ts's; type-only import
+ * here, so the simulator never loads onnxruntime), the agent runs the vision pipeline: its
+ * metrics are telemetry's `pipeline`, its source faults become `camera.fault` (others
+ * `agent.fault`) events, its execution providers go into Reported.providers. The model manager
+ * (model-update/manager.ts) runs on the vision runtime, or on `deps.modelRuntime` (the
+ * simulator's), and plugs into desired state (`model`) and Reported (`model`).
  */
 
 export type AgentDeps = {
@@ -58,6 +71,19 @@ export type AgentDeps = {
   readonly mqttOptions?: Partial<IClientOptions>;
   /** arch/platform reported in Reported.hardware (defaults: os.arch(), os.platform()). */
   readonly hardware?: { readonly arch?: string; readonly platform?: string };
+  /** Builds the vision pipeline from `config.vision` (main.ts passes vision.ts's createVision). */
+  readonly createVision?: (deps: VisionDeps) => Vision;
+  /** PATH-style folders for ffmpeg and camera programs (main.ts passes process.env.PATH). */
+  readonly searchPath?: string;
+  /**
+   * Runs models for the model manager. Default: the vision runtime when a vision pipeline runs;
+   * none (and no model manager) otherwise. The simulator passes a runtime that plays models.
+   */
+  readonly modelRuntime?: ModelRuntime;
+  /** Model slots, downloads and the update record; default: files under `<dataDir>/models`. */
+  readonly modelStorage?: ModelStorage;
+  /** For model downloads (default: global fetch). */
+  readonly fetch?: typeof fetch;
 };
 
 export type AgentEvent = Omit<DeviceEvent, keyof Envelope | 'data'> & { readonly data?: JsonObject };
@@ -72,6 +98,10 @@ export interface Agent {
   readonly telemetry: Telemetry;
   readonly desired: DesiredState;
   readonly commands: Commands;
+  /** The vision pipeline, when config.vision is set and a createVision dep was given. */
+  readonly vision: Vision | null;
+  /** The model manager, when a model runtime exists. */
+  readonly models: ModelManager | null;
   start(): Promise<void>;
   stop(options?: { readonly graceful?: boolean; readonly drainTimeoutMs?: number }): Promise<void>;
   emitEvent(event: AgentEvent): Result<Envelope, PublishError>;
@@ -95,6 +125,8 @@ class AgentRuntime implements Agent {
   readonly telemetry: Telemetry;
   readonly desired: DesiredState;
   readonly commands: Commands;
+  readonly vision: Vision | null;
+  readonly models: ModelManager | null;
   readonly #deps: AgentDeps;
   readonly #log: Logger;
   readonly #clock: Clock;
@@ -150,6 +182,44 @@ class AgentRuntime implements Agent {
       },
     });
 
+    const visionConfig = config.vision;
+    this.vision =
+      visionConfig && deps.createVision
+        ? deps.createVision({
+            config: visionConfig,
+            clock,
+            logger,
+            searchPath: deps.searchPath,
+            onFault(fault) {
+              agent.#visionFault(fault);
+            },
+          })
+        : null;
+    const vision = this.vision;
+    const sourceSize =
+      visionConfig && visionConfig.source.kind !== 'images' && visionConfig.source.width && visionConfig.source.height
+        ? { width: visionConfig.source.width, height: visionConfig.source.height }
+        : undefined;
+    const modelRuntime: ModelRuntime | null =
+      deps.modelRuntime ??
+      (vision
+        ? createVisionModelRuntime({
+            vision,
+            localModel: visionConfig?.model,
+            health: {
+              ...config.models.health,
+              minDurationMs: config.models.health.minDurationS * 1000,
+              maxDurationMs: config.models.health.maxDurationS * 1000,
+            },
+            shadow: config.models.shadow,
+            warmupRuns: config.models.warmupRuns,
+            warmupFrameSize: sourceSize,
+            clock,
+            timers,
+            logger,
+          })
+        : null);
+
     this.#systemReader = deps.readSystem
       ? null
       : createSystemMetrics({ dataDir: config.dataDir, sysfsRoot: config.hardware.sysfsRoot, timers });
@@ -158,8 +228,16 @@ class AgentRuntime implements Agent {
       publisher: this.publisher,
       intervalS: config.telemetry.intervalS,
       readSystem: deps.readSystem ?? (() => systemReader!.read()),
-      ...(deps.pipelineMetrics ? { pipelineMetrics: deps.pipelineMetrics } : {}),
-      ...(deps.shadowMetrics ? { shadowMetrics: deps.shadowMetrics } : {}),
+      ...(deps.pipelineMetrics
+        ? { pipelineMetrics: deps.pipelineMetrics }
+        : vision
+          ? { pipelineMetrics: () => vision.takeMetrics() }
+          : {}),
+      ...(deps.shadowMetrics
+        ? { shadowMetrics: deps.shadowMetrics }
+        : modelRuntime
+          ? { shadowMetrics: () => modelRuntime.shadowMetrics() }
+          : {}),
       afterTick() {
         agent.#reportDrops();
       },
@@ -194,6 +272,51 @@ class AgentRuntime implements Agent {
       },
       logger,
     });
+
+    this.models = modelRuntime
+      ? createModelManager({
+          runtime: modelRuntime,
+          storage: deps.modelStorage ?? createFileModelStorage(path.join(config.dataDir, 'models'), log),
+          trustedKeys: trustedKeysOf(config.models.trustedKeyPems, log),
+          hardwareProfile: config.hardware.profile ?? 'unknown',
+          controlPlaneUrl: config.controlPlaneUrl,
+          credentials:
+            config.mqtt.password !== undefined
+              ? { username: config.deviceId, password: config.mqtt.password }
+              : undefined,
+          emit(event) {
+            agent.emitEvent(event);
+          },
+          onChange() {
+            agent.desired.report();
+          },
+          options: {
+            download: {
+              initialDelayMs: config.models.download.initialRetryMs,
+              maxDelayMs: config.models.download.maxRetryMs,
+              maxAttempts: config.models.download.maxAttempts,
+            },
+          },
+          clock,
+          timers,
+          ...(deps.random ? { random: deps.random } : {}),
+          ...(deps.fetch ? { fetch: deps.fetch } : {}),
+          logger,
+        })
+      : null;
+    const models = this.models;
+    if (models) {
+      this.desired.registerApplier('model', (desired) => models.apply(desired.model));
+      this.desired.addReportSource(() => ({ model: models.report() }));
+    }
+    if (vision) {
+      this.desired.addReportSource(() => {
+        const providers = new Set<string>();
+        const active = vision.activeModel();
+        if (active) providers.add(active.provider.active);
+        return providers.size > 0 ? { providers: [...providers] } : {};
+      });
+    }
 
     this.commands = createCommands({ publisher: this.publisher, clock, logger });
     registerBuiltinCommands(this.commands, {
@@ -256,6 +379,17 @@ class AgentRuntime implements Agent {
     return this.#config;
   }
 
+  #visionFault(fault: VisionFault): void {
+    const camera =
+      fault.code.startsWith('source_') || fault.code === 'camera_unavailable' || fault.code === 'decode_failed';
+    this.emitEvent({
+      type: camera ? 'camera.fault' : 'agent.fault',
+      severity: 'error',
+      message: fault.message.slice(0, 2048),
+      data: { code: fault.code, retryInMs: fault.retryInMs },
+    });
+  }
+
   /** Reports outbox drops since the last report as one `outbox.dropped` event. */
   #reportDrops(): void {
     const dropped = this.outbox.stats().dropped;
@@ -313,6 +447,22 @@ class AgentRuntime implements Agent {
     if (this.#running) return;
     this.#running = true;
     this.#startedAt = this.#clock.now();
+    // The model manager first: it recovers an interrupted update and picks the slot model, which
+    // the vision pipeline then runs (else vision starts the locally configured model).
+    if (this.models) await this.models.start();
+    if (this.vision) {
+      try {
+        await this.vision.start();
+      } catch (error) {
+        this.#log.error({ err: error }, 'vision pipeline did not start');
+        this.emitEvent({
+          type: 'agent.fault',
+          severity: 'critical',
+          message: `vision pipeline did not start: ${(error as Error).message}`.slice(0, 2048),
+          data: { code: String((error as { code?: unknown }).code ?? 'vision_failed') },
+        });
+      }
+    }
     await this.desired.start();
     const pending = this.outbox.pending;
     const recovery = this.#recovery;
@@ -344,6 +494,8 @@ class AgentRuntime implements Agent {
     this.telemetry.stop();
     this.commands.stop();
     this.desired.stop();
+    await this.models?.stop();
+    await this.vision?.stop();
     if (graceful) {
       this.publisher.publish('status', {
         state: 'offline',
@@ -367,7 +519,18 @@ class AgentRuntime implements Agent {
       telemetry: this.telemetry.stats(),
       commands: this.commands.stats(),
       desired: this.desired.stats(),
+      ...(this.models ? { models: this.models.stats() } : {}),
+      ...(this.vision ? { vision: this.vision.stats() } : {}),
       ...(this.#systemReader ? { system: this.#systemReader.stats() } : {}),
     };
   }
+}
+
+function trustedKeysOf(pems: readonly string[], log: Logger): readonly TrustedKey[] {
+  if (pems.length === 0) return [];
+  const parsed = parseTrustedKeys(pems.map((publicKeyPem) => ({ publicKeyPem })));
+  if (parsed.ok) return parsed.value;
+  // loadConfig checked the keys already; a config built by hand may not have been.
+  log.error({ reason: parsed.error.message }, 'trusted keys unusable: every model release will be refused');
+  return [];
 }

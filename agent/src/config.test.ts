@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { generateKeyPair } from '@edgeloop/firmware-images';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { diffConfig, loadConfig } from './config.ts';
 
@@ -165,10 +166,62 @@ describe('loadConfig', () => {
     );
   });
 
-  it('keeps the vision section for the pipeline to validate', () => {
+  it('validates the vision section and resolves its paths against the config file', () => {
+    const file = path.join(dir, 'agent.json');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        ...minimal,
+        vision: {
+          source: { kind: 'images', dir: 'frames' },
+          model: { path: 'models/det.onnx', manifestPath: 'models/det.json' },
+        },
+      }),
+    );
+    const result = loadConfig({ filePath: file, env: {} });
+    if (!result.ok) throw new Error(JSON.stringify(result.error.problems));
+    expect(result.value.vision).toMatchObject({
+      source: { kind: 'images', dir: path.join(dir, 'frames'), loop: true },
+      model: { path: path.join(dir, 'models/det.onnx'), manifestPath: path.join(dir, 'models/det.json') },
+      providers: ['tensorrt', 'cuda', 'cpu'],
+    });
+  });
+
+  it('lists problems of the vision section under vision.', () => {
     const result = loadConfig({ fileText: JSON.stringify({ ...minimal, vision: { source: 'x' } }), env: {} });
-    if (!result.ok) throw new Error('expected ok');
-    expect(result.value.vision).toEqual({ source: 'x' });
+    expect(problemsOf(result).some((problem) => problem.startsWith('vision.source'))).toBe(true);
+  });
+
+  it('reads trusted key files into trustedKeyPems and refuses a private key among them', () => {
+    const keys = generateKeyPair();
+    writeFileSync(path.join(dir, 'release.pub'), keys.publicKeyPem);
+    writeFileSync(path.join(dir, 'release.key'), keys.privateKeyPem);
+    const file = path.join(dir, 'agent.json');
+    writeFileSync(file, JSON.stringify({ ...minimal, models: { trustedKeys: ['release.pub'] } }));
+    const result = loadConfig({ filePath: file, env: {} });
+    if (!result.ok) throw new Error(JSON.stringify(result.error.problems));
+    expect(result.value.models.trustedKeys).toEqual([path.join(dir, 'release.pub')]);
+    expect(result.value.models.trustedKeyPems).toEqual([keys.publicKeyPem]);
+    expect(result.value.models.health).toMatchObject({ minFrames: 30, minDurationS: 10, maxDurationS: 120 });
+
+    writeFileSync(
+      file,
+      JSON.stringify({
+        ...minimal,
+        models: { trustedKeys: ['release.key', 'missing.pub'], health: { minDurationS: 30, maxDurationS: 5 } },
+      }),
+    );
+    const problems = problemsOf(loadConfig({ filePath: file, env: {} }));
+    expect(problems.some((problem) => problem.includes('models.health.maxDurationS'))).toBe(true);
+    const refused = problemsOf(
+      loadConfig({
+        fileText: JSON.stringify({ ...minimal, models: { trustedKeys: ['release.key', 'missing.pub'] } }),
+        env: {},
+        cwd: dir,
+      }),
+    );
+    expect(refused.some((problem) => problem.includes('missing.pub'))).toBe(true);
+    expect(refused.some((problem) => problem.includes('private key'))).toBe(true);
   });
 });
 

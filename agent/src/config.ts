@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { parseTrustedKeys } from '@edgeloop/firmware-images/verify';
 import { checkDeviceId, ok } from '@edgeloop/protocol';
 import { z } from 'zod';
+import { resolveVisionPaths, VisionConfig } from './vision/config.ts';
 
 /*
  * Agent configuration: a JSON file (`edgeloop-agent --config agent.json`) plus environment
@@ -19,9 +21,11 @@ import { z } from 'zod';
  *   | EDGELOOP_TELEMETRY_INTERVAL_S  | telemetry.intervalS  |
  *   | EDGELOOP_LOG_LEVEL             | logLevel             |
  *
- * Relative paths (dataDir, mqtt.passwordFile, hardware.sysfsRoot) are resolved against the
- * directory of the config file, or the working directory when there is no file. A password file
- * is read once here; its content (trimmed) becomes `mqtt.password`.
+ * Relative paths (dataDir, mqtt.passwordFile, hardware.sysfsRoot, models.trustedKeys and the file
+ * paths of the vision section) are resolved against the directory of the config file, or the
+ * working directory when there is no file. A password file is read once here; its content
+ * (trimmed) becomes `mqtt.password`. Trusted key files are read here too: their PEM text is
+ * appended to `models.trustedKeyPems` and every key is checked (Ed25519 public keys only).
  */
 
 const MiB = 1024 * 1024;
@@ -75,6 +79,53 @@ export type MqttConfig = z.infer<typeof MqttConfig>;
 export const OutboxFsync = z.enum(['always', 'interval', 'never']);
 export type OutboxFsync = z.infer<typeof OutboxFsync>;
 
+const Seconds = z.number().min(0).max(86_400);
+
+/** Model updates: whose signatures count, how downloads retry, when a new model is healthy, shadow mode. */
+export const ModelsConfig = z.strictObject({
+  /** Ed25519 public keys (.pub files, SPKI PEM) whose releases the agent installs; several, so keys can rotate. */
+  trustedKeys: z.array(z.string().min(1).max(4096)).max(16).default([]),
+  /** The same as PEM text; loadConfig appends the contents of `trustedKeys` here. */
+  trustedKeyPems: z.array(z.string().min(1).max(8192)).max(32).default([]),
+  download: z
+    .strictObject({
+      initialRetryMs: z.int().min(10).max(3_600_000).default(1000),
+      maxRetryMs: z.int().min(10).max(86_400_000).default(60_000),
+      /** Attempts before a network failure ends the update; null: retry until it works (offline devices converge). */
+      maxAttempts: z.int().min(1).max(1_000_000).nullable().default(null),
+    })
+    .prefault({}),
+  /** The check after a switch (see model-update/health.ts). */
+  health: z
+    .strictObject({
+      minFrames: z.int().min(1).max(1_000_000).default(30),
+      minDurationS: Seconds.default(10),
+      maxDurationS: Seconds.default(120),
+      maxErrorShare: z.number().min(0).max(1).default(0.05),
+      /** p95 budget = factor x the previous model's p95, when the manifest has no latencyBudgetMs. */
+      latencyFactor: z.number().min(1).max(1000).default(3),
+      /** The derived budget is never below this (ms): timer noise on tiny models is no regression. */
+      latencyFloorMs: z.number().min(0).max(600_000).default(20),
+      /** The previous model saw objects on at least this share of frames: an empty new model fails. */
+      emptyOutputMinShare: z.number().min(0).max(1).default(0.2),
+    })
+    .prefault({}),
+  shadow: z
+    .strictObject({
+      /** Share of frames the candidate also runs on. */
+      sampleShare: z.number().gt(0).max(1).default(0.2),
+      /** Candidate inference time at most this share of the current model's; frames over it are skipped. */
+      maxExtraShare: z.number().min(0).max(100).default(0.5),
+      /** And at most this many ms of candidate inference per second; null: no absolute cap. */
+      maxMsPerS: z.number().positive().max(1000).nullable().default(null),
+      iouThreshold: z.number().gt(0).max(1).default(0.5),
+    })
+    .prefault({}),
+  /** Warm-up inferences before a new model is switched in. */
+  warmupRuns: z.int().min(1).max(100).default(3),
+});
+export type ModelsConfig = z.infer<typeof ModelsConfig>;
+
 export const LogLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 export type LogLevel = z.infer<typeof LogLevel>;
 
@@ -112,8 +163,9 @@ export const AgentConfig = z
       })
       .prefault({}),
     logLevel: LogLevel.default('info'),
-    /** The vision pipeline's own config; validated by the pipeline. */
-    vision: z.unknown().optional(),
+    /** The vision pipeline (vision/config.ts); absent: no camera, no inference. */
+    vision: VisionConfig.optional(),
+    models: ModelsConfig.prefault({}),
   })
   .superRefine((config, ctx) => {
     for (const problem of crossFieldProblems(config)) {
@@ -146,6 +198,12 @@ function crossFieldProblems(config: unknown): ConfigProblem[] {
   }
   if (mqtt.password !== undefined && mqtt.passwordFile !== undefined) {
     problems.push({ path: 'mqtt.passwordFile', message: 'give password or passwordFile, not both' });
+  }
+  const models = (root as { models?: { health?: { minDurationS?: unknown; maxDurationS?: unknown } } }).models;
+  const minDurationS = models?.health?.minDurationS;
+  const maxDurationS = models?.health?.maxDurationS;
+  if (typeof minDurationS === 'number' && typeof maxDurationS === 'number' && maxDurationS < minDurationS) {
+    problems.push({ path: 'models.health.maxDurationS', message: 'must be >= minDurationS' });
   }
   const initialMs = mqtt.reconnect?.initialMs;
   const maxMs = mqtt.reconnect?.maxMs;
@@ -255,6 +313,8 @@ export function loadConfig(input: LoadConfigInput): LoadConfigResult {
     dataDir: path.resolve(base, config.dataDir),
     hardware: { ...config.hardware, sysfsRoot: path.resolve(base, config.hardware.sysfsRoot) },
     mqtt: { ...config.mqtt },
+    ...(config.vision ? { vision: resolveVisionPaths(config.vision, base) } : {}),
+    models: readTrustedKeys(config.models, base, problems),
   };
   if (config.mqtt.passwordFile !== undefined) {
     const passwordFile = path.resolve(base, config.mqtt.passwordFile);
@@ -269,6 +329,24 @@ export function loadConfig(input: LoadConfigInput): LoadConfigResult {
   }
   if (problems.length > 0) return configFailure(problems);
   return ok(deepFreeze(resolved));
+}
+
+/** Resolves the key files, appends their PEM text to trustedKeyPems and checks every key. */
+function readTrustedKeys(models: ModelsConfig, base: string, problems: ConfigProblem[]): ModelsConfig {
+  const files = models.trustedKeys.map((file) => path.resolve(base, file));
+  const pems = [...models.trustedKeyPems];
+  for (const file of files) {
+    try {
+      pems.push(readFileSync(file, 'utf8'));
+    } catch (error) {
+      problems.push({ path: 'models.trustedKeys', message: `cannot read ${file}: ${(error as Error).message}` });
+    }
+  }
+  if (pems.length > 0) {
+    const parsed = parseTrustedKeys(pems.map((publicKeyPem) => ({ publicKeyPem })));
+    if (!parsed.ok) problems.push({ path: 'models.trustedKeys', message: parsed.error.message });
+  }
+  return { ...models, trustedKeys: files, trustedKeyPems: pems };
 }
 
 /** Every problem on its own line, for a CLI to print. */

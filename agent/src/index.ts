@@ -23,6 +23,7 @@ export {
   type LoadConfigResult,
   LogLevel,
   loadConfig,
+  ModelsConfig,
   MqttConfig,
   OutboxFsync,
   ReconnectConfig,
@@ -53,6 +54,93 @@ export {
   type ReconnectPolicy,
 } from './link.ts';
 export { type LogFn, type Logger, silentLogger } from './logger.ts';
+/*
+ * Model updates. A simulator plugs in like this (one per virtual device; keep the storage object
+ * across a simulated reboot, like the memory outbox):
+ *
+ *   const storage = createMemoryModelStorage();          // slots, downloads (hashed, not kept), update record
+ *   const runtime: ModelRuntime = new SimulatedRuntime(profile);   // load/warm/activate/shadow/healthCheck/release
+ *   createAgent({ config, modelRuntime: runtime, modelStorage: storage, ... })
+ *
+ * The agent then builds the manager itself (desired `model` applier, Reported.model, telemetry
+ * `shadow` from runtime.shadowMetrics()). Or use createModelManager({ runtime, storage, ... })
+ * directly. A fake runtime decides outcomes through its results: reject load/warm with a
+ * ModelRuntimeError code to play a model that does not load; return judgeHealth(...) from
+ * healthCheck with the numbers its profile gives (health_latency, health_empty_output, ...).
+ * Downloads still go over HTTP (Range, capped at the release size, Basic device credential).
+ */
+export {
+  createMemoryDownloadTarget,
+  type DownloadErrorCode,
+  type DownloadOptions,
+  type DownloadOutcome,
+  type DownloadTarget,
+  downloadModel,
+  downloadWithRetry,
+  fileDownloadTarget,
+  isRetryable,
+  type MemoryDownloadTarget,
+  type RetryPolicy,
+} from './model-update/download.ts';
+export {
+  DEFAULT_HEALTH_CRITERIA,
+  type HealthBaseline,
+  type HealthCode,
+  type HealthCriteria,
+  type HealthObservation,
+  type HealthVerdict,
+  healthReady,
+  judgeHealth,
+  latencyBudget,
+} from './model-update/health.ts';
+export {
+  createModelManager,
+  DEFAULT_MODEL_MANAGER_OPTIONS,
+  type ModelManager,
+  type ModelManagerDeps,
+  type ModelManagerEvent,
+  type ModelManagerOptions,
+  type ModelManagerStats,
+  ModelUpdateError,
+  type ReportedModel,
+} from './model-update/manager.ts';
+export {
+  type HealthCheckRequest,
+  type LoadRequest,
+  type ModelHandle,
+  type ModelRuntime,
+  ModelRuntimeError,
+} from './model-update/runtime.ts';
+export {
+  type ClassCounts,
+  iou,
+  MAX_SHADOW_CLASSES,
+  matchDetections,
+  ShadowWindow,
+  shadowMetricsOf,
+} from './model-update/shadow-match.ts';
+export { SLOT_NAMES, type SlotEntry, type SlotName, type SlotTable } from './model-update/slots.ts';
+export {
+  type ByteFacts,
+  createFileModelStorage,
+  createMemoryModelStorage,
+  type MemoryModelStorageOptions,
+  type ModelLocation,
+  type ModelStorage,
+  StorageError,
+} from './model-update/storage.ts';
+export {
+  FINAL_STATES,
+  isSwitched,
+  MAX_LOAD_ATTEMPTS,
+  nextProgress,
+  TRANSITIONS,
+  UPDATE_STATES,
+  type UpdateEvent,
+  type UpdateProgress,
+  type UpdateState,
+} from './model-update/transitions.ts';
+export { ManagerState, UpdateRecord } from './model-update/update-record.ts';
 export {
   type AppendInput,
   type AppendResult,

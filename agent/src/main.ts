@@ -2,6 +2,8 @@ import { pino } from 'pino';
 import { createAgent } from './agent.ts';
 import { formatConfigProblems, loadConfig } from './config.ts';
 import { AGENT_VERSION } from './version.ts';
+import { runDetectCli } from './vision/detect-cli.ts';
+import { createVision } from './vision/vision.ts';
 
 /*
  * Composition root of `edgeloop-agent` (the only reader of process.env).
@@ -47,15 +49,8 @@ function parseArgs(argv: readonly string[]): ParsedArgs {
   return parsed;
 }
 
-async function runDetect(argv: readonly string[]): Promise<number> {
-  // Resolved at run time so this file type-checks before the vision pipeline lands.
-  const modulePath = './vision/detect-cli.ts';
-  const detectCli = (await import(modulePath)) as { runDetectCli: (argv: string[]) => Promise<number> | number };
-  return detectCli.runDetectCli([...argv]);
-}
-
 async function main(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Promise<number> {
-  if (argv[0] === 'detect') return runDetect(argv.slice(1));
+  if (argv[0] === 'detect') return runDetectCli(argv.slice(1), { env });
   const args = parseArgs(argv);
   if (args.help) {
     process.stdout.write(USAGE);
@@ -85,6 +80,8 @@ async function main(argv: readonly string[], env: Readonly<Record<string, string
       config,
       logger,
       reloadConfig: load,
+      createVision,
+      ...(env.PATH !== undefined ? { searchPath: env.PATH } : {}),
       setLogLevel: (level) => {
         logger.level = level;
       },

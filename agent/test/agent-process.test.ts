@@ -3,10 +3,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { topicFor } from '@edgeloop/protocol';
+import { PipelineMetrics, Reported, Telemetry, topicFor } from '@edgeloop/protocol';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { readOutboxDir } from '../src/outbox-file.ts';
+import { PPOCR_DET_MANIFEST_PATH, ppocrDetModelPath } from '../src/vision/bundled-models.ts';
 import { type Observer, startBroker, startObserver, type TestBroker } from './support/broker.ts';
+import { FIXTURES, SCENETEXT01 } from './vision/test-media.ts';
 
 const bin = fileURLToPath(new URL('../bin/edgeloop-agent.js', import.meta.url));
 const DEVICE = 'cam-process-01';
@@ -93,6 +95,68 @@ describe('edgeloop-agent process', () => {
       'offline/shutdown',
     ]);
     expect(readOutboxDir(path.join(dir, 'state', 'outbox')).entries).toEqual([]);
+  });
+
+  it('runs the configured vision pipeline: PP-OCR det on real images, valid pipeline metrics in telemetry', async () => {
+    const broker: TestBroker = await startBroker({ credentials: { [DEVICE]: PASSWORD } });
+    cleanups.push(() => broker.close());
+    const watcher: Observer = await startObserver(broker.url, [`fleet/v1/devices/${DEVICE}/+`]);
+    cleanups.push(() => watcher.close());
+    writeFileSync(path.join(dir, 'mqtt.secret'), `${PASSWORD}\n`);
+    writeFileSync(
+      path.join(dir, 'agent.json'),
+      JSON.stringify({
+        deviceId: DEVICE,
+        mqtt: { url: broker.url, passwordFile: 'mqtt.secret' },
+        dataDir: 'state',
+        telemetry: { intervalS: 1 },
+        vision: {
+          source: { kind: 'images', dir: path.join(FIXTURES, 'images'), loop: true, intervalMs: 100 },
+          model: { path: ppocrDetModelPath(), manifestPath: PPOCR_DET_MANIFEST_PATH },
+          providers: ['cpu'],
+          threads: { intraOp: 1 },
+        },
+      }),
+    );
+    const agent = run(['--config', 'agent.json'], { EDGELOOP_LOG_LEVEL: 'warn' });
+    const telemetry = topicFor(DEVICE, 'telemetry');
+    const withFrames = () =>
+      watcher
+        .json(telemetry)
+        .map((message) => Telemetry.parse(message))
+        .find((message) => (message.pipeline?.framesProcessed ?? 0) > 0);
+    await watcher
+      .waitFor(() => withFrames() !== undefined, 30_000, 'pipeline telemetry')
+      .catch((error: Error) => {
+        throw new Error(`${error.message}; agent output:\n${agent.output()}`);
+      });
+    const pipeline = PipelineMetrics.parse(withFrames()?.pipeline);
+    expect(pipeline.model).toMatchObject({ name: 'ppocr-det', version: '4.0.0' });
+    expect(pipeline.provider.active).toBe('cpu');
+    expect(pipeline.detectionsPer1000.text).toBeGreaterThan(0);
+    expect(pipeline.latencyMs.inference?.count).toBeGreaterThan(0);
+    const reported = watcher.json(topicFor(DEVICE, 'reported')).map((message) => Reported.parse(message));
+    expect(reported.some((message) => message.providers?.includes('cpu'))).toBe(true);
+    agent.child.kill('SIGTERM');
+    expect(await agent.exited).toEqual({ code: 0, signal: null });
+  });
+
+  it('runs the detect subcommand through the real bin, one JSON line per frame and a summary', async () => {
+    const agent = run(['detect', '--model', ppocrDetModelPath(), '--manifest', PPOCR_DET_MANIFEST_PATH, SCENETEXT01]);
+    expect(await agent.exited).toEqual({ code: 0, signal: null });
+    const lines = agent
+      .output()
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatchObject({ file: SCENETEXT01, frame: 0 });
+    // The five text lines of the photo, plus the small print on the newspaper box (see ppocr.test.ts).
+    const boxes = lines[0]?.boxes as Array<Record<string, unknown>>;
+    expect(boxes.length).toBeGreaterThanOrEqual(5);
+    for (const box of boxes)
+      expect(box).toMatchObject({ label: 'text', score: expect.any(Number), x1: expect.any(Number) });
+    expect(lines[1]).toMatchObject({ summary: true, frames: 1, failedFiles: 0, model: { name: 'ppocr-det' } });
   });
 
   it('exits 2 and prints every config problem', async () => {

@@ -231,6 +231,8 @@ export const Reported = Envelope.extend({
           rolloutId: z.string().max(64).nullable(),
           target: ModelRef,
           state: z.string().max(32),
+          /** Stable reason code of a refused or reverted update (hash_mismatch, bad_signature, ...). */
+          code: z.string().max(64).optional(),
           reason: z.string().max(1024).optional(),
         })
         .nullable()

@@ -45,8 +45,10 @@ export type Slots = {
   fileOf(slot: SlotName): string;
   /** Moves a verified file into a slot and records it; the active slot is untouched. */
   install(slot: SlotName, verifiedFile: string, entry: SlotEntry): void;
-  /** Makes a slot the active one (atomic). */
-  activate(slot: SlotName): void;
+  /** Makes a slot the active one (atomic); null: no slot (the locally configured model runs). */
+  activate(slot: SlotName | null): void;
+  /** Rewrites what a slot's entry says about bytes it already holds (a new release of the same bytes). */
+  describe(slot: SlotName, entry: SlotEntry): void;
   /** Records a committed release for anti-rollback. */
   recordCommit(name: string, counter: number, sha256: string): void;
   active(): { slot: SlotName; entry: SlotEntry } | null;
@@ -89,8 +91,13 @@ export function openSlots(dir: string): Slots {
     },
     activate(slot) {
       const table = read();
-      if (!table.slots[slot]) throw new Error(`slot ${slot} is empty`);
+      if (slot !== null && !table.slots[slot]) throw new Error(`slot ${slot} is empty`);
+      if (table.active === slot) return;
       write({ ...table, active: slot });
+    },
+    describe(slot, entry) {
+      const table = read();
+      write({ ...table, slots: { ...table.slots, [slot]: entry } });
     },
     recordCommit(name, counter, sha256) {
       const table = read();

@@ -24,6 +24,11 @@ describe('model update transitions', () => {
     expect(p?.state).toBe('committed');
   });
 
+  it('skips the download when the bytes are already in a slot, but still verifies them', () => {
+    expect(nextProgress(at('notified'), { type: 'present' })?.state).toBe('verifying');
+    expect(nextProgress(at('downloading'), { type: 'present' })).toBeNull();
+  });
+
   it('goes through shadow when the assignment is a shadow one, then active on promotion', () => {
     const shadow = nextProgress(at('warming'), { type: 'warmed', shadow: true });
     expect(shadow?.state).toBe('shadow');

@@ -4,8 +4,11 @@
  * whole policy; the model manager only performs the work of each state and feeds events back.
  *
  *   notified -> downloading -> verifying -> loading -> warming -> [shadow] -> active -> committed
- *                                                                                   \-> reverted
+ *          \------(present)-----^                                                   \-> reverted
  *
+ * `present`: the bytes are already on the device (a slot holds that sha256: a rollback to the
+ * previous model, or a new signed release of old bytes), so nothing is downloaded; the bytes are
+ * still verified against the release.
  * `reverted` ends every failed update: before the switch the previous model simply stays, after
  * it the previous slot is made active again. Both `committed` and `reverted` are final.
  *
@@ -30,6 +33,7 @@ export type UpdateState = (typeof UPDATE_STATES)[number];
 
 export type UpdateEvent =
   | { readonly type: 'start' }
+  | { readonly type: 'present' }
   | { readonly type: 'downloaded' }
   | { readonly type: 'verified' }
   | { readonly type: 'loaded' }
@@ -51,7 +55,13 @@ type Row = Partial<Record<UpdateEventType, UpdateState>>;
 
 /** state -> event -> next state. A missing entry means the event is ignored in that state. */
 export const TRANSITIONS: Readonly<Record<UpdateState, Row>> = {
-  notified: { start: 'downloading', failed: 'reverted', cancelled: 'reverted', restarted: 'notified' },
+  notified: {
+    start: 'downloading',
+    present: 'verifying',
+    failed: 'reverted',
+    cancelled: 'reverted',
+    restarted: 'notified',
+  },
   downloading: { downloaded: 'verifying', failed: 'reverted', cancelled: 'reverted', restarted: 'downloading' },
   verifying: { verified: 'loading', failed: 'reverted', cancelled: 'reverted', restarted: 'verifying' },
   loading: { loaded: 'warming', failed: 'reverted', cancelled: 'reverted', restarted: 'loading' },

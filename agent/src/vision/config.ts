@@ -3,7 +3,7 @@ import type { Result } from '@edgeloop/protocol';
 import { fail, ok } from '@edgeloop/protocol';
 import { z } from 'zod';
 import { DEFAULT_CAMERA_HEALTH_OPTIONS } from './camera-health.ts';
-import { DEFAULT_PROVIDERS } from './inference.ts';
+import { DEFAULT_PROVIDERS } from './providers.ts';
 
 /*
  * The `vision` section of the agent config (agent.json), for the agent's config schema to embed:

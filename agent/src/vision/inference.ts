@@ -6,6 +6,7 @@ import type { Logger } from '../logger.ts';
 import { silentLogger } from '../logger.ts';
 import type { ModelOutputs } from './adapters/adapter-types.ts';
 import { tensorLength } from './adapters/adapter-types.ts';
+import { DEFAULT_PROVIDERS } from './providers.ts';
 import { describeError, VisionError } from './vision-error.ts';
 
 /*
@@ -22,7 +23,7 @@ import { describeError, VisionError } from './vision-error.ts';
  * loop is busy for the length of one inference.
  */
 
-export const DEFAULT_PROVIDERS: readonly string[] = ['tensorrt', 'cuda', 'cpu'];
+export { DEFAULT_PROVIDERS } from './providers.ts';
 
 export type OrtLogLevel = 'verbose' | 'info' | 'warning' | 'error' | 'fatal';
 

@@ -1,0 +1,94 @@
+import { ModelManifest, ShadowMetrics } from '@edgeloop/protocol';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createShadowComparator, type ShadowOptions } from '../../src/model-update/shadow.ts';
+import { createVisionPipeline } from '../../src/vision/pipeline.ts';
+import { createSyntheticSource } from '../../src/vision/synthetic-source.ts';
+import { loadVisionModel, type VisionModel } from '../../src/vision/vision-model.ts';
+import { sceneBoxes, type Variant, writeModel, yoloBytes, yoloManifest } from '../support/yolo-variants.ts';
+import { makeTempDir } from '../vision/test-media.ts';
+
+/* Shadow comparison through real onnxruntime sessions in a real pipeline. */
+
+const temp = makeTempDir('shadow');
+const FRAMES = 60;
+let current: VisionModel;
+let identical: VisionModel;
+let missesDog: VisionModel;
+
+async function load(name: string, variant: Variant): Promise<VisionModel> {
+  const manifest = yoloManifest(name, '1.0.0', variant.layout ?? 'yolov8');
+  const written = writeModel(temp.dir, yoloBytes(variant), manifest);
+  return loadVisionModel({
+    modelPath: written.modelPath,
+    manifest: ModelManifest.parse(manifest),
+    providers: ['cpu'],
+    intraOpThreads: 1,
+  });
+}
+
+beforeAll(async () => {
+  current = await load('current', { layout: 'yolov8', anchors: 30 });
+  identical = await load('identical', { layout: 'yolov5', anchors: 40 });
+  missesDog = await load('misses-dog', { layout: 'yolov8', anchors: 30, boxes: sceneBoxes({ withoutDog: true }) });
+});
+
+afterAll(async () => {
+  for (const model of [current, identical, missesDog]) await model?.release();
+  temp.remove();
+});
+
+async function compare(candidate: VisionModel, options: Partial<ShadowOptions>): Promise<ShadowMetrics> {
+  const comparator = createShadowComparator({ candidate, options });
+  const pipeline = createVisionPipeline({
+    source: createSyntheticSource({ width: 160, height: 120, fps: null, frameCount: FRAMES, pattern: 'moving-box' }),
+    model: current,
+    sinks: [comparator.sink],
+    options: { queueMode: 'block', cameraHealth: false },
+  });
+  pipeline.start();
+  expect((await pipeline.done).reason).toBe('ended');
+  expect(pipeline.stats()).toMatchObject({ framesProcessed: FRAMES, sinkErrors: 0 });
+  return ShadowMetrics.parse(comparator.take());
+}
+
+describe('shadow comparison', () => {
+  it('agrees fully with a candidate that finds the same objects (other bytes, other layout)', async () => {
+    const metrics = await compare(identical, { sampleShare: 1, maxExtraShare: 100 });
+    expect(metrics).toMatchObject({
+      candidate: { name: 'identical', sha256: identical.ref.sha256 },
+      framesCompared: FRAMES,
+      framesSkipped: 0,
+      precision: 1,
+      recall: 1,
+      perClass: {
+        person: { precision: 1, recall: 1, support: FRAMES },
+        car: { precision: 1, recall: 1, support: FRAMES },
+        dog: { precision: 1, recall: 1, support: FRAMES },
+      },
+    });
+    expect(metrics.candidateLatencyMs.count).toBe(FRAMES);
+  });
+
+  it('shows the recall a candidate loses when it misses a class', async () => {
+    const metrics = await compare(missesDog, { sampleShare: 1, maxExtraShare: 100 });
+    expect(metrics.precision).toBe(1);
+    expect(metrics.recall).toBeCloseTo(2 / 3, 4);
+    expect(metrics.perClass.dog).toEqual({ precision: null, recall: 0, support: FRAMES });
+    expect(metrics.perClass.person).toEqual({ precision: 1, recall: 1, support: FRAMES });
+  });
+
+  it('samples the configured share of frames, deterministically', async () => {
+    const metrics = await compare(identical, { sampleShare: 0.25, maxExtraShare: 100 });
+    expect(metrics.framesCompared).toBe(FRAMES / 4);
+    expect(metrics.framesSkipped).toBe(0);
+  });
+
+  it('skips sampled frames once the compute budget is spent', async () => {
+    const metrics = await compare(identical, { sampleShare: 1, maxExtraShare: 0.1 });
+    expect(metrics.framesCompared + metrics.framesSkipped).toBe(FRAMES);
+    expect(metrics.framesCompared).toBeGreaterThan(0);
+    expect(metrics.framesSkipped).toBeGreaterThan(metrics.framesCompared);
+    // What was compared still agrees.
+    expect(metrics.precision).toBe(1);
+  });
+});
