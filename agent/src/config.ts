@@ -103,7 +103,7 @@ export const ModelsConfig = z.strictObject({
       maxDurationS: Seconds.default(120),
       maxErrorShare: z.number().min(0).max(1).default(0.05),
       /** p95 budget = factor x the previous model's p95, when the manifest has no latencyBudgetMs. */
-      latencyFactor: z.number().min(1).max(1000).default(3),
+      latencyFactor: z.number().min(1).max(1000).default(5),
       /** The derived budget is never below this (ms): timer noise on tiny models is no regression. */
       latencyFloorMs: z.number().min(0).max(600_000).default(20),
       /** The previous model saw objects on at least this share of frames: an empty new model fails. */

@@ -1,5 +1,5 @@
-import { EnrollDeviceResponse } from '@edgeloop/protocol';
-import { hardwareProfile, type ModelProfile } from './profiles.ts';
+import { EnrollDeviceResponse, type ModelRef } from '@edgeloop/protocol';
+import { applyBehaviour, DEFAULT_MODEL_PROFILE, hardwareProfile, type ModelBehaviour } from './profiles.ts';
 import {
   assignHardware,
   durationMs,
@@ -8,6 +8,7 @@ import {
   type ScenarioStep,
   type SimulatedDeviceInfo,
 } from './scenario.ts';
+import type { PlayedModel } from './sim-runtime.ts';
 import { type AckObserver, VirtualDevice } from './virtual-device.ts';
 
 /*
@@ -38,6 +39,15 @@ export type FleetOptions = {
   /** Record publish-to-acknowledged lag and per-message accounting. */
   readonly measure?: boolean;
   readonly reconnect?: { readonly initialMs: number; readonly maxMs: number; readonly jitter: number };
+  /**
+   * Model updates: devices run the agent's model manager, download from the control plane and
+   * verify releases against these public keys (PEM). `local` is what every device runs first.
+   */
+  readonly models?: {
+    readonly trustedKeyPems: readonly string[];
+    readonly local: ModelRef | null;
+    readonly healthCheckMs?: number;
+  };
 };
 
 export type LagStats = { count: number; p50: number; p95: number; p99: number; max: number };
@@ -139,13 +149,15 @@ async function inParallel<T>(items: readonly T[], limit: number, work: (item: T)
   await Promise.all(workers);
 }
 
+const DEFAULT_PLAYED: PlayedModel = { profile: DEFAULT_MODEL_PROFILE, crashOnLoad: false };
+
 export class Fleet {
   readonly options: FleetOptions;
   readonly devices: VirtualDevice[] = [];
   readonly tracker: AckTracker | null;
   readonly #infos: SimulatedDeviceInfo[] = [];
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
-  readonly #behaviours = new Map<string, ModelProfile>();
+  readonly #behaviours = new Map<string, PlayedModel>();
 
   constructor(options: FleetOptions) {
     this.options = options;
@@ -197,6 +209,17 @@ export class Fleet {
         outboxMaxBytes: options.outboxMaxBytes,
         ...(this.tracker ? { observer: this.tracker } : {}),
         ...(options.reconnect ? { reconnect: options.reconnect } : {}),
+        ...(options.models
+          ? {
+              models: {
+                controlPlaneUrl: options.controlPlaneUrl,
+                trustedKeyPems: options.models.trustedKeyPems,
+                local: options.models.local,
+                behaviourOf: (ref: ModelRef) => this.behaviourOf(ref),
+                healthCheckMs: options.models.healthCheckMs ?? 1000,
+              },
+            }
+          : {}),
       });
     });
     this.devices.push(...results);
@@ -258,12 +281,16 @@ export class Fleet {
   }
 
   /** Sets how devices that run a model (by `name@version`) behave; scenarios use it. */
-  setModelBehaviour(modelId: string, profile: ModelProfile): void {
-    this.#behaviours.set(modelId, profile);
+  setModelBehaviour(modelId: string, behaviour: ModelBehaviour): void {
+    this.#behaviours.set(modelId, {
+      profile: applyBehaviour(DEFAULT_MODEL_PROFILE, behaviour),
+      crashOnLoad: behaviour.crashOnLoad === true,
+    });
   }
 
-  modelBehaviour(modelId: string): ModelProfile | undefined {
-    return this.#behaviours.get(modelId);
+  /** How a model behaves on the devices that run it (the default detector unless a scenario says). */
+  behaviourOf(ref: ModelRef): PlayedModel {
+    return this.#behaviours.get(ref.id) ?? DEFAULT_PLAYED;
   }
 
   /** Applies one scenario step now. */

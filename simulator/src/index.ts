@@ -3,5 +3,7 @@ export { AckTracker, createFleet, Fleet, type FleetOptions, type FleetStats, for
 export { NetworkFaults } from './net-fault.ts';
 export * from './profiles.ts';
 export * from './scenario.ts';
+export { type PlayedModel, SimulatedModelRuntime, type SimulatedPipeline } from './sim-runtime.ts';
 export * from './synthetic-metrics.ts';
+export type { SimulatedModels } from './virtual-device.ts';
 export { type AckObserver, type DeviceCondition, VirtualDevice, type VirtualDeviceOptions } from './virtual-device.ts';

@@ -1,6 +1,5 @@
 import { parseSimArgs, startSummary, USAGE } from './cli.ts';
 import { createFleet } from './fleet.ts';
-import { applyBehaviour, DEFAULT_MODEL_PROFILE } from './profiles.ts';
 
 // Composition root of edgeloop-sim: the only reader of process.env and argv.
 const parsed = parseSimArgs(process.argv.slice(2), process.env);
@@ -16,7 +15,7 @@ if (!parsed.ok) {
 const options = parsed.value;
 const fleet = createFleet(options.fleet);
 for (const [modelId, behaviour] of Object.entries(options.scenario?.models ?? {})) {
-  fleet.setModelBehaviour(modelId, applyBehaviour(DEFAULT_MODEL_PROFILE, behaviour));
+  fleet.setModelBehaviour(modelId, behaviour);
 }
 const controller = new AbortController();
 let stopping = false;

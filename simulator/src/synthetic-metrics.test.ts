@@ -109,7 +109,7 @@ describe('synthetic shadow metrics', () => {
         candidate: model,
         current: DEFAULT_MODEL_PROFILE,
         candidateProfile: applyBehaviour(DEFAULT_MODEL_PROFILE, { detectionFactor: factor }),
-        hardware,
+        hardwareSpeed: hardware.speed,
         framesCompared: 100,
         framesSkipped: 0,
         random: createRandom(4),

@@ -182,7 +182,8 @@ export type ShadowWindowInput = {
   readonly candidate: ModelRef;
   readonly current: ModelProfile;
   readonly candidateProfile: ModelProfile;
-  readonly hardware: HardwareProfile;
+  /** The device's inference speed relative to an Orin Nano (HardwareProfile.speed). */
+  readonly hardwareSpeed: number;
   readonly framesCompared: number;
   readonly framesSkipped: number;
   readonly random: () => number;
@@ -211,7 +212,7 @@ export function syntheticShadowWindow(input: ShadowWindowInput): ShadowMetrics {
     recall: input.framesCompared > 0 ? round(recall, 4) : null,
     perClass,
     candidateLatencyMs: latency(
-      input.candidateProfile.latencyMs / input.hardware.speed,
+      input.candidateProfile.latencyMs / input.hardwareSpeed,
       input.framesCompared,
       input.random,
     ),

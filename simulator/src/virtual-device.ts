@@ -5,14 +5,17 @@ import {
   clientOverStream,
   createAgent,
   createMemoryDesiredStore,
+  createMemoryModelStorage,
   createOutbox,
   type DesiredStore,
+  type ModelStorage,
   type Outbox,
   silentLogger,
 } from '@edgeloop/agent';
 import type { ModelRef, PipelineMetrics, SystemMetrics } from '@edgeloop/protocol';
 import { NetworkFaults } from './net-fault.ts';
 import { DEFAULT_MODEL_PROFILE, type HardwareProfile, type ModelProfile } from './profiles.ts';
+import { type PlayedModel, SimulatedModelRuntime } from './sim-runtime.ts';
 import { createRandom, seedOf, syntheticPipelineWindow, syntheticSystemMetrics } from './synthetic-metrics.ts';
 
 /*
@@ -44,6 +47,20 @@ export type VirtualDeviceOptions = {
   readonly model?: { readonly ref: ModelRef; readonly profile: ModelProfile } | null;
   readonly observer?: AckObserver;
   readonly reconnect?: { readonly initialMs: number; readonly maxMs: number; readonly jitter: number };
+  /**
+   * Model updates through the agent's real model manager: downloads from the control plane with
+   * the device credential, signature checks against these keys, memory slots, played models.
+   */
+  readonly models?: SimulatedModels;
+};
+
+export type SimulatedModels = {
+  readonly controlPlaneUrl: string;
+  readonly trustedKeyPems: readonly string[];
+  /** The model every device runs before any rollout. */
+  readonly local: ModelRef | null;
+  readonly behaviourOf: (ref: ModelRef) => PlayedModel;
+  readonly healthCheckMs: number;
 };
 
 export type DeviceCondition = 'running' | 'stopped' | 'killed' | 'partitioned';
@@ -104,6 +121,7 @@ export class VirtualDevice {
   readonly #options: VirtualDeviceOptions;
   readonly #random: () => number;
   readonly #desiredStore: DesiredStore;
+  readonly #modelStorage: ModelStorage | null;
   readonly #clock: Clock;
   #outbox: Outbox;
   #agent: Agent | null = null;
@@ -127,6 +145,11 @@ export class VirtualDevice {
     this.#model = options.model;
     this.faults = new NetworkFaults(options.mqttHost, options.mqttPort);
     this.#desiredStore = createMemoryDesiredStore();
+    this.#modelStorage = options.models ? createMemoryModelStorage() : null;
+    if (options.models) {
+      const local = options.models.local;
+      this.#model = local ? { ref: local, profile: options.models.behaviourOf(local).profile } : null;
+    }
     const device = this;
     this.#clock = {
       now() {
@@ -175,8 +198,33 @@ export class VirtualDevice {
       telemetry: { intervalS: options.telemetryIntervalS },
       hardware: { profile: options.hardware.name },
       logLevel: 'silent',
+      ...(options.models
+        ? {
+            controlPlaneUrl: options.models.controlPlaneUrl,
+            models: { trustedKeyPems: [...options.models.trustedKeyPems] },
+          }
+        : {}),
     });
     const device = this;
+    const models = options.models;
+    const runtime = models
+      ? new SimulatedModelRuntime({
+          pipeline: {
+            hardwareSpeed: this.hardware.speed,
+            cameraFps: options.cameraFps,
+            setModel(model) {
+              device.#model = model;
+            },
+            random() {
+              return device.#random();
+            },
+          },
+          behaviourOf: models.behaviourOf,
+          local: models.local,
+          healthCheckMs: models.healthCheckMs,
+          shadowShare: 0.2,
+        })
+      : null;
     return createAgent({
       config,
       logger: silentLogger,
@@ -192,6 +240,7 @@ export class VirtualDevice {
         return device.#pipeline();
       },
       createClient: clientOverStream(() => this.faults.createStream()),
+      ...(runtime && this.#modelStorage ? { modelRuntime: runtime, modelStorage: this.#modelStorage } : {}),
     });
   }
 

@@ -37,7 +37,7 @@ export const DEFAULT_HEALTH_CRITERIA: HealthCriteria = {
   minDurationMs: 10_000,
   maxDurationMs: 120_000,
   maxErrorShare: 0.05,
-  latencyFactor: 3,
+  latencyFactor: 5,
   latencyFloorMs: 20,
   emptyOutputMinShare: 0.2,
 };

@@ -296,7 +296,7 @@ class Manager implements ModelManager {
     ) {
       return;
     }
-    if (job) await this.#cancel(job, `replaced by ${assignment.model.id} (rollout ${assignment.rolloutId ?? 'none'})`);
+    if (job) await this.#supersede(job, assignment);
     if (this.#deps.runtime.active()?.sha256 === assignment.model.sha256) {
       this.#deps.onChange?.();
       return;
@@ -344,6 +344,21 @@ class Manager implements ModelManager {
   #promote(job: Job): void {
     job.record = this.#save({ ...job.record, mode: 'active', updatedAt: this.#clock.now() });
     job.promote?.();
+  }
+
+  /**
+   * Makes way for a newer assignment. Before the switch the running update is cancelled (nothing
+   * changed yet). Once it has switched, cancelling would undo the switch; that is wrong when the
+   * switch was itself a rollback (the device would go back to the bad model it was rolling back
+   * from) and wasteful otherwise, so the health check is let finish (commit or local revert) and
+   * the newer assignment starts from whatever model that leaves running.
+   */
+  async #supersede(job: Job, assignment: ModelAssignment): Promise<void> {
+    if (job.switched && job.record.state === 'active') {
+      await job.done;
+      return;
+    }
+    await this.#cancel(job, `replaced by ${assignment.model.id} (rollout ${assignment.rolloutId ?? 'none'})`);
   }
 
   async #cancel(job: Job, reason: string): Promise<void> {

@@ -253,6 +253,33 @@ describe('model manager', () => {
     expect(h.manager.report()).toMatchObject({ previous: { version: '2.0.0' }, highestReleaseCounter: 2 });
   });
 
+  it('lets a rollback that already switched finish its health check when a newer assignment arrives', async () => {
+    const h = harness();
+    await h.manager.start();
+    const v1 = await release('1.0.0', 1);
+    const v2 = await release('2.0.0', 2);
+    const v3 = await release('3.0.0', 3);
+    await h.manager.apply(assignmentOf(v1, { rolloutId: 'r1' }));
+    await h.manager.idle();
+    await h.manager.apply(assignmentOf(v2, { rolloutId: 'r2' }));
+    await h.manager.idle();
+    // r2 is rolled back: v1 again, and its health check is still running when r3 arrives.
+    h.runtime.behaviours.set(v1.release.sha256, { health: 'gate' });
+    await h.manager.apply(assignmentOf(v1, { rolloutId: 'r2' }));
+    await waitFor(() => h.runtime.gatesWaiting === 1);
+    expect(h.runtime.active()?.version).toBe('1.0.0');
+    const newer = h.manager.apply(assignmentOf(v3, { rolloutId: 'r3' }));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    h.runtime.openGates();
+    await newer;
+    await h.manager.idle();
+    // The rollback committed; the device never went back to v2 on its way to v3.
+    expect(h.states(v1.release.sha256).slice(-2)).toEqual(['active', 'committed']);
+    const activations = h.runtime.log.filter((line) => line.startsWith('activate')).slice(-2);
+    expect(activations).toEqual(['activate det@1.0.0', 'activate det@3.0.0']);
+    expect(h.states(v3.release.sha256).at(-1)).toBe('committed');
+  });
+
   it('goes back to old bytes through a new signed release with a higher counter, reusing the slot', async () => {
     const h = harness();
     await h.manager.start();
@@ -295,7 +322,7 @@ describe('model manager', () => {
     await h.manager.idle();
     expect(h.states(slowModel.release.sha256).slice(-2)).toEqual(['active', 'reverted']);
     expect(h.events.at(-1)).toMatchObject({
-      data: { code: 'health_latency', health: { p95InferenceMs: 300, budgetMs: 90 } },
+      data: { code: 'health_latency', health: { p95InferenceMs: 300, budgetMs: 150 } },
     });
     expect(h.runtime.active()?.version).toBe('1.0.0');
     expect(h.storage.readTable()).toMatchObject({ active: 'a', highest: { det: { counter: 1 } } });

@@ -17,7 +17,7 @@ import {
 export type PlayedBehaviour = {
   readonly load?: 'fail' | 'hold';
   readonly warm?: 'fail' | 'hold';
-  readonly health?: 'latency' | 'empty' | 'hold';
+  readonly health?: 'latency' | 'empty' | 'hold' | 'gate';
 };
 
 class PlayedHandle implements ModelHandle {
@@ -38,6 +38,7 @@ export class PlayedRuntime implements ModelRuntime {
   readonly behaviours = new Map<string, PlayedBehaviour>();
   readonly log: string[] = [];
   readonly loaded = new Set<PlayedHandle>();
+  readonly #gates: Array<() => void> = [];
   #active: PlayedHandle | null = null;
   #shadow: PlayedHandle | null = null;
   readonly #local: ModelRef | null;
@@ -115,6 +116,8 @@ export class PlayedRuntime implements ModelRuntime {
     this.log.push(`health ${request.model.ref.id}`);
     const behaviour = this.behaviours.get(request.model.ref.sha256)?.health;
     if (behaviour === 'hold') await hold(request.signal);
+    if (behaviour === 'gate')
+      await Promise.race([new Promise<void>((resolve) => this.#gates.push(resolve)), hold(request.signal)]);
     const criteria = { ...DEFAULT_HEALTH_CRITERIA, minFrames: 10 };
     return judgeHealth({
       observation: {
@@ -129,6 +132,14 @@ export class PlayedRuntime implements ModelRuntime {
       criteria,
     });
   }
+  /** Health checks waiting at a gate: how many, and letting them all finish (healthy). */
+  get gatesWaiting(): number {
+    return this.#gates.length;
+  }
+  openGates(): void {
+    for (const open of this.#gates.splice(0)) open();
+  }
+
   async release(model: ModelHandle): Promise<void> {
     this.log.push(`release ${model.ref.id}`);
     this.loaded.delete(model as PlayedHandle);

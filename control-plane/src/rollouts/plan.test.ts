@@ -211,3 +211,62 @@ describe('plan', () => {
     expect(result.earliestDurationS).toBe(6 * 30);
   });
 });
+
+describe('plan, rolling back', () => {
+  it('hands out no new assignments in the pass that rolls back', () => {
+    const spec = RolloutSpec.parse({
+      modelId: NEW.id,
+      stages: [{ name: 'canary', kind: 'canary' }],
+      canary: { perGroup: 2, minSize: 8 },
+      evidence: { minDevices: 3, soakS: 0, minFrames: 10 },
+      gates: { intervalS: 1, failingWindowsRequired: 2 },
+    });
+    const cohorts = selectCohorts('r9', fleet, spec.canary);
+    const assigned = new Set(cohorts.canary.slice(0, cohorts.canary.length - 2));
+    const devices = new Map<string, DeviceFacts>(
+      fleet.map((d) => [
+        d.id,
+        {
+          id: d.id,
+          online: true,
+          activeSha256: assigned.has(d.id) ? NEW.sha256 : OLD.sha256,
+          shadowSha256: null,
+          update: null,
+          assignment: assigned.has(d.id)
+            ? { mode: 'active', stageIndex: 0, state: 'active', previous: OLD, assignedAt: 0 }
+            : null,
+        },
+      ]),
+    );
+    const window = (id: string, onNew: boolean): DeviceWindow => ({
+      deviceId: id,
+      modelSha256: onNew ? NEW.sha256 : OLD.sha256,
+      frames: 1000,
+      errors: 0,
+      seconds: 100,
+      latencyP95: onNew ? 80 : 20,
+      detections: onNew ? 900 : 3000,
+      confidence: hist(15),
+      shadow: null,
+    });
+    const windows = new Map(fleet.map((d) => [d.id, [window(d.id, assigned.has(d.id))]]));
+    const rollout: RolloutState = {
+      id: 'r9',
+      spec,
+      model: NEW,
+      modelSizeBytes: 1,
+      status: 'running',
+      stageIndex: 0,
+      stageStartedAt: 0,
+      failingWindows: 1,
+      lastEvaluatedAt: null,
+      cohorts,
+      reason: null,
+    };
+    const steps = plan({ rollout, devices, windows, now: 60_000 });
+    expect(steps.some((step) => step.type === 'assign')).toBe(false);
+    expect(steps.find((step) => step.type === 'update')).toMatchObject({ patch: { status: 'rolled_back' } });
+    const revert = steps.find((step) => step.type === 'revert');
+    expect(revert?.type === 'revert' && [...revert.deviceIds].sort()).toEqual([...assigned].sort());
+  });
+});

@@ -234,7 +234,11 @@ export function plan(input: PlanInput): Step[] {
   steps.push({ type: 'verdict', stageIndex: rollout.stageIndex, stage: stage.name, evaluation, failingWindows });
 
   if (evaluation.verdict === 'fail' && failingWindows >= spec.gates.failingWindowsRequired) {
-    return [...steps, ...rollback(devices, 'rolled_back', `stage ${stage.name} failed: ${evaluation.reason}`)];
+    // No new assignments in the pass that rolls back: they would race the revert.
+    return [
+      ...steps.filter((step) => step.type !== 'assign'),
+      ...rollback(devices, 'rolled_back', `stage ${stage.name} failed: ${evaluation.reason}`),
+    ];
   }
   if (evaluation.verdict === 'pass') {
     const next = rollout.stageIndex + 1;
