@@ -1,12 +1,17 @@
 // `npm start`: the control plane on embedded defaults plus a demo fleet, in one process.
 // A composition root: it reads process.env and argv, and nothing else does.
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createControlPlane, loadConfig, PortInUseError, type StartedControlPlane } from '@edgeloop/control-plane';
+import { EnrollDeviceResponse } from '@edgeloop/protocol';
 import { createFleet, startSummary } from '@edgeloop/simulator';
 import pino from 'pino';
+import { PPOCR_DET_MANIFEST_PATH, ppocrDetModelPath } from '../agent/src/vision/bundled-models.ts';
 
-const DEMO_DEVICES = Number(process.env.EDGELOOP_DEMO_DEVICES ?? 25);
+const DEMO_DEVICES = 25;
 const dataDir = path.resolve(process.env.EDGELOOP_DATA_DIR ?? 'data');
 const logLevel = (process.env.EDGELOOP_LOG_LEVEL ?? 'warn') as 'warn';
 // A fresh admin token each run, printed below; it replaces the previous demo token.
@@ -35,6 +40,61 @@ async function startControlPlane() {
   throw new Error('could not find free ports for the control plane');
 }
 
+const repoRoot = path.resolve(fileURLToPath(new URL('.', import.meta.url)), '..');
+const CAMERA_ID = 'demo-camera';
+
+/**
+ * One real agent beside the simulated fleet: PP-OCRv4 text detection (onnxruntime, CPU) on the
+ * OpenCV sample photos in scripts/demo-media, looping. It enrolls like any device.
+ */
+async function startRealAgent(started: StartedControlPlane): Promise<ChildProcess> {
+  const api = (method: string, route: string, body?: unknown) =>
+    fetch(new URL(route, started.httpUrl), {
+      method,
+      headers: { authorization: `Bearer ${adminToken}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+      ...(body ? { body: JSON.stringify(body) } : {}),
+    });
+  await api('DELETE', `/api/v1/devices/${CAMERA_ID}`);
+  const response = await api('POST', '/api/v1/devices', {
+    id: CAMERA_ID,
+    labels: { demo: 'true', hardware: 'x86-cpu', site: 'demo', model: 'ppocr-det' },
+  });
+  if (response.status !== 201)
+    throw new Error(`enrolling ${CAMERA_ID}: HTTP ${response.status} ${await response.text()}`);
+  const enrolled = EnrollDeviceResponse.parse(await response.json());
+  const dir = path.join(dataDir, CAMERA_ID);
+  mkdirSync(dir, { recursive: true });
+  const configFile = path.join(dir, 'agent.json');
+  writeFileSync(
+    configFile,
+    JSON.stringify(
+      {
+        deviceId: CAMERA_ID,
+        mqtt: { url: started.mqttUrl, password: enrolled.credentials.password, keepaliveS: 30 },
+        controlPlaneUrl: started.httpUrl,
+        dataDir: dir,
+        telemetry: { intervalS: 5 },
+        hardware: { profile: 'x86-cpu' },
+        logLevel: 'warn',
+        vision: {
+          source: { kind: 'images', dir: path.join(repoRoot, 'scripts/demo-media'), loop: true, intervalMs: 500 },
+          model: { path: ppocrDetModelPath(), manifestPath: PPOCR_DET_MANIFEST_PATH },
+          threads: { intraOp: 1 },
+          // Two still photos in a loop would read as a frozen camera: camera health is for live video.
+          cameraHealth: { enabled: false },
+        },
+      },
+      null,
+      2,
+    ),
+    { mode: 0o600 },
+  );
+  const child = spawn(process.execPath, [path.join(repoRoot, 'agent/bin/edgeloop-agent.js'), '--config', configFile], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  return child;
+}
+
 function banner(started: StartedControlPlane, notes: readonly string[]): string {
   const lines = [
     '',
@@ -46,10 +106,12 @@ function banner(started: StartedControlPlane, notes: readonly string[]): string 
     `  MQTT broker   ${started.mqttUrl}`,
     `  admin token   ${adminToken}`,
     `  data dir      ${dataDir}`,
+    `  devices       ${DEMO_DEVICES} simulated (demo-*) + 1 real agent (${CAMERA_ID}): PP-OCRv4 text detection on scripts/demo-media`,
     '',
     '  try:',
     `    curl -s -H 'authorization: Bearer ${adminToken}' ${started.httpUrl}/api/v1/fleet/summary`,
     `    curl -s -H 'authorization: Bearer ${adminToken}' '${started.httpUrl}/api/v1/devices?limit=5'`,
+    `    curl -s -H 'authorization: Bearer ${adminToken}' ${started.httpUrl}/api/v1/devices/${CAMERA_ID}`,
     `    curl -sN -H 'authorization: Bearer ${adminToken}' ${started.httpUrl}/api/v1/events`,
     '',
     '  Ctrl-C stops everything.',
@@ -73,14 +135,17 @@ const fleet = createFleet({
   labels: { demo: 'true' },
 });
 
+let agent: ChildProcess | null = null;
 let stopping = false;
 let stopSummary: (() => void) | undefined;
 async function shutdown(code: number): Promise<never> {
   if (!stopping) {
     stopping = true;
     stopSummary?.();
-    process.stderr.write('\nstopping the demo fleet and the control plane...\n');
-    await fleet.stop().catch(() => undefined);
+    process.stderr.write('\nstopping the demo fleet, the agent and the control plane...\n');
+    const agentExited = agent && agent.exitCode === null ? new Promise((done) => agent?.once('exit', done)) : null;
+    agent?.kill('SIGTERM');
+    await Promise.all([fleet.stop().catch(() => undefined), agentExited]);
     await cp.stop().catch(() => undefined);
   }
   process.exit(code);
@@ -92,6 +157,7 @@ try {
   await fleet.enroll();
   await fleet.start();
   await fleet.waitFor((stats) => stats.connected === DEMO_DEVICES, 30_000);
+  agent = await startRealAgent(started);
   process.stdout.write(banner(started, notes));
   if (process.stderr.isTTY) stopSummary = startSummary(fleet, process.stderr, 2000);
 } catch (error) {
