@@ -177,6 +177,7 @@ export {
   type PublisherDeps,
   type PublisherStats,
 } from './publisher.ts';
+export { createSeededRandom, seedOf } from './seeded-random.ts';
 export { createBootId, createSequencer, type Sequencer, type SequencerDeps, willEnvelope } from './sequencer.ts';
 export {
   createSystemMetrics,

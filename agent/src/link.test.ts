@@ -1,17 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { computeBackoffMs } from './link.ts';
-
-/** A small seeded generator (mulberry32) so the test sees fixed random draws. */
-function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { createSeededRandom as seeded } from './seeded-random.ts';
 
 describe('reconnect backoff', () => {
   const policy = { initialMs: 500, maxMs: 30_000, jitter: 0.5 };

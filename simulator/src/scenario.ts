@@ -1,7 +1,7 @@
+import { createSeededRandom, seedOf } from '@edgeloop/agent';
 import { fail, ok, type Result } from '@edgeloop/protocol';
 import { z } from 'zod';
 import { HARDWARE_NAMES } from './profiles.ts';
-import { createRandom, seedOf } from './synthetic-metrics.ts';
 
 /* Scenario files: faults injected on a schedule, and model behaviours for rollout scenarios.
  *
@@ -130,7 +130,7 @@ export function resolveTarget(
       (!target.ids || target.ids.includes(device.id)),
   );
   if (target.count === undefined && target.percent === undefined) return pool;
-  const random = createRandom(seedOf(salt));
+  const random = createSeededRandom(seedOf(salt));
   pool = pool
     .map((device) => ({ device, key: random() }))
     .sort((a, b) => a.key - b.key)

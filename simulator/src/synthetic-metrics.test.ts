@@ -1,12 +1,8 @@
+import { createSeededRandom } from '@edgeloop/agent';
 import { PipelineMetrics, SystemMetrics } from '@edgeloop/protocol';
 import { describe, expect, it } from 'vitest';
 import { applyBehaviour, DEFAULT_MODEL_PROFILE, HARDWARE_PROFILES, hardwareProfile } from './profiles.ts';
-import {
-  createRandom,
-  syntheticPipelineWindow,
-  syntheticShadowWindow,
-  syntheticSystemMetrics,
-} from './synthetic-metrics.ts';
+import { syntheticPipelineWindow, syntheticShadowWindow, syntheticSystemMetrics } from './synthetic-metrics.ts';
 
 const model = { id: 'det@1.0.0', name: 'det', version: '1.0.0', sha256: 'c'.repeat(64) };
 
@@ -20,7 +16,7 @@ describe('synthetic pipeline metrics', () => {
         windowS: 10,
         cameraFps: 15,
         now: 1_700_000_000_000,
-        random: createRandom(7),
+        random: createSeededRandom(7),
         lastInferenceAt: null,
       });
       expect(PipelineMetrics.safeParse(window).success).toBe(true);
@@ -38,7 +34,7 @@ describe('synthetic pipeline metrics', () => {
         windowS: 10,
         cameraFps: 15,
         now: 0,
-        random: createRandom(1),
+        random: createSeededRandom(1),
         lastInferenceAt: null,
       });
     const pi = run('rpi5');
@@ -58,7 +54,7 @@ describe('synthetic pipeline metrics', () => {
         windowS: 60,
         cameraFps: 15,
         now: 0,
-        random: createRandom(3),
+        random: createSeededRandom(3),
         lastInferenceAt: null,
       });
     const good = window();
@@ -76,7 +72,7 @@ describe('synthetic pipeline metrics', () => {
       windowS: 10,
       cameraFps: 15,
       now: 5000,
-      random: createRandom(3),
+      random: createSeededRandom(3),
       stalled: true,
       lastInferenceAt: 1000,
     });
@@ -89,14 +85,18 @@ describe('synthetic pipeline metrics', () => {
 describe('synthetic system metrics', () => {
   it('are valid and heat up when a scenario overheats the device', () => {
     const base = { hardware: hardwareProfile('xavier-nx'), uptimeS: 10, utilisation: 0.5, diskUsedShare: 0.3 };
-    const cool = syntheticSystemMetrics({ ...base, extraTempC: 0, random: createRandom(2) });
-    const hot = syntheticSystemMetrics({ ...base, extraTempC: 40, random: createRandom(2) });
+    const cool = syntheticSystemMetrics({ ...base, extraTempC: 0, random: createSeededRandom(2) });
+    const hot = syntheticSystemMetrics({ ...base, extraTempC: 40, random: createSeededRandom(2) });
     expect(SystemMetrics.safeParse(cool).success).toBe(true);
     expect((hot.temperatures.cpuC ?? 0) - (cool.temperatures.cpuC ?? 0)).toBeCloseTo(40, 0);
     expect(hardwareProfile('rpi5').gpu).toBe(false);
     expect(
-      syntheticSystemMetrics({ ...base, hardware: hardwareProfile('rpi5'), extraTempC: 0, random: createRandom(1) }).gpu
-        ?.loadPct,
+      syntheticSystemMetrics({
+        ...base,
+        hardware: hardwareProfile('rpi5'),
+        extraTempC: 0,
+        random: createSeededRandom(1),
+      }).gpu?.loadPct,
     ).toBeNull();
   });
 });
@@ -112,7 +112,7 @@ describe('synthetic shadow metrics', () => {
         hardwareSpeed: hardware.speed,
         framesCompared: 100,
         framesSkipped: 0,
-        random: createRandom(4),
+        random: createSeededRandom(4),
       });
     expect(shadow(1).recall).toBeGreaterThan(0.85);
     expect(shadow(0.4).recall).toBeLessThan(0.45);

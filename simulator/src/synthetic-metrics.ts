@@ -8,27 +8,6 @@ import {
 } from '@edgeloop/protocol';
 import type { HardwareProfile, ModelProfile } from './profiles.ts';
 
-/** A small, fast, seeded PRNG (mulberry32): every simulated device is reproducible from its id. */
-export function createRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-export function seedOf(text: string): number {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) {
-    hash ^= text.charCodeAt(i);
-    hash = Math.imul(hash, 0x01000193) >>> 0;
-  }
-  return hash;
-}
-
 function normal(random: () => number): number {
   // Box-Muller; 1 - u keeps log away from 0.
   const u = 1 - random();

@@ -7,16 +7,18 @@ import {
   createMemoryDesiredStore,
   createMemoryModelStorage,
   createOutbox,
+  createSeededRandom,
   type DesiredStore,
   type ModelStorage,
   type Outbox,
+  seedOf,
   silentLogger,
 } from '@edgeloop/agent';
 import type { ModelRef, PipelineMetrics, SystemMetrics } from '@edgeloop/protocol';
 import { NetworkFaults } from './net-fault.ts';
 import { DEFAULT_MODEL_PROFILE, type HardwareProfile, type ModelProfile } from './profiles.ts';
 import { type PlayedModel, SimulatedModelRuntime } from './sim-runtime.ts';
-import { createRandom, seedOf, syntheticPipelineWindow, syntheticSystemMetrics } from './synthetic-metrics.ts';
+import { syntheticPipelineWindow, syntheticSystemMetrics } from './synthetic-metrics.ts';
 
 /*
  * One simulated device: the agent's own code (createAgent: sequencer, outbox core, publisher,
@@ -141,7 +143,7 @@ export class VirtualDevice {
     this.hardware = options.hardware;
     this.site = options.site;
     this.#options = options;
-    this.#random = createRandom(seedOf(options.id));
+    this.#random = createSeededRandom(seedOf(options.id));
     this.#model = options.model;
     this.faults = new NetworkFaults(options.mqttHost, options.mqttPort);
     this.#desiredStore = createMemoryDesiredStore();

@@ -1,6 +1,7 @@
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Clock } from '../clock.ts';
 import { systemClock } from '../clock.ts';
+import { createSeededRandom } from '../seeded-random.ts';
 import type { FrameHandler, FrameSource, SourceStats } from './frame-source.ts';
 import { sleepUnlessAborted } from './frame-source.ts';
 import { VisionError } from './vision-error.ts';
@@ -33,18 +34,6 @@ export interface SyntheticSourceDeps {
   clock?: Clock;
 }
 
-/** Deterministic 32-bit PRNG (mulberry32). */
-function createRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Draws frame `index` of a pattern into `out` (RGB24). Pure apart from writing `out`. */
 export function drawSyntheticFrame(
   out: Uint8Array,
@@ -63,7 +52,7 @@ export function drawSyntheticFrame(
     return;
   }
   if (pattern === 'noise') {
-    const random = createRandom(seed + index * 7919);
+    const random = createSeededRandom(seed + index * 7919);
     for (let i = 0; i < width * height * 3; i++) out[i] = (random() * 256) | 0;
     return;
   }

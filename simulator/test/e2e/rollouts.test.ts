@@ -185,19 +185,29 @@ describe('rollouts across 1,000 simulated devices', () => {
     expect(ended.lastVerdict?.gates.filter((gate) => gate.verdict === 'fail').map((gate) => gate.gate)).toEqual(
       expect.arrayContaining(['latency-p95-ratio', 'detections-change']),
     );
-    await eventually(() => (runningModel().get('det@2.0.0') ?? 0) === DEVICES, 60_000, 'all back on det@2.0.0', 250).catch(
-      async (error) => {
-        const stuck = fleet.devices.find((d) => d.agent?.models?.report().active?.id !== 'det@2.0.0');
-        const events = stuck
-          ? ((await api('GET', `/api/v1/devices/${stuck.id}/messages?channel=events&limit=50`)) as {
+    await eventually(
+      () => (runningModel().get('det@2.0.0') ?? 0) === DEVICES,
+      60_000,
+      'all back on det@2.0.0',
+      250,
+    ).catch(async (error) => {
+      const stuck = fleet.devices.find((d) => d.agent?.models?.report().active?.id !== 'det@2.0.0');
+      const events = stuck
+        ? (
+            (await api('GET', `/api/v1/devices/${stuck.id}/messages?channel=events&limit=50`)) as {
               items: { body: { type: string; data: Record<string, unknown>; rolloutId?: string } }[];
-            }).items
-              .filter((item) => item.body.type === 'model.update')
-              .map((item) => `${item.body.rolloutId}:${String((item.body.data.target as { id?: string })?.id)}:${String(item.body.data.state)}:${String(item.body.data.code)}`)
-          : [];
-        throw new Error(`${(error as Error).message}; ${stuck?.id}; events ${JSON.stringify(events)}; rollout ${created.id}`);
-      },
-    );
+            }
+          ).items
+            .filter((item) => item.body.type === 'model.update')
+            .map(
+              (item) =>
+                `${item.body.rolloutId}:${String((item.body.data.target as { id?: string })?.id)}:${String(item.body.data.state)}:${String(item.body.data.code)}`,
+            )
+        : [];
+      throw new Error(
+        `${(error as Error).message}; ${stuck?.id}; events ${JSON.stringify(events)}; rollout ${created.id}`,
+      );
+    });
     console.info(
       `bad model: at most ${mostOnBad} devices ran it (canary ${created.cohorts.canary.length}); reason: ${ended.reason}`,
     );
@@ -252,11 +262,15 @@ describe('rollouts across 1,000 simulated devices', () => {
                   `${item.body.rolloutId}:${String((item.body.data.target as { id?: string })?.id)}:${String(item.body.data.state)}:${String(item.body.data.code)}`,
               ),
             assignment: (
-              (await api('GET', `/api/v1/rollouts/${created.id}/devices?limit=1000`)) as { items: { deviceId: string }[] }
+              (await api('GET', `/api/v1/rollouts/${created.id}/devices?limit=1000`)) as {
+                items: { deviceId: string }[];
+              }
             ).items.find((item) => item.deviceId === d.id),
           })),
         );
-        throw new Error(`${(error as Error).message}; ${JSON.stringify([...runningModel()])}; ${JSON.stringify(detail).slice(0, 3000)}`);
+        throw new Error(
+          `${(error as Error).message}; ${JSON.stringify([...runningModel()])}; ${JSON.stringify(detail).slice(0, 3000)}`,
+        );
       },
     );
     console.info(`crashing model: ${failed.length} devices reverted locally (warmup_failed); rollout: ${ended.reason}`);
