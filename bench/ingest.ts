@@ -9,7 +9,8 @@
 //   (d) a 2x overload (QoS 0 and QoS 1 offered at twice (b)): the broker must not crash; it sheds
 //       QoS 0 (counted) and pushes back on QoS 1.
 //
-// Environment: BENCH_DEVICES (5000), BENCH_STEADY_S (40), BENCH_MESSAGES (50000).
+// Environment: BENCH_DEVICES (5000), BENCH_STEADY_S (40), BENCH_MESSAGES (50000), BENCH_PARTS (ab,c,d),
+// BENCH_CP_NODE_OPTIONS (node options of the control-plane process in part c).
 import { type ChildProcess, execFile, fork, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -209,6 +210,33 @@ function ask(child: ChildProcess, request: unknown, expect: string, timeoutMs = 
   });
 }
 
+/** RSS per idle connection of a bare aedes broker: the floor any aedes-based control plane pays. */
+async function bareAedesPerConnection(
+  count: number,
+): Promise<{ perConnection: number; baseline: number; loaded: number }> {
+  const broker = fork(join(root, 'bench/bare-broker.ts'), [], {
+    execArgv: ['--import', 'tsx', '--expose-gc'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const ready = await ask(broker, null, 'ready');
+  await sleep(1000);
+  const baseline = Number((await ask(broker, { type: 'rss' }, 'rss')).rss);
+  const clients = fork(
+    join(root, 'bench/idle-clients.ts'),
+    [JSON.stringify({ url: `mqtt://127.0.0.1:${ready.port}`, count })],
+    {
+      execArgv: ['--import', 'tsx'],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    },
+  );
+  await ask(clients, null, 'connected');
+  await sleep(5000);
+  const loaded = Number((await ask(broker, { type: 'rss' }, 'rss')).rss);
+  clients.send({ type: 'stop' });
+  broker.send({ type: 'stop' });
+  return { perConnection: (loaded - baseline) / count, baseline, loaded };
+}
+
 async function fleetScale() {
   const dataDir = mkdtempSync(join(tmpdir(), 'edgeloop-bench-fleet-'));
   const token = `bench-${randomBytes(16).toString('hex')}`;
@@ -229,7 +257,12 @@ async function fleetScale() {
       dataDir,
     ],
     {
-      env: { ...process.env, EDGELOOP_ADMIN_TOKEN: token, EDGELOOP_LOG_LEVEL: 'warn' },
+      env: {
+        ...process.env,
+        EDGELOOP_ADMIN_TOKEN: token,
+        EDGELOOP_LOG_LEVEL: 'warn',
+        NODE_OPTIONS: process.env.BENCH_CP_NODE_OPTIONS ?? '',
+      },
       stdio: ['ignore', 'ignore', 'inherit'],
     },
   );
@@ -300,7 +333,7 @@ async function fleetScale() {
 }
 
 // ------------------------------------------------------------------------------------------------
-async function overload(rate: number, qos: 0 | 1) {
+async function overload(rate: number, qos: 0 | 1, seconds: number) {
   const cp = await inProcessControlPlane();
   const devices = await cp.enroll(`flood${qos}`, PUBLISHERS);
   const result = await publishers({
@@ -310,14 +343,21 @@ async function overload(rate: number, qos: 0 | 1) {
     window: 0,
     qos,
     rate,
-    seconds: 10,
+    seconds,
   });
   const health = await cp.cp.internals.app.request('/healthz');
   const metrics = await cp.metricsText();
   await cp.stop();
   const stored = cp.count("SELECT COUNT(*) AS n FROM messages WHERE channel = 'telemetry'");
   cp.remove();
-  return { offered: result.published, acked: result.acked, stored, healthy: health.ok, metrics };
+  return {
+    offered: result.published,
+    acked: result.acked,
+    stored,
+    healthy: health.ok,
+    metrics,
+    seconds: result.seconds,
+  };
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -326,43 +366,58 @@ const fmt = (n: number, digits = 0) =>
 const verdict = (ok: boolean) => (ok ? 'meets target' : 'MISSES target');
 
 console.log(`bench:ingest on ${process.version}, ${(await import('node:os')).cpus().length} cores\n`);
-console.log(`(a)/(b) ${fmt(MESSAGES)} telemetry messages from ${PUBLISHERS} publishers, QoS 1, 50 in flight each`);
-const a = await bareAedes();
-const b = await controlPlaneIngest();
-console.log(`  (a) bare aedes -> counting subscriber:   ${fmt(a)} msg/s`);
-console.log(`  (b) control plane ingest -> SQLite:       ${fmt(b.rate)} msg/s`);
-console.log(`  b/a = ${fmt(b.rate / a, 2)}  (target >= 0.70: ${verdict(b.rate / a >= 0.7)})`);
-for (const line of metricLines(b.metrics, /flush|event_loop|batch/)) console.log(`      ${line}`);
-
-console.log(`\n(c) ${fmt(FLEET)} simulated devices, telemetry every 10 s, ${STEADY_S} s steady window`);
-const c = await fleetScale();
-const lost = c.appended - c.stored;
-console.log(`  enrolled in ${fmt(c.enrollS, 1)} s, all connected in ${fmt(c.connectS, 1)} s`);
-if (c.lag) {
-  console.log(
-    `  publish-to-stored lag: p50 ${fmt(c.lag.p50)} ms, p95 ${fmt(c.lag.p95)} ms, p99 ${fmt(c.lag.p99)} ms, max ${fmt(c.lag.max)} ms over ${fmt(c.lag.count)} messages  (p99 < 1000 ms: ${verdict(c.lag.p99 < 1000)})`,
-  );
+const parts = new Set((process.env.BENCH_PARTS ?? 'ab,c,d').split(','));
+if (parts.has('ab')) {
+  console.log(`(a)/(b) ${fmt(MESSAGES)} telemetry messages from ${PUBLISHERS} publishers, QoS 1, 50 in flight each`);
+  const a = await bareAedes();
+  const b = await controlPlaneIngest();
+  console.log(`  (a) bare aedes -> counting subscriber:   ${fmt(a)} msg/s`);
+  console.log(`  (b) control plane ingest -> SQLite:       ${fmt(b.rate)} msg/s`);
+  console.log(`  b/a = ${fmt(b.rate / a, 2)}  (target >= 0.70: ${verdict(b.rate / a >= 0.7)})`);
+  for (const line of metricLines(b.metrics, /flush|event_loop|batch/)) console.log(`      ${line}`);
 }
-console.log(
-  `  messages appended by devices ${fmt(c.appended)}, acknowledged ${fmt(c.acked)}, stored ${fmt(c.stored)}, lost ${fmt(lost)}  (target 0: ${verdict(lost === 0)})`,
-);
-console.log(
-  `  control plane RSS ${fmt(c.cpBaseline / 2 ** 20, 1)} MiB -> ${fmt(c.cpLoaded / 2 ** 20, 1)} MiB: ${fmt(c.cpPerDevice / KiB, 1)} KiB per device  (<= 25 KiB: ${verdict(c.cpPerDevice <= 25 * KiB)})`,
-);
-const perGiB = 2 ** 30 / c.simPerDevice;
-console.log(
-  `  simulator RSS ${fmt(c.simBaseline / 2 ** 20, 1)} MiB -> ${fmt(c.simLoaded / 2 ** 20, 1)} MiB: ${fmt(c.simPerDevice / KiB, 1)} KiB per device = ${fmt(perGiB)} devices per GiB  (>= 10,000: ${verdict(perGiB >= 10_000)})`,
-);
-for (const line of metricLines(c.metrics, /flush|event_loop/)) console.log(`      ${line}`);
-
-console.log(`\n(d) overload: 2x (b) = ${fmt(2 * b.rate)} msg/s offered for 10 s`);
-for (const qos of [0, 1] as const) {
-  const d = await overload(2 * b.rate, qos);
+if (parts.has('c')) {
+  console.log(`\n(c) ${fmt(FLEET)} simulated devices, telemetry every 10 s, ${STEADY_S} s steady window`);
+  const c = await fleetScale();
+  const lost = c.appended - c.stored;
+  console.log(`  enrolled in ${fmt(c.enrollS, 1)} s, all connected in ${fmt(c.connectS, 1)} s`);
+  if (c.lag) {
+    console.log(
+      `  publish-to-stored lag: p50 ${fmt(c.lag.p50)} ms, p95 ${fmt(c.lag.p95)} ms, p99 ${fmt(c.lag.p99)} ms, max ${fmt(c.lag.max)} ms over ${fmt(c.lag.count)} messages  (p99 < 1000 ms: ${verdict(c.lag.p99 < 1000)})`,
+    );
+  }
   console.log(
-    `  QoS ${qos}: offered ${fmt(d.offered)}, acknowledged ${fmt(d.acked)}, stored ${fmt(d.stored)}, control plane ${d.healthy ? 'alive (healthz 200)' : 'DOWN'}`,
+    `  messages appended by devices ${fmt(c.appended)}, acknowledged ${fmt(c.acked)}, stored ${fmt(c.stored)}, lost ${fmt(lost)}  (target 0: ${verdict(lost === 0)})`,
   );
-  console.log(`         dropped (counted): ${fmt(metric(d.metrics, 'edgeloop_ingest_dropped_total'))}`);
-  for (const line of metricLines(d.metrics, /dropped|pushback|backpressure|event_loop_delay_max/))
-    console.log(`      ${line}`);
+  console.log(
+    `  control plane RSS ${fmt(c.cpBaseline / 2 ** 20, 1)} MiB -> ${fmt(c.cpLoaded / 2 ** 20, 1)} MiB: ${fmt(c.cpPerDevice / KiB, 1)} KiB per device  (<= 25 KiB: ${verdict(c.cpPerDevice <= 25 * KiB)})`,
+  );
+  const peer = await bareAedesPerConnection(FLEET);
+  console.log(
+    `  peer: bare aedes 1.2 with ${fmt(FLEET)} idle connections: RSS ${fmt(peer.baseline / 2 ** 20, 1)} MiB -> ${fmt(peer.loaded / 2 ** 20, 1)} MiB: ${fmt(peer.perConnection / KiB, 1)} KiB per connection; control plane / bare aedes = ${fmt(c.cpPerDevice / peer.perConnection, 2)}`,
+  );
+  const perGiB = 2 ** 30 / c.simPerDevice;
+  console.log(
+    `  simulator RSS ${fmt(c.simBaseline / 2 ** 20, 1)} MiB -> ${fmt(c.simLoaded / 2 ** 20, 1)} MiB: ${fmt(c.simPerDevice / KiB, 1)} KiB per device = ${fmt(perGiB)} devices per GiB  (>= 10,000: ${verdict(perGiB >= 10_000)})`,
+  );
+  for (const line of metricLines(c.metrics, /flush_max|event_loop|memory|heap/)) console.log(`      ${line}`);
+}
+if (parts.has('d')) {
+  // Capacity first: QoS 0 offered faster than the control plane can store; what it stores per
+  // second is its sustained capacity. Then 2x that capacity, at QoS 0 and at QoS 1.
+  const flood = await overload(1_000_000, 0, 5);
+  const capacity = flood.stored / flood.seconds;
+  console.log(
+    `\n(d) overload. Capacity probe: QoS 0 as fast as 20 publishers can send for 5 s: offered ${fmt(flood.offered)}, stored ${fmt(flood.stored)} (${fmt(capacity)} msg/s), dropped and counted ${fmt(metric(flood.metrics, 'edgeloop_ingest_dropped_total'))}, control plane ${flood.healthy ? 'alive' : 'DOWN'}`,
+  );
+  console.log(`    2x capacity = ${fmt(2 * capacity)} msg/s offered for 10 s:`);
+  for (const qos of [0, 1] as const) {
+    const d = await overload(2 * capacity, qos, 10);
+    console.log(
+      `  QoS ${qos}: offered ${fmt(d.offered)} (${fmt(d.offered / d.seconds)} msg/s achieved by the publishers), acknowledged ${fmt(d.acked)}, stored ${fmt(d.stored)}, dropped and counted ${fmt(metric(d.metrics, 'edgeloop_ingest_dropped_total'))}, control plane ${d.healthy ? 'alive (healthz 200)' : 'DOWN'}`,
+    );
+    for (const line of metricLines(d.metrics, /dropped|held|pushback|event_loop_delay_max/))
+      console.log(`      ${line}`);
+  }
 }
 process.exit(0);

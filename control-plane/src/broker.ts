@@ -155,6 +155,9 @@ export async function createBroker(deps: BrokerDeps): Promise<ControlBroker> {
   const ingestWill = (deviceId: string, packet: TaggedPacket, done: (error?: Error | null) => void) => {
     wills.inc();
     packet[INGESTED] = true;
+    // Status lives in the database; nobody but the control plane may read device topics here, so
+    // the embedded broker keeps no retained copy (a packet and payload per device saved).
+    packet.retain = false;
     ingest.offer(
       {
         deviceId,
@@ -204,6 +207,7 @@ export async function createBroker(deps: BrokerDeps): Promise<ControlBroker> {
       return;
     }
     packet[INGESTED] = true;
+    packet.retain = false;
     ingest.offer(
       {
         deviceId,

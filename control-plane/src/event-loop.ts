@@ -14,5 +14,10 @@ export function monitorEventLoop(metrics: MetricsRegistry): EventLoopMonitor {
   const maxMs = () => histogram.max / 1e6;
   metrics.gauge('edgeloop_event_loop_delay_p99_ms', 'Event-loop delay, 99th percentile since start (ms)', p99Ms);
   metrics.gauge('edgeloop_event_loop_delay_max_ms', 'Event-loop delay, maximum since start (ms)', maxMs);
+  // Process memory, the usual Prometheus names (read when scraped).
+  metrics.gauge('process_resident_memory_bytes', 'Resident set size (bytes)', () => process.memoryUsage.rss());
+  metrics.gauge('nodejs_heap_used_bytes', 'V8 heap in use (bytes)', () => process.memoryUsage().heapUsed);
+  metrics.gauge('nodejs_heap_total_bytes', 'V8 heap reserved (bytes)', () => process.memoryUsage().heapTotal);
+  metrics.gauge('nodejs_external_memory_bytes', 'Memory of C++ objects bound to JS, buffers included (bytes)', () => process.memoryUsage().external);
   return { stop: () => histogram.disable(), reset: () => histogram.reset(), p99Ms, maxMs };
 }
