@@ -264,6 +264,7 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         logger: logger.child({ component: 'http' }),
         version: VERSION,
         status: () => ({ connectedClients: openBroker.connectedCount, queueDepth: ingest.stats().queueDepth }),
+        fleetPipeline: () => ingest.fleetPipeline(),
         signal: shutdown.signal,
         models: {
           registry,

@@ -18,6 +18,10 @@ export function monitorEventLoop(metrics: MetricsRegistry): EventLoopMonitor {
   metrics.gauge('process_resident_memory_bytes', 'Resident set size (bytes)', () => process.memoryUsage.rss());
   metrics.gauge('nodejs_heap_used_bytes', 'V8 heap in use (bytes)', () => process.memoryUsage().heapUsed);
   metrics.gauge('nodejs_heap_total_bytes', 'V8 heap reserved (bytes)', () => process.memoryUsage().heapTotal);
-  metrics.gauge('nodejs_external_memory_bytes', 'Memory of C++ objects bound to JS, buffers included (bytes)', () => process.memoryUsage().external);
+  metrics.gauge(
+    'nodejs_external_memory_bytes',
+    'Memory of C++ objects bound to JS, buffers included (bytes)',
+    () => process.memoryUsage().external,
+  );
   return { stop: () => histogram.disable(), reset: () => histogram.reset(), p99Ms, maxMs };
 }

@@ -27,6 +27,7 @@ const fine: TelemetryDigest = {
   memoryUsedRatio: 0.4,
   camera: null,
   inferenceStalled: false,
+  pipeline: null,
 };
 
 function telemetry(overrides: Partial<Telemetry> = {}): Telemetry {
@@ -104,6 +105,7 @@ describe('assessHealth', () => {
           memoryUsedRatio: 0.97,
           camera: { black: true, frozen: true, blurred: true },
           inferenceStalled: true,
+          pipeline: null,
         },
         telemetryAt: NOW - 60_000,
         telemetryIntervalS: 10,

@@ -1,4 +1,4 @@
-import type { DeviceStatus, HealthState, Telemetry } from '@edgeloop/protocol';
+import type { DeviceStatus, FleetPipelineSummary, HealthState, Telemetry } from '@edgeloop/protocol';
 
 /*
  * Fleet health, as pure functions. A device is
@@ -45,6 +45,20 @@ export type TelemetryDigest = {
   readonly camera: { readonly black: boolean; readonly frozen: boolean; readonly blurred: boolean } | null;
   /** True when the pipeline saw frames but inferred none, or its last inference is too old. */
   readonly inferenceStalled: boolean;
+  /** The latest pipeline window, for fleet-wide numbers; null without a pipeline. */
+  readonly pipeline: PipelineDigest | null;
+};
+
+export type PipelineDigest = {
+  readonly fps: number;
+  readonly framesIn: number;
+  readonly framesProcessed: number;
+  readonly framesDropped: number;
+  readonly inferenceErrors: number;
+  readonly inferenceP95Ms: number | null;
+  readonly detectionsPer1000: Readonly<Record<string, number>>;
+  readonly provider: string;
+  readonly modelId: string | null;
 };
 
 export type HealthInput = {
@@ -87,6 +101,19 @@ export function digestTelemetry(telemetry: Telemetry, thresholds: Pick<HealthThr
       ? { black: pipeline.camera.black, frozen: pipeline.camera.frozen, blurred: pipeline.camera.blurred }
       : null,
     inferenceStalled,
+    pipeline: pipeline
+      ? {
+          fps: pipeline.fps,
+          framesIn: pipeline.framesIn,
+          framesProcessed: pipeline.framesProcessed,
+          framesDropped: pipeline.framesDropped,
+          inferenceErrors: pipeline.inferenceErrors,
+          inferenceP95Ms: pipeline.latencyMs.inference?.p95 ?? null,
+          detectionsPer1000: pipeline.detectionsPer1000,
+          provider: pipeline.provider.active,
+          modelId: pipeline.model?.id ?? null,
+        }
+      : null,
   };
   return digest;
 }
@@ -138,4 +165,53 @@ export function sameAssessment(a: HealthAssessment, b: HealthAssessment): boolea
   return (
     a.health === b.health && a.reasons.length === b.reasons.length && a.reasons.every((r, i) => r === b.reasons[i])
   );
+}
+
+/** Fleet-wide pipeline numbers over the latest windows of online devices. */
+export function summarisePipelines(
+  digests: Iterable<PipelineDigest & { readonly camera: TelemetryDigest['camera'] }>,
+): FleetPipelineSummary {
+  const summary: FleetPipelineSummary = {
+    devicesReporting: 0,
+    fps: 0,
+    framesIn: 0,
+    framesProcessed: 0,
+    framesDropped: 0,
+    inferenceErrors: 0,
+    inferenceP95Ms: { median: null, max: null },
+    detectionsPer1000: {},
+    providers: {},
+    models: {},
+    cameraFaults: { black: 0, frozen: 0, blurred: 0 },
+  };
+  const p95s: number[] = [];
+  const detections: Record<string, number> = {};
+  for (const digest of digests) {
+    summary.devicesReporting += 1;
+    summary.fps += digest.fps;
+    summary.framesIn += digest.framesIn;
+    summary.framesProcessed += digest.framesProcessed;
+    summary.framesDropped += digest.framesDropped;
+    summary.inferenceErrors += digest.inferenceErrors;
+    if (digest.inferenceP95Ms !== null) p95s.push(digest.inferenceP95Ms);
+    for (const [label, per1000] of Object.entries(digest.detectionsPer1000)) {
+      detections[label] = (detections[label] ?? 0) + (per1000 * digest.framesProcessed) / 1000;
+    }
+    summary.providers[digest.provider] = (summary.providers[digest.provider] ?? 0) + 1;
+    const model = digest.modelId ?? 'none';
+    summary.models[model] = (summary.models[model] ?? 0) + 1;
+    if (digest.camera?.black) summary.cameraFaults.black += 1;
+    if (digest.camera?.frozen) summary.cameraFaults.frozen += 1;
+    if (digest.camera?.blurred) summary.cameraFaults.blurred += 1;
+  }
+  if (p95s.length > 0) {
+    p95s.sort((a, b) => a - b);
+    summary.inferenceP95Ms = { median: p95s[Math.floor(p95s.length / 2)] ?? null, max: p95s[p95s.length - 1] ?? null };
+  }
+  for (const [label, count] of Object.entries(detections)) {
+    summary.detectionsPer1000[label] =
+      summary.framesProcessed > 0 ? Math.round((count / summary.framesProcessed) * 1000 * 100) / 100 : 0;
+  }
+  summary.fps = Math.round(summary.fps * 100) / 100;
+  return summary;
 }

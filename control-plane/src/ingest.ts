@@ -2,6 +2,7 @@ import {
   type DeviceEvent,
   type DeviceToCloudChannel,
   decode,
+  type FleetPipelineSummary,
   MAX_PAYLOAD_BYTES,
   type MessageOf,
   type Reply,
@@ -32,7 +33,14 @@ import {
   type StatusChange,
 } from './device-state.ts';
 import { type EventBus, type StatusCause, statusEventType } from './events.ts';
-import { assessHealth, digestTelemetry, sameAssessment, silenceLimitMs, type TelemetryDigest } from './health.ts';
+import {
+  assessHealth,
+  digestTelemetry,
+  sameAssessment,
+  silenceLimitMs,
+  summarisePipelines,
+  type TelemetryDigest,
+} from './health.ts';
 import type { MetricsRegistry } from './metrics.ts';
 
 /*
@@ -123,6 +131,8 @@ export type IngestWriter = {
   addDevice(id: string, enrolledAt: number): void;
   removeDevice(id: string): void;
   liveState(id: string): Readonly<DeviceLiveState> | undefined;
+  /** Fleet-wide pipeline numbers from the latest telemetry of every online device. */
+  fleetPipeline(): FleetPipelineSummary;
   stats(): IngestStats;
 };
 
@@ -673,6 +683,16 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
 
     liveState(id) {
       return cache.get(id)?.state;
+    },
+
+    fleetPipeline() {
+      return summarisePipelines(
+        (function* () {
+          for (const { state, digest } of cache.values()) {
+            if (state.status === 'online' && digest?.pipeline) yield { ...digest.pipeline, camera: digest.camera };
+          }
+        })(),
+      );
     },
 
     stats() {

@@ -225,6 +225,39 @@ describe('devices', () => {
     expect(summary.byHealthReason['high-temperature']).toBe(1);
     expect(summary.online + summary.offline + summary.unknown).toBe(summary.total);
   });
+
+  it("sums the online fleet's vision pipelines from their latest telemetry", async () => {
+    const window = (fps: number, p95: number, provider: string, frozen: boolean) => ({
+      windowS: 10,
+      framesIn: fps * 10 + 5,
+      framesProcessed: fps * 10,
+      framesDropped: 5,
+      inferenceErrors: 1,
+      fps,
+      latencyMs: { inference: { count: fps * 10, p50: p95 / 2, p95, p99: p95, max: p95 } },
+      detectionsPer1000: { person: 2000 },
+      confidenceHistogram: Array.from({ length: 20 }, () => 0),
+      nearThresholdShare: 0,
+      lastInferenceAt: Date.now(),
+      provider: { requested: ['cuda', 'cpu'], active: provider },
+      model: { id: 'det@1.0.0', name: 'det', version: '1.0.0', sha256: 'a'.repeat(64) },
+      camera: { black: false, frozen, blurred: false, sceneChange: false, brightness: 100, sharpness: 300 },
+    });
+    const before = FleetSummary.parse(await (await t.api('GET', '/api/v1/fleet/summary')).json()).pipeline;
+    const a = await t.device('pipe-cam-a');
+    const b = await t.device('pipe-cam-b');
+    await a.send('telemetry', { intervalS: 10, system: SYSTEM, pipeline: window(10, 40, 'cuda', false) });
+    await b.send('telemetry', { intervalS: 10, system: SYSTEM, pipeline: window(20, 80, 'cpu', true) });
+    const after = FleetSummary.parse(await (await t.api('GET', '/api/v1/fleet/summary')).json()).pipeline;
+    expect(after.devicesReporting - before.devicesReporting).toBe(2);
+    expect(after.framesProcessed - before.framesProcessed).toBe(300);
+    expect(after.fps - before.fps).toBeCloseTo(30);
+    expect(after.inferenceP95Ms.max).toBeGreaterThanOrEqual(80);
+    expect((after.providers.cuda ?? 0) - (before.providers.cuda ?? 0)).toBe(1);
+    expect((after.models['det@1.0.0'] ?? 0) - (before.models['det@1.0.0'] ?? 0)).toBe(2);
+    expect(after.cameraFaults.frozen - before.cameraFaults.frozen).toBe(1);
+    expect(after.detectionsPer1000.person).toBeGreaterThan(0);
+  });
 });
 
 describe('desired state and commands', () => {

@@ -66,6 +66,27 @@ export type EnrollDeviceResponse = z.infer<typeof EnrollDeviceResponse>;
 export const DeviceList = z.object({ items: z.array(DeviceView), nextCursor: z.string().nullable() });
 export type DeviceList = z.infer<typeof DeviceList>;
 
+/** The vision pipelines of the online fleet, from each device's latest telemetry window. */
+export const FleetPipelineSummary = z.object({
+  /** Online devices whose latest telemetry carries pipeline metrics. */
+  devicesReporting: z.int(),
+  /** Sum of the devices' fps. */
+  fps: z.number(),
+  framesIn: z.int(),
+  framesProcessed: z.int(),
+  framesDropped: z.int(),
+  inferenceErrors: z.int(),
+  /** Median and worst of the devices' p95 inference latency (ms). */
+  inferenceP95Ms: z.object({ median: z.number().nullable(), max: z.number().nullable() }),
+  /** Detections per 1000 frames per class, frame-weighted over the devices. */
+  detectionsPer1000: z.record(z.string(), z.number()),
+  /** Devices by active execution provider and by model id. */
+  providers: z.record(z.string(), z.int()),
+  models: z.record(z.string(), z.int()),
+  cameraFaults: z.object({ black: z.int(), frozen: z.int(), blurred: z.int() }),
+});
+export type FleetPipelineSummary = z.infer<typeof FleetPipelineSummary>;
+
 export const FleetSummary = z.object({
   total: z.int(),
   online: z.int(),
@@ -74,6 +95,7 @@ export const FleetSummary = z.object({
   healthy: z.int(),
   degraded: z.int(),
   byHealthReason: z.record(z.string(), z.int()),
+  pipeline: FleetPipelineSummary,
 });
 export type FleetSummary = z.infer<typeof FleetSummary>;
 

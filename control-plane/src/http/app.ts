@@ -1,3 +1,4 @@
+import type { FleetPipelineSummary } from '@edgeloop/protocol';
 import { type Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
@@ -36,6 +37,8 @@ export type AppDeps = {
   readonly logger: Logger;
   readonly version: string;
   readonly status: () => { connectedClients: number; queueDepth: number };
+  /** Fleet-wide pipeline numbers (the ingest writer's live view of the latest telemetry). */
+  readonly fleetPipeline: () => FleetPipelineSummary;
   /** Aborted when the server stops (ends SSE streams). */
   readonly signal?: AbortSignal;
   /** The model registry routes (upload, list, get, file download with device credentials). */
@@ -77,7 +80,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       fleet: deps.fleet,
       commands: deps.config.commands,
     }),
-    ...fleetRoutes({ devices: deps.store.devices }),
+    ...fleetRoutes({ devices: deps.store.devices, pipeline: deps.fleetPipeline }),
     ...eventRoutes({
       bus: deps.bus,
       heartbeatMs: deps.config.http.sseHeartbeatS * 1000,

@@ -1,9 +1,9 @@
-import { ApiError as ApiErrorShape, FleetSummary } from '@edgeloop/protocol';
+import { ApiError as ApiErrorShape, type FleetPipelineSummary, FleetSummary } from '@edgeloop/protocol';
 import type { DeviceRepository, FleetCounts } from '../../db/repositories.ts';
 import { defineRoute, type Route } from '../route.ts';
 
 /** The fleet summary from the device counts: `total` counts enrolled, active devices. */
-export function toFleetSummary(counts: FleetCounts): FleetSummary {
+export function toFleetSummary(counts: FleetCounts, pipeline: FleetPipelineSummary): FleetSummary {
   return {
     total: counts.total,
     online: counts.byStatus.online ?? 0,
@@ -12,15 +12,19 @@ export function toFleetSummary(counts: FleetCounts): FleetSummary {
     healthy: counts.byHealth.healthy ?? 0,
     degraded: counts.byHealth.degraded ?? 0,
     byHealthReason: { ...counts.byHealthReason },
+    pipeline,
   };
 }
 
-export function fleetRoutes(deps: { readonly devices: DeviceRepository }): Route[] {
+export function fleetRoutes(deps: {
+  readonly devices: DeviceRepository;
+  readonly pipeline: () => FleetPipelineSummary;
+}): Route[] {
   return [
     defineRoute({
       method: 'get',
       path: '/api/v1/fleet/summary',
-      summary: 'Counts of devices by status, health and health reason',
+      summary: "Counts of devices by status, health and health reason, and the online fleet's vision pipelines",
       tag: 'fleet',
       role: 'viewer',
       responses: {
@@ -28,7 +32,7 @@ export function fleetRoutes(deps: { readonly devices: DeviceRepository }): Route
         401: { description: 'missing or invalid token', schema: ApiErrorShape },
       },
       async handle({ c }) {
-        return c.json(toFleetSummary(await deps.devices.counts()));
+        return c.json(toFleetSummary(await deps.devices.counts(), deps.pipeline()));
       },
     }),
   ];
