@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildReleaseFromFile, generateKeyPair, signRelease } from '@edgeloop/firmware-images';
@@ -22,6 +22,12 @@ export type ModelKit = {
     version: string,
     releaseCounter: number,
     size?: number,
+  ): Promise<ModelRef & { sizeBytes: number }>;
+  /** Signs and uploads a real model file with its manifest. */
+  publishFile(
+    modelPath: string,
+    manifest: ModelManifestInput,
+    releaseCounter: number,
   ): Promise<ModelRef & { sizeBytes: number }>;
   dispose(): void;
 };
@@ -46,6 +52,11 @@ export function createModelKit(controlPlaneUrl: () => string, token: string): Mo
         input: { width: 640, height: 640 },
         labels: ['person', 'car', 'bicycle'],
       };
+      return this.publishFile(file, manifest, releaseCounter);
+    },
+    async publishFile(file, manifest, releaseCounter) {
+      const { name, version } = manifest;
+      const bytes = readFileSync(file);
       const draft = await buildReleaseFromFile({
         modelPath: file,
         manifest,
