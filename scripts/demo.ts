@@ -11,7 +11,8 @@ import { createFleet, startSummary } from '@edgeloop/simulator';
 import pino from 'pino';
 import { PPOCR_DET_MANIFEST_PATH, ppocrDetModelPath } from '../agent/src/vision/bundled-models.ts';
 
-const DEMO_DEVICES = 25;
+// 25 devices online in all: 24 simulated and one real agent.
+const DEMO_DEVICES = 24;
 const dataDir = path.resolve(process.env.EDGELOOP_DATA_DIR ?? 'data');
 const logLevel = (process.env.EDGELOOP_LOG_LEVEL ?? 'warn') as 'warn';
 // A fresh admin token each run, printed below; it replaces the previous demo token.
