@@ -8,32 +8,19 @@
 //      without and with jitter (each device's start spread over `jitterS`).
 //
 // Environment: BENCH_DEVICES (300), BENCH_MODEL_BYTES (4 MiB).
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { type ModelRef, RolloutView } from '@edgeloop/protocol';
 import { createFleet, type Fleet } from '@edgeloop/simulator';
 import { createModelKit, type ModelKit } from '../simulator/test/model-kit.ts';
+import { freePort, spawnControlPlane } from '../simulator/test/support.ts';
 
-const root = resolve(fileURLToPath(new URL('.', import.meta.url)), '..');
 const DEVICES = Number(process.env.BENCH_DEVICES ?? 300);
 const MODEL_BYTES = Number(process.env.BENCH_MODEL_BYTES ?? 4 * 1024 * 1024);
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
-
-function freePort(): Promise<number> {
-  return new Promise((done, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => done(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
 
 type Setup = {
   url: string;
@@ -53,28 +40,16 @@ async function setUp(label: string): Promise<Setup> {
   const mqttPort = await freePort();
   const url = `http://127.0.0.1:${httpPort}`;
   const kit = createModelKit(() => url, token);
-  const cp = spawn(
-    process.execPath,
-    [
-      join(root, 'control-plane/bin/edgeloop.js'),
-      'serve',
-      ...['--http-port', String(httpPort), '--mqtt-port', String(mqttPort), '--host', '127.0.0.1'],
-      ...['--data-dir', join(work, 'cp'), '--trusted-keys', kit.publicKeyPath, '--rollouts-tick-ms', '100'],
-    ],
-    {
-      env: { ...process.env, EDGELOOP_ADMIN_TOKEN: token, EDGELOOP_LOG_LEVEL: 'warn' },
-      stdio: ['ignore', 'ignore', 'inherit'],
-    },
-  );
-  for (let i = 0; ; i++) {
-    try {
-      if ((await fetch(`${url}/healthz`)).ok) break;
-    } catch {
-      // starting
-    }
-    if (i > 300) throw new Error('control plane did not start');
-    await sleep(100);
-  }
+  const cp = (
+    await spawnControlPlane({
+      httpPort,
+      mqttPort,
+      dataDir: join(work, 'cp'),
+      token,
+      trustedKeys: kit.publicKeyPath,
+      rolloutsTickMs: 100,
+    })
+  ).child;
   const api = async (method: string, path: string, body?: unknown) => {
     const response = await fetch(`${url}${path}`, {
       method,

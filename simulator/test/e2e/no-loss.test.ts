@@ -1,7 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,7 +8,7 @@ import { readOutboxDir } from '@edgeloop/agent';
 import { EnrollDeviceResponse } from '@edgeloop/protocol';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { eventually } from '../support.ts';
+import { eventually, freePort, spawnControlPlane } from '../support.ts';
 
 /*
  * Acceptance: no loss, no duplicates. Real agent processes keep publishing while the control
@@ -20,20 +19,7 @@ import { eventually } from '../support.ts';
  */
 
 const root = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
-const CP_BIN = join(root, 'control-plane/bin/edgeloop.js');
 const AGENT_BIN = join(root, 'agent/bin/edgeloop-agent.js');
-
-function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolvePort(port));
-    });
-  });
-}
 
 function exited(child: ChildProcess): Promise<number | null> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
@@ -49,38 +35,11 @@ describe('no loss and no duplicates across broker restarts and agent SIGKILL', (
   let httpPort = 0;
   let mqttPort = 0;
   let cp: ChildProcess | null = null;
-  let cpLog = '';
 
   const startControlPlane = async () => {
-    const child = spawn(
-      process.execPath,
-      [
-        CP_BIN,
-        'serve',
-        '--http-port',
-        String(httpPort),
-        '--mqtt-port',
-        String(mqttPort),
-        '--host',
-        '127.0.0.1',
-        '--data-dir',
-        join(work, 'cp'),
-      ],
-      {
-        env: { ...process.env, EDGELOOP_ADMIN_TOKEN: token, EDGELOOP_LOG_LEVEL: 'warn' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    child.stdout?.on('data', (chunk) => (cpLog += chunk));
-    child.stderr?.on('data', (chunk) => (cpLog += chunk));
-    children.add(child);
-    cp = child;
-    await eventually(
-      async () => (await fetch(`http://127.0.0.1:${httpPort}/healthz`)).ok,
-      30_000,
-      `control plane up (log: ${cpLog.slice(-500)})`,
-      100,
-    );
+    const started = await spawnControlPlane({ httpPort, mqttPort, dataDir: join(work, 'cp'), token });
+    children.add(started.child);
+    cp = started.child;
   };
 
   const startAgent = (configFile: string) => {

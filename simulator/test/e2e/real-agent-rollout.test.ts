@@ -1,7 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,7 +8,7 @@ import { DeviceDetail, EnrollDeviceResponse, type ModelRef, RolloutView } from '
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeModel, yoloBytes, yoloManifest } from '../../../agent/test/support/yolo-variants.ts';
 import { createModelKit, type ModelKit } from '../model-kit.ts';
-import { eventually } from '../support.ts';
+import { eventually, freePort, spawnControlPlane } from '../support.ts';
 
 /*
  * Acceptance (issue 4): a real agent process running real ONNX models (onnxruntime, CPU) on a
@@ -22,17 +21,6 @@ import { eventually } from '../support.ts';
  */
 
 const root = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
-
-function freePort(): Promise<number> {
-  return new Promise((done, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => done(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
 
 const ONE_DEVICE = {
   stages: [{ name: 'all', kind: 'percent', percent: 100 }],
@@ -87,20 +75,16 @@ describe('a real agent rolled by the real control plane', () => {
     const mqttPort = await freePort();
     url = `http://127.0.0.1:${httpPort}`;
     kit = createModelKit(() => url, token);
-    cp = spawn(
-      process.execPath,
-      [
-        join(root, 'control-plane/bin/edgeloop.js'),
-        'serve',
-        ...['--http-port', String(httpPort), '--mqtt-port', String(mqttPort), '--host', '127.0.0.1'],
-        ...['--data-dir', join(work, 'cp'), '--trusted-keys', kit.publicKeyPath, '--rollouts-tick-ms', '250'],
-      ],
-      {
-        env: { ...process.env, EDGELOOP_ADMIN_TOKEN: token, EDGELOOP_LOG_LEVEL: 'warn' },
-        stdio: ['ignore', 'ignore', 'inherit'],
-      },
-    );
-    await eventually(async () => (await fetch(`${url}/healthz`)).ok, 30_000, 'control plane up', 100);
+    cp = (
+      await spawnControlPlane({
+        httpPort,
+        mqttPort,
+        dataDir: join(work, 'cp'),
+        token,
+        trustedKeys: kit.publicKeyPath,
+        rolloutsTickMs: 250,
+      })
+    ).child;
 
     const models = join(work, 'models');
     mkdirSync(models, { recursive: true });

@@ -1,15 +1,13 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { type ModelRef, RolloutView } from '@edgeloop/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFleet, type Fleet } from '../../src/fleet.ts';
 import { createModelKit, type ModelKit } from '../model-kit.ts';
-import { eventually } from '../support.ts';
+import { eventually, freePort, spawnControlPlane } from '../support.ts';
 
 /*
  * Acceptance (issue 4), end to end with the simulator and 1,000 devices against a real
@@ -22,19 +20,7 @@ import { eventually } from '../support.ts';
  *   - a model that crashes at load is reverted locally on each device and rolled back.
  */
 
-const root = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
 const DEVICES = 1000;
-
-function freePort(): Promise<number> {
-  return new Promise((done, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => done(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
 
 const FAST = {
   selector: { labels: { fleet: 'e2e' } },
@@ -55,21 +41,16 @@ describe('rollouts across 1,000 simulated devices', () => {
   const url = () => `http://127.0.0.1:${httpPort}`;
 
   const startControlPlane = async () => {
-    const child = spawn(
-      process.execPath,
-      [
-        join(root, 'control-plane/bin/edgeloop.js'),
-        'serve',
-        ...['--http-port', String(httpPort), '--mqtt-port', String(mqttPort), '--host', '127.0.0.1'],
-        ...['--data-dir', join(work, 'cp'), '--trusted-keys', kit.publicKeyPath, '--rollouts-tick-ms', '250'],
-      ],
-      {
-        env: { ...process.env, EDGELOOP_ADMIN_TOKEN: token, EDGELOOP_LOG_LEVEL: 'warn' },
-        stdio: ['ignore', 'ignore', 'inherit'],
-      },
-    );
-    cp = child;
-    await eventually(async () => (await fetch(`${url()}/healthz`)).ok, 30_000, 'control plane up', 100);
+    cp = (
+      await spawnControlPlane({
+        httpPort,
+        mqttPort,
+        dataDir: join(work, 'cp'),
+        token,
+        trustedKeys: kit.publicKeyPath,
+        rolloutsTickMs: 250,
+      })
+    ).child;
   };
 
   const api = async (method: string, path: string, body?: unknown) => {
