@@ -44,7 +44,8 @@ function runAndKill(appends: number, mode: 'backlog' | 'churn'): Promise<Steps> 
         child.kill('SIGKILL');
       }
     });
-    child.on('exit', (code, signal) => {
+    // 'close', not 'exit': only then has every line the writer printed before dying been read.
+    child.on('close', (code, signal) => {
       if (signal === 'SIGKILL') resolve(steps);
       else reject(new Error(`writer exited with ${code}: ${stderr}`));
     });
