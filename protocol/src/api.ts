@@ -461,14 +461,45 @@ export const ASSIGNMENT_STATES = ['assigned', 'active', 'failed', 'reverting', '
 export const AssignmentState = z.enum(ASSIGNMENT_STATES);
 export type AssignmentState = z.infer<typeof AssignmentState>;
 
+export const GATE_VERDICTS = ['pass', 'fail', 'inconclusive', 'not-applicable'] as const;
+
+/** One cohort's side of a gate: the per-device window values summarised. */
+export const CohortMeasure = z.object({
+  /** Median over the cohort's devices of their window value; null without data. */
+  median: z.number().nullable(),
+  /** Lower and upper bound of the interval around the median (per-device spread); null without data. */
+  lo: z.number().nullable(),
+  hi: z.number().nullable(),
+  /** Devices that contributed a value. */
+  devices: z.int(),
+  /** Frames behind the value. */
+  frames: z.number(),
+});
+export type CohortMeasure = z.infer<typeof CohortMeasure>;
+
 export const GateResultView = z.object({
   gate: z.string(),
-  verdict: z.enum(['pass', 'fail', 'inconclusive']),
-  canary: z.number().nullable(),
-  control: z.number().nullable(),
+  /** not-applicable: the gate cannot be judged in this stage (the reason is in `detail`); never blocks. */
+  verdict: z.enum(GATE_VERDICTS),
+  canary: CohortMeasure.nullable(),
+  control: CohortMeasure.nullable(),
+  /** Canary compared with control: the estimate and its confidence interval. */
+  comparison: z
+    .object({
+      kind: z.enum(['ratio', 'difference', 'value']),
+      estimate: z.number().nullable(),
+      lo: z.number().nullable(),
+      hi: z.number().nullable(),
+      /** Confidence level of [lo, hi], e.g. 0.95. */
+      confidence: z.number(),
+    })
+    .nullable(),
   threshold: z.number(),
   detail: z.string(),
+  /** One sentence: why this verdict (evidence short, interval past the threshold, ...). */
+  decision: z.string(),
 });
+export type GateResultView = z.infer<typeof GateResultView>;
 
 /** One gate evaluation with the numbers behind it. */
 export const VerdictView = z.object({
@@ -478,6 +509,12 @@ export const VerdictView = z.object({
   verdict: z.enum(['pass', 'fail', 'inconclusive']),
   reason: z.string(),
   failingWindows: z.int(),
+  /** The non-overlapping slice of device time this verdict judged; index counts from 0 per stage. */
+  window: z.object({ index: z.int(), from: EpochMs, to: EpochMs }),
+  /** True when this verdict was taken at the stage deadline (maxDurationS). */
+  timedOut: z.boolean(),
+  /** The onTimeout action taken, when timedOut. */
+  action: z.enum(['pause', 'abort', 'promote']).nullable(),
   gates: z.array(GateResultView),
   evidence: z.object({
     stageDevices: z.int(),
@@ -485,6 +522,8 @@ export const VerdictView = z.object({
     frames: z.number(),
     soakedS: z.number(),
     failed: z.int(),
+    controlDevices: z.int(),
+    controlFrames: z.number(),
   }),
 });
 export type VerdictView = z.infer<typeof VerdictView>;
@@ -532,7 +571,21 @@ export const RolloutDryRun = z.object({
   incompatibleDevices: z.int(),
   canary: z.array(z.string()),
   control: z.array(z.string()),
-  stages: z.array(z.object({ name: z.string(), kind: z.string(), devices: z.int(), newDevices: z.int() })),
+  stages: z.array(
+    z.object({
+      name: z.string(),
+      kind: z.string(),
+      devices: z.int(),
+      newDevices: z.int(),
+      /** Control devices the stage's gates compare against. */
+      controlDevices: z.int(),
+      maxDurationS: z.number(),
+      /** Whether each gate can collect its minimum evidence within one window of this stage. */
+      gates: z.array(z.object({ gate: z.string(), feasible: z.boolean(), reason: z.string() })),
+    }),
+  ),
+  /** Everything that would make a stage stall or end at its deadline, in words. */
+  warnings: z.array(z.string()),
   /** Fastest possible time to the last stage's verdict if every gate passes at its first chance. */
   earliestDurationS: z.number(),
   /** Bytes the devices will download (each device fetches the model once). */
