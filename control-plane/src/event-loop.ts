@@ -4,7 +4,8 @@ import type { MetricsRegistry } from './metrics.ts';
 export type EventLoopMonitor = { stop(): void; reset(): void; p99Ms(): number; maxMs(): number };
 
 /**
- * Event-loop delay, sampled continuously with perf_hooks and exposed as gauges in milliseconds.
+ * Event-loop delay, sampled continuously with perf_hooks and exposed as gauges in seconds
+ * (Prometheus base unit); p99Ms()/maxMs() give milliseconds to in-process readers.
  * A long synchronous stretch (a big SQLite commit, a huge JSON parse) shows up here.
  */
 export function monitorEventLoop(metrics: MetricsRegistry): EventLoopMonitor {
@@ -12,8 +13,16 @@ export function monitorEventLoop(metrics: MetricsRegistry): EventLoopMonitor {
   histogram.enable();
   const p99Ms = () => histogram.percentile(99) / 1e6;
   const maxMs = () => histogram.max / 1e6;
-  metrics.gauge('edgeloop_event_loop_delay_p99_ms', 'Event-loop delay, 99th percentile since start (ms)', p99Ms);
-  metrics.gauge('edgeloop_event_loop_delay_max_ms', 'Event-loop delay, maximum since start (ms)', maxMs);
+  metrics.gauge(
+    'edgeloop_event_loop_delay_p99_seconds',
+    'Event-loop delay, 99th percentile since start (seconds)',
+    () => p99Ms() / 1000,
+  );
+  metrics.gauge(
+    'edgeloop_event_loop_delay_max_seconds',
+    'Event-loop delay, maximum since start (seconds)',
+    () => maxMs() / 1000,
+  );
   // Process memory, the usual Prometheus names (read when scraped).
   metrics.gauge('process_resident_memory_bytes', 'Resident set size (bytes)', () => process.memoryUsage.rss());
   metrics.gauge('nodejs_heap_used_bytes', 'V8 heap in use (bytes)', () => process.memoryUsage().heapUsed);

@@ -190,12 +190,16 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
     rejected: deps.metrics.counter('edgeloop_ingest_rejected_total', 'Messages dead-lettered, by reason'),
     dropped: deps.metrics.counter('edgeloop_ingest_dropped_total', 'Messages not stored on purpose, by reason'),
     flushErrors: deps.metrics.counter('edgeloop_ingest_flush_errors_total', 'Batches whose commit failed'),
-    flushMs: deps.metrics.summary('edgeloop_ingest_flush_ms', 'Duration of one batch commit (ms)'),
+    flushSeconds: deps.metrics.summary('edgeloop_ingest_flush_seconds', 'Duration of one batch commit (seconds)'),
     batchRows: deps.metrics.summary('edgeloop_ingest_batch_rows', 'Entries per batch'),
   };
   deps.metrics.gauge('edgeloop_ingest_queue_depth', 'Entries waiting to be stored', () => queue.length);
   deps.metrics.gauge('edgeloop_ingest_parked_callbacks', 'Stored entries whose ack is held back', () => parked.length);
-  deps.metrics.gauge('edgeloop_ingest_flush_max_ms', 'Longest batch commit since start (ms)', () => maxFlushMs);
+  deps.metrics.gauge(
+    'edgeloop_ingest_flush_max_seconds',
+    'Longest batch commit since start (seconds)',
+    () => maxFlushMs / 1000,
+  );
 
   const cache = new Map<string, Cached>();
   const recent = new Map<string, true>();
@@ -535,7 +539,7 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
     }
     const elapsed = performance.now() - started;
     flushes++;
-    metrics.flushMs.observe(elapsed);
+    metrics.flushSeconds.observe(elapsed / 1000);
     metrics.batchRows.observe(batch.length);
     if (elapsed > maxFlushMs) maxFlushMs = elapsed;
     if (batch.length > maxBatchRows) maxBatchRows = batch.length;

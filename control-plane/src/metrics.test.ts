@@ -10,7 +10,7 @@ describe('metrics registry', () => {
     rejected.inc({ reason: 'a "quoted"\nreason' });
     registry.gauge('edgeloop_queue_depth', 'Queue depth', () => 7);
     registry.gauge('edgeloop_by_status', 'By status', () => [[{ status: 'online' }, 3]]);
-    const flush = registry.summary('edgeloop_flush_ms', 'Flush ms', { quantiles: [0.5, 0.99] });
+    const flush = registry.summary('edgeloop_flush_seconds', 'Flush seconds', { quantiles: [0.5, 0.99] });
     for (let i = 1; i <= 100; i++) flush.observe(i);
 
     const text = registry.render();
@@ -21,11 +21,11 @@ describe('metrics registry', () => {
     expect(text).toContain('edgeloop_rejected_total{reason="a \\"quoted\\"\\nreason"} 1\n');
     expect(text).toContain('edgeloop_queue_depth 7\n');
     expect(text).toContain('edgeloop_by_status{status="online"} 3\n');
-    expect(text).toContain('# TYPE edgeloop_flush_ms summary\n');
-    expect(text).toContain('edgeloop_flush_ms{quantile="0.5"} 51\n');
-    expect(text).toContain('edgeloop_flush_ms{quantile="0.99"} 100\n');
-    expect(text).toContain('edgeloop_flush_ms_count 100\n');
-    expect(text).toContain('edgeloop_flush_ms_sum 5050\n');
+    expect(text).toContain('# TYPE edgeloop_flush_seconds summary\n');
+    expect(text).toContain('edgeloop_flush_seconds{quantile="0.5"} 51\n');
+    expect(text).toContain('edgeloop_flush_seconds{quantile="0.99"} 100\n');
+    expect(text).toContain('edgeloop_flush_seconds_count 100\n');
+    expect(text).toContain('edgeloop_flush_seconds_sum 5050\n');
     expect(flush.max).toBe(100);
   });
 

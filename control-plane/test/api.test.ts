@@ -495,9 +495,9 @@ describe('metrics', () => {
     for (const name of [
       'edgeloop_ingest_accepted_total{channel="telemetry"}',
       'edgeloop_ingest_queue_depth',
-      'edgeloop_ingest_flush_max_ms',
-      'edgeloop_event_loop_delay_p99_ms',
-      'edgeloop_event_loop_delay_max_ms',
+      'edgeloop_ingest_flush_max_seconds',
+      'edgeloop_event_loop_delay_p99_seconds',
+      'edgeloop_event_loop_delay_max_seconds',
       'edgeloop_mqtt_connected_clients',
       'edgeloop_http_auth_failures_total{reason="missing"}',
       'edgeloop_devices_by_status{status="online"}',

@@ -95,10 +95,10 @@ export function createRolloutEngine(deps: RolloutEngineDeps): RolloutEngine {
     ticks: deps.metrics.counter('edgeloop_rollout_ticks_total', 'Rollout reconcile passes, by outcome'),
     errors: deps.metrics.counter('edgeloop_rollout_errors_total', 'Rollout reconcile failures, by kind'),
     steps: deps.metrics.counter('edgeloop_rollout_steps_total', 'Rollout steps applied, by type'),
-    tickMs: deps.metrics.summary('edgeloop_rollout_tick_ms', 'Duration of one reconcile pass (ms)'),
-    evaluationMs: deps.metrics.summary(
-      'edgeloop_rollout_window_query_ms',
-      'Reading and summing one evaluation window of telemetry (ms)',
+    tickSeconds: deps.metrics.summary('edgeloop_rollout_tick_seconds', 'Duration of one reconcile pass (seconds)'),
+    evaluationSeconds: deps.metrics.summary(
+      'edgeloop_rollout_window_query_seconds',
+      'Reading and summing one evaluation window of telemetry (seconds)',
     ),
   };
   deps.metrics.gauge('edgeloop_rollout_leader', 'Whether this replica drives rollouts (1) or not (0)', () =>
@@ -150,7 +150,7 @@ export function createRolloutEngine(deps: RolloutEngineDeps): RolloutEngine {
       const started = performance.now();
       const samples = await readWindow(evaluationWindow(rollout, now));
       windows = buildDeviceWindows(samples, new Set(ids));
-      metrics.evaluationMs.observe(performance.now() - started);
+      metrics.evaluationSeconds.observe((performance.now() - started) / 1000);
     }
 
     const steps: Step[] = plan({ rollout, devices: facts, windows, now });
@@ -196,7 +196,7 @@ export function createRolloutEngine(deps: RolloutEngineDeps): RolloutEngine {
         }
       }
     }
-    metrics.tickMs.observe(performance.now() - started);
+    metrics.tickSeconds.observe((performance.now() - started) / 1000);
     metrics.ticks.inc({ outcome: 'leader' });
     return { leader: true, rollouts: work.length, steps, evaluations, errors };
   };
