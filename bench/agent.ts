@@ -28,7 +28,7 @@ import { loadVisionModel } from '../agent/src/vision/vision-model.ts';
  *      Targets: loop >= 0.87 x raw; preprocess + postprocess <= 10 % of inference.
  *      Also shown: the loop when ffmpeg already scales the camera to the model input
  *      (`source.width/height`), which moves the resize out of the JS thread.
- *   B. ffmpeg source decode rate on vtest.avi (768x576, 795 frames, as fast as possible).
+ *   B. ffmpeg source decode rate on test-media/video/vtest.avi (768x576, 200 frames, as fast as possible).
  *   C. RSS growth over 10,000 frames through the full pipeline with a generated YOLOv8-layout
  *      model (320x320 input, 80 classes, 2100 candidates as YOLOv8 has at 320; a tiny graph, so
  *      the loop is stressed, not the model). Target < 20 MB.
@@ -43,7 +43,7 @@ const SIZE = 320;
 
 const MiB = 1024 * 1024;
 const repoRoot = path.resolve(import.meta.dirname, '..');
-const vtest = path.resolve(repoRoot, '../shared/fixtures/video/vtest.avi');
+const vtest = path.resolve(repoRoot, 'test-media/video/vtest.avi');
 const ffmpegPath = resolveFfmpegPath({ searchPath: process.env.PATH });
 
 v8.setFlagsFromString('--expose-gc');

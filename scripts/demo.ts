@@ -46,7 +46,7 @@ const CAMERA_ID = 'demo-camera';
 
 /**
  * One real agent beside the simulated fleet: PP-OCRv4 text detection (onnxruntime, CPU) on the
- * OpenCV sample photos in scripts/demo-media, looping. It enrolls like any device.
+ * OpenCV sample photos in test-media/images, looping. It enrolls like any device.
  */
 async function startRealAgent(started: StartedControlPlane): Promise<ChildProcess> {
   const api = (method: string, route: string, body?: unknown) =>
@@ -78,7 +78,7 @@ async function startRealAgent(started: StartedControlPlane): Promise<ChildProces
         hardware: { profile: 'x86-cpu' },
         logLevel: 'warn',
         vision: {
-          source: { kind: 'images', dir: path.join(repoRoot, 'scripts/demo-media'), loop: true, intervalMs: 500 },
+          source: { kind: 'images', dir: path.join(repoRoot, 'test-media/images'), loop: true, intervalMs: 500 },
           model: { path: ppocrDetModelPath(), manifestPath: PPOCR_DET_MANIFEST_PATH },
           threads: { intraOp: 1 },
           // Two still photos in a loop would read as a frozen camera: camera health is for live video.
@@ -107,7 +107,7 @@ function banner(started: StartedControlPlane, notes: readonly string[]): string 
     `  MQTT broker   ${started.mqttUrl}`,
     `  admin token   ${adminToken}`,
     `  data dir      ${dataDir}`,
-    `  devices       ${DEMO_DEVICES} simulated (demo-*) + 1 real agent (${CAMERA_ID}): PP-OCRv4 text detection on scripts/demo-media`,
+    `  devices       ${DEMO_DEVICES} simulated (demo-*) + 1 real agent (${CAMERA_ID}): PP-OCRv4 text detection on test-media/images`,
     '',
     '  try:',
     `    curl -s -H 'authorization: Bearer ${adminToken}' ${started.httpUrl}/api/v1/fleet/summary`,

@@ -1,47 +1,23 @@
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { serviceGate } from '../../test-services.ts';
 import { eventually, SYSTEM, startTestControlPlane, type TestControlPlane } from './harness.ts';
+import { admin, databaseUrl, uniqueDatabaseName } from './postgres-service.ts';
+
+const postgres = serviceGate('postgres');
 
 /*
  * The whole control plane on PostgreSQL (--database-url): enrollment, MQTT ingest with dedupe,
  * live state and the API, against a database created and dropped here. Outside CI the file is
- * skipped when no PostgreSQL answers; CI starts one (.ci/run), so there it must pass.
+ * skipped (with a printed reason) when no PostgreSQL answers; under CI that fails the run.
  */
 
-const adminUrl = process.env.EDGELOOP_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-
-async function reachable(): Promise<boolean> {
-  const client = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 2_000 });
-  try {
-    await client.connect();
-    await client.end();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function admin(statement: string): Promise<void> {
-  const client = new pg.Client({ connectionString: adminUrl });
-  await client.connect();
-  try {
-    await client.query(statement);
-  } finally {
-    await client.end();
-  }
-}
-
-const available = (await reachable()) || Boolean(process.env.CI);
-
-describe.skipIf(!available)('control plane on PostgreSQL', () => {
-  const database = `edgeloop_cp_${process.pid}_${Date.now().toString(36)}`;
+describe.skipIf(!postgres.run)('control plane on PostgreSQL', () => {
+  const database = uniqueDatabaseName('edgeloop_cp');
   let t: TestControlPlane;
 
   beforeAll(async () => {
     await admin(`CREATE DATABASE ${database}`);
-    const url = new URL(adminUrl);
-    url.pathname = `/${database}`;
-    t = await startTestControlPlane({ databaseUrl: url.toString() });
+    t = await startTestControlPlane({ databaseUrl: databaseUrl(database) });
   });
 
   afterAll(async () => {

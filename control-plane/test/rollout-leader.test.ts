@@ -1,41 +1,25 @@
-import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { serviceGate } from '../../test-services.ts';
 import { createPostgresStore, type PostgresStore } from '../src/db/postgres/store.ts';
 import { createEventBus } from '../src/events.ts';
 import { createMetricsRegistry } from '../src/metrics.ts';
 import { createRolloutEngine, ROLLOUT_LEADER_LOCK_KEY, type RolloutEngine } from '../src/rollouts/engine.ts';
 import type { Timers } from '../src/sweeper.ts';
+import { admin, databaseUrl, uniqueDatabaseName } from './postgres-service.ts';
+
+const postgres = serviceGate('postgres');
 
 /*
  * Exactly one replica drives rollouts: two engines on one PostgreSQL database (real server, a
  * database of its own), each with its own pool and its own leader connection. Skipped outside CI
- * when no PostgreSQL answers; CI starts one.
+ * (with a printed reason) when no PostgreSQL answers; under CI that fails the run.
  */
-
-const adminUrl = process.env.EDGELOOP_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-
-async function admin(statement: string): Promise<void> {
-  const client = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 2_000 });
-  await client.connect();
-  try {
-    await client.query(statement);
-  } finally {
-    await client.end();
-  }
-}
-
-const reachable = await admin('SELECT 1').then(
-  () => true,
-  () => false,
-);
 
 const manualTimers: Timers = { setInterval: () => ({}), clearInterval: () => {} };
 
-describe.skipIf(!reachable && !process.env.CI)('rollout leadership on PostgreSQL', () => {
-  const database = `edgeloop_leader_${process.pid}_${Date.now().toString(36)}`;
-  const url = new URL(adminUrl);
-  url.pathname = `/${database}`;
+describe.skipIf(!postgres.run)('rollout leadership on PostgreSQL', () => {
+  const database = uniqueDatabaseName('edgeloop_leader');
   const stores: PostgresStore[] = [];
 
   beforeAll(async () => {
@@ -47,7 +31,7 @@ describe.skipIf(!reachable && !process.env.CI)('rollout leadership on PostgreSQL
   });
 
   const engine = async (): Promise<RolloutEngine> => {
-    const store = await createPostgresStore({ url: url.toString(), maxConnections: 2 });
+    const store = await createPostgresStore({ url: databaseUrl(database), maxConnections: 2 });
     stores.push(store);
     return createRolloutEngine({
       store,

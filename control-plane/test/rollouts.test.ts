@@ -5,12 +5,15 @@ import {
   type RolloutEventList,
   RolloutView,
 } from '@edgeloop/protocol';
-import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { serviceGate } from '../../test-services.ts';
 import type { Timers } from '../src/sweeper.ts';
 import { startTestControlPlane, type TestControlPlane } from './harness.ts';
 import { createSigningKit, type SigningKit, upload, uploadForm } from './model-fixtures.ts';
+import { admin, databaseUrl } from './postgres-service.ts';
 import { createVirtualFleet, type VirtualFleet } from './virtual-fleet.ts';
+
+const postgres = serviceGate('postgres');
 
 /*
  * The rollout engine end to end inside one control plane: real SQLite with migrations, real
@@ -474,32 +477,13 @@ describe('rollout API', () => {
 });
 
 /* The same engine on PostgreSQL: the scale-out store through the whole loop. */
-const adminUrl = process.env.EDGELOOP_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-
-async function admin(statement: string): Promise<void> {
-  const client = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 2_000 });
-  await client.connect();
-  try {
-    await client.query(statement);
-  } finally {
-    await client.end();
-  }
-}
-
-const postgres = await admin('SELECT 1').then(
-  () => true,
-  () => false,
-);
-
-describe.skipIf(!postgres && !process.env.CI)('rollout engine on PostgreSQL', () => {
+describe.skipIf(!postgres.run)('rollout engine on PostgreSQL', () => {
   const databases: string[] = [];
   const fresh = async () => {
     const database = `edgeloop_rollouts_${process.pid}_${Date.now().toString(36)}_${databases.length}`;
     await admin(`CREATE DATABASE ${database}`);
     databases.push(database);
-    const url = new URL(adminUrl);
-    url.pathname = `/${database}`;
-    return url.toString();
+    return databaseUrl(database);
   };
   afterAll(async () => {
     for (const database of databases) await admin(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);

@@ -2,12 +2,15 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'drizzle-orm';
-import pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { serviceGate } from '../../test-services.ts';
 import { createPostgresStore } from '../src/db/postgres/store.ts';
 import type { AssignmentRecord, ModelRecord, NewMessage, RolloutRecord, Store } from '../src/db/repositories.ts';
 import { createSqliteStore } from '../src/db/sqlite/store.ts';
 import { initialLiveState } from '../src/device-state.ts';
+import { admin, databaseUrl, uniqueDatabaseName } from './postgres-service.ts';
+
+const postgres = serviceGate('postgres');
 
 /*
  * One contract for every storage dialect: SQLite (embedded default) and PostgreSQL (scale-out).
@@ -42,36 +45,12 @@ const sqliteFactory: Factory = {
 };
 
 /** PostgreSQL: a database of its own per run (created and dropped here), real migrations. */
-const adminUrl = process.env.EDGELOOP_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-
-async function postgresReachable(): Promise<boolean> {
-  const client = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 2_000 });
-  try {
-    await client.connect();
-    await client.end();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function postgresFactory(reachable: boolean): Factory {
-  const database = `edgeloop_contract_${process.pid}_${Date.now().toString(36)}`;
-  const url = new URL(adminUrl);
-  url.pathname = `/${database}`;
-  const admin = async (statement: string) => {
-    const client = new pg.Client({ connectionString: adminUrl });
-    await client.connect();
-    try {
-      await client.query(statement);
-    } finally {
-      await client.end();
-    }
-  };
+function postgresFactory(): Factory {
+  const database = uniqueDatabaseName('edgeloop_contract');
   return {
     name: 'postgres (own database, real migrations)',
-    // CI starts PostgreSQL (.ci/run): there a missing server fails the suite instead of skipping it.
-    skip: reachable || process.env.CI ? null : `PostgreSQL is not reachable at ${adminUrl}`,
+    // Outside CI an unreachable server skips this suite (the run prints why); under CI it fails the run.
+    skip: postgres.run ? null : `PostgreSQL is not reachable at ${postgres.url}: ${postgres.unreachable}`,
     async setup() {
       await admin(`CREATE DATABASE ${database}`);
     },
@@ -79,7 +58,7 @@ function postgresFactory(reachable: boolean): Factory {
       await admin(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
     },
     async create() {
-      const store = await createPostgresStore({ url: url.toString(), maxConnections: 4 });
+      const store = await createPostgresStore({ url: databaseUrl(database), maxConnections: 4 });
       // DELETE, not TRUNCATE: on tables this small it is far faster (TRUNCATE does file work per
       // table, ~150 ms here), and no test depends on ids restarting.
       await store.db.execute(
@@ -91,7 +70,7 @@ function postgresFactory(reachable: boolean): Factory {
   };
 }
 
-const factories: Factory[] = [sqliteFactory, postgresFactory(await postgresReachable())];
+const factories: Factory[] = [sqliteFactory, postgresFactory()];
 
 const T = 1_800_000_000_000;
 

@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { classifyFfmpegFailure, createStderrLines, createStreamInfoParser, isNetworkInput } from './ffmpeg-process.ts';
 
 const VTEST_STDERR = [
-  "Input #0, avi, from '/work/shared/fixtures/video/vtest.avi':",
-  '  Duration: 00:01:19.50, start: 0.000000, bitrate: 818 kb/s',
+  "Input #0, avi, from 'test-media/video/vtest.avi':",
+  '  Duration: 00:00:20.00, start: 0.000000, bitrate: 828 kb/s',
   '    Stream #0:0: Video: msmpeg4v3 (div3 / 0x33766964), yuv420p, 768x576, 816 kb/s, 10 fps, 10 tbr, 10 tbn, 10 tbc',
   'Stream mapping:',
   '  Stream #0:0 -> #0:0 (msmpeg4v3 (msmpeg4) -> rawvideo (native))',

@@ -4,7 +4,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFfmpegSource } from '../../src/vision/ffmpeg-source.ts';
-import { collectFrames, FFMPEG, ffmpeg, lavfiClip, makeTempDir, VTEST } from './test-media.ts';
+import { collectFrames, FFMPEG, ffmpeg, lavfiClip, makeTempDir, VTEST, VTEST_FRAMES } from './test-media.ts';
 
 const temp = makeTempDir('ffmpeg-source');
 let h264Clip = '';
@@ -26,7 +26,7 @@ function isAlive(pid: number): boolean {
 }
 
 describe('ffmpeg source', () => {
-  it('decodes every one of the 795 frames of vtest.avi at 768x576', async () => {
+  it('decodes every one of the 200 frames of the vtest.avi clip at 768x576', async () => {
     const source = createFfmpegSource({ url: VTEST, ffmpegPath: FFMPEG });
     let count = 0;
     let firstSum = 0;
@@ -41,8 +41,8 @@ describe('ffmpeg source', () => {
       lastSum = sum;
       count++;
     }, new AbortController().signal);
-    expect(count).toBe(795);
-    expect(source.stats()).toEqual({ framesDelivered: 795, restarts: 0, failures: 0, lastError: null });
+    expect(count).toBe(VTEST_FRAMES);
+    expect(source.stats()).toEqual({ framesDelivered: VTEST_FRAMES, restarts: 0, failures: 0, lastError: null });
     expect(firstSum).not.toBe(lastSum);
     expect(source.lastArgs()).not.toContain('-re');
   });

@@ -8,7 +8,7 @@ import { createVisionPipeline } from '../../src/vision/pipeline.ts';
 import { createSyntheticSource } from '../../src/vision/synthetic-source.ts';
 import type { VisionModel } from '../../src/vision/vision-model.ts';
 import { loadVisionModel } from '../../src/vision/vision-model.ts';
-import { FFMPEG, makeTempDir, VTEST } from './test-media.ts';
+import { FFMPEG, makeTempDir, VTEST, VTEST_FRAMES } from './test-media.ts';
 
 const temp = makeTempDir('pipeline');
 let model: VisionModel;
@@ -83,8 +83,8 @@ describe('vision pipeline', () => {
     clearInterval(probe);
     expect(outcome).toEqual({ reason: 'ended' });
     const stats = pipeline.stats();
-    expect(stats.framesIn).toBe(795);
-    expect(stats.framesProcessed + stats.framesDropped).toBe(795);
+    expect(stats.framesIn).toBe(VTEST_FRAMES);
+    expect(stats.framesProcessed + stats.framesDropped).toBe(VTEST_FRAMES);
     expect(stats.framesDropped).toBeGreaterThan(0);
     expect(stats.framesProcessed).toBe(seen.length);
     expect(stats).toMatchObject({ queued: 0, inFlight: 0, inferenceErrors: 0, sinkErrors: 0 });
@@ -92,12 +92,12 @@ describe('vision pipeline', () => {
     // Frames come out in order; dropping leaves gaps but never reorders.
     for (let i = 1; i < seen.length; i++) expect(seen[i] as number).toBeGreaterThan(seen[i - 1] as number);
     // The last frame of the file is never the one dropped: drop-oldest keeps the newest.
-    expect(seen.at(-1)).toBe(794);
+    expect(seen.at(-1)).toBe(VTEST_FRAMES - 1);
 
     const metrics = pipeline.takeMetrics();
     expect(PipelineMetrics.parse(metrics)).toEqual(metrics);
     expect(metrics).toMatchObject({
-      framesIn: 795,
+      framesIn: VTEST_FRAMES,
       framesProcessed: stats.framesProcessed,
       framesDropped: stats.framesDropped,
     });

@@ -13,7 +13,7 @@ import type { XyBox } from './test-media.ts';
 import { collectFrames, FFMPEG, matchBoxes, SCENETEXT01 } from './test-media.ts';
 
 /*
- * PP-OCRv4 det on OpenCV's scenetext01.jpg (800x600). The fixture README records five boxes:
+ * PP-OCRv4 det on OpenCV's scenetext01.jpg (800x600). test-media/README.md records five boxes:
  *   [229,36,334,52] [229,77,330,89] [229,111,330,123] [228,145,330,157] [235,180,318,192]
  * They are DB's raw regions (before unclip) in the photo scaled to 640x480: the same run at 640x480
  * with unclipRatio 0 reproduces them within a pixel, and at 800x600 they are the regions found

@@ -7,11 +7,13 @@ import { promisify } from 'node:util';
 import { resolveFfmpegPath } from '../../src/vision/ffmpeg-process.ts';
 import type { Frame, FrameSource } from '../../src/vision/frame-source.ts';
 
-/* Media for the vision integration tests: the shared fixtures and clips generated with ffmpeg. */
+/* Media for the vision integration tests: test-media/ in the repository and clips generated with ffmpeg. */
 
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-/** `/work/shared` is `../shared` from the repository root, here and in CI. */
-export const FIXTURES = path.resolve(REPO_ROOT, '../shared/fixtures');
+/** In the repository (see test-media/README.md for each file's source, licence and known facts). */
+export const FIXTURES = path.join(REPO_ROOT, 'test-media');
+/** Frames in test-media/video/vtest.avi (the first 200 of OpenCV's 795). */
+export const VTEST_FRAMES = 200;
 export const VTEST = path.join(FIXTURES, 'video/vtest.avi');
 export const SCENETEXT01 = path.join(FIXTURES, 'images/scenetext01.jpg');
 export const FFMPEG = resolveFfmpegPath();
