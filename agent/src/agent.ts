@@ -447,6 +447,12 @@ class AgentRuntime implements Agent {
     if (this.#running) return;
     this.#running = true;
     this.#startedAt = this.#clock.now();
+    if (this.#config.models.trustedKeyPems.length === 0) {
+      this.#log.warn(
+        { setting: 'models.trustedKeys' },
+        'no trusted keys configured (models.trustedKeys): every model release will be refused',
+      );
+    }
     // The model manager first: it recovers an interrupted update and picks the slot model, which
     // the vision pipeline then runs (else vision starts the locally configured model).
     if (this.models) await this.models.start();

@@ -53,7 +53,7 @@ export {
   type LinkStats,
   type ReconnectPolicy,
 } from './link.ts';
-export { type LogFn, type Logger, silentLogger } from './logger.ts';
+export { createRecordingLogger, type LogFn, type Logger, type LogLine, silentLogger } from './logger.ts';
 /*
  * Model updates. A simulator plugs in like this (one per virtual device; keep the storage object
  * across a simulated reboot, like the memory outbox):
@@ -94,6 +94,7 @@ export {
   latencyBudget,
 } from './model-update/health.ts';
 export {
+  ALREADY_ACTIVE,
   createModelManager,
   DEFAULT_MODEL_MANAGER_OPTIONS,
   type ModelManager,
@@ -186,4 +187,5 @@ export {
   type SystemMetricsReader,
 } from './system-metrics.ts';
 export { createTelemetry, type Telemetry, type TelemetryDeps, type TelemetryStats } from './telemetry.ts';
+export { readTrustedKeyFiles, type TrustedKeyFile } from './trusted-key-files.ts';
 export { AGENT_VERSION } from './version.ts';

@@ -1,6 +1,6 @@
 import type { TrustedKey, VerifyErrorCode } from '@edgeloop/firmware-images/verify';
 import { verifyRelease } from '@edgeloop/firmware-images/verify';
-import type { JsonObject, ModelAssignment, Reported, Result, SignedModelRelease } from '@edgeloop/protocol';
+import type { JsonObject, ModelAssignment, ModelRef, Reported, Result, SignedModelRelease } from '@edgeloop/protocol';
 import { type Clock, systemClock, systemTimers, type Timers } from '../clock.ts';
 import { type Logger, silentLogger } from '../logger.ts';
 import { downloadWithRetry, type RetryPolicy } from './download.ts';
@@ -36,7 +36,8 @@ import type { ManagerState, UpdateRecord } from './update-record.ts';
  *   same (rolloutId, sha256, signature, mode) as the last update that ended
  *                                 nothing: a refused or reverted update is not retried until the
  *                                 assignment changes; a committed one is done
- *   sha256 already active         nothing (reported)
+ *   sha256 already active         no switch: the update ends at once as `committed` with code
+ *                                 `already_active` (reported with this rolloutId and target)
  *   anything else                 the update under way (if any) is cancelled (abort signal,
  *                                 reverted with code `cancelled`) and a new one starts
  *
@@ -50,7 +51,8 @@ import type { ManagerState, UpdateRecord } from './update-record.ts';
  * back to old bytes is a NEW signed release of them with a higher counter; its bytes are reused
  * from a slot when the sha256 matches.
  *
- * Every transition is a `model.update` event (rolloutId set) with data { state, from, target,
+ * Every transition is one log line (logTransition: started, refused, switched, committed,
+ * reverted, cancelled at info/warn; the steps between at debug) and a `model.update` event (rolloutId set) with data { state, from, target,
  * mode, code, reason, loadAttempts, ... } and is followed by `onChange` (the agent re-publishes
  * Reported, whose model.update.reason reads `<code>: <reason>`).
  *
@@ -136,6 +138,12 @@ export class ModelUpdateError extends Error {
   }
 }
 
+/**
+ * The code of an update that ended `committed` without a switch: the assignment named the sha256
+ * of the model already running (a re-release of the same bytes, a rollback to what never left).
+ */
+export const ALREADY_ACTIVE = 'already_active';
+
 /** Download and verification failures after which the bytes held are worthless. */
 const DISCARD_CODES: ReadonlySet<string> = new Set(['hash_mismatch', 'size_mismatch', 'size_exceeded']);
 
@@ -169,6 +177,44 @@ function sameRelease(a: SignedModelRelease, b: SignedModelRelease): boolean {
 
 function describeBasic(credentials: { username: string; password: string }): string {
   return `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`, 'utf8').toString('base64')}`;
+}
+
+/**
+ * One log line per transition an operator needs to see on the device itself: started, refused
+ * (with its code), switched, committed, reverted (with its reason), cancelled. The steps in
+ * between are debug lines. Updates are rare, so this is never per-frame noise.
+ */
+export function logTransition(log: Logger, record: UpdateRecord, from: string | null): void {
+  const fields = {
+    rolloutId: record.rolloutId,
+    target: record.target.id,
+    sha256: record.target.sha256,
+    from,
+    state: record.state,
+    ...(record.code ? { code: record.code } : {}),
+    ...(record.reason ? { reason: record.reason } : {}),
+  };
+  switch (record.state) {
+    case 'notified':
+      if (from === null) log.info({ ...fields, mode: record.mode }, 'model update started');
+      else log.debug(fields, 'model update resumed');
+      return;
+    case 'active':
+      log.info({ ...fields, previous: record.previous.ref?.id ?? null }, 'model switched');
+      return;
+    case 'committed':
+      if (record.code === ALREADY_ACTIVE) log.info(fields, 'model update not needed: the same bytes already run');
+      else log.info(fields, 'model update committed');
+      return;
+    case 'reverted':
+      if (record.code === 'cancelled') log.info(fields, 'model update cancelled');
+      else if (from === 'active') log.warn(fields, 'model update reverted: the previous model runs again');
+      else if (from === 'notified' || from === 'verifying') log.warn(fields, 'model update refused');
+      else log.warn(fields, 'model update failed before the switch: the running model stays');
+      return;
+    default:
+      log.debug(fields, `model update ${record.state}`);
+  }
 }
 
 class Manager implements ModelManager {
@@ -223,7 +269,7 @@ class Manager implements ModelManager {
         if (next.state === 'reverted') this.#counters.reverted++;
         else resume = updated;
       }
-    } else if (record?.state === 'committed') {
+    } else if (record?.state === 'committed' && record.code !== ALREADY_ACTIVE) {
       // A commit cut short between the record and the counter: finish it (idempotent).
       const release = record.signed.release;
       storage.recordCommit(release.name, release.releaseCounter, release.sha256);
@@ -297,8 +343,9 @@ class Manager implements ModelManager {
       return;
     }
     if (job) await this.#supersede(job, assignment);
-    if (this.#deps.runtime.active()?.sha256 === assignment.model.sha256) {
-      this.#deps.onChange?.();
+    const active = this.#deps.runtime.active();
+    if (active?.sha256 === assignment.model.sha256) {
+      this.#alreadyActive(assignment, active);
       return;
     }
     const now = this.#clock.now();
@@ -320,6 +367,35 @@ class Manager implements ModelManager {
       updatedAt: now,
     };
     this.#startJob(record, false);
+  }
+
+  /**
+   * The assignment names the bytes that already serve frames: nothing switches, and the update
+   * ends at once as `committed` with code `already_active`, so the control plane sees this
+   * rollout's target reached without a fake switch. The anti-rollback counter and `previous`
+   * are left as they are (no commit happened).
+   */
+  #alreadyActive(assignment: ModelAssignment, active: ModelRef): void {
+    const now = this.#clock.now();
+    const slot = this.#deps.storage.readTable().active;
+    const record = this.#save({
+      rolloutId: assignment.rolloutId,
+      mode: assignment.mode,
+      target: assignment.model,
+      url: assignment.url,
+      signed: assignment.signed,
+      state: 'committed',
+      loadAttempts: 0,
+      code: ALREADY_ACTIVE,
+      reason: `${assignment.model.id} has the bytes of the active model ${active.id} (sha256 ${active.sha256.slice(0, 12)}): nothing to switch`,
+      slot,
+      previous: { ref: active, slot },
+      rollback: false,
+      startedAt: now,
+      updatedAt: now,
+    });
+    this.#emitTransition(record, null, {});
+    this.#deps.onChange?.();
   }
 
   #sameTarget(record: UpdateRecord, assignment: ModelAssignment): boolean {
@@ -394,6 +470,7 @@ class Manager implements ModelManager {
     this.#state = { record: null, previous: from, replacedBy: null };
     storage.saveState(this.#state);
     if (previous) await runtime.release(previous);
+    this.#log.info({ target: local.ref.id, from: from?.id ?? null }, 'back to the locally configured model');
     this.#deps.emit({
       type: 'model.update',
       severity: 'info',
@@ -443,6 +520,7 @@ class Manager implements ModelManager {
   }
 
   #emitTransition(record: UpdateRecord, from: string | null, data: JsonObject): void {
+    logTransition(this.#log, record, from);
     const reverted = record.state === 'reverted';
     this.#deps.emit({
       type: 'model.update',

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { generateKeyPair, trustedKeyFromPem } from '@edgeloop/firmware-images';
 import { type ModelRef, Reported, type SignedModelRelease } from '@edgeloop/protocol';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createRecordingLogger, type LogLine } from '../../src/logger.ts';
 import {
   createModelManager,
   type ModelManager,
@@ -54,6 +55,9 @@ type Harness = {
   storage: ModelStorage;
   events: ModelManagerEvent[];
   reports: ReportedModel[];
+  /** What the manager logged (info and above), as `level message`. */
+  logs(): string[];
+  lines: LogLine[];
   /** model.update states of one target, in order. */
   states(sha256: string): string[];
 };
@@ -66,6 +70,7 @@ function harness(
 ): Harness {
   const events: ModelManagerEvent[] = [];
   const reports: ReportedModel[] = [];
+  const logger = createRecordingLogger();
   runtime.startLocal();
   const manager = createModelManager({
     runtime,
@@ -77,6 +82,7 @@ function harness(
     emit: (event) => events.push(event),
     onChange: () => reports.push(manager.report()),
     options: { download: { initialDelayMs: 5, maxDelayMs: 20, maxAttempts: 5 } },
+    logger,
   });
   managers.push(manager);
   return {
@@ -85,6 +91,8 @@ function harness(
     storage,
     events,
     reports,
+    lines: logger.lines,
+    logs: () => logger.lines.filter((line) => line.level !== 'debug').map((line) => `${line.level} ${line.msg}`),
     states: (sha256) =>
       events
         .filter((e) => e.type === 'model.update' && (e.data.target as ModelRef | undefined)?.sha256 === sha256)
@@ -144,7 +152,7 @@ describe('model manager', () => {
     expect(h.storage.readTable()).toMatchObject({ active: 'a', highest: { det: { counter: 1 } } });
   });
 
-  it('leaves models alone for an undefined model, and does nothing for the active model or a finished update', async () => {
+  it('leaves models alone for an undefined model, and does nothing again for a finished update', async () => {
     const h = harness();
     await h.manager.start();
     const v1 = await release('1.0.0', 1);
@@ -153,10 +161,139 @@ describe('model manager', () => {
     const before = h.events.length;
     await h.manager.apply(undefined);
     await h.manager.apply(assignmentOf(v1));
-    await h.manager.apply(assignmentOf(v1, { rolloutId: 'another-rollout' }));
     await h.manager.idle();
     expect(h.events.length).toBe(before);
     expect(server.requests).toHaveLength(1);
+  });
+
+  it('ends an assignment of the bytes already running at once as committed/already_active, switching nothing', async () => {
+    const h = harness();
+    await h.manager.start();
+    const v1 = await release('1.0.0', 1);
+    await h.manager.apply(assignmentOf(v1, { rolloutId: 'r1' }));
+    await h.manager.idle();
+    const runtimeLog = h.runtime.log.length;
+    // A re-release of the same bytes under a new version and counter, by another rollout.
+    const same = await release('1.0.1', 2, versions.get('1.0.0/1')?.bytes);
+    expect(same.release.sha256).toBe(v1.release.sha256);
+    await h.manager.apply(assignmentOf(same, { rolloutId: 'r2' }));
+    await h.manager.idle();
+    expect(h.states(v1.release.sha256).slice(-1)).toEqual(['committed']);
+    expect(h.events.at(-1)).toMatchObject({
+      rolloutId: 'r2',
+      severity: 'info',
+      data: { state: 'committed', from: null, code: 'already_active', target: { id: 'det@1.0.1' } },
+    });
+    const report = h.manager.report();
+    expect(report).toMatchObject({
+      active: { id: 'det@1.0.0', sha256: v1.release.sha256 },
+      previous: LOCAL,
+      update: {
+        rolloutId: 'r2',
+        target: { id: 'det@1.0.1' },
+        state: 'committed',
+        code: 'already_active',
+        reason: expect.stringMatching(/^already_active: det@1\.0\.1 has the bytes of the active model det@1\.0\.0/),
+      },
+      highestReleaseCounter: 1,
+    });
+    expect(() => Reported.shape.model.parse(report)).not.toThrow();
+    expect(h.reports.at(-1)?.update?.code).toBe('already_active');
+    // Nothing was downloaded, loaded, activated or released; the counter did not move.
+    expect(server.requests).toHaveLength(1);
+    expect(h.runtime.log.length).toBe(runtimeLog);
+    expect(h.storage.readTable().highest.det?.counter).toBe(1);
+    expect(h.logs()).toContain('info model update not needed: the same bytes already run');
+    // Delivered again (a reconnect re-sends the retained desired state): nothing more happens.
+    const events = h.events.length;
+    await h.manager.apply(assignmentOf(same, { rolloutId: 'r2' }));
+    await h.manager.idle();
+    expect(h.events.length).toBe(events);
+  });
+
+  it('reports the model it had before the rollout at once when the rollout is aborted mid-download', async () => {
+    const h = harness();
+    await h.manager.start();
+    const v1 = await release('1.0.0', 1);
+    await h.manager.apply(assignmentOf(v1, { rolloutId: 'r1' }));
+    await h.manager.idle();
+    const slow = await release('2.0.0', 2, randomBytes(400_000));
+    server.throttle(16 * 1024, 20);
+    await h.manager.apply(assignmentOf(slow, { rolloutId: 'r2' }));
+    await waitFor(() => (server.requestsFor(registryPath(slow))[0]?.bytesSent ?? 0) > 32 * 1024);
+    // Abort: desired state names the previous model again, under the aborted rollout's id.
+    await h.manager.apply(assignmentOf(v1, { rolloutId: 'r2' }));
+    await h.manager.idle();
+    expect(h.states(slow.release.sha256)).toEqual(['notified', 'downloading', 'reverted']);
+    expect(h.manager.report()).toMatchObject({
+      active: { id: 'det@1.0.0' },
+      update: { rolloutId: 'r2', target: { id: 'det@1.0.0' }, state: 'committed', code: 'already_active' },
+    });
+    expect(h.reports.at(-1)?.update).toMatchObject({ rolloutId: 'r2', state: 'committed' });
+  });
+
+  it('reports the rollback of a committed switch as soon as it is back on the previous model, without a restart', async () => {
+    const h = harness();
+    await h.manager.start();
+    const v1 = await release('1.0.0', 1);
+    const v2 = await release('2.0.0', 2);
+    await h.manager.apply(assignmentOf(v1, { rolloutId: 'r1' }));
+    await h.manager.idle();
+    await h.manager.apply(assignmentOf(v2, { rolloutId: 'r2' }));
+    await h.manager.idle();
+    const reports = h.reports.length;
+    await h.manager.apply(assignmentOf(v1, { rolloutId: 'r2' }));
+    await h.manager.idle();
+    const last = h.reports.at(-1);
+    expect(h.reports.length).toBeGreaterThan(reports);
+    expect(last).toMatchObject({
+      active: { id: 'det@1.0.0' },
+      previous: { id: 'det@2.0.0' },
+      update: { rolloutId: 'r2', target: { id: 'det@1.0.0' }, state: 'committed' },
+    });
+    expect(last?.update?.code).toBeUndefined();
+  });
+
+  it('logs one line per update transition: started, switched, committed; refused with its code; reverted with its reason', async () => {
+    const h = harness();
+    await h.manager.start();
+    const v1 = await release('1.0.0', 1);
+    await h.manager.apply(assignmentOf(v1, { rolloutId: 'r1' }));
+    await h.manager.idle();
+    expect(h.logs()).toEqual(['info model update started', 'info model switched', 'info model update committed']);
+    expect(h.lines.find((line) => line.msg === 'model switched')?.fields).toMatchObject({
+      component: 'model-manager',
+      rolloutId: 'r1',
+      target: 'det@1.0.0',
+      previous: 'local@0.1.0',
+    });
+
+    h.lines.length = 0;
+    const tampered = await release('2.0.0', 2);
+    await h.manager.apply(assignmentOf({ ...tampered, release: { ...tampered.release, releaseCounter: 9 } }));
+    await h.manager.idle();
+    expect(h.logs()).toEqual(['info model update started', 'warn model update refused']);
+    expect(h.lines.at(-1)?.fields).toMatchObject({ code: 'bad_signature', target: 'det@2.0.0' });
+
+    h.lines.length = 0;
+    const v3 = await release('3.0.0', 3);
+    h.runtime.behaviours.set(v3.release.sha256, { health: 'latency' });
+    await h.manager.apply(assignmentOf(v3, { rolloutId: 'r3' }));
+    await h.manager.idle();
+    expect(h.logs()).toEqual([
+      'info model update started',
+      'info model switched',
+      'warn model update reverted: the previous model runs again',
+    ]);
+    expect(h.lines.at(-1)?.fields).toMatchObject({
+      rolloutId: 'r3',
+      code: expect.any(String),
+      reason: expect.any(String),
+    });
+    // The steps in between are debug lines only.
+    expect(h.lines.filter((line) => line.level === 'debug').map((line) => line.msg)).toContain(
+      'model update downloading',
+    );
   });
 
   it('refuses a release before downloading it, and does not retry the same assignment', async () => {
