@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Proves that a clone with nothing beside it passes `npm test`: clones HEAD into an empty temporary
-# folder (no ../shared, no sibling checkout), runs `npm ci` and `npm test` there, and fails if any
+# folder (no shared fixtures folder, no sibling checkout beside it), runs `npm ci` and `npm test` there, and fails if any
 # test failed, or was skipped for any reason other than an unreachable service (PostgreSQL,
 # Mosquitto: those skips are printed by the run and are failures under CI=true anyway).
 #
