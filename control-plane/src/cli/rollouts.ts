@@ -1,0 +1,272 @@
+import { readFileSync } from 'node:fs';
+import type {
+  RolloutDeviceList,
+  RolloutDryRun,
+  RolloutEventList,
+  RolloutList,
+  RolloutStatus,
+  RolloutView,
+} from '@edgeloop/protocol';
+import { ROLLOUT_STATUSES } from '@edgeloop/protocol';
+import { parsePairs, UsageError } from './args.ts';
+import { type CommandContext, type CommandSpec, EXIT, type GroupSpec } from './command.ts';
+import { json, withQuery } from './output.ts';
+import {
+  formatDryRun,
+  formatRolloutDetail,
+  formatRolloutDevices,
+  formatRolloutEvents,
+  formatRollouts,
+} from './rollout-tables.ts';
+import { readSse } from './sse.ts';
+
+const TERMINAL: ReadonlySet<RolloutStatus> = new Set(['completed', 'rolled_back', 'aborted']);
+/** Server events that end a watch (the rollout reached a terminal status). */
+const TERMINAL_EVENTS: ReadonlySet<string> = new Set(['rollout.completed', 'rollout.rolled-back', 'rollout.aborted']);
+const WATCHED_EVENTS = [
+  'rollout.assigned',
+  'rollout.reverting',
+  'rollout.devices',
+  'rollout.verdict',
+  'rollout.advanced',
+  'rollout.completed',
+  'rollout.rolled-back',
+  'rollout.aborted',
+  'rollout.paused',
+  'rollout.resumed',
+  'rollout.promoted',
+];
+/** Events after which `watch` redraws the table (a verdict or a change of status or stage). */
+const REDRAW_EVENTS: ReadonlySet<string> = new Set(WATCHED_EVENTS.filter((type) => type !== 'rollout.devices'));
+
+const rolloutPath = (id: string) => `/api/v1/rollouts/${encodeURIComponent(id)}`;
+
+const list: CommandSpec = {
+  words: ['rollouts', 'list'],
+  summary: 'List rollouts, newest first',
+  flags: [{ name: 'status', value: 'S', help: 'only rollouts in this status', choices: ROLLOUT_STATUSES }],
+  examples: ['edgeloop rollouts list', 'edgeloop rollouts list --status running --json'],
+  async run({ client, flag, io, json: asJson }) {
+    const query = new URLSearchParams();
+    const status = flag('status');
+    if (status) query.set('status', status);
+    const page = await client().request<RolloutList>('GET', withQuery('/api/v1/rollouts', query));
+    io.out(asJson ? json(page.items) : `${formatRollouts(page.items)}\n`);
+    return EXIT.ok;
+  },
+};
+
+const get: CommandSpec = {
+  words: ['rollouts', 'get'],
+  args: ['ID'],
+  summary: 'Show a rollout and its last verdict with the numbers behind each gate',
+  description:
+    'The gate table shows, for canary and control, the median of the per-device window values with its\n' +
+    'interval and the devices and frames behind it; then the comparison with its confidence interval,\n' +
+    'the threshold and the decision.',
+  examples: ['edgeloop rollouts get ro_123', 'edgeloop rollouts get ro_123 --json | jq .lastVerdict.gates'],
+  async run({ args, client, io, json: asJson }) {
+    const rollout = await client().request<RolloutView>('GET', rolloutPath(args.positional[0]!));
+    io.out(asJson ? json(rollout) : `${formatRolloutDetail(rollout)}\n`);
+    return EXIT.ok;
+  },
+};
+
+const events: CommandSpec = {
+  words: ['rollouts', 'events'],
+  args: ['ID'],
+  summary: "List a rollout's audit events, oldest first (created, verdict, advanced, paused, ...)",
+  flags: [{ name: 'type', value: 'TYPE', help: 'only events of this type (verdict, advanced, ...)' }],
+  examples: ['edgeloop rollouts events ro_123', 'edgeloop rollouts events ro_123 --type verdict --json'],
+  async run({ args, client, flag, io, json: asJson }) {
+    const query = new URLSearchParams({ limit: '1000' });
+    const type = flag('type');
+    if (type) query.set('type', type);
+    const page = await client().request<RolloutEventList>('GET', `${rolloutPath(args.positional[0]!)}/events?${query}`);
+    io.out(asJson ? json(page) : `${formatRolloutEvents(page.items)}\n`);
+    return EXIT.ok;
+  },
+};
+
+const devices: CommandSpec = {
+  words: ['rollouts', 'devices'],
+  args: ['ID'],
+  summary: "List a rollout's device assignments and each device's update state",
+  flags: [
+    {
+      name: 'state',
+      value: 'STATE',
+      help: 'only assignments in this state',
+      choices: ['assigned', 'active', 'failed', 'reverting', 'rolled_back'],
+    },
+  ],
+  examples: ['edgeloop rollouts devices ro_123', 'edgeloop rollouts devices ro_123 --state failed'],
+  async run({ args, client, flag, io, json: asJson }) {
+    const query = new URLSearchParams({ limit: '1000' });
+    const state = flag('state');
+    if (state) query.set('state', state);
+    const page = await client().request<RolloutDeviceList>(
+      'GET',
+      `${rolloutPath(args.positional[0]!)}/devices?${query}`,
+    );
+    io.out(asJson ? json(page) : `${formatRolloutDevices(page.items)}\n`);
+    return EXIT.ok;
+  },
+};
+
+const create: CommandSpec = {
+  words: ['rollouts', 'create'],
+  summary: 'Start a rollout from a spec file, or of a model to the devices a selector matches',
+  description:
+    'With --dry-run nothing is created: it prints the cohorts, each stage with its deadline and whether\n' +
+    'each gate can collect its minimum evidence in one window, and every warning (a stage that would\n' +
+    'stall or end at its deadline). The spec format is protocol/schemas/api.rollout-spec.json.',
+  flags: [
+    { name: 'spec', value: 'FILE', help: 'a rollout spec (JSON)', file: true },
+    { name: 'model', value: 'NAME@VERSION', help: 'the release to roll out (without --spec)' },
+    { name: 'selector', value: 'KEY=VALUE', help: 'target devices with this label (without --spec)', repeatable: true },
+    { name: 'dry-run', help: 'plan only: show stages, gate feasibility and warnings' },
+  ],
+  examples: [
+    'edgeloop rollouts create --model det@2.0.0 --selector site=lab --dry-run',
+    'edgeloop rollouts create --model det@2.0.0 --selector site=lab',
+    'edgeloop rollouts create --spec rollout.json --json | jq -r .id',
+  ],
+  async run({ args, client, flag, io, json: asJson }) {
+    const specFile = flag('spec');
+    let spec: Record<string, unknown>;
+    if (specFile) {
+      if (flag('model') || args.flags.has('selector')) {
+        throw new UsageError('give either --spec FILE or --model/--selector, not both');
+      }
+      try {
+        spec = JSON.parse(readFileSync(specFile, 'utf8')) as Record<string, unknown>;
+      } catch (error) {
+        throw new UsageError(
+          `cannot read the spec ${specFile}: ${error instanceof Error ? error.message : String(error)}`,
+        );
+      }
+    } else {
+      const modelId = flag('model');
+      if (!modelId) throw new UsageError('edgeloop rollouts create needs --spec FILE or --model NAME@VERSION');
+      spec = { modelId, selector: { labels: parsePairs(args.flags.get('selector') ?? [], 'selector') } };
+    }
+    const dryRun = args.booleans.has('dry-run');
+    const result = await client().request<RolloutView | RolloutDryRun>('POST', '/api/v1/rollouts', {
+      ...spec,
+      ...(dryRun ? { dryRun: true } : {}),
+    });
+    if (asJson) io.out(json(result));
+    else if ('dryRun' in result) io.out(`${formatDryRun(result)}\n`);
+    else io.out(`created rollout ${result.id}\n${formatRollouts([result])}\n`);
+    return EXIT.ok;
+  },
+};
+
+function action(name: 'pause' | 'resume' | 'abort' | 'promote', summary: string): CommandSpec {
+  return {
+    words: ['rollouts', name],
+    args: ['ID'],
+    summary,
+    flags: [{ name: 'reason', value: 'TEXT', help: 'why, for the audit record' }],
+    examples: [`edgeloop rollouts ${name} ro_123 --reason "${name === 'promote' ? 'looks good' : 'investigating'}"`],
+    async run({ args, client, flag, io, json: asJson }) {
+      const reason = flag('reason');
+      const rollout = await client().request<RolloutView>(
+        'POST',
+        `${rolloutPath(args.positional[0]!)}/${name}`,
+        reason ? { reason } : undefined,
+      );
+      io.out(asJson ? json(rollout) : `${formatRollouts([rollout])}\n`);
+      return EXIT.ok;
+    },
+  };
+}
+
+type ServerEventData = { type: string; at: number; data: { rolloutId?: unknown; status?: unknown } };
+
+/** Follows the event stream; returns when the rollout is terminal, the stream ends or the user stops. */
+async function watch({ args, client, io, json: asJson }: CommandContext): Promise<number> {
+  const id = args.positional[0]!;
+  const http = client();
+  const stop = new AbortController();
+  let interrupted = false;
+  void io.waitForShutdown().then(() => {
+    interrupted = true;
+    stop.abort();
+  });
+  const show = (rollout: RolloutView) => {
+    if (asJson) return;
+    // Live on a terminal: the table redrawn in place; otherwise appended.
+    io.out(io.isTty ? `\x1b[H\x1b[2J${formatRolloutDetail(rollout)}\n` : `${formatRolloutDetail(rollout)}\n\n`);
+  };
+  // Subscribe first, then read the state: nothing that happens in between is missed.
+  const body = await http.stream(`/api/v1/events?types=${WATCHED_EVENTS.join(',')}`, stop.signal);
+  try {
+    const first = await http.request<RolloutView>('GET', rolloutPath(id));
+    if (asJson) io.out(`${JSON.stringify({ type: 'rollout', at: Date.now(), data: first })}\n`);
+    else show(first);
+    if (TERMINAL.has(first.status)) return EXIT.ok;
+    for await (const event of readSse(body)) {
+      if (event.event === 'overflow')
+        throw new Error(`the event stream of ${http.baseUrl} overflowed; run watch again`);
+      let parsed: ServerEventData;
+      try {
+        parsed = JSON.parse(event.data) as ServerEventData;
+      } catch {
+        continue;
+      }
+      if (parsed.data?.rolloutId !== id) continue;
+      if (asJson) io.out(`${JSON.stringify(parsed)}\n`);
+      else if (REDRAW_EVENTS.has(parsed.type)) show(await http.request<RolloutView>('GET', rolloutPath(id)));
+      // A promote of the last stage completes the rollout with a `rollout.promoted` event.
+      const status = parsed.data.status as RolloutStatus | undefined;
+      if (TERMINAL_EVENTS.has(parsed.type) || (status !== undefined && TERMINAL.has(status))) return EXIT.ok;
+    }
+    if (interrupted) return EXIT.ok;
+    throw new Error(`the event stream of ${http.baseUrl} ended before rollout ${id} finished`);
+  } catch (error) {
+    if (interrupted) return EXIT.ok;
+    throw error;
+  } finally {
+    stop.abort();
+  }
+}
+
+const watchCommand: CommandSpec = {
+  words: ['rollouts', 'watch'],
+  args: ['ID'],
+  summary: 'Follow a rollout live: the verdict table again on every verdict and change of stage',
+  description:
+    'Reads the server-sent event stream. On a terminal the table is redrawn in place; with --json each\n' +
+    'event is one JSON line ({type, at, data}; the first line is the rollout). Ends with exit code 0 when\n' +
+    'the rollout is completed, rolled_back or aborted, or on Ctrl-C.',
+  examples: [
+    'edgeloop rollouts watch ro_123',
+    'edgeloop rollouts watch ro_123 --json | jq -c "select(.type==\\"rollout.verdict\\")"',
+  ],
+  run: watch,
+};
+
+export const rolloutsGroup: GroupSpec = {
+  name: 'rollouts',
+  summary: 'Roll a model out in stages with gates, watch the verdicts, pause, resume, promote or abort',
+  commands: [
+    list,
+    get,
+    watchCommand,
+    events,
+    devices,
+    create,
+    action('pause', 'Pause: no new stage, no new assignments'),
+    action('resume', 'Resume a paused rollout'),
+    action('abort', 'Abort: every device goes back to the model it had before'),
+    action('promote', 'Skip the current stage gates and advance to the next stage'),
+  ],
+  examples: [
+    'edgeloop rollouts create --model det@2.0.0 --selector site=lab --dry-run',
+    'edgeloop rollouts create --model det@2.0.0 --selector site=lab',
+    'edgeloop rollouts watch ro_123',
+    'edgeloop rollouts abort ro_123 --reason "false positives at site lab"',
+  ],
+};

@@ -1,0 +1,83 @@
+import pino from 'pino';
+import { Config, ConfigError, loadConfig, SETTINGS } from '../config.ts';
+import { createControlPlane, PortInUseError, VERSION } from '../control-plane.ts';
+import type { FlagSpec } from './args.ts';
+import { type CommandSpec, EXIT } from './command.ts';
+
+/** serve's flags, one per setting that has one (secrets are environment-only). */
+export function serveFlags(): FlagSpec[] {
+  const defaults = Config.parse({}) as Record<string, unknown>;
+  return SETTINGS.flatMap((setting) => {
+    if (!setting.flag) return [];
+    let value: unknown = defaults;
+    for (const part of setting.path) value = (value as Record<string, unknown> | undefined)?.[part];
+    return [
+      {
+        name: setting.flag.slice(2),
+        value: 'VALUE',
+        help: `${setting.env}${value === undefined ? '' : ` (default ${String(value)})`}`,
+        ...(setting.flag.endsWith('-dir') || setting.flag.endsWith('-keys') ? { file: true } : {}),
+      },
+    ];
+  });
+}
+
+const envOnly = SETTINGS.filter((setting) => !setting.flag).map((setting) => setting.env);
+
+export const serveCommand: CommandSpec = {
+  words: ['serve'],
+  summary: 'Run the HTTP API, the console and the embedded MQTT broker',
+  description:
+    `Every flag is also an environment variable (shown beside it); flags win.\n` +
+    `Environment only (secrets): ${envOnly.join(', ')}. Without EDGELOOP_ADMIN_TOKEN an admin token is\n` +
+    'generated and printed once. Exit codes: 0 stopped by SIGINT/SIGTERM, 2 configuration error, 3 port in use.',
+  flags: serveFlags(),
+  client: false,
+  json: false,
+  raw: true,
+  examples: [
+    'edgeloop serve',
+    'edgeloop serve --http-port 8080 --mqtt-port 1883 --data-dir ./data',
+    'EDGELOOP_ADMIN_TOKEN=$(openssl rand -hex 24) edgeloop serve --trusted-keys keys/release.pub',
+  ],
+  async run({ args, env, io }) {
+    let config: ReturnType<typeof loadConfig>;
+    try {
+      config = loadConfig({ argv: args.positional, env });
+    } catch (error) {
+      if (error instanceof ConfigError) {
+        io.err(`${error.message}\n`);
+        return EXIT.usage;
+      }
+      throw error;
+    }
+    const logger = pino({ level: config.logLevel });
+    const controlPlane = createControlPlane(config, { logger });
+    let started: Awaited<ReturnType<typeof controlPlane.start>>;
+    try {
+      started = await controlPlane.start();
+    } catch (error) {
+      if (error instanceof PortInUseError) {
+        io.err(`${error.message}\n`);
+        return EXIT.portInUse;
+      }
+      // Found only at start (a trusted key file that is unreadable or holds a private key).
+      if (error instanceof ConfigError) {
+        io.err(`${error.message}\n`);
+        return EXIT.usage;
+      }
+      throw error;
+    }
+    io.out(`edgeloop control plane ${VERSION}\n  HTTP  ${started.httpUrl}\n  MQTT  ${started.mqttUrl}\n`);
+    if (started.adminToken) {
+      io.out(
+        `\n  Admin token (generated now, shown ONCE; only its hash is stored, so save it):\n    ${started.adminToken}\n` +
+          '  Set EDGELOOP_ADMIN_TOKEN to choose your own.\n\n',
+      );
+    }
+    const signal = await io.waitForShutdown();
+    logger.info({ signal }, 'shutting down');
+    await controlPlane.stop();
+    return EXIT.ok;
+  },
+};
