@@ -52,16 +52,20 @@ describe('edgeloop models and rollouts', () => {
     expect((await cli('models', 'upload', '--release', releasePath)).code).toBe(2);
 
     for (const id of ['cli-a', 'cli-b', 'cli-c', 'cli-d']) await t.enroll(id, { fleet: 'cli' });
-    const dry = await cli('rollouts', 'create', '--model', 'det@2.0.0', '--selector', 'fleet=cli', '--dry-run');
+    const dry = await cli('rollouts', 'create', '--model', 'det@2.0.0', '--selector', 'fleet=cli', '--dry-run', '--json');
     expect(dry.code).toBe(0);
     expect(JSON.parse(dry.out)).toMatchObject({ dryRun: true, targetDevices: 4 });
-    const created = await cli('rollouts', 'create', '--model', 'det@2.0.0', '--selector', 'fleet=cli');
+    const dryText = await cli('rollouts', 'create', '--model', 'det@2.0.0', '--selector', 'fleet=cli', '--dry-run');
+    expect(dryText.out).toMatch(/dry run for det@2\.0\.0: 4 target devices/);
+    expect(dryText.out).toMatch(/STAGE\s+KIND\s+DEVICES[\s\S]*shadow/);
+    expect(dryText.out).toMatch(/no warnings|warnings \(\d+\):/);
+    const created = await cli('rollouts', 'create', '--model', 'det@2.0.0', '--selector', 'fleet=cli', '--json');
     expect(created.code).toBe(0);
     const id = JSON.parse(created.out).id as string;
     const paused = await cli('rollouts', 'pause', id, '--reason', 'lunch');
     expect(paused.out).toMatch(new RegExp(`${id}\\s+det@2\\.0\\.0\\s+paused\\s+shadow`));
     expect((await cli('rollouts', 'list')).out).toContain(id);
-    expect(JSON.parse((await cli('rollouts', 'events', id)).out).items.map((e: { type: string }) => e.type)).toEqual(
+    expect(JSON.parse((await cli('rollouts', 'events', id, '--json')).out).items.map((e: { type: string }) => e.type)).toEqual(
       expect.arrayContaining(['created', 'paused']),
     );
     expect((await cli('rollouts', 'abort', id)).out).toMatch(/aborted/);

@@ -216,7 +216,7 @@ describe('edgeloop CLI', () => {
     expect(await runCli(['devices', 'enroll', 'cli-cam', '--label', 'site=lab'], env, enroll.io)).toBe(0);
     expect(JSON.parse(enroll.out.join('')).credentials.username).toBe('cli-cam');
     const list = io();
-    expect(await runCli(['devices', 'list', '--label', 'site:lab'], env, list.io)).toBe(0);
+    expect(await runCli(['devices', 'list', '--label', 'site=lab'], env, list.io)).toBe(0);
     expect(list.out.join('')).toMatch(/ID\s+STATUS[\s\S]*cli-cam\s+unknown/);
     const get = io();
     expect(await runCli(['devices', 'get', 'cli-cam'], env, get.io)).toBe(0);
