@@ -1,5 +1,6 @@
-import { EnrollDeviceResponse, type ModelRef } from '@edgeloop/protocol';
-import { applyBehaviour, DEFAULT_MODEL_PROFILE, hardwareProfile, type ModelBehaviour } from './profiles.ts';
+import { EnrollDeviceResponse, fail, type ModelRef, ModelSummary, ok, type Result } from '@edgeloop/protocol';
+import { createBehaviourTable, type PlayedModel } from './model-behaviour.ts';
+import { hardwareProfile, type ModelBehaviour } from './profiles.ts';
 import {
   assignHardware,
   durationMs,
@@ -8,7 +9,6 @@ import {
   type ScenarioStep,
   type SimulatedDeviceInfo,
 } from './scenario.ts';
-import type { PlayedModel } from './sim-runtime.ts';
 import { type AckObserver, VirtualDevice } from './virtual-device.ts';
 
 /*
@@ -36,6 +36,11 @@ export type FleetOptions = {
   /** Extra labels on every enrolled device. */
   readonly labels?: Readonly<Record<string, string>>;
   readonly fetch?: typeof fetch;
+  /**
+   * Seeds every device's random stream (with its id): the same seed replays the same metrics,
+   * another seed another draw of them. Default: the device id alone.
+   */
+  readonly seed?: number;
   /** Record publish-to-acknowledged lag and per-message accounting. */
   readonly measure?: boolean;
   readonly reconnect?: { readonly initialMs: number; readonly maxMs: number; readonly jitter: number };
@@ -117,7 +122,7 @@ export class AckTracker implements AckObserver {
 }
 
 async function api(
-  options: FleetOptions,
+  options: Pick<FleetOptions, 'controlPlaneUrl' | 'token' | 'fetch'>,
   method: string,
   path: string,
   body?: unknown,
@@ -137,6 +142,42 @@ async function api(
   return { status: response.status, json };
 }
 
+/**
+ * The registry's ModelRef of `name@version` (what `--initial-model` names), or a failure that
+ * says what to do about it.
+ */
+export async function fetchModelRef(
+  options: Pick<FleetOptions, 'controlPlaneUrl' | 'token' | 'fetch'>,
+  id: string,
+): Promise<Result<ModelRef>> {
+  const at = id.lastIndexOf('@');
+  const name = id.slice(0, at);
+  const version = id.slice(at + 1);
+  const path = `/api/v1/models/${encodeURIComponent(name)}/${encodeURIComponent(version)}`;
+  let response: { status: number; json: unknown };
+  try {
+    response = await api(options, 'GET', path);
+  } catch (error) {
+    const cause = (error as { cause?: { message?: string } }).cause?.message ?? (error as Error).message;
+    return fail('unreachable', `GET ${new URL(path, options.controlPlaneUrl)}: ${cause}`);
+  }
+  if (response.status === 404) {
+    return fail(
+      'unknown_model',
+      `${id} is not in the registry at ${options.controlPlaneUrl}: upload it first (edgeloop models upload)`,
+    );
+  }
+  const parsed = ModelSummary.safeParse(response.json);
+  if (response.status !== 200 || !parsed.success) {
+    return fail(
+      'bad_response',
+      `GET ${path} answered HTTP ${response.status}: ${JSON.stringify(response.json).slice(0, 300)}`,
+    );
+  }
+  const model = parsed.data;
+  return ok({ id: model.id, name: model.name, version: model.version, sha256: model.sha256 });
+}
+
 /** Runs `work` over `items` with at most `limit` at a time. */
 async function inParallel<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
@@ -149,15 +190,13 @@ async function inParallel<T>(items: readonly T[], limit: number, work: (item: T)
   await Promise.all(workers);
 }
 
-const DEFAULT_PLAYED: PlayedModel = { profile: DEFAULT_MODEL_PROFILE, crashOnLoad: false };
-
 export class Fleet {
   readonly options: FleetOptions;
   readonly devices: VirtualDevice[] = [];
   readonly tracker: AckTracker | null;
   readonly #infos: SimulatedDeviceInfo[] = [];
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
-  readonly #behaviours = new Map<string, PlayedModel>();
+  readonly #behaviours = createBehaviourTable();
 
   constructor(options: FleetOptions) {
     this.options = options;
@@ -207,6 +246,7 @@ export class Fleet {
         telemetryIntervalS: options.telemetryIntervalS,
         cameraFps: options.cameraFps,
         outboxMaxBytes: options.outboxMaxBytes,
+        ...(options.seed !== undefined ? { seed: options.seed } : {}),
         ...(this.tracker ? { observer: this.tracker } : {}),
         ...(options.reconnect ? { reconnect: options.reconnect } : {}),
         ...(options.models
@@ -280,17 +320,17 @@ export class Fleet {
     };
   }
 
-  /** Sets how devices that run a model (by `name@version`) behave; scenarios use it. */
-  setModelBehaviour(modelId: string, behaviour: ModelBehaviour): void {
-    this.#behaviours.set(modelId, {
-      profile: applyBehaviour(DEFAULT_MODEL_PROFILE, behaviour),
-      crashOnLoad: behaviour.crashOnLoad === true,
-    });
+  /**
+   * Sets how devices that run a model behave (key: `name@version`, sha256, or `*` for every
+   * model); scenarios and `--model-behaviour` use it.
+   */
+  setModelBehaviour(key: string, behaviour: ModelBehaviour): void {
+    this.#behaviours.set(key, behaviour);
   }
 
-  /** How a model behaves on the devices that run it (the default detector unless a scenario says). */
+  /** How a model behaves on the devices that run it (the default detector unless a behaviour says). */
   behaviourOf(ref: ModelRef): PlayedModel {
-    return this.#behaviours.get(ref.id) ?? DEFAULT_PLAYED;
+    return this.#behaviours.of(ref);
   }
 
   /** Applies one scenario step now. */

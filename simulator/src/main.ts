@@ -1,5 +1,6 @@
+import type { ModelRef } from '@edgeloop/protocol';
 import { parseSimArgs, startSummary, USAGE } from './cli.ts';
-import { createFleet } from './fleet.ts';
+import { createFleet, type FleetOptions, fetchModelRef } from './fleet.ts';
 
 // Composition root of edgeloop-sim: the only reader of process.env and argv.
 const parsed = parseSimArgs(process.argv.slice(2), process.env);
@@ -13,10 +14,25 @@ if (!parsed.ok) {
   process.exit(2);
 }
 const options = parsed.value;
-const fleet = createFleet(options.fleet);
-for (const [modelId, behaviour] of Object.entries(options.scenario?.models ?? {})) {
-  fleet.setModelBehaviour(modelId, behaviour);
+let models: FleetOptions['models'];
+if (options.models) {
+  let local: ModelRef | null = null;
+  if (options.models.initialModel) {
+    const found = await fetchModelRef(options.fleet, options.models.initialModel);
+    if (!found.ok) {
+      process.stderr.write(`edgeloop-sim: --initial-model: ${found.error.message}\n`);
+      process.exit(found.error.code === 'unknown_model' ? 2 : 1);
+    }
+    local = found.value;
+  }
+  models = { trustedKeyPems: options.models.trustedKeyPems, local, healthCheckMs: options.models.healthCheckMs };
+  process.stderr.write(
+    `edgeloop-sim: model updates on: ${options.models.trustedKeyPems.length} trusted key(s), ` +
+      `devices start on ${local ? `${local.id} (${local.sha256.slice(0, 12)})` : 'no model'}\n`,
+  );
 }
+const fleet = createFleet({ ...options.fleet, ...(models ? { models } : {}) });
+for (const [key, behaviour] of Object.entries(options.behaviours)) fleet.setModelBehaviour(key, behaviour);
 const controller = new AbortController();
 let stopping = false;
 async function shutdown(code: number): Promise<void> {

@@ -110,6 +110,8 @@ export type ModelProfile = {
   readonly threshold: number;
   /** Share of frames whose inference fails. */
   readonly errorRate: number;
+  /** Frames per second the model processes at most (none: bound by latency and the camera). */
+  readonly maxFps?: number;
 };
 
 /** What an unknown model does: a small detector at 30 ms on an Orin Nano. */
@@ -126,8 +128,11 @@ export const DEFAULT_MODEL_PROFILE: ModelProfile = {
 export type ModelBehaviour = {
   readonly latencyFactor?: number;
   readonly detectionFactor?: number;
+  readonly detectionsPerFrame?: Readonly<Record<string, number>>;
   readonly confidenceShift?: number;
+  readonly confidenceSd?: number;
   readonly errorRate?: number;
+  readonly maxFps?: number;
   /** The model crashes right after loading: the agent reverts locally. */
   readonly crashOnLoad?: boolean;
 };
@@ -135,13 +140,19 @@ export type ModelBehaviour = {
 export function applyBehaviour(profile: ModelProfile, behaviour: ModelBehaviour | undefined): ModelProfile {
   if (!behaviour) return profile;
   const detectionFactor = behaviour.detectionFactor ?? 1;
+  const maxFps = behaviour.maxFps ?? profile.maxFps;
   return {
     ...profile,
     latencyMs: profile.latencyMs * (behaviour.latencyFactor ?? 1),
     detectionsPerFrame: Object.fromEntries(
-      Object.entries(profile.detectionsPerFrame).map(([label, rate]) => [label, rate * detectionFactor]),
+      Object.entries(behaviour.detectionsPerFrame ?? profile.detectionsPerFrame).map(([label, rate]) => [
+        label,
+        rate * detectionFactor,
+      ]),
     ),
     confidenceMean: Math.min(0.99, Math.max(0.01, profile.confidenceMean + (behaviour.confidenceShift ?? 0))),
+    confidenceSd: behaviour.confidenceSd ?? profile.confidenceSd,
     errorRate: behaviour.errorRate ?? profile.errorRate,
+    ...(maxFps !== undefined ? { maxFps } : {}),
   };
 }

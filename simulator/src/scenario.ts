@@ -1,6 +1,7 @@
 import { createSeededRandom, seedOf } from '@edgeloop/agent';
 import { fail, ok, type Result } from '@edgeloop/protocol';
 import { z } from 'zod';
+import { ModelBehaviours } from './model-behaviour.ts';
 import { HARDWARE_NAMES } from './profiles.ts';
 
 /* Scenario files: faults injected on a schedule, and model behaviours for rollout scenarios.
@@ -76,14 +77,6 @@ export const ScenarioStep = z.object({
 });
 export type ScenarioStep = z.infer<typeof ScenarioStep>;
 
-export const ModelBehaviourSpec = z.object({
-  latencyFactor: z.number().positive().optional(),
-  detectionFactor: z.number().min(0).optional(),
-  confidenceShift: z.number().min(-1).max(1).optional(),
-  errorRate: z.number().min(0).max(1).optional(),
-  crashOnLoad: z.boolean().optional(),
-});
-
 export const Scenario = z.object({
   name: z.string().min(1).max(64),
   description: z.string().max(2000).optional(),
@@ -92,8 +85,8 @@ export const Scenario = z.object({
   hardwareMix: z.record(z.enum(HARDWARE_NAMES as [string, ...string[]]), z.number().min(0)).optional(),
   sites: z.array(z.string().min(1).max(64)).min(1).max(1000).optional(),
   steps: z.array(ScenarioStep).max(10_000).default([]),
-  /** How each model id (name@version) behaves on the devices that run it. */
-  models: z.record(z.string(), ModelBehaviourSpec).default({}),
+  /** How each model (name@version, sha256 or `*`) behaves on the devices that run it (model-behaviour.ts). */
+  models: ModelBehaviours.default({}),
 });
 export type Scenario = z.infer<typeof Scenario>;
 

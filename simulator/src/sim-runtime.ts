@@ -19,8 +19,9 @@ import { syntheticShadowWindow } from './synthetic-metrics.ts';
  * How a model behaves comes from the fleet's behaviour table (scenario `models`), by model id.
  */
 
-/** What a simulated model does on the device: a pipeline profile, and whether it crashes. */
-export type PlayedModel = { readonly profile: ModelProfile; readonly crashOnLoad: boolean };
+import type { PlayedModel } from './model-behaviour.ts';
+
+export type { PlayedModel };
 
 /** The device side a runtime plays on. */
 export type SimulatedPipeline = {

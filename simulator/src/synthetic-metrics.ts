@@ -53,7 +53,12 @@ export function syntheticPipelineWindow(input: PipelineWindowInput): PipelineMet
   const { hardware, model, random, windowS } = input;
   const inferenceP50 = model.latencyMs / hardware.speed;
   const framesIn = Math.round(input.cameraFps * windowS);
-  const capacity = input.stalled ? 0 : Math.floor((windowS * 1000) / (inferenceP50 * 1.08 + 2));
+  const bound = Math.floor((windowS * 1000) / (inferenceP50 * 1.08 + 2));
+  const capacity = input.stalled
+    ? 0
+    : model.maxFps === undefined
+      ? bound
+      : Math.min(bound, Math.round(model.maxFps * windowS));
   const attempted = Math.min(framesIn, capacity);
   let errors = 0;
   for (let i = 0; i < Math.min(attempted, 200); i++) if (random() < model.errorRate) errors++;

@@ -46,6 +46,8 @@ export type VirtualDeviceOptions = {
   readonly telemetryIntervalS: number;
   readonly cameraFps: number;
   readonly outboxMaxBytes: number;
+  /** Mixed with the id into the device's random stream (another seed, another draw of metrics). */
+  readonly seed?: number;
   readonly model?: { readonly ref: ModelRef; readonly profile: ModelProfile } | null;
   readonly observer?: AckObserver;
   readonly reconnect?: { readonly initialMs: number; readonly maxMs: number; readonly jitter: number };
@@ -143,7 +145,9 @@ export class VirtualDevice {
     this.hardware = options.hardware;
     this.site = options.site;
     this.#options = options;
-    this.#random = createSeededRandom(seedOf(options.id));
+    this.#random = createSeededRandom(
+      seedOf(options.seed === undefined ? options.id : `${options.seed}/${options.id}`),
+    );
     this.#model = options.model;
     this.faults = new NetworkFaults(options.mqttHost, options.mqttPort);
     this.#desiredStore = createMemoryDesiredStore();
