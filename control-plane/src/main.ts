@@ -17,4 +17,5 @@ process.exitCode = await runCli(process.argv.slice(2), process.env, {
   out: (text) => process.stdout.write(text),
   err: (text) => process.stderr.write(text),
   waitForShutdown,
+  isTty: process.stdout.isTTY === true,
 });
