@@ -236,6 +236,7 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         rollouts: store.rollouts,
         models: store.models,
         devices: store.devices,
+        messages: store.messages,
         bus,
         clock,
       });

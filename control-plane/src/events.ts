@@ -1,6 +1,7 @@
 import {
   type DeviceEvent,
   type DeviceStatus,
+  type GateResultView,
   type HealthState,
   type Reported,
   SERVER_EVENT_TYPES,
@@ -49,14 +50,10 @@ export type BusEvents = {
     verdict: 'pass' | 'fail' | 'inconclusive';
     reason: string;
     failingWindows: number;
-    gates: readonly {
-      gate: string;
-      verdict: string;
-      canary: number | null;
-      control: number | null;
-      threshold: number;
-      detail: string;
-    }[];
+    window: { index: number; from: number; to: number };
+    timedOut: boolean;
+    action: 'pause' | 'abort' | 'promote' | null;
+    gates: readonly GateResultView[];
     evidence: Readonly<Record<string, number>>;
   };
   'rollout.advanced': RolloutTransitionEvent;

@@ -4,6 +4,7 @@ import {
   RolloutDryRun,
   type RolloutEventList,
   RolloutView,
+  type VerdictView,
 } from '@edgeloop/protocol';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { serviceGate } from '../../test-services.ts';
@@ -35,8 +36,8 @@ const FAST = {
   selector: { labels: { fleet: 'test' } },
   stages: STAGES,
   canary: { minSize: 3, maxSize: 4 },
-  evidence: { minDevices: 2, soakS: 10, minFrames: 100 },
-  gates: { intervalS: 5, windowS: 20, failingWindowsRequired: 2 },
+  evidence: { minDevices: 2, soakS: 10, minFrames: 100, failMinS: 20 },
+  gates: { windowS: 20, failingWindowsRequired: 2 },
 };
 
 const DEVICES = Array.from({ length: 12 }, (_, i) => {
@@ -60,7 +61,7 @@ afterAll(() => kit?.dispose());
 type Env = {
   t: TestControlPlane;
   fleet: VirtualFleet;
-  models: { old: ModelView; good: ModelView; bad: ModelView };
+  models: { old: ModelView; good: ModelView; bad: ModelView; same: ModelView | null };
   clock: { now(): number };
   advance(ms: number): void;
   /** Tick the engine, let devices act and report, move the clock. */
@@ -94,8 +95,8 @@ async function setup(
     { clock, timers: manualTimers },
   );
   started.push(t);
-  const register = async (version: string, size: number) => {
-    const bytes = kit.modelBytes(size);
+  const register = async (version: string, size: number, given?: Buffer) => {
+    const bytes = given ?? kit.modelBytes(size);
     const signed = await kit.sign(
       bytes,
       { name: 'det', version, adapter: 'yolo' },
@@ -110,9 +111,16 @@ async function setup(
     return (await response.json()) as ModelView;
   };
   // A restarted instance finds the models the first one registered.
+  const oldBytes = kit.modelBytes(4000);
   const models = options.dataDir
-    ? { old: await registered('1.0.0'), good: await registered('2.0.0'), bad: await registered('3.0.0') }
-    : { old: await register('1.0.0', 4000), good: await register('2.0.0', 5000), bad: await register('3.0.0', 6000) };
+    ? { old: await registered('1.0.0'), good: await registered('2.0.0'), bad: await registered('3.0.0'), same: null }
+    : {
+        old: await register('1.0.0', 4000, oldBytes),
+        good: await register('2.0.0', 5000),
+        bad: await register('3.0.0', 6000),
+        // The old model's bytes released again under a new version.
+        same: await register('4.0.0', 4000, oldBytes),
+      };
   const behaviours = new Map([
     [models.old.sha256, { latencyP95: 20, detectionsPer1000: 3000 }],
     [models.good.sha256, { latencyP95: 21, detectionsPer1000: 2950, precision: 0.96, recall: 0.94 }],
@@ -187,11 +195,18 @@ async function goodModelCompletes(env: Env): Promise<void> {
   expect(types.at(-1)).toBe('completed');
   const passes = log.filter((e) => e.type === 'verdict' && e.data.verdict === 'pass');
   expect(passes.map((e) => e.stage)).toEqual(['shadow', 'canary', '50%', '100%']);
-  // The numbers behind a verdict: canary p95 over control p95, with the threshold.
-  const canaryPass = passes[1]!.data as { gates: { gate: string; canary: number; threshold: number }[] };
+  // The numbers behind a verdict: both cohorts' measured p95, their ratio with its interval, the threshold.
+  const canaryPass = passes[1]!.data as unknown as VerdictView;
   const latency = canaryPass.gates.find((g) => g.gate === 'latency-p95-ratio')!;
-  expect(latency.canary).toBeCloseTo(21 / 20, 5);
+  expect(latency.comparison?.estimate).toBeCloseTo(21 / 20, 5);
+  expect(latency.canary).toMatchObject({ median: 21, devices: 4 });
+  expect(latency.control).toMatchObject({ median: 20, devices: 4 });
+  expect(latency.canary?.frames).toBeGreaterThan(0);
   expect(latency.threshold).toBe(1.5);
+  expect(latency.decision).toMatch(/within the threshold/);
+  expect(canaryPass.window).toMatchObject({ index: expect.any(Number) });
+  expect(canaryPass.window.to - canaryPass.window.from).toBe(20_000);
+  expect(canaryPass.evidence.controlDevices).toBe(4);
   expect(done.counts).toEqual({ active: 12 });
 }
 
@@ -208,7 +223,7 @@ async function badModelRollsBack(env: Env): Promise<void> {
   }
   const done = await env.rollout(rollout.id);
   expect(done.status).toBe('rolled_back');
-  expect(done.reason).toMatch(/stage canary failed: failing gates: .*latency-p95-ratio/);
+  expect(done.reason).toMatch(/stage canary failed in 2 consecutive windows: failing gates: .*latency-p95-ratio/);
   expect(maxAssigned).toBe(done.cohorts.canary.length);
   expect(done.counts).toEqual({ rolled_back: done.cohorts.canary.length });
   for (const id of done.cohorts.canary) {
@@ -222,10 +237,13 @@ async function badModelRollsBack(env: Env): Promise<void> {
   const failing = verdicts.filter((e) => e.data.verdict === 'fail');
   expect(failing.length).toBe(2);
   expect(failing.map((e) => e.data.failingWindows)).toEqual([1, 2]);
-  const latency = (failing[1]!.data.gates as { gate: string; canary: number; control: number }[]).find(
-    (g) => g.gate === 'latency-p95-ratio',
-  )!;
-  expect(latency.canary).toBeCloseTo(3, 5);
+  // Two distinct, consecutive windows.
+  const windows = failing.map((e) => (e.data as unknown as VerdictView).window.index);
+  expect(windows[1]).toBe((windows[0] ?? 0) + 1);
+  const latency = (failing[1]!.data as unknown as VerdictView).gates.find((g) => g.gate === 'latency-p95-ratio')!;
+  expect(latency.comparison?.estimate).toBeCloseTo(3, 5);
+  expect(latency.canary?.median).toBeCloseTo(60, 5);
+  expect(latency.control?.median).toBeCloseTo(20, 5);
 }
 
 describe('rollout engine', () => {
@@ -379,6 +397,77 @@ describe('rollout engine', () => {
     ).toBe(true);
   });
 
+  it('ends a stage that cannot reach minFrames at its deadline, paused with an event the operator sees', async () => {
+    const env = await setup();
+    const response = await env.t.cp.internals.app.request('/api/v1/events?types=rollout.paused', {
+      headers: { authorization: `Bearer ${env.t.adminToken}` },
+    });
+    const reader = response.body!.getReader();
+    const rollout = await env.create({
+      ...FAST,
+      stages: [
+        { name: 'canary', kind: 'canary', maxDurationS: 60 },
+        { name: 'all', kind: 'percent', percent: 100 },
+      ],
+      evidence: { ...FAST.evidence, minFrames: 10_000_000 },
+      modelId: env.models.good.id,
+    });
+    for (let i = 0; i < 30 && (await env.rollout(rollout.id)).status === 'running'; i++) await env.cycle();
+    const paused = await env.rollout(rollout.id);
+    expect(paused).toMatchObject({ status: 'paused', stage: 'canary' });
+    expect(paused.reason).toMatch(
+      /reached its deadline \(60 s\) inconclusive: .*need 10000000; paused for the operator/,
+    );
+    expect(paused.lastVerdict).toMatchObject({ verdict: 'inconclusive', timedOut: true, action: 'pause' });
+    expect(paused.lastVerdict?.window.to).toBe(paused.stageStartedAt + 60_000);
+    const decoder = new TextDecoder();
+    let text = '';
+    while (!text.includes('event: rollout.paused')) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value);
+    }
+    await reader.cancel();
+    expect(text).toContain('reached its deadline');
+    // Nothing was reverted: a pause leaves the canary where it is for the operator to decide.
+    expect(paused.counts).toEqual({ active: 4 });
+  });
+
+  it('treats a release of the bytes a device already runs as a no-op: unchanged, never active, nothing reverting', async () => {
+    const env = await setup();
+    const same = env.models.same!;
+    expect(same.sha256).toBe(env.models.old.sha256);
+    const rollout = await env.create({ ...FAST, modelId: same.id });
+    await env.cycle();
+    await env.cycle();
+    const early = await env.rollout(rollout.id);
+    expect(early.counts).toEqual({ unchanged: 4 });
+    for (const id of rollout.cohorts.canary) expect(await env.desiredSha(id)).toBeNull();
+    const response = await env.t.api('POST', `/api/v1/rollouts/${rollout.id}/abort`, { body: { reason: 'test' } });
+    expect(response.status).toBe(200);
+    for (let i = 0; i < 3; i++) await env.cycle();
+    const aborted = await env.rollout(rollout.id);
+    expect(aborted.status).toBe('aborted');
+    expect(aborted.counts).toEqual({ unchanged: 4 });
+    for (const id of rollout.cohorts.canary) {
+      expect(env.fleet.modelOf(id).active?.sha256).toBe(env.models.old.sha256);
+      expect(await env.desiredSha(id)).toBeNull();
+    }
+    const devices = (await (
+      await env.t.api('GET', `/api/v1/rollouts/${rollout.id}/devices`)
+    ).json()) as RolloutDeviceList;
+    expect(devices.items.every((d) => d.state === 'unchanged' && /same sha256/.test(d.reason ?? ''))).toBe(true);
+  });
+
+  it('completes a same-bytes release without switching any device', async () => {
+    const env = await setup();
+    const rollout = await env.create({ ...FAST, modelId: env.models.same!.id });
+    for (let i = 0; i < 40 && (await env.rollout(rollout.id)).status === 'running'; i++) await env.cycle();
+    const done = await env.rollout(rollout.id);
+    expect(done.status).toBe('completed');
+    expect(done.counts).toEqual({ unchanged: 12 });
+  });
+
   it('shows rollout events in the SSE stream, with the numbers', async () => {
     const env = await setup();
     const response = await env.t.cp.internals.app.request(
@@ -440,12 +529,30 @@ describe('rollout API', () => {
       ['100%', 12, 6],
     ]);
     expect(plan.bytesToDownload).toBe(12 * env.models.good.sizeBytes);
-    // Each stage: soak 10 s + jitter 5 s, rounded up to the 5 s gate interval.
-    expect(plan.earliestDurationS).toBe(4 * 15);
+    // Each stage: soak 10 s + jitter 5 s, rounded up to whole 20 s windows.
+    expect(plan.earliestDurationS).toBe(4 * 20);
+    expect(plan.stages.map((s) => s.controlDevices)).toEqual([4, 4, 4, 0]);
+    expect(plan.stages.every((s) => s.maxDurationS === 1800)).toBe(true);
+    // No telemetry yet: the feasibility figures assume 1 fps, and say so.
+    expect(plan.fps).toEqual({ value: 1, source: 'assumed' });
+    expect(plan.warnings[0]).toMatch(/assume 1 fps/);
     expect(plan.canary).toHaveLength(4);
     expect(plan.control).toHaveLength(4);
     const list = (await (await env.t.api('GET', '/api/v1/rollouts')).json()) as { items: unknown[] };
     expect(list.items).toEqual([]);
+  });
+
+  it('flags in the dry run a shadow stage whose sampled frames cannot reach minFrames in a window', async () => {
+    const response = await env.t.api('POST', '/api/v1/rollouts', {
+      body: { ...FAST, modelId: env.models.good.id, evidence: { ...FAST.evidence, minFrames: 50 }, dryRun: true },
+    });
+    const plan = RolloutDryRun.parse(await response.json());
+    // 4 canary devices x 1 fps x 20 s = 80 frames live, x 0.2 = 16 compared in shadow.
+    const shadow = plan.stages.find((s) => s.name === 'shadow')!;
+    expect(shadow.gates.every((g) => !g.feasible)).toBe(true);
+    expect(shadow.gates[0]?.reason).toMatch(/0.2 shadow share = 16 frames compared \(need 50\)/);
+    expect(plan.stages.find((s) => s.name === 'canary')!.gates.every((g) => g.feasible)).toBe(true);
+    expect(plan.warnings.some((w) => /stage shadow: shadow-precision cannot collect its evidence/.test(w))).toBe(true);
   });
 
   it('refuses an unknown model, a selector matching nothing, and devices already in a running rollout', async () => {

@@ -332,16 +332,48 @@ export function modelFilePath(name: string, version: string): string {
  * shadow on a canary cohort, then the canary cohort live against a control cohort, then 1%, 10%,
  * 50% and 100% of the target, each stage gated on how the model behaves on the devices. */
 
-export const StageSpec = z.object({
-  name: z.string().min(1).max(32),
-  /**
-   * shadow:  the canary cohort runs the candidate beside the current model (no switch);
-   * canary:  the canary cohort switches to the candidate, compared with the control cohort;
-   * percent: at least `percent` % of the target runs the candidate (cumulative).
-   */
-  kind: z.enum(['shadow', 'canary', 'percent']),
-  percent: z.number().min(0).max(100).optional(),
-});
+export const TIMEOUT_ACTIONS = ['pause', 'abort', 'promote'] as const;
+export const TimeoutAction = z
+  .enum(TIMEOUT_ACTIONS)
+  .describe(
+    'What an inconclusive stage does at its deadline: pause (raise a rollout.paused event for the operator), ' +
+      'abort (return every device to its previous model) or promote (take the next stage)',
+  );
+export type TimeoutAction = z.infer<typeof TimeoutAction>;
+
+export const StageSpec = z
+  .object({
+    name: z.string().min(1).max(32).describe('Stage name shown in views and events, e.g. "canary" or "10%"'),
+    /**
+     * shadow:  the canary cohort runs the candidate beside the current model (no switch);
+     * canary:  the canary cohort switches to the candidate, compared with the control cohort;
+     * percent: at least `percent` % of the target runs the candidate (cumulative).
+     */
+    kind: z
+      .enum(['shadow', 'canary', 'percent'])
+      .describe(
+        'shadow: the canary cohort runs the candidate beside its current model (no switch); ' +
+          'canary: the canary cohort switches, compared with the control cohort; ' +
+          'percent: at least `percent` % of the target runs the candidate (cumulative)',
+      ),
+    percent: z
+      .number()
+      .min(0)
+      .max(100)
+      .optional()
+      .describe('Share of the target devices (cumulative) that run the candidate in a percent stage'),
+    maxDurationS: z
+      .number()
+      .min(1)
+      .max(30 * 86_400)
+      .optional()
+      .describe(
+        'Stage deadline in seconds from the stage start. At the first window close at or after it, an ' +
+          'inconclusive stage takes the rollout onTimeout action. Default: the larger of 1800 s and ' +
+          'soakS + jitterS + (failingWindowsRequired + 2) x windowS',
+      ),
+  })
+  .describe('One step of a rollout: which devices run the candidate, and how long it may take');
 export type StageSpec = z.infer<typeof StageSpec>;
 
 export const DEFAULT_STAGES: readonly StageSpec[] = [
@@ -353,101 +385,259 @@ export const DEFAULT_STAGES: readonly StageSpec[] = [
   { name: '100%', kind: 'percent', percent: 100 },
 ];
 
-export const EvidenceSpec = z.object({
-  /** Devices of the stage that must be reporting before a verdict. */
-  minDevices: z.int().min(1).default(3),
-  /** Share of the stage's devices that must be reporting: silent devices are unknown, never success. */
-  minReportingShare: z.number().min(0).max(1).default(0.8),
-  /** Frames the stage's devices must have processed on the candidate within the window. */
-  minFrames: z.int().min(0).default(500),
-  /** Time a stage runs before any pass verdict. */
-  soakS: z.number().min(0).default(120),
-});
+export const EvidenceSpec = z
+  .object({
+    /** Devices of the stage that must be reporting before a verdict. */
+    minDevices: z
+      .int()
+      .min(1)
+      .default(3)
+      .describe(
+        'Stage devices (and control devices, where the control cohort has that many) that must report ' +
+          'within a window before a pass',
+      ),
+    /** Share of the stage's devices that must be reporting: silent devices are unknown, never success. */
+    minReportingShare: z
+      .number()
+      .min(0)
+      .max(1)
+      .default(0.8)
+      .describe('Share of the stage devices that must report before a pass: a silent device is unknown, never success'),
+    /** Frames the stage's devices must have processed on the candidate within the window. */
+    minFrames: z
+      .int()
+      .min(0)
+      .default(500)
+      .describe(
+        'Frames the stage devices must process on the candidate within one window before a pass ' +
+          '(shadow stages: frames compared, a sampled share of the frames)',
+      ),
+    /** Time a stage runs before any pass verdict. */
+    soakS: z.number().min(0).default(120).describe('Seconds a stage runs before any pass verdict'),
+    minDeviceFrames: z
+      .int()
+      .min(1)
+      .default(20)
+      .describe('Frames a device must process within a window for its window value to count in a gate'),
+    failMinDevices: z
+      .int()
+      .min(2)
+      .default(3)
+      .describe('Devices with a window value on each side (canary and control) before a metric gate may fail'),
+    failMinFrames: z
+      .int()
+      .min(0)
+      .default(200)
+      .describe('Frames on the candidate within the window before a metric gate may fail'),
+    failMinS: z.number().min(0).default(60).describe('Seconds a stage runs before any metric gate may fail'),
+    minDetections: z
+      .int()
+      .min(1)
+      .default(200)
+      .describe(
+        'Detections on each side before confidence-psi judges; with fewer (a scene with nothing to detect) ' +
+          'the gate is not-applicable',
+      ),
+  })
+  .describe(
+    'Minimum evidence for verdicts. Below the pass minimum a stage is inconclusive; below the fail minimum ' +
+      'a gate is inconclusive, never fail',
+  );
 export type EvidenceSpec = z.infer<typeof EvidenceSpec>;
 
-export const GateSpec = z.object({
-  /** Seconds between gate evaluations (the evaluation window is the soak so far, at most windowS). */
-  intervalS: z.number().min(0.05).default(30),
-  /** Width of the metrics window compared between cohorts. */
-  windowS: z.number().min(1).default(300),
-  /** Consecutive failing evaluations before a stage fails (one bad window can be noise). */
-  failingWindowsRequired: z.int().min(1).default(2),
-  /** Canary inference error rate may exceed control's by at most this (absolute). */
-  maxErrorRateIncrease: z.number().min(0).default(0.02),
-  /** Share of the stage's devices that failed or reverted the update locally. */
-  maxRevertShare: z.number().min(0).max(1).default(0.05),
-  /** Canary p95 inference latency over control's. */
-  maxLatencyRatio: z.number().min(1).default(1.5),
-  /** Canary fps over control's. */
-  minFpsRatio: z.number().min(0).max(1).default(0.8),
-  /** |canary - control| / control of detections per 1000 frames. */
-  maxDetectionChange: z.number().min(0).default(0.4),
-  /** Population stability index of the confidence histograms. */
-  maxPsi: z.number().min(0).default(0.25),
-  /** Shadow stage: candidate against current, IoU-matched. */
-  minShadowPrecision: z.number().min(0).max(1).default(0.6),
-  minShadowRecall: z.number().min(0).max(1).default(0.6),
-});
+export const GateSpec = z
+  .object({
+    /** Kept for older spec files: windows are judged when they close, once each. */
+    intervalS: z
+      .number()
+      .min(0.05)
+      .default(30)
+      .describe('Deprecated and ignored: gate windows are judged once each, when they close'),
+    /** Width of the metrics window compared between cohorts. */
+    windowS: z
+      .number()
+      .min(1)
+      .default(300)
+      .describe(
+        'Width of a gate window in seconds. Windows are consecutive, non-overlapping slices of the stage ' +
+          '[start + k x windowS, start + (k+1) x windowS), each judged once when it closes',
+      ),
+    /** Consecutive failing windows before a stage fails (one bad window can be noise). */
+    failingWindowsRequired: z
+      .int()
+      .min(1)
+      .default(2)
+      .describe('Consecutive failing windows (distinct windows) before a stage fails and rolls back'),
+    /** Canary inference error rate may exceed control's by at most this (absolute). */
+    maxErrorRateIncrease: z
+      .number()
+      .min(0)
+      .default(0.02)
+      .describe('error-rate gate: canary error rate minus control error rate, at most this (absolute)'),
+    /** Share of the stage's devices that failed or reverted the update locally. */
+    maxRevertShare: z
+      .number()
+      .min(0)
+      .max(1)
+      .default(0.05)
+      .describe('revert-rate gate: share of the stage devices that failed or reverted the update, at most this'),
+    /** Canary p95 inference latency over control's. */
+    maxLatencyRatio: z
+      .number()
+      .min(1)
+      .default(1.5)
+      .describe('latency-p95-ratio gate: canary p95 inference latency over control p95, at most this'),
+    /** Canary fps over control's. */
+    minFpsRatio: z
+      .number()
+      .min(0)
+      .max(1)
+      .default(0.8)
+      .describe('fps-ratio gate: canary frames per second over control, at least this'),
+    /** Canary detections per 1000 frames over control's may differ from 1 by at most this. */
+    maxDetectionChange: z
+      .number()
+      .min(0)
+      .default(0.4)
+      .describe(
+        'detections-change gate: canary detections per 1000 frames over control may differ from 1 by at most this',
+      ),
+    /** Population stability index of the confidence histograms. */
+    maxPsi: z
+      .number()
+      .min(0)
+      .default(0.25)
+      .describe('confidence-psi gate: population stability index of the confidence histograms, at most this'),
+    /** Shadow stage: candidate against current, IoU-matched. */
+    minShadowPrecision: z
+      .number()
+      .min(0)
+      .max(1)
+      .default(0.6)
+      .describe('shadow-precision gate: candidate detections matched (IoU) by the current model, at least this'),
+    minShadowRecall: z
+      .number()
+      .min(0)
+      .max(1)
+      .default(0.6)
+      .describe('shadow-recall gate: current model detections matched by the candidate, at least this'),
+  })
+  .describe(
+    'Gate thresholds. Ratio and difference gates compare per-device window values with a 95% confidence ' +
+      'interval: they fail only when the whole interval lies past the threshold, and pass when the estimate is ' +
+      'within it',
+  );
 export type GateSpec = z.infer<typeof GateSpec>;
 
-export const AbortSpec = z.object({
-  /** Roll back when this share of devices that got the model failed the update... */
-  maxFailureShare: z.number().min(0).max(1).default(0.2),
-  /** ...once at least this many failed. */
-  minFailures: z.int().min(1).default(3),
-});
+export const AbortSpec = z
+  .object({
+    /** Roll back when this share of devices that got the model failed the update... */
+    maxFailureShare: z
+      .number()
+      .min(0)
+      .max(1)
+      .default(0.2)
+      .describe('Roll back when this share of the devices handed the model failed the update...'),
+    /** ...once at least this many failed. */
+    minFailures: z.int().min(1).default(3).describe('...once at least this many failed'),
+  })
+  .describe('Abort criteria on failed updates, whatever the gates say');
 export type AbortSpec = z.infer<typeof AbortSpec>;
 
-export const MaintenanceWindow = z.object({
-  /** Days of week (0 = Sunday) in UTC; all when left out. */
-  days: z.array(z.int().min(0).max(6)).max(7).optional(),
-  /** `HH:MM` UTC; a window may wrap past midnight. */
-  start: z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/),
-  end: z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/),
-});
+export const MaintenanceWindow = z
+  .object({
+    /** Days of week (0 = Sunday) in UTC; all when left out. */
+    days: z
+      .array(z.int().min(0).max(6))
+      .max(7)
+      .optional()
+      .describe('Days of the week (0 = Sunday, UTC); every day when left out'),
+    /** `HH:MM` UTC; a window may wrap past midnight. */
+    start: z
+      .string()
+      .regex(/^([01]\d|2[0-3]):[0-5]\d$/)
+      .describe('Start, HH:MM UTC; a window may wrap past midnight'),
+    end: z
+      .string()
+      .regex(/^([01]\d|2[0-3]):[0-5]\d$/)
+      .describe('End, HH:MM UTC'),
+  })
+  .describe('A time in which devices may be handed the model');
 export type MaintenanceWindow = z.infer<typeof MaintenanceWindow>;
 
-export const CanarySpec = z.object({
-  /** Devices per (hardware, site) combination in the canary cohort. */
-  perGroup: z.int().min(1).default(1),
-  /** Lower bound on the canary cohort size (when the target has enough devices). */
-  minSize: z.int().min(1).default(3),
-  /** Upper bound on the canary cohort size. */
-  maxSize: z.int().min(1).default(50),
-  /** Label naming the site; the hardware profile comes from reports or the `hardware` label. */
-  siteLabel: z.string().default('site'),
-});
+export const CanarySpec = z
+  .object({
+    /** Devices per (hardware, site) combination in the canary cohort. */
+    perGroup: z.int().min(1).default(1).describe('Canary devices per (hardware, site) combination'),
+    /** Lower bound on the canary cohort size (when the target has enough devices). */
+    minSize: z
+      .int()
+      .min(1)
+      .default(3)
+      .describe('Lower bound on the canary cohort size (when the target has enough devices)'),
+    /** Upper bound on the canary cohort size. */
+    maxSize: z.int().min(1).default(50).describe('Upper bound on the canary cohort size'),
+    /** Label naming the site; the hardware profile comes from reports or the `hardware` label. */
+    siteLabel: z
+      .string()
+      .default('site')
+      .describe('Label naming the site; the hardware profile comes from reports or the `hardware` label'),
+  })
+  .describe('How the canary cohort and its matched control cohort are chosen');
 export type CanarySpec = z.infer<typeof CanarySpec>;
 
-export const RolloutSpec = z.object({
-  /** `name@version` of a registered model. */
-  modelId: z.string().min(3).max(128),
-  /** Target devices: every enrolled device whose labels include all of these. */
-  selector: z.object({ labels: z.record(z.string(), z.string()).default({}) }).prefault({}),
-  stages: z
-    .array(StageSpec)
-    .min(1)
-    .max(16)
-    .default([...DEFAULT_STAGES]),
-  canary: CanarySpec.prefault({}),
-  evidence: EvidenceSpec.prefault({}),
-  gates: GateSpec.prefault({}),
-  abort: AbortSpec.prefault({}),
-  maintenanceWindows: z.array(MaintenanceWindow).max(16).default([]),
-  /** Each device's start is spread uniformly over this many seconds (from a stable hash). */
-  jitterS: z.number().min(0).max(86_400).default(0),
-});
+export const RolloutSpec = z
+  .object({
+    /** `name@version` of a registered model. */
+    modelId: z.string().min(3).max(128).describe('`name@version` of a registered model'),
+    /** Target devices: every enrolled device whose labels include all of these. */
+    selector: z
+      .object({
+        labels: z
+          .record(z.string(), z.string())
+          .default({})
+          .describe('Labels a device must carry, all of them (key=value)'),
+      })
+      .prefault({})
+      .describe('Target devices: every enrolled device whose labels include all of these'),
+    stages: z
+      .array(StageSpec)
+      .min(1)
+      .max(16)
+      .default([...DEFAULT_STAGES])
+      .describe('Stages in order; default shadow, canary, 1%, 10%, 50%, 100%'),
+    canary: CanarySpec.prefault({}),
+    evidence: EvidenceSpec.prefault({}),
+    gates: GateSpec.prefault({}),
+    abort: AbortSpec.prefault({}),
+    maintenanceWindows: z
+      .array(MaintenanceWindow)
+      .max(16)
+      .default([])
+      .describe('UTC windows in which devices may be handed the model; always when empty'),
+    /** Each device's start is spread uniformly over this many seconds (from a stable hash). */
+    jitterS: z
+      .number()
+      .min(0)
+      .max(86_400)
+      .default(0)
+      .describe("Each device's start in a stage is spread uniformly over this many seconds (stable hash)"),
+    onTimeout: TimeoutAction.default('pause'),
+  })
+  .describe('A staged rollout of one registered model to the devices a selector matches');
 export type RolloutSpec = z.infer<typeof RolloutSpec>;
 export type RolloutSpecInput = z.input<typeof RolloutSpec>;
 
 /* ---------------------------------------------- rollouts -------------------------------------- */
 
 /** `POST /api/v1/rollouts`: a rollout spec; `dryRun: true` returns the plan and creates nothing. */
-export const CreateRolloutRequest = RolloutSpec.extend({ dryRun: z.boolean().default(false) });
+export const CreateRolloutRequest = RolloutSpec.extend({
+  dryRun: z.boolean().default(false).describe('Answer the plan (RolloutDryRun) and create nothing'),
+}).describe('A rollout spec to start; with dryRun, the plan only');
 export type CreateRolloutRequest = z.infer<typeof CreateRolloutRequest>;
 
 export const ROLLOUT_STATUSES = ['running', 'paused', 'completed', 'rolled_back', 'aborted'] as const;
-export const RolloutStatus = z.enum(ROLLOUT_STATUSES);
+export const RolloutStatus = z.enum(ROLLOUT_STATUSES).describe('Where a rollout stands');
 export type RolloutStatus = z.infer<typeof RolloutStatus>;
 
 /**
@@ -456,192 +646,295 @@ export type RolloutStatus = z.infer<typeof RolloutStatus>;
  * failed:      the device reported a failed update or reverted locally
  * reverting:   desired state names the previous model again; not confirmed yet
  * rolled_back: the device is back on the previous model
+ * unchanged:   the device already ran the candidate's bytes: nothing to do (never switched or reverted)
  */
-export const ASSIGNMENT_STATES = ['assigned', 'active', 'failed', 'reverting', 'rolled_back'] as const;
-export const AssignmentState = z.enum(ASSIGNMENT_STATES);
+export const ASSIGNMENT_STATES = ['assigned', 'active', 'failed', 'reverting', 'rolled_back', 'unchanged'] as const;
+export const AssignmentState = z
+  .enum(ASSIGNMENT_STATES)
+  .describe(
+    'assigned: desired state names the candidate, not confirmed yet; active: the device runs (or shadows) it; ' +
+      'failed: the device refused or reverted it; reverting: desired state names the previous model again; ' +
+      "rolled_back: the device is back on the previous model; unchanged: the device already ran the candidate's " +
+      'bytes, a no-op',
+  );
 export type AssignmentState = z.infer<typeof AssignmentState>;
 
 export const GATE_VERDICTS = ['pass', 'fail', 'inconclusive', 'not-applicable'] as const;
 
 /** One cohort's side of a gate: the per-device window values summarised. */
-export const CohortMeasure = z.object({
-  /** Median over the cohort's devices of their window value; null without data. */
-  median: z.number().nullable(),
-  /** Lower and upper bound of the interval around the median (per-device spread); null without data. */
-  lo: z.number().nullable(),
-  hi: z.number().nullable(),
-  /** Devices that contributed a value. */
-  devices: z.int(),
-  /** Frames behind the value. */
-  frames: z.number(),
-});
+export const CohortMeasure = z
+  .object({
+    /** Median over the cohort's devices of their window value; null without data. */
+    median: z.number().nullable().describe("Median over the cohort's devices of their window value; null without data"),
+    /** Lower and upper bound of the interval around the median (per-device spread); null without data. */
+    lo: z
+      .number()
+      .nullable()
+      .describe('Lower bound of the 95% distribution-free confidence interval of the median (order statistics)'),
+    hi: z.number().nullable().describe('Upper bound of that interval'),
+    /** Devices that contributed a value. */
+    devices: z.int().describe('Devices that contributed a window value'),
+    /** Frames behind the value. */
+    frames: z.number().describe('Frames behind the values'),
+  })
+  .describe("One cohort's side of a gate: its devices' window values summarised");
 export type CohortMeasure = z.infer<typeof CohortMeasure>;
 
-export const GateResultView = z.object({
-  gate: z.string(),
-  /** not-applicable: the gate cannot be judged in this stage (the reason is in `detail`); never blocks. */
-  verdict: z.enum(GATE_VERDICTS),
-  canary: CohortMeasure.nullable(),
-  control: CohortMeasure.nullable(),
-  /** Canary compared with control: the estimate and its confidence interval. */
-  comparison: z
-    .object({
-      kind: z.enum(['ratio', 'difference', 'value']),
-      estimate: z.number().nullable(),
-      lo: z.number().nullable(),
-      hi: z.number().nullable(),
-      /** Confidence level of [lo, hi], e.g. 0.95. */
-      confidence: z.number(),
-    })
-    .nullable(),
-  threshold: z.number(),
-  detail: z.string(),
-  /** One sentence: why this verdict (evidence short, interval past the threshold, ...). */
-  decision: z.string(),
-});
+export const GateResultView = z
+  .object({
+    gate: z
+      .string()
+      .describe(
+        'revert-rate, error-rate, latency-p95-ratio, fps-ratio, detections-change, confidence-psi, ' +
+          'shadow-precision or shadow-recall',
+      ),
+    /** not-applicable: the gate cannot be judged in this stage (the reason is in `detail`); never blocks. */
+    verdict: z
+      .enum(GATE_VERDICTS)
+      .describe('not-applicable: the gate cannot be judged here (the reason is in detail); it never blocks a pass'),
+    canary: CohortMeasure.nullable().describe('The stage devices on the candidate'),
+    control: CohortMeasure.nullable().describe('The control devices (not assigned by this rollout); null when none'),
+    /** Canary compared with control: the estimate and its confidence interval. */
+    comparison: z
+      .object({
+        kind: z
+          .enum(['ratio', 'difference', 'value'])
+          .describe('ratio: canary over control; difference: canary minus control; value: canary alone'),
+        estimate: z.number().nullable().describe('Point estimate (ratios: of geometric means)'),
+        lo: z.number().nullable().describe('Lower bound of the confidence interval'),
+        hi: z.number().nullable().describe('Upper bound of the confidence interval'),
+        /** Confidence level of [lo, hi], e.g. 0.95. */
+        confidence: z.number().describe('Confidence level of [lo, hi], e.g. 0.95'),
+      })
+      .nullable()
+      .describe('Canary compared with control: estimate and Welch t confidence interval (log scale for ratios)'),
+    threshold: z.number().describe('The spec threshold the comparison is judged against'),
+    detail: z.string().describe('What the numbers are, in words'),
+    /** One sentence: why this verdict (evidence short, interval past the threshold, ...). */
+    decision: z.string().describe('Why this verdict, in one sentence'),
+  })
+  .describe('One gate of a verdict with the numbers behind it');
 export type GateResultView = z.infer<typeof GateResultView>;
 
 /** One gate evaluation with the numbers behind it. */
-export const VerdictView = z.object({
-  at: EpochMs,
-  stage: z.string(),
-  stageIndex: z.int(),
-  verdict: z.enum(['pass', 'fail', 'inconclusive']),
-  reason: z.string(),
-  failingWindows: z.int(),
-  /** The non-overlapping slice of device time this verdict judged; index counts from 0 per stage. */
-  window: z.object({ index: z.int(), from: EpochMs, to: EpochMs }),
-  /** True when this verdict was taken at the stage deadline (maxDurationS). */
-  timedOut: z.boolean(),
-  /** The onTimeout action taken, when timedOut. */
-  action: z.enum(['pause', 'abort', 'promote']).nullable(),
-  gates: z.array(GateResultView),
-  evidence: z.object({
-    stageDevices: z.int(),
-    reporting: z.int(),
-    frames: z.number(),
-    soakedS: z.number(),
-    failed: z.int(),
-    controlDevices: z.int(),
-    controlFrames: z.number(),
-  }),
-});
+export const VerdictView = z
+  .object({
+    at: EpochMs.describe('When the verdict was taken'),
+    stage: z.string().describe('Stage name'),
+    stageIndex: z.int().describe('Stage index in the spec, from 0'),
+    verdict: z.enum(['pass', 'fail', 'inconclusive']).describe('The stage verdict for this window'),
+    reason: z.string().describe('Why, in words'),
+    failingWindows: z.int().describe('Consecutive failing windows so far in this stage, this one included'),
+    /** The non-overlapping slice of device time this verdict judged; index counts from 0 per stage. */
+    window: z
+      .object({
+        index: z.int().describe('Window number in the stage, from 0'),
+        from: EpochMs.describe('Window start (inclusive)'),
+        to: EpochMs.describe('Window end (exclusive)'),
+      })
+      .describe('The non-overlapping slice of the stage this verdict judged (telemetry by received time)'),
+    /** True when this verdict was taken at the stage deadline (maxDurationS). */
+    timedOut: z.boolean().describe('True when the stage reached its deadline (maxDurationS) inconclusive'),
+    /** The onTimeout action taken, when timedOut. */
+    action: TimeoutAction.nullable().describe('The onTimeout action taken, when timedOut'),
+    gates: z.array(GateResultView),
+    evidence: z
+      .object({
+        stageDevices: z.int().describe('Devices of the stage that take the candidate (unchanged ones left out)'),
+        reporting: z.int().describe('Stage devices that reported candidate metrics in the window'),
+        frames: z.number().describe('Candidate frames in the window (shadow: frames compared)'),
+        soakedS: z.number().describe('Seconds from the stage start to the window end'),
+        failed: z.int().describe('Stage devices that failed or reverted the update'),
+        controlDevices: z.int().describe('Control devices that reported in the window'),
+        controlFrames: z.number().describe('Control frames in the window'),
+        unchanged: z
+          .int()
+          .default(0)
+          .describe("Stage devices that already ran the candidate's bytes (no-op, left out of the stage)"),
+      })
+      .describe('The evidence behind the verdict'),
+  })
+  .describe('One gate evaluation (one window) with the numbers behind it');
 export type VerdictView = z.infer<typeof VerdictView>;
 
-export const RolloutView = z.object({
-  id: z.string(),
-  modelId: z.string(),
-  model: ModelRef,
-  spec: RolloutSpec,
-  status: RolloutStatus,
-  stageIndex: z.int(),
-  /** The current stage's name; null once past the last stage. */
-  stage: z.string().nullable(),
-  stageStartedAt: EpochMs,
-  failingWindows: z.int(),
-  lastEvaluatedAt: EpochMs.nullable(),
-  reason: z.string().nullable(),
-  cohorts: z.object({ canary: z.array(z.string()), control: z.array(z.string()), targetDevices: z.int() }),
-  /** Assignments by state. */
-  counts: z.partialRecord(AssignmentState, z.int()),
-  lastVerdict: VerdictView.nullable(),
-  createdAt: EpochMs,
-  updatedAt: EpochMs,
-  createdBy: z.string().nullable(),
-});
+export const RolloutView = z
+  .object({
+    id: z.string(),
+    modelId: z.string().describe('`name@version` of the candidate'),
+    model: ModelRef,
+    spec: RolloutSpec,
+    status: RolloutStatus,
+    stageIndex: z.int().describe('Current stage index, from 0'),
+    /** The current stage's name; null once past the last stage. */
+    stage: z.string().nullable().describe("The current stage's name; null once past the last stage"),
+    stageStartedAt: EpochMs.describe('When the current stage started (its windows and deadline count from here)'),
+    failingWindows: z.int().describe('Consecutive failing windows in the current stage'),
+    lastEvaluatedAt: EpochMs.nullable().describe('End of the last window judged in this stage; null before the first'),
+    reason: z.string().nullable().describe('Why the rollout is where it is (pause, rollback, abort, deadline)'),
+    cohorts: z
+      .object({
+        canary: z.array(z.string()).describe('Devices that try the model first'),
+        control: z.array(z.string()).describe('Devices kept on their model for comparison until the last stage'),
+        targetDevices: z.int().describe('Devices the selector matched (compatible hardware)'),
+      })
+      .describe('Cohorts frozen at creation'),
+    /** Assignments by state. */
+    counts: z.partialRecord(AssignmentState, z.int()).describe('Assignments by state'),
+    lastVerdict: VerdictView.nullable(),
+    createdAt: EpochMs,
+    updatedAt: EpochMs,
+    createdBy: z.string().nullable().describe('The token that created it'),
+  })
+  .describe('A rollout as it stands');
 export type RolloutView = z.infer<typeof RolloutView>;
 
 export const RolloutListQuery = z.object({
   status: RolloutStatus.optional(),
-  modelId: z.string().max(128).optional(),
+  modelId: z.string().max(128).optional().describe('Only rollouts of this `name@version`'),
   limit: limitParam(500, 100),
-  cursor: z.string().max(256).optional(),
+  cursor: z.string().max(256).optional().describe('Opaque, from the previous page'),
 });
 export type RolloutListQuery = z.infer<typeof RolloutListQuery>;
 
-export const RolloutList = z.object({ items: z.array(RolloutView), nextCursor: z.string().nullable() });
+export const RolloutList = z
+  .object({ items: z.array(RolloutView), nextCursor: z.string().nullable().describe('Null on the last page') })
+  .describe('A page of rollouts, newest first');
 export type RolloutList = z.infer<typeof RolloutList>;
 
 /** What `dryRun: true` answers. */
-export const RolloutDryRun = z.object({
-  dryRun: z.literal(true),
-  modelId: z.string(),
-  targetDevices: z.int(),
-  /** Devices the selector matched whose hardware profile the release does not allow (left out). */
-  incompatibleDevices: z.int(),
-  canary: z.array(z.string()),
-  control: z.array(z.string()),
-  stages: z.array(
-    z.object({
-      name: z.string(),
-      kind: z.string(),
-      devices: z.int(),
-      newDevices: z.int(),
-      /** Control devices the stage's gates compare against. */
-      controlDevices: z.int(),
-      maxDurationS: z.number(),
-      /** Whether each gate can collect its minimum evidence within one window of this stage. */
-      gates: z.array(z.object({ gate: z.string(), feasible: z.boolean(), reason: z.string() })),
-    }),
-  ),
-  /** Everything that would make a stage stall or end at its deadline, in words. */
-  warnings: z.array(z.string()),
-  /** Fastest possible time to the last stage's verdict if every gate passes at its first chance. */
-  earliestDurationS: z.number(),
-  /** Bytes the devices will download (each device fetches the model once). */
-  bytesToDownload: z.number(),
-});
+export const RolloutDryRun = z
+  .object({
+    dryRun: z.literal(true),
+    modelId: z.string().describe('`name@version` of the candidate'),
+    targetDevices: z.int().describe('Devices the rollout would target'),
+    /** Devices the selector matched whose hardware profile the release does not allow (left out). */
+    incompatibleDevices: z
+      .int()
+      .describe('Devices the selector matched whose hardware profile the release does not allow (left out)'),
+    /** Target devices already running the candidate's bytes: a no-op for them. */
+    unchangedDevices: z
+      .int()
+      .describe("Target devices that already run the candidate's bytes: a no-op for them (state unchanged)"),
+    canary: z.array(z.string()).describe('The canary cohort'),
+    control: z.array(z.string()).describe('The control cohort'),
+    /** The fps the feasibility figures assume. */
+    fps: z
+      .object({
+        value: z.number().describe('Median fps per device'),
+        source: z
+          .enum(['telemetry', 'assumed'])
+          .describe("telemetry: the target devices' last reported pipeline fps; assumed: no telemetry yet"),
+      })
+      .describe('The fps the feasibility figures assume'),
+    /** Share of frames the agent's shadow comparison samples (its default). */
+    shadowSampleShare: z.number().describe("Share of frames a shadow stage compares (the agent's default)"),
+    stages: z.array(
+      z
+        .object({
+          name: z.string(),
+          kind: z.string(),
+          devices: z.int().describe('Devices running the candidate once the stage is reached (cumulative)'),
+          newDevices: z.int().describe('Devices this stage adds'),
+          /** Control devices the stage's gates compare against. */
+          controlDevices: z.int().describe("Control devices the stage's gates compare against"),
+          maxDurationS: z.number().describe('The stage deadline in seconds (given or default)'),
+          /** Whether each gate can collect its minimum evidence within one window of this stage. */
+          gates: z
+            .array(
+              z.object({
+                gate: z.string(),
+                feasible: z.boolean().describe('Whether the gate can collect its minimum evidence in one window'),
+                reason: z.string().describe('The expected evidence against the minimum, in words'),
+              }),
+            )
+            .describe('Whether each gate can collect its minimum evidence within one window of this stage'),
+        })
+        .describe('One stage of the plan'),
+    ),
+    /** Everything that would make a stage stall or end at its deadline, in words. */
+    warnings: z.array(z.string()).describe('Everything that would make a stage stall or end at its deadline'),
+    /** Fastest possible time to the last stage's verdict if every gate passes at its first chance. */
+    earliestDurationS: z
+      .number()
+      .describe("Fastest possible time to the last stage's verdict if every gate passes at its first chance"),
+    /** Bytes the devices will download (each device fetches the model once). */
+    bytesToDownload: z.number().describe('Bytes the devices will download (each device fetches the model once)'),
+  })
+  .describe('What a rollout would do, without doing it');
 export type RolloutDryRun = z.infer<typeof RolloutDryRun>;
 
 /** `POST /api/v1/rollouts/:id/{pause,resume,abort,promote}`: an optional reason for the record. */
-export const RolloutActionRequest = z.strictObject({ reason: z.string().max(1024).optional() });
+export const RolloutActionRequest = z
+  .strictObject({ reason: z.string().max(1024).optional().describe('Why, for the record') })
+  .describe('An operator action on a rollout');
 export type RolloutActionRequest = z.infer<typeof RolloutActionRequest>;
 
-export const RolloutEventView = z.object({
-  id: z.int(),
-  rolloutId: z.string(),
-  at: EpochMs,
-  /** created, assigned, devices, verdict, advanced, completed, rolled-back, aborted, paused, ... */
-  type: z.string(),
-  stage: z.string().nullable(),
-  data: JsonObject,
-});
+export const RolloutEventView = z
+  .object({
+    id: z.int(),
+    rolloutId: z.string(),
+    at: EpochMs,
+    /** created, assigned, devices, verdict, advanced, completed, rolled-back, aborted, paused, ... */
+    type: z
+      .string()
+      .describe(
+        'created, assigned, unchanged, devices, verdict, advanced, completed, rolled-back, aborted, paused, ' +
+          'resumed, promoted, reverting',
+      ),
+    stage: z.string().nullable().describe('The stage it happened in'),
+    data: JsonObject,
+  })
+  .describe('One entry of a rollout audit log');
 export type RolloutEventView = z.infer<typeof RolloutEventView>;
 
 export const RolloutEventQuery = z.object({
-  type: z.string().max(32).optional(),
+  type: z.string().max(32).optional().describe('Only events of this type'),
   limit: limitParam(1000, 100),
   /** Opaque, from the previous page; events come oldest first. */
-  cursor: z.string().max(256).optional(),
+  cursor: z.string().max(256).optional().describe('Opaque, from the previous page; events come oldest first'),
 });
 export type RolloutEventQuery = z.infer<typeof RolloutEventQuery>;
 
-export const RolloutEventList = z.object({ items: z.array(RolloutEventView), nextCursor: z.string().nullable() });
+export const RolloutEventList = z
+  .object({ items: z.array(RolloutEventView), nextCursor: z.string().nullable().describe('Null on the last page') })
+  .describe('A page of rollout events, oldest first');
 export type RolloutEventList = z.infer<typeof RolloutEventList>;
 
-export const RolloutDeviceView = z.object({
-  deviceId: z.string(),
-  mode: z.enum(['shadow', 'active']),
-  stageIndex: z.int(),
-  state: AssignmentState,
-  /** Why the device failed or was reverted (a refusal reason such as bad_signature). */
-  reason: z.string().nullable(),
-  previous: ModelRef.nullable(),
-  assignedAt: EpochMs,
-  updatedAt: EpochMs,
-  /** The device's model-update state machine as it last reported it. */
-  update: z.object({ rolloutId: z.string().nullable(), state: z.string(), reason: z.string().optional() }).nullable(),
-});
+export const RolloutDeviceView = z
+  .object({
+    deviceId: z.string(),
+    mode: z.enum(['shadow', 'active']).describe('shadow: beside the current model; active: switched'),
+    stageIndex: z.int().describe('The stage that assigned it'),
+    state: AssignmentState,
+    /** Why the device failed or was reverted (a refusal reason such as bad_signature). */
+    reason: z
+      .string()
+      .nullable()
+      .describe('Why the device failed, was reverted or is unchanged (a refusal reason such as bad_signature)'),
+    previous: ModelRef.nullable().describe(
+      'The model the device ran before the rollout: what a rollback returns it to',
+    ),
+    assignedAt: EpochMs,
+    updatedAt: EpochMs,
+    /** The device's model-update state machine as it last reported it. */
+    update: z
+      .object({ rolloutId: z.string().nullable(), state: z.string(), reason: z.string().optional() })
+      .nullable()
+      .describe("The device's model-update state machine as it last reported it"),
+  })
+  .describe("One device's part in a rollout");
 export type RolloutDeviceView = z.infer<typeof RolloutDeviceView>;
 
 export const RolloutDeviceQuery = z.object({
   state: AssignmentState.optional(),
   limit: limitParam(1000, 200),
-  cursor: z.string().max(256).optional(),
+  cursor: z.string().max(256).optional().describe('Opaque, from the previous page'),
 });
 export type RolloutDeviceQuery = z.infer<typeof RolloutDeviceQuery>;
 
-export const RolloutDeviceList = z.object({ items: z.array(RolloutDeviceView), nextCursor: z.string().nullable() });
+export const RolloutDeviceList = z
+  .object({ items: z.array(RolloutDeviceView), nextCursor: z.string().nullable().describe('Null on the last page') })
+  .describe("A page of a rollout's devices");
 export type RolloutDeviceList = z.infer<typeof RolloutDeviceList>;
 
 /* ------------------------------------------ server, events ------------------------------------ */

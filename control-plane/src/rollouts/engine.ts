@@ -17,7 +17,7 @@ import type { Timers } from '../sweeper.ts';
 import { createExecutors, type Executors, executeSteps, StaleRolloutError } from './executors.ts';
 import { buildDeviceFacts, type DesiredModelFact, desiredModelFact, repairSteps, toRolloutState } from './facts.ts';
 import type { DeviceWindow } from './gates.ts';
-import { evaluationWindow, plan, type Step } from './plan.ts';
+import { dueWindow, plan, type Step } from './plan.ts';
 import { buildDeviceWindows } from './windows.ts';
 
 /*
@@ -142,13 +142,13 @@ export function createRolloutEngine(deps: RolloutEngineDeps): RolloutEngine {
     const snapshots = new Map((await store.devices.snapshots({ ids })).map((snapshot) => [snapshot.id, snapshot]));
     const facts = buildDeviceFacts(targets, snapshots, assignments);
 
-    const due =
-      rollout.status === 'running' &&
-      (rollout.lastEvaluatedAt === null || now - rollout.lastEvaluatedAt >= rollout.spec.gates.intervalS * 1000);
+    // A gate window is read once, when it has closed (plan.ts judges it in the same pass).
+    const window = rollout.status === 'running' ? dueWindow(rollout, now) : null;
+    const due = window !== null;
     let windows: ReadonlyMap<string, readonly DeviceWindow[]> = new Map();
-    if (due) {
+    if (window) {
       const started = performance.now();
-      const samples = await readWindow(evaluationWindow(rollout, now));
+      const samples = await readWindow({ from: window.from, to: window.to - 1 });
       windows = buildDeviceWindows(samples, new Set(ids));
       metrics.evaluationSeconds.observe((performance.now() - started) / 1000);
     }

@@ -11,7 +11,7 @@ import type {
 import type { BusEvents, EventBus } from '../events.ts';
 import type { DesiredChange } from '../fleet.ts';
 import { toModelAssignment } from '../models/registry.ts';
-import { previousModel } from './facts.ts';
+import { desiredPrevious, previousModel, reportedModel } from './facts.ts';
 import type { DeviceFacts, RolloutState, Step } from './plan.ts';
 
 /*
@@ -53,6 +53,7 @@ export type ExecutorDeps = {
 
 export type Executors = {
   readonly assign: (step: StepOf<'assign'>, context: ExecutionContext) => Promise<void>;
+  readonly unchanged: (step: StepOf<'unchanged'>, context: ExecutionContext) => Promise<void>;
   readonly revert: (step: StepOf<'revert'>, context: ExecutionContext) => Promise<void>;
   /** Marks come in runs (one per device); a run is applied as one batch. */
   readonly mark: (steps: readonly StepOf<'mark'>[], context: ExecutionContext) => Promise<void>;
@@ -66,6 +67,8 @@ const TRANSITION_EVENTS: Readonly<Record<string, keyof BusEvents>> = {
   completed: 'rollout.completed',
   'rolled-back': 'rollout.rolled-back',
   aborted: 'rollout.aborted',
+  /** A stage deadline's pause: the operator sees it like their own pause. */
+  paused: 'rollout.paused',
 };
 
 async function eachLimited<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
@@ -100,9 +103,11 @@ export function createExecutors(deps: ExecutorDeps): Executors {
       const rows: AssignmentRecord[] = step.deviceIds.map((deviceId) => {
         const existing = context.facts.get(deviceId)?.assignment ?? null;
         // A shadow device moving to active, or a repair, keeps what it ran before the rollout.
-        const previous = existing
-          ? existing.previous
-          : previousModel(context.snapshots.get(deviceId)?.reported ?? null, rollout.model.sha256);
+        const snapshot = context.snapshots.get(deviceId);
+        const previous =
+          existing?.previous ??
+          previousModel(snapshot?.reported ?? null, rollout.model.sha256) ??
+          desiredPrevious(snapshot, rollout.model.sha256);
         return {
           rolloutId: rollout.id,
           deviceId,
@@ -136,6 +141,36 @@ export function createExecutors(deps: ExecutorDeps): Executors {
         mode: step.mode,
         deviceIds: [...step.deviceIds],
       });
+    },
+
+    async unchanged(step, context) {
+      const { rollout, now } = context;
+      const rows: AssignmentRecord[] = step.deviceIds.map((deviceId) => {
+        const reported = reportedModel(context.snapshots.get(deviceId)?.reported ?? null);
+        return {
+          rolloutId: rollout.id,
+          deviceId,
+          mode: step.mode,
+          stageIndex: step.stageIndex,
+          state: 'unchanged',
+          // What it runs (the candidate's bytes, possibly under another release): nothing to return to.
+          previous: reported.active,
+          assignedAt: now,
+          updatedAt: now,
+          reason: step.reason,
+        };
+      });
+      await rollouts.putAssignments(rows);
+      const changes = step.deviceIds.map((deviceId) => ({ deviceId, state: 'unchanged', reason: step.reason }));
+      await rollouts.appendEvents([
+        event(
+          context,
+          'unchanged',
+          { mode: step.mode, stageIndex: step.stageIndex, reason: step.reason, deviceIds: [...step.deviceIds] },
+          stageName(rollout, step.stageIndex),
+        ),
+      ]);
+      bus.publish('rollout.devices', { rolloutId: rollout.id, changes });
     },
 
     async revert(step, context) {
@@ -183,10 +218,11 @@ export function createExecutors(deps: ExecutorDeps): Executors {
         verdict: evaluation.verdict,
         reason: evaluation.reason,
         failingWindows: step.failingWindows,
+        window: step.window,
+        timedOut: step.timedOut,
+        action: step.action,
         gates: evaluation.gates,
         evidence: evaluation.evidence,
-        canary: evaluation.canary,
-        control: evaluation.control,
       };
       await rollouts.appendEvents([event(context, 'verdict', data, step.stage)]);
       bus.publish('rollout.verdict', {
@@ -196,6 +232,9 @@ export function createExecutors(deps: ExecutorDeps): Executors {
         verdict: evaluation.verdict,
         reason: evaluation.reason,
         failingWindows: step.failingWindows,
+        window: step.window,
+        timedOut: step.timedOut,
+        action: step.action,
         gates: evaluation.gates,
         evidence: evaluation.evidence,
       });
@@ -261,6 +300,9 @@ export async function executeSteps(
     switch (step.type) {
       case 'assign':
         await executors.assign(step, context);
+        break;
+      case 'unchanged':
+        await executors.unchanged(step, context);
         break;
       case 'revert':
         await executors.revert(step, context);

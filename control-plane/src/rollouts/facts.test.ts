@@ -1,7 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import type { AssignmentRecord, DeviceSnapshot } from '../db/repositories.ts';
 import { selectCohorts } from './cohorts.ts';
-import { buildDeviceFacts, type DesiredModelFact, previousModel, repairSteps, reportedModel } from './facts.ts';
+import {
+  buildDeviceFacts,
+  type DesiredModelFact,
+  desiredPrevious,
+  previousModel,
+  repairSteps,
+  reportedModel,
+} from './facts.ts';
 import type { AssignmentState, DeviceFacts, RolloutState } from './plan.ts';
 import { RolloutSpec } from './spec.ts';
 
@@ -145,5 +152,26 @@ describe('repairSteps', () => {
       { type: 'mark', deviceId: 'a', state: 'active' },
     ]);
     expect(steps).toEqual([]);
+  });
+});
+
+describe('desiredPrevious', () => {
+  const snapshot = (model: typeof OLD | null) =>
+    ({
+      id: 'cam-1',
+      labels: {},
+      status: 'online',
+      reported: null,
+      desired: model
+        ? { version: 3, issuedAt: 0, model: { rolloutId: 'r0', model, mode: 'active', url: '/x', signed: {} } }
+        : null,
+    }) as unknown as DeviceSnapshot;
+
+  it('falls back to the model desired state names when the device reported none, unless it is the candidate', () => {
+    expect(previousModel(null, NEW.sha256)).toBeNull();
+    expect(desiredPrevious(snapshot(OLD), NEW.sha256)).toEqual(OLD);
+    expect(desiredPrevious(snapshot(NEW), NEW.sha256)).toBeNull();
+    expect(desiredPrevious(snapshot(null), NEW.sha256)).toBeNull();
+    expect(desiredPrevious(undefined, NEW.sha256)).toBeNull();
   });
 });

@@ -140,6 +140,16 @@ export function previousModel(reported: unknown, candidateSha256: string): Model
 }
 
 /**
+ * The fallback for what a rollback returns a device to when it has reported no model yet (or only
+ * the candidate): the model its desired state names now, unless that is the candidate.
+ */
+export function desiredPrevious(snapshot: DeviceSnapshot | undefined, candidateSha256: string): ModelRef | null {
+  const model = snapshot?.desired?.model?.model;
+  if (!model || model.sha256 === candidateSha256) return null;
+  return { id: model.id, name: model.name, version: model.version, sha256: model.sha256 };
+}
+
+/**
  * Steps that put desired state back in line with the assignments, for what the planner cannot
  * see: a control plane killed between writing an assignment and publishing desired state (or an
  * operator who changed it). `assigned` devices must have the candidate in desired state, in their
@@ -154,7 +164,8 @@ export function repairSteps(
   const touched = new Set<string>();
   for (const step of planned) {
     if (step.type === 'mark') touched.add(step.deviceId);
-    else if (step.type === 'assign' || step.type === 'revert') for (const id of step.deviceIds) touched.add(id);
+    else if (step.type === 'assign' || step.type === 'revert' || step.type === 'unchanged')
+      for (const id of step.deviceIds) touched.add(id);
   }
   const reassign = new Map<string, { mode: 'shadow' | 'active'; stageIndex: number; ids: string[] }>();
   const revert: string[] = [];

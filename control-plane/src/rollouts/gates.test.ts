@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type DeviceWindow, evaluateStage, psi, summarise } from './gates.ts';
+import { type DeviceWindow, evaluateStage, psi } from './gates.ts';
 import { EvidenceSpec, GateSpec } from './spec.ts';
 
 const gates = GateSpec.parse({});
@@ -38,18 +38,6 @@ describe('psi', () => {
   });
 });
 
-describe('summarise', () => {
-  it('weights latency by frames and averages fps per device', () => {
-    const stats = summarise([
-      window('a', { frames: 100, latencyP95: 10 }),
-      window('b', { frames: 300, latencyP95: 30 }),
-    ]);
-    expect(stats.latencyP95).toBeCloseTo(25);
-    expect(stats.fps).toBeCloseTo(2);
-    expect(stats.detectionsPer1000).toBeCloseTo(15_000);
-  });
-});
-
 describe('evaluateStage', () => {
   const base = { kind: 'live' as const, stageDevices: 5, failedDevices: 0, soakedS: 60 };
 
@@ -65,7 +53,12 @@ describe('evaluateStage', () => {
     expect(result.verdict).toBe('fail');
     const failing = result.gates.filter((g) => g.verdict === 'fail').map((g) => g.gate);
     expect(failing).toEqual(expect.arrayContaining(['latency-p95-ratio', 'detections-change', 'fps-ratio']));
-    expect(result.gates.find((g) => g.gate === 'latency-p95-ratio')?.canary).toBeCloseTo(3);
+    const latency = result.gates.find((g) => g.gate === 'latency-p95-ratio');
+    expect(latency?.comparison?.estimate).toBeCloseTo(3);
+    // Both cohorts' measured values, not a ratio against a constant.
+    expect(latency?.canary).toMatchObject({ median: 60, devices: 5, frames: 5000 });
+    expect(latency?.control).toMatchObject({ median: 20, devices: 5, frames: 5000 });
+    expect(latency?.decision).toMatch(/whole 95% interval lies past the threshold 1.5/);
   });
 
   it('is inconclusive, not a pass, when too few devices report', () => {
@@ -111,6 +104,73 @@ describe('evaluateStage', () => {
     expect(bad.gates.filter((g) => g.verdict === 'fail').map((g) => g.gate)).toEqual([
       'shadow-recall',
       'latency-p95-ratio',
+    ]);
+  });
+});
+
+describe('evaluateStage, noise and evidence', () => {
+  const base = { kind: 'live' as const, stageDevices: 5, failedDevices: 0, soakedS: 300 };
+  const spread = (values: readonly number[], overrides: (v: number) => Partial<DeviceWindow>) =>
+    values.map((v, i) => window(`n${i}`, overrides(v)));
+
+  it('does not fail an fps ratio of about 0.8 at 1 fps when the devices scatter: inconclusive, never fail', () => {
+    // ~1 fps per device over 300 s, canary 0.795 of control on average, devices scattered by 25%.
+    const control = spread([1.2, 0.8, 1.0, 1.3, 0.7], (fps) => ({ frames: Math.round(fps * 300), seconds: 300 }));
+    const canary = spread([0.95, 0.64, 0.8, 1.03, 0.56], (fps) => ({ frames: Math.round(fps * 300), seconds: 300 }));
+    const result = evaluateStage({ ...base, candidate: canary, control }, gates, evidence);
+    const fps = result.gates.find((g) => g.gate === 'fps-ratio');
+    expect(fps?.comparison?.estimate).toBeLessThan(0.8);
+    expect(fps?.comparison?.hi).toBeGreaterThan(0.8);
+    expect(fps?.verdict).toBe('inconclusive');
+    expect(result.verdict).not.toBe('fail');
+  });
+
+  it('fails a ratio gate only when the whole interval lies past the threshold', () => {
+    const control = spread([20, 21, 19, 20, 22], (p95) => ({ latencyP95: p95 }));
+    const canary = spread([40, 42, 38, 41, 39], (p95) => ({ latencyP95: p95 }));
+    const result = evaluateStage({ ...base, candidate: canary, control }, gates, evidence);
+    const latency = result.gates.find((g) => g.gate === 'latency-p95-ratio');
+    expect(latency?.verdict).toBe('fail');
+    expect(latency?.comparison?.lo).toBeGreaterThan(1.5);
+  });
+
+  it('never fails before the fail evidence: too early in the stage, too few frames or devices', () => {
+    const bad = cohort(5, { latencyP95: 80 });
+    const early = evaluateStage({ ...base, soakedS: 7, candidate: bad, control: cohort(5) }, gates, evidence);
+    expect(early.verdict).toBe('inconclusive');
+    expect(early.gates.find((g) => g.gate === 'latency-p95-ratio')?.decision).toMatch(/7 s into the stage, need 60 s/);
+    const thin = evaluateStage(
+      { ...base, candidate: cohort(5, { latencyP95: 80, frames: 30 }), control: cohort(5) },
+      gates,
+      evidence,
+    );
+    expect(thin.verdict).toBe('inconclusive');
+    expect(thin.gates.find((g) => g.gate === 'latency-p95-ratio')?.decision).toMatch(/150 frames, need 200/);
+  });
+
+  it('calls confidence-psi not-applicable for a scene with no detections, and still passes', () => {
+    const empty = { detections: 0, confidence: new Array<number>(20).fill(0) };
+    const result = evaluateStage({ ...base, candidate: cohort(5, empty), control: cohort(5, empty) }, gates, evidence);
+    const psiGate = result.gates.find((g) => g.gate === 'confidence-psi');
+    expect(psiGate?.verdict).toBe('not-applicable');
+    expect(psiGate?.decision).toMatch(/no detections on either side/);
+    expect(result.verdict).toBe('pass');
+    expect(result.reason).toMatch(/not applicable: confidence-psi/);
+  });
+
+  it('records both sides of the evidence: devices and frames of canary and control', () => {
+    const result = evaluateStage({ ...base, candidate: cohort(4), control: cohort(3) }, gates, evidence);
+    expect(result.evidence).toMatchObject({ reporting: 4, frames: 4000, controlDevices: 3, controlFrames: 3000 });
+  });
+
+  it('judges the last stage, with no control left, on the absolute error rate alone', () => {
+    const result = evaluateStage({ ...base, candidate: cohort(5), control: null }, gates, evidence);
+    expect(result.verdict).toBe('pass');
+    expect(result.gates.filter((g) => g.verdict === 'not-applicable').map((g) => g.gate)).toEqual([
+      'latency-p95-ratio',
+      'fps-ratio',
+      'detections-change',
+      'confidence-psi',
     ]);
   });
 });

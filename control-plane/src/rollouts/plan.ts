@@ -1,11 +1,16 @@
-import type { ModelRef } from '@edgeloop/protocol';
+import type { ModelRef, TimeoutAction } from '@edgeloop/protocol';
 import { type Cohorts, controlAt, dueAt, inMaintenanceWindow, stageSize, type TargetDevice } from './cohorts.ts';
 import { type DeviceWindow, evaluateStage, type StageEvaluation } from './gates.ts';
-import type { RolloutSpec } from './spec.ts';
+import type { RolloutSpec, StageSpec } from './spec.ts';
 
 /* The rollout reconcile loop's brain: a pure function from (rollout state, device facts, metric
  * windows, now) to a list of steps. Executors apply the steps (database + desired state) and the
- * loop runs again. Every step is idempotent, so a restart mid-way simply plans again. */
+ * loop runs again. Every step is idempotent, so a restart mid-way simply plans again.
+ *
+ * Gate windows are consecutive, non-overlapping slices of the stage, [start + k w, start + (k+1) w)
+ * with w = gates.windowS, judged once each when they close (telemetry by received time). The
+ * rollout row keeps the end of the last window judged (`lastEvaluatedAt`), so the next one follows
+ * from it: N failing windows are N distinct windows. */
 
 export type RolloutStatus = 'running' | 'paused' | 'completed' | 'rolled_back' | 'aborted';
 
@@ -17,8 +22,9 @@ export type RolloutState = {
   readonly status: RolloutStatus;
   readonly stageIndex: number;
   readonly stageStartedAt: number;
-  /** Consecutive failing evaluations in this stage. */
+  /** Consecutive failing windows in this stage. */
   readonly failingWindows: number;
+  /** End of the last window judged in this stage; null before the first. */
   readonly lastEvaluatedAt: number | null;
   readonly cohorts: Cohorts;
   readonly reason: string | null;
@@ -30,8 +36,9 @@ export type RolloutState = {
  * failed:      the device reported a failed update or reverted locally
  * reverting:   desired state names the previous model again; not confirmed yet
  * rolled_back: the device is back on the previous model
+ * unchanged:   the device already ran the candidate's bytes: a no-op, never switched or reverted
  */
-export type AssignmentState = 'assigned' | 'active' | 'failed' | 'reverting' | 'rolled_back';
+export type AssignmentState = 'assigned' | 'active' | 'failed' | 'reverting' | 'rolled_back' | 'unchanged';
 
 export type Assignment = {
   readonly mode: 'shadow' | 'active';
@@ -56,7 +63,7 @@ export type DeviceFacts = {
 export type PlanInput = {
   readonly rollout: RolloutState;
   readonly devices: ReadonlyMap<string, DeviceFacts>;
-  /** Metric windows per device inside `evaluationWindow(rollout, now)`, one per model seen. */
+  /** Metric windows per device inside `dueWindow(rollout, now)`, one per model seen. */
   readonly windows: ReadonlyMap<string, readonly DeviceWindow[]>;
   readonly now: number;
 };
@@ -65,12 +72,22 @@ export type RolloutPatch = Partial<
   Pick<RolloutState, 'status' | 'stageIndex' | 'stageStartedAt' | 'failingWindows' | 'lastEvaluatedAt' | 'reason'>
 >;
 
+export type GateWindow = { readonly index: number; readonly from: number; readonly to: number };
+
 export type Step =
   | {
       readonly type: 'assign';
       readonly deviceIds: readonly string[];
       readonly mode: 'shadow' | 'active';
       readonly stageIndex: number;
+    }
+  /** Devices that already run the candidate's bytes: recorded as such, desired state left alone. */
+  | {
+      readonly type: 'unchanged';
+      readonly deviceIds: readonly string[];
+      readonly mode: 'shadow' | 'active';
+      readonly stageIndex: number;
+      readonly reason: string;
     }
   | { readonly type: 'revert'; readonly deviceIds: readonly string[]; readonly reason: string }
   | { readonly type: 'mark'; readonly deviceId: string; readonly state: AssignmentState; readonly reason?: string }
@@ -80,14 +97,41 @@ export type Step =
       readonly stage: string;
       readonly evaluation: StageEvaluation;
       readonly failingWindows: number;
+      readonly window: GateWindow;
+      readonly timedOut: boolean;
+      readonly action: TimeoutAction | null;
     }
   | { readonly type: 'update'; readonly transition: string; readonly patch: RolloutPatch; readonly reason: string };
 
 const FAILED_UPDATE_STATES = new Set(['reverted', 'failed']);
 
-/** The metrics window a gate evaluation at `now` compares. */
-export function evaluationWindow(rollout: RolloutState, now: number): { from: number; to: number } {
-  return { from: Math.max(rollout.stageStartedAt, now - rollout.spec.gates.windowS * 1000), to: now };
+/** Telemetry arrives a little after the window it belongs to closes: wait this long before judging. */
+export function windowGraceMs(spec: RolloutSpec): number {
+  return Math.min(2000, spec.gates.windowS * 100);
+}
+
+/** A stage's deadline in seconds: its maxDurationS, else max(1800, soak + jitter + (failing + 2) windows). */
+export function stageMaxDurationS(spec: RolloutSpec, stage: StageSpec): number {
+  if (stage.maxDurationS !== undefined) return stage.maxDurationS;
+  return Math.max(
+    1800,
+    spec.evidence.soakS + spec.jitterS + (spec.gates.failingWindowsRequired + 2) * spec.gates.windowS,
+  );
+}
+
+/** The window after the last one judged in this stage (index from 0). */
+export function nextWindow(rollout: RolloutState): GateWindow {
+  const width = rollout.spec.gates.windowS * 1000;
+  const start = rollout.stageStartedAt;
+  const last = rollout.lastEvaluatedAt;
+  const index = last === null || last <= start ? 0 : Math.round((last - start) / width);
+  return { index, from: start + index * width, to: start + (index + 1) * width };
+}
+
+/** The window to judge at `now`, or null while the next one is still open. */
+export function dueWindow(rollout: RolloutState, now: number): GateWindow | null {
+  const window = nextWindow(rollout);
+  return now >= window.to + windowGraceMs(rollout.spec) ? window : null;
 }
 
 /** Steps that bring device assignment states in line with what devices report. */
@@ -114,7 +158,13 @@ function syncSteps(rollout: RolloutState, devices: ReadonlyMap<string, DeviceFac
         assignment.mode === 'active' ? device.activeSha256 === candidate : device.shadowSha256 === candidate;
       if (running) steps.push({ type: 'mark', deviceId: device.id, state: 'active' });
     } else if (assignment.state === 'reverting') {
-      const back = device.activeSha256 !== candidate && device.shadowSha256 !== candidate;
+      // Home once the device reports its previous model, or anything that is not the candidate.
+      const previous = assignment.previous?.sha256 ?? null;
+      const noCandidateShadow = device.shadowSha256 !== candidate;
+      const back =
+        noCandidateShadow &&
+        device.activeSha256 !== null &&
+        (device.activeSha256 === previous || device.activeSha256 !== candidate);
       if (back) steps.push({ type: 'mark', deviceId: device.id, state: 'rolled_back' });
     }
   }
@@ -148,8 +198,11 @@ function rollback(
 export function plan(input: PlanInput): Step[] {
   const { rollout, devices, now } = input;
   const { spec, cohorts } = rollout;
+  const candidateSha = rollout.model.sha256;
   const steps = syncSteps(rollout, devices);
-  const marked = new Map(steps.flatMap((step) => (step.type === 'mark' ? [[step.deviceId, step.state] as const] : [])));
+  const marked = new Map<string, AssignmentState>(
+    steps.flatMap((step) => (step.type === 'mark' ? [[step.deviceId, step.state] as const] : [])),
+  );
   const stateOf = (id: string) => marked.get(id) ?? devices.get(id)?.assignment?.state ?? null;
 
   if (rollout.status === 'rolled_back' || rollout.status === 'aborted') {
@@ -170,7 +223,7 @@ export function plan(input: PlanInput): Step[] {
   let assigned = 0;
   let failed = 0;
   for (const device of devices.values()) {
-    if (!device.assignment) continue;
+    if (!device.assignment || device.assignment.state === 'unchanged') continue;
     assigned++;
     if (stateOf(device.id) === 'failed') failed++;
   }
@@ -187,60 +240,131 @@ export function plan(input: PlanInput): Step[] {
   const mode = stage.kind === 'shadow' ? 'shadow' : 'active';
   const needsModel = (id: string) => {
     const assignment = devices.get(id)?.assignment;
-    return !assignment || (assignment.mode === 'shadow' && mode === 'active' && assignment.state !== 'failed');
+    return (
+      !assignment ||
+      (assignment.mode === 'shadow' &&
+        mode === 'active' &&
+        assignment.state !== 'failed' &&
+        assignment.state !== 'unchanged')
+    );
   };
+  // A device already running the candidate's bytes is a no-op: no fake switch, no revert later.
+  const runsCandidate = (id: string) => devices.get(id)?.activeSha256 === candidateSha;
+  const unchangedNow = new Set<string>();
   // Stage devices still waiting for the model (their jitter, a maintenance window), or getting it now.
   const waiting = stageIds.filter(needsModel).length;
   if (inMaintenanceWindow(spec.maintenanceWindows, now)) {
     const due = stageIds.filter((id) => needsModel(id) && dueAt(rollout.id, id, rollout.stageStartedAt, spec) <= now);
-    if (due.length > 0) steps.push({ type: 'assign', deviceIds: due, mode, stageIndex: rollout.stageIndex });
+    const same = due.filter((id) => runsCandidate(id) && !devices.get(id)?.assignment);
+    const give = due.filter((id) => !same.includes(id));
+    if (same.length > 0) {
+      for (const id of same) unchangedNow.add(id);
+      steps.push({
+        type: 'unchanged',
+        deviceIds: same,
+        mode,
+        stageIndex: rollout.stageIndex,
+        reason: "the device already runs the candidate's bytes (same sha256): nothing to switch",
+      });
+    }
+    if (give.length > 0) steps.push({ type: 'assign', deviceIds: give, mode, stageIndex: rollout.stageIndex });
   }
+  // Devices on the candidate's bytes still waiting for their turn (jitter) are no-ops as well.
+  for (const id of stageIds) if (!devices.get(id)?.assignment && runsCandidate(id)) unchangedNow.add(id);
 
-  if (rollout.lastEvaluatedAt !== null && now - rollout.lastEvaluatedAt < spec.gates.intervalS * 1000) return steps;
+  const window = dueWindow(rollout, now);
+  if (!window) return steps;
 
   // Gate evaluation over the window.
+  const unchangedIds = new Set(stageIds.filter((id) => unchangedNow.has(id) || stateOf(id) === 'unchanged'));
+  const judgedIds = stageIds.filter((id) => !unchangedIds.has(id));
   const stageSet = new Set(stageIds);
   const candidateWindows: DeviceWindow[] = [];
-  for (const id of stageIds) {
-    for (const window of input.windows.get(id) ?? []) {
+  for (const id of judgedIds) {
+    for (const w of input.windows.get(id) ?? []) {
       const useful =
         mode === 'shadow'
-          ? window.shadow !== null && window.shadow.candidateSha256 === rollout.model.sha256
-          : window.modelSha256 === rollout.model.sha256;
-      if (useful) candidateWindows.push(window);
+          ? w.shadow !== null && w.shadow.candidateSha256 === candidateSha
+          : w.modelSha256 === candidateSha;
+      if (useful) candidateWindows.push(w);
     }
   }
-  const controlIds = controlAt(stage, cohorts).filter((id) => !stageSet.has(id));
+  // Control: devices of the control cohort that this rollout has not assigned, whatever they run.
+  const controlIds = controlAt(stage, cohorts).filter((id) => !stageSet.has(id) && !devices.get(id)?.assignment);
   const controlWindows: DeviceWindow[] = [];
-  for (const id of controlIds) {
-    for (const window of input.windows.get(id) ?? []) {
-      if (window.modelSha256 !== rollout.model.sha256) controlWindows.push(window);
-    }
-  }
-  const failedInStage = stageIds.filter((id) => stateOf(id) === 'failed').length;
-  const evaluation = evaluateStage(
+  for (const id of controlIds) for (const w of input.windows.get(id) ?? []) controlWindows.push(w);
+  const failedInStage = judgedIds.filter((id) => stateOf(id) === 'failed').length;
+  const soakedS = (window.to - rollout.stageStartedAt) / 1000;
+  const evaluated = evaluateStage(
     {
       kind: mode === 'shadow' ? 'shadow' : 'live',
-      stageDevices: stageIds.length,
+      stageDevices: judgedIds.length,
+      unchanged: unchangedIds.size,
       candidate: candidateWindows,
       control: mode === 'shadow' ? null : controlIds.length > 0 ? controlWindows : null,
+      controlCohort: controlIds.length,
       failedDevices: failedInStage,
-      soakedS: (now - rollout.stageStartedAt) / 1000,
+      soakedS,
     },
     spec.gates,
     spec.evidence,
   );
+  // A stage whose every device already runs the candidate's bytes has nothing to judge.
+  const vacuous = judgedIds.length === 0 && waiting === 0;
+  const evaluation: StageEvaluation = vacuous
+    ? {
+        ...evaluated,
+        verdict: 'pass',
+        reason: `every device of the stage (${unchangedIds.size}) already runs the candidate's bytes: nothing to judge`,
+      }
+    : evaluated;
+
+  const deadline = rollout.stageStartedAt + stageMaxDurationS(spec, stage) * 1000;
+  const timedOut = evaluation.verdict === 'inconclusive' && window.to >= deadline;
+  const action: TimeoutAction | null = timedOut ? spec.onTimeout : null;
   const failingWindows = evaluation.verdict === 'fail' ? rollout.failingWindows + 1 : 0;
-  steps.push({ type: 'verdict', stageIndex: rollout.stageIndex, stage: stage.name, evaluation, failingWindows });
+  steps.push({
+    type: 'verdict',
+    stageIndex: rollout.stageIndex,
+    stage: stage.name,
+    evaluation,
+    failingWindows,
+    window,
+    timedOut,
+    action,
+  });
 
   if (evaluation.verdict === 'fail' && failingWindows >= spec.gates.failingWindowsRequired) {
     // No new assignments in the pass that rolls back: they would race the revert.
     return [
       ...steps.filter((step) => step.type !== 'assign'),
-      ...rollback(devices, 'rolled_back', `stage ${stage.name} failed: ${evaluation.reason}`),
+      ...rollback(
+        devices,
+        'rolled_back',
+        `stage ${stage.name} failed in ${failingWindows} consecutive windows: ${evaluation.reason}`,
+      ),
     ];
   }
-  if (evaluation.verdict === 'pass') {
+  const timeoutReason = `stage ${stage.name} reached its deadline (${stageMaxDurationS(spec, stage)} s) inconclusive: ${evaluation.reason}`;
+  if (timedOut && action === 'abort') {
+    return [...steps.filter((step) => step.type !== 'assign'), ...rollback(devices, 'aborted', timeoutReason)];
+  }
+  if (timedOut && action === 'pause') {
+    steps.push({
+      type: 'update',
+      transition: 'paused',
+      patch: {
+        status: 'paused',
+        reason: `${timeoutReason}; paused for the operator`,
+        lastEvaluatedAt: window.to,
+        failingWindows: 0,
+      },
+      reason: `${timeoutReason}; paused for the operator`,
+    });
+    return steps;
+  }
+  if (evaluation.verdict === 'pass' || (timedOut && action === 'promote')) {
+    const why = evaluation.verdict === 'pass' ? `stage ${stage.name} passed` : `${timeoutReason}; promoted`;
     const next = rollout.stageIndex + 1;
     if (next >= spec.stages.length && waiting > 0) {
       // The last stage passes only once every device has been handed the model: completing
@@ -248,8 +372,8 @@ export function plan(input: PlanInput): Step[] {
       steps.push({
         type: 'update',
         transition: 'holding',
-        patch: { lastEvaluatedAt: now, failingWindows: 0 },
-        reason: `stage ${stage.name} passed; waiting for ${waiting} devices to be handed the model before completing`,
+        patch: { lastEvaluatedAt: window.to, failingWindows: 0 },
+        reason: `${why}; waiting for ${waiting} devices to be handed the model before completing`,
       });
       return steps;
     }
@@ -257,15 +381,15 @@ export function plan(input: PlanInput): Step[] {
       steps.push({
         type: 'update',
         transition: 'completed',
-        patch: { status: 'completed', lastEvaluatedAt: now, failingWindows: 0 },
-        reason: `stage ${stage.name} passed; rollout complete`,
+        patch: { status: 'completed', lastEvaluatedAt: window.to, failingWindows: 0 },
+        reason: `${why}; rollout complete`,
       });
     } else {
       steps.push({
         type: 'update',
         transition: 'advanced',
         patch: { stageIndex: next, stageStartedAt: now, failingWindows: 0, lastEvaluatedAt: null },
-        reason: `stage ${stage.name} passed; entering ${spec.stages[next]?.name}`,
+        reason: `${why}; entering ${spec.stages[next]?.name}`,
       });
     }
     return steps;
@@ -273,43 +397,168 @@ export function plan(input: PlanInput): Step[] {
   steps.push({
     type: 'update',
     transition: evaluation.verdict === 'fail' ? 'failing' : 'holding',
-    patch: { lastEvaluatedAt: now, failingWindows },
+    patch: { lastEvaluatedAt: window.to, failingWindows },
     reason: evaluation.reason,
   });
   return steps;
 }
 
+export type GateFeasibility = { readonly gate: string; readonly feasible: boolean; readonly reason: string };
+
+export type DryRunStage = {
+  readonly name: string;
+  readonly kind: string;
+  readonly devices: number;
+  readonly newDevices: number;
+  readonly controlDevices: number;
+  readonly maxDurationS: number;
+  readonly gates: readonly GateFeasibility[];
+};
+
 export type DryRunPlan = {
   readonly targetDevices: number;
   readonly canary: readonly string[];
   readonly control: readonly string[];
-  readonly stages: readonly { name: string; kind: string; devices: number; newDevices: number }[];
+  readonly unchangedDevices: number;
+  readonly stages: readonly DryRunStage[];
+  readonly warnings: readonly string[];
   /** Fastest possible time to 100% if every gate passes at its first chance. */
   readonly earliestDurationS: number;
   /** Bytes the devices will download (each device fetches the model once). */
   readonly bytesToDownload: number;
 };
 
-/** What a rollout would do, without doing it. */
-export function dryRun(spec: RolloutSpec, cohorts: Cohorts, modelSizeBytes: number): DryRunPlan {
+export type DryRunContext = {
+  /** Median fps per device the feasibility figures assume. */
+  readonly fps: number;
+  /** Share of frames a shadow stage compares. */
+  readonly shadowSampleShare: number;
+  /** Target devices that already run the candidate's bytes. */
+  readonly unchanged: ReadonlySet<string>;
+};
+
+/** What a rollout would do, without doing it, and whether each gate can collect its evidence. */
+export function dryRun(
+  spec: RolloutSpec,
+  cohorts: Cohorts,
+  modelSizeBytes: number,
+  context: DryRunContext,
+): DryRunPlan {
   let previous = 0;
   let earliest = 0;
-  const stages = spec.stages.map((stage) => {
+  let downloads = 0;
+  const warnings: string[] = [];
+  const { evidence, gates } = spec;
+  const windowS = gates.windowS;
+  const perDeviceFrames = context.fps * windowS;
+  if (context.unchanged.size > 0) {
+    warnings.push(
+      `${context.unchanged.size} of ${cohorts.order.length} target devices already run the candidate's bytes: ` +
+        'a no-op for them (state unchanged, left out of the gates)',
+    );
+  }
+  const stages = spec.stages.map((stage, index): DryRunStage => {
     const devices = stageSize(stage, cohorts);
     const newDevices = Math.max(0, devices - previous);
+    const ids = cohorts.order.slice(0, devices);
+    for (const id of cohorts.order.slice(previous, Math.max(previous, devices)))
+      if (!context.unchanged.has(id)) downloads++;
     previous = Math.max(previous, devices);
-    // A stage passes at the first evaluation after its soak and its devices' jitter.
-    const interval = spec.gates.intervalS;
-    earliest += Math.max(interval, Math.ceil((spec.evidence.soakS + spec.jitterS) / interval) * interval);
-    return { name: stage.name, kind: stage.kind, devices, newDevices };
+    const judged = ids.filter((id) => !context.unchanged.has(id)).length;
+    const control = controlAt(stage, cohorts).length;
+    const maxDurationS = stageMaxDurationS(spec, stage);
+    // The first window that can pass: its end at or after soak and jitter.
+    const windows = Math.max(1, Math.ceil((evidence.soakS + spec.jitterS) / windowS));
+    earliest += windows * windowS;
+    const shadow = stage.kind === 'shadow';
+    const lastLive = !shadow && control === 0;
+    const framesPerDevice = shadow ? perDeviceFrames * context.shadowSampleShare : perDeviceFrames;
+    const reportingNeeded = Math.min(
+      judged,
+      Math.max(evidence.minDevices, Math.ceil(evidence.minReportingShare * judged)),
+    );
+    const expectedFrames = Math.floor(framesPerDevice * reportingNeeded);
+    const result: GateFeasibility[] = [];
+    const feasible = (gate: string, ok: boolean, reason: string) => {
+      result.push({ gate, feasible: ok, reason });
+      if (!ok)
+        warnings.push(`stage ${stage.name}: ${gate} cannot collect its evidence in one ${windowS} s window: ${reason}`);
+    };
+    const frameWord = shadow ? 'frames compared' : 'frames';
+    const framesOk = expectedFrames >= evidence.minFrames;
+    const deviceFramesOk = framesPerDevice >= evidence.minDeviceFrames;
+    const framesReason =
+      `${reportingNeeded} devices x ${context.fps} fps x ${windowS} s${shadow ? ` x ${context.shadowSampleShare} shadow share` : ''}` +
+      ` = ${expectedFrames} ${frameWord} (need ${evidence.minFrames}); ${Math.floor(framesPerDevice)} per device (need ${evidence.minDeviceFrames})`;
+    if (judged === 0) {
+      result.push({
+        gate: 'all',
+        feasible: true,
+        reason: "every device already runs the candidate's bytes: nothing to judge",
+      });
+    } else if (shadow) {
+      for (const gate of ['shadow-precision', 'shadow-recall', 'latency-p95-ratio'])
+        feasible(gate, framesOk && deviceFramesOk, framesReason);
+    } else if (lastLive) {
+      feasible(
+        'error-rate',
+        framesOk && deviceFramesOk,
+        `${framesReason}; no control cohort left, absolute error rate only`,
+      );
+    } else {
+      const controlOk = control > 0;
+      const failOk = Math.min(judged, control) >= Math.min(evidence.failMinDevices, Math.max(2, control));
+      for (const gate of ['error-rate', 'latency-p95-ratio', 'fps-ratio', 'detections-change']) {
+        const reasons = [framesReason, `${control} control devices`];
+        if (!failOk) reasons.push(`a fail needs ${evidence.failMinDevices} devices on each side`);
+        feasible(gate, framesOk && deviceFramesOk && controlOk, reasons.join('; '));
+      }
+      result.push({
+        gate: 'confidence-psi',
+        feasible: true,
+        reason: `needs ${evidence.minDetections} detections on each side; with fewer (a scene with nothing to detect) it is not-applicable and never blocks`,
+      });
+    }
+    if (!shadow && !lastLive && index < spec.stages.length - 1 && control === 0) {
+      warnings.push(`stage ${stage.name}: no control devices left to compare against`);
+    }
+    if (judged > 0 && judged < Math.min(evidence.minDevices, devices)) {
+      warnings.push(`stage ${stage.name}: ${judged} devices to judge, fewer than minDevices ${evidence.minDevices}`);
+    }
+    if (windows * windowS > maxDurationS) {
+      warnings.push(
+        `stage ${stage.name}: its first passing window ends after ${windows * windowS} s, past its deadline ${maxDurationS} s`,
+      );
+    }
+    return {
+      name: stage.name,
+      kind: stage.kind,
+      devices,
+      newDevices,
+      controlDevices: control,
+      maxDurationS,
+      gates: result,
+    };
   });
+  const canaryJudged = cohorts.canary.filter((id) => !context.unchanged.has(id)).length;
+  if (cohorts.canary.length > 0 && canaryJudged === 0) {
+    warnings.push("every canary device already runs the candidate's bytes: the canary stages have nothing to judge");
+  }
+  if (
+    cohorts.control.length === 0 &&
+    spec.stages.some((stage) => stage.kind !== 'shadow' && stageSize(stage, cohorts) < cohorts.order.length)
+  ) {
+    warnings.push('the control cohort is empty: live stages cannot compare the candidate with anything');
+  }
   return {
     targetDevices: cohorts.order.length,
     canary: cohorts.canary,
     control: cohorts.control,
+    unchangedDevices: context.unchanged.size,
     stages,
+    warnings,
     earliestDurationS: earliest,
-    bytesToDownload: previous * modelSizeBytes,
+    bytesToDownload: downloads * modelSizeBytes,
   };
 }
 

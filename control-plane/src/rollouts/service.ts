@@ -15,6 +15,7 @@ import {
 } from '@edgeloop/protocol';
 import type {
   DeviceRepository,
+  MessageRepository,
   ModelRecord,
   ModelRepository,
   RolloutPatchRecord,
@@ -39,10 +40,19 @@ export type RolloutServiceDeps = {
   readonly rollouts: RolloutRepository;
   readonly models: Pick<ModelRepository, 'get'>;
   readonly devices: Pick<DeviceRepository, 'snapshots'>;
+  /** Recent telemetry, for the fps the dry run's feasibility figures assume. */
+  readonly messages?: Pick<MessageRepository, 'telemetrySamples'>;
   readonly bus: EventBus;
   readonly clock: { now(): number };
   readonly newId?: () => string;
 };
+
+/** The fps a dry run assumes when the target devices have sent no telemetry recently. */
+export const ASSUMED_FPS = 1;
+/** Share of frames the agent's shadow comparison samples (agent/src/model-update/shadow.ts default). */
+export const SHADOW_SAMPLE_SHARE = 0.2;
+/** How far back the dry run looks for the target devices' fps. */
+const FPS_LOOKBACK_MS = 10 * 60_000;
 
 export type CreateOutcome =
   | { readonly kind: 'dry-run'; readonly plan: RolloutDryRun }
@@ -78,16 +88,36 @@ export type RolloutService = {
 const ACTIVE_STATUSES = new Set(['running', 'paused']);
 
 function toVerdictView(event: { at: number; stage: string | null; data: Readonly<Record<string, unknown>> }) {
-  const data = event.data as Omit<VerdictView, 'at' | 'stage'>;
+  const data = event.data as Partial<Omit<VerdictView, 'at' | 'stage'>> & { stageIndex: number };
+  const evidence = (data.evidence ?? {}) as Partial<VerdictView['evidence']>;
+  // Verdicts recorded before windows and deadlines existed lack those fields: fill them honestly.
   return {
     at: event.at,
     stage: event.stage ?? '',
     stageIndex: data.stageIndex,
-    verdict: data.verdict,
-    reason: data.reason,
-    failingWindows: data.failingWindows,
-    gates: data.gates,
-    evidence: data.evidence,
+    verdict: data.verdict ?? 'inconclusive',
+    reason: data.reason ?? '',
+    failingWindows: data.failingWindows ?? 0,
+    window: data.window ?? { index: 0, from: event.at, to: event.at },
+    timedOut: data.timedOut ?? false,
+    action: data.action ?? null,
+    gates: (data.gates ?? []).map((gate) => ({
+      ...gate,
+      canary: typeof gate.canary === 'object' ? gate.canary : null,
+      control: typeof gate.control === 'object' ? gate.control : null,
+      comparison: gate.comparison ?? null,
+      decision: gate.decision ?? '',
+    })),
+    evidence: {
+      stageDevices: evidence.stageDevices ?? 0,
+      reporting: evidence.reporting ?? 0,
+      frames: evidence.frames ?? 0,
+      soakedS: evidence.soakedS ?? 0,
+      failed: evidence.failed ?? 0,
+      controlDevices: evidence.controlDevices ?? 0,
+      controlFrames: evidence.controlFrames ?? 0,
+      unchanged: evidence.unchanged ?? 0,
+    },
   } satisfies VerdictView;
 }
 
@@ -104,6 +134,25 @@ function compatible(model: ModelRecord, hardware: string | null): boolean {
 export function createRolloutService(deps: RolloutServiceDeps): RolloutService {
   const { rollouts, clock, bus } = deps;
   const newId = deps.newId ?? (() => `r-${randomBytes(6).toString('hex')}`);
+  /** Median over the target devices of their fps in the last minutes of telemetry. */
+  const recentFps = async (ids: ReadonlySet<string>): Promise<{ value: number; source: 'telemetry' | 'assumed' }> => {
+    if (!deps.messages) return { value: ASSUMED_FPS, source: 'assumed' };
+    const now = clock.now();
+    const perDevice = new Map<string, { frames: number; seconds: number }>();
+    for (const sample of await deps.messages.telemetrySamples({ from: now - FPS_LOOKBACK_MS, to: now })) {
+      if (!ids.has(sample.deviceId) || sample.windowS <= 0) continue;
+      const acc = perDevice.get(sample.deviceId) ?? { frames: 0, seconds: 0 };
+      acc.frames += sample.frames;
+      acc.seconds += sample.windowS;
+      perDevice.set(sample.deviceId, acc);
+    }
+    const values = [...perDevice.values()].map((acc) => acc.frames / acc.seconds).sort((a, b) => a - b);
+    if (values.length === 0) return { value: ASSUMED_FPS, source: 'assumed' };
+    const mid = Math.floor(values.length / 2);
+    const value =
+      values.length % 2 ? (values[mid] as number) : ((values[mid - 1] as number) + (values[mid] as number)) / 2;
+    return { value: Math.round(value * 100) / 100, source: 'telemetry' };
+  };
   // Creations are serialised within the process so two requests cannot claim the same devices.
   let creating: Promise<unknown> = Promise.resolve();
 
@@ -189,7 +238,26 @@ export function createRolloutService(deps: RolloutServiceDeps): RolloutService {
     const id = newId();
     const cohorts = selectCohorts(id, targets, spec.canary);
     if (isDryRun) {
-      const planned = dryRun(spec, cohorts, model.sizeBytes);
+      const targetIds = new Set(cohorts.order);
+      const unchanged = new Set(
+        matched
+          .filter(
+            (device) => targetIds.has(device.id) && reportedModel(device.reported).active?.sha256 === model.sha256,
+          )
+          .map((device) => device.id),
+      );
+      const fps = await recentFps(targetIds);
+      const planned = dryRun(spec, cohorts, model.sizeBytes, {
+        fps: fps.value,
+        shadowSampleShare: SHADOW_SAMPLE_SHARE,
+        unchanged,
+      });
+      const warnings = [...planned.warnings];
+      if (fps.source === 'assumed') {
+        warnings.unshift(
+          `no recent telemetry from the target devices: the feasibility figures assume ${ASSUMED_FPS} fps per device`,
+        );
+      }
       return ok({
         kind: 'dry-run',
         plan: {
@@ -197,9 +265,13 @@ export function createRolloutService(deps: RolloutServiceDeps): RolloutService {
           modelId: model.id,
           targetDevices: planned.targetDevices,
           incompatibleDevices: incompatible,
+          unchangedDevices: planned.unchangedDevices,
           canary: [...planned.canary],
           control: [...planned.control],
-          stages: planned.stages.map((stage) => ({ ...stage })),
+          fps,
+          shadowSampleShare: SHADOW_SAMPLE_SHARE,
+          stages: planned.stages.map((stage) => ({ ...stage, gates: stage.gates.map((gate) => ({ ...gate })) })),
+          warnings,
           earliestDurationS: planned.earliestDurationS,
           bytesToDownload: planned.bytesToDownload,
         },
@@ -278,7 +350,8 @@ export function createRolloutService(deps: RolloutServiceDeps): RolloutService {
         case 'resume':
           if (record.status !== 'paused') return fail('conflict', `rollout ${id} is ${record.status}, not paused`);
           why = reason ?? 'resumed by an operator';
-          patch = { status: 'running', reason: null, failingWindows: 0, lastEvaluatedAt: null };
+          // The stage clock restarts: soak, windows and deadline count from the resume.
+          patch = { status: 'running', reason: null, failingWindows: 0, lastEvaluatedAt: null, stageStartedAt: now };
           type = 'resumed';
           break;
         case 'abort':
@@ -309,7 +382,10 @@ export function createRolloutService(deps: RolloutServiceDeps): RolloutService {
             const assigned = new Map((await rollouts.assignments(id)).map((row) => [row.deviceId, row]));
             const waiting = cohorts.order.slice(0, stageSize(current, cohorts)).filter((deviceId) => {
               const row = assigned.get(deviceId);
-              return !row || (row.mode === 'shadow' && mode === 'active' && row.state !== 'failed');
+              return (
+                !row ||
+                (row.mode === 'shadow' && mode === 'active' && row.state !== 'failed' && row.state !== 'unchanged')
+              );
             }).length;
             if (waiting > 0) {
               return fail(
