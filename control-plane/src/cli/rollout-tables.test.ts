@@ -43,6 +43,7 @@ const verdict: VerdictView = {
     failed: 0,
     controlDevices: 54,
     controlFrames: 16_200,
+    unchanged: 0,
   },
 };
 
@@ -86,6 +87,11 @@ describe('verdict tables', () => {
     expect(text).toMatch(/\nGATE\s+VERDICT/);
   });
 
+  it('counts devices left out because they already ran the same bytes', () => {
+    const text = formatVerdict({ ...verdict, evidence: { ...verdict.evidence, unchanged: 2 } });
+    expect(text).toContain('0 failed, 2 unchanged (same bytes); control 54 devices');
+  });
+
   it('says when a verdict was taken at the stage deadline and which action followed', () => {
     const text = formatVerdict({ ...verdict, verdict: 'inconclusive', timedOut: true, action: 'pause' });
     expect(text).toContain('verdict INCONCLUSIVE');
@@ -99,6 +105,9 @@ describe('dry run', () => {
     modelId: 'det@2.0.0',
     targetDevices: 60,
     incompatibleDevices: 2,
+    unchangedDevices: 1,
+    fps: { value: 1.5, source: 'telemetry' },
+    shadowSampleShare: 0.2,
     canary: ['a', 'b', 'c'],
     control: ['d', 'e'],
     stages: [
@@ -126,7 +135,10 @@ describe('dry run', () => {
 
   it('lists every stage with its gates, the infeasible ones with the reason, and every warning', () => {
     const text = formatDryRun(dry);
-    expect(text).toContain('dry run for det@2.0.0: 60 target devices (2 incompatible left out), canary 3, control 2');
+    expect(text).toContain(
+      'dry run for det@2.0.0: 60 target devices (2 incompatible left out, 1 already on these bytes), canary 3, control 2',
+    );
+    expect(text).toContain('feasibility assumes 1.5 fps per device (telemetry) and a shadow sample share of 20%');
     expect(text).toMatch(/shadow\s+shadow\s+3\s+3\s+57\s+15m00s\s+fps:ok min-frames:INFEASIBLE/);
     expect(text).toContain('  shadow min-frames: needs 600 frames; 3 devices at 1 fps x 20% sample give 180 in 300 s');
     expect(text).toContain('warnings (1):\n  - shadow: minFrames 600 cannot be reached in one 300 s window');

@@ -61,7 +61,7 @@ export function formatVerdict(verdict: VerdictView): string {
   const lines = [
     `verdict ${verdict.verdict.toUpperCase()} at ${isoTime(verdict.at)}, stage ${verdict.stage} (#${verdict.stageIndex})${window ? `, ${window}` : ''}`,
     `  ${verdict.reason}`,
-    `  evidence: ${e.reporting}/${e.stageDevices} stage devices reporting, ${num(e.frames)} frames, soaked ${duration(e.soakedS)}, ${e.failed} failed; control ${e.controlDevices} devices, ${num(e.controlFrames)} frames`,
+    `  evidence: ${e.reporting}/${e.stageDevices} stage devices reporting, ${num(e.frames)} frames, soaked ${duration(e.soakedS)}, ${e.failed} failed${e.unchanged ? `, ${e.unchanged} unchanged (same bytes)` : ''}; control ${e.controlDevices} devices, ${num(e.controlFrames)} frames`,
     `  failing windows: ${verdict.failingWindows}`,
   ];
   if (verdict.timedOut) lines.push(`  stage deadline reached: action ${verdict.action ?? 'none'}`);
@@ -111,7 +111,8 @@ export function formatRolloutDetail(rollout: RolloutView): string {
 export function formatDryRun(dry: RolloutDryRun): string {
   const stages = dry.stages ?? [];
   const lines = [
-    `dry run for ${dry.modelId}: ${dry.targetDevices} target devices (${dry.incompatibleDevices} incompatible left out), canary ${dry.canary.length}, control ${dry.control.length}`,
+    `dry run for ${dry.modelId}: ${dry.targetDevices} target devices (${dry.incompatibleDevices} incompatible left out, ${dry.unchangedDevices} already on these bytes), canary ${dry.canary.length}, control ${dry.control.length}`,
+    `feasibility assumes ${num(dry.fps.value)} fps per device (${dry.fps.source}) and a shadow sample share of ${num(dry.shadowSampleShare * 100)}%`,
     `earliest completion ${duration(dry.earliestDurationS)}, ${num(dry.bytesToDownload)} bytes to download`,
     '',
     table(
