@@ -8,95 +8,145 @@ import { ModelManifest, ModelRef, SignedModelRelease } from './models.ts';
 
 export const LABEL_KEY_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 
+/** The cursor of the next page in a list response; null on the last page. */
+const NextCursor = z.string().nullable().describe('Pass as ?cursor= for the next page; null on the last page');
+
 export const Labels = z
   .record(
     z.string().regex(LABEL_KEY_PATTERN, 'label keys are lowercase letters, digits, . _ -, at most 63 characters'),
     z.string().max(128),
   )
-  .refine((labels) => Object.keys(labels).length <= 32, 'at most 32 labels');
+  .refine((labels) => Object.keys(labels).length <= 32, 'at most 32 labels')
+  .describe(
+    'Labels: at most 32 key=value pairs; keys lowercase letters, digits, . _ - (at most 63), values at most 128 characters',
+  );
 export type Labels = z.infer<typeof Labels>;
 
-export const DeviceStatus = z.enum(['online', 'offline', 'unknown']);
+export const DeviceStatus = z
+  .enum(['online', 'offline', 'unknown'])
+  .describe('Connection status: unknown until the device first connects');
 export type DeviceStatus = z.infer<typeof DeviceStatus>;
 
-export const HealthState = z.enum(['healthy', 'degraded', 'offline', 'unknown']);
+export const HealthState = z
+  .enum(['healthy', 'degraded', 'offline', 'unknown'])
+  .describe('Health from status and telemetry; degraded carries its reasons');
 export type HealthState = z.infer<typeof HealthState>;
 
-export const EnrollDeviceRequest = z.object({
-  /** Checked again with checkDeviceId: the pattern here documents it for JSON Schema readers. */
-  id: z.string().regex(DEVICE_ID_PATTERN),
-  labels: Labels.default({}),
-});
+export const EnrollDeviceRequest = z
+  .object({
+    /** Checked again with checkDeviceId: the pattern here documents it for JSON Schema readers. */
+    id: z
+      .string()
+      .regex(DEVICE_ID_PATTERN)
+      .describe('Device id: lowercase letters, digits, - and _, used as MQTT client id and username'),
+    labels: Labels.default({}).describe('Labels to set at enrollment'),
+  })
+  .describe('Enroll a device: its id and labels');
 export type EnrollDeviceRequest = z.infer<typeof EnrollDeviceRequest>;
 
-export const PatchDeviceRequest = z.object({
-  /** Labels to set; a null value removes that label. */
-  labels: z.record(z.string().regex(LABEL_KEY_PATTERN), z.string().max(128).nullable()),
-});
+export const PatchDeviceRequest = z
+  .object({
+    /** Labels to set; a null value removes that label. */
+    labels: z
+      .record(z.string().regex(LABEL_KEY_PATTERN), z.string().max(128).nullable())
+      .describe('Labels to set; a null value removes that label'),
+  })
+  .describe('Change labels of a device');
 export type PatchDeviceRequest = z.infer<typeof PatchDeviceRequest>;
 
-export const MqttCredentials = z.object({
-  clientId: z.string(),
-  username: z.string(),
-  /** Shown once, at enrollment; the control plane keeps only a keyed hash. */
-  password: z.string(),
-});
+export const MqttCredentials = z
+  .object({
+    clientId: z.string().describe('MQTT client id (the device id)'),
+    username: z.string().describe('MQTT username (the device id)'),
+    /** Shown once, at enrollment; the control plane keeps only a keyed hash. */
+    password: z.string().describe('Shown once, at enrollment; the control plane keeps only a keyed hash'),
+  })
+  .describe('MQTT credentials of a device');
 export type MqttCredentials = z.infer<typeof MqttCredentials>;
 
-export const DeviceView = z.object({
-  id: z.string(),
-  labels: z.record(z.string(), z.string()),
-  status: DeviceStatus,
-  health: HealthState,
-  healthReasons: z.array(z.string()),
-  lastSeen: EpochMs.nullable(),
-  enrolledAt: EpochMs,
-  bootId: z.string().nullable(),
-  agentVersion: z.string().nullable(),
-});
+export const DeviceView = z
+  .object({
+    id: z.string().describe('Device id'),
+    labels: z.record(z.string(), z.string()).describe('Labels'),
+    status: DeviceStatus,
+    health: HealthState,
+    healthReasons: z.array(z.string()).describe('Why the device is degraded (stale-telemetry, high-temperature, ...)'),
+    lastSeen: EpochMs.nullable().describe('Last message received (ms since the epoch); null before any'),
+    enrolledAt: EpochMs.describe('When the device was enrolled'),
+    bootId: z.string().nullable().describe('bootId of the agent process last seen'),
+    agentVersion: z.string().nullable().describe('Agent version last reported'),
+  })
+  .describe('A device as the API shows it');
 export type DeviceView = z.infer<typeof DeviceView>;
 
-export const EnrollDeviceResponse = z.object({
-  device: DeviceView,
-  credentials: MqttCredentials,
-  mqtt: z.object({ host: z.string(), port: z.int(), url: z.string() }),
-});
+export const EnrollDeviceResponse = z
+  .object({
+    device: DeviceView.describe('The enrolled device'),
+    credentials: MqttCredentials.describe('Its MQTT credentials (the password is shown only here)'),
+    mqtt: z
+      .object({
+        host: z.string().describe('Broker host for devices'),
+        port: z.int().describe('Broker port'),
+        url: z.string().describe('Broker URL (mqtt://host:port)'),
+      })
+      .describe('Where the device connects'),
+  })
+  .describe('An enrolled device with its credentials');
 export type EnrollDeviceResponse = z.infer<typeof EnrollDeviceResponse>;
 
-export const DeviceList = z.object({ items: z.array(DeviceView), nextCursor: z.string().nullable() });
+export const DeviceList = z
+  .object({ items: z.array(DeviceView).describe('Devices of this page'), nextCursor: NextCursor })
+  .describe('A page of devices');
 export type DeviceList = z.infer<typeof DeviceList>;
 
 /** The vision pipelines of the online fleet, from each device's latest telemetry window. */
-export const FleetPipelineSummary = z.object({
-  /** Online devices whose latest telemetry carries pipeline metrics. */
-  devicesReporting: z.int(),
-  /** Sum of the devices' fps. */
-  fps: z.number(),
-  framesIn: z.int(),
-  framesProcessed: z.int(),
-  framesDropped: z.int(),
-  inferenceErrors: z.int(),
-  /** Median and worst of the devices' p95 inference latency (ms). */
-  inferenceP95Ms: z.object({ median: z.number().nullable(), max: z.number().nullable() }),
-  /** Detections per 1000 frames per class, frame-weighted over the devices. */
-  detectionsPer1000: z.record(z.string(), z.number()),
-  /** Devices by active execution provider and by model id. */
-  providers: z.record(z.string(), z.int()),
-  models: z.record(z.string(), z.int()),
-  cameraFaults: z.object({ black: z.int(), frozen: z.int(), blurred: z.int() }),
-});
+export const FleetPipelineSummary = z
+  .object({
+    /** Online devices whose latest telemetry carries pipeline metrics. */
+    devicesReporting: z.int().describe('Online devices whose latest telemetry carries pipeline metrics'),
+    /** Sum of the devices' fps. */
+    fps: z.number().describe('Sum of the devices fps'),
+    framesIn: z.int().describe('Frames delivered by the sources, summed'),
+    framesProcessed: z.int().describe('Frames through inference, summed'),
+    framesDropped: z.int().describe('Frames dropped by the queues, summed'),
+    inferenceErrors: z.int().describe('Failed inference runs, summed'),
+    /** Median and worst of the devices' p95 inference latency (ms). */
+    inferenceP95Ms: z
+      .object({
+        median: z.number().nullable().describe('Median over the devices, ms; null without data'),
+        max: z.number().nullable().describe('Worst device, ms; null without data'),
+      })
+      .describe('Median and worst of the devices p95 inference latency (ms)'),
+    /** Detections per 1000 frames per class, frame-weighted over the devices. */
+    detectionsPer1000: z
+      .record(z.string(), z.number())
+      .describe('Detections per 1000 frames per class, frame-weighted over the devices'),
+    /** Devices by active execution provider and by model id. */
+    providers: z.record(z.string(), z.int()).describe('Devices by active execution provider'),
+    models: z.record(z.string(), z.int()).describe('Devices by model id'),
+    cameraFaults: z
+      .object({
+        black: z.int().describe('Devices whose image is black'),
+        frozen: z.int().describe('Devices whose stream is frozen'),
+        blurred: z.int().describe('Devices whose image is blurred'),
+      })
+      .describe('Devices with each camera fault'),
+  })
+  .describe("The vision pipelines of the online fleet, from each device's latest telemetry window");
 export type FleetPipelineSummary = z.infer<typeof FleetPipelineSummary>;
 
-export const FleetSummary = z.object({
-  total: z.int(),
-  online: z.int(),
-  offline: z.int(),
-  unknown: z.int(),
-  healthy: z.int(),
-  degraded: z.int(),
-  byHealthReason: z.record(z.string(), z.int()),
-  pipeline: FleetPipelineSummary,
-});
+export const FleetSummary = z
+  .object({
+    total: z.int().describe('Enrolled, active devices'),
+    online: z.int().describe('Devices connected'),
+    offline: z.int().describe('Devices disconnected'),
+    unknown: z.int().describe('Devices never connected'),
+    healthy: z.int().describe('Healthy devices'),
+    degraded: z.int().describe('Degraded devices'),
+    byHealthReason: z.record(z.string(), z.int()).describe('Degraded devices by reason'),
+    pipeline: FleetPipelineSummary.describe('The online pipelines'),
+  })
+  .describe('Counts of devices by status and health, and the online fleet pipelines');
 export type FleetSummary = z.infer<typeof FleetSummary>;
 
 export const API_ERROR_CODES = {
@@ -125,7 +175,18 @@ export const API_ERROR_CODES = {
 } as const;
 export type ApiErrorCode = keyof typeof API_ERROR_CODES;
 
-export const ApiError = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
+export const ApiError = z
+  .object({
+    error: z
+      .object({
+        code: z
+          .string()
+          .describe('Stable error code: bad_request, unauthorized, forbidden, not_found, conflict, unprocessable, ...'),
+        message: z.string().describe('The error in words'),
+      })
+      .describe('What went wrong'),
+  })
+  .describe('Every API error response');
 export type ApiError = z.infer<typeof ApiError>;
 
 /* ----------------------------------- devices: queries and views ------------------------------- */
@@ -135,142 +196,189 @@ function limitParam(max: number, fallback: number) {
   return z.coerce.number().int().min(1).max(max).default(fallback);
 }
 
-export const DeviceListQuery = z.object({
-  status: DeviceStatus.optional(),
-  health: HealthState.optional(),
-  /** `key:value`, repeatable; every one must match. */
-  label: z
-    .array(z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}:.{0,128}$/, 'label filters look like key:value'))
-    .optional(),
-  limit: limitParam(500, 100),
-  /** Opaque, from the previous page's nextCursor. */
-  cursor: z.string().max(256).optional(),
-});
+export const DeviceListQuery = z
+  .object({
+    status: DeviceStatus.optional().describe('Only devices with this status'),
+    health: HealthState.optional().describe('Only devices in this health state'),
+    /** `key:value`, repeatable; every one must match. */
+    label: z
+      .array(z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}:.{0,128}$/, 'label filters look like key:value'))
+      .optional()
+      .describe('key:value, repeatable; every one must match (the CLI takes key=value and sends key:value)'),
+    limit: limitParam(500, 100).describe('Page size'),
+    /** Opaque, from the previous page's nextCursor. */
+    cursor: z.string().max(256).optional().describe('Opaque, from the previous page nextCursor'),
+  })
+  .describe('Filters of GET /api/v1/devices');
 export type DeviceListQuery = z.infer<typeof DeviceListQuery>;
 
-export const DeviceDetail = z.object({
-  device: DeviceView,
-  keepaliveS: z.number().nullable(),
-  telemetryIntervalS: z.number().nullable(),
-  statusChangedAt: EpochMs.nullable(),
-  /** The latest telemetry by (bootId, seq), with when the control plane received it. */
-  telemetry: z.object({ receivedAt: EpochMs, message: Telemetry }).nullable(),
-  reported: z.object({ receivedAt: EpochMs, message: Reported }).nullable(),
-  desired: Desired.nullable(),
-});
+export const DeviceDetail = z
+  .object({
+    device: DeviceView.describe('The device'),
+    keepaliveS: z.number().nullable().describe('MQTT keepalive the agent announced'),
+    telemetryIntervalS: z.number().nullable().describe('Telemetry interval the agent announced'),
+    statusChangedAt: EpochMs.nullable().describe('When the status last changed'),
+    /** The latest telemetry by (bootId, seq), with when the control plane received it. */
+    telemetry: z
+      .object({ receivedAt: EpochMs, message: Telemetry })
+      .nullable()
+      .describe('The latest telemetry by (bootId, seq), with when it was received'),
+    reported: z
+      .object({ receivedAt: EpochMs, message: Reported })
+      .nullable()
+      .describe('The latest reported state, with when it was received'),
+    desired: Desired.nullable().describe('The desired state; null before any'),
+  })
+  .describe('A device with its latest telemetry, reported and desired state');
 export type DeviceDetail = z.infer<typeof DeviceDetail>;
 
-export const HistoryQuery = z.object({
-  limit: limitParam(1000, 100),
-  /** Only messages whose device timestamp is before this instant (epoch ms). */
-  before: z.coerce.number().int().min(0).optional(),
-  cursor: z.string().max(256).optional(),
-});
+export const HistoryQuery = z
+  .object({
+    limit: limitParam(1000, 100).describe('Page size'),
+    /** Only messages whose device timestamp is before this instant (epoch ms). */
+    before: z.coerce
+      .number()
+      .int()
+      .min(0)
+      .optional()
+      .describe('Only messages whose device timestamp is before this instant (ms since the epoch)'),
+    cursor: z.string().max(256).optional().describe('Opaque, from the previous page nextCursor'),
+  })
+  .describe('Paging of a device history');
 export type HistoryQuery = z.infer<typeof HistoryQuery>;
 
-export const TelemetryHistory = z.object({
-  items: z.array(z.object({ receivedAt: EpochMs, message: Telemetry })),
-  nextCursor: z.string().nullable(),
-});
+export const TelemetryHistory = z
+  .object({
+    items: z
+      .array(z.object({ receivedAt: EpochMs, message: Telemetry }))
+      .describe('Telemetry messages, newest first, with when each was received'),
+    nextCursor: z.string().nullable().describe('Pass as ?cursor= for the next page; null on the last page'),
+  })
+  .describe('A page of telemetry');
 export type TelemetryHistory = z.infer<typeof TelemetryHistory>;
 
 export const MessageQuery = HistoryQuery.extend({
-  channel: z.enum(['status', 'telemetry', 'events', 'reported', 'reply']).optional(),
-});
+  channel: z
+    .enum(['status', 'telemetry', 'events', 'reported', 'reply'])
+    .optional()
+    .describe('Only messages of this channel'),
+}).describe('Filters of a device message history');
 export type MessageQuery = z.infer<typeof MessageQuery>;
 
-export const StoredMessageView = z.object({
-  channel: z.string(),
-  msgId: z.string(),
-  bootId: z.string(),
-  seq: z.int(),
-  deviceTs: EpochMs,
-  receivedAt: EpochMs,
-  body: JsonObject,
-});
+export const StoredMessageView = z
+  .object({
+    channel: z.string().describe('Channel the message came on'),
+    msgId: z.string().describe('Message id'),
+    bootId: z.string().describe('Agent boot id'),
+    seq: z.int().describe('Per-boot sequence number'),
+    deviceTs: EpochMs.describe('Device clock when sent'),
+    receivedAt: EpochMs.describe('When the control plane received it'),
+    body: JsonObject.describe('The message as stored'),
+  })
+  .describe('A stored device message');
 export type StoredMessageView = z.infer<typeof StoredMessageView>;
 
-export const MessageList = z.object({ items: z.array(StoredMessageView), nextCursor: z.string().nullable() });
+export const MessageList = z
+  .object({ items: z.array(StoredMessageView).describe('Messages of this page'), nextCursor: NextCursor })
+  .describe('A page of stored device messages');
 export type MessageList = z.infer<typeof MessageList>;
 
 /* ------------------------------------- desired state, commands -------------------------------- */
 
 /** Changes to a device's desired state; fields left out keep their value. */
-export const SetDesiredRequest = z.strictObject({
-  telemetryIntervalS: z.number().min(0.1).max(86_400).optional(),
-  config: JsonObject.optional(),
-});
+export const SetDesiredRequest = z
+  .strictObject({
+    telemetryIntervalS: z.number().min(0.1).max(86_400).optional().describe('Seconds between telemetry messages'),
+    config: JsonObject.optional().describe('Configuration to apply'),
+  })
+  .describe("Changes to a device's desired state; fields left out keep their value");
 export type SetDesiredRequest = z.infer<typeof SetDesiredRequest>;
 
-export const SetDesiredResponse = z.object({ desired: Desired });
+export const SetDesiredResponse = z.object({ desired: Desired }).describe('The new desired state');
 export type SetDesiredResponse = z.infer<typeof SetDesiredResponse>;
 
-export const CommandRequest = z.strictObject({
-  name: CommandName,
-  args: JsonObject.default({}),
-  /** How long to wait for the reply (default 10 s). */
-  timeoutMs: z.int().min(100).max(600_000).optional(),
-});
+export const CommandRequest = z
+  .strictObject({
+    name: CommandName,
+    args: JsonObject.default({}).describe('Command arguments'),
+    /** How long to wait for the reply (default 10 s). */
+    timeoutMs: z.int().min(100).max(600_000).optional().describe('How long to wait for the reply, ms (default 10 s)'),
+  })
+  .describe('A command to send to a connected device');
 export type CommandRequest = z.infer<typeof CommandRequest>;
 
-export const CommandResponse = z.object({ reply: Reply });
+export const CommandResponse = z.object({ reply: Reply }).describe("The device's reply");
 export type CommandResponse = z.infer<typeof CommandResponse>;
 
 /* ---------------------------------------------- tokens ---------------------------------------- */
 
-export const ApiRole = z.enum(['admin', 'operator', 'viewer']);
+export const ApiRole = z
+  .enum(['admin', 'operator', 'viewer'])
+  .describe('viewer reads; operator also enrolls, commands, uploads and rolls out; admin also manages tokens');
 export type ApiRole = z.infer<typeof ApiRole>;
 
-export const CreateTokenRequest = z.strictObject({
-  name: z.string().min(1).max(64),
-  role: z.enum(['operator', 'viewer']),
-});
+export const CreateTokenRequest = z
+  .strictObject({
+    name: z.string().min(1).max(64).describe('A name for the token'),
+    role: z.enum(['operator', 'viewer']).describe('Its role'),
+  })
+  .describe('Create an API token');
 export type CreateTokenRequest = z.infer<typeof CreateTokenRequest>;
 
-export const ApiTokenView = z.object({
-  id: z.string(),
-  name: z.string(),
-  role: ApiRole,
-  bootstrap: z.boolean(),
-  createdAt: EpochMs,
-  revokedAt: EpochMs.nullable(),
-});
+export const ApiTokenView = z
+  .object({
+    id: z.string().describe('Token id'),
+    name: z.string().describe('Token name'),
+    role: ApiRole,
+    bootstrap: z.boolean().describe('The admin token from EDGELOOP_ADMIN_TOKEN or generated at first start'),
+    createdAt: EpochMs.describe('When it was created'),
+    revokedAt: EpochMs.nullable().describe('When it was revoked; null while valid'),
+  })
+  .describe('An API token (never its secret)');
 export type ApiTokenView = z.infer<typeof ApiTokenView>;
 
-export const CreateTokenResponse = z.object({
-  token: ApiTokenView,
-  /** The bearer token; shown once, only its keyed hash is kept. */
-  secret: z.string(),
-});
+export const CreateTokenResponse = z
+  .object({
+    token: ApiTokenView.describe('The token'),
+    /** The bearer token; shown once, only its keyed hash is kept. */
+    secret: z.string().describe('The bearer token; shown once, only its keyed hash is kept'),
+  })
+  .describe('A created token with its secret');
 export type CreateTokenResponse = z.infer<typeof CreateTokenResponse>;
 
-export const TokenList = z.object({ items: z.array(ApiTokenView) });
+export const TokenList = z.object({ items: z.array(ApiTokenView).describe('Every token') }).describe('API tokens');
 export type TokenList = z.infer<typeof TokenList>;
 
 /* ------------------------------------------- dead letters ------------------------------------- */
 
-export const DeadLetterQuery = z.object({
-  deviceId: z.string().max(64).optional(),
-  reason: z.string().max(64).optional(),
-  limit: limitParam(500, 100),
-  cursor: z.string().max(256).optional(),
-});
+export const DeadLetterQuery = z
+  .object({
+    deviceId: z.string().max(64).optional().describe('Only messages of this device'),
+    reason: z.string().max(64).optional().describe('Only messages refused for this reason'),
+    limit: limitParam(500, 100).describe('Page size'),
+    cursor: z.string().max(256).optional().describe('Opaque, from the previous page nextCursor'),
+  })
+  .describe('Filters of GET /api/v1/dead-letters');
 export type DeadLetterQuery = z.infer<typeof DeadLetterQuery>;
 
-export const DeadLetterView = z.object({
-  id: z.int(),
-  receivedAt: EpochMs,
-  deviceId: z.string().nullable(),
-  topic: z.string(),
-  reason: z.string(),
-  detail: z.string(),
-  payloadSize: z.int(),
-  /** The first 1 KiB of the payload, base64. */
-  payloadExcerpt: z.string(),
-});
+export const DeadLetterView = z
+  .object({
+    id: z.int().describe('Dead letter id'),
+    receivedAt: EpochMs.describe('When it was received'),
+    deviceId: z.string().nullable().describe('The device, when the topic names one'),
+    topic: z.string().describe('MQTT topic'),
+    reason: z.string().describe('Why it was refused (invalid_json, schema, ...)'),
+    detail: z.string().describe('The reason in words'),
+    payloadSize: z.int().describe('Payload size, bytes'),
+    /** The first 1 KiB of the payload, base64. */
+    payloadExcerpt: z.string().describe('The first 1 KiB of the payload, base64'),
+  })
+  .describe('A device message the control plane refused');
 export type DeadLetterView = z.infer<typeof DeadLetterView>;
 
-export const DeadLetterList = z.object({ items: z.array(DeadLetterView), nextCursor: z.string().nullable() });
+export const DeadLetterList = z
+  .object({ items: z.array(DeadLetterView).describe('Dead letters of this page'), nextCursor: NextCursor })
+  .describe('A page of dead letters');
 export type DeadLetterList = z.infer<typeof DeadLetterList>;
 
 /* ---------------------------------------------- models ---------------------------------------- */
@@ -282,43 +390,49 @@ export type DeadLetterList = z.infer<typeof DeadLetterList>;
 export const MODEL_UPLOAD_PARTS = ['release', 'model'] as const;
 
 /** A registered model version (immutable). */
-export const ModelSummary = z.object({
-  /** `name@version` */
-  id: z.string(),
-  name: z.string(),
-  version: z.string(),
-  sha256: z.string(),
-  sizeBytes: z.int(),
-  releaseCounter: z.int(),
-  adapter: z.string(),
-  keyId: z.string(),
-  issuedAt: EpochMs,
-  expiresAt: EpochMs,
-  /** Hardware profiles the release may be installed on; empty means any. */
-  hardware: z.array(z.string()),
-  createdAt: EpochMs,
-  /** Id of the API token that uploaded it. */
-  uploadedBy: z.string().nullable(),
-  /** Path of the file on the control plane (Range supported); devices use their credential. */
-  url: z.string(),
-});
+export const ModelSummary = z
+  .object({
+    /** `name@version` */
+    id: z.string().describe('`name@version`'),
+    name: z.string().describe('Model name'),
+    version: z.string().describe('Semantic version'),
+    sha256: z.string().describe('SHA-256 of the model file'),
+    sizeBytes: z.int().describe('Model file size, bytes'),
+    releaseCounter: z.int().describe('Monotonic per model name (anti-rollback)'),
+    adapter: z.string().describe('Output adapter (yolo, db-text, classification)'),
+    keyId: z.string().describe('Key that signed the release'),
+    issuedAt: EpochMs.describe('When the release was signed'),
+    expiresAt: EpochMs.describe('When the release expires'),
+    /** Hardware profiles the release may be installed on; empty means any. */
+    hardware: z.array(z.string()).describe('Hardware profiles the release may be installed on; empty means any'),
+    createdAt: EpochMs.describe('When it was uploaded'),
+    /** Id of the API token that uploaded it. */
+    uploadedBy: z.string().nullable().describe('Id of the API token that uploaded it'),
+    /** Path of the file on the control plane (Range supported); devices use their credential. */
+    url: z.string().describe('Path of the file on the control plane (Range supported); devices use their credential'),
+  })
+  .describe('A registered model version (immutable)');
 export type ModelSummary = z.infer<typeof ModelSummary>;
 
 export const ModelView = ModelSummary.extend({
   manifest: ModelManifest,
   /** The signed release exactly as verified at upload; devices check it again. */
-  signed: SignedModelRelease,
-});
+  signed: SignedModelRelease.describe('The signed release exactly as verified at upload; devices check it again'),
+}).describe('A registered model version with its manifest and signed release');
 export type ModelView = z.infer<typeof ModelView>;
 
-export const ModelListQuery = z.object({
-  name: z.string().max(63).optional(),
-  limit: limitParam(500, 100),
-  cursor: z.string().max(256).optional(),
-});
+export const ModelListQuery = z
+  .object({
+    name: z.string().max(63).optional().describe('Only releases of this model'),
+    limit: limitParam(500, 100).describe('Page size'),
+    cursor: z.string().max(256).optional().describe('Opaque, from the previous page nextCursor'),
+  })
+  .describe('Filters of GET /api/v1/models');
 export type ModelListQuery = z.infer<typeof ModelListQuery>;
 
-export const ModelList = z.object({ items: z.array(ModelSummary), nextCursor: z.string().nullable() });
+export const ModelList = z
+  .object({ items: z.array(ModelSummary).describe('Releases of this page'), nextCursor: NextCursor })
+  .describe('A page of registered model versions');
 export type ModelList = z.infer<typeof ModelList>;
 
 /** The path a model file is served at: `/api/v1/models/<name>/<version>/file`. */
@@ -939,13 +1053,15 @@ export type RolloutDeviceList = z.infer<typeof RolloutDeviceList>;
 
 /* ------------------------------------------ server, events ------------------------------------ */
 
-export const HealthzResponse = z.object({
-  status: z.literal('ok'),
-  version: z.string(),
-  uptimeS: z.number(),
-  mqtt: z.object({ connectedClients: z.int() }),
-  ingest: z.object({ queueDepth: z.int() }),
-});
+export const HealthzResponse = z
+  .object({
+    status: z.literal('ok').describe('Always ok when the process answers'),
+    version: z.string().describe('Control plane version'),
+    uptimeS: z.number().describe('Seconds since start'),
+    mqtt: z.object({ connectedClients: z.int().describe('Connected MQTT clients') }).describe('Broker state'),
+    ingest: z.object({ queueDepth: z.int().describe('Entries waiting to be stored') }).describe('Ingest queue state'),
+  })
+  .describe('Liveness of the control plane');
 export type HealthzResponse = z.infer<typeof HealthzResponse>;
 
 /** Event types of `GET /api/v1/events` (Server-Sent Events); `?types=a,b` filters them. */
@@ -972,9 +1088,15 @@ export const SERVER_EVENT_TYPES = [
   'rollout.resumed',
   'rollout.promoted',
 ] as const;
-export const ServerEventType = z.enum(SERVER_EVENT_TYPES);
+export const ServerEventType = z.enum(SERVER_EVENT_TYPES).describe('Type of a server-sent event');
 export type ServerEventType = z.infer<typeof ServerEventType>;
 
 /** The `data` of every server event: `{ type, at, data }`, `data` depending on the type. */
-export const ServerEvent = z.object({ type: ServerEventType, at: EpochMs, data: JsonObject });
+export const ServerEvent = z
+  .object({
+    type: ServerEventType,
+    at: EpochMs.describe('When it happened'),
+    data: JsonObject.describe('Fields depending on the type'),
+  })
+  .describe('The data of every server event on GET /api/v1/events');
 export type ServerEvent = z.infer<typeof ServerEvent>;
