@@ -58,7 +58,7 @@ console.log(
   `fresh-clone-check ${ok ? 'PASSED' : 'FAILED'}: commit ${head}, clone with nothing beside it: ` +
     `${report.numPassedTests} passed, ${report.numFailedTests} failed, ${skipped} skipped ` +
     `(${skipped - unexplained.length} for an unreachable service, ${unexplained.length} otherwise), ` +
-    `${report.numTotalTestSuites} files, npm test ${seconds} s`,
+    `${report.testResults.length} test files, npm test ${seconds} s`,
 );
 for (const line of unexplained.slice(0, 20)) console.log(`  skipped without a service reason: ${line}`);
 process.exit(ok ? 0 : 1);
