@@ -54,6 +54,12 @@ export {
   type ReconnectPolicy,
 } from './link.ts';
 export { createRecordingLogger, type LogFn, type Logger, type LogLine, silentLogger } from './logger.ts';
+export {
+  type AssignmentDecision,
+  type AssignmentInput,
+  decideAssignment,
+  isSameTarget,
+} from './model-update/assignment.ts';
 /*
  * Model updates. A simulator plugs in like this (one per virtual device; keep the storage object
  * across a simulated reboot, like the memory outbox):

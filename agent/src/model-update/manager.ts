@@ -3,6 +3,7 @@ import { verifyRelease } from '@edgeloop/firmware-images/verify';
 import type { JsonObject, ModelAssignment, ModelRef, Reported, Result, SignedModelRelease } from '@edgeloop/protocol';
 import { type Clock, systemClock, systemTimers, type Timers } from '../clock.ts';
 import { type Logger, silentLogger } from '../logger.ts';
+import { decideAssignment } from './assignment.ts';
 import { downloadWithRetry, type RetryPolicy } from './download.ts';
 import type { ModelHandle, ModelRuntime } from './runtime.ts';
 import type { ByteFacts, ModelStorage } from './storage.ts';
@@ -27,7 +28,7 @@ import type { ManagerState, UpdateRecord } from './update-record.ts';
  *   reverted    every failure: before the switch the old model simply stays; after it the old
  *               slot and model come back (locally, no network needed)
  *
- * Desired semantics (apply):
+ * Desired semantics (apply; the policy is the pure decideAssignment of assignment.ts):
  *   undefined                     models are left alone
  *   null                          back to the locally configured model (config vision.model) if
  *                                 another one runs; the update record is cleared
@@ -169,10 +170,6 @@ function errorCode(error: unknown): string {
 
 function errorMessage(error: unknown): string {
   return (error instanceof Error ? error.message : String(error)).slice(0, 1024);
-}
-
-function sameRelease(a: SignedModelRelease, b: SignedModelRelease): boolean {
-  return a.signature === b.signature;
 }
 
 function describeBasic(credentials: { username: string; password: string }): string {
@@ -318,36 +315,37 @@ class Manager implements ModelManager {
   }
 
   async #apply(assignment: ModelAssignment | null | undefined): Promise<void> {
-    if (assignment === undefined || this.#stopping) return;
-    const job = this.#job;
-    if (assignment === null) {
-      if (job) await this.#cancel(job, 'desired model is null');
-      await this.#returnToLocal();
-      return;
-    }
-    if (job && this.#sameTarget(job.record, assignment)) {
-      if (job.record.mode === assignment.mode) return;
-      if (job.record.mode === 'shadow' && assignment.mode === 'active') {
-        this.#promote(job);
-        return;
+    if (this.#stopping) return;
+    for (;;) {
+      const job = this.#job;
+      const active = this.#deps.runtime.active();
+      const decision = decideAssignment({ assignment, running: job?.record ?? null, last: this.#state.record, active });
+      switch (decision.kind) {
+        case 'ignore':
+        case 'keep':
+          return;
+        case 'local':
+          if (job) await this.#cancel(job, 'desired model is null');
+          await this.#returnToLocal();
+          return;
+        case 'promote':
+          if (job) this.#promote(job);
+          return;
+        case 'supersede':
+          if (!job || !assignment) return;
+          await this.#supersede(job, assignment);
+          continue;
+        case 'already-active':
+          if (assignment && active) this.#alreadyActive(assignment, active);
+          return;
+        case 'start':
+          if (assignment) this.#startNew(assignment);
+          return;
       }
     }
-    const last = this.#state.record;
-    if (
-      !job &&
-      last !== null &&
-      FINAL_STATES.has(last.state) &&
-      this.#sameTarget(last, assignment) &&
-      last.mode === assignment.mode
-    ) {
-      return;
-    }
-    if (job) await this.#supersede(job, assignment);
-    const active = this.#deps.runtime.active();
-    if (active?.sha256 === assignment.model.sha256) {
-      this.#alreadyActive(assignment, active);
-      return;
-    }
+  }
+
+  #startNew(assignment: ModelAssignment): void {
     const now = this.#clock.now();
     const table = this.#deps.storage.readTable();
     const record: UpdateRecord = {
@@ -387,7 +385,10 @@ class Manager implements ModelManager {
       state: 'committed',
       loadAttempts: 0,
       code: ALREADY_ACTIVE,
-      reason: `${assignment.model.id} has the bytes of the active model ${active.id} (sha256 ${active.sha256.slice(0, 12)}): nothing to switch`,
+      reason:
+        assignment.model.id === active.id
+          ? `${active.id} is already the active model: nothing to switch`
+          : `${assignment.model.id} has the bytes of the active model ${active.id} (sha256 ${active.sha256.slice(0, 12)}): nothing to switch`,
       slot,
       previous: { ref: active, slot },
       rollback: false,
@@ -396,14 +397,6 @@ class Manager implements ModelManager {
     });
     this.#emitTransition(record, null, {});
     this.#deps.onChange?.();
-  }
-
-  #sameTarget(record: UpdateRecord, assignment: ModelAssignment): boolean {
-    return (
-      record.target.sha256 === assignment.model.sha256 &&
-      record.rolloutId === assignment.rolloutId &&
-      sameRelease(record.signed, assignment.signed)
-    );
   }
 
   /** The one exception to the counter check: the rollback of the rollout that replaced this model. */

@@ -1,0 +1,96 @@
+import type { ModelAssignment, ModelRef, SignedModelRelease } from '@edgeloop/protocol';
+import { describe, expect, it } from 'vitest';
+import { type AssignmentInput, decideAssignment } from './assignment.ts';
+import type { UpdateState } from './transitions.ts';
+import type { UpdateRecord } from './update-record.ts';
+
+const ref = (version: string, sha: string): ModelRef => ({
+  id: `det@${version}`,
+  name: 'det',
+  version,
+  sha256: sha.repeat(64),
+});
+const V1 = ref('1.0.0', 'a');
+const V2 = ref('2.0.0', 'b');
+
+const signed = (model: ModelRef, signature: string) =>
+  ({
+    release: { name: model.name, version: model.version, sha256: model.sha256 },
+    signature,
+  }) as unknown as SignedModelRelease;
+
+const assign = (
+  model: ModelRef,
+  options: { rolloutId?: string | null; mode?: 'active' | 'shadow'; signature?: string } = {},
+): ModelAssignment => ({
+  rolloutId: options.rolloutId === undefined ? 'r1' : options.rolloutId,
+  model,
+  mode: options.mode ?? 'active',
+  url: `/api/v1/models/det/${model.version}/file`,
+  signed: signed(model, options.signature ?? `sig-${model.version}`),
+});
+
+const recordOf = (assignment: ModelAssignment, state: UpdateState): UpdateRecord => ({
+  rolloutId: assignment.rolloutId,
+  mode: assignment.mode,
+  target: assignment.model,
+  url: assignment.url,
+  signed: assignment.signed,
+  state,
+  loadAttempts: 0,
+  code: null,
+  reason: null,
+  slot: null,
+  previous: { ref: null, slot: null },
+  rollback: false,
+  startedAt: 0,
+  updatedAt: 0,
+});
+
+const decide = (input: Partial<AssignmentInput>) =>
+  decideAssignment({ assignment: undefined, running: null, last: null, active: null, ...input }).kind;
+
+describe('decideAssignment', () => {
+  it('leaves models alone for undefined, and goes back to the local model for null', () => {
+    expect(decide({ assignment: undefined, active: V1 })).toBe('ignore');
+    expect(decide({ assignment: null, running: recordOf(assign(V2), 'downloading') })).toBe('local');
+  });
+
+  it('keeps the update under way for the same target and mode, and promotes a shadow to active', () => {
+    const shadow = assign(V2, { mode: 'shadow' });
+    expect(decide({ assignment: shadow, running: recordOf(shadow, 'shadow') })).toBe('keep');
+    expect(decide({ assignment: assign(V2), running: recordOf(shadow, 'shadow') })).toBe('promote');
+  });
+
+  it('makes the running update give way to any other assignment, even one of the active bytes', () => {
+    const running = recordOf(assign(V2), 'downloading');
+    expect(decide({ assignment: assign(V2, { rolloutId: 'r2' }), running })).toBe('supersede');
+    expect(decide({ assignment: assign(V2, { signature: 'another' }), running })).toBe('supersede');
+    expect(decide({ assignment: assign(V1), running, active: V1 })).toBe('supersede');
+    expect(decide({ assignment: assign(V2, { mode: 'shadow' }), running })).toBe('supersede');
+  });
+
+  it('does not retry an update that ended with the same target and mode, whatever its outcome', () => {
+    for (const state of ['committed', 'reverted'] as const) {
+      expect(decide({ assignment: assign(V2), last: recordOf(assign(V2), state), active: V1 })).toBe('keep');
+    }
+    // Another rollout, another signed release or another mode of the same bytes is a new assignment.
+    expect(decide({ assignment: assign(V2, { rolloutId: 'r2' }), last: recordOf(assign(V2), 'reverted') })).toBe(
+      'start',
+    );
+  });
+
+  it('ends an assignment of the bytes already running at once, by sha256 and not by name', () => {
+    const sameBytes = { ...V2, id: 'det@2.0.1', version: '2.0.1', sha256: V1.sha256 };
+    expect(decide({ assignment: assign(sameBytes), active: V1 })).toBe('already-active');
+    // The rollback of a rollout to the model that never left.
+    expect(
+      decide({ assignment: assign(V1, { rolloutId: 'r9' }), last: recordOf(assign(V2), 'reverted'), active: V1 }),
+    ).toBe('already-active');
+  });
+
+  it('starts an update for new bytes, with or without a model running', () => {
+    expect(decide({ assignment: assign(V2), active: V1 })).toBe('start');
+    expect(decide({ assignment: assign(V2), active: null })).toBe('start');
+  });
+});
