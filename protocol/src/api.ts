@@ -851,7 +851,7 @@ export const VerdictView = z
     timedOut: z.boolean().describe('True when the stage reached its deadline (maxDurationS) inconclusive'),
     /** The onTimeout action taken, when timedOut. */
     action: TimeoutAction.nullable().describe('The onTimeout action taken, when timedOut'),
-    gates: z.array(GateResultView),
+    gates: z.array(GateResultView).describe('One result per gate, with the numbers behind it'),
     evidence: z
       .object({
         stageDevices: z.int().describe('Devices of the stage that take the candidate (unchanged ones left out)'),
@@ -873,7 +873,7 @@ export type VerdictView = z.infer<typeof VerdictView>;
 
 export const RolloutView = z
   .object({
-    id: z.string(),
+    id: z.string().describe('Rollout id'),
     modelId: z.string().describe('`name@version` of the candidate'),
     model: ModelRef,
     spec: RolloutSpec,
@@ -894,7 +894,7 @@ export const RolloutView = z
       .describe('Cohorts frozen at creation'),
     /** Assignments by state. */
     counts: z.partialRecord(AssignmentState, z.int()).describe('Assignments by state'),
-    lastVerdict: VerdictView.nullable(),
+    lastVerdict: VerdictView.nullable().describe('The latest verdict; null before the first'),
     createdAt: EpochMs,
     updatedAt: EpochMs,
     createdBy: z.string().nullable().describe('The token that created it'),
@@ -911,14 +911,17 @@ export const RolloutListQuery = z.object({
 export type RolloutListQuery = z.infer<typeof RolloutListQuery>;
 
 export const RolloutList = z
-  .object({ items: z.array(RolloutView), nextCursor: z.string().nullable().describe('Null on the last page') })
+  .object({
+    items: z.array(RolloutView).describe('Rollouts of this page'),
+    nextCursor: z.string().nullable().describe('Null on the last page'),
+  })
   .describe('A page of rollouts, newest first');
 export type RolloutList = z.infer<typeof RolloutList>;
 
 /** What `dryRun: true` answers. */
 export const RolloutDryRun = z
   .object({
-    dryRun: z.literal(true),
+    dryRun: z.literal(true).describe('Always true: nothing was created'),
     modelId: z.string().describe('`name@version` of the candidate'),
     targetDevices: z.int().describe('Devices the rollout would target'),
     /** Devices the selector matched whose hardware profile the release does not allow (left out). */
@@ -942,29 +945,31 @@ export const RolloutDryRun = z
       .describe('The fps the feasibility figures assume'),
     /** Share of frames the agent's shadow comparison samples (its default). */
     shadowSampleShare: z.number().describe("Share of frames a shadow stage compares (the agent's default)"),
-    stages: z.array(
-      z
-        .object({
-          name: z.string(),
-          kind: z.string(),
-          devices: z.int().describe('Devices running the candidate once the stage is reached (cumulative)'),
-          newDevices: z.int().describe('Devices this stage adds'),
-          /** Control devices the stage's gates compare against. */
-          controlDevices: z.int().describe("Control devices the stage's gates compare against"),
-          maxDurationS: z.number().describe('The stage deadline in seconds (given or default)'),
-          /** Whether each gate can collect its minimum evidence within one window of this stage. */
-          gates: z
-            .array(
-              z.object({
-                gate: z.string(),
-                feasible: z.boolean().describe('Whether the gate can collect its minimum evidence in one window'),
-                reason: z.string().describe('The expected evidence against the minimum, in words'),
-              }),
-            )
-            .describe('Whether each gate can collect its minimum evidence within one window of this stage'),
-        })
-        .describe('One stage of the plan'),
-    ),
+    stages: z
+      .array(
+        z
+          .object({
+            name: z.string().describe('Stage name'),
+            kind: z.string().describe('shadow, canary or percent'),
+            devices: z.int().describe('Devices running the candidate once the stage is reached (cumulative)'),
+            newDevices: z.int().describe('Devices this stage adds'),
+            /** Control devices the stage's gates compare against. */
+            controlDevices: z.int().describe("Control devices the stage's gates compare against"),
+            maxDurationS: z.number().describe('The stage deadline in seconds (given or default)'),
+            /** Whether each gate can collect its minimum evidence within one window of this stage. */
+            gates: z
+              .array(
+                z.object({
+                  gate: z.string().describe('Gate name'),
+                  feasible: z.boolean().describe('Whether the gate can collect its minimum evidence in one window'),
+                  reason: z.string().describe('The expected evidence against the minimum, in words'),
+                }),
+              )
+              .describe('Whether each gate can collect its minimum evidence within one window of this stage'),
+          })
+          .describe('One stage of the plan'),
+      )
+      .describe('The stages in order, with their gate feasibility'),
     /** Everything that would make a stage stall or end at its deadline, in words. */
     warnings: z.array(z.string()).describe('Everything that would make a stage stall or end at its deadline'),
     /** Fastest possible time to the last stage's verdict if every gate passes at its first chance. */
@@ -985,8 +990,8 @@ export type RolloutActionRequest = z.infer<typeof RolloutActionRequest>;
 
 export const RolloutEventView = z
   .object({
-    id: z.int(),
-    rolloutId: z.string(),
+    id: z.int().describe('Event id, increasing'),
+    rolloutId: z.string().describe('The rollout'),
     at: EpochMs,
     /** created, assigned, devices, verdict, advanced, completed, rolled-back, aborted, paused, ... */
     type: z
@@ -1010,13 +1015,16 @@ export const RolloutEventQuery = z.object({
 export type RolloutEventQuery = z.infer<typeof RolloutEventQuery>;
 
 export const RolloutEventList = z
-  .object({ items: z.array(RolloutEventView), nextCursor: z.string().nullable().describe('Null on the last page') })
+  .object({
+    items: z.array(RolloutEventView).describe('Events of this page, oldest first'),
+    nextCursor: z.string().nullable().describe('Null on the last page'),
+  })
   .describe('A page of rollout events, oldest first');
 export type RolloutEventList = z.infer<typeof RolloutEventList>;
 
 export const RolloutDeviceView = z
   .object({
-    deviceId: z.string(),
+    deviceId: z.string().describe('The device'),
     mode: z.enum(['shadow', 'active']).describe('shadow: beside the current model; active: switched'),
     stageIndex: z.int().describe('The stage that assigned it'),
     state: AssignmentState,
@@ -1032,7 +1040,11 @@ export const RolloutDeviceView = z
     updatedAt: EpochMs,
     /** The device's model-update state machine as it last reported it. */
     update: z
-      .object({ rolloutId: z.string().nullable(), state: z.string(), reason: z.string().optional() })
+      .object({
+        rolloutId: z.string().nullable().describe('The rollout behind the update; null for none'),
+        state: z.string().describe('The update state (downloading, verifying, active, committed, reverted, ...)'),
+        reason: z.string().optional().describe('Why it was refused or reverted'),
+      })
       .nullable()
       .describe("The device's model-update state machine as it last reported it"),
   })
@@ -1047,7 +1059,10 @@ export const RolloutDeviceQuery = z.object({
 export type RolloutDeviceQuery = z.infer<typeof RolloutDeviceQuery>;
 
 export const RolloutDeviceList = z
-  .object({ items: z.array(RolloutDeviceView), nextCursor: z.string().nullable().describe('Null on the last page') })
+  .object({
+    items: z.array(RolloutDeviceView).describe('Assignments of this page'),
+    nextCursor: z.string().nullable().describe('Null on the last page'),
+  })
   .describe("A page of a rollout's devices");
 export type RolloutDeviceList = z.infer<typeof RolloutDeviceList>;
 
