@@ -52,7 +52,16 @@ describe('edgeloop models and rollouts', () => {
     expect((await cli('models', 'upload', '--release', releasePath)).code).toBe(2);
 
     for (const id of ['cli-a', 'cli-b', 'cli-c', 'cli-d']) await t.enroll(id, { fleet: 'cli' });
-    const dry = await cli('rollouts', 'create', '--model', 'det@2.0.0', '--selector', 'fleet=cli', '--dry-run', '--json');
+    const dry = await cli(
+      'rollouts',
+      'create',
+      '--model',
+      'det@2.0.0',
+      '--selector',
+      'fleet=cli',
+      '--dry-run',
+      '--json',
+    );
     expect(dry.code).toBe(0);
     expect(JSON.parse(dry.out)).toMatchObject({ dryRun: true, targetDevices: 4 });
     const dryText = await cli('rollouts', 'create', '--model', 'det@2.0.0', '--selector', 'fleet=cli', '--dry-run');
@@ -65,9 +74,9 @@ describe('edgeloop models and rollouts', () => {
     const paused = await cli('rollouts', 'pause', id, '--reason', 'lunch');
     expect(paused.out).toMatch(new RegExp(`${id}\\s+det@2\\.0\\.0\\s+paused\\s+shadow`));
     expect((await cli('rollouts', 'list')).out).toContain(id);
-    expect(JSON.parse((await cli('rollouts', 'events', id, '--json')).out).items.map((e: { type: string }) => e.type)).toEqual(
-      expect.arrayContaining(['created', 'paused']),
-    );
+    expect(
+      JSON.parse((await cli('rollouts', 'events', id, '--json')).out).items.map((e: { type: string }) => e.type),
+    ).toEqual(expect.arrayContaining(['created', 'paused']));
     expect((await cli('rollouts', 'abort', id)).out).toMatch(/aborted/);
     const again = await cli('rollouts', 'resume', id);
     expect(again.code).toBe(1);
