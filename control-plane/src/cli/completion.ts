@@ -86,9 +86,13 @@ complete -F _edgeloop edgeloop
 `;
 }
 
-/** Text for inside a zsh `[...]` description: no brackets, colons or single quotes. */
+/**
+ * Text for a zsh `[explanation]` or the description of a `name:description` item: brackets
+ * become parentheses (a `]` would end the explanation), single quotes go (the specs are quoted
+ * with them). Colons stay: zsh splits only at the first one of an item, and not inside brackets.
+ */
 function zshText(text: string): string {
-  return text.replace(/[[\]:']/g, '').replace(/\s+/g, ' ');
+  return text.replace(/\[/g, '(').replace(/]/g, ')').replace(/'/g, '').replace(/\s+/g, ' ');
 }
 
 function zshArguments(command: CommandSpec): string {
