@@ -155,12 +155,9 @@ async function revertLatency(gateIntervalS: number, failingWindows: number) {
           { name: '100%', kind: 'percent', percent: 100 },
         ],
         canary: { perGroup: 3, minSize: 10, maxSize: 30 },
-        evidence: { minDevices: 3, minReportingShare: 0.8, minFrames: 50, soakS: 2 },
-        gates: {
-          intervalS: gateIntervalS,
-          windowS: Math.max(4, gateIntervalS * 2),
-          failingWindowsRequired: failingWindows,
-        },
+        evidence: { minDevices: 3, minReportingShare: 0.8, minFrames: 50, soakS: 2, failMinS: 0 },
+        // Gate windows are consecutive and judged once each: the window is the evaluation interval.
+        gates: { windowS: gateIntervalS, failingWindowsRequired: failingWindows },
       }),
     );
     const canary = created.cohorts.canary;
@@ -209,7 +206,7 @@ async function downloadPeak(jitterS: number) {
         selector: { labels: {} },
         stages: [{ name: 'everyone', kind: 'percent', percent: 100 }],
         evidence: { minDevices: 3, minReportingShare: 0.8, minFrames: 10, soakS: 1 },
-        gates: { intervalS: 1, windowS: 4 },
+        gates: { windowS: 4 },
         jitterS,
       }),
     );

@@ -181,6 +181,11 @@ function thresholdOf(direction: Direction): number {
   return direction.kind === 'band' ? direction.change : direction.threshold;
 }
 
+/** The threshold in words: "1.5", or "1 -+ 0.4" for a band. */
+function boundOf(direction: Direction): string {
+  return direction.kind === 'band' ? `1 -+ ${direction.change}` : String(direction.threshold);
+}
+
 /** What a metric gate may conclude from the evidence: failing needs more than passing. */
 type Allowance = { readonly canFail: boolean; readonly short: string };
 
@@ -212,27 +217,28 @@ function compareGate(options: {
     };
   }
   const shown = showInterval(interval);
+  const bound = boundOf(direction);
   if (wholeIntervalPast(direction, interval)) {
     if (allowance.canFail) {
       return {
         ...base,
         verdict: 'fail',
-        decision: `${shown}: the whole 95% interval lies past the threshold ${base.threshold}`,
+        decision: `${shown}: the whole 95% interval lies past the threshold ${bound}`,
       };
     }
     return {
       ...base,
       verdict: 'inconclusive',
-      decision: `${shown} lies past the threshold ${base.threshold}, but too little evidence to fail: ${allowance.short}`,
+      decision: `${shown} lies past the threshold ${bound}, but too little evidence to fail: ${allowance.short}`,
     };
   }
   if (within(direction, interval.estimate)) {
-    return { ...base, verdict: 'pass', decision: `${shown}: the estimate is within the threshold ${base.threshold}` };
+    return { ...base, verdict: 'pass', decision: `${shown}: the estimate is within the threshold ${bound}` };
   }
   return {
     ...base,
     verdict: 'inconclusive',
-    decision: `${shown}: the estimate is past the threshold ${base.threshold} but the interval reaches it; more evidence needed`,
+    decision: `${shown}: the estimate is past the threshold ${bound} but the interval reaches it; more evidence needed`,
   };
 }
 

@@ -24,8 +24,9 @@ const DEVICES = 1000;
 
 const FAST = {
   selector: { labels: { fleet: 'e2e' } },
-  evidence: { minDevices: 3, minReportingShare: 0.8, minFrames: 100, soakS: 4 },
-  gates: { intervalS: 2, windowS: 8, failingWindowsRequired: 2 },
+  // Windows of 8 s, judged once each; a fail needs 8 s in the stage (one window) and 3 devices a side.
+  evidence: { minDevices: 3, minReportingShare: 0.8, minFrames: 100, soakS: 4, failMinS: 8 },
+  gates: { windowS: 8, failingWindowsRequired: 2 },
   canary: { perGroup: 2, minSize: 10, maxSize: 40 },
 };
 
@@ -163,8 +164,18 @@ describe('rollouts across 1,000 simulated devices', () => {
     )) as RolloutView;
     expect(mostOnBad).toBeLessThanOrEqual(created.cohorts.canary.length);
     expect(ended.lastVerdict?.verdict).toBe('fail');
-    expect(ended.lastVerdict?.gates.filter((gate) => gate.verdict === 'fail').map((gate) => gate.gate)).toEqual(
-      expect.arrayContaining(['latency-p95-ratio', 'detections-change']),
+    // The whole interval must lie past a threshold to fail: on a fleet of mixed hardware the
+    // latency interval is wide (devices differ 10x), so detections decide; latency never passes.
+    const gates = ended.lastVerdict?.gates ?? [];
+    expect(gates.filter((gate) => gate.verdict === 'fail').map((gate) => gate.gate)).toEqual(
+      expect.arrayContaining(['detections-change']),
+    );
+    const latency = gates.find((gate) => gate.gate === 'latency-p95-ratio');
+    expect(latency?.verdict).not.toBe('pass');
+    expect(latency?.comparison?.estimate).toBeGreaterThan(1.5);
+    expect(ended.lastVerdict?.evidence.controlDevices).toBeGreaterThanOrEqual(3);
+    console.info(
+      `bad model verdict: ${gates.map((gate) => `${gate.gate} ${gate.verdict} (${gate.decision})`).join('; ')}`,
     );
     await eventually(
       () => (runningModel().get('det@2.0.0') ?? 0) === DEVICES,
@@ -220,9 +231,15 @@ describe('rollouts across 1,000 simulated devices', () => {
       items: { deviceId: string; state: string; reason: string | null; update: { reason?: string } | null }[];
     };
     expect(devices.items.length).toBeLessThanOrEqual(created.cohorts.canary.length);
-    // What each device reported: its local revert and why.
-    const failed = devices.items.filter((item) => item.update?.reason?.includes('warmup_failed'));
-    expect(failed.length).toBeGreaterThan(0);
+    // What each device reported: its local revert and why (recorded when the device was marked
+    // failed; its latest report may already describe the revert that followed: already_active).
+    const changes = (
+      (await api('GET', `/api/v1/rollouts/${created.id}/events?type=devices&limit=1000`)) as {
+        items: { data: { changes: { deviceId: string; state: string; reason: string | null }[] } }[];
+      }
+    ).items.flatMap((item) => item.data.changes);
+    const failed = changes.filter((change) => change.state === 'failed' && change.reason?.includes('warmup_failed'));
+    expect(failed.length, JSON.stringify({ reason: ended.reason, changes: changes.slice(0, 4) })).toBeGreaterThan(0);
     expect(runningModel().get(v4.id) ?? 0).toBe(0);
     await eventually(() => (runningModel().get('det@2.0.0') ?? 0) === DEVICES, 60_000, 'all on det@2.0.0', 250).catch(
       async (error) => {
