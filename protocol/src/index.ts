@@ -6,4 +6,5 @@ export * from './json-value.ts';
 export * from './messages.ts';
 export * from './models.ts';
 export * from './result.ts';
+export * from './samples.ts';
 export * from './topics.ts';

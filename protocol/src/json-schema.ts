@@ -2,6 +2,7 @@ import { z } from 'zod';
 import * as api from './api.ts';
 import { CHANNEL_SCHEMAS } from './codec.ts';
 import { ModelManifest, ModelRelease, SignedModelRelease } from './models.ts';
+import * as samples from './samples.ts';
 
 /**
  * JSON Schema (draft 2020-12) of every message and document, keyed by file stem, for clients not
@@ -48,6 +49,9 @@ export function jsonSchemas(): Record<string, unknown> {
     'api.rollout-event-list': api.RolloutEventList,
     'api.rollout-device': api.RolloutDeviceView,
     'api.rollout-device-list': api.RolloutDeviceList,
+    'sample.policy': samples.SamplePolicy,
+    'sample.metadata': samples.SampleMetadata,
+    'sample.upload-state': samples.SampleUploadState,
   };
   return Object.fromEntries(
     Object.entries(documents).map(([name, schema]) => [

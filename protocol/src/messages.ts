@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { JsonObject, JsonValue } from './json-value.ts';
 import { ModelAssignment, ModelRef } from './models.ts';
+import { SampleTelemetry } from './samples.ts';
 
 /* ------------------------------------------------------------------------------------------------
  * Envelope: every device -> cloud message carries these.
@@ -253,6 +254,7 @@ export const Telemetry = Envelope.extend({
   system: SystemMetrics,
   pipeline: PipelineMetrics.optional(),
   shadow: ShadowMetrics.optional().describe('Present while a candidate runs in shadow'),
+  samples: SampleTelemetry.optional().describe('Present while hard-sample capture is configured'),
 }).describe('Periodic system and pipeline metrics of a device');
 export type Telemetry = z.infer<typeof Telemetry>;
 
@@ -357,6 +359,12 @@ export const Desired = z
     telemetryIntervalS: z.number().min(0.1).max(86_400).optional().describe('Seconds between telemetry messages'),
     config: JsonObject.optional().describe('Configuration to apply'),
     model: ModelAssignment.nullable().optional().describe('The model to run; null or absent keeps the current one'),
+    samplePolicy: JsonObject.nullable()
+      .optional()
+      .describe(
+        'Hard-sample policy (a SamplePolicy). Kept loose here so one malformed policy never makes the whole ' +
+          'desired state unreadable: the agent parses it, refuses it with a reported error and keeps the old one',
+      ),
   })
   .describe('Desired state, retained on the device desired topic');
 export type Desired = z.infer<typeof Desired>;

@@ -1,0 +1,266 @@
+import { z } from 'zod';
+
+/*
+ * Hard samples: the policy a device captures under (carried in desired state, so sampling changes
+ * fleet-wide without a redeploy), the metadata every sample carries, the resumable upload protocol
+ * and the device's sample telemetry. Isomorphic: the agent, the control plane, the simulator and the
+ * console all read these.
+ */
+
+const EpochMs = z.int().min(0).describe('Milliseconds since the Unix epoch');
+const Sha256 = z
+  .string()
+  .regex(/^[0-9a-f]{64}$/)
+  .describe('Lower-case hex SHA-256');
+const Tags = z.array(z.string().min(1).max(64)).max(16).default([]).describe('Tags copied onto every sample');
+const Probability = z
+  .number()
+  .min(0)
+  .max(1)
+  .default(1)
+  .describe('Chance that a frame this strategy selects is kept (after its own test)');
+
+/* ------------------------------------------ strategies ---------------------------------------- */
+
+export const SAMPLE_STRATEGY_KINDS = [
+  'random',
+  'near-threshold',
+  'shadow-disagreement',
+  'camera-event',
+  'class-rare',
+  'on-demand',
+] as const;
+export const SampleStrategyKind = z.enum(SAMPLE_STRATEGY_KINDS).describe('How a strategy picks frames');
+export type SampleStrategyKind = z.infer<typeof SampleStrategyKind>;
+
+export const SampleStrategy = z
+  .discriminatedUnion('kind', [
+    z
+      .object({
+        kind: z.literal('random').describe('Strategy kind'),
+        share: z.number().min(0).max(1).describe('Share of frames picked at random'),
+        probability: Probability,
+        tags: Tags,
+      })
+      .describe('A random share of frames'),
+    z
+      .object({
+        kind: z.literal('near-threshold').describe('Strategy kind'),
+        threshold: z.number().min(0).max(1).describe('The score threshold the model is used at'),
+        epsilon: z.number().min(0).max(1).default(0.1).describe('A detection within threshold +- epsilon is unsure'),
+        minBoxes: z.int().min(1).default(1).describe('Unsure detections a frame needs'),
+        classes: z.array(z.string().max(64)).max(256).optional().describe('Only these labels count; all when absent'),
+        probability: Probability,
+        tags: Tags,
+      })
+      .describe('Frames where the model was unsure: detections whose score is close to the threshold'),
+    z
+      .object({
+        kind: z.literal('shadow-disagreement').describe('Strategy kind'),
+        minUnmatched: z.int().min(1).default(1).describe('Boxes one model has and the other does not'),
+        iouBelow: z.number().min(0).max(1).default(0.5).describe('A matched pair below this IoU counts as unmatched'),
+        probability: Probability,
+        tags: Tags,
+      })
+      .describe('Frames where the shadow candidate and the active model disagree'),
+    z
+      .object({
+        kind: z.literal('camera-event').describe('Strategy kind'),
+        events: z
+          .array(z.enum(['sceneChange', 'blurred', 'black', 'frozen']))
+          .min(1)
+          .describe('Camera-health events that select the frame'),
+        probability: Probability,
+        tags: Tags,
+      })
+      .describe('Frames where the camera-health detectors fired'),
+    z
+      .object({
+        kind: z.literal('class-rare').describe('Strategy kind'),
+        classes: z.array(z.string().min(1).max(64)).min(1).max(256).describe('Labels worth a sample when seen'),
+        minScore: z.number().min(0).max(1).default(0).describe('Only detections scoring at least this'),
+        probability: Probability,
+        tags: Tags,
+      })
+      .describe('Frames where a listed (rare) class was seen'),
+    z
+      .object({
+        kind: z.literal('on-demand').describe('Strategy kind'),
+        probability: Probability,
+        tags: Tags,
+      })
+      .describe('Frames asked for with the capture command (the next N frames)'),
+  ])
+  .describe('One way of selecting hard samples');
+export type SampleStrategy = z.infer<typeof SampleStrategy>;
+
+/* -------------------------------------------- limits ------------------------------------------ */
+
+export const SampleLimits = z
+  .object({
+    perMinute: z.int().min(0).optional().describe('Samples per rolling minute'),
+    perHour: z.int().min(0).optional().describe('Samples per rolling hour'),
+    perDay: z.int().min(0).optional().describe('Samples per UTC day'),
+    bytesPerDay: z.int().min(0).optional().describe('Encoded image bytes per UTC day'),
+  })
+  .describe('Caps on captures; an absent cap is no cap. Counters persist across agent restarts');
+export type SampleLimits = z.infer<typeof SampleLimits>;
+
+export const RedactionRect = z
+  .object({
+    x: z.number().min(0).max(1).describe('Left edge, share of the image width'),
+    y: z.number().min(0).max(1).describe('Top edge, share of the image height'),
+    w: z.number().min(0).max(1).describe('Width, share of the image width'),
+    h: z.number().min(0).max(1).describe('Height, share of the image height'),
+  })
+  .describe('A rectangle in normalised image coordinates');
+export type RedactionRect = z.infer<typeof RedactionRect>;
+
+export const SampleRedaction = z
+  .object({
+    blackout: z.array(RedactionRect).max(64).default([]).describe('Rectangles painted black before encoding'),
+    blurClasses: z
+      .array(z.string().min(1).max(64))
+      .max(256)
+      .default([])
+      .describe('Labels whose detected boxes are blurred before encoding'),
+  })
+  .describe('What is removed from an image before it leaves the device');
+export type SampleRedaction = z.infer<typeof SampleRedaction>;
+
+/* -------------------------------------------- policy ------------------------------------------ */
+
+export const SamplePolicy = z
+  .object({
+    enabled: z.boolean().default(true).describe('False stops capture; the spool still drains'),
+    strategies: z
+      .array(SampleStrategy)
+      .max(32)
+      .default([])
+      .describe('Strategies, tried in order; the first match wins'),
+    limits: SampleLimits.prefault({}).describe('Caps per device, over all strategies'),
+    strategyLimits: z
+      .partialRecord(SampleStrategyKind, SampleLimits)
+      .default({})
+      .describe('Caps per device and strategy, on top of `limits`'),
+    redaction: SampleRedaction.prefault({}),
+    jpegQuality: z.int().min(1).max(100).default(85).describe('JPEG quality of the encoded sample'),
+    maxWidth: z.int().min(16).max(8192).optional().describe('Downscale wider frames to this width before encoding'),
+    spoolMaxBytes: z
+      .int()
+      .min(64 * 1024)
+      .default(64 * 1024 * 1024)
+      .describe('Bytes the on-disk spool may hold; the oldest samples are dropped (and counted) past it'),
+  })
+  .describe('Hard-sample capture policy, carried in desired state');
+export type SamplePolicy = z.infer<typeof SamplePolicy>;
+export type SamplePolicyInput = z.input<typeof SamplePolicy>;
+
+/* ------------------------------------------- metadata ----------------------------------------- */
+
+export const SamplePrediction = z
+  .object({
+    box: z
+      .tuple([z.number(), z.number(), z.number(), z.number()])
+      .describe('x1, y1, x2, y2 in pixels of the stored image'),
+    score: z.number().min(0).max(1).describe('Confidence'),
+    classId: z.int().min(0).describe('Class index of the model'),
+    label: z.string().max(64).describe('Class label'),
+  })
+  .describe('One detection of the model on the frame: a pre-annotation');
+export type SamplePrediction = z.infer<typeof SamplePrediction>;
+
+export const SampleMetadata = z
+  .object({
+    deviceId: z.string().min(1).max(128).describe('The capturing device'),
+    site: z.string().max(128).nullable().describe('The device site label, when it has one'),
+    labels: z.record(z.string(), z.string()).default({}).describe('The device labels at capture'),
+    model: z
+      .object({
+        id: z.string().max(128).describe('name@version of the active model'),
+        sha256: Sha256,
+      })
+      .nullable()
+      .describe('The model whose predictions are attached'),
+    strategy: SampleStrategyKind,
+    reason: z.string().max(512).describe('Why the frame was selected, in words'),
+    tags: z.array(z.string().max(64)).max(16).default([]).describe('The strategy tags'),
+    predictions: z.array(SamplePrediction).max(1000).describe('The model detections, as pre-annotations'),
+    frameTs: EpochMs.describe('When the frame was captured (device clock)'),
+    bootId: z.string().min(1).max(64).describe('The agent boot that captured it'),
+    seq: z.int().min(0).describe('Capture sequence number within the boot'),
+    image: z
+      .object({
+        sha256: Sha256.describe('SHA-256 of the encoded image bytes: the sample identity'),
+        bytes: z.int().min(1).describe('Size of the encoded image'),
+        width: z.int().min(1).max(16_384).describe('Image width in pixels'),
+        height: z.int().min(1).max(16_384).describe('Image height in pixels'),
+        contentType: z.literal('image/jpeg').default('image/jpeg').describe('Media type of the bytes'),
+      })
+      .describe('The encoded (redacted) image'),
+  })
+  .describe('What a device says about one hard sample; sent with its bytes as one upload');
+export type SampleMetadata = z.infer<typeof SampleMetadata>;
+export type SampleMetadataInput = z.input<typeof SampleMetadata>;
+
+/* ---------------------------------------- upload protocol -------------------------------------- */
+
+/*
+ * Resumable, idempotent upload with the device credential (HTTP Basic, as model downloads):
+ *   POST  /api/v1/samples/uploads          body SampleMetadata (JSON)
+ *         -> 201 SampleUploadState {uploadId, offset: 0}           new upload
+ *         -> 200 SampleUploadState {uploadId, offset, complete}    same device + sha256 already under
+ *                                                                 way (resume) or stored (done)
+ *   HEAD  /api/v1/samples/uploads/:id      -> 204, header Upload-Offset: bytes acknowledged
+ *   PATCH /api/v1/samples/uploads/:id      headers Upload-Offset: N, Content-Type:
+ *                                          application/offset+octet-stream; body: bytes from N
+ *         -> 204, header Upload-Offset      chunk appended (durably) and acknowledged
+ *         -> 201 SampleUploadState {complete: true, sampleId}   the last byte arrived and sha256 held
+ *         -> 409 offset_mismatch (with Upload-Offset), 413 too_large, 422 hash_mismatch (the upload
+ *            is discarded: nothing partial is stored), 403 forbidden (another device's upload)
+ */
+export const SAMPLE_UPLOAD_OFFSET_HEADER = 'upload-offset';
+export const SAMPLE_UPLOAD_CONTENT_TYPE = 'application/offset+octet-stream';
+
+export const SampleUploadState = z
+  .object({
+    uploadId: z.string().min(1).max(128).describe('Opaque id of this upload'),
+    offset: z.int().min(0).describe('Bytes the control plane has acknowledged'),
+    complete: z.boolean().describe('True once the sample is stored'),
+    sampleId: z.string().nullable().describe('The stored sample id, once complete'),
+  })
+  .describe('Where an upload stands');
+export type SampleUploadState = z.infer<typeof SampleUploadState>;
+
+/* ---------------------------------------- device telemetry ------------------------------------- */
+
+export const SAMPLE_DROP_CAUSES = [
+  'budget',
+  'rate',
+  'queue-full',
+  'encode-failed',
+  'spool-full',
+  'rejected',
+  'policy-disabled',
+] as const;
+
+export const SampleTelemetry = z
+  .object({
+    captured: z.int().min(0).describe('Samples selected and encoded since boot'),
+    dropped: z
+      .partialRecord(z.enum(SAMPLE_DROP_CAUSES), z.int().min(0))
+      .describe('Samples selected but not kept, by cause, since boot'),
+    uploaded: z.int().min(0).describe('Samples the control plane stored, since boot'),
+    uploadedBytes: z.int().min(0).describe('Image bytes the control plane acknowledged, since boot'),
+    spooled: z.int().min(0).describe('Samples waiting in the spool'),
+    spooledBytes: z.int().min(0).describe('Bytes waiting in the spool'),
+    budgetLeft: z
+      .object({
+        today: z.int().nullable().describe('Samples left today; null without a daily cap'),
+        bytesToday: z.int().nullable().describe('Bytes left today; null without a byte cap'),
+      })
+      .describe('What the daily caps still allow'),
+    policyError: z.string().max(1024).nullable().describe('Why the last policy in desired state was refused'),
+  })
+  .describe('Hard-sample capture on the device');
+export type SampleTelemetry = z.infer<typeof SampleTelemetry>;
