@@ -194,3 +194,102 @@ export const rolloutEvents = sqliteTable(
   },
   (table) => [index('rollout_events_rollout_idx').on(table.rolloutId, table.id)],
 );
+
+/* ------------------------------------- hard samples ------------------------------------------ */
+
+/**
+ * Hard samples a device uploaded: metadata as the device sent it (SampleMetadata), the image in the
+ * blob store under `image_sha256`. One sample per (device, image sha256): a re-upload is the same
+ * sample. Rows outlive their device (deleting a device keeps its samples).
+ */
+export const samples = sqliteTable(
+  'samples',
+  {
+    id: text('id').primaryKey(),
+    deviceId: text('device_id').notNull(),
+    site: text('site'),
+    labels: text('labels', { mode: 'json' }).$type<Record<string, string>>().notNull(),
+    modelId: text('model_id'),
+    modelSha256: text('model_sha256'),
+    strategy: text('strategy').notNull(),
+    reason: text('reason').notNull(),
+    tags: text('tags', { mode: 'json' }).$type<string[]>().notNull(),
+    /** SamplePrediction[] (pre-annotations). */
+    predictions: text('predictions', { mode: 'json' }).$type<unknown>().notNull(),
+    frameTs: integer('frame_ts').notNull(),
+    bootId: text('boot_id').notNull(),
+    seq: integer('seq').notNull(),
+    imageSha256: text('image_sha256').notNull(),
+    bytes: integer('bytes').notNull(),
+    width: integer('width').notNull(),
+    height: integer('height').notNull(),
+    /** The cached thumbnail blob, once one was made. */
+    thumbnailSha256: text('thumbnail_sha256'),
+    receivedAt: integer('received_at').notNull(),
+  },
+  (table) => [
+    uniqueIndex('samples_device_image_uq').on(table.deviceId, table.imageSha256),
+    index('samples_received_idx').on(table.receivedAt, table.id),
+    index('samples_device_received_idx').on(table.deviceId, table.receivedAt),
+    index('samples_frame_ts_idx').on(table.frameTs),
+    index('samples_image_idx').on(table.imageSha256),
+  ],
+);
+
+/** Uploads under way: the bytes acknowledged so far live in a temp file under the data dir. */
+export const sampleUploads = sqliteTable(
+  'sample_uploads',
+  {
+    uploadId: text('upload_id').primaryKey(),
+    deviceId: text('device_id').notNull(),
+    /** SampleMetadata as validated. */
+    metadata: text('metadata', { mode: 'json' }).$type<unknown>().notNull(),
+    imageSha256: text('image_sha256').notNull(),
+    bytes: integer('bytes').notNull(),
+    offset: integer('offset').notNull().default(0),
+    createdAt: integer('created_at').notNull(),
+    updatedAt: integer('updated_at').notNull(),
+  },
+  (table) => [
+    uniqueIndex('sample_uploads_device_image_uq').on(table.deviceId, table.imageSha256),
+    index('sample_uploads_updated_idx').on(table.updatedAt),
+  ],
+);
+
+/* --------------------------------------- datasets -------------------------------------------- */
+
+/** Immutable dataset versions `name@version`; a labelled version points at its parent. */
+export const datasets = sqliteTable(
+  'datasets',
+  {
+    id: text('id').primaryKey(),
+    name: text('name').notNull(),
+    version: integer('version').notNull(),
+    parentId: text('parent_id'),
+    /** The sample query or id list the version was made from, as given. */
+    query: text('query', { mode: 'json' }).$type<unknown>().notNull(),
+    sampleCount: integer('sample_count').notNull().default(0),
+    createdAt: integer('created_at').notNull(),
+    createdBy: text('created_by'),
+  },
+  (table) => [uniqueIndex('datasets_name_version_uq').on(table.name, table.version)],
+);
+
+/** The frozen membership of a dataset version, with each sample's split and labels. */
+export const datasetSamples = sqliteTable(
+  'dataset_samples',
+  {
+    datasetId: text('dataset_id')
+      .notNull()
+      .references(() => datasets.id, { onDelete: 'cascade' }),
+    sampleId: text('sample_id').notNull(),
+    /** train | val | test */
+    split: text('split').notNull(),
+    /** Human labels (COCO-derived annotations) of a labelled version; null before labelling. */
+    annotations: text('annotations', { mode: 'json' }).$type<unknown>(),
+  },
+  (table) => [
+    primaryKey({ columns: [table.datasetId, table.sampleId] }),
+    index('dataset_samples_sample_idx').on(table.sampleId),
+  ],
+);

@@ -180,3 +180,84 @@ export const rolloutEvents = pgTable(
   },
   (table) => [index('rollout_events_rollout_idx').on(table.rolloutId, table.id)],
 );
+
+export const samples = pgTable(
+  'samples',
+  {
+    id: text('id').primaryKey(),
+    deviceId: text('device_id').notNull(),
+    site: text('site'),
+    labels: jsonb('labels').$type<Record<string, string>>().notNull(),
+    modelId: text('model_id'),
+    modelSha256: text('model_sha256'),
+    strategy: text('strategy').notNull(),
+    reason: text('reason').notNull(),
+    tags: jsonb('tags').$type<string[]>().notNull(),
+    predictions: jsonb('predictions').$type<unknown>().notNull(),
+    frameTs: epochMs('frame_ts').notNull(),
+    bootId: text('boot_id').notNull(),
+    seq: bigint('seq', { mode: 'number' }).notNull(),
+    imageSha256: text('image_sha256').notNull(),
+    bytes: bigint('bytes', { mode: 'number' }).notNull(),
+    width: integer('width').notNull(),
+    height: integer('height').notNull(),
+    thumbnailSha256: text('thumbnail_sha256'),
+    receivedAt: epochMs('received_at').notNull(),
+  },
+  (table) => [
+    uniqueIndex('samples_device_image_uq').on(table.deviceId, table.imageSha256),
+    index('samples_received_idx').on(table.receivedAt, table.id),
+    index('samples_device_received_idx').on(table.deviceId, table.receivedAt),
+    index('samples_frame_ts_idx').on(table.frameTs),
+    index('samples_image_idx').on(table.imageSha256),
+  ],
+);
+
+export const sampleUploads = pgTable(
+  'sample_uploads',
+  {
+    uploadId: text('upload_id').primaryKey(),
+    deviceId: text('device_id').notNull(),
+    metadata: jsonb('metadata').$type<unknown>().notNull(),
+    imageSha256: text('image_sha256').notNull(),
+    bytes: bigint('bytes', { mode: 'number' }).notNull(),
+    offset: bigint('offset', { mode: 'number' }).notNull().default(0),
+    createdAt: epochMs('created_at').notNull(),
+    updatedAt: epochMs('updated_at').notNull(),
+  },
+  (table) => [
+    uniqueIndex('sample_uploads_device_image_uq').on(table.deviceId, table.imageSha256),
+    index('sample_uploads_updated_idx').on(table.updatedAt),
+  ],
+);
+
+export const datasets = pgTable(
+  'datasets',
+  {
+    id: text('id').primaryKey(),
+    name: text('name').notNull(),
+    version: integer('version').notNull(),
+    parentId: text('parent_id'),
+    query: jsonb('query').$type<unknown>().notNull(),
+    sampleCount: integer('sample_count').notNull().default(0),
+    createdAt: epochMs('created_at').notNull(),
+    createdBy: text('created_by'),
+  },
+  (table) => [uniqueIndex('datasets_name_version_uq').on(table.name, table.version)],
+);
+
+export const datasetSamples = pgTable(
+  'dataset_samples',
+  {
+    datasetId: text('dataset_id')
+      .notNull()
+      .references(() => datasets.id, { onDelete: 'cascade' }),
+    sampleId: text('sample_id').notNull(),
+    split: text('split').notNull(),
+    annotations: jsonb('annotations').$type<unknown>(),
+  },
+  (table) => [
+    primaryKey({ columns: [table.datasetId, table.sampleId] }),
+    index('dataset_samples_sample_idx').on(table.sampleId),
+  ],
+);
