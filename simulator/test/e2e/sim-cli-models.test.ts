@@ -35,6 +35,8 @@ describe('edgeloop-sim with --trusted-keys', () => {
   let simLog = '';
   let kit: ModelKit;
   let v1: ModelRef;
+  /** What every device runs after the previous test. */
+  let running: ModelRef | null = null;
   const ids = Array.from({ length: DEVICES }, (_, i) => `cli-${String(i).padStart(4, '0')}`);
 
   const api = async (method: string, path: string, body?: unknown) => {
@@ -132,7 +134,7 @@ describe('edgeloop-sim with --trusted-keys', () => {
 
     // det@3.0.0 crashes at warm-up on the simulated devices (the --model-behaviour file).
     const v3 = await kit.publish('det', '3.0.0', 3);
-    await api('POST', '/api/v1/rollouts', { modelId: v3.id, ...ALL_AT_ONCE });
+    const crashing = RolloutView.parse(await api('POST', '/api/v1/rollouts', { modelId: v3.id, ...ALL_AT_ONCE }));
     const refused = (await eventually(
       async () => {
         const all = await reportedModels();
@@ -150,5 +152,88 @@ describe('edgeloop-sim with --trusted-keys', () => {
       expect(model.update.code).toBe('warmup_failed');
       expect(model.active?.sha256).toBe(v2.sha256);
     }
+    await eventually(
+      async () =>
+        RolloutView.parse(await api('GET', `/api/v1/rollouts/${crashing.id}`)).status === 'rolled_back' &&
+        (await reportedModels()).every((model) => model?.active?.sha256 === v2.sha256),
+      30_000,
+      'the crashing rollout is rolled back, every device on the model it had',
+      250,
+    );
+    running = v2;
+  }, 180_000);
+
+  it('reports a release of the bytes already running as a no-op, and returns every device to its model on abort without a restart', async () => {
+    const current = running;
+    if (!current) throw new Error('needs the previous test');
+    // The same bytes as the running model, signed again as a new version.
+    const same = await kit.publishFile(
+      join(kit.dir, `det-${current.version}.onnx`),
+      { name: 'det', version: '5.0.0', adapter: 'yolo', input: { width: 640, height: 640 }, labels: ['person'] },
+      5,
+    );
+    expect(same.sha256).toBe(current.sha256);
+    const noop = RolloutView.parse(await api('POST', '/api/v1/rollouts', { modelId: same.id, ...ALL_AT_ONCE }));
+    const states = async (id: string) =>
+      ((await api('GET', `/api/v1/rollouts/${id}/devices?limit=1000`)) as { items: { state: string }[] }).items.map(
+        (item) => item.state,
+      );
+    await eventually(
+      async () => {
+        const all = await states(noop.id);
+        return all.length === DEVICES && all.every((state) => state === 'unchanged');
+      },
+      30_000,
+      'the control plane shows the same-bytes devices as unchanged, never active',
+      250,
+    );
+    // Whether or not desired state reached them, no device switched, and one that got the
+    // assignment said it was already running those bytes.
+    for (const model of await reportedModels()) {
+      expect(model?.active?.id).toBe(current.id);
+      if (model?.update?.rolloutId === noop.id) {
+        expect(model.update).toMatchObject({ state: 'committed', code: 'already_active', target: { id: same.id } });
+      }
+    }
+
+    // Aborting it changes nothing either: every device stays on the model it had, none is left reverting.
+    await api('POST', `/api/v1/rollouts/${noop.id}/abort`, { reason: 'same bytes' });
+    await eventually(
+      async () => (await states(noop.id)).every((state) => state === 'unchanged' || state === 'rolled_back'),
+      30_000,
+      'the aborted same-bytes rollout leaves no device reverting',
+      250,
+    );
+    for (const model of await reportedModels()) expect(model?.active?.id).toBe(current.id);
+
+    // A rollout held at its only stage (long soak), aborted once every device switched.
+    const v6 = await kit.publish('det', '6.0.0', 6);
+    const held = RolloutView.parse(
+      await api('POST', '/api/v1/rollouts', {
+        modelId: v6.id,
+        ...ALL_AT_ONCE,
+        evidence: { ...ALL_AT_ONCE.evidence, soakS: 600 },
+      }),
+    );
+    await eventually(
+      async () => (await reportedModels()).every((model) => model?.active?.sha256 === v6.sha256),
+      60_000,
+      `every device switches to ${v6.id}`,
+      250,
+    );
+    await api('POST', `/api/v1/rollouts/${held.id}/abort`, { reason: 'rehearsal' });
+    await eventually(
+      async () => (await reportedModels()).every((model) => model?.active?.sha256 === current.sha256),
+      60_000,
+      `every device is back on ${current.id}`,
+      250,
+    );
+    await eventually(
+      async () => (await states(held.id)).every((state) => state === 'rolled_back'),
+      30_000,
+      'no device stays reverting',
+      250,
+    );
+    expect(sim?.exitCode).toBeNull();
   }, 180_000);
 });
