@@ -41,8 +41,8 @@ control plane with its own credential, checks, A/B slots, health check, local re
 
 Examples:
   edgeloop-sim --control-plane http://localhost:8080 --token $EDGELOOP_TOKEN --devices 50
-  edgeloop-sim --control-plane http://localhost:8080 --token $EDGELOOP_TOKEN --devices 60 \
-    --trusted-keys release.pub --initial-model det@1.0.0 --label fleet=sim \
+  edgeloop-sim --control-plane http://localhost:8080 --token $EDGELOOP_TOKEN --devices 60 \\
+    --trusted-keys release.pub --initial-model det@1.0.0 --label fleet=sim \\
     --scenario simulator/scenarios/rollout-bad.json
 `;
 

@@ -127,11 +127,21 @@ async function api(
   path: string,
   body?: unknown,
 ): Promise<{ status: number; json: unknown }> {
-  const response = await (options.fetch ?? fetch)(new URL(path, options.controlPlaneUrl), {
-    method,
-    headers: { authorization: `Bearer ${options.token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-    ...(body ? { body: JSON.stringify(body) } : {}),
-  });
+  const url = new URL(path, options.controlPlaneUrl);
+  let response: Response;
+  try {
+    response = await (options.fetch ?? fetch)(url, {
+      method,
+      headers: { authorization: `Bearer ${options.token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+      ...(body ? { body: JSON.stringify(body) } : {}),
+    });
+  } catch (error) {
+    // fetch says only "fetch failed"; the cause (ECONNREFUSED, ENOTFOUND...) is what helps.
+    const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+    throw new Error(
+      `${method} ${url} failed: ${cause?.code ?? cause?.message ?? (error as Error).message} (is the control plane running at ${options.controlPlaneUrl}?)`,
+    );
+  }
   const text = await response.text();
   let json: unknown = null;
   try {
@@ -158,8 +168,7 @@ export async function fetchModelRef(
   try {
     response = await api(options, 'GET', path);
   } catch (error) {
-    const cause = (error as { cause?: { message?: string } }).cause?.message ?? (error as Error).message;
-    return fail('unreachable', `GET ${new URL(path, options.controlPlaneUrl)}: ${cause}`);
+    return fail('unreachable', (error as Error).message);
   }
   if (response.status === 404) {
     return fail(
