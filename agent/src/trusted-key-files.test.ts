@@ -33,7 +33,8 @@ describe('readTrustedKeyFiles', () => {
       expect(missing.error.message).toContain('nope.pub');
       expect(missing.error.message).toContain('no .pub files');
     }
-    const secret = readTrustedKeyFiles(['release.key'], dir);
-    expect(!secret.ok && secret.error.message).toMatch(/private key.*release\.key|release\.key.*private key/);
+    const both = readTrustedKeyFiles(['release.key', 'nope.pub'], dir);
+    expect(!both.ok && both.error.message).toContain('nope.pub');
+    expect(!both.ok && both.error.message).toMatch(/key 1 \(.*release\.key\): this is a private key/);
   });
 });

@@ -41,7 +41,7 @@ export function readTrustedKeyFiles(
       }
     }
   }
-  if (problems.length === 0 && files.length > 0) {
+  if (files.length > 0) {
     const parsed = parseTrustedKeys(files.map(({ publicKeyPem }) => ({ publicKeyPem })));
     if (!parsed.ok) {
       // parseTrustedKeys numbers keys from 1 in the order given: name the files.
