@@ -4,9 +4,17 @@ import { join } from 'node:path';
 import { sql } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { serviceGate } from '../../test-services.ts';
+import type { PostgresStore } from '../src/db/postgres/store.ts';
 import { createPostgresStore } from '../src/db/postgres/store.ts';
-import type { AssignmentRecord, ModelRecord, NewMessage, RolloutRecord, Store } from '../src/db/repositories.ts';
-import { createSqliteStore } from '../src/db/sqlite/store.ts';
+import type {
+  AssignmentRecord,
+  ModelRecord,
+  NewMessage,
+  RolloutRecord,
+  SampleRecord,
+  Store,
+} from '../src/db/repositories.ts';
+import { createSqliteStore, type SqliteStore } from '../src/db/sqlite/store.ts';
 import { initialLiveState } from '../src/device-state.ts';
 import { admin, databaseUrl, uniqueDatabaseName } from './postgres-service.ts';
 
@@ -63,7 +71,8 @@ function postgresFactory(): Factory {
       // table, ~150 ms here), and no test depends on ids restarting.
       await store.db.execute(
         sql`DELETE FROM rollout_events; DELETE FROM rollout_devices; DELETE FROM rollouts; DELETE FROM models;
-            DELETE FROM devices; DELETE FROM messages; DELETE FROM dead_letters; DELETE FROM api_tokens`,
+            DELETE FROM devices; DELETE FROM messages; DELETE FROM dead_letters; DELETE FROM api_tokens;
+            DELETE FROM dataset_samples; DELETE FROM datasets; DELETE FROM sample_uploads; DELETE FROM samples`,
       );
       return { store, dispose: () => store.close() };
     },
@@ -667,6 +676,129 @@ describe.each(factories)('store contract: $name', (factory) => {
       expect((await store.rollouts.listWork()).map((r) => r.id).sort()).toEqual(['back', 'pause', 'run']);
       await store.rollouts.setAssignmentStates('back', [{ deviceId: 'cam-1', state: 'rolled_back', reason: null }], T);
       expect((await store.rollouts.listWork()).map((r) => r.id).sort()).toEqual(['pause', 'run']);
+    });
+  });
+  describe('samples', () => {
+    const sha = (n: number) => n.toString(16).padStart(64, '0');
+    const sample = (id: string, overrides: Partial<SampleRecord> = {}): SampleRecord => ({
+      id,
+      deviceId: 'cam-1',
+      site: 'north',
+      labels: { site: 'north', 'zone.a': 'x' },
+      modelId: 'det@1.0.0',
+      modelSha256: sha(99),
+      strategy: 'near-threshold',
+      reason: '2 detections near 0.5',
+      tags: ['unsure'],
+      predictions: [{ box: [1, 2, 30, 40], score: 0.51, classId: 0, label: 'text' }],
+      frameTs: T,
+      bootId: 'bootaaaa',
+      seq: 1,
+      imageSha256: sha(Number.parseInt(id.replace(/\D/g, '') || '0', 10) + 1),
+      bytes: 1000,
+      width: 64,
+      height: 48,
+      thumbnailSha256: null,
+      receivedAt: T,
+      ...overrides,
+    });
+    /** Dataset rows straight in SQL (the dataset repository is another aggregate's). */
+    const addToDataset = async (datasetId: string, sampleId: string, annotations: unknown) => {
+      const json = annotations === null ? null : JSON.stringify(annotations);
+      const statements = [
+        sql`INSERT INTO datasets (id, name, version, query, created_at) VALUES (${datasetId}, ${datasetId}, 1, '{}', ${T})
+            ON CONFLICT DO NOTHING`,
+        sql`INSERT INTO dataset_samples (dataset_id, sample_id, split, annotations) VALUES (${datasetId}, ${sampleId}, 'train', ${json})`,
+      ];
+      for (const statement of statements) {
+        if (store.dialect === 'sqlite') (store as SqliteStore).db.run(statement);
+        else await (store as PostgresStore).db.execute(statement);
+      }
+    };
+
+    it('stores a sample once per device and image, returning the existing row on a repeat', async () => {
+      const first = await store.samples.insert(sample('s1'));
+      expect(first.created).toBe(true);
+      const again = await store.samples.insert(sample('s1-again', { imageSha256: first.sample.imageSha256 }));
+      expect(again).toMatchObject({ created: false, sample: { id: 's1' } });
+      const otherDevice = await store.samples.insert(
+        sample('s1-other', { deviceId: 'cam-2', imageSha256: first.sample.imageSha256 }),
+      );
+      expect(otherDevice.created).toBe(true);
+      expect(await store.samples.get('s1')).toEqual(sample('s1'));
+      expect(await store.samples.findByImage('cam-2', first.sample.imageSha256)).toMatchObject({ id: 's1-other' });
+      expect(await store.samples.usage()).toEqual({ count: 2, bytes: 2000 });
+    });
+
+    it('lists newest first with filters on device, site, labels, model, strategy, capture time and labels, and keyset paging', async () => {
+      await store.samples.insert(sample('s1', { receivedAt: T + 1, frameTs: T + 1 }));
+      await store.samples.insert(
+        sample('s2', { receivedAt: T + 2, frameTs: T + 2, deviceId: 'cam-2', site: null, labels: {} }),
+      );
+      await store.samples.insert(
+        sample('s3', { receivedAt: T + 3, frameTs: T + 3, strategy: 'random', modelId: null, modelSha256: null }),
+      );
+      await store.samples.insert(sample('s4', { receivedAt: T + 3, frameTs: T + 4 }));
+      const ids = async (query: Partial<Parameters<Store['samples']['list']>[0]>) =>
+        (await store.samples.list({ limit: 10, ...query })).map((s) => s.id);
+      expect(await ids({})).toEqual(['s4', 's3', 's2', 's1']);
+      expect(await ids({ deviceId: 'cam-2' })).toEqual(['s2']);
+      expect(await ids({ site: 'north' })).toEqual(['s4', 's3', 's1']);
+      expect(
+        await ids({
+          labels: [
+            ['zone.a', 'x'],
+            ['site', 'north'],
+          ],
+        }),
+      ).toEqual(['s4', 's3', 's1']);
+      expect(await ids({ labels: [['site', 'south']] })).toEqual([]);
+      expect(await ids({ modelId: 'det@1.0.0', strategy: 'near-threshold' })).toEqual(['s4', 's2', 's1']);
+      expect(await ids({ modelSha256: sha(99), from: T + 2, to: T + 3 })).toEqual(['s2']);
+      expect(await ids({ before: { receivedAt: T + 3, id: 's4' }, limit: 2 })).toEqual(['s3', 's2']);
+      await addToDataset('d1', 's1', [{ bbox: [1, 1, 2, 2], category: 'text' }]);
+      await addToDataset('d1', 's2', null);
+      expect(await ids({ hasLabels: true })).toEqual(['s1']);
+      expect(await ids({ hasLabels: false })).toEqual(['s4', 's3', 's2']);
+    });
+
+    it('offers the oldest samples no dataset references for pruning, and deletes only unreferenced ones unless memberships go too', async () => {
+      await store.samples.insert(sample('s1', { receivedAt: T + 1 }));
+      await store.samples.insert(sample('s2', { receivedAt: T + 2 }));
+      await store.samples.insert(sample('s3', { receivedAt: T + 3 }));
+      await addToDataset('d1', 's1', null);
+      expect((await store.samples.oldestUnreferenced({ limit: 10 })).map((s) => s.id)).toEqual(['s2', 's3']);
+      expect((await store.samples.oldestUnreferenced({ before: T + 3, limit: 10 })).map((s) => s.id)).toEqual(['s2']);
+      const guarded = await store.samples.deleteIds(['s1', 's2']);
+      expect(guarded.deleted.map((s) => s.id)).toEqual(['s2']);
+      expect(await store.samples.blobInUse(sample('s2').imageSha256)).toBe(false);
+      expect(await store.samples.blobInUse(sample('s1').imageSha256)).toBe(true);
+      const forced = await store.samples.deleteIds(['s1'], { withMemberships: true });
+      expect(forced).toMatchObject({ deleted: [{ id: 's1', bytes: 1000 }], memberships: 1 });
+      expect(await store.samples.idsOfDevice('cam-1')).toEqual(['s3']);
+    });
+
+    it('keeps one upload per device and image, advancing its offset only from the acknowledged one', async () => {
+      const upload = {
+        uploadId: 'u1',
+        deviceId: 'cam-1',
+        metadata: { a: 1 },
+        imageSha256: sha(5),
+        bytes: 100,
+        offset: 0,
+        createdAt: T,
+        updatedAt: T,
+      };
+      expect((await store.samples.createUpload(upload)).created).toBe(true);
+      const again = await store.samples.createUpload({ ...upload, uploadId: 'u2' });
+      expect(again).toMatchObject({ created: false, upload: { uploadId: 'u1', metadata: { a: 1 } } });
+      expect(await store.samples.advanceUpload('u1', 0, 40, T + 1)).toBe(true);
+      expect(await store.samples.advanceUpload('u1', 0, 80, T + 2)).toBe(false);
+      expect(await store.samples.getUpload('u1')).toMatchObject({ offset: 40, updatedAt: T + 1 });
+      expect((await store.samples.staleUploads(T + 2, 10)).map((u) => u.uploadId)).toEqual(['u1']);
+      expect(await store.samples.staleUploads(T + 1, 10)).toEqual([]);
+      await store.samples.deleteUpload('u1');
+      expect(await store.samples.getUpload('u1')).toBeNull();
     });
   });
 });

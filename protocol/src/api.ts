@@ -172,6 +172,9 @@ export const API_ERROR_CODES = {
   size_mismatch: 422,
   hash_mismatch: 422,
   invalid_model: 422,
+  /* Dataset labels: an image or category the COCO file names that the version does not have. */
+  unknown_image: 422,
+  unknown_category: 422,
 } as const;
 export type ApiErrorCode = keyof typeof API_ERROR_CODES;
 

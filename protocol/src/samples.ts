@@ -232,6 +232,89 @@ export const SampleUploadState = z
   .describe('Where an upload stands');
 export type SampleUploadState = z.infer<typeof SampleUploadState>;
 
+/* ------------------------------------------ read API ------------------------------------------- */
+
+export const SampleView = z
+  .object({
+    id: z.string().describe('Sample id'),
+    deviceId: z.string().describe('The capturing device (kept after the device is deleted)'),
+    site: z.string().nullable().describe('The device site label at capture'),
+    labels: z.record(z.string(), z.string()).describe('The device labels at capture'),
+    model: z
+      .object({
+        id: z.string().describe('name@version of the model'),
+        sha256: Sha256,
+      })
+      .nullable()
+      .describe('The model whose predictions are attached'),
+    strategy: SampleStrategyKind,
+    reason: z.string().describe('Why the frame was selected'),
+    tags: z.array(z.string()).describe('The strategy tags'),
+    predictions: z.array(SamplePrediction).describe('The model detections, as pre-annotations'),
+    frameTs: EpochMs.describe('When the frame was captured (device clock)'),
+    bootId: z.string().describe('The agent boot that captured it'),
+    seq: z.int().describe('Capture sequence number within the boot'),
+    image: z
+      .object({
+        sha256: Sha256.describe('SHA-256 of the stored bytes (the ETag of the image)'),
+        bytes: z.int().describe('Size of the stored image'),
+        width: z.int().describe('Image width in pixels'),
+        height: z.int().describe('Image height in pixels'),
+        contentType: z.literal('image/jpeg').describe('Media type of the bytes'),
+      })
+      .describe('The stored (redacted) image'),
+    receivedAt: EpochMs.describe('When the control plane stored the sample'),
+  })
+  .describe('One stored hard sample with its provenance');
+export type SampleView = z.infer<typeof SampleView>;
+
+export const SampleList = z
+  .object({
+    items: z.array(SampleView).describe('Samples, newest first'),
+    nextCursor: z.string().nullable().describe('Pass as cursor for the next page; null on the last page'),
+  })
+  .describe('A page of samples');
+export type SampleList = z.infer<typeof SampleList>;
+
+export const SampleListQuery = z
+  .object({
+    deviceId: z.string().min(1).max(128).optional().describe('Only samples of this device'),
+    site: z.string().min(1).max(128).optional().describe('Only samples of this site'),
+    label: z
+      .array(z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}:.{0,128}$/, 'label filters look like key:value'))
+      .optional()
+      .describe('key:value of the device labels at capture, repeatable; every one must match'),
+    modelId: z
+      .string()
+      .min(1)
+      .max(128)
+      .optional()
+      .describe('Only samples with predictions of this model (name@version)'),
+    modelSha256: Sha256.optional().describe('Only samples with predictions of the model with this sha256'),
+    strategy: SampleStrategyKind.optional().describe('Only samples this strategy selected'),
+    from: z.coerce.number().int().min(0).optional().describe('Only frames captured at or after this time (epoch ms)'),
+    to: z.coerce.number().int().min(0).optional().describe('Only frames captured at or before this time (epoch ms)'),
+    hasLabels: z
+      .enum(['true', 'false'])
+      .transform((value) => value === 'true')
+      .optional()
+      .describe('true: only samples with human labels in some dataset version; false: only those without'),
+    limit: z.coerce.number().int().min(1).max(500).default(100).describe('Page size'),
+    cursor: z.string().max(256).optional().describe('Opaque, from the previous page nextCursor'),
+  })
+  .describe('Filters of GET /api/v1/samples');
+export type SampleListQuery = z.infer<typeof SampleListQuery>;
+
+export const SamplePurgeResult = z
+  .object({
+    deviceId: z.string().describe('The device whose samples were purged'),
+    purged: z.int().min(0).describe('Samples deleted'),
+    bytes: z.int().min(0).describe('Image bytes those samples held'),
+    removedFromDatasets: z.int().min(0).describe('Dataset memberships removed with them'),
+  })
+  .describe('What an explicit purge of a device samples removed');
+export type SamplePurgeResult = z.infer<typeof SamplePurgeResult>;
+
 /* ---------------------------------------- device telemetry ------------------------------------- */
 
 export const SAMPLE_DROP_CAUSES = [

@@ -405,6 +405,105 @@ export type RolloutRepository = {
   assignedModelIds(deviceId: string): Promise<string[]>;
 };
 
+/* ----------------------------------------- samples ------------------------------------------ */
+
+/** A stored hard sample: the device's SampleMetadata flattened, plus where and when it was stored. */
+export type SampleRecord = {
+  readonly id: string;
+  readonly deviceId: string;
+  readonly site: string | null;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly modelId: string | null;
+  readonly modelSha256: string | null;
+  readonly strategy: string;
+  readonly reason: string;
+  readonly tags: readonly string[];
+  /** SamplePrediction[] as stored. */
+  readonly predictions: unknown;
+  readonly frameTs: number;
+  readonly bootId: string;
+  readonly seq: number;
+  readonly imageSha256: string;
+  readonly bytes: number;
+  readonly width: number;
+  readonly height: number;
+  readonly thumbnailSha256: string | null;
+  readonly receivedAt: number;
+};
+
+export type SampleQuery = {
+  readonly deviceId?: string;
+  readonly site?: string;
+  /** Device labels at capture; every pair must match (AND). */
+  readonly labels?: readonly (readonly [string, string])[];
+  readonly modelId?: string;
+  readonly modelSha256?: string;
+  readonly strategy?: string;
+  /** Capture time (frameTs) range, inclusive. */
+  readonly from?: number;
+  readonly to?: number;
+  /** Whether some dataset version holds human labels (annotations) for the sample. */
+  readonly hasLabels?: boolean;
+  /** Keyset paging, newest first by (receivedAt, id): rows strictly before this key. */
+  readonly before?: { readonly receivedAt: number; readonly id: string };
+  readonly limit: number;
+};
+
+/** An upload under way; its bytes so far are in a temporary file named after uploadId. */
+export type SampleUploadRecord = {
+  readonly uploadId: string;
+  readonly deviceId: string;
+  /** SampleMetadata as validated. */
+  readonly metadata: unknown;
+  readonly imageSha256: string;
+  readonly bytes: number;
+  readonly offset: number;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+};
+
+/** What deleting samples freed: the rows, so their blobs can go when nothing else uses them. */
+export type DeletedSample = {
+  readonly id: string;
+  readonly imageSha256: string;
+  readonly thumbnailSha256: string | null;
+  readonly bytes: number;
+};
+
+export type SampleRepository = {
+  /** Stores a sample; when (device, image sha256) exists, stores nothing and returns the existing row. */
+  insert(sample: SampleRecord): Promise<{ readonly created: boolean; readonly sample: SampleRecord }>;
+  get(id: string): Promise<SampleRecord | null>;
+  findByImage(deviceId: string, imageSha256: string): Promise<SampleRecord | null>;
+  /** Newest first by (receivedAt, id). */
+  list(query: SampleQuery): Promise<SampleRecord[]>;
+  setThumbnail(id: string, sha256: string): Promise<void>;
+  /** Samples and bytes stored. */
+  usage(): Promise<{ readonly count: number; readonly bytes: number }>;
+  /**
+   * The oldest samples (by receivedAt) that no dataset version references, received before
+   * `before` when given: what retention deletes first.
+   */
+  oldestUnreferenced(query: { readonly before?: number; readonly limit: number }): Promise<DeletedSample[]>;
+  /** Deletes these samples (and, with `withMemberships`, their dataset memberships); returns the rows deleted and memberships removed. */
+  deleteIds(
+    ids: readonly string[],
+    options?: { readonly withMemberships?: boolean },
+  ): Promise<{ readonly deleted: DeletedSample[]; readonly memberships: number }>;
+  /** Ids of every sample of a device. */
+  idsOfDevice(deviceId: string): Promise<string[]>;
+  /** Whether any sample still uses this blob (as its image or thumbnail). */
+  blobInUse(sha256: string): Promise<boolean>;
+
+  createUpload(upload: SampleUploadRecord): Promise<{ readonly created: boolean; readonly upload: SampleUploadRecord }>;
+  getUpload(uploadId: string): Promise<SampleUploadRecord | null>;
+  /** Moves the acknowledged offset, only from `expected`; false when another writer moved it. */
+  advanceUpload(uploadId: string, expected: number, offset: number, now: number): Promise<boolean>;
+  deleteUpload(uploadId: string): Promise<void>;
+  /** Uploads not touched since `before`, oldest first. */
+  staleUploads(before: number, limit: number): Promise<SampleUploadRecord[]>;
+};
+
 /** Exactly one holder at a time across replicas (PostgreSQL advisory lock; SQLite: always). */
 export type LeaderLock = {
   /** Takes the lock if free, or checks the held one is still alive; whether this process holds it. */
@@ -422,6 +521,7 @@ export type Store = {
   readonly ingest: IngestRepository;
   readonly models: ModelRepository;
   readonly rollouts: RolloutRepository;
+  readonly samples: SampleRepository;
   /** A leader lock on a dedicated connection; `key` names the lock (one per role). */
   openLeaderLock(key: number): LeaderLock;
   close(): Promise<void>;

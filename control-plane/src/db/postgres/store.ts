@@ -1,4 +1,5 @@
 import type { Store } from '../repositories.ts';
+import { createSampleRepository } from '../samples.ts';
 import { createPostgresApiTokenRepository } from './api-tokens.ts';
 import { openPostgres, type PostgresDb } from './database.ts';
 import { createPostgresDeadLetterRepository } from './dead-letters.ts';
@@ -8,6 +9,7 @@ import { createPostgresLeaderLock } from './leader-lock.ts';
 import { createPostgresMessageRepository } from './messages.ts';
 import { createPostgresModelRepository } from './models.ts';
 import { createPostgresRolloutRepository } from './rollouts.ts';
+import { postgresDialect } from './sql-dialect.ts';
 
 export type PostgresStore = Store & { readonly db: PostgresDb };
 
@@ -31,6 +33,7 @@ export async function createPostgresStore(options: {
     ingest: createPostgresIngestRepository(db),
     models: createPostgresModelRepository(db),
     rollouts: createPostgresRolloutRepository(db),
+    samples: createSampleRepository(postgresDialect(db)),
     openLeaderLock: (key) => createPostgresLeaderLock({ url: options.url, key }),
     async close() {
       if (closed) return;

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import type { Store } from '../repositories.ts';
+import { createSampleRepository } from '../samples.ts';
 import { createSqliteApiTokenRepository } from './api-tokens.ts';
 import { openSqlite, type SqliteDb } from './database.ts';
 import { createSqliteDeadLetterRepository } from './dead-letters.ts';
@@ -9,6 +10,7 @@ import { createSqliteLeaderLock } from './leader-lock.ts';
 import { createSqliteMessageRepository } from './messages.ts';
 import { createSqliteModelRepository } from './models.ts';
 import { createSqliteRolloutRepository } from './rollouts.ts';
+import { sqliteDialect } from './sql-dialect.ts';
 
 export const SQLITE_FILE = 'edgeloop.db';
 
@@ -28,6 +30,7 @@ export function createSqliteStore(options: { readonly dataDir?: string; readonly
     ingest: createSqliteIngestRepository(db),
     models: createSqliteModelRepository(db),
     rollouts: createSqliteRolloutRepository(db),
+    samples: createSampleRepository(sqliteDialect(db)),
     openLeaderLock: () => createSqliteLeaderLock(),
     async close() {
       if (db.$client.open) db.$client.close();
