@@ -5,7 +5,7 @@ import type { Logger } from '../logger.ts';
 import { silentLogger } from '../logger.ts';
 import type { Detection } from './adapters/adapter-types.ts';
 import { tensorLength } from './adapters/adapter-types.ts';
-import type { CameraHealthOptions } from './camera-health.ts';
+import type { CameraHealthOptions, CameraHealthSample } from './camera-health.ts';
 import { createCameraHealthMonitor, lumaThumbnail } from './camera-health.ts';
 import type { Frame, FrameSource, SourceStats } from './frame-source.ts';
 import type { MetricsWindow, StageTimings } from './metrics-window.ts';
@@ -37,6 +37,8 @@ export interface FrameResult {
   readonly detections: readonly Detection[];
   readonly timings: StageTimings;
   readonly model: VisionModel;
+  /** Camera-health flags when this frame was sampled for camera health; null otherwise. */
+  readonly cameraHealth?: CameraHealthSample | null;
 }
 
 export interface VisionSink {
@@ -210,13 +212,15 @@ export function createVisionPipeline(deps: VisionPipelineDeps): VisionPipeline {
     notify();
   }
 
-  function sampleHealth(frame: Slot['frame']): void {
-    if (!monitor) return;
-    if (frame.capturedAt - lastSampleAt < sampleIntervalMs) return;
+  function sampleHealth(frame: Slot['frame']): CameraHealthSample | null {
+    if (!monitor) return null;
+    if (frame.capturedAt - lastSampleAt < sampleIntervalMs) return null;
     lastSampleAt = frame.capturedAt;
     const luma = lumaThumbnail(frame.data, frame.width, frame.height, thumbnailWidth, thumbnail);
     if (luma.data.buffer !== thumbnail.buffer) thumbnail = new Uint8Array(luma.data.length);
-    window.recordCameraHealth(monitor.update(luma));
+    const sample = monitor.update(luma);
+    window.recordCameraHealth(sample);
+    return sample;
   }
 
   function noteError(message: string): void {
@@ -230,7 +234,7 @@ export function createVisionPipeline(deps: VisionPipelineDeps): VisionPipeline {
     const frame = slot.frame as Frame;
     const t0 = performance.now();
     const queueMs = t0 - slot.enqueuedAt;
-    sampleHealth(slot.frame);
+    const cameraHealth = sampleHealth(slot.frame);
     let detections: Detection[];
     let t1: number;
     let t2: number;
@@ -260,7 +264,7 @@ export function createVisionPipeline(deps: VisionPipelineDeps): VisionPipeline {
       window.recordProcessed(timings, detections, current.adapter.threshold);
       for (const sink of sinks) {
         try {
-          const pending = sink.onResult({ frame, detections, timings, model: current });
+          const pending = sink.onResult({ frame, detections, timings, model: current, cameraHealth });
           if (pending) await pending;
         } catch (error) {
           sinkErrors++;

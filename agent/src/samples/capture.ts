@@ -1,0 +1,420 @@
+import path from 'node:path';
+import type {
+  JsonObject,
+  SAMPLE_DROP_CAUSES,
+  SampleMetadata,
+  SamplePolicy,
+  SampleStrategyKind,
+  SampleTelemetry,
+} from '@edgeloop/protocol';
+import { type Clock, systemClock, systemTimers, type Timers } from '../clock.ts';
+import { type Logger, silentLogger } from '../logger.ts';
+import type { FrameResult, VisionSink } from '../vision/pipeline.ts';
+import { type Budget, createBudget } from './budget.ts';
+import { redactAndEncode } from './encode.ts';
+import { decidePolicy, type PolicyDecision } from './policy.ts';
+import { type BoxLike, type CameraFlags, type Selection, selectFrame } from './select.ts';
+import { openSpool, type Spool } from './spool.ts';
+import { createSampleUploader, type SampleUploader, type SampleUploaderDeps } from './uploader.ts';
+
+/*
+ * The hard-sample sink on the vision pipeline:
+ *
+ *   vision loop (per frame, cheap)   policy -> selectFrame -> budget.admit (counts) -> copy into a
+ *                                    free slot of a bounded queue (none free: dropped 'queue-full')
+ *   worker (one at a time, async)    redact + JPEG (sharp) -> sha256 -> budget.commit (bytes)
+ *                                    -> durable spool -> uploader.kick
+ *   uploader                         spool -> resumable HTTP upload (uploader.ts)
+ *
+ * The vision loop never waits on the worker: a slot is copied into or the frame is dropped. Drops
+ * are counted by cause (SampleTelemetry.dropped), never logged per frame. On-demand: `capture(n)`
+ * makes the next n frames candidates of the policy's on-demand strategy (an implicit one with
+ * probability 1 when the policy has none). stop() lets the worker finish what is queued, so
+ * samples selected before a graceful stop reach the spool.
+ */
+
+type DropCause = (typeof SAMPLE_DROP_CAUSES)[number];
+
+export type CaptureFrameInput = {
+  data: Uint8Array;
+  width: number;
+  height: number;
+  capturedAt: number;
+  detections: readonly (BoxLike & { readonly classId: number })[];
+  threshold: number;
+  model: { readonly id: string; readonly sha256: string } | null;
+  camera: CameraFlags | null;
+  shadow: readonly BoxLike[] | null;
+};
+
+export type CaptureOutcome = 'none' | 'queued' | DropCause;
+
+export interface SampleCapture {
+  /** The pipeline sink (synchronous: it never holds the loop). */
+  readonly sink: VisionSink;
+  /** Judges one frame; the sink calls it, and so can a simulator with its own frames. */
+  offer(input: CaptureFrameInput): CaptureOutcome;
+  /** Applies Desired.samplePolicy (absent: no change; null: capture off; invalid: refused, old kept). */
+  applyDesired(samplePolicy: unknown): PolicyDecision;
+  /** The capture command: the next `frames` frames are on-demand candidates. Returns frames pending. */
+  capture(frames: number): number;
+  readonly policy: SamplePolicy | null;
+  /** Telemetry.samples while a policy is set (or one was refused, or the spool still holds samples). */
+  telemetry(): SampleTelemetry | undefined;
+  /** Resolves once the queue is empty and the worker idle (tests, stop). */
+  whenIdle(): Promise<void>;
+  start(): void;
+  stop(): Promise<void>;
+  stats(): JsonObject;
+}
+
+export type SampleCaptureDeps = {
+  /** `<dataDir>/samples`: the spool lives in `spool/`, the budget counters in `budget.json`. */
+  readonly dir: string;
+  readonly deviceId: string;
+  readonly bootId: string;
+  readonly site?: () => string | null;
+  readonly labels?: () => Record<string, string>;
+  /** Upload target; without it samples stay in the spool. */
+  readonly upload?: Omit<SampleUploaderDeps, 'spool' | 'timers' | 'random' | 'onRejected' | 'onUploaded'> | null;
+  /** Reports a refused policy (the agent emits it on the events channel). */
+  readonly onPolicyRefused?: (message: string) => void;
+  readonly clock?: Clock;
+  readonly timers?: Timers;
+  readonly random?: () => number;
+  readonly logger?: Logger;
+  readonly options?: {
+    /** Frames waiting for the encoder (default 4). */
+    readonly queueCapacity?: number;
+    /** Spool bound before any policy sets one (default 64 MiB). */
+    readonly spoolMaxBytes?: number;
+    /** fsync spool files (default true). */
+    readonly fsync?: boolean;
+  };
+};
+
+type Slot = {
+  rgb: Uint8Array;
+  width: number;
+  height: number;
+  capturedAt: number;
+  detections: (BoxLike & { classId: number })[];
+  model: { id: string; sha256: string } | null;
+  policy: SamplePolicy;
+  selection: Selection;
+};
+
+const IMPLICIT_ON_DEMAND = { kind: 'on-demand', probability: 1, tags: [] as string[] } as const;
+
+export function createSampleCapture(deps: SampleCaptureDeps): SampleCapture {
+  const clock = deps.clock ?? systemClock;
+  const timers = deps.timers ?? systemTimers;
+  const random = deps.random ?? Math.random;
+  const log = (deps.logger ?? silentLogger).child({ component: 'samples' });
+  const capacity = Math.max(1, deps.options?.queueCapacity ?? 4);
+  const dropped: Partial<Record<DropCause, number>> = {};
+  const count = (cause: DropCause, n = 1): void => {
+    dropped[cause] = (dropped[cause] ?? 0) + n;
+  };
+
+  const budget: Budget = createBudget({
+    file: path.join(deps.dir, 'budget.json'),
+    clock,
+    onPersistError(error) {
+      log.error({ err: error }, 'sample budget counters not persisted');
+    },
+  });
+  const spool: Spool = openSpool({
+    dir: path.join(deps.dir, 'spool'),
+    maxBytes: deps.options?.spoolMaxBytes ?? 64 * 1024 * 1024,
+    fsync: deps.options?.fsync ?? true,
+    onDrop() {
+      count('spool-full');
+    },
+  });
+  const uploader: SampleUploader | null = deps.upload
+    ? createSampleUploader({
+        ...deps.upload,
+        spool,
+        timers,
+        random,
+        onRejected(_metadata, reason) {
+          count('rejected');
+          log.warn({ reason }, 'sample rejected by the control plane; dropped');
+        },
+      })
+    : null;
+
+  let policy: SamplePolicy | null = null;
+  let policyError: string | null = null;
+  let onDemandLeft = 0;
+  let captured = 0;
+  let seq = 0;
+  let encodeErrors = 0;
+  let lastEncodeError: string | null = null;
+  let running = false;
+
+  const free: Slot[] = [];
+  const queue: Slot[] = [];
+  let busy = false;
+  let idleWaiters: (() => void)[] = [];
+
+  let slotsMade = 0;
+
+  /** A free slot (buffers reused), a new one while fewer than `capacity` exist, or null. */
+  function takeSlot(p: SamplePolicy, selection: Selection): Slot | null {
+    const slot = free.pop();
+    if (slot) return slot;
+    if (slotsMade >= capacity) return null;
+    slotsMade++;
+    return {
+      rgb: new Uint8Array(0),
+      width: 0,
+      height: 0,
+      capturedAt: 0,
+      detections: [],
+      model: null,
+      policy: p,
+      selection,
+    };
+  }
+
+  function offer(input: CaptureFrameInput): CaptureOutcome {
+    const p = policy;
+    if (!p?.enabled) return 'none';
+    let selection = selectFrame(
+      p,
+      {
+        detections: input.detections,
+        threshold: input.threshold,
+        camera: input.camera,
+        shadow: input.shadow,
+        onDemand: onDemandLeft > 0,
+      },
+      random,
+    );
+    if (!selection && onDemandLeft > 0 && !p.strategies.some((s) => s.kind === 'on-demand')) {
+      selection = {
+        kind: IMPLICIT_ON_DEMAND.kind,
+        index: -1,
+        reason: 'capture command',
+        tags: IMPLICIT_ON_DEMAND.tags,
+      };
+    }
+    if (!selection) return 'none';
+    if (selection.kind === 'on-demand' && onDemandLeft > 0) onDemandLeft--;
+    const kind: SampleStrategyKind = selection.kind;
+    const verdict = budget.admit(p.limits, p.strategyLimits[kind], kind);
+    if (verdict !== 'ok') {
+      count(verdict);
+      return verdict;
+    }
+    const slot = takeSlot(p, selection);
+    if (!slot) {
+      budget.release(kind);
+      count('queue-full');
+      return 'queue-full';
+    }
+    const bytes = input.width * input.height * 3;
+    if (slot.rgb.length < bytes) slot.rgb = new Uint8Array(bytes);
+    slot.rgb.set(input.data.subarray(0, bytes));
+    slot.width = input.width;
+    slot.height = input.height;
+    slot.capturedAt = input.capturedAt;
+    slot.detections = input.detections.map((d) => ({
+      x1: d.x1,
+      y1: d.y1,
+      x2: d.x2,
+      y2: d.y2,
+      score: d.score,
+      classId: d.classId,
+      label: d.label,
+    }));
+    slot.model = input.model ? { id: input.model.id, sha256: input.model.sha256 } : null;
+    slot.policy = p;
+    slot.selection = selection;
+    queue.push(slot);
+    if (!busy) void work();
+    return 'queued';
+  }
+
+  async function work(): Promise<void> {
+    busy = true;
+    try {
+      for (let slot = queue.shift(); slot; slot = queue.shift()) {
+        try {
+          await encodeAndSpool(slot);
+        } finally {
+          free.push(slot);
+        }
+      }
+    } finally {
+      busy = false;
+      const waiters = idleWaiters;
+      idleWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  async function encodeAndSpool(slot: Slot): Promise<void> {
+    const p = slot.policy;
+    const kind = slot.selection.kind;
+    let encoded: Awaited<ReturnType<typeof redactAndEncode>>;
+    try {
+      encoded = await redactAndEncode(
+        {
+          rgb: slot.rgb.subarray(0, slot.width * slot.height * 3),
+          width: slot.width,
+          height: slot.height,
+          detections: slot.detections,
+        },
+        p,
+      );
+    } catch (error) {
+      budget.release(kind);
+      count('encode-failed');
+      encodeErrors++;
+      const message = (error as Error).message;
+      if (message !== lastEncodeError) log.warn({ reason: message }, 'sample encoding failed');
+      lastEncodeError = message;
+      return;
+    }
+    if (budget.commit(p.limits, p.strategyLimits[kind], kind, encoded.bytes.length) !== 'ok') {
+      count('budget');
+      return;
+    }
+    seq++;
+    const metadata: SampleMetadata = {
+      deviceId: deps.deviceId,
+      site: deps.site?.() ?? null,
+      labels: deps.labels?.() ?? {},
+      model: slot.model,
+      strategy: kind,
+      reason: slot.selection.reason.slice(0, 512),
+      tags: [...slot.selection.tags],
+      predictions: encoded.predictions,
+      frameTs: Math.max(0, Math.trunc(slot.capturedAt)),
+      bootId: deps.bootId,
+      seq,
+      image: {
+        sha256: encoded.sha256,
+        bytes: encoded.bytes.length,
+        width: encoded.width,
+        height: encoded.height,
+        contentType: 'image/jpeg',
+      },
+    };
+    let pushed: number;
+    try {
+      pushed = spool.put(metadata, encoded.bytes);
+    } catch (error) {
+      count('spool-full');
+      log.error({ err: error }, 'sample spool write failed');
+      return;
+    }
+    if (pushed < 0) {
+      count('spool-full');
+      return;
+    }
+    captured++;
+    uploader?.kick();
+  }
+
+  // The sink reuses one input object: nothing is allocated for frames nobody selects.
+  const scratch: CaptureFrameInput = {
+    data: new Uint8Array(0),
+    width: 0,
+    height: 0,
+    capturedAt: 0,
+    detections: [],
+    threshold: 0,
+    model: null,
+    camera: null,
+    shadow: null,
+  };
+  const sink: VisionSink = {
+    name: 'hard-samples',
+    onResult(result: FrameResult) {
+      if (!policy?.enabled) return;
+      scratch.data = result.frame.data;
+      scratch.width = result.frame.width;
+      scratch.height = result.frame.height;
+      scratch.capturedAt = result.frame.capturedAt;
+      scratch.detections = result.detections;
+      scratch.threshold = result.model.adapter.threshold;
+      scratch.model = result.model.ref;
+      scratch.camera = result.cameraHealth ?? null;
+      scratch.shadow = null; // not wired: the shadow comparator does not expose its detections yet
+      offer(scratch);
+      scratch.data = new Uint8Array(0);
+      scratch.detections = [];
+    },
+  };
+
+  return {
+    sink,
+    offer,
+    applyDesired(samplePolicy) {
+      const decision = decidePolicy(policy, samplePolicy);
+      if (decision.error !== null) {
+        if (decision.error !== policyError) deps.onPolicyRefused?.(decision.error);
+        policyError = decision.error;
+        log.warn({ reason: decision.error }, 'sample policy refused; the previous one stays');
+        return decision;
+      }
+      if (samplePolicy !== undefined) policyError = null;
+      policy = decision.policy;
+      if (policy) spool.setMaxBytes(policy.spoolMaxBytes);
+      return decision;
+    },
+    capture(frames) {
+      onDemandLeft = Math.max(0, Math.trunc(frames));
+      return onDemandLeft;
+    },
+    get policy() {
+      return policy;
+    },
+    telemetry() {
+      const spooled = spool.stats();
+      if (policy === null && policyError === null && spooled.count === 0) return undefined;
+      const up = uploader?.stats();
+      const limits = policy?.limits ?? {};
+      return {
+        captured,
+        dropped: { ...dropped },
+        uploaded: up?.uploaded ?? 0,
+        uploadedBytes: up?.uploadedBytes ?? 0,
+        spooled: spooled.count,
+        spooledBytes: spooled.bytes,
+        budgetLeft: budget.left(limits),
+        policyError,
+      };
+    },
+    whenIdle() {
+      if (!busy && queue.length === 0) return Promise.resolve();
+      return new Promise<void>((resolve) => idleWaiters.push(resolve));
+    },
+    start() {
+      if (running) return;
+      running = true;
+      uploader?.start();
+    },
+    async stop() {
+      running = false;
+      await this.whenIdle();
+      await uploader?.stop();
+    },
+    stats() {
+      return {
+        captured,
+        dropped: { ...dropped },
+        queued: queue.length,
+        onDemandLeft,
+        encodeErrors,
+        spool: { ...spool.stats(), recovery: { ...spool.recovery } },
+        budgetToday: budget.today(),
+        ...(uploader ? { uploader: uploader.stats() } : {}),
+      };
+    },
+  };
+}
