@@ -19,6 +19,8 @@ export type SqlDialect = {
   jsonText(column: SQL, key: string): SQL;
   /** A JSON column as read back (text in SQLite, parsed in PostgreSQL). */
   readJson(value: unknown): unknown;
+  /** Runs these writes in one transaction: all of them commit, or none does. */
+  batch(queries: readonly SQL[]): Promise<void>;
 };
 
 const SAMPLE_COLUMNS = sql.raw(

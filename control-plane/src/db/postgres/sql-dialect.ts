@@ -14,5 +14,10 @@ export function postgresDialect(db: PostgresDb): SqlDialect {
     json: (value) => sql`${JSON.stringify(value)}::jsonb`,
     jsonText: (column, key) => sql`(${column} ->> ${key})`,
     readJson: (value) => value,
+    async batch(queries) {
+      await db.transaction(async (tx) => {
+        for (const query of queries) await tx.execute(query);
+      });
+    },
   };
 }

@@ -14,5 +14,11 @@ export function sqliteDialect(db: SqliteDb): SqlDialect {
     json: (value) => sql`${JSON.stringify(value)}`,
     jsonText: (column, key) => sql`json_extract(${column}, ${`$."${key.replace(/"/g, '')}"`})`,
     readJson: (value) => (typeof value === 'string' ? JSON.parse(value) : value),
+    async batch(queries) {
+      // Synchronous inside: nothing else runs on this connection between BEGIN and COMMIT.
+      db.transaction((tx) => {
+        for (const query of queries) tx.run(query);
+      });
+    },
   };
 }
