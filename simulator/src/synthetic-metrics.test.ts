@@ -117,4 +117,24 @@ describe('synthetic shadow metrics', () => {
     expect(shadow(1).recall).toBeGreaterThan(0.85);
     expect(shadow(0.4).recall).toBeLessThan(0.45);
   });
+
+  it('has no precision or recall in a scene with nothing to detect, like the agent matcher (0/0 is null)', () => {
+    const empty = applyBehaviour(DEFAULT_MODEL_PROFILE, { detectionFactor: 0 });
+    const window = (current: typeof empty, candidate: typeof empty) =>
+      syntheticShadowWindow({
+        candidate: model,
+        current,
+        candidateProfile: candidate,
+        hardwareSpeed: 1,
+        framesCompared: 100,
+        framesSkipped: 0,
+        random: createSeededRandom(5),
+      });
+    expect(window(empty, empty)).toMatchObject({ precision: null, recall: null, perClass: {} });
+    // The candidate sees nothing where the current model sees objects: recall 0, precision undefined.
+    const blind = window(DEFAULT_MODEL_PROFILE, empty);
+    expect(blind.precision).toBeNull();
+    expect(blind.recall).toBe(0);
+    expect(blind.perClass.person).toMatchObject({ precision: null, recall: 0 });
+  });
 });

@@ -182,18 +182,22 @@ export function syntheticShadowWindow(input: ShadowWindowInput): ShadowMetrics {
   const recall = Math.min(1, Math.max(0, agreement * Math.min(1, candidateRate / Math.max(currentRate, 1e-9))));
   const perClass: ShadowMetrics['perClass'] = {};
   for (const [label, rate] of Object.entries(input.current.detectionsPerFrame)) {
+    if (rate <= 0) continue;
     perClass[label] = {
-      precision: round(precision, 4),
+      precision: candidateRate > 0 ? round(precision, 4) : null,
       recall: round(recall, 4),
       support: Math.round(rate * input.framesCompared),
     };
   }
+  // As the agent's shadow matcher: precision is null when the candidate found nothing, recall when
+  // the current model found nothing (a scene with nothing to detect has neither).
+  const compared = input.framesCompared > 0;
   return {
     candidate: input.candidate,
     framesCompared: input.framesCompared,
     framesSkipped: input.framesSkipped,
-    precision: input.framesCompared > 0 ? round(precision, 4) : null,
-    recall: input.framesCompared > 0 ? round(recall, 4) : null,
+    precision: compared && candidateRate > 0 ? round(precision, 4) : null,
+    recall: compared && currentRate > 0 ? round(recall, 4) : null,
     perClass,
     candidateLatencyMs: latency(
       input.candidateProfile.latencyMs / input.hardwareSpeed,
