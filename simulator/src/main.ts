@@ -31,6 +31,11 @@ if (options.models) {
       `devices start on ${local ? `${local.id} (${local.sha256.slice(0, 12)})` : 'no model'}\n`,
   );
 }
+if (!models) {
+  process.stderr.write(
+    'edgeloop-sim: no --trusted-keys: devices run no model manager and never install an assigned model\n',
+  );
+}
 const fleet = createFleet({ ...options.fleet, ...(models ? { models } : {}) });
 for (const [key, behaviour] of Object.entries(options.behaviours)) fleet.setModelBehaviour(key, behaviour);
 const controller = new AbortController();
