@@ -1,6 +1,7 @@
 export * from './api.ts';
 export * from './canonical-json.ts';
 export * from './codec.ts';
+export * from './datasets.ts';
 export * from './device-id.ts';
 export * from './json-value.ts';
 export * from './messages.ts';

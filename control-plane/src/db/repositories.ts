@@ -504,6 +504,63 @@ export type SampleRepository = {
   staleUploads(before: number, limit: number): Promise<SampleUploadRecord[]>;
 };
 
+/* ----------------------------------------- datasets ----------------------------------------- */
+
+/** How a version was made (the `query` JSON column): its filters or ids, its splits, its labels. */
+export type DatasetRecipe = {
+  readonly source: 'query' | 'ids' | 'labels';
+  /** The sample filters (source query). */
+  readonly query?: unknown;
+  readonly splits: { readonly train: number; readonly val: number; readonly test: number };
+  /** Class names of imported labels (source labels). */
+  readonly categories?: readonly string[];
+  readonly annotationCount?: number;
+};
+
+export type DatasetRecord = {
+  readonly id: string;
+  readonly name: string;
+  readonly version: number;
+  readonly parentId: string | null;
+  readonly recipe: DatasetRecipe;
+  readonly sampleCount: number;
+  readonly createdAt: number;
+  readonly createdBy: string | null;
+};
+
+export type DatasetMembershipRow = {
+  readonly sampleId: string;
+  readonly split: string;
+  /** Boxes of a labelled version (JSON as stored); null when the sample has none. */
+  readonly annotations: unknown;
+};
+
+/** A member with its sample. */
+export type DatasetMemberRow = DatasetMembershipRow & { readonly sample: SampleRecord };
+
+export type DatasetRepository = {
+  /** The highest version of a name, 0 when there is none. */
+  latestVersion(name: string): Promise<number>;
+  /**
+   * Stores a version and its members in one transaction; `conflict` when the id or (name,
+   * version) exists (another writer took that version number).
+   */
+  create(dataset: DatasetRecord, members: readonly DatasetMembershipRow[]): Promise<'created' | 'conflict'>;
+  get(id: string): Promise<DatasetRecord | null>;
+  /** Newest first by (createdAt, id). */
+  list(query: {
+    readonly name?: string;
+    readonly before?: { readonly createdAt: number; readonly id: string };
+    readonly limit: number;
+  }): Promise<DatasetRecord[]>;
+  /** Members per split. */
+  splitCounts(id: string): Promise<Record<string, number>>;
+  /** Members by sample id (keyset paging), with their sample rows; members whose sample was purged are left out. */
+  members(id: string, page: { readonly afterSampleId?: string; readonly limit: number }): Promise<DatasetMemberRow[]>;
+  /** Which of these ids are stored samples. */
+  existingSampleIds(ids: readonly string[]): Promise<Set<string>>;
+};
+
 /** Exactly one holder at a time across replicas (PostgreSQL advisory lock; SQLite: always). */
 export type LeaderLock = {
   /** Takes the lock if free, or checks the held one is still alive; whether this process holds it. */
@@ -522,6 +579,7 @@ export type Store = {
   readonly models: ModelRepository;
   readonly rollouts: RolloutRepository;
   readonly samples: SampleRepository;
+  readonly datasets: DatasetRepository;
   /** A leader lock on a dedicated connection; `key` names the lock (one per role). */
   openLeaderLock(key: number): LeaderLock;
   close(): Promise<void>;

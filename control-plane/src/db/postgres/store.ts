@@ -1,3 +1,4 @@
+import { createDatasetRepository } from '../datasets.ts';
 import type { Store } from '../repositories.ts';
 import { createSampleRepository } from '../samples.ts';
 import { createPostgresApiTokenRepository } from './api-tokens.ts';
@@ -34,6 +35,7 @@ export async function createPostgresStore(options: {
     models: createPostgresModelRepository(db),
     rollouts: createPostgresRolloutRepository(db),
     samples: createSampleRepository(postgresDialect(db)),
+    datasets: createDatasetRepository(postgresDialect(db)),
     openLeaderLock: (key) => createPostgresLeaderLock({ url: options.url, key }),
     async close() {
       if (closed) return;

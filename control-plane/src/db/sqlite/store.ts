@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { createDatasetRepository } from '../datasets.ts';
 import type { Store } from '../repositories.ts';
 import { createSampleRepository } from '../samples.ts';
 import { createSqliteApiTokenRepository } from './api-tokens.ts';
@@ -31,6 +32,7 @@ export function createSqliteStore(options: { readonly dataDir?: string; readonly
     models: createSqliteModelRepository(db),
     rollouts: createSqliteRolloutRepository(db),
     samples: createSampleRepository(sqliteDialect(db)),
+    datasets: createDatasetRepository(sqliteDialect(db)),
     openLeaderLock: () => createSqliteLeaderLock(),
     async close() {
       if (db.$client.open) db.$client.close();
