@@ -10,6 +10,7 @@ import type {
   ShadowMetrics,
   SystemMetrics,
 } from '@edgeloop/protocol';
+import { SampleCaptureArgs } from '@edgeloop/protocol';
 import type { IClientOptions, MqttClient } from 'mqtt';
 import { type Clock, systemClock, systemTimers, type Timers } from './clock.ts';
 import { CommandError, type Commands, createCommands, registerBuiltinCommands } from './commands.ts';
@@ -24,6 +25,7 @@ import { createVisionModelRuntime } from './model-update/vision-runtime.ts';
 import type { LaneCounts, Outbox } from './outbox.ts';
 import { openFileOutbox, type RecoveryStats } from './outbox-file.ts';
 import { createPublisher, type PublishError, type Publisher } from './publisher.ts';
+import { createSampleCapture, type SampleCapture } from './samples/capture.ts';
 import { createSequencer, type Sequencer } from './sequencer.ts';
 import { createSystemMetrics, type SystemMetricsReader } from './system-metrics.ts';
 import { createTelemetry, type Telemetry } from './telemetry.ts';
@@ -102,6 +104,8 @@ export interface Agent {
   readonly vision: Vision | null;
   /** The model manager, when a model runtime exists. */
   readonly models: ModelManager | null;
+  /** Hard-sample capture (samples/capture.ts), when the vision pipeline runs. */
+  readonly samples: SampleCapture | null;
   start(): Promise<void>;
   stop(options?: { readonly graceful?: boolean; readonly drainTimeoutMs?: number }): Promise<void>;
   emitEvent(event: AgentEvent): Result<Envelope, PublishError>;
@@ -127,6 +131,7 @@ class AgentRuntime implements Agent {
   readonly commands: Commands;
   readonly vision: Vision | null;
   readonly models: ModelManager | null;
+  readonly samples: SampleCapture | null;
   readonly #deps: AgentDeps;
   readonly #log: Logger;
   readonly #clock: Clock;
@@ -238,6 +243,9 @@ class AgentRuntime implements Agent {
         : modelRuntime
           ? { shadowMetrics: () => modelRuntime.shadowMetrics() }
           : {}),
+      sampleTelemetry() {
+        return agent.samples?.telemetry();
+      },
       afterTick() {
         agent.#reportDrops();
       },
@@ -335,6 +343,51 @@ class AgentRuntime implements Agent {
         return agent.#reloadConfig();
       },
     });
+
+    // Hard samples: a sink on the vision pipeline, the policy from desired state, the capture command.
+    this.samples = vision
+      ? createSampleCapture({
+          dir: path.join(config.dataDir, 'samples'),
+          deviceId: config.deviceId,
+          bootId: sequencer.bootId,
+          upload: config.controlPlaneUrl
+            ? {
+                baseUrl: config.controlPlaneUrl,
+                credentials:
+                  config.mqtt.password !== undefined
+                    ? { username: config.deviceId, password: config.mqtt.password }
+                    : undefined,
+                ...(deps.fetch ? { fetch: deps.fetch } : {}),
+              }
+            : null,
+          onPolicyRefused(message) {
+            agent.emitEvent({
+              type: 'sample.policy-refused',
+              severity: 'error',
+              message,
+              data: { code: 'invalid_sample_policy' },
+            });
+          },
+          clock,
+          timers,
+          ...(deps.random ? { random: deps.random } : {}),
+          logger,
+        })
+      : null;
+    const samples = this.samples;
+    if (samples && vision) {
+      vision.addSink(samples.sink);
+      this.desired.registerApplier('samplePolicy', (desired) => {
+        samples.applyDesired(desired.samplePolicy);
+      });
+      this.commands.register('capture', {
+        args: SampleCaptureArgs,
+        run(args) {
+          if (!samples.policy?.enabled) throw new CommandError('failed', 'no enabled sample policy: nothing captures');
+          return { frames: samples.capture(args.frames) };
+        },
+      });
+    }
 
     this.link = createLink({
       deviceId: config.deviceId,
@@ -470,6 +523,7 @@ class AgentRuntime implements Agent {
       }
     }
     await this.desired.start();
+    this.samples?.start();
     const pending = this.outbox.pending;
     const recovery = this.#recovery;
     this.emitEvent({
@@ -502,6 +556,7 @@ class AgentRuntime implements Agent {
     this.desired.stop();
     await this.models?.stop();
     await this.vision?.stop();
+    await this.samples?.stop();
     if (graceful) {
       this.publisher.publish('status', {
         state: 'offline',
@@ -527,6 +582,7 @@ class AgentRuntime implements Agent {
       desired: this.desired.stats(),
       ...(this.models ? { models: this.models.stats() } : {}),
       ...(this.vision ? { vision: this.vision.stats() } : {}),
+      ...(this.samples ? { samples: this.samples.stats() } : {}),
       ...(this.#systemReader ? { system: this.#systemReader.stats() } : {}),
     };
   }

@@ -184,6 +184,19 @@ export {
   type PublisherDeps,
   type PublisherStats,
 } from './publisher.ts';
+export { type Budget, createBudget, type LimitVerdict } from './samples/budget.ts';
+export {
+  type CaptureFrameInput,
+  type CaptureOutcome,
+  createSampleCapture,
+  type SampleCapture,
+  type SampleCaptureDeps,
+} from './samples/capture.ts';
+export { redactAndEncode } from './samples/encode.ts';
+export { decidePolicy, type PolicyDecision, parseSamplePolicy } from './samples/policy.ts';
+export { type Selection, type SelectionInput, selectFrame } from './samples/select.ts';
+export { openSpool, type Spool, type SpoolEntry } from './samples/spool.ts';
+export { createSampleUploader, type SampleUploader } from './samples/uploader.ts';
 export { createSeededRandom, seedOf } from './seeded-random.ts';
 export { createBootId, createSequencer, type Sequencer, type SequencerDeps, willEnvelope } from './sequencer.ts';
 export {

@@ -1,4 +1,4 @@
-import type { PipelineMetrics, ShadowMetrics, SystemMetrics } from '@edgeloop/protocol';
+import type { PipelineMetrics, SampleTelemetry, ShadowMetrics, SystemMetrics } from '@edgeloop/protocol';
 import { type Clock, systemClock, systemTimers, type TimerHandle, type Timers } from './clock.ts';
 import { type Logger, silentLogger } from './logger.ts';
 import type { Publisher } from './publisher.ts';
@@ -39,6 +39,8 @@ export type TelemetryDeps = {
   readonly readSystem: () => Promise<SystemMetrics>;
   readonly pipelineMetrics?: () => PipelineMetrics | undefined;
   readonly shadowMetrics?: () => ShadowMetrics | undefined;
+  /** Hard-sample capture (samples/capture.ts), while a sample policy is set. */
+  readonly sampleTelemetry?: () => SampleTelemetry | undefined;
   /** Called after every tick (the agent checks outbox drops here). */
   readonly afterTick?: () => void;
   readonly clock?: Clock;
@@ -105,10 +107,17 @@ class PeriodicTelemetry implements Telemetry {
       const intervalS = this.#intervalS;
       const pipeline = callProvider(this.#deps.pipelineMetrics, this.#log);
       const shadow = callProvider(this.#deps.shadowMetrics, this.#log);
-      const body = { intervalS, system, ...(pipeline ? { pipeline } : {}), ...(shadow ? { shadow } : {}) };
+      const samples = callProvider(this.#deps.sampleTelemetry, this.#log);
+      const body = {
+        intervalS,
+        system,
+        ...(pipeline ? { pipeline } : {}),
+        ...(shadow ? { shadow } : {}),
+        ...(samples ? { samples } : {}),
+      };
       const publisher = this.#deps.publisher;
       let result = publisher.publish('telemetry', body);
-      if (!result.ok && result.error.code === 'invalid_message' && (pipeline || shadow)) {
+      if (!result.ok && result.error.code === 'invalid_message' && (pipeline || shadow || samples)) {
         counters.invalid += 1;
         this.#log.warn({ error: result.error }, 'telemetry invalid; sending system metrics only');
         result = publisher.publish('telemetry', { intervalS, system });

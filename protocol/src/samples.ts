@@ -315,6 +315,16 @@ export const SamplePurgeResult = z
   .describe('What an explicit purge of a device samples removed');
 export type SamplePurgeResult = z.infer<typeof SamplePurgeResult>;
 
+/* ---------------------------------------- capture command -------------------------------------- */
+
+/** Args of the device command `capture`: the next `frames` frames become on-demand samples. */
+export const SampleCaptureArgs = z
+  .object({
+    frames: z.int().min(1).max(1000).default(1).describe('How many of the next frames to capture'),
+  })
+  .describe('Args of the capture command (on-demand hard samples)');
+export type SampleCaptureArgs = z.infer<typeof SampleCaptureArgs>;
+
 /* ---------------------------------------- device telemetry ------------------------------------- */
 
 export const SAMPLE_DROP_CAUSES = [
