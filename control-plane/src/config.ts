@@ -84,6 +84,20 @@ export const RolloutsConfig = z.object({
 });
 export type RolloutsConfig = z.infer<typeof RolloutsConfig>;
 
+export const SamplesConfig = z.object({
+  /** Largest sample image a device may upload; 413 above. Default 10 MiB. */
+  maxBytes: PositiveInt.default(10 * 1024 * 1024),
+  /** Samples older than this are pruned (unless a dataset version holds them); 0 keeps them. */
+  retentionDays: z.coerce.number().min(0).default(90),
+  /** Image bytes the fleet may keep; past it the oldest unreferenced samples go first. 0: no quota. */
+  quotaBytes: z.coerce.number().int().min(0).default(0),
+  /** An upload not touched for this long is discarded with its partial bytes. */
+  uploadExpiryHours: PositiveNumber.default(24),
+  /** Width of the thumbnails served (JPEG). */
+  thumbnailWidth: PositiveInt.max(2048).default(256),
+});
+export type SamplesConfig = z.infer<typeof SamplesConfig>;
+
 export const Config = z.object({
   httpPort: Port.default(8080),
   mqttPort: Port.default(1883),
@@ -111,6 +125,7 @@ export const Config = z.object({
   commands: CommandConfig.default(CommandConfig.parse({})),
   models: ModelsConfig.default(ModelsConfig.parse({})),
   rollouts: RolloutsConfig.default(RolloutsConfig.parse({})),
+  samples: SamplesConfig.default(SamplesConfig.parse({})),
 });
 export type Config = z.infer<typeof Config>;
 export type ConfigInput = z.input<typeof Config>;
@@ -135,6 +150,7 @@ const SECTIONS = {
   commands: CommandConfig,
   models: ModelsConfig,
   rollouts: RolloutsConfig,
+  samples: SamplesConfig,
 } as const;
 
 function kebab(name: string): string {

@@ -24,6 +24,7 @@ import { createModelRegistry, type ModelRegistry } from './models/registry.ts';
 import { loadTrustedKeys } from './models/trusted-keys.ts';
 import { createRolloutEngine, ROLLOUT_LEADER_LOCK_KEY, type RolloutEngine } from './rollouts/engine.ts';
 import { createRolloutService, type RolloutService } from './rollouts/service.ts';
+import { createSampleService, type SampleService } from './samples/service.ts';
 import { createSecretHasher, loadOrCreatePepper } from './secrets.ts';
 import { createHealthSweeper, createRetentionPruner, systemTimers, type Timers } from './sweeper.ts';
 import { createTokenService, type TokenService } from './tokens.ts';
@@ -78,6 +79,7 @@ export type ControlPlaneInternals = {
   readonly blobs: BlobStore;
   readonly registry: ModelRegistry;
   readonly rollouts: { readonly service: RolloutService; readonly engine: RolloutEngine };
+  readonly samples: SampleService;
 };
 
 export type ControlPlane = {
@@ -253,6 +255,15 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         leaderRetryMs: config.rollouts.leaderRetryMs,
       });
 
+      const samples = createSampleService({
+        samples: store.samples,
+        blobs,
+        dataDir: config.dataDir,
+        clock,
+        metrics,
+        config: config.samples,
+      });
+
       const shutdown = new AbortController();
       const app = createApp({
         store,
@@ -275,6 +286,7 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
           uploadLimitBytes: config.models.uploadLimitBytes,
         },
         rollouts: rolloutService,
+        samples: { service: samples, hasher, maxBytes: config.samples.maxBytes },
         ...(deps.extraRoutes ? { extraRoutes: deps.extraRoutes } : {}),
       });
       const httpServer = createAdaptorServer({ fetch: app.fetch }) as HttpServer;
@@ -300,6 +312,7 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         clock,
         timers,
         retention: config.retention,
+        samples,
         onError: (error) => logger.error({ err: error }, 'retention pruning failed'),
       });
       pruner.start();
@@ -326,6 +339,7 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         blobs,
         registry,
         rollouts: { service: rolloutService, engine },
+        samples,
       };
       state = 'running';
       const httpHost = urlHost(wildcard ? 'localhost' : config.host);

@@ -36,7 +36,8 @@ export function createHealthSweeper(deps: {
   };
 }
 
-export type Pruner = { start(): void; stop(): void; pruneNow(): Promise<{ messages: number; deadLetters: number }> };
+export type PruneCounts = { messages: number; deadLetters: number; samples?: number };
+export type Pruner = { start(): void; stop(): void; pruneNow(): Promise<PruneCounts> };
 
 /**
  * Deletes messages and dead letters older than their retention, a chunk per step with a
@@ -52,13 +53,15 @@ export function createRetentionPruner(deps: {
     readonly deadLettersDays: number;
     readonly pruneIntervalS: number;
   };
+  /** Sample retention (age, quota, stale uploads), run after the messages. */
+  readonly samples?: { prune(): Promise<{ readonly aged: number; readonly overQuota: number }> };
   readonly chunk?: number;
   readonly onError?: (error: unknown) => void;
 }): Pruner {
   const chunk = deps.chunk ?? 2_000;
   const day = 86_400_000;
   let handle: unknown = null;
-  let running: Promise<{ messages: number; deadLetters: number }> | null = null;
+  let running: Promise<PruneCounts> | null = null;
   const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
   const drain = async (prune: (cutoff: number, limit: number) => Promise<number>, cutoff: number) => {
@@ -82,7 +85,9 @@ export function createRetentionPruner(deps: {
         (cutoff, limit) => deps.deadLetters.pruneOlderThan(cutoff, limit),
         now - deps.retention.deadLettersDays * day,
       );
-      return { messages, deadLetters };
+      if (!deps.samples) return { messages, deadLetters };
+      const samples = await deps.samples.prune();
+      return { messages, deadLetters, samples: samples.aged + samples.overQuota };
     })().finally(() => {
       running = null;
     });

@@ -11,6 +11,7 @@ import type { MetricsRegistry } from '../metrics.ts';
 import type { BlobStore } from '../models/blob-store.ts';
 import type { ModelRegistry } from '../models/registry.ts';
 import type { RolloutService } from '../rollouts/service.ts';
+import type { SampleService } from '../samples/service.ts';
 import type { SecretHasher } from '../secrets.ts';
 import type { TokenService } from '../tokens.ts';
 import { ApiError, codeOfStatus } from './api-error.ts';
@@ -23,6 +24,7 @@ import { eventRoutes } from './routes/events.ts';
 import { fleetRoutes } from './routes/fleet.ts';
 import { modelRoutes } from './routes/models.ts';
 import { rolloutRoutes } from './routes/rollouts.ts';
+import { sampleRoutes } from './routes/samples.ts';
 import { systemRoutes } from './routes/system.ts';
 import { tokenRoutes } from './routes/tokens.ts';
 
@@ -51,6 +53,8 @@ export type AppDeps = {
   };
   /** The rollout routes. */
   readonly rollouts?: RolloutService;
+  /** The hard-sample routes (device uploads, reads, purge). */
+  readonly samples?: { readonly service: SampleService; readonly hasher: SecretHasher; readonly maxBytes: number };
   /** More routes added by later parts. */
   readonly extraRoutes?: readonly Route[];
 };
@@ -101,6 +105,15 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
         })
       : []),
     ...(deps.rollouts ? rolloutRoutes({ service: deps.rollouts }) : []),
+    ...(deps.samples
+      ? sampleRoutes({
+          service: deps.samples.service,
+          devices: deps.store.devices,
+          hasher: deps.samples.hasher,
+          authFailures,
+          maxBytes: deps.samples.maxBytes,
+        })
+      : []),
     ...(deps.extraRoutes ?? []),
   ];
   let openApi: Record<string, unknown> | null = null;

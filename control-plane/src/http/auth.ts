@@ -27,3 +27,38 @@ export async function authorize(
   }
   return token;
 }
+
+/**
+ * A device authenticating with its own MQTT credential as HTTP Basic (`deviceId:secret`), checked
+ * with the same keyed hash as MQTT, in constant time: 401 unless it is an active device.
+ */
+export async function authenticateDevice(
+  c: Context,
+  deps: {
+    readonly devices: { secretHash(id: string): Promise<string | null> };
+    readonly hasher: { verify(secret: string, hash: string): boolean };
+    readonly failures: Counter;
+  },
+): Promise<string> {
+  const header = c.req.header('authorization') ?? '';
+  const basic = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
+  if (!basic) {
+    deps.failures.inc({ reason: 'missing' });
+    throw new ApiError(
+      'unauthorized',
+      'the device credential is required (Authorization: Basic base64(deviceId:secret))',
+    );
+  }
+  const decoded = Buffer.from(basic[1]!, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  const deviceId = colon === -1 ? '' : decoded.slice(0, colon);
+  const secret = colon === -1 ? '' : decoded.slice(colon + 1);
+  const stored = deviceId.length > 0 && deviceId.length <= 64 ? await deps.devices.secretHash(deviceId) : null;
+  // Hash and compare even for an unknown device, so timing does not tell which ids exist.
+  const valid = deps.hasher.verify(secret, stored ?? '0'.repeat(64)) && stored !== null;
+  if (!valid) {
+    deps.failures.inc({ reason: 'device_credential' });
+    throw new ApiError('unauthorized', 'the device credential is not valid');
+  }
+  return deviceId;
+}

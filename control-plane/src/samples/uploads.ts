@@ -1,0 +1,367 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, mkdirSync } from 'node:fs';
+import { open, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describeIssues, type Failure, ok, SampleMetadata, type SampleUploadState } from '@edgeloop/protocol';
+import sharp from 'sharp';
+import type { SampleRecord, SampleRepository, SampleUploadRecord } from '../db/repositories.ts';
+import type { Counter, MetricsRegistry } from '../metrics.ts';
+import type { BlobStore } from '../models/blob-store.ts';
+import { adoptBlob } from './blob-files.ts';
+
+/*
+ * Resumable, idempotent sample uploads (the protocol is in protocol/src/samples.ts). The bytes a
+ * device sent so far live in `<uploadDir>/<uploadId>.part`; a chunk is appended, fsynced, and only
+ * then acknowledged (the offset in the database moves), so a crash of either side resumes from the
+ * last acknowledged byte. At the last byte the file is hashed and checked as a JPEG of the declared
+ * size; only then does it move into the blob store and become a sample. Anything else discards the
+ * upload: nothing partial is ever stored.
+ */
+
+export type UploadErrorCode =
+  | 'bad_request'
+  | 'forbidden'
+  | 'not_found'
+  | 'payload_too_large'
+  | 'offset_mismatch'
+  | 'conflict'
+  | 'hash_mismatch'
+  | 'unprocessable';
+
+/** A refused request; `offset` is the acknowledged offset where it helps the device resume. */
+export type UploadFailure = Failure<UploadErrorCode> & { readonly offset?: number };
+export type UploadResult<T> =
+  | { readonly ok: true; readonly value: T }
+  | { readonly ok: false; readonly error: UploadFailure };
+
+export type SampleUploads = {
+  /** POST: starts an upload, or says where the one for this image stands (created: false). */
+  begin(deviceId: string, body: unknown): Promise<UploadResult<{ state: SampleUploadState; created: boolean }>>;
+  /** HEAD/GET: where an upload stands. */
+  state(deviceId: string, uploadId: string): Promise<UploadResult<SampleUploadState>>;
+  /**
+   * PATCH: appends `body` at `offset`. Resolves with the new state; `complete` once the sample is
+   * stored. A body that breaks off keeps (and acknowledges) the bytes that arrived.
+   */
+  append(
+    deviceId: string,
+    uploadId: string,
+    offset: number,
+    body: AsyncIterable<Uint8Array>,
+    declaredLength: number | null,
+  ): Promise<UploadResult<SampleUploadState & { readonly interrupted: boolean }>>;
+  /** Discards uploads untouched since `before` with their bytes; returns how many. */
+  discardStale(before: number): Promise<number>;
+};
+
+export type SampleUploadsDeps = {
+  readonly samples: SampleRepository;
+  readonly blobs: BlobStore;
+  /** Where partial uploads live (kept across restarts). */
+  readonly uploadDir: string;
+  readonly clock: { now(): number };
+  readonly metrics: MetricsRegistry;
+  readonly maxBytes: number;
+  readonly newId?: (kind: 'upload' | 'sample') => string;
+};
+
+const UPLOAD_ID = /^up_[0-9a-f]{24}$/;
+
+function randomId(kind: 'upload' | 'sample'): string {
+  return `${kind === 'upload' ? 'up' : 'smp'}_${randomBytes(12).toString('hex')}`;
+}
+
+async function hashFile(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 256 * 1024 })) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** The sample row of validated metadata. */
+export function sampleRecordOf(id: string, metadata: SampleMetadata, receivedAt: number): SampleRecord {
+  return {
+    id,
+    deviceId: metadata.deviceId,
+    site: metadata.site,
+    labels: metadata.labels,
+    modelId: metadata.model?.id ?? null,
+    modelSha256: metadata.model?.sha256 ?? null,
+    strategy: metadata.strategy,
+    reason: metadata.reason,
+    tags: metadata.tags,
+    predictions: metadata.predictions,
+    frameTs: metadata.frameTs,
+    bootId: metadata.bootId,
+    seq: metadata.seq,
+    imageSha256: metadata.image.sha256,
+    bytes: metadata.image.bytes,
+    width: metadata.image.width,
+    height: metadata.image.height,
+    thumbnailSha256: null,
+    receivedAt,
+  };
+}
+
+export function createSampleUploads(deps: SampleUploadsDeps): SampleUploads {
+  const newId = deps.newId ?? randomId;
+  const counters = {
+    rejected: deps.metrics.counter(
+      'edgeloop_sample_uploads_rejected_total',
+      'Sample upload requests refused, by reason (the upload is discarded where it cannot go on)',
+    ),
+    stored: deps.metrics.counter('edgeloop_samples_stored_total', 'Samples stored (complete, verified uploads)'),
+    duplicates: deps.metrics.counter(
+      'edgeloop_sample_uploads_duplicate_total',
+      'Uploads of an image the device had stored already (answered as complete)',
+    ),
+    received: deps.metrics.counter(
+      'edgeloop_sample_upload_received_bytes_total',
+      'Sample bytes received and acknowledged',
+    ),
+    resumed: deps.metrics.counter(
+      'edgeloop_sample_uploads_resumed_total',
+      'Chunks that continued an upload at an offset above 0',
+    ),
+  } satisfies Record<string, Counter>;
+  /** Uploads with a chunk being received in this process (one writer per upload). */
+  const busy = new Set<string>();
+  const partPath = (uploadId: string) => join(deps.uploadDir, `${uploadId}.part`);
+
+  const refuse = <T>(
+    code: UploadErrorCode,
+    message: string,
+    reason: string = code,
+    offset?: number,
+  ): UploadResult<T> => {
+    counters.rejected.inc({ reason });
+    return { ok: false, error: { code, message, ...(offset !== undefined ? { offset } : {}) } };
+  };
+
+  const discard = async (upload: SampleUploadRecord) => {
+    await deps.samples.deleteUpload(upload.uploadId);
+    await rm(partPath(upload.uploadId), { force: true });
+  };
+
+  const completeState = (sample: SampleRecord): SampleUploadState => ({
+    uploadId: sample.id,
+    offset: sample.bytes,
+    complete: true,
+    sampleId: sample.id,
+  });
+
+  /** The last byte arrived: verify, move into the blob store, store the sample. */
+  const finalize = async (upload: SampleUploadRecord): Promise<UploadResult<SampleUploadState>> => {
+    const metadata = SampleMetadata.parse(upload.metadata);
+    const part = partPath(upload.uploadId);
+    const partSize = await stat(part).then(
+      (s) => s.size,
+      () => null,
+    );
+    if (partSize === null) {
+      // A crash between moving the bytes and storing the row: the blob is there already.
+      if (deps.blobs.sizeOf(upload.imageSha256) !== upload.bytes) {
+        await discard(upload);
+        return refuse('unprocessable', 'the bytes of this upload were lost; start it again', 'lost_bytes');
+      }
+    } else {
+      const sha256 = await hashFile(part);
+      if (sha256 !== upload.imageSha256) {
+        await discard(upload);
+        return refuse(
+          'hash_mismatch',
+          `the bytes hash to ${sha256}, not the declared ${upload.imageSha256}; the upload is discarded`,
+        );
+      }
+      const image = await sharp(part)
+        .metadata()
+        .catch(() => null);
+      if (image?.format !== 'jpeg') {
+        await discard(upload);
+        return refuse('unprocessable', 'the bytes are not a JPEG image; the upload is discarded', 'not_jpeg');
+      }
+      if (image.width !== metadata.image.width || image.height !== metadata.image.height) {
+        await discard(upload);
+        return refuse(
+          'unprocessable',
+          `the image is ${image.width}x${image.height}, the metadata says ${metadata.image.width}x${metadata.image.height}; the upload is discarded`,
+          'size_mismatch',
+        );
+      }
+      await adoptBlob(deps.blobs, part, upload.imageSha256, upload.bytes);
+    }
+    const { created, sample } = await deps.samples.insert(sampleRecordOf(newId('sample'), metadata, deps.clock.now()));
+    await deps.samples.deleteUpload(upload.uploadId);
+    if (created) counters.stored.inc();
+    else counters.duplicates.inc();
+    return ok(completeState(sample));
+  };
+
+  const owned = async (deviceId: string, uploadId: string): Promise<UploadResult<SampleUploadRecord>> => {
+    const upload = UPLOAD_ID.test(uploadId) ? await deps.samples.getUpload(uploadId) : null;
+    if (!upload)
+      return refuse('not_found', `no upload ${uploadId} (finished, discarded or never started)`, 'unknown_upload');
+    if (upload.deviceId !== deviceId) {
+      return refuse('forbidden', `upload ${uploadId} belongs to another device`, 'other_device');
+    }
+    return ok(upload);
+  };
+
+  return {
+    async begin(deviceId, body) {
+      const parsed = SampleMetadata.safeParse(body);
+      if (!parsed.success) {
+        return refuse(
+          'bad_request',
+          `invalid sample metadata: ${describeIssues(parsed.error.issues)}`,
+          'invalid_metadata',
+        );
+      }
+      const metadata = parsed.data;
+      if (metadata.deviceId !== deviceId) {
+        return refuse(
+          'forbidden',
+          `device ${deviceId} may upload only its own samples, not ${metadata.deviceId}'s`,
+          'other_device',
+        );
+      }
+      if (metadata.image.bytes > deps.maxBytes) {
+        return refuse(
+          'payload_too_large',
+          `the image has ${metadata.image.bytes} bytes; the limit is ${deps.maxBytes}`,
+        );
+      }
+      const stored = await deps.samples.findByImage(deviceId, metadata.image.sha256);
+      if (stored) {
+        counters.duplicates.inc();
+        return ok({ state: completeState(stored), created: false });
+      }
+      mkdirSync(deps.uploadDir, { recursive: true });
+      const now = deps.clock.now();
+      const candidate: SampleUploadRecord = {
+        uploadId: newId('upload'),
+        deviceId,
+        metadata,
+        imageSha256: metadata.image.sha256,
+        bytes: metadata.image.bytes,
+        offset: 0,
+        createdAt: now,
+        updatedAt: now,
+      };
+      let { created, upload } = await deps.samples.createUpload(candidate);
+      if (!created && upload.bytes !== metadata.image.bytes) {
+        // Same hash, another size: the earlier upload cannot be right. Start over.
+        await discard(upload);
+        ({ created, upload } = await deps.samples.createUpload(candidate));
+      }
+      if (created) {
+        await (await open(partPath(upload.uploadId), 'w')).close();
+        return ok({ state: { uploadId: upload.uploadId, offset: 0, complete: false, sampleId: null }, created: true });
+      }
+      if (upload.offset === upload.bytes && !busy.has(upload.uploadId)) {
+        const finished = await finalize(upload);
+        if (!finished.ok) return finished;
+        return ok({ state: finished.value, created: false });
+      }
+      return ok({
+        state: { uploadId: upload.uploadId, offset: upload.offset, complete: false, sampleId: null },
+        created: false,
+      });
+    },
+
+    async state(deviceId, uploadId) {
+      const found = await owned(deviceId, uploadId);
+      if (!found.ok) return found;
+      return ok({ uploadId, offset: found.value.offset, complete: false, sampleId: null });
+    },
+
+    async append(deviceId, uploadId, offset, body, declaredLength) {
+      const found = await owned(deviceId, uploadId);
+      if (!found.ok) return found;
+      const upload = found.value;
+      if (busy.has(uploadId)) {
+        return refuse(
+          'conflict',
+          `another chunk of upload ${uploadId} is being received; retry after it`,
+          'busy',
+          upload.offset,
+        );
+      }
+      if (offset !== upload.offset) {
+        return refuse(
+          'offset_mismatch',
+          `the chunk starts at ${offset}; ${upload.offset} bytes are acknowledged`,
+          'offset_mismatch',
+          upload.offset,
+        );
+      }
+      const room = upload.bytes - upload.offset;
+      if (declaredLength !== null && declaredLength > room) {
+        await discard(upload);
+        return refuse('payload_too_large', `the chunk has ${declaredLength} bytes; the image has only ${room} left`);
+      }
+      busy.add(uploadId);
+      try {
+        if (offset > 0) counters.resumed.inc();
+        const part = partPath(uploadId);
+        const handle = await open(part, 'r+').catch(() => open(part, 'w+'));
+        let written = 0;
+        let interrupted = false;
+        let tooLarge = false;
+        try {
+          // Bytes past the acknowledged offset (written before a crash, never acknowledged) go.
+          await handle.truncate(offset);
+          try {
+            for await (const chunk of body) {
+              if (chunk.byteLength === 0) continue;
+              if (written + chunk.byteLength > room) {
+                tooLarge = true;
+                break;
+              }
+              let at = 0;
+              while (at < chunk.byteLength) {
+                const { bytesWritten } = await handle.write(chunk, at, chunk.byteLength - at, offset + written + at);
+                at += bytesWritten;
+              }
+              written += chunk.byteLength;
+            }
+          } catch {
+            // The link broke mid-chunk: what arrived is kept and acknowledged below.
+            interrupted = true;
+          }
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
+        if (tooLarge) {
+          await discard(upload);
+          return refuse('payload_too_large', `more bytes than the declared ${upload.bytes}; the upload is discarded`);
+        }
+        const next = offset + written;
+        if (written > 0) {
+          if (!(await deps.samples.advanceUpload(uploadId, offset, next, deps.clock.now()))) {
+            return refuse('conflict', `upload ${uploadId} moved on meanwhile`, 'busy');
+          }
+          counters.received.inc({}, written);
+        }
+        if (next < upload.bytes) {
+          return ok({ uploadId, offset: next, complete: false, sampleId: null, interrupted });
+        }
+        const finished = await finalize({ ...upload, offset: next });
+        if (!finished.ok) return finished;
+        return ok({ ...finished.value, interrupted });
+      } finally {
+        busy.delete(uploadId);
+      }
+    },
+
+    async discardStale(before) {
+      let removed = 0;
+      for (;;) {
+        const stale = (await deps.samples.staleUploads(before, 100)).filter((u) => !busy.has(u.uploadId));
+        for (const upload of stale) await discard(upload);
+        removed += stale.length;
+        if (stale.length < 100) return removed;
+      }
+    },
+  };
+}
