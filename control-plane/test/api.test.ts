@@ -473,6 +473,14 @@ describe('events and OpenAPI', () => {
         'POST /api/v1/rollouts/{id}/resume',
         'POST /api/v1/rollouts/{id}/abort',
         'POST /api/v1/rollouts/{id}/promote',
+        'POST /api/v1/samples/uploads',
+        'GET /api/v1/samples/uploads/{id}',
+        'PATCH /api/v1/samples/uploads/{id}',
+        'GET /api/v1/samples',
+        'GET /api/v1/samples/{id}',
+        'GET /api/v1/samples/{id}/image',
+        'GET /api/v1/samples/{id}/thumbnail',
+        'DELETE /api/v1/devices/{id}/samples',
       ].sort(),
     );
     const enroll = doc.paths['/api/v1/devices']!.post!;
