@@ -29,7 +29,6 @@ function frameInput(n: number, over: Partial<CaptureFrameInput> = {}): CaptureFr
     height: H,
     capturedAt: T0 + n,
     detections: [{ x1: 4, y1: 4, x2: 30, y2: 20, score: 0.52, classId: 0, label: 'text' }],
-    threshold: 0.5,
     model: { id: 'det@1.0.0', sha256: 'a'.repeat(64) },
     camera: null,
     shadow: null,

@@ -41,7 +41,6 @@ export type CaptureFrameInput = {
   height: number;
   capturedAt: number;
   detections: readonly (BoxLike & { readonly classId: number })[];
-  threshold: number;
   model: { readonly id: string; readonly sha256: string } | null;
   camera: CameraFlags | null;
   shadow: readonly BoxLike[] | null;
@@ -186,7 +185,6 @@ export function createSampleCapture(deps: SampleCaptureDeps): SampleCapture {
       p,
       {
         detections: input.detections,
-        threshold: input.threshold,
         camera: input.camera,
         shadow: input.shadow,
         onDemand: onDemandLeft > 0,
@@ -327,7 +325,6 @@ export function createSampleCapture(deps: SampleCaptureDeps): SampleCapture {
     height: 0,
     capturedAt: 0,
     detections: [],
-    threshold: 0,
     model: null,
     camera: null,
     shadow: null,
@@ -341,7 +338,6 @@ export function createSampleCapture(deps: SampleCaptureDeps): SampleCapture {
       scratch.height = result.frame.height;
       scratch.capturedAt = result.frame.capturedAt;
       scratch.detections = result.detections;
-      scratch.threshold = result.model.adapter.threshold;
       scratch.model = result.model.ref;
       scratch.camera = result.cameraHealth ?? null;
       scratch.shadow = null; // not wired: the shadow comparator does not expose its detections yet

@@ -6,7 +6,6 @@ const box = (label: string, score: number, x1 = 0, y1 = 0, x2 = 10, y2 = 10) => 
 const policyOf = (input: SamplePolicyInput) => SamplePolicy.parse(input);
 const frame = (over: Partial<SelectionInput> = {}): SelectionInput => ({
   detections: [],
-  threshold: 0.5,
   camera: null,
   shadow: null,
   onDemand: false,

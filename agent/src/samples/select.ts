@@ -25,8 +25,6 @@ export interface CameraFlags {
 
 export interface SelectionInput {
   readonly detections: readonly BoxLike[];
-  /** The score threshold of the active model. */
-  readonly threshold: number;
   /** Camera-health flags when this frame was judged; absent otherwise. */
   readonly camera?: CameraFlags | null | undefined;
   /** The shadow candidate's detections on this frame, when one ran on it. */
@@ -62,8 +60,8 @@ export function testStrategy(strategy: SampleStrategy, input: SelectionInput, ra
     case 'random':
       return strategy.share > 0 && random() < strategy.share ? `random ${strategy.share} share` : null;
     case 'near-threshold': {
-      const low = input.threshold - strategy.epsilon;
-      const high = input.threshold + strategy.epsilon;
+      const low = strategy.threshold - strategy.epsilon;
+      const high = strategy.threshold + strategy.epsilon;
       const classes = strategy.classes;
       let unsure = 0;
       for (const d of input.detections) {
@@ -72,7 +70,7 @@ export function testStrategy(strategy: SampleStrategy, input: SelectionInput, ra
         unsure++;
       }
       return unsure >= strategy.minBoxes
-        ? `${unsure} detection(s) within ${input.threshold} +- ${strategy.epsilon}`
+        ? `${unsure} detection(s) within ${strategy.threshold} +- ${strategy.epsilon}`
         : null;
     }
     case 'shadow-disagreement': {
