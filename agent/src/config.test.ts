@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { generateKeyPair } from '@edgeloop/firmware-images';
@@ -222,6 +222,21 @@ describe('loadConfig', () => {
     );
     expect(refused.some((problem) => problem.includes('missing.pub'))).toBe(true);
     expect(refused.some((problem) => problem.includes('private key'))).toBe(true);
+  });
+
+  it('reads every .pub file of a trusted keys folder', () => {
+    const one = generateKeyPair();
+    const two = generateKeyPair();
+    mkdirSync(path.join(dir, 'keys'));
+    writeFileSync(path.join(dir, 'keys', 'a.pub'), one.publicKeyPem);
+    writeFileSync(path.join(dir, 'keys', 'b.pub'), two.publicKeyPem);
+    const result = loadConfig({
+      fileText: JSON.stringify({ ...minimal, models: { trustedKeys: ['keys'] } }),
+      env: {},
+      cwd: dir,
+    });
+    if (!result.ok) throw new Error(JSON.stringify(result.error.problems));
+    expect(result.value.models.trustedKeyPems).toEqual([one.publicKeyPem, two.publicKeyPem]);
   });
 });
 

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { parseTrustedKeys } from '@edgeloop/firmware-images/verify';
 import { checkDeviceId, ok } from '@edgeloop/protocol';
 import { z } from 'zod';
+import { readTrustedKeyFiles } from './trusted-key-files.ts';
 import { resolveVisionPaths, VisionConfig } from './vision/config.ts';
 
 /*
@@ -83,7 +84,10 @@ const Seconds = z.number().min(0).max(86_400);
 
 /** Model updates: whose signatures count, how downloads retry, when a new model is healthy, shadow mode. */
 export const ModelsConfig = z.strictObject({
-  /** Ed25519 public keys (.pub files, SPKI PEM) whose releases the agent installs; several, so keys can rotate. */
+  /**
+   * Ed25519 public keys (.pub files, SPKI PEM, from edgeloop-image keygen) whose releases the agent
+   * installs, or folders of them; several, so keys can rotate.
+   */
   trustedKeys: z.array(z.string().min(1).max(4096)).max(16).default([]),
   /** The same as PEM text; loadConfig appends the contents of `trustedKeys` here. */
   trustedKeyPems: z.array(z.string().min(1).max(8192)).max(32).default([]),
@@ -331,16 +335,20 @@ export function loadConfig(input: LoadConfigInput): LoadConfigResult {
   return ok(deepFreeze(resolved));
 }
 
-/** Resolves the key files, appends their PEM text to trustedKeyPems and checks every key. */
+/**
+ * Resolves the key files (a `.pub` file or a folder of them), appends their PEM text to
+ * trustedKeyPems and checks every key.
+ */
 function readTrustedKeys(models: ModelsConfig, base: string, problems: ConfigProblem[]): ModelsConfig {
   const files = models.trustedKeys.map((file) => path.resolve(base, file));
   const pems = [...models.trustedKeyPems];
-  for (const file of files) {
-    try {
-      pems.push(readFileSync(file, 'utf8'));
-    } catch (error) {
-      problems.push({ path: 'models.trustedKeys', message: `cannot read ${file}: ${(error as Error).message}` });
+  if (files.length > 0) {
+    const read = readTrustedKeyFiles(files, base);
+    if (!read.ok) {
+      problems.push({ path: 'models.trustedKeys', message: read.error.message });
+      return { ...models, trustedKeys: files, trustedKeyPems: pems };
     }
+    pems.push(...read.value.map((file) => file.publicKeyPem));
   }
   if (pems.length > 0) {
     const parsed = parseTrustedKeys(pems.map((publicKeyPem) => ({ publicKeyPem })));
