@@ -20,6 +20,9 @@ import { HARDWARE_NAMES } from './profiles.ts';
  *     "models": { "det@2.0.0": { "latencyFactor": 3, "detectionFactor": 0.4 } }
  *   }
  *
+ * `models` has the form of a `--model-behaviour` file's (model-behaviour.ts: keys name@version,
+ * sha256 or `*`); a behaviour file given beside the scenario wins for the models both name.
+ *
  * Actions:
  *   disconnect  clean MQTT disconnect (shutdown status, no will); `reconnect` brings it back
  *   kill        the process dies: socket destroyed without DISCONNECT, so the broker publishes the will
