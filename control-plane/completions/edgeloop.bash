@@ -6,7 +6,7 @@ _edgeloop() {
   prev="${COMP_WORDS[COMP_CWORD-1]}"
   COMPREPLY=()
   if [[ $COMP_CWORD -eq 1 ]]; then
-    COMPREPLY=($(compgen -W 'devices models rollouts serve fleet completion help --help --version' -- "$cur"))
+    COMPREPLY=($(compgen -W 'devices models rollouts samples serve fleet completion help --help --version' -- "$cur"))
     return
   fi
   case "${COMP_WORDS[1]}" in
@@ -28,6 +28,12 @@ _edgeloop() {
         return
       fi
       key="rollouts ${COMP_WORDS[2]}" ;;
+    samples)
+      if [[ $COMP_CWORD -eq 2 ]]; then
+        COMPREPLY=($(compgen -W 'list get pull --help' -- "$cur"))
+        return
+      fi
+      key="samples ${COMP_WORDS[2]}" ;;
     *) key="${COMP_WORDS[1]}" ;;
   esac
   case "$key/$prev" in
@@ -63,6 +69,11 @@ _edgeloop() {
     'serve/--models-upload-limit-bytes') COMPREPLY=(); return ;;
     'serve/--rollouts-tick-ms') COMPREPLY=(); return ;;
     'serve/--rollouts-leader-retry-ms') COMPREPLY=(); return ;;
+    'serve/--samples-max-bytes') COMPREPLY=(); return ;;
+    'serve/--samples-retention-days') COMPREPLY=(); return ;;
+    'serve/--samples-quota-bytes') COMPREPLY=(); return ;;
+    'serve/--samples-upload-expiry-hours') COMPREPLY=(); return ;;
+    'serve/--samples-thumbnail-width') COMPREPLY=(); return ;;
     'fleet/--url') COMPREPLY=(); return ;;
     'fleet/--token') COMPREPLY=(); return ;;
     'devices list/--status') COMPREPLY=($(compgen -W 'online offline unknown' -- "$cur")); return ;;
@@ -121,9 +132,36 @@ _edgeloop() {
     'rollouts promote/--reason') COMPREPLY=(); return ;;
     'rollouts promote/--url') COMPREPLY=(); return ;;
     'rollouts promote/--token') COMPREPLY=(); return ;;
+    'samples list/--device') COMPREPLY=(); return ;;
+    'samples list/--site') COMPREPLY=(); return ;;
+    'samples list/--label') COMPREPLY=(); return ;;
+    'samples list/--model') COMPREPLY=(); return ;;
+    'samples list/--model-sha256') COMPREPLY=(); return ;;
+    'samples list/--strategy') COMPREPLY=($(compgen -W 'random near-threshold shadow-disagreement camera-event class-rare on-demand' -- "$cur")); return ;;
+    'samples list/--from') COMPREPLY=(); return ;;
+    'samples list/--to') COMPREPLY=(); return ;;
+    'samples list/--has-labels') COMPREPLY=($(compgen -W 'true false' -- "$cur")); return ;;
+    'samples list/--limit') COMPREPLY=(); return ;;
+    'samples list/--url') COMPREPLY=(); return ;;
+    'samples list/--token') COMPREPLY=(); return ;;
+    'samples get/--url') COMPREPLY=(); return ;;
+    'samples get/--token') COMPREPLY=(); return ;;
+    'samples pull/--out') COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    'samples pull/--device') COMPREPLY=(); return ;;
+    'samples pull/--site') COMPREPLY=(); return ;;
+    'samples pull/--label') COMPREPLY=(); return ;;
+    'samples pull/--model') COMPREPLY=(); return ;;
+    'samples pull/--model-sha256') COMPREPLY=(); return ;;
+    'samples pull/--strategy') COMPREPLY=($(compgen -W 'random near-threshold shadow-disagreement camera-event class-rare on-demand' -- "$cur")); return ;;
+    'samples pull/--from') COMPREPLY=(); return ;;
+    'samples pull/--to') COMPREPLY=(); return ;;
+    'samples pull/--has-labels') COMPREPLY=($(compgen -W 'true false' -- "$cur")); return ;;
+    'samples pull/--limit') COMPREPLY=(); return ;;
+    'samples pull/--url') COMPREPLY=(); return ;;
+    'samples pull/--token') COMPREPLY=(); return ;;
   esac
   case "$key" in
-    'serve') opts='--http-port --mqtt-port --host --public-host --data-dir --database-url --log-level --trusted-keys --ingest-batch-size --ingest-flush-interval-ms --ingest-high-water --ingest-hard-cap --ingest-dedupe-cache-size --health-sweep-interval-ms --health-heartbeat-grace-s --health-default-keepalive-s --health-default-telemetry-interval-s --health-stale-intervals --health-high-temperature-c --health-disk-nearly-full-ratio --health-memory-pressure-ratio --health-inference-stall-s --retention-messages-days --retention-dead-letters-days --retention-prune-interval-s --http-body-limit-bytes --http-sse-heartbeat-s --commands-default-timeout-ms --commands-max-timeout-ms --models-upload-limit-bytes --rollouts-tick-ms --rollouts-leader-retry-ms --help'; args='' ;;
+    'serve') opts='--http-port --mqtt-port --host --public-host --data-dir --database-url --log-level --trusted-keys --ingest-batch-size --ingest-flush-interval-ms --ingest-high-water --ingest-hard-cap --ingest-dedupe-cache-size --health-sweep-interval-ms --health-heartbeat-grace-s --health-default-keepalive-s --health-default-telemetry-interval-s --health-stale-intervals --health-high-temperature-c --health-disk-nearly-full-ratio --health-memory-pressure-ratio --health-inference-stall-s --retention-messages-days --retention-dead-letters-days --retention-prune-interval-s --http-body-limit-bytes --http-sse-heartbeat-s --commands-default-timeout-ms --commands-max-timeout-ms --models-upload-limit-bytes --rollouts-tick-ms --rollouts-leader-retry-ms --samples-max-bytes --samples-retention-days --samples-quota-bytes --samples-upload-expiry-hours --samples-thumbnail-width --help'; args='' ;;
     'fleet') opts='--json --url --token --help'; args='' ;;
     'completion') opts='--help'; args='bash zsh' ;;
     'devices list') opts='--status --health --label --limit --json --url --token --help'; args='' ;;
@@ -144,6 +182,9 @@ _edgeloop() {
     'rollouts resume') opts='--reason --json --url --token --help'; args='' ;;
     'rollouts abort') opts='--reason --json --url --token --help'; args='' ;;
     'rollouts promote') opts='--reason --json --url --token --help'; args='' ;;
+    'samples list') opts='--device --site --label --model --model-sha256 --strategy --from --to --has-labels --limit --json --url --token --help'; args='' ;;
+    'samples get') opts='--json --url --token --help'; args='' ;;
+    'samples pull') opts='--out --device --site --label --model --model-sha256 --strategy --from --to --has-labels --limit --json --url --token --help'; args='' ;;
     *) return ;;
   esac
   if [[ "$cur" == -* || -z "$args" ]]; then

@@ -6,6 +6,7 @@ import { devicesGroup } from './cli/devices.ts';
 import { fleetCommand } from './cli/fleet.ts';
 import { modelsGroup } from './cli/models.ts';
 import { rolloutsGroup } from './cli/rollouts.ts';
+import { samplesGroup } from './cli/samples.ts';
 import { serveCommand } from './cli/serve.ts';
 import { describeSettings } from './config.ts';
 import { VERSION } from './control-plane.ts';
@@ -21,7 +22,7 @@ import { VERSION } from './control-plane.ts';
 
 export { type CliIo, EXIT } from './cli/command.ts';
 
-const GROUPS: readonly GroupSpec[] = [devicesGroup, modelsGroup, rolloutsGroup];
+const GROUPS: readonly GroupSpec[] = [devicesGroup, modelsGroup, rolloutsGroup, samplesGroup];
 const completionCommand: CommandSpec = createCompletionCommand(() => TREE);
 const COMMANDS: readonly CommandSpec[] = [serveCommand, fleetCommand, completionCommand];
 const TREE: CommandTree = { groups: GROUPS, commands: COMMANDS };

@@ -18,4 +18,5 @@ process.exitCode = await runCli(process.argv.slice(2), process.env, {
   err: (text) => process.stderr.write(text),
   waitForShutdown,
   isTty: process.stdout.isTTY === true,
+  errIsTty: process.stderr.isTTY === true,
 });

@@ -25,6 +25,8 @@ export type CliIo = {
   readonly fetch?: typeof fetch;
   /** Whether stdout is a terminal (live redraws in `rollouts watch`). */
   readonly isTty?: boolean;
+  /** Whether stderr is a terminal (progress lines of pulls and exports go there only then). */
+  readonly errIsTty?: boolean;
 };
 
 export type CommandContext = {

@@ -1,0 +1,216 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, mkdirSync } from 'node:fs';
+import { rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { SAMPLE_STRATEGY_KINDS, type SampleList, type SampleView } from '@edgeloop/protocol';
+import { UsageError } from './args.ts';
+import type { Client } from './client.ts';
+import { type CommandContext, type CommandSpec, EXIT, type GroupSpec } from './command.ts';
+import { isoTime, json, table, withQuery } from './output.ts';
+import { createProgress } from './progress.ts';
+
+/*
+ * `edgeloop samples list|get|pull`: the hard samples devices uploaded. Filters are flags of list
+ * and pull alike; pull writes `<id>.jpg` (sha256 checked) and `<id>.json` (metadata, predictions
+ * and provenance) per sample, skipping files already there and whole.
+ */
+
+const FILTER_FLAGS = [
+  { name: 'device', value: 'ID', help: 'only samples of this device' },
+  { name: 'site', value: 'SITE', help: 'only samples of this site' },
+  { name: 'label', value: 'KEY=VALUE', help: 'device label at capture; every one must match', repeatable: true },
+  { name: 'model', value: 'NAME@VERSION', help: 'only samples with predictions of this model' },
+  { name: 'model-sha256', value: 'SHA256', help: 'only samples with predictions of the model with this sha256' },
+  { name: 'strategy', value: 'KIND', help: 'only samples this strategy selected', choices: SAMPLE_STRATEGY_KINDS },
+  { name: 'from', value: 'TIME', help: 'captured at or after (ISO 8601 or epoch ms)' },
+  { name: 'to', value: 'TIME', help: 'captured at or before (ISO 8601 or epoch ms)' },
+  {
+    name: 'has-labels',
+    value: 'BOOL',
+    help: 'true: only human-labelled samples; false: only unlabelled',
+    choices: ['true', 'false'],
+  },
+  { name: 'limit', value: 'N', help: 'at most this many samples (default 100 for list, 1000 for pull)' },
+] as const;
+
+function parseTime(text: string, flag: string): number {
+  if (/^\d+$/.test(text)) return Number(text);
+  const ms = Date.parse(text);
+  if (Number.isNaN(ms)) throw new UsageError(`--${flag} takes an ISO 8601 time or epoch milliseconds, not "${text}"`);
+  return ms;
+}
+
+/** The API query of the filter flags (pure: flags in, query out). */
+export function sampleQuery(context: Pick<CommandContext, 'args' | 'flag'>): URLSearchParams {
+  const query = new URLSearchParams();
+  const set = (flag: string, key: string, convert: (value: string) => string = (v) => v) => {
+    const value = context.flag(flag);
+    if (value !== undefined) query.set(key, convert(value));
+  };
+  set('device', 'deviceId');
+  set('site', 'site');
+  set('model', 'modelId');
+  set('model-sha256', 'modelSha256');
+  set('strategy', 'strategy');
+  set('from', 'from', (v) => String(parseTime(v, 'from')));
+  set('to', 'to', (v) => String(parseTime(v, 'to')));
+  set('has-labels', 'hasLabels');
+  for (const pair of context.args.flags.get('label') ?? []) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new UsageError(`--label takes KEY=VALUE, not "${pair}"`);
+    query.append('label', `${pair.slice(0, eq)}:${pair.slice(eq + 1)}`);
+  }
+  return query;
+}
+
+function limitOf(context: Pick<CommandContext, 'flag'>, fallback: number): number {
+  const text = context.flag('limit');
+  if (text === undefined) return fallback;
+  const limit = Number(text);
+  if (!Number.isInteger(limit) || limit < 1) throw new UsageError(`--limit takes a positive integer, not "${text}"`);
+  return limit;
+}
+
+/** Up to `limit` samples matching `query`, following the cursor. */
+async function collect(client: Client, query: URLSearchParams, limit: number): Promise<SampleView[]> {
+  const items: SampleView[] = [];
+  let cursor: string | null = null;
+  do {
+    const page: URLSearchParams = new URLSearchParams(query);
+    page.set('limit', String(Math.min(500, limit - items.length)));
+    if (cursor) page.set('cursor', cursor);
+    const list: SampleList = await client.request<SampleList>('GET', withQuery('/api/v1/samples', page));
+    items.push(...list.items);
+    cursor = list.nextCursor;
+  } while (cursor && items.length < limit);
+  return items.slice(0, limit);
+}
+
+export function formatSamples(items: readonly SampleView[]): string {
+  return table(
+    ['ID', 'DEVICE', 'STRATEGY', 'MODEL', 'BOXES', 'SIZE', 'PIXELS', 'CAPTURED'],
+    items.map((s) => [
+      s.id,
+      s.deviceId,
+      s.strategy,
+      s.model?.id ?? '-',
+      String(s.predictions.length),
+      String(s.image.bytes),
+      `${s.image.width}x${s.image.height}`,
+      isoTime(s.frameTs),
+    ]),
+  );
+}
+
+async function sha256OfFile(path: string): Promise<string | null> {
+  if (!existsSync(path)) return null;
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+const list: CommandSpec = {
+  words: ['samples', 'list'],
+  summary: 'List hard samples, newest first, with filters',
+  flags: FILTER_FLAGS,
+  examples: [
+    'edgeloop samples list',
+    'edgeloop samples list --device cam-001 --strategy near-threshold --json',
+    'edgeloop samples list --label site=north --from 2026-01-01T00:00:00Z --limit 20',
+  ],
+  async run(context) {
+    const items = await collect(context.client(), sampleQuery(context), limitOf(context, 100));
+    context.io.out(context.json ? json(items) : `${formatSamples(items)}\n`);
+    return EXIT.ok;
+  },
+};
+
+const get: CommandSpec = {
+  words: ['samples', 'get'],
+  args: ['ID'],
+  summary: 'Show one sample: metadata, predictions and provenance (JSON)',
+  examples: ['edgeloop samples get smp_0123456789abcdef01234567'],
+  async run({ args, client, io }) {
+    const [id] = args.positional as [string];
+    io.out(json(await client().request<SampleView>('GET', `/api/v1/samples/${encodeURIComponent(id)}`)));
+    return EXIT.ok;
+  },
+};
+
+const pull: CommandSpec = {
+  words: ['samples', 'pull'],
+  summary: 'Download samples (image + metadata JSON) into a directory, checking each sha256',
+  description:
+    'Writes <id>.jpg and <id>.json per sample; files already there with the right sha256 are skipped, so a ' +
+    'pull that broke off is resumed by running it again. A progress line (bytes and rate) goes to stderr when ' +
+    'stderr is a terminal.',
+  flags: [
+    { name: 'out', value: 'DIR', help: 'where to write the files (created if missing)', file: true },
+    ...FILTER_FLAGS,
+  ],
+  examples: [
+    'edgeloop samples pull --out ./hard --strategy near-threshold',
+    'edgeloop samples pull --out ./cam1 --device cam-001 --json',
+  ],
+  async run(context) {
+    const out = context.flag('out');
+    if (!out) throw new UsageError('edgeloop samples pull needs --out DIR');
+    const client = context.client();
+    const items = await collect(client, sampleQuery(context), limitOf(context, 1000));
+    mkdirSync(out, { recursive: true });
+    const progress = createProgress({
+      label: 'pull',
+      enabled: context.io.errIsTty === true && !context.json,
+      write: context.io.err,
+    });
+    progress.setTotal(items.length);
+    let downloaded = 0;
+    let skipped = 0;
+    let bytes = 0;
+    for (const sample of items) {
+      const image = join(out, `${sample.id}.jpg`);
+      await writeFile(join(out, `${sample.id}.json`), json(sample));
+      if ((await sha256OfFile(image)) === sample.image.sha256) {
+        skipped++;
+        progress.add(0, true);
+        continue;
+      }
+      const temp = `${image}.part`;
+      const hash = createHash('sha256');
+      const chunks: Uint8Array[] = [];
+      const body = await client.stream(
+        `/api/v1/samples/${encodeURIComponent(sample.id)}/image`,
+        new AbortController().signal,
+      );
+      for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
+        hash.update(chunk);
+        chunks.push(chunk);
+        bytes += chunk.byteLength;
+        progress.add(chunk.byteLength);
+      }
+      const sha256 = hash.digest('hex');
+      if (sha256 !== sample.image.sha256) {
+        throw new Error(`sample ${sample.id}: the bytes served hash to ${sha256}, not ${sample.image.sha256}`);
+      }
+      await writeFile(temp, Buffer.concat(chunks));
+      await rename(temp, image).catch(async (error: unknown) => {
+        await rm(temp, { force: true });
+        throw error;
+      });
+      downloaded++;
+      progress.add(0, true);
+    }
+    progress.done();
+    const summary = { directory: out, samples: items.length, downloaded, skipped, bytes };
+    if (context.json) context.io.out(json(summary));
+    else context.io.out(`${downloaded} downloaded, ${skipped} already there (${bytes} bytes) into ${out}\n`);
+    return EXIT.ok;
+  },
+};
+
+export const samplesGroup: GroupSpec = {
+  name: 'samples',
+  summary: 'List, inspect and download the hard samples devices captured',
+  commands: [list, get, pull],
+  examples: ['edgeloop samples list --strategy near-threshold', 'edgeloop samples pull --out ./hard'],
+};
