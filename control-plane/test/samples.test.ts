@@ -1,4 +1,4 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   type CreateTokenResponse,
@@ -367,5 +367,56 @@ describe('retention', () => {
     expect(r.cp.internals.blobs.sizeOf(sha256Hex(jpegs[1]!))).toBeNull();
     expect(r.cp.internals.blobs.sizeOf(sha256Hex(jpegs[2]!))).toBeNull();
     expect(r.cp.internals.blobs.sizeOf(sha256Hex(jpegs[0]!))).toBe(jpegs[0]!.length);
+  });
+});
+
+describe('an upload across a control-plane restart', () => {
+  it('resumes at the acknowledged offset after the control plane restarts on the same data dir', async () => {
+    const first = await startTestControlPlane();
+    const enrolled = await first.enroll('cam-restart');
+    const auth = basicAuth('cam-restart', enrolled.credentials.password);
+    const jpeg = await makeJpeg(200, 150, 61);
+    const metadata = metadataFor('cam-restart', jpeg, { width: 200, height: 150 });
+    const begun = await httpRequest(`${first.started.httpUrl}/api/v1/samples/uploads`, {
+      method: 'POST',
+      headers: { authorization: auth, 'content-type': 'application/json' },
+      body: JSON.stringify(metadata),
+    });
+    const { uploadId } = JSON.parse(begun!.body) as SampleUploadState;
+    const half = Math.floor(jpeg.length / 2);
+    const chunk = await httpRequest(`${first.started.httpUrl}/api/v1/samples/uploads/${uploadId}`, {
+      method: 'PATCH',
+      headers: { authorization: auth, 'content-type': SAMPLE_UPLOAD_CONTENT_TYPE, [SAMPLE_UPLOAD_OFFSET_HEADER]: '0' },
+      body: jpeg.subarray(0, half),
+    });
+    expect(chunk?.status).toBe(204);
+    await first.stop({ keepData: true });
+
+    const second = await startTestControlPlane({ dataDir: first.dataDir });
+    try {
+      const again = await httpRequest(`${second.started.httpUrl}/api/v1/samples/uploads`, {
+        method: 'POST',
+        headers: { authorization: auth, 'content-type': 'application/json' },
+        body: JSON.stringify(metadata),
+      });
+      expect(again?.status).toBe(200);
+      expect(JSON.parse(again!.body)).toMatchObject({ uploadId, offset: half, complete: false });
+      const rest = await httpRequest(`${second.started.httpUrl}/api/v1/samples/uploads/${uploadId}`, {
+        method: 'PATCH',
+        headers: {
+          authorization: auth,
+          'content-type': SAMPLE_UPLOAD_CONTENT_TYPE,
+          [SAMPLE_UPLOAD_OFFSET_HEADER]: String(half),
+        },
+        body: jpeg.subarray(half),
+      });
+      expect(rest?.status).toBe(201);
+      const { sampleId } = JSON.parse(rest!.body) as SampleUploadState;
+      const image = await second.api('GET', `/api/v1/samples/${sampleId}/image`);
+      expect(sha256Hex(Buffer.from(await image.arrayBuffer()))).toBe(sha256Hex(jpeg));
+    } finally {
+      await second.stop();
+      rmSync(first.dataDir, { recursive: true, force: true });
+    }
   });
 });
