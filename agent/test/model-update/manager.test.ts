@@ -290,6 +290,16 @@ describe('model manager', () => {
       code: expect.any(String),
       reason: expect.any(String),
     });
+    h.lines.length = 0;
+    const v4 = await release('4.0.0', 4);
+    h.runtime.behaviours.set(v4.release.sha256, { warm: 'fail' });
+    await h.manager.apply(assignmentOf(v4, { rolloutId: 'r4' }));
+    await h.manager.idle();
+    expect(h.logs()).toEqual([
+      'info model update started',
+      'warn model update failed before the switch: the running model stays',
+    ]);
+    expect(h.lines.at(-1)?.fields).toMatchObject({ from: 'warming', code: 'warmup_failed' });
     // The steps in between are debug lines only.
     expect(h.lines.filter((line) => line.level === 'debug').map((line) => line.msg)).toContain(
       'model update downloading',
