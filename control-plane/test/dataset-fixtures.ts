@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { DatasetSplit, SampleMetadata, SamplePrediction } from '@edgeloop/protocol';
+import tar from 'tar-stream';
 import type { DatasetMember } from '../src/datasets/members.ts';
 
 /** A sample's metadata as a device sends it, with the image sha256 of `bytes`. */
@@ -103,4 +104,21 @@ export function cocoProblems(doc: CocoDocument): string[] {
     if (a.iscrowd !== 0) problems.push(`annotation ${a.id}: iscrowd is not 0`);
   }
   return problems;
+}
+
+/** Every file of a tar stream, by name. */
+export async function untar(stream: ReadableStream<Uint8Array>): Promise<Map<string, Buffer>> {
+  const extract = tar.extract();
+  const files = new Map<string, Buffer>();
+  const done = (async () => {
+    for await (const entry of extract) {
+      const chunks: Buffer[] = [];
+      for await (const chunk of entry) chunks.push(chunk as Buffer);
+      files.set(entry.header.name, Buffer.concat(chunks));
+    }
+  })();
+  for await (const chunk of stream as unknown as AsyncIterable<Uint8Array>) extract.write(chunk);
+  extract.end(undefined);
+  await done;
+  return files;
 }

@@ -45,10 +45,18 @@ export const DatasetSampleQuery = z
       .max(128)
       .optional()
       .describe('Only samples whose predictions came from this model (name@version)'),
+    modelSha256: z
+      .string()
+      .regex(/^[0-9a-f]{64}$/)
+      .optional()
+      .describe('Only samples with predictions of the model with this sha256'),
     strategy: SampleStrategyKind.optional().describe('Only samples selected by this strategy'),
     from: EpochMs.optional().describe('Captured at or after this time'),
-    to: EpochMs.optional().describe('Captured before this time'),
-    hasPredictions: z.boolean().optional().describe('Only samples with (true) or without (false) predictions'),
+    to: EpochMs.optional().describe('Captured at or before this time'),
+    hasLabels: z
+      .boolean()
+      .optional()
+      .describe('Only samples with (true) or without (false) human labels in some dataset version'),
   })
   .strict()
   .describe('Which stored samples a dataset takes: the filters of GET /api/v1/samples');

@@ -1,7 +1,6 @@
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import tar from 'tar-stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   type CocoDocument,
@@ -10,27 +9,11 @@ import {
   member,
   prediction,
   sampleMetadata,
+  untar,
 } from '../../test/dataset-fixtures.ts';
 import { type BlobStore, createBlobStore } from '../models/blob-store.ts';
 import { exportDatasetWebStream } from './export.ts';
 import type { DatasetMember } from './members.ts';
-
-/** Every file of a tar stream, by name. */
-async function untar(stream: ReadableStream<Uint8Array>): Promise<Map<string, Buffer>> {
-  const extract = tar.extract();
-  const files = new Map<string, Buffer>();
-  const done = (async () => {
-    for await (const entry of extract) {
-      const chunks: Buffer[] = [];
-      for await (const chunk of entry) chunks.push(chunk as Buffer);
-      files.set(entry.header.name, Buffer.concat(chunks));
-    }
-  })();
-  for await (const chunk of stream as unknown as AsyncIterable<Uint8Array>) extract.write(chunk);
-  extract.end(undefined);
-  await done;
-  return files;
-}
 
 let dir: string;
 let blobs: BlobStore;
