@@ -236,6 +236,23 @@ describe('agent killed with SIGKILL mid-update', () => {
     await watcher.waitFor(() => bootOf(2) !== undefined, 20_000, 'third boot');
     const reverted = updates('r-switch').find((e) => e.bootId === bootOf(2));
     expect(reverted?.data).toMatchObject({ state: 'reverted', from: 'active', code: 'restarted_before_commit' });
+    // The device's own log says it too, one line with the code and the reason (pino JSON on stdout).
+    await watcher.waitFor(
+      () => third.output().includes('"msg":"model update reverted: the previous model runs again"'),
+      10_000,
+      'the revert in the agent log',
+    );
+    const line = third
+      .output()
+      .split('\n')
+      .find((text) => text.includes('model update reverted'));
+    expect(JSON.parse(line ?? '{}')).toMatchObject({
+      level: 40,
+      component: 'model-manager',
+      rolloutId: 'r-switch',
+      code: 'restarted_before_commit',
+      reason: expect.stringContaining('health check'),
+    });
     const after = await workingPipeline(() => bootOf(2), third.output);
     expect(after.model?.name).toBe('local-det');
     const slots = JSON.parse(readFileSync(path.join(dir, 'state', 'models', 'slots.json'), 'utf8'));
