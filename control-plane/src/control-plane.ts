@@ -9,6 +9,7 @@ import packageJson from '../package.json' with { type: 'json' };
 import { type ControlBroker, createBroker } from './broker.ts';
 import { type CommandWaiters, createCommandWaiters } from './command-waiters.ts';
 import { type Config, ConfigError } from './config.ts';
+import { createDatasetService } from './datasets/service.ts';
 import { createPostgresStore } from './db/postgres/store.ts';
 import type { Store } from './db/repositories.ts';
 import { createSqliteStore } from './db/sqlite/store.ts';
@@ -17,6 +18,7 @@ import { createEventBus, type EventBus } from './events.ts';
 import { createFleet, type Fleet, type MqttEndpoint } from './fleet.ts';
 import { createApp } from './http/app.ts';
 import type { AppEnv, Route } from './http/route.ts';
+import { DEFAULT_LABELS_LIMIT_BYTES } from './http/routes/datasets.ts';
 import { type Clock, createIngestWriter, type IngestWriter } from './ingest.ts';
 import { createMetricsRegistry, type MetricsRegistry } from './metrics.ts';
 import { type BlobStore, createBlobStore } from './models/blob-store.ts';
@@ -287,6 +289,10 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         },
         rollouts: rolloutService,
         samples: { service: samples, hasher, maxBytes: config.samples.maxBytes },
+        datasets: {
+          service: createDatasetService({ datasets: store.datasets, samples: store.samples, blobs, clock }),
+          labelsLimitBytes: DEFAULT_LABELS_LIMIT_BYTES,
+        },
         ...(deps.extraRoutes ? { extraRoutes: deps.extraRoutes } : {}),
       });
       const httpServer = createAdaptorServer({ fetch: app.fetch }) as HttpServer;

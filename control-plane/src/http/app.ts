@@ -4,6 +4,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import type { Logger } from 'pino';
 import type { Config } from '../config.ts';
+import type { DatasetService } from '../datasets/service.ts';
 import type { Store } from '../db/repositories.ts';
 import type { EventBus } from '../events.ts';
 import type { Fleet } from '../fleet.ts';
@@ -18,6 +19,7 @@ import { ApiError, codeOfStatus } from './api-error.ts';
 import { authorize } from './auth.ts';
 import { buildOpenApi } from './openapi.ts';
 import { type AppEnv, defineRoute, parseBody, parseQuery, type Route } from './route.ts';
+import { datasetRoutes } from './routes/datasets.ts';
 import { deadLetterRoutes } from './routes/dead-letters.ts';
 import { deviceRoutes } from './routes/devices.ts';
 import { eventRoutes } from './routes/events.ts';
@@ -55,6 +57,8 @@ export type AppDeps = {
   readonly rollouts?: RolloutService;
   /** The hard-sample routes (device uploads, reads, purge). */
   readonly samples?: { readonly service: SampleService; readonly hasher: SecretHasher; readonly maxBytes: number };
+  /** The dataset routes (versions, label import, export). */
+  readonly datasets?: { readonly service: DatasetService; readonly labelsLimitBytes: number };
   /** More routes added by later parts. */
   readonly extraRoutes?: readonly Route[];
 };
@@ -114,6 +118,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
           maxBytes: deps.samples.maxBytes,
         })
       : []),
+    ...(deps.datasets ? datasetRoutes(deps.datasets) : []),
     ...(deps.extraRoutes ?? []),
   ];
   let openApi: Record<string, unknown> | null = null;
