@@ -265,10 +265,10 @@ describe('the operator journey from the CLI: 3 real agents and 60 simulated devi
     const first = RolloutView.parse(await json('rollouts', 'create', '--spec', specFile('det@2.0.0')));
     const watch = start('watch', BIN.edgeloop, ['rollouts', 'watch', first.id, '--json']);
     const watched = new Promise<number | null>((done) => watch.once('exit', (code) => done(code)));
-    await eventually(async () => ((await fleetModels())['det@2.0.0'] ?? 0) >= 3, 90_000, 'canaries on v2', 500).catch(
+    // Abort once the canaries run v2 (the rollout may already be past its canary stage by then).
+    await eventually(async () => ((await fleetModels())['det@2.0.0'] ?? 0) >= 3, 90_000, 'canaries on v2', 250).catch(
       (e) => explain('canary', e),
     );
-    expect((await fleetModels())['det@2.0.0'] ?? 0).toBeLessThanOrEqual(first.cohorts.canary.length);
     await edgeloop('rollouts', 'abort', first.id, '--reason', 'operator journey: abort on purpose');
     expect(await watched).toBe(0); // watch ends by itself at a terminal status
     expect(logs.get('watch')).toContain('"aborted"');
