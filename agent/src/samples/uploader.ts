@@ -202,6 +202,8 @@ export function createSampleUploader(deps: SampleUploaderDeps): SampleUploader {
         } else if (response.status === 409) {
           await response.body?.cancel();
           const at = offsetOf(response);
+          // The same offset again: the server is still busy with a chunk cut off earlier; wait.
+          if (at === offset) throw new Retry('PATCH upload: HTTP 409 busy');
           offset = at ?? (await headOffset(uploadId));
         } else {
           await judge(response, 'PATCH upload');

@@ -158,4 +158,29 @@ describe('hard samples on the real agent', () => {
     await eventually(() => captured() > before, 60_000, 'another capture under the old policy');
     expect((await sampleTelemetry(agent, watcher)).policyError).toMatch(/threshold/);
   }, 120_000);
+
+  it('captures the next N frames on a capture command, answering on the reply topic', async () => {
+    const { agent, watcher } = await setup();
+    const rare = { strategies: [{ kind: 'class-rare', classes: ['unicorn'] }] };
+    await publishAs(
+      watcher,
+      topic('desired'),
+      { version: 1, issuedAt: Date.now(), samplePolicy: rare },
+      { retain: true },
+    );
+    await eventually(() => agent.samples?.policy !== null, 10_000, 'policy applied');
+    await publishAs(watcher, topic('cmd'), { requestId: 'req-capture-1', name: 'capture', args: { frames: 2 } });
+    await watcher.waitFor(
+      () => watcher.json(topic('reply')).some((r) => r.requestId === 'req-capture-1'),
+      10_000,
+      'capture reply',
+    );
+    expect(watcher.json(topic('reply')).find((r) => r.requestId === 'req-capture-1')).toMatchObject({
+      ok: true,
+      data: { frames: 2 },
+    });
+    await eventually(() => (agent.samples?.telemetry()?.captured ?? 0) >= 2, 30_000, 'two on-demand captures');
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(agent.samples?.telemetry()?.captured).toBe(2);
+  }, 60_000);
 });
