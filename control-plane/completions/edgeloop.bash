@@ -6,7 +6,7 @@ _edgeloop() {
   prev="${COMP_WORDS[COMP_CWORD-1]}"
   COMPREPLY=()
   if [[ $COMP_CWORD -eq 1 ]]; then
-    COMPREPLY=($(compgen -W 'devices models rollouts samples serve fleet completion help --help --version' -- "$cur"))
+    COMPREPLY=($(compgen -W 'devices models rollouts samples datasets serve fleet completion help --help --version' -- "$cur"))
     return
   fi
   case "${COMP_WORDS[1]}" in
@@ -34,6 +34,12 @@ _edgeloop() {
         return
       fi
       key="samples ${COMP_WORDS[2]}" ;;
+    datasets)
+      if [[ $COMP_CWORD -eq 2 ]]; then
+        COMPREPLY=($(compgen -W 'create list get export import-labels --help' -- "$cur"))
+        return
+      fi
+      key="datasets ${COMP_WORDS[2]}" ;;
     *) key="${COMP_WORDS[1]}" ;;
   esac
   case "$key/$prev" in
@@ -159,6 +165,32 @@ _edgeloop() {
     'samples pull/--limit') COMPREPLY=(); return ;;
     'samples pull/--url') COMPREPLY=(); return ;;
     'samples pull/--token') COMPREPLY=(); return ;;
+    'datasets create/--device') COMPREPLY=(); return ;;
+    'datasets create/--site') COMPREPLY=(); return ;;
+    'datasets create/--label') COMPREPLY=(); return ;;
+    'datasets create/--model') COMPREPLY=(); return ;;
+    'datasets create/--model-sha256') COMPREPLY=(); return ;;
+    'datasets create/--strategy') COMPREPLY=($(compgen -W 'random near-threshold shadow-disagreement camera-event class-rare on-demand' -- "$cur")); return ;;
+    'datasets create/--from') COMPREPLY=(); return ;;
+    'datasets create/--to') COMPREPLY=(); return ;;
+    'datasets create/--has-labels') COMPREPLY=($(compgen -W 'true false' -- "$cur")); return ;;
+    'datasets create/--id') COMPREPLY=(); return ;;
+    'datasets create/--ids-file') COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    'datasets create/--splits') COMPREPLY=(); return ;;
+    'datasets create/--url') COMPREPLY=(); return ;;
+    'datasets create/--token') COMPREPLY=(); return ;;
+    'datasets list/--name') COMPREPLY=(); return ;;
+    'datasets list/--url') COMPREPLY=(); return ;;
+    'datasets list/--token') COMPREPLY=(); return ;;
+    'datasets get/--url') COMPREPLY=(); return ;;
+    'datasets get/--token') COMPREPLY=(); return ;;
+    'datasets export/--format') COMPREPLY=($(compgen -W 'coco yolo' -- "$cur")); return ;;
+    'datasets export/--out') COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    'datasets export/--url') COMPREPLY=(); return ;;
+    'datasets export/--token') COMPREPLY=(); return ;;
+    'datasets import-labels/--file') COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    'datasets import-labels/--url') COMPREPLY=(); return ;;
+    'datasets import-labels/--token') COMPREPLY=(); return ;;
   esac
   case "$key" in
     'serve') opts='--http-port --mqtt-port --host --public-host --data-dir --database-url --log-level --trusted-keys --ingest-batch-size --ingest-flush-interval-ms --ingest-high-water --ingest-hard-cap --ingest-dedupe-cache-size --health-sweep-interval-ms --health-heartbeat-grace-s --health-default-keepalive-s --health-default-telemetry-interval-s --health-stale-intervals --health-high-temperature-c --health-disk-nearly-full-ratio --health-memory-pressure-ratio --health-inference-stall-s --retention-messages-days --retention-dead-letters-days --retention-prune-interval-s --http-body-limit-bytes --http-sse-heartbeat-s --commands-default-timeout-ms --commands-max-timeout-ms --models-upload-limit-bytes --rollouts-tick-ms --rollouts-leader-retry-ms --samples-max-bytes --samples-retention-days --samples-quota-bytes --samples-upload-expiry-hours --samples-thumbnail-width --help'; args='' ;;
@@ -185,6 +217,11 @@ _edgeloop() {
     'samples list') opts='--device --site --label --model --model-sha256 --strategy --from --to --has-labels --limit --json --url --token --help'; args='' ;;
     'samples get') opts='--json --url --token --help'; args='' ;;
     'samples pull') opts='--out --device --site --label --model --model-sha256 --strategy --from --to --has-labels --limit --json --url --token --help'; args='' ;;
+    'datasets create') opts='--device --site --label --model --model-sha256 --strategy --from --to --has-labels --id --ids-file --splits --json --url --token --help'; args='' ;;
+    'datasets list') opts='--name --json --url --token --help'; args='' ;;
+    'datasets get') opts='--json --url --token --help'; args='' ;;
+    'datasets export') opts='--format --out --json --url --token --help'; args='' ;;
+    'datasets import-labels') opts='--file --json --url --token --help'; args='' ;;
     *) return ;;
   esac
   if [[ "$cur" == -* || -z "$args" ]]; then

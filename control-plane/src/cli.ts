@@ -2,6 +2,7 @@ import { UsageError } from './cli/args.ts';
 import { ApiRequestError, UnreachableError } from './cli/client.ts';
 import { type CliIo, type CommandSpec, EXIT, type GroupSpec, runCommand, runGroup, usageLine } from './cli/command.ts';
 import { type CommandTree, createCompletionCommand } from './cli/completion.ts';
+import { datasetsGroup } from './cli/datasets.ts';
 import { devicesGroup } from './cli/devices.ts';
 import { fleetCommand } from './cli/fleet.ts';
 import { modelsGroup } from './cli/models.ts';
@@ -22,7 +23,7 @@ import { VERSION } from './control-plane.ts';
 
 export { type CliIo, EXIT } from './cli/command.ts';
 
-const GROUPS: readonly GroupSpec[] = [devicesGroup, modelsGroup, rolloutsGroup, samplesGroup];
+const GROUPS: readonly GroupSpec[] = [devicesGroup, modelsGroup, rolloutsGroup, samplesGroup, datasetsGroup];
 const completionCommand: CommandSpec = createCompletionCommand(() => TREE);
 const COMMANDS: readonly CommandSpec[] = [serveCommand, fleetCommand, completionCommand];
 const TREE: CommandTree = { groups: GROUPS, commands: COMMANDS };

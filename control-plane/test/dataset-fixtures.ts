@@ -1,7 +1,10 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { DatasetSplit, SampleMetadata, SamplePrediction } from '@edgeloop/protocol';
 import tar from 'tar-stream';
 import type { DatasetMember } from '../src/datasets/members.ts';
+import type { SampleRecord } from '../src/db/repositories.ts';
+import type { TestControlPlane } from './harness.ts';
+import { makeJpeg, sha256Hex } from './sample-fixtures.ts';
 
 /** A sample's metadata as a device sends it, with the image sha256 of `bytes`. */
 export function sampleMetadata(
@@ -121,4 +124,47 @@ export async function untar(stream: ReadableStream<Uint8Array>): Promise<Map<str
   extract.end(undefined);
   await done;
   return files;
+}
+
+/** Stores a sample with a real JPEG through the sample repository and the blob store. */
+export async function storeSampleIn(
+  t: TestControlPlane,
+  seed: number,
+  overrides: Partial<SampleRecord> = {},
+): Promise<SampleRecord> {
+  const jpeg = await makeJpeg(64, 48, seed);
+  const blob = await t.cp.internals.blobs.receive(
+    (async function* () {
+      yield jpeg;
+    })(),
+    { maxBytes: 1 << 20 },
+  );
+  await blob.commit();
+  const sample: SampleRecord = {
+    id: `smp_${randomBytes(8).toString('hex')}`,
+    deviceId: 'cam-1',
+    site: 'north',
+    labels: { site: 'north' },
+    modelId: 'det@1.0.0',
+    modelSha256: 'a'.repeat(64),
+    strategy: 'near-threshold',
+    reason: '1 detection within 0.5 +- 0.1',
+    tags: ['unsure'],
+    predictions: [
+      { box: [2, 3, 20, 24], score: 0.52, classId: 0, label: 'text' },
+      { box: [30, 10, 70, 60], score: 0.47, classId: 1, label: 'logo' },
+    ],
+    frameTs: 1_800_000_000_000 + seed,
+    bootId: 'boot0001',
+    seq: seed,
+    imageSha256: sha256Hex(jpeg),
+    bytes: jpeg.length,
+    width: 64,
+    height: 48,
+    thumbnailSha256: null,
+    receivedAt: 1_800_000_001_000 + seed,
+    ...overrides,
+  };
+  const stored = await t.store.samples.insert(sample);
+  return stored.sample;
 }

@@ -1,10 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import { CocoLabels, type CreateTokenResponse, type DatasetList, type DatasetView } from '@edgeloop/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SampleRecord } from '../src/db/repositories.ts';
-import { type CocoDocument, cocoProblems, untar } from './dataset-fixtures.ts';
+import { type CocoDocument, cocoProblems, storeSampleIn, untar } from './dataset-fixtures.ts';
 import { startTestControlPlane, type TestControlPlane } from './harness.ts';
-import { makeJpeg, sha256Hex } from './sample-fixtures.ts';
+import { sha256Hex } from './sample-fixtures.ts';
 
 /*
  * Dataset versions through the HTTP API of a real control plane (SQLite with the migrations, the
@@ -16,44 +15,7 @@ let viewer: string;
 let operator: string;
 let seed = 0;
 
-async function storeSample(overrides: Partial<SampleRecord> = {}): Promise<SampleRecord> {
-  seed++;
-  const jpeg = await makeJpeg(64, 48, seed);
-  const blob = await t.cp.internals.blobs.receive(
-    (async function* () {
-      yield jpeg;
-    })(),
-    { maxBytes: 1 << 20 },
-  );
-  await blob.commit();
-  const sample: SampleRecord = {
-    id: `smp_${randomBytes(8).toString('hex')}`,
-    deviceId: 'cam-1',
-    site: 'north',
-    labels: { site: 'north' },
-    modelId: 'det@1.0.0',
-    modelSha256: 'a'.repeat(64),
-    strategy: 'near-threshold',
-    reason: '1 detection within 0.5 +- 0.1',
-    tags: ['unsure'],
-    predictions: [
-      { box: [2, 3, 20, 24], score: 0.52, classId: 0, label: 'text' },
-      { box: [30, 10, 70, 60], score: 0.47, classId: 1, label: 'logo' },
-    ],
-    frameTs: 1_800_000_000_000 + seed,
-    bootId: 'boot0001',
-    seq: seed,
-    imageSha256: sha256Hex(jpeg),
-    bytes: jpeg.length,
-    width: 64,
-    height: 48,
-    thumbnailSha256: null,
-    receivedAt: 1_800_000_001_000 + seed,
-    ...overrides,
-  };
-  const stored = await t.store.samples.insert(sample);
-  return stored.sample;
-}
+const storeSample = (overrides: Partial<SampleRecord> = {}) => storeSampleIn(t, ++seed, overrides);
 
 async function json<T>(response: Response, status: number): Promise<T> {
   const text = await response.text();

@@ -15,7 +15,7 @@ import { createProgress } from './progress.ts';
  * and provenance) per sample, skipping files already there and whole.
  */
 
-const FILTER_FLAGS = [
+export const FILTER_FLAGS = [
   { name: 'device', value: 'ID', help: 'only samples of this device' },
   { name: 'site', value: 'SITE', help: 'only samples of this site' },
   { name: 'label', value: 'KEY=VALUE', help: 'device label at capture; every one must match', repeatable: true },
