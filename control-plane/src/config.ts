@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 
 /*
@@ -56,11 +57,16 @@ export const RetentionConfig = z.object({
 });
 export type RetentionConfig = z.infer<typeof RetentionConfig>;
 
+/** console/dist beside this package: `npm install` builds it there (the control plane never imports the console). */
+const DEFAULT_CONSOLE_DIR = fileURLToPath(new URL('../../console/dist', import.meta.url));
+
 export const HttpConfig = z.object({
   /** Largest request body accepted (413 above). */
   bodyLimitBytes: PositiveInt.default(1024 * 1024),
   /** Seconds between SSE heartbeat comments. */
   sseHeartbeatS: PositiveNumber.default(15),
+  /** The built console served at `/` (this repository's console/dist by default); '' serves no console. */
+  consoleDir: z.string().default(DEFAULT_CONSOLE_DIR),
 });
 export type HttpConfig = z.infer<typeof HttpConfig>;
 

@@ -458,6 +458,7 @@ describe('events and OpenAPI', () => {
         'GET /api/v1/dead-letters',
         'POST /api/v1/tokens',
         'GET /api/v1/tokens',
+        'GET /api/v1/tokens/self',
         'DELETE /api/v1/tokens/{id}',
         'GET /api/v1/openapi.json',
         'POST /api/v1/models',

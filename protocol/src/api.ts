@@ -349,6 +349,12 @@ export const CreateTokenResponse = z
   .describe('A created token with its secret');
 export type CreateTokenResponse = z.infer<typeof CreateTokenResponse>;
 
+/** `GET /api/v1/tokens/self`: who the caller's token is, so a client can show only what its role allows. */
+export const TokenSelf = ApiTokenView.pick({ id: true, name: true, role: true }).describe(
+  "The caller's own token: id, name and role",
+);
+export type TokenSelf = z.infer<typeof TokenSelf>;
+
 export const TokenList = z.object({ items: z.array(ApiTokenView).describe('Every token') }).describe('API tokens');
 export type TokenList = z.infer<typeof TokenList>;
 

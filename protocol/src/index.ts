@@ -1,5 +1,6 @@
 export * from './api.ts';
 export * from './canonical-json.ts';
+export * from './client.ts';
 export * from './codec.ts';
 export * from './datasets.ts';
 export * from './device-id.ts';
@@ -8,4 +9,5 @@ export * from './messages.ts';
 export * from './models.ts';
 export * from './result.ts';
 export * from './samples.ts';
+export * from './sse.ts';
 export * from './topics.ts';

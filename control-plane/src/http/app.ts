@@ -17,6 +17,7 @@ import type { SecretHasher } from '../secrets.ts';
 import type { TokenService } from '../tokens.ts';
 import { ApiError, codeOfStatus } from './api-error.ts';
 import { authorize } from './auth.ts';
+import { consoleHandler } from './console-static.ts';
 import { buildOpenApi } from './openapi.ts';
 import { type AppEnv, defineRoute, parseBody, parseQuery, type Route } from './route.ts';
 import { datasetRoutes } from './routes/datasets.ts';
@@ -163,6 +164,10 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     if (route.streamedBody) app.on(route.method.toUpperCase(), route.path, handler);
     else app.on(route.method.toUpperCase(), route.path, jsonBodyLimit, handler);
   }
+
+  // The operator console at `/` (after every API route, so it never shadows one).
+  const serveConsole = consoleHandler({ dir: deps.config.http.consoleDir });
+  app.on(['GET', 'HEAD'], '*', serveConsole);
 
   app.notFound((c) => c.json({ error: { code: 'not_found', message: `no route ${c.req.method} ${c.req.path}` } }, 404));
 

@@ -1,4 +1,10 @@
-import { ApiError as ApiErrorShape, CreateTokenRequest, CreateTokenResponse, TokenList } from '@edgeloop/protocol';
+import {
+  ApiError as ApiErrorShape,
+  CreateTokenRequest,
+  CreateTokenResponse,
+  TokenList,
+  TokenSelf,
+} from '@edgeloop/protocol';
 import type { TokenService } from '../../tokens.ts';
 import { ApiError } from '../api-error.ts';
 import { defineRoute, type Route } from '../route.ts';
@@ -24,6 +30,20 @@ export function tokenRoutes(deps: { readonly tokens: TokenService }): Route[] {
       },
       async handle({ c, body }) {
         return c.json(await deps.tokens.create(body.name, body.role), 201);
+      },
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/api/v1/tokens/self',
+      summary: "The caller's own token: id, name and role (what a client may show)",
+      tag: 'tokens',
+      role: 'viewer',
+      responses: {
+        200: { description: 'the token', schema: TokenSelf },
+        401: { description: 'missing or invalid token', schema: ApiErrorShape },
+      },
+      handle({ c, token }) {
+        return c.json({ id: token!.id, name: token!.name, role: token!.role });
       },
     }),
     defineRoute({
