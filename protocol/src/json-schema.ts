@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import * as api from './api.ts';
 import { CHANNEL_SCHEMAS } from './codec.ts';
+import * as datasets from './datasets.ts';
 import { ModelManifest, ModelRelease, SignedModelRelease } from './models.ts';
 import * as samples from './samples.ts';
 
@@ -52,6 +53,10 @@ export function jsonSchemas(): Record<string, unknown> {
     'sample.policy': samples.SamplePolicy,
     'sample.metadata': samples.SampleMetadata,
     'sample.upload-state': samples.SampleUploadState,
+    'dataset.create-request': datasets.CreateDatasetRequest,
+    'dataset.view': datasets.DatasetView,
+    'dataset.list': datasets.DatasetList,
+    'dataset.coco-labels': datasets.CocoLabels,
   };
   return Object.fromEntries(
     Object.entries(documents).map(([name, schema]) => [
