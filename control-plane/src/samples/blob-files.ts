@@ -1,5 +1,5 @@
-import { closeSync, fsyncSync, mkdirSync, openSync } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
+import { mkdirSync } from 'node:fs';
+import { open, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { BlobStore } from '../models/blob-store.ts';
 
@@ -9,12 +9,13 @@ import type { BlobStore } from '../models/blob-store.ts';
  * when the last sample using it does.
  */
 
-function fsyncDirectory(path: string): void {
-  const fd = openSync(path, 'r');
+/** fsync of a directory off the event loop (a synchronous one would stall every other request). */
+async function fsyncDirectory(path: string): Promise<void> {
+  const handle = await open(path, 'r');
   try {
-    fsyncSync(fd);
+    await handle.sync();
   } finally {
-    closeSync(fd);
+    await handle.close();
   }
 }
 
@@ -25,9 +26,13 @@ export async function adoptBlob(blobs: BlobStore, file: string, sha256: string, 
     await rm(file, { force: true });
     return;
   }
-  mkdirSync(dirname(target), { recursive: true });
-  await rename(file, target);
-  fsyncDirectory(dirname(target));
+  await rename(file, target).catch(async (error: unknown) => {
+    if ((error as { code?: string }).code !== 'ENOENT') throw error;
+    // The first blob under this prefix: make its directory.
+    mkdirSync(dirname(target), { recursive: true });
+    await rename(file, target);
+  });
+  await fsyncDirectory(dirname(target));
 }
 
 /** Stores bytes as a blob; returns their sha256. */

@@ -125,6 +125,7 @@ export function createSampleUploads(deps: SampleUploadsDeps): SampleUploads {
   } satisfies Record<string, Counter>;
   /** Uploads with a chunk being received in this process (one writer per upload). */
   const busy = new Set<string>();
+  mkdirSync(deps.uploadDir, { recursive: true });
   const partPath = (uploadId: string) => join(deps.uploadDir, `${uploadId}.part`);
 
   const refuse = <T>(
@@ -150,21 +151,27 @@ export function createSampleUploads(deps: SampleUploadsDeps): SampleUploads {
   });
 
   /** The last byte arrived: verify, move into the blob store, store the sample. */
-  const finalize = async (upload: SampleUploadRecord): Promise<UploadResult<SampleUploadState>> => {
+  const finalize = async (
+    upload: SampleUploadRecord,
+    /** The sha256 of the bytes, when the request that brought them all computed it on the way. */
+    digest: string | null,
+  ): Promise<UploadResult<SampleUploadState>> => {
     const metadata = SampleMetadata.parse(upload.metadata);
     const part = partPath(upload.uploadId);
-    const partSize = await stat(part).then(
-      (s) => s.size,
-      () => null,
-    );
-    if (partSize === null) {
+    const partExists =
+      digest !== null ||
+      (await stat(part).then(
+        () => true,
+        () => false,
+      ));
+    if (!partExists) {
       // A crash between moving the bytes and storing the row: the blob is there already.
       if (deps.blobs.sizeOf(upload.imageSha256) !== upload.bytes) {
         await discard(upload);
         return refuse('unprocessable', 'the bytes of this upload were lost; start it again', 'lost_bytes');
       }
     } else {
-      const sha256 = await hashFile(part);
+      const sha256 = digest ?? (await hashFile(part));
       if (sha256 !== upload.imageSha256) {
         await discard(upload);
         return refuse(
@@ -235,7 +242,6 @@ export function createSampleUploads(deps: SampleUploadsDeps): SampleUploads {
         counters.duplicates.inc();
         return ok({ state: completeState(stored), created: false });
       }
-      mkdirSync(deps.uploadDir, { recursive: true });
       const now = deps.clock.now();
       const candidate: SampleUploadRecord = {
         uploadId: newId('upload'),
@@ -254,11 +260,11 @@ export function createSampleUploads(deps: SampleUploadsDeps): SampleUploads {
         ({ created, upload } = await deps.samples.createUpload(candidate));
       }
       if (created) {
-        await (await open(partPath(upload.uploadId), 'w')).close();
+        // The part file is made by the first chunk.
         return ok({ state: { uploadId: upload.uploadId, offset: 0, complete: false, sampleId: null }, created: true });
       }
       if (upload.offset === upload.bytes && !busy.has(upload.uploadId)) {
-        const finished = await finalize(upload);
+        const finished = await finalize(upload, null);
         if (!finished.ok) return finished;
         return ok({ state: finished.value, created: false });
       }
@@ -303,13 +309,16 @@ export function createSampleUploads(deps: SampleUploadsDeps): SampleUploads {
       try {
         if (offset > 0) counters.resumed.inc();
         const part = partPath(uploadId);
-        const handle = await open(part, 'r+').catch(() => open(part, 'w+'));
+        // From 0 the file starts afresh; later, bytes past the acknowledged offset (written before
+        // a crash, never acknowledged) are cut off.
+        const handle = offset === 0 ? await open(part, 'w') : await open(part, 'r+').catch(() => open(part, 'w+'));
+        // A chunk that carries the whole image is hashed on the way in (no second read).
+        const hash = offset === 0 ? createHash('sha256') : null;
         let written = 0;
         let interrupted = false;
         let tooLarge = false;
         try {
-          // Bytes past the acknowledged offset (written before a crash, never acknowledged) go.
-          await handle.truncate(offset);
+          if (offset > 0) await handle.truncate(offset);
           try {
             for await (const chunk of body) {
               if (chunk.byteLength === 0) continue;
@@ -317,6 +326,7 @@ export function createSampleUploads(deps: SampleUploadsDeps): SampleUploads {
                 tooLarge = true;
                 break;
               }
+              hash?.update(chunk);
               let at = 0;
               while (at < chunk.byteLength) {
                 const { bytesWritten } = await handle.write(chunk, at, chunk.byteLength - at, offset + written + at);
@@ -337,16 +347,16 @@ export function createSampleUploads(deps: SampleUploadsDeps): SampleUploads {
           return refuse('payload_too_large', `more bytes than the declared ${upload.bytes}; the upload is discarded`);
         }
         const next = offset + written;
-        if (written > 0) {
-          if (!(await deps.samples.advanceUpload(uploadId, offset, next, deps.clock.now()))) {
+        if (written > 0) counters.received.inc({}, written);
+        if (next < upload.bytes) {
+          if (written > 0 && !(await deps.samples.advanceUpload(uploadId, offset, next, deps.clock.now()))) {
             return refuse('conflict', `upload ${uploadId} moved on meanwhile`, 'busy');
           }
-          counters.received.inc({}, written);
-        }
-        if (next < upload.bytes) {
           return ok({ uploadId, offset: next, complete: false, sampleId: null, interrupted });
         }
-        const finished = await finalize({ ...upload, offset: next });
+        // The last byte: verified and stored before anything is acknowledged (a crash before the
+        // answer leaves the old offset, and the device sends the last chunk again).
+        const finished = await finalize({ ...upload, offset: next }, hash ? hash.digest('hex') : null);
         if (!finished.ok) return finished;
         return ok({ ...finished.value, interrupted });
       } finally {

@@ -1,0 +1,173 @@
+// Sample ingest (issue 8, bench part b): 100 devices uploading 200 KB JPEGs to the control plane's
+// resumable sample upload (device auth, fsync before ack, sha256 + JPEG check, content-addressed
+// blob, SQLite row), against a bare Hono route on @hono/node-server that writes the same bytes to
+// a file (with fsync) in the same run. Ratio = control plane / bare, target >= 0.7.
+//
+// Environment: BENCH_SAMPLE_DEVICES (100), BENCH_SAMPLES_PER_DEVICE (10), BENCH_SAMPLE_KB (200).
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import { Agent, request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createControlPlane, loadConfig } from '@edgeloop/control-plane';
+import { type EnrollDeviceResponse, SAMPLE_UPLOAD_CONTENT_TYPE, SAMPLE_UPLOAD_OFFSET_HEADER } from '@edgeloop/protocol';
+import { serve } from '@hono/node-server';
+import { Hono } from 'hono';
+import pino from 'pino';
+import sharp from 'sharp';
+import { metadataFor, sha256Hex } from '../control-plane/test/sample-fixtures.ts';
+
+const DEVICES = Number(process.env.BENCH_SAMPLE_DEVICES ?? 100);
+const PER_DEVICE = Number(process.env.BENCH_SAMPLES_PER_DEVICE ?? 10);
+const TARGET_KB = Number(process.env.BENCH_SAMPLE_KB ?? 200);
+const agent = new Agent({ keepAlive: true, maxSockets: DEVICES });
+
+function send(
+  url: string,
+  method: string,
+  headers: Record<string, string>,
+  body: Uint8Array,
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method, agent, headers: { ...headers, 'content-length': String(body.length) } });
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** A noise JPEG close to TARGET_KB, and unique copies of it (a distinct COM segment each). */
+async function baseJpeg(): Promise<{ jpeg: Buffer; width: number; height: number }> {
+  let side = 256;
+  for (;;) {
+    const pixels = randomBytes(side * side * 3);
+    const jpeg = await sharp(pixels, { raw: { width: side, height: side, channels: 3 } })
+      .jpeg({ quality: 80 })
+      .toBuffer();
+    if (jpeg.length >= TARGET_KB * 1000 * 0.95 || side > 2048) return { jpeg, width: side, height: side };
+    side = Math.ceil(side * Math.sqrt((TARGET_KB * 1000) / jpeg.length));
+  }
+}
+
+function uniqueCopy(jpeg: Buffer, tag: string): Buffer {
+  const text = Buffer.from(tag);
+  const segment = Buffer.alloc(4 + text.length);
+  segment.writeUInt16BE(0xfffe, 0);
+  segment.writeUInt16BE(text.length + 2, 2);
+  text.copy(segment, 4);
+  return Buffer.concat([jpeg.subarray(0, 2), segment, jpeg.subarray(2)]);
+}
+
+async function runDevices(job: (device: number, sample: number) => Promise<void>): Promise<number> {
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: DEVICES }, async (_, device) => {
+      for (let sample = 0; sample < PER_DEVICE; sample++) await job(device, sample);
+    }),
+  );
+  return (performance.now() - started) / 1000;
+}
+
+async function bare(images: Buffer[][]): Promise<number> {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-bare-'));
+  const app = new Hono();
+  let n = 0;
+  app.post('/upload', async (c) => {
+    const bytes = new Uint8Array(await c.req.arrayBuffer());
+    const handle = await open(join(dir, `${n++}.jpg`), 'w');
+    await handle.write(bytes);
+    await handle.sync();
+    await handle.close();
+    return c.json({ stored: bytes.length }, 201);
+  });
+  const server = await new Promise<Server>((resolve) => {
+    const s = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(s as Server));
+  });
+  const port = (server.address() as { port: number }).port;
+  const seconds = await runDevices(async (device, sample) => {
+    const reply = await send(
+      `http://127.0.0.1:${port}/upload`,
+      'POST',
+      { 'content-type': 'image/jpeg' },
+      images[device]![sample]!,
+    );
+    if (reply.status !== 201) throw new Error(`bare: ${reply.status}`);
+  });
+  server.close();
+  rmSync(dir, { recursive: true, force: true });
+  return (DEVICES * PER_DEVICE) / seconds;
+}
+
+async function controlPlane(images: Buffer[][], size: { width: number; height: number }): Promise<number> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'bench-samples-'));
+  const adminToken = randomBytes(16).toString('hex');
+  const cp = createControlPlane(
+    loadConfig({ overrides: { httpPort: 0, mqttPort: 0, host: '127.0.0.1', dataDir, adminToken, logLevel: 'silent' } }),
+    { logger: pino({ level: 'silent' }) },
+  );
+  const started = await cp.start();
+  const auths: string[] = [];
+  for (let d = 0; d < DEVICES; d++) {
+    const reply = await send(
+      `${started.httpUrl}/api/v1/devices`,
+      'POST',
+      { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+      Buffer.from(JSON.stringify({ id: `bench-${d}`, labels: {} })),
+    );
+    const enrolled = JSON.parse(reply.body) as EnrollDeviceResponse;
+    auths.push(`Basic ${Buffer.from(`bench-${d}:${enrolled.credentials.password}`).toString('base64')}`);
+  }
+  let sentBytes = 0;
+  const seconds = await runDevices(async (device, sample) => {
+    const jpeg = images[device]![sample]!;
+    const auth = auths[device]!;
+    const metadata = metadataFor(`bench-${device}`, jpeg, size, { seq: sample });
+    const begun = await send(
+      `${started.httpUrl}/api/v1/samples/uploads`,
+      'POST',
+      { authorization: auth, 'content-type': 'application/json' },
+      Buffer.from(JSON.stringify(metadata)),
+    );
+    if (begun.status !== 201) throw new Error(`begin: ${begun.status} ${begun.body}`);
+    const { uploadId } = JSON.parse(begun.body) as { uploadId: string };
+    const done = await send(
+      `${started.httpUrl}/api/v1/samples/uploads/${uploadId}`,
+      'PATCH',
+      { authorization: auth, 'content-type': SAMPLE_UPLOAD_CONTENT_TYPE, [SAMPLE_UPLOAD_OFFSET_HEADER]: '0' },
+      jpeg,
+    );
+    if (done.status !== 201) throw new Error(`patch: ${done.status} ${done.body}`);
+    sentBytes += jpeg.length;
+  });
+  const usage = await cp.internals.store.samples.usage();
+  if (usage.count !== DEVICES * PER_DEVICE || usage.bytes !== sentBytes) {
+    throw new Error(
+      `stored ${usage.count} samples / ${usage.bytes} bytes, sent ${DEVICES * PER_DEVICE} / ${sentBytes}`,
+    );
+  }
+  await cp.stop();
+  rmSync(dataDir, { recursive: true, force: true });
+  return (DEVICES * PER_DEVICE) / seconds;
+}
+
+const base = await baseJpeg();
+const images = Array.from({ length: DEVICES }, (_, d) =>
+  Array.from({ length: PER_DEVICE }, (_, s) => uniqueCopy(base.jpeg, `bench ${d} ${s}`)),
+);
+if (new Set(images.flat().map(sha256Hex)).size !== DEVICES * PER_DEVICE) throw new Error('images are not unique');
+const bareRate = await bare(images);
+const cpRate = await controlPlane(images, base);
+const ratio = cpRate / bareRate;
+console.log(
+  `sample ingest: ${DEVICES} devices x ${PER_DEVICE} JPEGs of ${(base.jpeg.length / 1000).toFixed(0)} kB\n` +
+    `  bare Hono route (write + fsync):        ${bareRate.toFixed(0)} samples/s\n` +
+    `  control plane (resumable upload, store): ${cpRate.toFixed(0)} samples/s\n` +
+    `  ratio ${ratio.toFixed(2)} (target >= 0.7) ${ratio >= 0.7 ? 'PASS' : 'FAIL'}`,
+);
+agent.destroy();
