@@ -8,6 +8,7 @@ import type { PostgresStore } from '../src/db/postgres/store.ts';
 import { createPostgresStore } from '../src/db/postgres/store.ts';
 import type {
   AssignmentRecord,
+  DatasetRecord,
   ModelRecord,
   NewMessage,
   RolloutRecord,
@@ -799,6 +800,67 @@ describe.each(factories)('store contract: $name', (factory) => {
       expect(await store.samples.staleUploads(T + 1, 10)).toEqual([]);
       await store.samples.deleteUpload('u1');
       expect(await store.samples.getUpload('u1')).toBeNull();
+    });
+
+    describe('datasets', () => {
+      const version = (name: string, n: number, overrides: Partial<DatasetRecord> = {}): DatasetRecord => ({
+        id: `${name}@${n}`,
+        name,
+        version: n,
+        parentId: null,
+        recipe: { source: 'query', query: { strategy: 'near-threshold' }, splits: { train: 80, val: 10, test: 10 } },
+        sampleCount: 2,
+        createdAt: T + n,
+        createdBy: 'tok1',
+        ...overrides,
+      });
+
+      it('stores a version with its members, reads them back joined with their samples, page by page', async () => {
+        for (const id of ['s1', 's2', 's3']) await store.samples.insert(sample(id));
+        const boxes = [{ box: [1, 2, 3, 4], label: 'text' }];
+        const members = [
+          { sampleId: 's1', split: 'train', annotations: boxes },
+          { sampleId: 's2', split: 'val', annotations: null },
+          { sampleId: 's3', split: 'train', annotations: [] },
+        ];
+        expect(await store.datasets.create(version('hard', 1, { sampleCount: 3 }), members)).toBe('created');
+        expect(await store.datasets.get('hard@1')).toEqual(version('hard', 1, { sampleCount: 3 }));
+        expect(await store.datasets.latestVersion('hard')).toBe(1);
+        expect(await store.datasets.latestVersion('other')).toBe(0);
+        expect(await store.datasets.splitCounts('hard@1')).toEqual({ train: 2, val: 1 });
+        const first = await store.datasets.members('hard@1', { limit: 2 });
+        expect(first.map((m) => [m.sampleId, m.split, m.annotations])).toEqual([
+          ['s1', 'train', boxes],
+          ['s2', 'val', null],
+        ]);
+        expect(first[0]!.sample).toEqual(sample('s1'));
+        const rest = await store.datasets.members('hard@1', { afterSampleId: 's2', limit: 2 });
+        expect(rest.map((m) => [m.sampleId, m.annotations])).toEqual([['s3', []]]);
+        expect(await store.datasets.existingSampleIds(['s1', 'nope', 's3'])).toEqual(new Set(['s1', 's3']));
+      });
+
+      it('refuses a taken version number, and stores nothing of a version whose members fail', async () => {
+        await store.samples.insert(sample('s1'));
+        const one = [{ sampleId: 's1', split: 'train', annotations: null }];
+        expect(await store.datasets.create(version('hard', 1), one)).toBe('created');
+        expect(await store.datasets.create(version('hard', 1, { id: 'hard@1b' }), one)).toBe('conflict');
+        // The same sample twice breaks the membership key after the version row went in: all of it rolls back.
+        expect(await store.datasets.create(version('hard', 2), [...one, ...one])).toBe('conflict');
+        expect(await store.datasets.get('hard@2')).toBeNull();
+        expect(await store.datasets.get('hard@1b')).toBeNull();
+        expect(await store.datasets.latestVersion('hard')).toBe(1);
+      });
+
+      it('lists versions newest first, by name, with keyset paging', async () => {
+        await store.datasets.create(version('a', 1), []);
+        await store.datasets.create(version('b', 2), []);
+        await store.datasets.create(version('a', 3), []);
+        expect((await store.datasets.list({ limit: 10 })).map((d) => d.id)).toEqual(['a@3', 'b@2', 'a@1']);
+        expect((await store.datasets.list({ name: 'a', limit: 10 })).map((d) => d.id)).toEqual(['a@3', 'a@1']);
+        expect(
+          (await store.datasets.list({ before: { createdAt: T + 3, id: 'a@3' }, limit: 1 })).map((d) => d.id),
+        ).toEqual(['b@2']);
+      });
     });
   });
 });

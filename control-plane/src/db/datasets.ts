@@ -15,6 +15,16 @@ const ID_CHUNK = 500;
 const num = (value: unknown) => Number(value);
 const strOrNull = (value: unknown): string | null => (value === null || value === undefined ? null : String(value));
 
+/** A unique or primary key violation (SQLite SQLITE_CONSTRAINT_*, PostgreSQL 23505), wrapped by drizzle or not. */
+function isUniqueViolation(error: unknown): boolean {
+  for (let current = error, depth = 0; current instanceof Error && depth < 4; depth++) {
+    const code = String((current as { code?: unknown }).code ?? '');
+    if (code === '23505' || code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY') return true;
+    current = current.cause;
+  }
+  return false;
+}
+
 export function createDatasetRepository(dialect: SqlDialect): DatasetRepository {
   const toDataset = (row: Record<string, unknown>): DatasetRecord => ({
     id: String(row.id),
@@ -76,8 +86,7 @@ export function createDatasetRepository(dialect: SqlDialect): DatasetRepository 
         await dialect.batch(statements);
         return 'created';
       } catch (error) {
-        const text = `${(error as Error).message} ${String((error as { code?: unknown }).code ?? '')}`;
-        if (/UNIQUE|unique|23505|PRIMARY/.test(text)) return 'conflict';
+        if (isUniqueViolation(error)) return 'conflict';
         throw error;
       }
     },
