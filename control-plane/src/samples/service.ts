@@ -17,6 +17,7 @@ import { createSampleUploads, type SampleUploads } from './uploads.ts';
 export type SampleService = {
   readonly uploads: SampleUploads;
   readonly repository: SampleRepository;
+  readonly blobs: BlobStore;
   /** Where the image of a sample lives. */
   imagePath(sample: SampleRecord): string;
   /** The thumbnail (made once, then cached), or null when the image cannot be decoded. */
@@ -115,6 +116,7 @@ export function createSampleService(deps: SampleServiceDeps): SampleService {
   return {
     uploads,
     repository: deps.samples,
+    blobs: deps.blobs,
 
     imagePath: (sample) => deps.blobs.pathOf(sample.imageSha256),
 

@@ -281,6 +281,9 @@ export function sampleRoutes(deps: SampleRoutesDeps): Route[] {
         const etag = `"${sample.imageSha256}"`;
         const cache = { etag, 'cache-control': 'private, max-age=31536000, immutable' };
         if (c.req.header('if-none-match') === etag) return new Response(null, { status: 304, headers: cache });
+        if (service.blobs.sizeOf(sample.imageSha256) !== sample.bytes) {
+          throw new ApiError('internal', `the image of sample ${sample.id} is missing from the blob store`);
+        }
         return fileResponse(service.imagePath(sample), {
           ...cache,
           'content-type': 'image/jpeg',
