@@ -1,0 +1,112 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { SamplePolicyInput } from '@edgeloop/protocol';
+import { createSampleCapture } from '../agent/src/samples/capture.ts';
+import { PPOCR_DET_MANIFEST_PATH, ppocrDetModelPath } from '../agent/src/vision/bundled-models.ts';
+import { resolveFfmpegPath } from '../agent/src/vision/ffmpeg-process.ts';
+import { createFfmpegSource } from '../agent/src/vision/ffmpeg-source.ts';
+import { loadModelManifest } from '../agent/src/vision/model-manifest.ts';
+import { createVisionPipeline } from '../agent/src/vision/pipeline.ts';
+import { createSyntheticSource } from '../agent/src/vision/synthetic-source.ts';
+import type { VisionModel } from '../agent/src/vision/vision-model.ts';
+import { loadVisionModel } from '../agent/src/vision/vision-model.ts';
+
+/*
+ * Issue 8 bench (a): the agent's vision loop with hard-sample capture on (1% random plus
+ * near-threshold, the capture sink, sharp encoding in the worker, the durable spool) against the
+ * same loop with capture off, in the same process. PP-OCRv4 det at 320x320 on decoded
+ * test-media/video/vtest.avi frames (768x576) held in memory, block mode (as fast as the loop goes).
+ * Rounds alternate off/on so background load hits both alike; the ratio is the median of the
+ * per-round fps ratios. Target: on >= 0.97 x off.
+ */
+
+const THREADS = Number(process.env.BENCH_THREADS ?? 2);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
+const FRAMES_PER_ROUND = 60;
+const SIZE = 320;
+const repoRoot = path.resolve(import.meta.dirname, '..');
+const vtest = path.resolve(repoRoot, 'test-media/video/vtest.avi');
+
+const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
+
+async function decodeFrames(count: number): Promise<Uint8Array[]> {
+  const frames: Uint8Array[] = [];
+  const controller = new AbortController();
+  await createFfmpegSource({ url: vtest, ffmpegPath: resolveFfmpegPath({ searchPath: process.env.PATH }) }).run(
+    (frame) => {
+      frames.push(frame.data.slice());
+      if (frames.length >= count) controller.abort();
+    },
+    controller.signal,
+  );
+  return frames;
+}
+
+const policy: SamplePolicyInput = {
+  strategies: [
+    { kind: 'random', share: 0.01 },
+    { kind: 'near-threshold', threshold: 0.6, epsilon: 0.1 },
+  ],
+  limits: { perMinute: 60 },
+};
+
+async function round(model: VisionModel, frames: Uint8Array[], capture: boolean, dir: string) {
+  const sampler = capture
+    ? createSampleCapture({ dir, deviceId: 'bench', bootId: 'bench', options: { fsync: true } })
+    : null;
+  sampler?.applyDesired(policy);
+  const pipeline = createVisionPipeline({
+    source: createSyntheticSource({ width: 768, height: 576, frames, frameCount: FRAMES_PER_ROUND }),
+    model,
+    sinks: sampler ? [sampler.sink] : [],
+    options: { queueMode: 'block', queueCapacity: 2, cameraHealth: {} },
+  });
+  const started = performance.now();
+  pipeline.start();
+  const outcome = await pipeline.done;
+  const elapsed = performance.now() - started;
+  if (outcome.reason !== 'ended') throw new Error(`pipeline ${outcome.reason}`);
+  await sampler?.stop();
+  return { fps: (pipeline.stats().framesProcessed * 1000) / elapsed, samples: sampler?.telemetry() };
+}
+
+const loaded = await loadModelManifest(PPOCR_DET_MANIFEST_PATH);
+if (!loaded.ok) throw new Error(loaded.error.message);
+const model = await loadVisionModel({
+  modelPath: ppocrDetModelPath(),
+  manifest: { ...loaded.value, input: { ...loaded.value.input, width: SIZE, height: SIZE } },
+  providers: ['cpu'],
+  intraOpThreads: THREADS,
+  warmupFrameSize: { width: 768, height: 576 },
+});
+const frames = await decodeFrames(FRAMES_PER_ROUND);
+const dir = mkdtempSync(path.join(os.tmpdir(), 'edgeloop-bench-samples-'));
+try {
+  await round(model, frames, false, dir);
+  await round(model, frames, true, dir);
+  const off: number[] = [];
+  const on: number[] = [];
+  let captured = 0;
+  let dropped: Record<string, number> = {};
+  for (let r = 0; r < ROUNDS; r++) {
+    off.push((await round(model, frames, false, dir)).fps);
+    const result = await round(model, frames, true, path.join(dir, `r${r}`));
+    on.push(result.fps);
+    captured += result.samples?.captured ?? 0;
+    dropped = result.samples?.dropped ?? dropped;
+  }
+  const ratio = median(on.map((fps, i) => fps / (off[i] as number)));
+  console.log(
+    `bench:samples (a) agent loop, PP-OCRv4 det ${SIZE}x${SIZE}, ${THREADS} threads, ${ROUNDS} rounds x ${FRAMES_PER_ROUND} frames`,
+  );
+  console.log(`  capture off: median ${median(off).toFixed(2)} fps  (${off.map((v) => v.toFixed(1)).join(' ')})`);
+  console.log(`  capture on : median ${median(on).toFixed(2)} fps  (${on.map((v) => v.toFixed(1)).join(' ')})`);
+  console.log(
+    `  samples captured per round: ${(captured / ROUNDS).toFixed(1)} of ${FRAMES_PER_ROUND} frames; last round dropped ${JSON.stringify(dropped)}`,
+  );
+  console.log(`  ratio on/off: ${ratio.toFixed(3)} (target >= 0.97) ${ratio >= 0.97 ? 'PASS' : 'MISS'}`);
+} finally {
+  await model.release();
+  rmSync(dir, { recursive: true, force: true });
+}
