@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -5,6 +6,7 @@ import type { SamplePolicyInput } from '@edgeloop/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { FrameResult } from '../vision/pipeline.ts';
 import { type CaptureFrameInput, createSampleCapture, type SampleCaptureDeps } from './capture.ts';
+import { openSpool } from './spool.ts';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -60,7 +62,8 @@ describe('hard-sample capture', () => {
   });
 
   it('captures a near-threshold frame into the spool with its predictions as pre-annotations', async () => {
-    const capture = make(tempDir(), { now: () => T0 });
+    const dir = tempDir();
+    const capture = make(dir, { now: () => T0 });
     capture.applyDesired({ strategies: [{ kind: 'near-threshold', threshold: 0.5, tags: ['unsure'] }] });
     expect(capture.offer(frameInput(1))).toBe('queued');
     expect(capture.offer(frameInput(2, { detections: [] }))).toBe('none');
@@ -68,6 +71,17 @@ describe('hard-sample capture', () => {
     const t = capture.telemetry();
     expect(t).toMatchObject({ captured: 1, spooled: 1, policyError: null });
     expect(t?.spooledBytes).toBeGreaterThan(0);
+    const spool = openSpool({ dir: path.join(dir, 'spool'), maxBytes: 1 << 20 });
+    const stored = spool.read(spool.oldest()!);
+    expect(stored?.metadata).toMatchObject({
+      deviceId: 'cam-1',
+      strategy: 'near-threshold',
+      tags: ['unsure'],
+      model: { id: 'det@1.0.0' },
+      predictions: [{ box: [4, 4, 30, 20], score: 0.52, classId: 0, label: 'text' }],
+      image: { width: W, height: H, bytes: stored?.bytes.length },
+    });
+    expect(createHash('sha256').update(stored!.bytes).digest('hex')).toBe(stored?.metadata.image.sha256);
   });
 
   it('counts frames dropped when the encode queue is full and never waits for the encoder', async () => {
