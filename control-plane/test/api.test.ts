@@ -474,6 +474,7 @@ describe('events and OpenAPI', () => {
         'POST /api/v1/rollouts/{id}/resume',
         'POST /api/v1/rollouts/{id}/abort',
         'POST /api/v1/rollouts/{id}/promote',
+        'POST /api/v1/samples',
         'POST /api/v1/samples/uploads',
         'GET /api/v1/samples/uploads/{id}',
         'PATCH /api/v1/samples/uploads/{id}',

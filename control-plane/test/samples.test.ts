@@ -230,6 +230,53 @@ describe('sample uploads', () => {
   });
 });
 
+describe('one-request uploads', () => {
+  const post = async (auth: string, metadata: unknown, image: Uint8Array) => {
+    const form = new FormData();
+    form.append('metadata', JSON.stringify(metadata));
+    form.append('image', new Blob([image], { type: 'image/jpeg' }), 'sample.jpg');
+    const response = await fetch(url('/api/v1/samples'), {
+      method: 'POST',
+      headers: { authorization: auth },
+      body: form,
+    });
+    return {
+      status: response.status,
+      body: (await response.json()) as SampleUploadState & { error?: { code: string } },
+    };
+  };
+
+  it('stores metadata and image sent as one multipart request, once, and refuses bad bytes leaving nothing behind', async () => {
+    const jpeg = await makeJpeg(120, 90, 71);
+    const metadata = metadataFor(cam1.id, jpeg, { width: 120, height: 90 }, { seq: 500 });
+    const stored = await post(cam1.auth, metadata, jpeg);
+    expect(stored).toMatchObject({ status: 201, body: { complete: true, offset: jpeg.length } });
+    const again = await post(cam1.auth, metadata, jpeg);
+    expect(again).toMatchObject({ status: 200, body: { sampleId: stored.body.sampleId } });
+    const image = await t.api('GET', `/api/v1/samples/${stored.body.sampleId}/image`);
+    expect(sha256Hex(Buffer.from(await image.arrayBuffer()))).toBe(sha256Hex(jpeg));
+
+    const declared = await makeJpeg(120, 90, 74);
+    const other = await makeJpeg(120, 90, 72);
+    const lying = metadataFor(cam1.id, declared, { width: 120, height: 90 }, { seq: 501 });
+    const wrongHash = await post(cam1.auth, { ...lying, image: { ...lying.image, bytes: other.length } }, other);
+    expect(wrongHash).toMatchObject({ status: 422, body: { error: { code: 'hash_mismatch' } } });
+    const fresh = await makeJpeg(120, 90, 73);
+    const short = await post(
+      cam1.auth,
+      metadataFor(cam1.id, fresh, { width: 120, height: 90 }, { seq: 502 }),
+      fresh.subarray(0, 100),
+    );
+    expect(short).toMatchObject({ status: 400, body: { error: { code: 'bad_request' } } });
+    expect((await post(cam2.auth, metadataFor(cam1.id, fresh, { width: 120, height: 90 }), fresh)).status).toBe(403);
+    const listed = (await list(`?deviceId=${cam1.id}&limit=500`)).items.map((s) => s.image.sha256);
+    expect(listed).not.toContain(sha256Hex(declared));
+    expect(t.cp.internals.blobs.sizeOf(sha256Hex(other))).toBeNull();
+    expect(listed).not.toContain(sha256Hex(fresh));
+    expect(uploadsOnDisk().filter((name) => name.startsWith('whole-'))).toEqual([]);
+  });
+});
+
 describe('reading samples', () => {
   it('filters by device, site, label, model, strategy and capture time, and pages with a cursor', async () => {
     const uploads = [

@@ -218,6 +218,12 @@ export type SampleMetadataInput = z.input<typeof SampleMetadata>;
  *         -> 201 SampleUploadState {complete: true, sampleId}   the last byte arrived and sha256 held
  *         -> 409 offset_mismatch (with Upload-Offset), 413 too_large, 422 hash_mismatch (the upload
  *            is discarded: nothing partial is stored), 403 forbidden (another device's upload)
+ * One request, for a sample that fits in one (not resumable; same checks and answers):
+ *   POST  /api/v1/samples                  multipart/form-data: part `metadata` (SampleMetadata JSON),
+ *                                          then part `image` (the JPEG bytes)
+ *         -> 201 SampleUploadState {complete: true, sampleId}      stored
+ *         -> 200 the same, when this device had stored this image already
+ *         -> 400 (bad metadata, or the image broke off: nothing stored), 403, 413, 422 as above
  */
 export const SAMPLE_UPLOAD_OFFSET_HEADER = 'upload-offset';
 export const SAMPLE_UPLOAD_CONTENT_TYPE = 'application/offset+octet-stream';

@@ -95,6 +95,7 @@ export function createSampleService(deps: SampleServiceDeps): SampleService {
     maxBytes: deps.config.maxBytes,
     ...(deps.newId ? { newId: deps.newId } : {}),
   });
+  uploads.sweepWholeParts();
   const pruned = deps.metrics.counter(
     'edgeloop_samples_pruned_total',
     'Samples deleted, by reason (age, quota, purge)',

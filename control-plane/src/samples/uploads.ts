@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, mkdirSync } from 'node:fs';
+import { createReadStream, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { open, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeIssues, type Failure, ok, SampleMetadata, type SampleUploadState } from '@edgeloop/protocol';
@@ -37,6 +37,17 @@ export type UploadResult<T> =
 export type SampleUploads = {
   /** POST: starts an upload, or says where the one for this image stands (created: false). */
   begin(deviceId: string, body: unknown): Promise<UploadResult<{ state: SampleUploadState; created: boolean }>>;
+  /**
+   * POST /api/v1/samples: metadata and the whole image in one request (no resume). Stored at once;
+   * created: false when the device had stored this image already.
+   */
+  putWhole(
+    deviceId: string,
+    body: unknown,
+    image: AsyncIterable<Uint8Array>,
+  ): Promise<UploadResult<{ state: SampleUploadState; created: boolean }>>;
+  /** Deletes part files of one-request uploads a crash left behind (call at start). */
+  sweepWholeParts(): number;
   /** HEAD/GET: where an upload stands. */
   state(deviceId: string, uploadId: string): Promise<UploadResult<SampleUploadState>>;
   /**
@@ -66,6 +77,8 @@ export type SampleUploadsDeps = {
 };
 
 const UPLOAD_ID = /^up_[0-9a-f]{24}$/;
+/** Part files of one-request uploads (no row, nothing to resume): swept at start. */
+const WHOLE_PREFIX = 'whole-';
 
 function randomId(kind: 'upload' | 'sample'): string {
   return `${kind === 'upload' ? 'up' : 'smp'}_${randomBytes(12).toString('hex')}`;
@@ -150,14 +163,16 @@ export function createSampleUploads(deps: SampleUploadsDeps): SampleUploads {
     sampleId: sample.id,
   });
 
-  /** The last byte arrived: verify, move into the blob store, store the sample. */
-  const finalize = async (
-    upload: SampleUploadRecord,
+  /**
+   * Checks the bytes in `part` (sha256, a JPEG of the declared size), moves them into the blob
+   * store and stores the sample. On a refusal the part file is deleted.
+   */
+  const verifyAndStore = async (
+    metadata: SampleMetadata,
+    part: string,
     /** The sha256 of the bytes, when the request that brought them all computed it on the way. */
     digest: string | null,
-  ): Promise<UploadResult<SampleUploadState>> => {
-    const metadata = SampleMetadata.parse(upload.metadata);
-    const part = partPath(upload.uploadId);
+  ): Promise<UploadResult<SampleRecord>> => {
     const partExists =
       digest !== null ||
       (await stat(part).then(
@@ -166,41 +181,79 @@ export function createSampleUploads(deps: SampleUploadsDeps): SampleUploads {
       ));
     if (!partExists) {
       // A crash between moving the bytes and storing the row: the blob is there already.
-      if (deps.blobs.sizeOf(upload.imageSha256) !== upload.bytes) {
-        await discard(upload);
+      if (deps.blobs.sizeOf(metadata.image.sha256) !== metadata.image.bytes) {
         return refuse('unprocessable', 'the bytes of this upload were lost; start it again', 'lost_bytes');
       }
     } else {
+      const refuseAndDrop = async (code: UploadErrorCode, message: string, reason: string) => {
+        await rm(part, { force: true });
+        return refuse<SampleRecord>(code, message, reason);
+      };
       const sha256 = digest ?? (await hashFile(part));
-      if (sha256 !== upload.imageSha256) {
-        await discard(upload);
-        return refuse(
+      if (sha256 !== metadata.image.sha256) {
+        return refuseAndDrop(
           'hash_mismatch',
-          `the bytes hash to ${sha256}, not the declared ${upload.imageSha256}; the upload is discarded`,
+          `the bytes hash to ${sha256}, not the declared ${metadata.image.sha256}; the upload is discarded`,
+          'hash_mismatch',
         );
       }
       const image = await sharp(part)
         .metadata()
         .catch(() => null);
       if (image?.format !== 'jpeg') {
-        await discard(upload);
-        return refuse('unprocessable', 'the bytes are not a JPEG image; the upload is discarded', 'not_jpeg');
+        return refuseAndDrop('unprocessable', 'the bytes are not a JPEG image; the upload is discarded', 'not_jpeg');
       }
       if (image.width !== metadata.image.width || image.height !== metadata.image.height) {
-        await discard(upload);
-        return refuse(
+        return refuseAndDrop(
           'unprocessable',
           `the image is ${image.width}x${image.height}, the metadata says ${metadata.image.width}x${metadata.image.height}; the upload is discarded`,
           'size_mismatch',
         );
       }
-      await adoptBlob(deps.blobs, part, upload.imageSha256, upload.bytes);
+      await adoptBlob(deps.blobs, part, metadata.image.sha256, metadata.image.bytes);
     }
     const { created, sample } = await deps.samples.insert(sampleRecordOf(newId('sample'), metadata, deps.clock.now()));
-    await deps.samples.deleteUpload(upload.uploadId);
     if (created) counters.stored.inc();
     else counters.duplicates.inc();
-    return ok(completeState(sample));
+    return ok(sample);
+  };
+
+  /** The last byte of a resumable upload arrived: verify and store, then the upload is done. */
+  const finalize = async (
+    upload: SampleUploadRecord,
+    digest: string | null,
+  ): Promise<UploadResult<SampleUploadState>> => {
+    const stored = await verifyAndStore(SampleMetadata.parse(upload.metadata), partPath(upload.uploadId), digest);
+    if (!stored.ok) {
+      await discard(upload);
+      return stored;
+    }
+    await deps.samples.deleteUpload(upload.uploadId);
+    return ok(completeState(stored.value));
+  };
+
+  /** Metadata a device may upload: valid, its own, within the size limit. */
+  const admit = (deviceId: string, body: unknown): UploadResult<SampleMetadata> => {
+    const parsed = SampleMetadata.safeParse(body);
+    if (!parsed.success) {
+      return refuse(
+        'bad_request',
+        `invalid sample metadata: ${describeIssues(parsed.error.issues)}`,
+        'invalid_metadata',
+      );
+    }
+    const metadata = parsed.data;
+    if (metadata.deviceId !== deviceId) {
+      return refuse(
+        'forbidden',
+        `device ${deviceId} may upload only its own samples, not ${metadata.deviceId}'s`,
+        'other_device',
+      );
+    }
+    if (metadata.image.bytes > deps.maxBytes) {
+      return refuse('payload_too_large', `the image has ${metadata.image.bytes} bytes; the limit is ${deps.maxBytes}`);
+    }
+    return ok(metadata);
   };
 
   const owned = async (deviceId: string, uploadId: string): Promise<UploadResult<SampleUploadRecord>> => {
@@ -215,28 +268,9 @@ export function createSampleUploads(deps: SampleUploadsDeps): SampleUploads {
 
   return {
     async begin(deviceId, body) {
-      const parsed = SampleMetadata.safeParse(body);
-      if (!parsed.success) {
-        return refuse(
-          'bad_request',
-          `invalid sample metadata: ${describeIssues(parsed.error.issues)}`,
-          'invalid_metadata',
-        );
-      }
-      const metadata = parsed.data;
-      if (metadata.deviceId !== deviceId) {
-        return refuse(
-          'forbidden',
-          `device ${deviceId} may upload only its own samples, not ${metadata.deviceId}'s`,
-          'other_device',
-        );
-      }
-      if (metadata.image.bytes > deps.maxBytes) {
-        return refuse(
-          'payload_too_large',
-          `the image has ${metadata.image.bytes} bytes; the limit is ${deps.maxBytes}`,
-        );
-      }
+      const admitted = admit(deviceId, body);
+      if (!admitted.ok) return admitted;
+      const metadata = admitted.value;
       const stored = await deps.samples.findByImage(deviceId, metadata.image.sha256);
       if (stored) {
         counters.duplicates.inc();
@@ -272,6 +306,59 @@ export function createSampleUploads(deps: SampleUploadsDeps): SampleUploads {
         state: { uploadId: upload.uploadId, offset: upload.offset, complete: false, sampleId: null },
         created: false,
       });
+    },
+
+    async putWhole(deviceId, body, image) {
+      const admitted = admit(deviceId, body);
+      if (!admitted.ok) return admitted;
+      const metadata = admitted.value;
+      const stored = await deps.samples.findByImage(deviceId, metadata.image.sha256);
+      if (stored) {
+        counters.duplicates.inc();
+        return ok({ state: completeState(stored), created: false });
+      }
+      const part = join(deps.uploadDir, `${WHOLE_PREFIX}${randomBytes(12).toString('hex')}.part`);
+      const hash = createHash('sha256');
+      let written = 0;
+      let refusal: UploadResult<never> | null = null;
+      const handle = await open(part, 'w');
+      try {
+        for await (const chunk of image) {
+          if (chunk.byteLength === 0) continue;
+          if (written + chunk.byteLength > metadata.image.bytes) {
+            refusal = refuse('payload_too_large', `more bytes than the declared ${metadata.image.bytes}`);
+            break;
+          }
+          hash.update(chunk);
+          let at = 0;
+          while (at < chunk.byteLength) {
+            const { bytesWritten } = await handle.write(chunk, at, chunk.byteLength - at, written + at);
+            at += bytesWritten;
+          }
+          written += chunk.byteLength;
+        }
+        if (!refusal && written < metadata.image.bytes) {
+          refusal = refuse(
+            'bad_request',
+            `the image broke off after ${written} of ${metadata.image.bytes} bytes; nothing is stored`,
+            'truncated',
+          );
+        }
+        if (!refusal) await handle.sync();
+      } catch (error) {
+        await handle.close();
+        await rm(part, { force: true });
+        throw error;
+      }
+      await handle.close();
+      if (refusal) {
+        await rm(part, { force: true });
+        return refusal;
+      }
+      counters.received.inc({}, written);
+      const result = await verifyAndStore(metadata, part, hash.digest('hex'));
+      if (!result.ok) return result;
+      return ok({ state: completeState(result.value), created: true });
     },
 
     async state(deviceId, uploadId) {
@@ -362,6 +449,16 @@ export function createSampleUploads(deps: SampleUploadsDeps): SampleUploads {
       } finally {
         busy.delete(uploadId);
       }
+    },
+
+    sweepWholeParts() {
+      let removed = 0;
+      for (const name of readdirSync(deps.uploadDir)) {
+        if (!name.startsWith(WHOLE_PREFIX)) continue;
+        rmSync(join(deps.uploadDir, name), { force: true });
+        removed++;
+      }
+      return removed;
     },
 
     async discardStale(before) {

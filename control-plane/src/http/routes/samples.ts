@@ -19,6 +19,7 @@ import type { SecretHasher } from '../../secrets.ts';
 import { ApiError } from '../api-error.ts';
 import { authenticateDevice } from '../auth.ts';
 import { decodeCursor, encodeCursor } from '../cursor.ts';
+import { boundaryOf, MultipartError, readMultipart, readPartText } from '../multipart.ts';
 import { type AppEnv, defineRoute, type Route } from '../route.ts';
 
 export type SampleRoutesDeps = {
@@ -152,6 +153,61 @@ export function sampleRoutes(deps: SampleRoutesDeps): Route[] {
         if (!result.ok) return failureResponse(c, result.error);
         const { state, created } = result.value;
         return c.json(state, created ? 201 : 200, { [SAMPLE_UPLOAD_OFFSET_HEADER]: String(state.offset) });
+      },
+    }),
+
+    defineRoute({
+      method: 'post',
+      path: '/api/v1/samples',
+      summary: 'Upload one hard sample in one request: metadata and image as multipart/form-data (not resumable)',
+      tag: 'samples',
+      role: null,
+      customAuth: `${DEVICE_AUTH} For images that fit one request; larger ones or flaky links use the resumable uploads.`,
+      streamedBody: {
+        contentType: 'multipart/form-data',
+        description: 'The parts `metadata` (SampleMetadata JSON) and then `image` (the JPEG bytes)',
+        limitBytes: deps.maxBytes + METADATA_LIMIT,
+      },
+      responses: {
+        200: { description: 'this image was stored already (idempotent)', schema: SampleUploadState },
+        201: { description: 'stored', schema: SampleUploadState },
+        ...uploadErrors,
+      },
+      async handle({ c }) {
+        const deviceId = await device(c);
+        const boundary = boundaryOf(c.req.header('content-type'));
+        const source = c.req.raw.body;
+        if (!boundary || !source) {
+          throw new ApiError('bad_request', 'expected multipart/form-data with the parts metadata and image');
+        }
+        let metadata: unknown;
+        let seenMetadata = false;
+        try {
+          for await (const part of readMultipart(source as AsyncIterable<Uint8Array>, boundary, {
+            maxBytes: deps.maxBytes + METADATA_LIMIT,
+          })) {
+            if (part.name === 'metadata' && !seenMetadata) {
+              seenMetadata = true;
+              const text = await readPartText(part.body, METADATA_LIMIT, 'metadata');
+              try {
+                metadata = JSON.parse(text);
+              } catch (error) {
+                throw new ApiError('bad_request', `the metadata part is not JSON: ${(error as Error).message}`);
+              }
+              continue;
+            }
+            if (part.name === 'image' && seenMetadata) {
+              const result = await service.uploads.putWhole(deviceId, metadata, part.body);
+              if (!result.ok) return failureResponse(c, result.error);
+              return c.json(result.value.state, result.value.created ? 201 : 200);
+            }
+            throw new ApiError('bad_request', `unexpected part "${part.name}": send metadata, then image`);
+          }
+        } catch (error) {
+          if (error instanceof MultipartError) throw new ApiError(error.code, error.message);
+          throw error;
+        }
+        throw new ApiError('bad_request', `missing the ${seenMetadata ? 'image' : 'metadata'} part`);
       },
     }),
 
