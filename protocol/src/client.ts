@@ -258,7 +258,12 @@ export function createApiClient(options: ApiClientOptions) {
    * ApiRequestError when the stream cannot be opened or an event does not match the schema.
    */
   async function* events(
-    filter: { readonly types?: readonly ServerEventType[]; readonly signal?: AbortSignal } = {},
+    filter: {
+      readonly types?: readonly ServerEventType[];
+      readonly signal?: AbortSignal;
+      /** Called once the stream is open (before its first event). */
+      readonly onOpen?: () => void;
+    } = {},
   ): AsyncGenerator<ServerEvent, void, undefined> {
     const query = filter.types && filter.types.length > 0 ? { types: filter.types.join(',') } : {};
     let response: Response;
@@ -277,6 +282,7 @@ export function createApiClient(options: ApiClientOptions) {
     if (!response.ok) throw new ApiRequestError(await failureOf(response), response.status);
     if (!response.body)
       throw new ApiRequestError({ code: 'bad_response', message: 'the event stream has no body' }, null);
+    filter.onOpen?.();
     try {
       for await (const message of readSse(response.body)) {
         if (message.event === 'overflow') {

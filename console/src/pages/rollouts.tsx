@@ -1,0 +1,103 @@
+import type { RolloutList, RolloutStatus } from '@edgeloop/protocol';
+import { ROLLOUT_STATUSES } from '@edgeloop/protocol';
+import { useMemo, useState } from 'preact/hooks';
+import { ErrorNote, StateBadge, useResult } from '../components.tsx';
+import { Link, useLiveEvents, useSession } from '../context.tsx';
+import { formatTime } from '../format.ts';
+import { createThrottle } from '../live.ts';
+
+export function RolloutsPage() {
+  const { client } = useSession();
+  const [status, setStatus] = useState<RolloutStatus | ''>('');
+  const [cursors, setCursors] = useState<(string | undefined)[]>([undefined]);
+  const cursor = cursors.at(-1);
+  const list = useResult<RolloutList>(
+    (signal) =>
+      client.rollouts.list({ limit: 50, ...(status ? { status } : {}), ...(cursor ? { cursor } : {}) }, signal),
+    [client, status, cursor],
+  );
+  const refetch = useMemo(
+    () => createThrottle(() => list.reload(), 1000, { now: Date.now, setTimeout }),
+    [list.reload],
+  );
+  useLiveEvents(
+    (batch) => {
+      if (batch.some((event) => event.type.startsWith('rollout.'))) refetch();
+    },
+    [refetch],
+  );
+  return (
+    <section>
+      <h1>Rollouts</h1>
+      <form class="filters" aria-label="Rollout filters" onSubmit={(event) => event.preventDefault()}>
+        <label>
+          Status
+          <select
+            value={status}
+            onChange={(event) => {
+              setStatus(event.currentTarget.value as RolloutStatus | '');
+              setCursors([undefined]);
+            }}
+          >
+            <option value="">any</option>
+            {ROLLOUT_STATUSES.map((s) => (
+              <option key={s} value={s}>
+                {s.replace('_', ' ')}
+              </option>
+            ))}
+          </select>
+        </label>
+      </form>
+      <ErrorNote error={list.error} />
+      <div class="table-wrap">
+        <table data-testid="rollout-table">
+          <thead>
+            <tr>
+              <th scope="col">Rollout</th>
+              <th scope="col">Model</th>
+              <th scope="col">Status</th>
+              <th scope="col">Stage</th>
+              <th scope="col">Devices</th>
+              <th scope="col">Last verdict</th>
+              <th scope="col">Created</th>
+            </tr>
+          </thead>
+          <tbody>
+            {(list.value?.items ?? []).map((rollout) => (
+              <tr key={rollout.id} data-rollout={rollout.id}>
+                <th scope="row">
+                  <Link href={`/rollouts/${encodeURIComponent(rollout.id)}`}>{rollout.id}</Link>
+                </th>
+                <td>{rollout.modelId}</td>
+                <td>
+                  <StateBadge state={rollout.status} />
+                </td>
+                <td>
+                  {rollout.stage ?? 'done'} ({Math.min(rollout.stageIndex + 1, rollout.spec.stages.length)}/
+                  {rollout.spec.stages.length})
+                </td>
+                <td>{rollout.cohorts.targetDevices}</td>
+                <td>{rollout.lastVerdict ? <StateBadge state={rollout.lastVerdict.verdict} /> : '—'}</td>
+                <td>{formatTime(rollout.createdAt)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+      {list.value && list.value.items.length === 0 ? <p>No rollouts yet.</p> : null}
+      <nav class="pager" aria-label="Pages">
+        <button type="button" disabled={cursors.length <= 1} onClick={() => setCursors(cursors.slice(0, -1))}>
+          ← Newer
+        </button>
+        <span>Page {cursors.length}</span>
+        <button
+          type="button"
+          disabled={!list.value?.nextCursor}
+          onClick={() => list.value?.nextCursor && setCursors([...cursors, list.value.nextCursor])}
+        >
+          Older →
+        </button>
+      </nav>
+    </section>
+  );
+}
