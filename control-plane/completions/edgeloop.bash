@@ -70,6 +70,7 @@ _edgeloop() {
     'serve/--retention-prune-interval-s') COMPREPLY=(); return ;;
     'serve/--http-body-limit-bytes') COMPREPLY=(); return ;;
     'serve/--http-sse-heartbeat-s') COMPREPLY=(); return ;;
+    'serve/--http-console-dir') COMPREPLY=($(compgen -f -- "$cur")); return ;;
     'serve/--commands-default-timeout-ms') COMPREPLY=(); return ;;
     'serve/--commands-max-timeout-ms') COMPREPLY=(); return ;;
     'serve/--models-upload-limit-bytes') COMPREPLY=(); return ;;
@@ -193,7 +194,7 @@ _edgeloop() {
     'datasets import-labels/--token') COMPREPLY=(); return ;;
   esac
   case "$key" in
-    'serve') opts='--http-port --mqtt-port --host --public-host --data-dir --database-url --log-level --trusted-keys --ingest-batch-size --ingest-flush-interval-ms --ingest-high-water --ingest-hard-cap --ingest-dedupe-cache-size --health-sweep-interval-ms --health-heartbeat-grace-s --health-default-keepalive-s --health-default-telemetry-interval-s --health-stale-intervals --health-high-temperature-c --health-disk-nearly-full-ratio --health-memory-pressure-ratio --health-inference-stall-s --retention-messages-days --retention-dead-letters-days --retention-prune-interval-s --http-body-limit-bytes --http-sse-heartbeat-s --commands-default-timeout-ms --commands-max-timeout-ms --models-upload-limit-bytes --rollouts-tick-ms --rollouts-leader-retry-ms --samples-max-bytes --samples-retention-days --samples-quota-bytes --samples-upload-expiry-hours --samples-thumbnail-width --help'; args='' ;;
+    'serve') opts='--http-port --mqtt-port --host --public-host --data-dir --database-url --log-level --trusted-keys --ingest-batch-size --ingest-flush-interval-ms --ingest-high-water --ingest-hard-cap --ingest-dedupe-cache-size --health-sweep-interval-ms --health-heartbeat-grace-s --health-default-keepalive-s --health-default-telemetry-interval-s --health-stale-intervals --health-high-temperature-c --health-disk-nearly-full-ratio --health-memory-pressure-ratio --health-inference-stall-s --retention-messages-days --retention-dead-letters-days --retention-prune-interval-s --http-body-limit-bytes --http-sse-heartbeat-s --http-console-dir --commands-default-timeout-ms --commands-max-timeout-ms --models-upload-limit-bytes --rollouts-tick-ms --rollouts-leader-retry-ms --samples-max-bytes --samples-retention-days --samples-quota-bytes --samples-upload-expiry-hours --samples-thumbnail-width --help'; args='' ;;
     'fleet') opts='--json --url --token --help'; args='' ;;
     'completion') opts='--help'; args='bash zsh' ;;
     'devices list') opts='--status --health --label --limit --json --url --token --help'; args='' ;;

@@ -1,5 +1,4 @@
-import { mkdirSync } from 'node:fs';
-import { open, rename, rm } from 'node:fs/promises';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { BlobStore } from '../models/blob-store.ts';
 
@@ -29,7 +28,7 @@ export async function adoptBlob(blobs: BlobStore, file: string, sha256: string, 
   await rename(file, target).catch(async (error: unknown) => {
     if ((error as { code?: string }).code !== 'ENOENT') throw error;
     // The first blob under this prefix: make its directory.
-    mkdirSync(dirname(target), { recursive: true });
+    await mkdir(dirname(target), { recursive: true });
     await rename(file, target);
   });
   await fsyncDirectory(dirname(target));
