@@ -188,7 +188,8 @@ export function createSampleUploader(deps: SampleUploaderDeps): SampleUploader {
             [SAMPLE_UPLOAD_OFFSET_HEADER]: String(offset),
             'content-type': SAMPLE_UPLOAD_CONTENT_TYPE,
           }),
-          body: chunk,
+          // A view of the spool file's bytes, not a copy (Node's Buffer is always on an ArrayBuffer).
+          body: new Uint8Array(chunk.buffer as ArrayBuffer, chunk.byteOffset, chunk.byteLength),
         });
         if (response.status === 201 || response.status === 200) {
           const parsed = SampleUploadState.safeParse(await response.json().catch(() => null));
