@@ -101,6 +101,7 @@ function banner(started: StartedControlPlane, notes: readonly string[]): string 
     '',
     'edgeloop demo is running',
     '',
+    `  console       ${started.httpUrl}/#token=${adminToken}`,
     ...notes.map((note) => `  note: ${note}`),
     ...(notes.length > 0 ? [''] : []),
     `  HTTP API      ${started.httpUrl}`,

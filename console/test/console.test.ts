@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createApiClient } from '@edgeloop/protocol';
@@ -21,6 +21,14 @@ import {
  * request or HTTP error a test did not provoke fails the test. Screenshots of every page land
  * in the test's temp folder.
  */
+
+/** The browser globals the page.evaluate callbacks touch (the root tsconfig has no DOM lib). */
+type Browser = {
+  sessionStorage: { getItem(key: string): string | null };
+  marker?: number;
+  innerWidth: number;
+  document: { documentElement: { scrollWidth: number }; activeElement: { textContent: string | null } | null };
+};
 
 const missing = chromiumMissing();
 if (missing && process.env.CI) throw new Error(`the console tests need Chromium under CI: ${missing}`);
@@ -63,7 +71,9 @@ describe.skipIf(missing !== null)('operator console in Chromium', () => {
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByRole('heading', { name: 'Fleet', level: 1 }).waitFor();
     expect(await page.getByTestId('who').textContent()).toContain('(admin)');
-    expect(await page.evaluate(() => sessionStorage.getItem('edgeloop.token'))).toBe(fixture.adminToken);
+    expect(await page.evaluate(() => (globalThis as unknown as Browser).sessionStorage.getItem('edgeloop.token'))).toBe(
+      fixture.adminToken,
+    );
   });
 
   it('shows every device of the fleet with its status in words', async () => {
@@ -77,14 +87,14 @@ describe.skipIf(missing !== null)('operator console in Chromium', () => {
 
   it('turns a row offline when its device disconnects, without a reload', async () => {
     await page.evaluate(() => {
-      (window as unknown as { marker: number }).marker = 42;
+      (globalThis as unknown as Browser).marker = 42;
     });
     await fixture.door.client.endAsync();
     const status = page.locator('tr[data-device=door-cam] [data-status]');
     await expect.poll(() => status.getAttribute('data-status'), { timeout: 10_000 }).toBe('offline');
     expect(await status.textContent()).toContain('offline');
     await expect.poll(() => page.getByTestId('count-offline').textContent()).toContain('1');
-    expect(await page.evaluate(() => (window as unknown as { marker?: number }).marker)).toBe(42);
+    expect(await page.evaluate(() => (globalThis as unknown as Browser).marker)).toBe(42);
   });
 
   it('filters the table by status and by site', async () => {
@@ -148,7 +158,10 @@ describe.skipIf(missing !== null)('operator console in Chromium', () => {
     await signInAs(viewer, fixture.url, fixture.viewerToken);
     expect(await viewer.getByTestId('who').textContent()).toContain('(viewer)');
     await shot('fleet-phone', viewer);
-    const overflow = await viewer.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    const overflow = await viewer.evaluate(() => {
+      const w = globalThis as unknown as Browser;
+      return w.document.documentElement.scrollWidth - w.innerWidth;
+    });
     expect(overflow).toBeLessThanOrEqual(0);
 
     await viewer.goto(`${fixture.url}/rollouts/${running.id}`);
@@ -182,7 +195,9 @@ describe.skipIf(missing !== null)('operator console in Chromium', () => {
     const focused: string[] = [];
     for (let i = 0; i < 6; i++) {
       await page.keyboard.press('Tab');
-      focused.push(await page.evaluate(() => document.activeElement?.textContent?.trim() ?? ''));
+      focused.push(
+        await page.evaluate(() => (globalThis as unknown as Browser).document.activeElement?.textContent?.trim() ?? ''),
+      );
     }
     expect(focused).toEqual(expect.arrayContaining(['Skip to content', 'Fleet', 'Rollouts', 'Models']));
     await page.getByRole('link', { name: 'Rollouts' }).focus();
