@@ -173,4 +173,17 @@ describe('hard-sample capture', () => {
     await capture.whenIdle();
     expect(capture.telemetry()?.captured).toBe(1);
   });
+
+  it('keeps identical frames (a frozen camera) as one sample, charged to the budget once', async () => {
+    const capture = make(tempDir(), { now: () => T0 });
+    capture.applyDesired({ ...everyFrame, limits: { bytesPerDay: 1_000_000 } });
+    for (let i = 0; i < 3; i++) {
+      capture.offer(frameInput(7));
+      await capture.whenIdle();
+    }
+    const t = capture.telemetry()!;
+    expect(t).toMatchObject({ captured: 1, spooled: 1 });
+    expect(capture.stats().duplicates).toBe(2);
+    expect(1_000_000 - (t.budgetLeft.bytesToday as number)).toBeLessThan(t.spooledBytes);
+  });
 });

@@ -150,6 +150,7 @@ export function createSampleCapture(deps: SampleCaptureDeps): SampleCapture {
   let captured = 0;
   let seq = 0;
   let encodeErrors = 0;
+  let duplicates = 0;
   let lastEncodeError: string | null = null;
   let running = false;
 
@@ -275,6 +276,12 @@ export function createSampleCapture(deps: SampleCaptureDeps): SampleCapture {
       const message = (error as Error).message;
       if (message !== lastEncodeError) log.warn({ reason: message }, 'sample encoding failed');
       lastEncodeError = message;
+      return;
+    }
+    if (spool.has(encoded.sha256)) {
+      // The same bytes are waiting already (a frozen camera): one sample, charged once.
+      budget.release(kind);
+      duplicates++;
       return;
     }
     if (budget.commit(p.limits, p.strategyLimits[kind], kind, encoded.bytes.length) !== 'ok') {
@@ -407,6 +414,7 @@ export function createSampleCapture(deps: SampleCaptureDeps): SampleCapture {
         queued: queue.length,
         onDemandLeft,
         encodeErrors,
+        duplicates,
         spool: { ...spool.stats(), recovery: { ...spool.recovery } },
         budgetToday: budget.today(),
         ...(uploader ? { uploader: uploader.stats() } : {}),

@@ -44,6 +44,8 @@ export type SpoolRecovery = {
 export interface Spool {
   /** Stores a sample durably; returns how many older samples it pushed out (0 or more), or -1 when it alone is too large. */
   put(metadata: SampleMetadata, bytes: Uint8Array): number;
+  /** True when a sample with these bytes is waiting already. */
+  has(sha256: string): boolean;
   /** The oldest sample waiting, or null. */
   oldest(): SpoolEntry | null;
   /** Reads a sample; null when it is gone or unreadable (an unreadable one is removed). */
@@ -165,6 +167,7 @@ export function openSpool(deps: SpoolDeps): Spool {
       total += file.length;
       return pushedOut;
     },
+    has: (sha256) => entries.some((e) => e.sha256 === sha256),
     oldest: () => entries[0] ?? null,
     read(entry) {
       let file: Buffer;
