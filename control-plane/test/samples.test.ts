@@ -362,6 +362,9 @@ describe('deleting and retention', () => {
       metadataFor(gone.id, jpeg, { width: 30, height: 30 }),
       jpeg,
     );
+    const pending = await makeJpeg(30, 30, 32);
+    const under = await begin(gone.auth, metadataFor(gone.id, pending, { width: 30, height: 30 }, { seq: 2 }));
+    expect((await patch(gone.auth, under.body.uploadId, 0, pending.subarray(0, 50))).status).toBe(204);
     expect((await t.api('DELETE', `/api/v1/devices/${gone.id}`)).status).toBeLessThan(300);
     expect((await t.api('GET', `/api/v1/samples/${state.sampleId}`)).status).toBe(200);
     const purge = await t.api('DELETE', `/api/v1/devices/${gone.id}/samples`);
@@ -373,6 +376,8 @@ describe('deleting and retention', () => {
     });
     expect((await t.api('GET', `/api/v1/samples/${state.sampleId}`)).status).toBe(404);
     expect(t.cp.internals.blobs.sizeOf(sha256Hex(jpeg))).toBeNull();
+    expect(uploadsOnDisk()).not.toContain(`${under.body.uploadId}.part`);
+    expect(await t.store.samples.getUpload(under.body.uploadId)).toBeNull();
   });
 });
 

@@ -800,6 +800,10 @@ describe.each(factories)('store contract: $name', (factory) => {
       expect(await store.samples.staleUploads(T + 1, 10)).toEqual([]);
       await store.samples.deleteUpload('u1');
       expect(await store.samples.getUpload('u1')).toBeNull();
+      await store.samples.createUpload({ ...upload, uploadId: 'u3' });
+      await store.samples.createUpload({ ...upload, uploadId: 'u4', deviceId: 'cam-2' });
+      expect(await store.samples.deleteUploadsOfDevice('cam-1')).toEqual(['u3']);
+      expect(await store.samples.getUpload('u4')).not.toBeNull();
     });
 
     describe('datasets', () => {

@@ -500,6 +500,8 @@ export type SampleRepository = {
   /** Moves the acknowledged offset, only from `expected`; false when another writer moved it. */
   advanceUpload(uploadId: string, expected: number, offset: number, now: number): Promise<boolean>;
   deleteUpload(uploadId: string): Promise<void>;
+  /** Deletes every upload of a device; returns their ids (their part files go too). */
+  deleteUploadsOfDevice(deviceId: string): Promise<string[]>;
   /** Uploads not touched since `before`, oldest first. */
   staleUploads(before: number, limit: number): Promise<SampleUploadRecord[]>;
 };

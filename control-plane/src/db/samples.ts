@@ -233,6 +233,11 @@ export function createSampleRepository(dialect: SqlDialect): SampleRepository {
       await dialect.run(sql`DELETE FROM sample_uploads WHERE upload_id = ${uploadId}`);
     },
 
+    async deleteUploadsOfDevice(deviceId) {
+      const rows = await dialect.all(sql`DELETE FROM sample_uploads WHERE device_id = ${deviceId} RETURNING upload_id`);
+      return rows.map((row) => String(row.upload_id));
+    },
+
     async staleUploads(before, limit) {
       const rows = await dialect.all(sql`
         SELECT ${UPLOAD_COLUMNS} FROM sample_uploads WHERE updated_at < ${before}

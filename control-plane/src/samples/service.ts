@@ -22,7 +22,7 @@ export type SampleService = {
   imagePath(sample: SampleRecord): string;
   /** The thumbnail (made once, then cached), or null when the image cannot be decoded. */
   thumbnail(sample: SampleRecord): Promise<{ readonly path: string; readonly sha256: string } | null>;
-  /** Deletes every sample of a device, with their dataset memberships. */
+  /** Deletes every sample of a device, with their dataset memberships, and its uploads under way. */
   purgeDevice(deviceId: string): Promise<SamplePurgeResult>;
   /** One retention pass: old samples, then the quota, then stale uploads. */
   prune(): Promise<PruneOutcome>;
@@ -141,6 +141,7 @@ export function createSampleService(deps: SampleServiceDeps): SampleService {
     },
 
     async purgeDevice(deviceId) {
+      await uploads.discardDevice(deviceId);
       const ids = await deps.samples.idsOfDevice(deviceId);
       let purged = 0;
       let bytes = 0;

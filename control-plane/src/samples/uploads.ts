@@ -61,6 +61,8 @@ export type SampleUploads = {
     body: AsyncIterable<Uint8Array>,
     declaredLength: number | null,
   ): Promise<UploadResult<SampleUploadState & { readonly interrupted: boolean }>>;
+  /** Discards every upload of a device with its bytes (a purge); returns how many. */
+  discardDevice(deviceId: string): Promise<number>;
   /** Discards uploads untouched since `before` with their bytes; returns how many. */
   discardStale(before: number): Promise<number>;
 };
@@ -459,6 +461,12 @@ export function createSampleUploads(deps: SampleUploadsDeps): SampleUploads {
         removed++;
       }
       return removed;
+    },
+
+    async discardDevice(deviceId) {
+      const ids = await deps.samples.deleteUploadsOfDevice(deviceId);
+      for (const id of ids) await rm(partPath(id), { force: true });
+      return ids.length;
     },
 
     async discardStale(before) {
