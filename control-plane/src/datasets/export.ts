@@ -1,4 +1,4 @@
-import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, readFile, type WriteStream } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -37,20 +37,28 @@ export type ExportDeps = {
   readonly now?: () => number;
 };
 
-/** Members whose image bytes are in the blob store (the others are left out of every file). */
-async function* withImages(
-  members: AsyncIterable<DatasetMember>,
-  blobs: ExportDeps['blobs'],
-  seen: Set<string>,
-): AsyncGenerator<DatasetMember & { readonly imageBytes: number }> {
-  for await (const member of members) {
-    const sha = member.metadata.image.sha256;
-    if (seen.has(sha)) continue;
-    const size = blobs.sizeOf(sha);
-    if (size === null) continue;
-    seen.add(sha);
-    yield { ...member, imageBytes: size };
-  }
+/**
+ * Members whose image bytes are in the blob store, each image once (the first sample with those
+ * bytes wins). The blob store is asked once per image over all passes; later passes read the sizes
+ * the first one found, so every pass gives the same members.
+ */
+function createImageIndex(blobs: ExportDeps['blobs']) {
+  const sizes = new Map<string, number | null>();
+  return async function* pass(members: AsyncIterable<DatasetMember>): AsyncGenerator<ImageMember> {
+    const emitted = new Set<string>();
+    for await (const member of members) {
+      const sha = member.metadata.image.sha256;
+      if (emitted.has(sha)) continue;
+      let size = sizes.get(sha);
+      if (size === undefined) {
+        size = blobs.sizeOf(sha);
+        sizes.set(sha, size);
+      }
+      if (size === null) continue;
+      emitted.add(sha);
+      yield { ...member, imageBytes: size };
+    }
+  };
 }
 
 function closedSignal(stream: tar.Pack): Promise<void> {
@@ -103,8 +111,42 @@ function addEntry(
   });
 }
 
-async function* once(text: string): AsyncGenerator<string> {
-  yield text;
+async function* once<T extends string | Uint8Array>(chunk: T): AsyncGenerator<T> {
+  yield chunk;
+}
+
+/** Images up to this size are read whole, READ_AHEAD at a time; larger ones are streamed. */
+const WHOLE_READ_LIMIT = 1024 * 1024;
+/**
+ * Reads in flight ahead of the tar writer: one file at a time waits on the disk's latency for every
+ * file (small images are latency, not bandwidth); a few in flight keep the disk busy. Memory is
+ * bounded by READ_AHEAD x WHOLE_READ_LIMIT.
+ */
+const READ_AHEAD = 16;
+const COALESCE_BYTES = 256 * 1024;
+
+/** fs.readFile with a callback: one request to the thread pool, where fs/promises makes four. */
+function readWhole(path: string): Promise<Buffer> {
+  return new Promise((resolve, reject) => readFile(path, (error, data) => (error ? reject(error) : resolve(data))));
+}
+
+type ImageMember = DatasetMember & { readonly imageBytes: number };
+type LoadedMember = ImageMember & { readonly bytes: Promise<Buffer> | null };
+
+/** Members with their image reads started up to READ_AHEAD ahead of the consumer. */
+async function* readAhead(
+  source: AsyncIterable<ImageMember>,
+  load: (member: ImageMember) => Promise<Buffer> | null,
+): AsyncGenerator<LoadedMember> {
+  const queue: LoadedMember[] = [];
+  for await (const member of source) {
+    const bytes = load(member);
+    // A read that fails before its turn is reported at its turn, not as an unhandled rejection.
+    bytes?.catch(() => undefined);
+    queue.push({ ...member, bytes });
+    if (queue.length >= READ_AHEAD) yield queue.shift()!;
+  }
+  yield* queue;
 }
 
 /** The export as a stream of tar bytes; the temporary files go when it ends or is destroyed. */
@@ -120,13 +162,22 @@ export function exportDatasetTar(input: ExportInput, deps: ExportDeps): tar.Pack
         addEntry(pack, name, size, createReadStream(path, { highWaterMark: 256 * 1024 }), closed, mtime);
       const addText = async (name: string, text: string) =>
         addEntry(pack, name, Buffer.byteLength(text), once(text), closed, mtime);
-      const addImage = async (member: DatasetMember & { imageBytes: number }) =>
-        addFile(imageFileName(member), deps.blobs.pathOf(member.metadata.image.sha256), member.imageBytes);
+      const addImage = async (member: LoadedMember) => {
+        const path = deps.blobs.pathOf(member.metadata.image.sha256);
+        if (member.bytes === null) return addFile(imageFileName(member), path, member.imageBytes);
+        const bytes = await member.bytes;
+        return addEntry(pack, imageFileName(member), bytes.byteLength, once(bytes), closed, mtime);
+      };
+      const withImages = createImageIndex(deps.blobs);
+      const images = () =>
+        readAhead(withImages(input.members()), (member) =>
+          member.imageBytes > WHOLE_READ_LIMIT ? null : readWhole(deps.blobs.pathOf(member.metadata.image.sha256)),
+        );
 
       if (input.format === 'coco') {
         const size = await spool(
           file('annotations.json'),
-          cocoJsonChunks(() => withImages(input.members(), deps.blobs, new Set()), {
+          cocoJsonChunks(() => withImages(input.members()), {
             labelled: input.labelled,
             categories: input.categories,
             description: `edgeloop dataset ${input.datasetId}`,
@@ -134,7 +185,7 @@ export function exportDatasetTar(input: ExportInput, deps: ExportDeps): tar.Pack
           }),
         );
         await addFile('annotations.json', file('annotations.json'), size);
-        for await (const member of withImages(input.members(), deps.blobs, new Set())) {
+        for await (const member of images()) {
           if (pack.destroyed) return;
           await addImage(member);
         }
@@ -148,7 +199,7 @@ export function exportDatasetTar(input: ExportInput, deps: ExportDeps): tar.Pack
         const provenance = createWriteStream(file('provenance.json'));
         const never = new Promise<void>(() => undefined);
         let count = 0;
-        for await (const member of withImages(input.members(), deps.blobs, new Set())) {
+        for await (const member of images()) {
           if (pack.destroyed) return;
           await addImage(member);
           const stem = member.metadata.image.sha256;
@@ -203,11 +254,23 @@ export function exportDatasetWebStream(input: ExportInput, deps: ExportDeps): Re
   const iterator = pack[Symbol.asyncIterator]();
   return new ReadableStream<Uint8Array>(
     {
+      // tar-stream hands out headers, bodies and padding as separate small buffers; they go out
+      // in chunks of about COALESCE_BYTES (fewer socket writes).
       async pull(controller) {
         try {
-          const next = (await iterator.next()) as IteratorResult<Buffer>;
-          if (next.done) controller.close();
-          else controller.enqueue(new Uint8Array(next.value.buffer, next.value.byteOffset, next.value.byteLength));
+          const parts: Buffer[] = [];
+          let size = 0;
+          while (size < COALESCE_BYTES) {
+            const next = (await iterator.next()) as IteratorResult<Buffer>;
+            if (next.done) break;
+            parts.push(next.value);
+            size += next.value.byteLength;
+          }
+          if (size > 0) {
+            const chunk = parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
+            controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+          }
+          if (size < COALESCE_BYTES) controller.close();
         } catch (error) {
           controller.error(error);
         }
