@@ -483,6 +483,11 @@ describe('events and OpenAPI', () => {
         'GET /api/v1/samples/{id}/image',
         'GET /api/v1/samples/{id}/thumbnail',
         'DELETE /api/v1/devices/{id}/samples',
+        'POST /api/v1/datasets',
+        'GET /api/v1/datasets',
+        'GET /api/v1/datasets/{id}',
+        'PUT /api/v1/datasets/{id}/labels',
+        'GET /api/v1/datasets/{id}/export',
       ].sort(),
     );
     const enroll = doc.paths['/api/v1/devices']!.post!;
