@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   type ApiClient,
+  CONFIDENCE_BINS,
   type Command,
   createApiClient,
   encode,
@@ -71,6 +72,27 @@ export const FAST_ROLLOUT = {
   evidence: { minDevices: 2, soakS: 10, minFrames: 100, failMinS: 20 },
   gates: { windowS: 20, failingWindowsRequired: 2 },
 };
+
+/** One pipeline telemetry window: `fps` processed frames per second, inference p95 `p95` ms. */
+function pipelineWindow(windowS: number, fps: number, p95: number) {
+  const frames = Math.round(fps * windowS);
+  return {
+    windowS,
+    framesIn: frames,
+    framesProcessed: frames,
+    framesDropped: 0,
+    inferenceErrors: 0,
+    fps,
+    latencyMs: { inference: { count: frames, p50: p95 * 0.7, p95, p99: p95 * 1.2, max: p95 * 1.5 } },
+    detectionsPer1000: { car: 3000 },
+    confidenceHistogram: Array.from({ length: CONFIDENCE_BINS }, (_, bin) => (bin === 15 ? 80 : 5)),
+    nearThresholdShare: 0.1,
+    lastInferenceAt: Date.now(),
+    provider: { requested: ['cpu'], active: 'cpu' },
+    model: null,
+    camera: null,
+  };
+}
 
 const SITES = ['north', 'south', 'harbour'];
 export const VIRTUAL_DEVICES = Array.from({ length: 23 }, (_, i) => {
@@ -155,6 +177,7 @@ export async function startConsoleFixture(dir: string): Promise<ConsoleFixture> 
           ts: Date.now() - (6 - i) * 60_000,
           intervalS: 60,
           system: { ...SYSTEM, temperatures: { cpuC: 45 + i, gpuC: null }, gpu: { loadPct: 30 + i * 5 } },
+          pipeline: pipelineWindow(60, 25 + (i % 3), 18 + i),
         });
       }
       return device;

@@ -13,11 +13,11 @@ const RANGES = [
   { label: '24 h', ms: 86_400_000 },
 ] as const;
 
-/** Telemetry points of a range, oldest first, for the chart. */
+/** Telemetry points of a range by the device's own timestamps, oldest first, for the chart. */
 export function telemetrySeries(items: TelemetryHistory['items'], from: number) {
-  const points = items.filter((item) => item.receivedAt >= from).sort((a, b) => a.receivedAt - b.receivedAt);
+  const points = items.filter((item) => item.message.ts >= from).sort((a, b) => a.message.ts - b.message.ts);
   return {
-    times: points.map((p) => p.receivedAt / 1000),
+    times: points.map((p) => p.message.ts / 1000),
     fps: points.map((p) => p.message.pipeline?.fps ?? null),
     p95: points.map((p) => p.message.pipeline?.latencyMs.inference?.p95 ?? null),
     cpuC: points.map((p) => p.message.system.temperatures.cpuC),
@@ -40,7 +40,7 @@ export function DevicePage(props: { id: string }) {
         if (!page.ok) return page;
         items.push(...page.value.items);
         const oldest = page.value.items.at(-1);
-        if (!page.value.nextCursor || !oldest || oldest.receivedAt < from) break;
+        if (!page.value.nextCursor || !oldest || oldest.message.ts < from) break;
         cursor = page.value.nextCursor;
       }
       return { ok: true, value: { items, from } };
