@@ -75,6 +75,20 @@ describe('cocoJsonChunks', () => {
     expect(doc.annotations).toEqual([expect.objectContaining({ bbox: [1, 2, 10, 10], category_id: 2 })]);
   });
 
+  it('keeps every annotation on its own image when a sample goes between the two passes', async () => {
+    let pass = 0;
+    let text = '';
+    const shrinking = () => {
+      pass++;
+      return iterate(pass === 1 ? members : members.slice(1));
+    };
+    for await (const chunk of cocoJsonChunks(shrinking, { labelled: false, now: 0 })) text += chunk;
+    const doc = JSON.parse(text) as CocoDocument;
+    expect(cocoProblems(doc)).toEqual([]);
+    const s2 = doc.images.find((image) => image.sample_id === 's2')!;
+    expect(doc.annotations).toEqual([expect.objectContaining({ image_id: s2.id, bbox: [0, 0, 5, 5] })]);
+  });
+
   it('writes an image once when two samples share its bytes', async () => {
     const doc = await cocoOf([members[0]!, member('s1-again', members[0]!.metadata)]);
     expect(doc.images).toHaveLength(1);

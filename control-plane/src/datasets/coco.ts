@@ -56,12 +56,13 @@ export async function* cocoJsonChunks(
     version: '1.0',
     date_created: new Date(options.now ?? Date.now()).toISOString(),
   })},"licenses":[],"images":[`;
-  let seen = new Set<string>();
-  let imageId = 0;
+  // Image ids by sha256 from the first pass: the second one joins on them, so a sample that went
+  // between the passes (an explicit purge) drops out instead of shifting every later id.
+  const imageIds = new Map<string, number>();
   for await (const member of members()) {
-    if (seen.has(member.metadata.image.sha256)) continue;
-    seen.add(member.metadata.image.sha256);
-    imageId++;
+    if (imageIds.has(member.metadata.image.sha256)) continue;
+    const imageId = imageIds.size + 1;
+    imageIds.set(member.metadata.image.sha256, imageId);
     yield `${imageId > 1 ? ',' : ''}${JSON.stringify({
       id: imageId,
       file_name: imageFileName(member),
@@ -71,13 +72,12 @@ export async function* cocoJsonChunks(
     })}`;
   }
   yield '],"annotations":[';
-  seen = new Set<string>();
-  imageId = 0;
+  const done = new Set<string>();
   let annotationId = 0;
   for await (const member of members()) {
-    if (seen.has(member.metadata.image.sha256)) continue;
-    seen.add(member.metadata.image.sha256);
-    imageId++;
+    const imageId = imageIds.get(member.metadata.image.sha256);
+    if (imageId === undefined || done.has(member.metadata.image.sha256)) continue;
+    done.add(member.metadata.image.sha256);
     const { width, height } = member.metadata.image;
     const parts: string[] = [];
     for (const box of boxesOf(member, options.labelled)) {
