@@ -32,8 +32,8 @@ export function SignInPage(props: { onSignedIn: (session: Session, token: string
           />
         </label>
         <p class="hint">
-          The token <code>npm start</code> or <code>edgeloop serve</code> printed, or one from{' '}
-          <code>edgeloop tokens create</code>. It is kept in this tab only (sessionStorage).
+          The admin token <code>npm start</code> or <code>edgeloop serve</code> printed, or one made with{' '}
+          <code>POST /api/v1/tokens</code>. It is kept in this tab only (sessionStorage).
         </p>
         {error ? (
           <p class="error" role="alert">
