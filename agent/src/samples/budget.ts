@@ -1,6 +1,7 @@
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { open, rename } from 'node:fs/promises';
+import path from 'node:path';
 import type { SampleLimits, SampleStrategyKind } from '@edgeloop/protocol';
-import { writeFileAtomic } from '../desired-state.ts';
 
 /*
  * Capture limits: counts per rolling minute and hour, counts and encoded bytes per UTC day, for
@@ -10,7 +11,9 @@ import { writeFileAtomic } from '../desired-state.ts';
  *
  * Two steps, because bytes are known only after encoding (off the hot path):
  *   admit()  in the vision loop: judged on counts (committed + reserved); reserves a slot.
- *   commit() in the encode worker: judged on bytes; records and persists, or refuses ('budget').
+ *   commit() in the encode worker: judged on bytes; records, or refuses ('budget'); then
+ *   flush()  writes the counters (async I/O, fsync) before the sample goes to the spool, so a
+ *            sample in the spool is always counted.
  *   release() when a reserved sample is lost before commit (queue full, encode failed).
  * A reservation is never persisted: a sample lost in a crash before commit never reached the spool.
  */
@@ -30,6 +33,8 @@ export interface Budget {
     kind: SampleStrategyKind,
     bytes: number,
   ): LimitVerdict;
+  /** Persists the counters (atomically); resolves once they are on disk. */
+  flush(): Promise<void>;
   /** What the device-wide daily caps still allow. */
   left(limits: SampleLimits): BudgetLeft;
   /** Committed counts of today, device-wide and per strategy (tests, stats). */
@@ -88,15 +93,24 @@ export function createBudget(deps: BudgetDeps): Budget {
     return 'ok';
   }
 
-  function persist(): void {
-    if (deps.file === null) return;
+  let writing: Promise<void> = Promise.resolve();
+  if (deps.file !== null) mkdirSync(path.dirname(deps.file), { recursive: true });
+
+  /** Temp file + fsync + rename + directory fsync, one write at a time. */
+  function flush(): Promise<void> {
+    const file = deps.file;
+    if (file === null) return Promise.resolve();
     const out: Record<string, Omit<Counter, 'reserved'>> = {};
-    for (const [key, c] of counters) out[key] = { day: c.day, count: c.count, bytes: c.bytes, recent: c.recent };
-    try {
-      writeFileAtomic(deps.file, JSON.stringify({ version: 1, counters: out }));
-    } catch (error) {
-      deps.onPersistError?.(error);
-    }
+    for (const [key, c] of counters) out[key] = { day: c.day, count: c.count, bytes: c.bytes, recent: [...c.recent] };
+    const text = JSON.stringify({ version: 1, counters: out });
+    writing = writing.then(async () => {
+      try {
+        await writeAtomic(file, text);
+      } catch (error) {
+        deps.onPersistError?.(error);
+      }
+    });
+    return writing;
   }
 
   return {
@@ -130,9 +144,9 @@ export function createBudget(deps: BudgetDeps): Budget {
         c.bytes += bytes;
         c.recent.push(now);
       }
-      persist();
       return 'ok';
     },
+    flush,
     left(limits) {
       const c = counter(DEVICE, deps.clock.now());
       return {
@@ -176,5 +190,27 @@ function readCounters(file: string | null): Record<string, Omit<Counter, 'reserv
   } catch {
     // The file is written atomically, so this is damage from outside; start the day afresh.
     return {};
+  }
+}
+
+async function writeAtomic(file: string, text: string): Promise<void> {
+  const temp = `${file}.tmp`;
+  const handle = await open(temp, 'w');
+  try {
+    await handle.writeFile(text);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(temp, file);
+  try {
+    const dir = await open(path.dirname(file), 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
+  } catch {
+    // best effort on filesystems that refuse a directory fsync
   }
 }

@@ -72,7 +72,7 @@ describe('hard-sample capture', () => {
     expect(t).toMatchObject({ captured: 1, spooled: 1, policyError: null });
     expect(t?.spooledBytes).toBeGreaterThan(0);
     const spool = openSpool({ dir: path.join(dir, 'spool'), maxBytes: 1 << 20 });
-    const stored = spool.read(spool.oldest()!);
+    const stored = await spool.read(spool.oldest()!);
     expect(stored?.metadata).toMatchObject({
       deviceId: 'cam-1',
       strategy: 'near-threshold',

@@ -311,7 +311,8 @@ export function createSampleCapture(deps: SampleCaptureDeps): SampleCapture {
     };
     let pushed: number;
     try {
-      pushed = spool.put(metadata, encoded.bytes);
+      await budget.flush();
+      pushed = await spool.put(metadata, encoded.bytes);
     } catch (error) {
       count('spool-full');
       log.error({ err: error }, 'sample spool write failed');

@@ -39,59 +39,59 @@ export function sampleOf(n: number, size = 1000): { metadata: SampleMetadata; by
   };
 }
 
-describe('sample spool', () => {
-  it('keeps samples across a reopen, oldest first', () => {
+describe('sample spool', async () => {
+  it('keeps samples across a reopen, oldest first', async () => {
     const dir = tempDir();
     const spool = openSpool({ dir, maxBytes: 1_000_000 });
-    for (let n = 1; n <= 3; n++) spool.put(sampleOf(n).metadata, sampleOf(n).bytes);
+    for (let n = 1; n <= 3; n++) await spool.put(sampleOf(n).metadata, sampleOf(n).bytes);
     const reopened = openSpool({ dir, maxBytes: 1_000_000 });
     expect(reopened.stats().count).toBe(3);
     const oldest = reopened.oldest();
-    expect(oldest && reopened.read(oldest)?.metadata.seq).toBe(1);
+    expect(oldest && (await reopened.read(oldest))?.metadata.seq).toBe(1);
   });
 
-  it('ignores and cleans a half-written temp file and a damaged sample after a crash', () => {
+  it('ignores and cleans a half-written temp file and a damaged sample after a crash', async () => {
     const dir = tempDir();
     const spool = openSpool({ dir, maxBytes: 1_000_000 });
-    spool.put(sampleOf(1).metadata, sampleOf(1).bytes);
+    await spool.put(sampleOf(1).metadata, sampleOf(1).bytes);
     writeFileSync(path.join(dir, `.tmp-0000000000000002-${'a'.repeat(64)}.sample`), 'ELS1\0\0');
     writeFileSync(path.join(dir, 'garbage.sample'), 'x');
     const reopened = openSpool({ dir, maxBytes: 1_000_000 });
     expect(reopened.recovery).toMatchObject({ entries: 1, removedTemp: 1, removedBad: 1 });
     expect(readdirSync(dir)).toHaveLength(1);
     // A new sample after the crash gets an ordinal after the survivors.
-    reopened.put(sampleOf(3).metadata, sampleOf(3).bytes);
+    await reopened.put(sampleOf(3).metadata, sampleOf(3).bytes);
     const first = reopened.oldest();
-    expect(first && reopened.read(first)?.metadata.seq).toBe(1);
+    expect(first && (await reopened.read(first))?.metadata.seq).toBe(1);
   });
 
-  it('drops a sample whose bytes were cut short instead of uploading it', () => {
+  it('drops a sample whose bytes were cut short instead of uploading it', async () => {
     const dir = tempDir();
     const spool = openSpool({ dir, maxBytes: 1_000_000 });
-    spool.put(sampleOf(1).metadata, sampleOf(1).bytes);
+    await spool.put(sampleOf(1).metadata, sampleOf(1).bytes);
     const entry = spool.oldest()!;
     writeFileSync(path.join(dir, entry.name), 'ELS1');
-    expect(spool.read(entry)).toBeNull();
+    expect(await spool.read(entry)).toBeNull();
     expect(spool.stats().count).toBe(0);
   });
 
-  it('drops the oldest samples past its byte bound and reports each drop', () => {
+  it('drops the oldest samples past its byte bound and reports each drop', async () => {
     const dir = tempDir();
     const dropped: number[] = [];
     const spool = openSpool({ dir, maxBytes: 5000, onDrop: (e) => dropped.push(e.ordinal) });
-    for (let n = 1; n <= 8; n++) spool.put(sampleOf(n).metadata, sampleOf(n).bytes);
+    for (let n = 1; n <= 8; n++) await spool.put(sampleOf(n).metadata, sampleOf(n).bytes);
     expect(spool.stats().bytes).toBeLessThanOrEqual(5000);
     const kept = spool.stats().count;
     expect(kept).toBeGreaterThanOrEqual(2);
     expect(dropped).toEqual(Array.from({ length: 8 - kept }, (_, i) => i + 1));
-    expect(spool.read(spool.oldest()!)?.metadata.seq).toBe(9 - kept);
-    expect(spool.put(sampleOf(9, 6000).metadata, sampleOf(9, 6000).bytes)).toBe(-1);
+    expect((await spool.read(spool.oldest()!))?.metadata.seq).toBe(9 - kept);
+    expect(await spool.put(sampleOf(9, 6000).metadata, sampleOf(9, 6000).bytes)).toBe(-1);
   });
 
-  it('stores a sha256 once', () => {
+  it('stores a sha256 once', async () => {
     const spool = openSpool({ dir: tempDir(), maxBytes: 1_000_000 });
-    spool.put(sampleOf(1).metadata, sampleOf(1).bytes);
-    spool.put(sampleOf(1).metadata, sampleOf(1).bytes);
+    await spool.put(sampleOf(1).metadata, sampleOf(1).bytes);
+    await spool.put(sampleOf(1).metadata, sampleOf(1).bytes);
     expect(spool.stats().count).toBe(1);
   });
 });

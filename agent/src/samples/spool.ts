@@ -1,15 +1,5 @@
-import {
-  closeSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  statSync,
-  unlinkSync,
-  writeSync,
-} from 'node:fs';
+import { mkdirSync, readdirSync, statSync, unlinkSync } from 'node:fs';
+import { open, readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { type SampleMetadata, SampleMetadata as SampleMetadataSchema } from '@edgeloop/protocol';
 
@@ -42,14 +32,17 @@ export type SpoolRecovery = {
 };
 
 export interface Spool {
-  /** Stores a sample durably; returns how many older samples it pushed out (0 or more), or -1 when it alone is too large. */
-  put(metadata: SampleMetadata, bytes: Uint8Array): number;
+  /**
+   * Stores a sample durably (async file I/O: the vision loop's thread never waits on a disk);
+   * resolves with how many older samples it pushed out (0 or more), or -1 when it alone is too large.
+   */
+  put(metadata: SampleMetadata, bytes: Uint8Array): Promise<number>;
   /** True when a sample with these bytes is waiting already. */
   has(sha256: string): boolean;
   /** The oldest sample waiting, or null. */
   oldest(): SpoolEntry | null;
   /** Reads a sample; null when it is gone or unreadable (an unreadable one is removed). */
-  read(entry: SpoolEntry): { metadata: SampleMetadata; bytes: Buffer } | null;
+  read(entry: SpoolEntry): Promise<{ metadata: SampleMetadata; bytes: Buffer } | null>;
   remove(entry: SpoolEntry): void;
   setMaxBytes(maxBytes: number): void;
   stats(): { readonly count: number; readonly bytes: number; readonly maxBytes: number };
@@ -121,16 +114,17 @@ export function openSpool(deps: SpoolDeps): Spool {
   let next = (entries.at(-1)?.ordinal ?? 0) + 1;
   const recovery: SpoolRecovery = { entries: entries.length, bytes: total, removedTemp, removedBad };
 
-  function syncDir(): void {
+  async function syncDir(): Promise<void> {
     if (!doSync) return;
-    let fd: number | undefined;
     try {
-      fd = openSync(dir, 'r');
-      fsyncSync(fd);
+      const handle = await open(dir, 'r');
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
     } catch {
       // best effort on filesystems that refuse a directory fsync
-    } finally {
-      if (fd !== undefined) closeSync(fd);
     }
   }
 
@@ -141,7 +135,7 @@ export function openSpool(deps: SpoolDeps): Spool {
   }
 
   return {
-    put(metadata, bytes) {
+    async put(metadata, bytes) {
       const sha = metadata.image.sha256;
       if (entries.some((e) => e.sha256 === sha)) return 0;
       const file = encodeSpoolFile(metadata, bytes);
@@ -154,25 +148,25 @@ export function openSpool(deps: SpoolDeps): Spool {
       const ordinal = next++;
       const name = `${String(ordinal).padStart(16, '0')}-${sha}${SUFFIX}`;
       const temp = path.join(dir, `${TEMP_PREFIX}${name}`);
-      const fd = openSync(temp, 'w');
+      const handle = await open(temp, 'w');
       try {
-        writeSync(fd, file);
-        if (doSync) fsyncSync(fd);
+        await handle.writeFile(file);
+        if (doSync) await handle.sync();
       } finally {
-        closeSync(fd);
+        await handle.close();
       }
-      renameSync(temp, path.join(dir, name));
-      syncDir();
+      await rename(temp, path.join(dir, name));
+      await syncDir();
       entries.push({ name, ordinal, sha256: sha, size: file.length });
       total += file.length;
       return pushedOut;
     },
     has: (sha256) => entries.some((e) => e.sha256 === sha256),
     oldest: () => entries[0] ?? null,
-    read(entry) {
+    async read(entry) {
       let file: Buffer;
       try {
-        file = readFileSync(path.join(dir, entry.name));
+        file = await readFile(path.join(dir, entry.name));
       } catch {
         this.remove(entry);
         return null;

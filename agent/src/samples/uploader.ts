@@ -257,7 +257,7 @@ export function createSampleUploader(deps: SampleUploaderDeps): SampleUploader {
         });
         continue;
       }
-      const sample = deps.spool.read(entry);
+      const sample = await deps.spool.read(entry);
       if (!sample) continue;
       let outcome: 'stored' | 'rejected';
       try {

@@ -75,7 +75,7 @@ describe('sample uploader', () => {
   it('uploads a 5 MB sample over a link cut every 1.5 MB, resuming from the acknowledged offset', async () => {
     const { server, spool, uploader } = await setup();
     const s = sample(5 * 1024 * 1024);
-    spool.put(s.metadata, s.bytes);
+    await spool.put(s.metadata, s.bytes);
     server.flapEvery(1.5 * 1024 * 1024);
     uploader.start();
     await drained(spool, uploader);
@@ -91,12 +91,12 @@ describe('sample uploader', () => {
   it('sends no bytes for a sample the control plane already stores (idempotent by sha256)', async () => {
     const { server, spool, uploader } = await setup();
     const s = sample(300_000);
-    spool.put(s.metadata, s.bytes);
+    await spool.put(s.metadata, s.bytes);
     uploader.start();
     await drained(spool, uploader);
     const sent = uploader.stats().bytesSent;
     // The same sample again (a spool restored from a backup, a crash after the 201).
-    spool.put({ ...s.metadata, seq: 2 }, s.bytes);
+    await spool.put({ ...s.metadata, seq: 2 }, s.bytes);
     uploader.kick();
     await drained(spool, uploader);
     expect(uploader.stats().bytesSent).toBe(sent);
@@ -108,8 +108,8 @@ describe('sample uploader', () => {
     const { server, spool, uploader, rejected } = await setup();
     const tooLarge = sample(9 * 1024 * 1024);
     const fine = sample(1000);
-    spool.put(tooLarge.metadata, tooLarge.bytes);
-    spool.put(fine.metadata, fine.bytes);
+    await spool.put(tooLarge.metadata, tooLarge.bytes);
+    await spool.put(fine.metadata, fine.bytes);
     uploader.start();
     await drained(spool, uploader);
     expect(rejected).toHaveLength(1);
@@ -121,7 +121,7 @@ describe('sample uploader', () => {
   it('keeps a sample and retries (never drops it) while the credential is refused', async () => {
     const { server, spool, uploader } = await setup({ password: 'wrong' });
     const s = sample(1000);
-    spool.put(s.metadata, s.bytes);
+    await spool.put(s.metadata, s.bytes);
     uploader.start();
     await new Promise((r) => setTimeout(r, 200));
     expect(spool.stats().count).toBe(1);
@@ -132,7 +132,7 @@ describe('sample uploader', () => {
   it('retries while the control plane is down and uploads when it is back', async () => {
     const { server, spool, uploader } = await setup();
     const s = sample(2000);
-    spool.put(s.metadata, s.bytes);
+    await spool.put(s.metadata, s.bytes);
     server.rejectPostsWith(503);
     uploader.start();
     await new Promise((r) => setTimeout(r, 100));

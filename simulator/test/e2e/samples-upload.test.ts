@@ -163,7 +163,7 @@ describe('sample upload over a flapping link, across a SIGKILL', () => {
       { bytes: big, metadata: metadataOf(big, 1, 1500, 1100) },
       ...small.map((bytes, i) => ({ bytes, metadata: metadataOf(bytes, i + 2, 320, 240) })),
     ];
-    for (const s of samples) spool.put(s.metadata, s.bytes);
+    for (const s of samples) await spool.put(s.metadata, s.bytes);
     const stored = samples.reduce((sum, s) => sum + s.bytes.length, 0);
 
     // First run: killed once about 1.5 MB of the big image crossed the link.
