@@ -141,6 +141,12 @@ export function touchesFleet(batch: readonly ServerEvent[]): boolean {
   );
 }
 
+/** The page's clock and timer, bound (a bare `setTimeout` called as a method throws Illegal invocation). */
+export const pageTimers = {
+  now: () => Date.now(),
+  setTimeout: (fn: () => void, ms: number): unknown => setTimeout(fn, ms),
+};
+
 /** Calls `run` at most once per `intervalMs`, trailing: the last request inside a pause still runs. */
 export function createThrottle(
   run: () => void,

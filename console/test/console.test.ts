@@ -113,6 +113,7 @@ describe.skipIf(missing !== null)('operator console in Chromium', () => {
     await page.goto(`${fixture.url}/devices/gate-cam`);
     await page.getByRole('heading', { name: 'gate-cam', level: 1 }).waitFor();
     await page.locator('.chart canvas').first().waitFor();
+    await expect.poll(() => page.getByTestId('log-status').textContent()).toContain('online (birth)');
     await page.getByLabel('Name').fill('ping');
     await page.getByRole('button', { name: 'Send' }).click();
     const reply = page.getByTestId('command-reply');
@@ -120,10 +121,32 @@ describe.skipIf(missing !== null)('operator console in Chromium', () => {
     await shot('device');
   });
 
+  it('plans a rollout with the dry-run form, shows its cohorts before creating it, then starts it', async () => {
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Rollouts' }).click();
+    await page.getByLabel('Model').selectOption(fixture.models.candidate.id);
+    await page.getByLabel('Devices with labels').fill('fleet=demo');
+    await page.getByRole('button', { name: 'Plan (dry run)' }).click();
+    const plan = page.getByTestId('plan');
+    await expect.poll(() => plan.textContent()).toContain('23 target devices');
+    expect(await plan.textContent()).toMatch(/Canary: cam-\d\d/);
+    await shot('rollout-plan');
+    // Planning created nothing.
+    expect(await fixture.admin.rollouts.list()).toEqual({ ok: true, value: { items: [], nextCursor: null } });
+
+    await page.getByRole('button', { name: 'Start' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Yes, start' }).click();
+    await page.locator('[data-testid=stages] li').first().waitFor();
+    const list = await fixture.admin.rollouts.list();
+    expect(list.ok && list.value.items).toHaveLength(1);
+    expect(new URL(page.url()).pathname).toBe(`/rollouts/${list.ok ? list.value.items[0]!.id : ''}`);
+    // Out of the way of the next test's rollout.
+    expect((await fixture.admin.rollouts.act(list.ok ? list.value.items[0]!.id : '', 'abort')).ok).toBe(true);
+  });
+
   it('shows a rollout created by the API with its stages and last verdict, and aborts it after a confirmation', async () => {
     const rollout = await fixture.createRollout();
     for (let i = 0; i < 6; i++) await fixture.cycle();
-    await page.getByRole('link', { name: 'Rollouts' }).click();
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Rollouts' }).click();
     await page.locator(`tr[data-rollout="${rollout.id}"]`).waitFor();
     await shot('rollouts');
     await page.getByRole('link', { name: rollout.id }).click();
@@ -182,7 +205,7 @@ describe.skipIf(missing !== null)('operator console in Chromium', () => {
   });
 
   it('lists the models with signature, size and hardware', async () => {
-    await page.getByRole('link', { name: 'Models' }).click();
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Models' }).click();
     const rows = page.locator('[data-testid=model-table] tbody tr');
     await expect.poll(() => rows.count()).toBe(2);
     expect(await rows.first().textContent()).toContain('det@');
@@ -200,7 +223,7 @@ describe.skipIf(missing !== null)('operator console in Chromium', () => {
       );
     }
     expect(focused).toEqual(expect.arrayContaining(['Skip to content', 'Fleet', 'Rollouts', 'Models']));
-    await page.getByRole('link', { name: 'Rollouts' }).focus();
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Rollouts' }).focus();
     await page.keyboard.press('Enter');
     await page.getByRole('heading', { name: 'Rollouts', level: 1 }).waitFor();
   });

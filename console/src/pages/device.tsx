@@ -1,10 +1,10 @@
-import type { CommandResponse, DeviceDetail, Failure, TelemetryHistory } from '@edgeloop/protocol';
+import type { CommandResponse, DeviceDetail, Failure, MessageList, TelemetryHistory } from '@edgeloop/protocol';
 import { useMemo, useState } from 'preact/hooks';
 import { TimeChart } from '../chart.tsx';
 import { ErrorNote, HealthBadge, StatusBadge, useResult } from '../components.tsx';
 import { Link, useLiveEvents, useSession } from '../context.tsx';
 import { formatAgo, formatBytes, formatNumber, formatTime } from '../format.ts';
-import { createThrottle } from '../live.ts';
+import { createThrottle, pageTimers } from '../live.ts';
 
 const RANGES = [
   { label: '15 min', ms: 15 * 60_000 },
@@ -54,7 +54,7 @@ export function DevicePage(props: { id: string }) {
           detail.reload();
         },
         2000,
-        { now: Date.now, setTimeout },
+        pageTimers,
       ),
     [detail.reload],
   );
@@ -238,8 +238,51 @@ export function DevicePage(props: { id: string }) {
           <p>No telemetry in this range.</p>
         )}
       </div>
+      <div class="grid2">
+        <MessageLog id={props.id} channel="status" title="Status history" />
+        <MessageLog id={props.id} channel="events" title="Events" />
+      </div>
       {canAct ? <CommandBox id={props.id} /> : null}
     </section>
+  );
+}
+
+/** What a stored status or event message says, in a few words. */
+export function describeMessage(body: Record<string, unknown>): string {
+  if (typeof body.state === 'string')
+    return `${body.state}${typeof body.reason === 'string' ? ` (${body.reason})` : ''}`;
+  const type = typeof body.type === 'string' ? body.type : 'event';
+  const severity = typeof body.severity === 'string' ? `${body.severity} ` : '';
+  return `${severity}${type}${typeof body.message === 'string' ? `: ${body.message}` : ''}`;
+}
+
+function MessageLog(props: { id: string; channel: 'status' | 'events'; title: string }) {
+  const { client } = useSession();
+  const log = useResult<MessageList>(
+    (signal) => client.devices.messages(props.id, { channel: props.channel, limit: 20 }, signal),
+    [client, props.id, props.channel],
+  );
+  const refetch = useMemo(() => createThrottle(() => log.reload(), 2000, pageTimers), [log.reload]);
+  useLiveEvents(
+    (batch) => {
+      if (batch.some((event) => event.data.deviceId === props.id)) refetch();
+    },
+    [props.id, refetch],
+  );
+  return (
+    <div class="panel">
+      <h2>{props.title}</h2>
+      <ErrorNote error={log.error} />
+      <ol class="log" data-testid={`log-${props.channel}`}>
+        {(log.value?.items ?? []).map((message) => (
+          <li key={message.msgId}>
+            <time dateTime={new Date(message.deviceTs).toISOString()}>{formatTime(message.deviceTs)}</time>{' '}
+            {describeMessage(message.body)}
+          </li>
+        ))}
+      </ol>
+      {log.value && log.value.items.length === 0 ? <p>None yet.</p> : null}
+    </div>
   );
 }
 

@@ -3,7 +3,7 @@ import { useMemo, useState } from 'preact/hooks';
 import { ErrorNote, HealthBadge, StatusBadge, useResult } from '../components.tsx';
 import { Link, useLiveEvents, useSession } from '../context.tsx';
 import { formatAgo, formatNumber } from '../format.ts';
-import { applyDevicePatches, createThrottle, devicePatches, touchesFleet } from '../live.ts';
+import { applyDevicePatches, createThrottle, devicePatches, pageTimers, touchesFleet } from '../live.ts';
 
 const PAGE_SIZE = 50;
 
@@ -39,10 +39,7 @@ export function FleetPage() {
   const page = useResult<DeviceList>((signal) => client.devices.list(query, signal), [client, query]);
 
   // Live: patch the rows in place each frame; refetch the counts (and the page on enrolment) at most once a second.
-  const refetchSummary = useMemo(
-    () => createThrottle(() => summary.reload(), 1000, { now: Date.now, setTimeout }),
-    [summary.reload],
-  );
+  const refetchSummary = useMemo(() => createThrottle(() => summary.reload(), 1000, pageTimers), [summary.reload]);
   useLiveEvents(
     (batch) => {
       if (!touchesFleet(batch)) return;

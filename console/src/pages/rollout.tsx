@@ -4,7 +4,7 @@ import { TimeChart } from '../chart.tsx';
 import { ConfirmButton, ErrorNote, StateBadge, useResult } from '../components.tsx';
 import { Link, useLiveEvents, useSession } from '../context.tsx';
 import { formatDuration, formatNumber, formatTime } from '../format.ts';
-import { createThrottle } from '../live.ts';
+import { createThrottle, pageTimers } from '../live.ts';
 
 type StageState = 'done' | 'current' | 'pending';
 
@@ -57,7 +57,7 @@ export function RolloutPage(props: { id: string }) {
           events.reload();
         },
         1000,
-        { now: Date.now, setTimeout },
+        pageTimers,
       ),
     [rollout.reload, events.reload],
   );

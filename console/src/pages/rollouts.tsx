@@ -4,10 +4,11 @@ import { useMemo, useState } from 'preact/hooks';
 import { ErrorNote, StateBadge, useResult } from '../components.tsx';
 import { Link, useLiveEvents, useSession } from '../context.tsx';
 import { formatTime } from '../format.ts';
-import { createThrottle } from '../live.ts';
+import { createThrottle, pageTimers } from '../live.ts';
+import { RolloutPlanner } from './rollout-planner.tsx';
 
 export function RolloutsPage() {
-  const { client } = useSession();
+  const { client, canAct } = useSession();
   const [status, setStatus] = useState<RolloutStatus | ''>('');
   const [cursors, setCursors] = useState<(string | undefined)[]>([undefined]);
   const cursor = cursors.at(-1);
@@ -16,10 +17,7 @@ export function RolloutsPage() {
       client.rollouts.list({ limit: 50, ...(status ? { status } : {}), ...(cursor ? { cursor } : {}) }, signal),
     [client, status, cursor],
   );
-  const refetch = useMemo(
-    () => createThrottle(() => list.reload(), 1000, { now: Date.now, setTimeout }),
-    [list.reload],
-  );
+  const refetch = useMemo(() => createThrottle(() => list.reload(), 1000, pageTimers), [list.reload]);
   useLiveEvents(
     (batch) => {
       if (batch.some((event) => event.type.startsWith('rollout.'))) refetch();
@@ -29,6 +27,7 @@ export function RolloutsPage() {
   return (
     <section>
       <h1>Rollouts</h1>
+      {canAct ? <RolloutPlanner /> : null}
       <form class="filters" aria-label="Rollout filters" onSubmit={(event) => event.preventDefault()}>
         <label>
           Status
