@@ -8,6 +8,7 @@ import { ModelsPage } from './pages/models.tsx';
 import { RolloutPage } from './pages/rollout.tsx';
 import { RolloutsPage } from './pages/rollouts.tsx';
 import { SignInPage } from './pages/sign-in.tsx';
+import { SitesPage } from './pages/sites.tsx';
 import { parseRoute, type Route, tokenFromHash } from './route.ts';
 import { type Session, signIn, storedToken, storeToken } from './session.ts';
 
@@ -109,6 +110,7 @@ function SignedIn(props: { session: Session; route: Route; onSignOut: () => void
             {(
               [
                 ['fleet', '/', 'Fleet'],
+                ['sites', '/sites', 'Sites'],
                 ['rollouts', '/rollouts', 'Rollouts'],
                 ['models', '/models', 'Models'],
               ] as const
@@ -150,6 +152,8 @@ function Page(props: { route: Route }) {
       return <RolloutPage id={route.id} />;
     case 'models':
       return <ModelsPage />;
+    case 'sites':
+      return <SitesPage />;
     case 'not-found':
       return (
         <section>

@@ -3,13 +3,14 @@ import { parseRoute, pathOf, tokenFromHash } from './route.ts';
 
 describe('parseRoute', () => {
   it('maps every console path to its page and back', () => {
-    const paths = ['/', '/devices/cam%2F1', '/rollouts', '/rollouts/r-1', '/models'];
+    const paths = ['/', '/devices/cam%2F1', '/rollouts', '/rollouts/r-1', '/models', '/sites'];
     expect(paths.map(parseRoute)).toEqual([
       { page: 'fleet' },
       { page: 'device', id: 'cam/1' },
       { page: 'rollouts' },
       { page: 'rollout', id: 'r-1' },
       { page: 'models' },
+      { page: 'sites' },
     ]);
     expect(paths.map((path) => pathOf(parseRoute(path)))).toEqual(paths);
   });

@@ -6,6 +6,7 @@ export type Route =
   | { readonly page: 'rollouts' }
   | { readonly page: 'rollout'; readonly id: string }
   | { readonly page: 'models' }
+  | { readonly page: 'sites' }
   | { readonly page: 'not-found'; readonly path: string };
 
 export function parseRoute(pathname: string): Route {
@@ -17,6 +18,7 @@ export function parseRoute(pathname: string): Route {
     if (head === 'devices' && !id) return { page: 'fleet' };
     if (head === 'rollouts') return id ? { page: 'rollout', id } : { page: 'rollouts' };
     if (head === 'models' && !id) return { page: 'models' };
+    if (head === 'sites' && !id) return { page: 'sites' };
   }
   return { page: 'not-found', path: pathname };
 }
@@ -33,6 +35,8 @@ export function pathOf(route: Route): string {
       return `/rollouts/${encodeURIComponent(route.id)}`;
     case 'models':
       return '/models';
+    case 'sites':
+      return '/sites';
     case 'not-found':
       return route.path;
   }

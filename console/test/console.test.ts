@@ -204,6 +204,15 @@ describe.skipIf(missing !== null)('operator console in Chromium', () => {
     await viewer.close();
   });
 
+  it('groups the devices by site', async () => {
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Sites' }).click();
+    const north = page.locator('tr[data-site=north] td');
+    // 8 virtual devices in the north, and door-cam, offline since the test above.
+    await expect.poll(() => north.allTextContents()).toEqual(['9', '8', '1', '0', '0']);
+    expect(await page.locator('[data-testid=site-table] tbody tr').count()).toBe(3);
+    await shot('sites');
+  });
+
   it('lists the models with signature, size and hardware', async () => {
     await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Models' }).click();
     const rows = page.locator('[data-testid=model-table] tbody tr');
