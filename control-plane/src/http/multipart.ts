@@ -1,14 +1,22 @@
 /*
- * A streaming multipart/form-data reader (RFC 7578) for uploads too large to hold in memory:
- * parts are yielded one at a time with their body as an async iterable of chunks, so a 1 GiB
- * model goes from the socket to a file in bounded memory. A part whose body the caller does not
- * read is skipped. The whole request is capped at `maxBytes`, headers at `maxHeaderBytes`.
+ * A streaming multipart/form-data reader (RFC 7578) for uploads too large to hold in memory,
+ * on top of busboy: parts are yielded one at a time with their body as an async iterable of
+ * chunks, so a 1 GiB model goes from the socket to a file in bounded memory. Busboy holds back
+ * the source while a file part's body is unread (backpressure); a part whose body the caller
+ * does not read is skipped. The whole request is capped at `maxBytes`.
+ *
+ * What busboy decides: a part with a filename (or of type application/octet-stream) is a file
+ * and streams; any other part is a field, buffered up to `maxFieldBytes`. Part headers are capped
+ * at 16 KiB (its fixed limit). A part without Content-Disposition: form-data is ignored.
  */
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import busboy from 'busboy';
 
 export class MultipartError extends Error {
   readonly code: 'bad_request' | 'payload_too_large';
-  constructor(code: 'bad_request' | 'payload_too_large', message: string) {
-    super(message);
+  constructor(code: 'bad_request' | 'payload_too_large', message: string, options?: { cause?: unknown }) {
+    super(message, options);
     this.name = 'MultipartError';
     this.code = code;
   }
@@ -18,15 +26,16 @@ export type MultipartPart = {
   /** The form field name (Content-Disposition name). */
   readonly name: string;
   readonly filename: string | null;
-  readonly contentType: string | null;
+  /** The part's media type without parameters; text/plain when the part names none (RFC 7578 4.4). */
+  readonly contentType: string;
   readonly body: AsyncIterable<Uint8Array>;
 };
 
 export type MultipartOptions = {
   /** Bytes of the whole body, headers and boundaries included. */
   readonly maxBytes: number;
-  /** Bytes of one part's headers (and of the preamble). */
-  readonly maxHeaderBytes?: number;
+  /** Bytes of one field (a part without a filename), which is held in memory. Default 1 MiB. */
+  readonly maxFieldBytes?: number;
   readonly maxParts?: number;
 };
 
@@ -40,177 +49,163 @@ export function boundaryOf(contentType: string | undefined | null): string | nul
     if (eq === -1 || param.slice(0, eq).trim().toLowerCase() !== 'boundary') continue;
     let value = param.slice(eq + 1).trim();
     if (value.startsWith('"') && value.endsWith('"') && value.length >= 2) value = value.slice(1, -1);
-    // RFC 2046: 1 to 70 characters.
-    return value.length >= 1 && value.length <= 70 ? value : null;
+    // RFC 2046: 1 to 70 characters, none of them a quote or backslash.
+    return value.length >= 1 && value.length <= 70 && !/["\\]/.test(value) ? value : null;
   }
   return null;
 }
 
-const CRLF = Buffer.from('\r\n');
-const HEADER_END = Buffer.from('\r\n\r\n');
-
-/** Pulls chunks from the source into a small buffer, counting every byte against the limit. */
-function createReader(source: AsyncIterable<Uint8Array>, maxBytes: number) {
-  const iterator = source[Symbol.asyncIterator]();
-  let buffer: Buffer = Buffer.alloc(0);
-  let total = 0;
-  let ended = false;
-  return {
-    get buffer() {
-      return buffer;
-    },
-    consume(bytes: number) {
-      buffer = buffer.subarray(bytes);
-    },
-    /** Reads one more chunk; false at the end of the source. */
-    async more(): Promise<boolean> {
-      if (ended) return false;
-      const next = await iterator.next();
-      if (next.done) {
-        ended = true;
-        return false;
-      }
-      const chunk = next.value;
-      total += chunk.byteLength;
-      if (total > maxBytes) throw new MultipartError('payload_too_large', `request body exceeds ${maxBytes} bytes`);
-      const bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-      buffer = buffer.length === 0 ? bytes : Buffer.concat([buffer, bytes]);
-      return true;
-    },
-    async close() {
-      await iterator.return?.();
-    },
-  };
+/** Busboy's errors (plain Errors) as MultipartErrors; ours pass through. */
+function asMultipartError(error: unknown): MultipartError {
+  if (error instanceof MultipartError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  return new MultipartError('bad_request', `malformed multipart/form-data body: ${message}`, { cause: error });
 }
 
-function parseHeaders(text: string): { name: string; filename: string | null; contentType: string | null } {
-  let disposition: string | null = null;
-  let contentType: string | null = null;
-  for (const line of text.split('\r\n')) {
-    const colon = line.indexOf(':');
-    if (colon === -1) throw new MultipartError('bad_request', `malformed part header "${line.slice(0, 80)}"`);
-    const key = line.slice(0, colon).trim().toLowerCase();
-    const value = line.slice(colon + 1).trim();
-    if (key === 'content-disposition') disposition = value;
-    else if (key === 'content-type') contentType = value;
+/** The source as Buffers (what busboy parses), refused past `maxBytes`. */
+async function* countBytes(source: AsyncIterable<Uint8Array>, maxBytes: number): AsyncGenerator<Buffer> {
+  let total = 0;
+  for await (const chunk of source) {
+    total += chunk.byteLength;
+    if (total > maxBytes) throw new MultipartError('payload_too_large', `request body exceeds ${maxBytes} bytes`);
+    yield Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
   }
-  if (!disposition || !/^form-data\b/i.test(disposition)) {
-    throw new MultipartError('bad_request', 'a part lacks Content-Disposition: form-data');
-  }
-  const param = (key: string): string | null => {
-    const match = new RegExp(`;\\s*${key}\\s*=\\s*(?:"((?:[^"\\\\]|\\\\.)*)"|([^;\\s]+))`, 'i').exec(disposition);
-    if (!match) return null;
-    return match[1] !== undefined ? match[1].replace(/\\(.)/g, '$1') : (match[2] ?? null);
+}
+
+type QueuedPart = { readonly part: MultipartPart; readonly skip: () => Promise<void> };
+
+/**
+ * A file part's body over busboy's stream. Leaving the loop early does not destroy the stream
+ * (busboy would then wait on it forever); the reader skips what is left before the next part.
+ */
+function filePart(stream: Readable): Pick<QueuedPart, 'skip'> & { body: AsyncIterable<Uint8Array> } {
+  const chunks = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  let ended = false;
+  const next = async (): Promise<IteratorResult<Uint8Array>> => {
+    if (ended) return { done: true, value: undefined };
+    try {
+      const result = await chunks.next();
+      if (result.done) ended = true;
+      return result;
+    } catch (error) {
+      ended = true;
+      throw asMultipartError(error);
+    }
   };
-  const name = param('name');
-  if (name === null) throw new MultipartError('bad_request', 'a part has no name');
-  return { name, filename: param('filename'), contentType };
+  return {
+    body: {
+      [Symbol.asyncIterator]: () => ({ next, return: async () => ({ done: true, value: undefined }) }),
+    },
+    async skip() {
+      while (!(await next()).done) {
+        // discard
+      }
+    },
+  };
 }
 
 /**
- * Yields the parts of a multipart/form-data body. Read (or skip) each part's body before asking
- * for the next part. Throws MultipartError for a malformed body or one over the limits.
+ * Yields the parts of a multipart/form-data body in order. Read (or skip) each part's body before
+ * asking for the next part. Throws MultipartError for a malformed or truncated body or one over
+ * the limits. Leaving the loop early stops reading the source.
  */
 export async function* readMultipart(
   source: AsyncIterable<Uint8Array>,
   boundary: string,
   options: MultipartOptions,
 ): AsyncGenerator<MultipartPart> {
-  const maxHeaderBytes = options.maxHeaderBytes ?? 16 * 1024;
+  const maxFieldBytes = options.maxFieldBytes ?? 1024 * 1024;
   const maxParts = options.maxParts ?? 16;
-  const reader = createReader(source, options.maxBytes);
-  const opening = Buffer.from(`--${boundary}`);
-  const delimiter = Buffer.from(`\r\n--${boundary}`);
 
-  const need = async (bytes: number, what: string) => {
-    while (reader.buffer.length < bytes) {
-      if (!(await reader.more())) throw new MultipartError('bad_request', `body ends inside ${what}`);
-    }
+  let parser: busboy.Busboy;
+  try {
+    parser = busboy({
+      headers: { 'content-type': `multipart/form-data; boundary="${boundary}"` },
+      // Busboy marks a field truncated on reaching the limit, so one byte more lets exactly max through.
+      limits: { fieldSize: maxFieldBytes + 1 },
+    });
+  } catch (error) {
+    throw new MultipartError('bad_request', `not a multipart/form-data boundary: ${(error as Error).message}`);
+  }
+
+  const queue: QueuedPart[] = [];
+  let failure: MultipartError | null = null;
+  let finished = false;
+  let wake: (() => void) | null = null;
+  const notify = () => {
+    wake?.();
+    wake = null;
+  };
+  const fail = (error: unknown) => {
+    failure ??= asMultipartError(error);
+    parser.destroy(failure);
+    notify();
   };
 
-  try {
-    // Preamble: skip to the first boundary.
-    for (;;) {
-      const at = reader.buffer.indexOf(opening);
-      if (at !== -1) {
-        reader.consume(at + opening.length);
-        break;
-      }
-      if (reader.buffer.length > maxHeaderBytes) throw new MultipartError('bad_request', 'no multipart boundary found');
-      if (!(await reader.more())) throw new MultipartError('bad_request', 'no multipart boundary found');
+  let parts = 0;
+  /** Whether a new part may be queued; fails the reader when not. */
+  const admit = (name: string | undefined): name is string => {
+    if (failure) return false;
+    if (++parts > maxParts) fail(new MultipartError('bad_request', `more than ${maxParts} parts`));
+    else if (!name) fail(new MultipartError('bad_request', 'a part has no name'));
+    return failure === null;
+  };
+
+  parser.on('file', (name: string | undefined, stream: Readable, info: busboy.FileInfo) => {
+    // Its errors reach the caller through the body (or the reader), not as an unhandled event.
+    stream.on('error', () => {});
+    if (!admit(name)) {
+      stream.resume();
+      return;
     }
+    const { body, skip } = filePart(stream);
+    queue.push({ part: { name, filename: info.filename ?? null, contentType: info.mimeType, body }, skip });
+    notify();
+  });
+  parser.on('field', (name: string | undefined, value: string, info: busboy.FieldInfo) => {
+    if (!admit(name)) return;
+    if (info.valueTruncated) {
+      fail(new MultipartError('payload_too_large', `part ${name} exceeds ${maxFieldBytes} bytes`));
+      return;
+    }
+    const bytes = Buffer.from(value, 'utf8');
+    const body: AsyncIterable<Uint8Array> = {
+      async *[Symbol.asyncIterator]() {
+        yield bytes;
+      },
+    };
+    queue.push({ part: { name, filename: null, contentType: info.mimeType, body }, skip: async () => {} });
+    notify();
+  });
 
-    for (let parts = 0; ; parts++) {
-      // After a boundary: `--` closes the body; otherwise optional padding and CRLF.
-      await need(2, 'a boundary');
-      if (reader.buffer[0] === 0x2d && reader.buffer[1] === 0x2d) return;
-      for (;;) {
-        const lineEnd = reader.buffer.indexOf(CRLF);
-        if (lineEnd !== -1) {
-          if (reader.buffer.subarray(0, lineEnd).toString('latin1').trim() !== '') {
-            throw new MultipartError('bad_request', 'unexpected bytes after a boundary');
-          }
-          reader.consume(lineEnd + 2);
-          break;
-        }
-        if (reader.buffer.length > 256) throw new MultipartError('bad_request', 'unexpected bytes after a boundary');
-        if (!(await reader.more())) throw new MultipartError('bad_request', 'body ends inside a boundary');
-      }
-      if (parts >= maxParts) throw new MultipartError('bad_request', `more than ${maxParts} parts`);
+  const input = Readable.from(countBytes(source, options.maxBytes), { objectMode: false });
+  // pipeline() carries backpressure (busboy holds a write while a file body is unread), routes an
+  // error of either side to the other, and closes the source when the parser stops.
+  pipeline(input, parser).then(
+    () => {
+      finished = true;
+      notify();
+    },
+    (error: unknown) => fail(error),
+  );
 
-      // Headers.
-      let headerEnd: number;
-      for (;;) {
-        headerEnd = reader.buffer.indexOf(HEADER_END);
-        if (headerEnd !== -1) break;
-        if (reader.buffer.length > maxHeaderBytes) {
-          throw new MultipartError('bad_request', `part headers exceed ${maxHeaderBytes} bytes`);
-        }
-        if (!(await reader.more())) throw new MultipartError('bad_request', 'body ends inside part headers');
+  try {
+    for (;;) {
+      if (failure) throw failure;
+      const next = queue.shift();
+      if (next) {
+        yield next.part;
+        await next.skip();
+        continue;
       }
-      const headers = parseHeaders(reader.buffer.subarray(0, headerEnd).toString('utf8'));
-      reader.consume(headerEnd + HEADER_END.length);
-
-      // Body: everything up to the next CRLF--boundary, streamed.
-      let finished = false;
-      /** The next chunk of this part's body, or null after its last. */
-      const nextChunk = async (): Promise<Buffer | null> => {
-        while (!finished) {
-          const at = reader.buffer.indexOf(delimiter);
-          if (at !== -1) {
-            const last = reader.buffer.subarray(0, at);
-            reader.consume(at + delimiter.length);
-            finished = true;
-            return last.length > 0 ? last : null;
-          }
-          // Keep a tail that could be the start of the delimiter.
-          const safe = reader.buffer.length - (delimiter.length - 1);
-          if (safe > 0) {
-            const chunk = reader.buffer.subarray(0, safe);
-            reader.consume(safe);
-            return chunk;
-          }
-          if (!(await reader.more())) throw new MultipartError('bad_request', 'body ends inside a part');
-        }
-        return null;
-      };
-      const body: AsyncIterable<Uint8Array> = {
-        async *[Symbol.asyncIterator]() {
-          for (;;) {
-            const chunk = await nextChunk();
-            if (chunk === null) return;
-            yield chunk;
-          }
-        },
-      };
-      yield { ...headers, body };
-      // Skip whatever the caller left unread.
-      while ((await nextChunk()) !== null) {
-        // discard
-      }
+      if (finished) return;
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+      });
     }
   } finally {
-    await reader.close();
+    // Done, failed, or the caller left early: stop reading the source (a no-op once finished).
+    if (!finished) input.destroy();
   }
 }
 
