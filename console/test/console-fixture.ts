@@ -285,8 +285,9 @@ export async function openBrowser(): Promise<ConsoleBrowser> {
     });
     page.on('requestfailed', (request) => {
       const url = new URL(request.url());
-      // The event stream is cut when a page closes or signs out; that is not a failure.
-      if (url.pathname === '/api/v1/events' && request.failure()?.errorText === 'net::ERR_ABORTED') return;
+      // The page cancels its own reads when a view closes (the event stream, a list still loading
+      // when the operator moves on): an aborted GET is not a failure. Anything else is.
+      if (request.method() === 'GET' && request.failure()?.errorText === 'net::ERR_ABORTED') return;
       problems.push(`request failed: ${request.method()} ${url.pathname}: ${request.failure()?.errorText}`);
     });
     page.on('response', (response) => {

@@ -235,6 +235,20 @@ function Verdict(props: { verdict: VerdictView }) {
   );
 }
 
+/** Where a gate's comparison fails: above the threshold, below it, or (detections) outside 1 +- it. */
+function failingBands(gate: string, threshold: number, span: number): { from: number; to: number }[] {
+  if (gate === 'fps-ratio' || gate === 'shadow-precision' || gate === 'shadow-recall') {
+    return [{ from: threshold - span, to: threshold }];
+  }
+  if (gate === 'detections-change') {
+    return [
+      { from: 1 - threshold - span, to: 1 - threshold },
+      { from: 1 + threshold, to: 1 + threshold + span },
+    ];
+  }
+  return [{ from: threshold, to: threshold + span }];
+}
+
 function GateCharts(props: { verdicts: readonly VerdictView[]; stageIndex: number }) {
   const gates = useMemo(() => gateSeries(props.verdicts, props.stageIndex), [props.verdicts, props.stageIndex]);
   const withData = [...gates.values()].filter((g) => g.estimate.some((e) => e !== null));
@@ -257,7 +271,7 @@ function GateCharts(props: { verdicts: readonly VerdictView[]; stageIndex: numbe
               times={gate.times}
               series={[{ label: gate.kind, values: gate.estimate }]}
               height={180}
-              band={{ from: gate.threshold, to: gate.threshold + span * 2, label: 'threshold' }}
+              bands={failingBands(gate.kind, gate.threshold, span * 2)}
             />
           );
         })}
