@@ -26,6 +26,7 @@ import { createModelRegistry, type ModelRegistry } from './models/registry.ts';
 import { loadTrustedKeys } from './models/trusted-keys.ts';
 import { createRolloutEngine, ROLLOUT_LEADER_LOCK_KEY, type RolloutEngine } from './rollouts/engine.ts';
 import { createRolloutService, type RolloutService } from './rollouts/service.ts';
+import { createSamplePolicyService } from './samples/policies.ts';
 import { createSampleService, type SampleService } from './samples/service.ts';
 import { createSecretHasher, loadOrCreatePepper } from './secrets.ts';
 import { createHealthSweeper, createRetentionPruner, systemTimers, type Timers } from './sweeper.ts';
@@ -213,6 +214,7 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         live: ingest,
         broker: openBroker,
         mqttEndpoint: () => mqttEndpoint,
+        samplePolicies: store.samplePolicies,
       });
 
       let mqttPort: number;
@@ -293,6 +295,12 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
           service: createDatasetService({ datasets: store.datasets, samples: store.samples, blobs, clock }),
           labelsLimitBytes: DEFAULT_LABELS_LIMIT_BYTES,
         },
+        samplePolicies: createSamplePolicyService({
+          policies: store.samplePolicies,
+          devices: store.devices,
+          fleet,
+          clock,
+        }),
         ...(deps.extraRoutes ? { extraRoutes: deps.extraRoutes } : {}),
       });
       const httpServer = createAdaptorServer({ fetch: app.fetch }) as HttpServer;

@@ -9,9 +9,10 @@ import {
   type SetDesiredRequest,
 } from '@edgeloop/protocol';
 import type { CommandError, CommandRequest } from './broker.ts';
-import type { DeviceRecord, DeviceRepository } from './db/repositories.ts';
+import type { DeviceRecord, DeviceRepository, SamplePolicyRepository } from './db/repositories.ts';
 import type { EventBus } from './events.ts';
 import type { Clock } from './ingest.ts';
+import { effectivePolicy, sameJson } from './samples/policy-selectors.ts';
 import { generateSecret, type SecretHasher } from './secrets.ts';
 
 /*
@@ -40,10 +41,19 @@ export type FleetDeps = {
     ): Promise<Result<Reply, CommandError>>;
   };
   readonly mqttEndpoint: () => MqttEndpoint;
+  /**
+   * Sample policies by label selector: a device enrolled later, or whose labels change, gets the
+   * policy of the most specific selector it matches in its desired state.
+   */
+  readonly samplePolicies?: Pick<SamplePolicyRepository, 'list'>;
 };
 
 /** Desired-state fields the model registry / rollouts set (issue 4). */
-export type DesiredChange = SetDesiredRequest & { readonly model?: Desired['model'] };
+export type DesiredChange = SetDesiredRequest & {
+  readonly model?: Desired['model'];
+  /** Set by the sample-policy selectors (samples/policies.ts); null clears the device's policy. */
+  readonly samplePolicy?: Desired['samplePolicy'];
+};
 
 export type Fleet = {
   enroll(input: {
@@ -81,7 +91,7 @@ export function toDeviceView(record: DeviceRecord) {
 
 export function createFleet(deps: FleetDeps): Fleet {
   const { devices, hasher, bus, clock } = deps;
-  return {
+  const fleet: Fleet = {
     async enroll(input) {
       const checked = checkDeviceId(input.id);
       if (!checked.ok) return checked;
@@ -95,6 +105,7 @@ export function createFleet(deps: FleetDeps): Fleet {
       });
       if (!enrolled.ok) return enrolled;
       deps.live.addDevice(id, enrolled.value.enrolledAt);
+      await applySamplePolicy(id, enrolled.value.labels);
       bus.publish('device.enrolled', { deviceId: id, labels: { ...input.labels } });
       return ok({
         device: toDeviceView(enrolled.value),
@@ -113,8 +124,10 @@ export function createFleet(deps: FleetDeps): Fleet {
       return true;
     },
 
-    patchLabels(id, patch) {
-      return devices.patchLabels(id, patch);
+    async patchLabels(id, patch) {
+      const record = await devices.patchLabels(id, patch);
+      if (record) await applySamplePolicy(id, record.labels);
+      return record;
     },
 
     async setDesired(id, change) {
@@ -124,9 +137,11 @@ export function createFleet(deps: FleetDeps): Fleet {
         const telemetryIntervalS = change.telemetryIntervalS ?? current?.telemetryIntervalS;
         const config = change.config ?? current?.config;
         const model = change.model !== undefined ? change.model : current?.model;
+        const samplePolicy = change.samplePolicy !== undefined ? change.samplePolicy : current?.samplePolicy;
         if (telemetryIntervalS !== undefined) next.telemetryIntervalS = telemetryIntervalS;
         if (config !== undefined) next.config = config;
         if (model !== undefined) next.model = model;
+        if (samplePolicy !== undefined) next.samplePolicy = samplePolicy;
         return next;
       });
       if (desired) await deps.broker.publishDesired(id, desired);
@@ -143,4 +158,17 @@ export function createFleet(deps: FleetDeps): Fleet {
       return all.length;
     },
   };
+
+  /** Copies the device's effective selector policy into its desired state when it differs. */
+  async function applySamplePolicy(id: string, labels: Labels): Promise<void> {
+    if (!deps.samplePolicies) return;
+    const records = await deps.samplePolicies.list();
+    if (records.length === 0) return;
+    const policy = effectivePolicy(records, labels);
+    const current = (await devices.snapshots({ ids: [id] }))[0]?.desired?.samplePolicy;
+    if (sameJson(policy, current ?? null) || (policy === null && current === undefined)) return;
+    await fleet.setDesired(id, { samplePolicy: policy as Desired['samplePolicy'] });
+  }
+
+  return fleet;
 }

@@ -488,6 +488,8 @@ describe('events and OpenAPI', () => {
         'GET /api/v1/datasets/{id}',
         'PUT /api/v1/datasets/{id}/labels',
         'GET /api/v1/datasets/{id}/export',
+        'PUT /api/v1/sample-policy',
+        'GET /api/v1/sample-policy',
       ].sort(),
     );
     const enroll = doc.paths['/api/v1/devices']!.post!;

@@ -73,7 +73,8 @@ function postgresFactory(): Factory {
       await store.db.execute(
         sql`DELETE FROM rollout_events; DELETE FROM rollout_devices; DELETE FROM rollouts; DELETE FROM models;
             DELETE FROM devices; DELETE FROM messages; DELETE FROM dead_letters; DELETE FROM api_tokens;
-            DELETE FROM dataset_samples; DELETE FROM datasets; DELETE FROM sample_uploads; DELETE FROM samples`,
+            DELETE FROM dataset_samples; DELETE FROM datasets; DELETE FROM sample_uploads; DELETE FROM samples;
+            DELETE FROM sample_policies`,
       );
       return { store, dispose: () => store.close() };
     },
@@ -865,6 +866,36 @@ describe.each(factories)('store contract: $name', (factory) => {
           (await store.datasets.list({ before: { createdAt: T + 3, id: 'a@3' }, limit: 1 })).map((d) => d.id),
         ).toEqual(['b@2']);
       });
+    });
+  });
+
+  describe('sample policies', () => {
+    it('stores one policy per selector whatever the key order, replaces it, and removes it', async () => {
+      const policy = { strategies: [{ kind: 'random', share: 0.01 }], limits: { perMinute: 10 } };
+      await store.samplePolicies.put({ selector: {}, policy, updatedAt: T, updatedBy: null });
+      await store.samplePolicies.put({
+        selector: { site: 'north', line: 'a' },
+        policy: { strategies: [] },
+        updatedAt: T + 1,
+        updatedBy: 'tok1',
+      });
+      await store.samplePolicies.put({
+        selector: { line: 'a', site: 'north' },
+        policy,
+        updatedAt: T + 2,
+        updatedBy: 'tok2',
+      });
+      const listed = await store.samplePolicies.list();
+      expect(listed).toHaveLength(2);
+      expect(listed.find((r) => Object.keys(r.selector).length === 2)).toEqual({
+        selector: { site: 'north', line: 'a' },
+        policy,
+        updatedAt: T + 2,
+        updatedBy: 'tok2',
+      });
+      expect(await store.samplePolicies.remove({ site: 'north', line: 'a' })).toBe(true);
+      expect(await store.samplePolicies.remove({ site: 'north', line: 'a' })).toBe(false);
+      expect((await store.samplePolicies.list()).map((r) => r.selector)).toEqual([{}]);
     });
   });
 });

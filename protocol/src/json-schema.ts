@@ -52,6 +52,8 @@ export function jsonSchemas(): Record<string, unknown> {
     'api.rollout-device-list': api.RolloutDeviceList,
     'sample.policy': samples.SamplePolicy,
     'sample.metadata': samples.SampleMetadata,
+    'sample.set-policy-request': samples.SetSamplePolicyRequest,
+    'sample.policy-list': samples.SamplePolicyList,
     'sample.upload-state': samples.SampleUploadState,
     'dataset.create-request': datasets.CreateDatasetRequest,
     'dataset.view': datasets.DatasetView,

@@ -156,6 +156,64 @@ export const SamplePolicy = z
 export type SamplePolicy = z.infer<typeof SamplePolicy>;
 export type SamplePolicyInput = z.input<typeof SamplePolicy>;
 
+/* ------------------------------------- policy by label selector ------------------------------- */
+
+/** Label pairs a device must all carry; `{}` selects the whole fleet. */
+export const SamplePolicySelector = z
+  .strictObject({
+    labels: z
+      .record(z.string().min(1).max(64), z.string().max(256))
+      .refine((labels) => Object.keys(labels).length <= 16, 'at most 16 labels')
+      .default({})
+      .describe('Label pairs a device must all carry; empty selects the whole fleet'),
+  })
+  .describe('Which devices a sample policy is for');
+export type SamplePolicySelector = z.infer<typeof SamplePolicySelector>;
+
+/** PUT /api/v1/sample-policy: set (or, with `policy: null`, remove) the policy of a label selector. */
+export const SetSamplePolicyRequest = z
+  .strictObject({
+    selector: SamplePolicySelector.prefault({}),
+    policy: SamplePolicy.nullable().describe(
+      'The policy for the selected devices; null removes this selector policy (devices fall back to a less specific one, or none)',
+    ),
+  })
+  .describe('Sets the sample policy of every device a label selector matches, now and enrolled later');
+export type SetSamplePolicyRequest = z.infer<typeof SetSamplePolicyRequest>;
+
+const SelectorView = z
+  .object({ labels: z.record(z.string(), z.string()).describe('Label pairs a device must all carry; empty: all') })
+  .describe('Which devices');
+
+export const SamplePolicyView = z
+  .object({
+    selector: SelectorView,
+    policy: SamplePolicy.describe('The stored policy'),
+    updatedAt: z.int().min(0).describe('When it was last set (epoch ms)'),
+    updatedBy: z.string().nullable().describe('Id of the API token that set it'),
+  })
+  .describe('A sample policy stored for a label selector');
+export type SamplePolicyView = z.infer<typeof SamplePolicyView>;
+
+export const SamplePolicyList = z
+  .object({
+    items: z
+      .array(SamplePolicyView)
+      .describe('Stored selector policies; a device follows the most specific one it matches (most labels)'),
+  })
+  .describe('Every stored sample policy by selector');
+export type SamplePolicyList = z.infer<typeof SamplePolicyList>;
+
+export const SetSamplePolicyResponse = z
+  .object({
+    selector: SelectorView,
+    policy: SamplePolicy.nullable().describe('The stored policy, or null when it was removed'),
+    devices: z.int().min(0).describe('Devices the selector matched now'),
+    changed: z.int().min(0).describe('Of those, devices whose desired state changed (and was re-published)'),
+  })
+  .describe('What setting a selector policy did');
+export type SetSamplePolicyResponse = z.infer<typeof SetSamplePolicyResponse>;
+
 /* ------------------------------------------- metadata ----------------------------------------- */
 
 export const SamplePrediction = z

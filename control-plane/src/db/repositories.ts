@@ -571,6 +571,24 @@ export type LeaderLock = {
   release(): Promise<void>;
 };
 
+/** A sample policy stored for a label selector (`{}`: the whole fleet). */
+export type SamplePolicyRecord = {
+  readonly selector: Readonly<Record<string, string>>;
+  /** A SamplePolicy, validated before it was stored. */
+  readonly policy: unknown;
+  readonly updatedAt: number;
+  readonly updatedBy: string | null;
+};
+
+export type SamplePolicyRepository = {
+  /** Stores the policy of a selector, replacing the one it had. */
+  put(record: SamplePolicyRecord): Promise<void>;
+  /** Removes a selector's policy; false when it had none. */
+  remove(selector: Readonly<Record<string, string>>): Promise<boolean>;
+  /** Every stored selector policy, ordered by selector. */
+  list(): Promise<SamplePolicyRecord[]>;
+};
+
 export type Store = {
   readonly dialect: 'sqlite' | 'postgres';
   readonly devices: DeviceRepository;
@@ -582,6 +600,7 @@ export type Store = {
   readonly rollouts: RolloutRepository;
   readonly samples: SampleRepository;
   readonly datasets: DatasetRepository;
+  readonly samplePolicies: SamplePolicyRepository;
   /** A leader lock on a dedicated connection; `key` names the lock (one per role). */
   openLeaderLock(key: number): LeaderLock;
   close(): Promise<void>;

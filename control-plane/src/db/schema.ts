@@ -293,3 +293,17 @@ export const datasetSamples = sqliteTable(
     index('dataset_samples_sample_idx').on(table.sampleId),
   ],
 );
+
+/**
+ * Sample policies set by label selector (PUT /api/v1/sample-policy). `selector_key` is the
+ * selector's canonical JSON (keys sorted; `{}` is the whole fleet). A device's policy is the one of
+ * the most specific selector it matches; it is copied into its desired state.
+ */
+export const samplePolicies = sqliteTable('sample_policies', {
+  selectorKey: text('selector_key').primaryKey(),
+  selector: text('selector', { mode: 'json' }).$type<Record<string, string>>().notNull(),
+  /** A SamplePolicy (validated before it is stored). */
+  policy: text('policy', { mode: 'json' }).$type<unknown>().notNull(),
+  updatedAt: integer('updated_at').notNull(),
+  updatedBy: text('updated_by'),
+});

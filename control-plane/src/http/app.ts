@@ -12,6 +12,7 @@ import type { MetricsRegistry } from '../metrics.ts';
 import type { BlobStore } from '../models/blob-store.ts';
 import type { ModelRegistry } from '../models/registry.ts';
 import type { RolloutService } from '../rollouts/service.ts';
+import type { SamplePolicyService } from '../samples/policies.ts';
 import type { SampleService } from '../samples/service.ts';
 import type { SecretHasher } from '../secrets.ts';
 import type { TokenService } from '../tokens.ts';
@@ -27,6 +28,7 @@ import { eventRoutes } from './routes/events.ts';
 import { fleetRoutes } from './routes/fleet.ts';
 import { modelRoutes } from './routes/models.ts';
 import { rolloutRoutes } from './routes/rollouts.ts';
+import { samplePolicyRoutes } from './routes/sample-policy.ts';
 import { sampleRoutes } from './routes/samples.ts';
 import { systemRoutes } from './routes/system.ts';
 import { tokenRoutes } from './routes/tokens.ts';
@@ -60,6 +62,8 @@ export type AppDeps = {
   readonly samples?: { readonly service: SampleService; readonly hasher: SecretHasher; readonly maxBytes: number };
   /** The dataset routes (versions, label import, export). */
   readonly datasets?: { readonly service: DatasetService; readonly labelsLimitBytes: number };
+  /** PUT/GET /api/v1/sample-policy (sample policies by label selector). */
+  readonly samplePolicies?: SamplePolicyService;
   /** More routes added by later parts. */
   readonly extraRoutes?: readonly Route[];
 };
@@ -120,6 +124,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
         })
       : []),
     ...(deps.datasets ? datasetRoutes(deps.datasets) : []),
+    ...(deps.samplePolicies ? samplePolicyRoutes({ service: deps.samplePolicies }) : []),
     ...(deps.extraRoutes ?? []),
   ];
   let openApi: Record<string, unknown> | null = null;

@@ -261,3 +261,11 @@ export const datasetSamples = pgTable(
     index('dataset_samples_sample_idx').on(table.sampleId),
   ],
 );
+
+export const samplePolicies = pgTable('sample_policies', {
+  selectorKey: text('selector_key').primaryKey(),
+  selector: jsonb('selector').$type<Record<string, string>>().notNull(),
+  policy: jsonb('policy').$type<unknown>().notNull(),
+  updatedAt: epochMs('updated_at').notNull(),
+  updatedBy: text('updated_by'),
+});

@@ -1,5 +1,6 @@
 import { createDatasetRepository } from '../datasets.ts';
 import type { Store } from '../repositories.ts';
+import { createSamplePolicyRepository } from '../sample-policies.ts';
 import { createSampleRepository } from '../samples.ts';
 import { createPostgresApiTokenRepository } from './api-tokens.ts';
 import { openPostgres, type PostgresDb } from './database.ts';
@@ -36,6 +37,7 @@ export async function createPostgresStore(options: {
     rollouts: createPostgresRolloutRepository(db),
     samples: createSampleRepository(postgresDialect(db)),
     datasets: createDatasetRepository(postgresDialect(db)),
+    samplePolicies: createSamplePolicyRepository(postgresDialect(db)),
     openLeaderLock: (key) => createPostgresLeaderLock({ url: options.url, key }),
     async close() {
       if (closed) return;

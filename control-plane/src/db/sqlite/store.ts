@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { createDatasetRepository } from '../datasets.ts';
 import type { Store } from '../repositories.ts';
+import { createSamplePolicyRepository } from '../sample-policies.ts';
 import { createSampleRepository } from '../samples.ts';
 import { createSqliteApiTokenRepository } from './api-tokens.ts';
 import { openSqlite, type SqliteDb } from './database.ts';
@@ -33,6 +34,7 @@ export function createSqliteStore(options: { readonly dataDir?: string; readonly
     rollouts: createSqliteRolloutRepository(db),
     samples: createSampleRepository(sqliteDialect(db)),
     datasets: createDatasetRepository(sqliteDialect(db)),
+    samplePolicies: createSamplePolicyRepository(sqliteDialect(db)),
     openLeaderLock: () => createSqliteLeaderLock(),
     async close() {
       if (db.$client.open) db.$client.close();

@@ -163,7 +163,7 @@ export function deviceRoutes(deps: DeviceRoutesDeps): Route[] {
         }
         const check = Labels.safeParse(merged);
         if (!check.success) throw new ApiError('unprocessable', check.error.issues[0]?.message ?? 'invalid labels');
-        const updated = await devices.patchLabels(id, body.labels);
+        const updated = await fleet.patchLabels(id, body.labels);
         if (!updated) throw new ApiError('not_found', `no device ${id}`);
         return c.json(toDeviceView(updated));
       },

@@ -1,0 +1,125 @@
+import { Desired, SamplePolicy, topicFor } from '@edgeloop/protocol';
+import type { MqttClient } from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventually, startTestControlPlane, type TestControlPlane } from './harness.ts';
+
+/*
+ * PUT /api/v1/sample-policy against a real control plane: real devices (mqtt.js clients) receive
+ * the policy in their retained desired state, fleet-wide or by label selector, enrolled before or
+ * after the policy was set.
+ */
+
+let t: TestControlPlane;
+let viewerToken: string;
+
+const nearThreshold = {
+  strategies: [{ kind: 'near-threshold', threshold: 0.5, epsilon: 0.1 }],
+  limits: { perMinute: 10, bytesPerDay: 2_000_000 },
+};
+const rare = { strategies: [{ kind: 'class-rare', classes: ['forklift'] }], limits: { perMinute: 2 } };
+
+beforeAll(async () => {
+  t = await startTestControlPlane();
+  const created = await t.api('POST', '/api/v1/tokens', { body: { name: 'reader', role: 'viewer' } });
+  viewerToken = ((await created.json()) as { secret: string }).secret;
+});
+afterAll(() => t.stop());
+
+/** The latest retained desired state a device receives on its desired topic. */
+function watchDesired(client: MqttClient, id: string) {
+  let latest: Desired | null = null;
+  client.on('message', (topic, payload) => {
+    if (topic === topicFor(id, 'desired')) latest = Desired.parse(JSON.parse(payload.toString()));
+  });
+  return {
+    ready: client.subscribeAsync(topicFor(id, 'desired'), { qos: 1 }),
+    latest: () => latest,
+  };
+}
+
+describe('sample policy by label selector', () => {
+  it('publishes a fleet-wide policy to every device, then a more specific selector wins on its devices', async () => {
+    const north = await t.device('policy-north', { labels: { site: 'north' } });
+    const south = await t.device('policy-south', { labels: { site: 'south' } });
+    const northDesired = watchDesired(north.client, north.id);
+    const southDesired = watchDesired(south.client, south.id);
+    await Promise.all([northDesired.ready, southDesired.ready]);
+
+    const fleetWide = await t.api('PUT', '/api/v1/sample-policy', { body: { policy: nearThreshold } });
+    expect(fleetWide.status).toBe(200);
+    expect(await fleetWide.json()).toMatchObject({ selector: { labels: {} }, devices: 2, changed: 2 });
+    for (const watch of [northDesired, southDesired]) {
+      const desired = await eventually(() => watch.latest()?.samplePolicy);
+      expect(SamplePolicy.parse(desired).strategies[0]).toMatchObject({ kind: 'near-threshold', threshold: 0.5 });
+      expect(SamplePolicy.parse(desired).limits).toMatchObject({ perMinute: 10, bytesPerDay: 2_000_000 });
+    }
+
+    const bySite = await t.api('PUT', '/api/v1/sample-policy', {
+      body: { selector: { labels: { site: 'north' } }, policy: rare },
+    });
+    expect(await bySite.json()).toMatchObject({ devices: 1, changed: 1 });
+    await eventually(
+      () => SamplePolicy.parse(northDesired.latest()?.samplePolicy).strategies[0]?.kind === 'class-rare',
+    );
+    expect(SamplePolicy.parse(southDesired.latest()?.samplePolicy).strategies[0]?.kind).toBe('near-threshold');
+
+    // Removing the site policy sends the north device back to the fleet-wide one.
+    const removed = await t.api('PUT', '/api/v1/sample-policy', {
+      body: { selector: { labels: { site: 'north' } }, policy: null },
+    });
+    expect(await removed.json()).toMatchObject({ policy: null, devices: 1, changed: 1 });
+    await eventually(
+      () => SamplePolicy.parse(northDesired.latest()?.samplePolicy).strategies[0]?.kind === 'near-threshold',
+    );
+  });
+
+  it('gives a device enrolled later the policy of the selector it matches, and follows a label change', async () => {
+    await t.api('PUT', '/api/v1/sample-policy', { body: { selector: { labels: { site: 'dock' } }, policy: rare } });
+    const late = await t.device('policy-late', { labels: { site: 'dock' } });
+    const watch = watchDesired(late.client, late.id);
+    await watch.ready;
+    const desired = (await eventually(() => watch.latest())) as Desired;
+    expect(SamplePolicy.parse(desired.samplePolicy).strategies[0]).toMatchObject({ kind: 'class-rare' });
+    expect(desired.version).toBe(1);
+
+    const moved = await t.api('PATCH', `/api/v1/devices/${late.id}`, { body: { labels: { site: 'yard' } } });
+    expect(moved.status).toBe(200);
+    await eventually(() => SamplePolicy.parse(watch.latest()?.samplePolicy).strategies[0]?.kind === 'near-threshold');
+  });
+
+  it('keeps the sample policy when another desired-state field changes', async () => {
+    const before = (await t.store.devices.get('policy-south'))?.desired;
+    const response = await t.api('PUT', '/api/v1/devices/policy-south/desired', { body: { telemetryIntervalS: 7 } });
+    const { desired } = (await response.json()) as { desired: Desired };
+    expect(desired.telemetryIntervalS).toBe(7);
+    expect(desired.samplePolicy).toEqual(before?.samplePolicy);
+    expect(desired.samplePolicy).toBeTruthy();
+  });
+
+  it('refuses a malformed policy with 422 and the zod issues, and stores nothing', async () => {
+    const before = await (await t.api('GET', '/api/v1/sample-policy')).json();
+    const versionBefore = (await t.store.devices.get('policy-south'))?.desired?.version;
+    const response = await t.api('PUT', '/api/v1/sample-policy', {
+      body: {
+        selector: { labels: { site: 'south' } },
+        policy: { strategies: [{ kind: 'near-threshold', threshold: 7 }], limits: { perMinute: -1 } },
+      },
+    });
+    expect(response.status).toBe(422);
+    const error = (await response.json()) as { error: { code: string; message: string } };
+    expect(error.error.code).toBe('unprocessable');
+    expect(error.error.message).toMatch(/threshold/);
+    expect(await (await t.api('GET', '/api/v1/sample-policy')).json()).toEqual(before);
+    expect((await t.store.devices.get('policy-south'))?.desired?.version).toBe(versionBefore);
+  });
+
+  it('lists the stored selector policies to a viewer, and refuses a viewer that sets one', async () => {
+    const listed = await t.api('GET', '/api/v1/sample-policy', { token: viewerToken });
+    expect(listed.status).toBe(200);
+    const { items } = (await listed.json()) as { items: { selector: { labels: Record<string, string> } }[] };
+    expect(items.map((item) => item.selector.labels)).toEqual(expect.arrayContaining([{}, { site: 'dock' }]));
+    expect(items).toHaveLength(2);
+    const refused = await t.api('PUT', '/api/v1/sample-policy', { token: viewerToken, body: { policy: rare } });
+    expect(refused.status).toBe(403);
+  });
+});
