@@ -30,7 +30,7 @@ _edgeloop() {
       key="rollouts ${COMP_WORDS[2]}" ;;
     samples)
       if [[ $COMP_CWORD -eq 2 ]]; then
-        COMPREPLY=($(compgen -W 'list get pull --help' -- "$cur"))
+        COMPREPLY=($(compgen -W 'list get pull policy --help' -- "$cur"))
         return
       fi
       key="samples ${COMP_WORDS[2]}" ;;
@@ -166,6 +166,10 @@ _edgeloop() {
     'samples pull/--limit') COMPREPLY=(); return ;;
     'samples pull/--url') COMPREPLY=(); return ;;
     'samples pull/--token') COMPREPLY=(); return ;;
+    'samples policy/--file') COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    'samples policy/--selector') COMPREPLY=(); return ;;
+    'samples policy/--url') COMPREPLY=(); return ;;
+    'samples policy/--token') COMPREPLY=(); return ;;
     'datasets create/--device') COMPREPLY=(); return ;;
     'datasets create/--site') COMPREPLY=(); return ;;
     'datasets create/--label') COMPREPLY=(); return ;;
@@ -201,7 +205,7 @@ _edgeloop() {
     'devices get') opts='--json --url --token --help'; args='' ;;
     'devices enroll') opts='--label --json --url --token --help'; args='' ;;
     'devices delete') opts='--json --url --token --help'; args='' ;;
-    'devices command') opts='--arg --timeout --json --url --token --help'; args='ping reload-config set-telemetry-interval' ;;
+    'devices command') opts='--arg --timeout --json --url --token --help'; args='ping reload-config set-telemetry-interval capture' ;;
     'models list') opts='--name --json --url --token --help'; args='' ;;
     'models get') opts='--json --url --token --help'; args='' ;;
     'models upload') opts='--release --model --json --url --token --help'; args='' ;;
@@ -218,6 +222,7 @@ _edgeloop() {
     'samples list') opts='--device --site --label --model --model-sha256 --strategy --from --to --has-labels --limit --json --url --token --help'; args='' ;;
     'samples get') opts='--json --url --token --help'; args='' ;;
     'samples pull') opts='--out --device --site --label --model --model-sha256 --strategy --from --to --has-labels --limit --json --url --token --help'; args='' ;;
+    'samples policy') opts='--file --selector --json --url --token --help'; args='set get' ;;
     'datasets create') opts='--device --site --label --model --model-sha256 --strategy --from --to --has-labels --id --ids-file --splits --json --url --token --help'; args='' ;;
     'datasets list') opts='--name --json --url --token --help'; args='' ;;
     'datasets get') opts='--json --url --token --help'; args='' ;;

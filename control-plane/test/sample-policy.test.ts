@@ -1,6 +1,10 @@
-import { Desired, SamplePolicy, topicFor } from '@edgeloop/protocol';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { COMMAND_ARGS, type Command, Desired, encode, messageId, SamplePolicy, topicFor } from '@edgeloop/protocol';
 import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../src/cli.ts';
 import { eventually, startTestControlPlane, type TestControlPlane } from './harness.ts';
 
 /*
@@ -121,5 +125,75 @@ describe('sample policy by label selector', () => {
     expect(items).toHaveLength(2);
     const refused = await t.api('PUT', '/api/v1/sample-policy', { token: viewerToken, body: { policy: rare } });
     expect(refused.status).toBe(403);
+  });
+});
+
+describe('edgeloop samples policy', () => {
+  async function cli(...argv: string[]) {
+    const out: string[] = [];
+    const err: string[] = [];
+    const code = await runCli(
+      argv,
+      { EDGELOOP_URL: t.started.httpUrl, EDGELOOP_TOKEN: t.adminToken },
+      {
+        out: (text) => out.push(text),
+        err: (text) => err.push(text),
+        waitForShutdown: () => new Promise<string>(() => undefined),
+      },
+    );
+    return { code, out: out.join(''), err: err.join('') };
+  }
+
+  it('sets a policy from a file for a selector, and lists it as a table and as JSON', async () => {
+    const device = await t.device('policy-cli-cam', { labels: { site: 'cli', line: '1' } });
+    const watch = watchDesired(device.client, device.id);
+    await watch.ready;
+    const dir = mkdtempSync(join(tmpdir(), 'edgeloop-policy-'));
+    const file = join(dir, 'policy.json');
+    writeFileSync(file, JSON.stringify({ strategies: [{ kind: 'random', share: 0.25 }], limits: { perDay: 40 } }));
+
+    const set = await cli('samples', 'policy', 'set', '--file', file, '--selector', 'site=cli', '--selector', 'line=1');
+    expect(set).toMatchObject({ code: 0, out: expect.stringMatching(/site=cli,line=1: 1 devices match, 1 desired/) });
+    await eventually(() => SamplePolicy.parse(watch.latest()?.samplePolicy ?? {}).strategies[0]?.kind === 'random');
+
+    const listed = await cli('samples', 'policy', 'get');
+    expect(listed.out).toMatch(/site=cli,line=1\s+true\s+random\s+-\s+40/);
+    const asJson = await cli('samples', 'policy', 'get', '--json');
+    const items = JSON.parse(asJson.out) as { selector: { labels: Record<string, string> } }[];
+    expect(items.map((item) => item.selector.labels)).toContainEqual({ site: 'cli', line: '1' });
+
+    writeFileSync(file, JSON.stringify({ strategies: [{ kind: 'random', share: 3 }] }));
+    const refused = await cli('samples', 'policy', 'set', '--file', file, '--selector', 'site=cli');
+    expect(refused.code).not.toBe(0);
+    expect(refused.err).toMatch(/share/);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('sends the capture command with its frames as a number, as the agent parses it', async () => {
+    const device = await t.device('policy-capture-cam');
+    const cmdTopic = topicFor(device.id, 'cmd');
+    await device.client.subscribeAsync(cmdTopic, { qos: 1 });
+    device.client.on('message', (topic, payload) => {
+      if (topic !== cmdTopic) return;
+      const command = JSON.parse(payload.toString()) as Command;
+      const parsed = COMMAND_ARGS.capture.safeParse(command.args);
+      const seq = device.nextSeq();
+      const envelope = { msgId: messageId(device.bootId, seq), bootId: device.bootId, seq, ts: Date.now() };
+      const reply = parsed.success
+        ? { ...envelope, requestId: command.requestId, ok: true as const, data: { frames: parsed.data.frames } }
+        : {
+            ...envelope,
+            requestId: command.requestId,
+            ok: false as const,
+            error: { code: 'invalid_args' as const, message: parsed.error.message },
+          };
+      device.client.publish(topicFor(device.id, 'reply'), encode('reply', reply), { qos: 1 });
+    });
+    const sent = await cli('devices', 'command', device.id, 'capture', '--arg', 'frames=3', '--json');
+    expect(sent.code).toBe(0);
+    expect(JSON.parse(sent.out)).toMatchObject({ ok: true, data: { frames: 3 } });
+    const refused = await cli('devices', 'command', device.id, 'capture', '--arg', 'frames=0');
+    expect(refused.code).toBe(1);
+    expect((await cli('devices', 'command', '--help')).out).toMatch(/Known commands: .*capture/);
   });
 });

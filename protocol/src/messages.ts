@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { JsonObject, JsonValue } from './json-value.ts';
 import { ModelAssignment, ModelRef } from './models.ts';
-import { SampleTelemetry } from './samples.ts';
+import { SampleCaptureArgs, SampleTelemetry } from './samples.ts';
 
 /* ------------------------------------------------------------------------------------------------
  * Envelope: every device -> cloud message carries these.
@@ -424,5 +424,7 @@ export const COMMAND_ARGS = {
   ping: z.object({}),
   'reload-config': z.object({}),
   'set-telemetry-interval': z.object({ seconds: z.number().min(0.1).max(86_400) }),
+  /** The next `frames` frames become on-demand hard samples (needs an enabled sample policy). */
+  capture: SampleCaptureArgs,
 } as const;
 export type KnownCommand = keyof typeof COMMAND_ARGS;

@@ -146,6 +146,7 @@ const command: CommandSpec = {
     'edgeloop devices command cam-01 ping',
     'edgeloop devices command cam-01 set-telemetry-interval --arg seconds=5',
     'edgeloop devices command cam-01 reload-config --timeout 30 --json',
+    'edgeloop devices command cam-01 capture --arg frames=3',
   ],
   async run({ args, client, flag, io, json: asJson }) {
     const [id, name] = args.positional as [string, string];

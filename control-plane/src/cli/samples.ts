@@ -1,8 +1,15 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SAMPLE_STRATEGY_KINDS, type SampleList, type SampleView } from '@edgeloop/protocol';
+import {
+  SAMPLE_STRATEGY_KINDS,
+  type SampleList,
+  type SamplePolicyList,
+  type SamplePolicyView,
+  type SampleView,
+  type SetSamplePolicyResponse,
+} from '@edgeloop/protocol';
 import { UsageError } from './args.ts';
 import type { Client } from './client.ts';
 import { type CommandContext, type CommandSpec, EXIT, type GroupSpec } from './command.ts';
@@ -208,9 +215,97 @@ const pull: CommandSpec = {
   },
 };
 
+/** `--selector KEY=VALUE` pairs as a label selector (none: the whole fleet). */
+export function selectorOf(pairs: readonly string[]): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new UsageError(`--selector takes KEY=VALUE, not "${pair}"`);
+    labels[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return labels;
+}
+
+const selectorText = (labels: Readonly<Record<string, string>>) =>
+  Object.keys(labels).length === 0
+    ? '(whole fleet)'
+    : Object.entries(labels)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(',');
+
+export function formatPolicies(items: readonly SamplePolicyView[]): string {
+  return table(
+    ['SELECTOR', 'ENABLED', 'STRATEGIES', 'PER MIN', 'PER DAY', 'BYTES/DAY', 'UPDATED'],
+    items.map((item) => [
+      selectorText(item.selector.labels),
+      String(item.policy.enabled),
+      item.policy.strategies.map((strategy) => strategy.kind).join(',') || '-',
+      String(item.policy.limits.perMinute ?? '-'),
+      String(item.policy.limits.perDay ?? '-'),
+      String(item.policy.limits.bytesPerDay ?? '-'),
+      isoTime(item.updatedAt),
+    ]),
+  );
+}
+
+const policy: CommandSpec = {
+  words: ['samples', 'policy'],
+  args: ['ACTION'],
+  summary: 'Set (set) or show (get) the sample policy by label selector, delivered in desired state',
+  description:
+    'set stores the SamplePolicy of --file for the devices the --selector pairs match (none: the whole fleet) and ' +
+    'publishes it in their desired state; devices enrolled later that match get it too, and a device follows the ' +
+    'most specific selector it matches. A file holding null removes the selector policy. get lists the stored ' +
+    'selector policies. A malformed policy is refused (422) and nothing is stored.',
+  flags: [
+    { name: 'file', value: 'FILE', help: 'set: the policy JSON (a SamplePolicy, or null to remove)', file: true },
+    { name: 'selector', value: 'KEY=VALUE', help: 'set: a device label to match; every one must', repeatable: true },
+  ],
+  completeArgs: [['set', 'get']],
+  examples: [
+    'edgeloop samples policy set --file policy.json',
+    'edgeloop samples policy set --file rare.json --selector site=north',
+    'edgeloop samples policy get --json',
+  ],
+  async run(context) {
+    const action = context.args.positional[0];
+    if (action === 'get') {
+      const { items } = await context.client().request<SamplePolicyList>('GET', '/api/v1/sample-policy');
+      context.io.out(context.json ? json(items) : `${formatPolicies(items)}\n`);
+      return EXIT.ok;
+    }
+    if (action !== 'set') throw new UsageError(`edgeloop samples policy takes set or get, not "${action}"`);
+    const file = context.flag('file');
+    if (!file) throw new UsageError('edgeloop samples policy set needs --file FILE');
+    let body: unknown;
+    try {
+      body = JSON.parse(readFileSync(file, 'utf8'));
+    } catch (error) {
+      throw new UsageError(`${file} is not a JSON file: ${(error as Error).message}`);
+    }
+    const labels = selectorOf(context.args.flags.get('selector') ?? []);
+    const result = await context
+      .client()
+      .request<SetSamplePolicyResponse>('PUT', '/api/v1/sample-policy', { selector: { labels }, policy: body });
+    if (context.json) context.io.out(json(result));
+    else {
+      const verb = result.policy === null ? 'removed' : 'set';
+      context.io.out(
+        `sample policy ${verb} for ${selectorText(result.selector.labels)}: ${result.devices} devices match, ` +
+          `${result.changed} desired states changed\n`,
+      );
+    }
+    return EXIT.ok;
+  },
+};
+
 export const samplesGroup: GroupSpec = {
   name: 'samples',
-  summary: 'List, inspect and download the hard samples devices captured',
-  commands: [list, get, pull],
-  examples: ['edgeloop samples list --strategy near-threshold', 'edgeloop samples pull --out ./hard'],
+  summary: 'List, inspect and download the hard samples devices captured; set the sample policy',
+  commands: [list, get, pull, policy],
+  examples: [
+    'edgeloop samples list --strategy near-threshold',
+    'edgeloop samples pull --out ./hard',
+    'edgeloop samples policy set --file policy.json --selector site=north',
+  ],
 };
