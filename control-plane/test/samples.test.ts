@@ -73,7 +73,7 @@ function uploadsOnDisk(): string[] {
 beforeAll(async () => {
   t = await startTestControlPlane({ samples: { maxBytes: MAX_BYTES } }, { clock });
   cam1 = await device('cam-1');
-  cam2 = await device('cam-2', { site: 'south' });
+  cam2 = await device('cam-2', { site: 'south', line: 'l2' });
   const created = await t.api('POST', '/api/v1/tokens', { body: { name: 'reader', role: 'viewer' } });
   viewer = ((await created.json()) as CreateTokenResponse).secret;
 });
@@ -298,8 +298,9 @@ describe('reading samples', () => {
             seq: u.seq,
             strategy: u.strategy,
             frameTs: u.frameTs,
-            site: 'south',
-            labels: { site: 'south', line: 'l2' },
+            // The device's own claim: the control plane stores the enrolled labels instead.
+            site: 'spoofed',
+            labels: { site: 'spoofed', line: 'l9' },
             model: { id: 'det@2.0.0', sha256: 'b'.repeat(64) },
           },
         ),
@@ -309,6 +310,12 @@ describe('reading samples', () => {
     const seqs = (page: SampleList) => page.items.map((s) => s.seq);
     expect(seqs(await list('?strategy=class-rare', viewer))).toEqual([202, 201]);
     expect(seqs(await list('?site=south&label=line:l2'))).toEqual([202, 201, 200]);
+    expect(seqs(await list('?site=spoofed'))).toEqual([]);
+    const claimed = (await list(`?deviceId=${cam2.id}&strategy=class-rare`)).items;
+    expect(claimed).toHaveLength(2);
+    for (const sample of claimed) {
+      expect(sample).toMatchObject({ site: 'south', labels: { site: 'south', line: 'l2' } });
+    }
     expect(seqs(await list(`?modelSha256=${'b'.repeat(64)}&from=1900000000050&to=1900000000150`))).toEqual([201]);
     expect(seqs(await list('?modelId=det@2.0.0&deviceId=cam-1'))).toEqual([]);
     const first = await list('?label=line:l2&limit=2');

@@ -76,6 +76,12 @@ export type SampleUploadsDeps = {
   readonly metrics: MetricsRegistry;
   readonly maxBytes: number;
   readonly newId?: (kind: 'upload' | 'sample') => string;
+  /**
+   * The device's labels as enrolled (server truth), read when a sample is stored: its `site` label
+   * and labels replace what the device sent (a device's own claim is not trusted). Absent: the
+   * metadata's are kept.
+   */
+  readonly deviceLabels?: (deviceId: string) => Promise<Readonly<Record<string, string>> | null>;
 };
 
 const UPLOAD_ID = /^up_[0-9a-f]{24}$/;
@@ -92,13 +98,22 @@ async function hashFile(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
-/** The sample row of validated metadata. */
-export function sampleRecordOf(id: string, metadata: SampleMetadata, receivedAt: number): SampleRecord {
+/**
+ * The sample row of validated metadata. `deviceLabels` (the device record's, when known) fill
+ * `labels` and `site` (its `site` label) in place of the device's claim.
+ */
+export function sampleRecordOf(
+  id: string,
+  metadata: SampleMetadata,
+  receivedAt: number,
+  deviceLabels?: Readonly<Record<string, string>> | null,
+): SampleRecord {
+  const labels = deviceLabels === undefined ? metadata.labels : { ...(deviceLabels ?? {}) };
   return {
     id,
     deviceId: metadata.deviceId,
-    site: metadata.site,
-    labels: metadata.labels,
+    site: deviceLabels === undefined ? metadata.site : (deviceLabels?.site ?? null),
+    labels,
     modelId: metadata.model?.id ?? null,
     modelSha256: metadata.model?.sha256 ?? null,
     strategy: metadata.strategy,
@@ -214,7 +229,10 @@ export function createSampleUploads(deps: SampleUploadsDeps): SampleUploads {
       }
       await adoptBlob(deps.blobs, part, metadata.image.sha256, metadata.image.bytes);
     }
-    const { created, sample } = await deps.samples.insert(sampleRecordOf(newId('sample'), metadata, deps.clock.now()));
+    const labels = deps.deviceLabels ? await deps.deviceLabels(metadata.deviceId) : undefined;
+    const { created, sample } = await deps.samples.insert(
+      sampleRecordOf(newId('sample'), metadata, deps.clock.now(), labels),
+    );
     if (created) counters.stored.inc();
     else counters.duplicates.inc();
     return ok(sample);
