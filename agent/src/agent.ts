@@ -217,6 +217,10 @@ class AgentRuntime implements Agent {
               maxDurationMs: config.models.health.maxDurationS * 1000,
             },
             shadow: config.models.shadow,
+            // Frames the shadow compared reach the hard-sample capture (shadow-disagreement).
+            onShadowCompared: (result, candidate) => {
+              agent.samples?.offerShadow(result, candidate);
+            },
             warmupRuns: config.models.warmupRuns,
             warmupFrameSize: sourceSize,
             clock,

@@ -1,6 +1,6 @@
 import type { ShadowMetrics } from '@edgeloop/protocol';
 import { type Clock, systemClock } from '../clock.ts';
-import { tensorLength } from '../vision/adapters/adapter-types.ts';
+import { type Detection, tensorLength } from '../vision/adapters/adapter-types.ts';
 import type { FrameResult, VisionSink } from '../vision/pipeline.ts';
 import type { VisionModel } from '../vision/vision-model.ts';
 import { ShadowWindow } from './shadow-match.ts';
@@ -19,7 +19,14 @@ import { ShadowWindow } from './shadow-match.ts';
  *                  time (credit grows by share x the current frame's inference ms, capped)
  *   maxMsPerS      and, when set, at most this many ms of candidate inference per second of wall time
  * A sampled frame runs when the credit covers the candidate's recent latency (an EWMA).
+ *
+ * `onCompared` hears each compared frame with the candidate's detections, while the frame is
+ * still valid (the hard-sample capture's shadow-disagreement strategy); frames not compared cost
+ * it nothing.
  */
+
+/** A compared frame: the current model's result and the candidate's detections on the same frame. */
+export type ShadowComparedListener = (result: FrameResult, candidate: readonly Detection[]) => void;
 
 export type ShadowOptions = {
   /** Share of frames sampled for comparison (0..1]. */
@@ -47,6 +54,8 @@ export type ShadowComparatorStats = {
   readonly compared: number;
   readonly skipped: number;
   readonly candidateErrors: number;
+  /** onCompared listeners that threw (counted, the comparison stands). */
+  readonly listenerErrors: number;
 };
 
 export interface ShadowComparator {
@@ -61,8 +70,14 @@ export function createShadowComparator(deps: {
   readonly candidate: VisionModel;
   readonly options?: Partial<ShadowOptions> | undefined;
   readonly clock?: Clock | undefined;
+  readonly onCompared?: ShadowComparedListener | undefined;
 }): ShadowComparator {
-  return new Comparator(deps.candidate, { ...DEFAULT_SHADOW_OPTIONS, ...deps.options }, deps.clock ?? systemClock);
+  return new Comparator(
+    deps.candidate,
+    { ...DEFAULT_SHADOW_OPTIONS, ...deps.options },
+    deps.clock ?? systemClock,
+    deps.onCompared ?? null,
+  );
 }
 
 class Comparator implements ShadowComparator, VisionSink {
@@ -77,10 +92,12 @@ class Comparator implements ShadowComparator, VisionSink {
   #absoluteCredit = 0;
   #lastRefill: number;
   #latencyEstimate = 0;
-  readonly #counters = { sampled: 0, compared: 0, skipped: 0, candidateErrors: 0 };
+  readonly #counters = { sampled: 0, compared: 0, skipped: 0, candidateErrors: 0, listenerErrors: 0 };
+  readonly #onCompared: ShadowComparedListener | null;
 
-  constructor(candidate: VisionModel, options: ShadowOptions, clock: Clock) {
+  constructor(candidate: VisionModel, options: ShadowOptions, clock: Clock, onCompared: ShadowComparedListener | null) {
     this.candidate = candidate;
+    this.#onCompared = onCompared;
     this.#options = options;
     this.#clock = clock;
     this.#window = new ShadowWindow(candidate.ref);
@@ -139,6 +156,13 @@ class Comparator implements ShadowComparator, VisionSink {
     this.#latencyEstimate = estimate === 0 ? ms : estimate * 0.8 + ms * 0.2;
     this.#counters.compared++;
     this.#window.compared(detections, found, ms, options.iouThreshold);
+    if (this.#onCompared) {
+      try {
+        this.#onCompared(result, found);
+      } catch {
+        this.#counters.listenerErrors++;
+      }
+    }
   }
 
   take(): ShadowMetrics {

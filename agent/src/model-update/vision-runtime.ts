@@ -25,7 +25,12 @@ import {
   type ModelRuntime,
   ModelRuntimeError,
 } from './runtime.ts';
-import { createShadowComparator, type ShadowComparator, type ShadowOptions } from './shadow.ts';
+import {
+  createShadowComparator,
+  type ShadowComparator,
+  type ShadowComparedListener,
+  type ShadowOptions,
+} from './shadow.ts';
 
 /*
  * The model runtime of a real device: the vision pipeline (vision.ts). Type-only imports of the
@@ -51,6 +56,8 @@ export type VisionModelRuntimeDeps = {
   readonly localModel?: { readonly path: string; readonly manifestPath?: string | undefined } | undefined;
   readonly health?: Partial<HealthCriteria> | undefined;
   readonly shadow?: Partial<ShadowOptions> | undefined;
+  /** Hears each frame the shadow compared, with the candidate's detections (hard-sample capture). */
+  readonly onShadowCompared?: ShadowComparedListener | undefined;
   /** Warm-up passes (default 3). */
   readonly warmupRuns?: number | undefined;
   /** Frame size of the warm-up (default: 640x480). */
@@ -305,7 +312,12 @@ class VisionRuntime implements VisionModelRuntime {
   startShadow(handle: ModelHandle): void {
     const own = this.#own(handle);
     this.stopShadow();
-    const comparator = createShadowComparator({ candidate: own.model, options: this.#deps.shadow, clock: this.#clock });
+    const comparator = createShadowComparator({
+      candidate: own.model,
+      options: this.#deps.shadow,
+      clock: this.#clock,
+      onCompared: this.#deps.onShadowCompared,
+    });
     const remove = this.#vision.addSink(comparator.sink);
     this.#shadow = { handle: own, comparator, remove };
   }

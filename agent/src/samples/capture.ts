@@ -13,7 +13,7 @@ import type { FrameResult, VisionSink } from '../vision/pipeline.ts';
 import { type Budget, createBudget } from './budget.ts';
 import { redactAndEncode } from './encode.ts';
 import { decidePolicy, type PolicyDecision } from './policy.ts';
-import { type BoxLike, type CameraFlags, type Selection, selectFrame } from './select.ts';
+import { type BoxLike, type CameraFlags, type Selection, selectFrame, testStrategy } from './select.ts';
 import { openSpool, type Spool } from './spool.ts';
 import { createSampleUploader, type SampleUploader, type SampleUploaderDeps } from './uploader.ts';
 
@@ -53,6 +53,12 @@ export interface SampleCapture {
   readonly sink: VisionSink;
   /** Judges one frame; the sink calls it, and so can a simulator with its own frames. */
   offer(input: CaptureFrameInput): CaptureOutcome;
+  /**
+   * A frame the shadow comparator compared (model-update/shadow.ts onCompared), with the
+   * candidate's detections: only the policy's shadow-disagreement strategies judge it, and not at
+   * all when the sink already queued this frame. Returns 'none' at once when the policy has none.
+   */
+  offerShadow(result: FrameResult, candidate: readonly BoxLike[]): CaptureOutcome;
   /** Applies Desired.samplePolicy (absent: no change; null: capture off; invalid: refused, old kept). */
   applyDesired(samplePolicy: unknown): PolicyDecision;
   /** The capture command: the next `frames` frames are on-demand candidates. Returns frames pending. */
@@ -160,6 +166,11 @@ export function createSampleCapture(deps: SampleCaptureDeps): SampleCapture {
   let idleWaiters: (() => void)[] = [];
 
   let slotsMade = 0;
+  /** The frame the sink queued last (buffer and capture time): the shadow pass skips it. */
+  let lastQueuedData: Uint8Array | null = null;
+  let lastQueuedAt = -1;
+  /** Shadow-disagreement strategies in the policy (0: offerShadow returns at once). */
+  let shadowStrategies = 0;
 
   /** A free slot (buffers reused), a new one while fewer than `capacity` exist, or null. */
   function takeSlot(p: SamplePolicy, selection: Selection): Slot | null {
@@ -202,6 +213,11 @@ export function createSampleCapture(deps: SampleCaptureDeps): SampleCapture {
     }
     if (!selection) return 'none';
     if (selection.kind === 'on-demand' && onDemandLeft > 0) onDemandLeft--;
+    return enqueue(p, selection, input);
+  }
+
+  /** Budget, a free slot, a copy of the frame: the selected frame joins the worker's queue. */
+  function enqueue(p: SamplePolicy, selection: Selection, input: CaptureFrameInput): CaptureOutcome {
     const kind: SampleStrategyKind = selection.kind;
     const verdict = budget.admit(p.limits, p.strategyLimits[kind], kind);
     if (verdict !== 'ok') {
@@ -233,8 +249,46 @@ export function createSampleCapture(deps: SampleCaptureDeps): SampleCapture {
     slot.policy = p;
     slot.selection = selection;
     queue.push(slot);
+    lastQueuedData = input.data;
+    lastQueuedAt = input.capturedAt;
     if (!busy) void work();
     return 'queued';
+  }
+
+  /** The shadow pass over a compared frame: its shadow-disagreement strategies only. */
+  function offerShadow(result: FrameResult, candidate: readonly BoxLike[]): CaptureOutcome {
+    const p = policy;
+    if (!p?.enabled || shadowStrategies === 0) return 'none';
+    const frame = result.frame;
+    // The sink queued this very frame already (another strategy): one sample per frame.
+    if (lastQueuedData === frame.data && lastQueuedAt === frame.capturedAt) return 'none';
+    shadowInput.detections = result.detections;
+    shadowInput.shadow = candidate;
+    let selection: Selection | null = null;
+    for (let i = 0; i < p.strategies.length && !selection; i++) {
+      const strategy = p.strategies[i] as SamplePolicy['strategies'][number];
+      if (strategy.kind !== 'shadow-disagreement') continue;
+      const reason = testStrategy(strategy, shadowInput, random);
+      if (reason === null) continue;
+      if (strategy.probability < 1 && random() >= strategy.probability) continue;
+      selection = { kind: strategy.kind, index: i, reason, tags: strategy.tags };
+    }
+    shadowInput.detections = [];
+    shadowInput.shadow = null;
+    if (!selection) return 'none';
+    scratch.data = frame.data;
+    scratch.width = frame.width;
+    scratch.height = frame.height;
+    scratch.capturedAt = frame.capturedAt;
+    scratch.detections = result.detections;
+    scratch.model = result.model.ref;
+    scratch.camera = result.cameraHealth ?? null;
+    scratch.shadow = candidate;
+    const outcome = enqueue(p, selection, scratch);
+    scratch.data = new Uint8Array(0);
+    scratch.detections = [];
+    scratch.shadow = null;
+    return outcome;
   }
 
   async function work(): Promise<void> {
@@ -326,7 +380,12 @@ export function createSampleCapture(deps: SampleCaptureDeps): SampleCapture {
     uploader?.kick();
   }
 
-  // The sink reuses one input object: nothing is allocated for frames nobody selects.
+  // The sink reuses these input objects: nothing is allocated for frames nobody selects.
+  const shadowInput: { detections: readonly BoxLike[]; shadow: readonly BoxLike[] | null; onDemand: boolean } = {
+    detections: [],
+    shadow: null,
+    onDemand: false,
+  };
   const scratch: CaptureFrameInput = {
     data: new Uint8Array(0),
     width: 0,
@@ -348,7 +407,8 @@ export function createSampleCapture(deps: SampleCaptureDeps): SampleCapture {
       scratch.detections = result.detections;
       scratch.model = result.model.ref;
       scratch.camera = result.cameraHealth ?? null;
-      scratch.shadow = null; // not wired: the shadow comparator does not expose its detections yet
+      // Shadow-disagreement judges compared frames later, in offerShadow (the comparator's onCompared).
+      scratch.shadow = null;
       offer(scratch);
       scratch.data = new Uint8Array(0);
       scratch.detections = [];
@@ -358,6 +418,7 @@ export function createSampleCapture(deps: SampleCaptureDeps): SampleCapture {
   return {
     sink,
     offer,
+    offerShadow,
     applyDesired(samplePolicy) {
       const decision = decidePolicy(policy, samplePolicy);
       if (decision.error !== null) {
@@ -368,6 +429,7 @@ export function createSampleCapture(deps: SampleCaptureDeps): SampleCapture {
       }
       if (samplePolicy !== undefined) policyError = null;
       policy = decision.policy;
+      shadowStrategies = policy ? policy.strategies.filter((s) => s.kind === 'shadow-disagreement').length : 0;
       if (policy) spool.setMaxBytes(policy.spoolMaxBytes);
       return decision;
     },
