@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import { ApiRequestError, buildQuery, createApiClient } from './client.ts';
-import { createSseParser } from './sse.ts';
 
 /** A fetch that answers from a table and records every request. */
 function fakeFetch(answer: (url: URL, init: RequestInit) => Response | Promise<Response>) {
@@ -160,13 +159,5 @@ describe('buildQuery', () => {
       '?a=1&label=x%3A1&label=y%3A2&on=true',
     );
     expect(buildQuery({})).toBe('');
-  });
-});
-
-describe('createSseParser', () => {
-  it('joins multi-line data, skips comments and handles CRLF', () => {
-    const parser = createSseParser();
-    expect(parser.feed(': hi\r\n\r\nevent: x\r\ndata: a\r\n')).toEqual([]);
-    expect(parser.feed('data: b\r\nid: 7\r\n\r\n')).toEqual([{ id: '7', event: 'x', data: 'a\nb' }]);
   });
 });

@@ -7,7 +7,7 @@ import type {
   RolloutStatus,
   RolloutView,
 } from '@edgeloop/protocol';
-import { ROLLOUT_STATUSES } from '@edgeloop/protocol';
+import { ROLLOUT_STATUSES, readSse } from '@edgeloop/protocol';
 import { parsePairs, UsageError } from './args.ts';
 import { type CommandContext, type CommandSpec, EXIT, type GroupSpec } from './command.ts';
 import { json, withQuery } from './output.ts';
@@ -18,7 +18,6 @@ import {
   formatRolloutEvents,
   formatRollouts,
 } from './rollout-tables.ts';
-import { readSse } from './sse.ts';
 
 const TERMINAL: ReadonlySet<RolloutStatus> = new Set(['completed', 'rolled_back', 'aborted']);
 /** Server events that end a watch (the rollout reached a terminal status). */

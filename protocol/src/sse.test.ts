@@ -9,6 +9,12 @@ describe('server-sent events parser', () => {
     expect(parser.feed('data: x\r\ndata: y\r\n\r\n')).toEqual([{ id: '8', event: 'message', data: 'x\ny' }]);
   });
 
+  it('joins multi-line data, skips comments and handles CRLF', () => {
+    const parser = createSseParser();
+    expect(parser.feed(': hi\r\n\r\nevent: x\r\ndata: a\r\n')).toEqual([]);
+    expect(parser.feed('data: b\r\nid: 7\r\n\r\n')).toEqual([{ id: '7', event: 'x', data: 'a\nb' }]);
+  });
+
   it('skips comments and heartbeats', () => {
     expect(createSseParser().feed(': heartbeat\n\n: heartbeat\n\n')).toEqual([]);
   });
