@@ -31,6 +31,8 @@ export async function authorize(
 /**
  * A device authenticating with its own MQTT credential as HTTP Basic (`deviceId:secret`), checked
  * with the same keyed hash as MQTT, in constant time: 401 unless it is an active device.
+ * `missingMessage` is the 401's message when no Basic credential is sent (a route that also takes a
+ * bearer token says so).
  */
 export async function authenticateDevice(
   c: Context,
@@ -39,15 +41,13 @@ export async function authenticateDevice(
     readonly hasher: { verify(secret: string, hash: string): boolean };
     readonly failures: Counter;
   },
+  missingMessage = 'the device credential is required (Authorization: Basic base64(deviceId:secret))',
 ): Promise<string> {
   const header = c.req.header('authorization') ?? '';
   const basic = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
   if (!basic) {
     deps.failures.inc({ reason: 'missing' });
-    throw new ApiError(
-      'unauthorized',
-      'the device credential is required (Authorization: Basic base64(deviceId:secret))',
-    );
+    throw new ApiError('unauthorized', missingMessage);
   }
   const decoded = Buffer.from(basic[1]!, 'base64').toString('utf8');
   const colon = decoded.indexOf(':');

@@ -16,7 +16,7 @@ import { type ModelRegistry, toModelSummary, toModelView } from '../../models/re
 import type { SecretHasher } from '../../secrets.ts';
 import type { TokenService } from '../../tokens.ts';
 import { ApiError } from '../api-error.ts';
-import { authorize } from '../auth.ts';
+import { authenticateDevice, authorize } from '../auth.ts';
 import { decodeCursor, encodeCursor } from '../cursor.ts';
 import { boundaryOf, MultipartError, readMultipart, readPartText } from '../multipart.ts';
 import { parseRange } from '../range.ts';
@@ -50,7 +50,7 @@ const UPLOAD_HELP =
 
 /**
  * Who is downloading: an API token (viewer or above), or a device with its own MQTT credential as
- * HTTP Basic (`deviceId:secret`, checked with the same keyed hash as MQTT, in constant time).
+ * HTTP Basic (`deviceId:secret`, see `authenticateDevice`).
  */
 async function authenticateDownload(
   c: Context<AppEnv>,
@@ -61,25 +61,11 @@ async function authenticateDownload(
     await authorize(c, 'viewer', { tokens: deps.tokens, failures: deps.authFailures });
     return { kind: 'token' };
   }
-  const basic = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
-  if (!basic) {
-    deps.authFailures.inc({ reason: 'missing' });
-    throw new ApiError(
-      'unauthorized',
-      'a bearer token or the device credential (Authorization: Basic base64(deviceId:secret)) is required',
-    );
-  }
-  const decoded = Buffer.from(basic[1]!, 'base64').toString('utf8');
-  const colon = decoded.indexOf(':');
-  const deviceId = colon === -1 ? '' : decoded.slice(0, colon);
-  const secret = colon === -1 ? '' : decoded.slice(colon + 1);
-  const stored = deviceId.length > 0 && deviceId.length <= 64 ? await deps.devices.secretHash(deviceId) : null;
-  // Hash and compare even for an unknown device, so timing does not tell which ids exist.
-  const valid = deps.hasher.verify(secret, stored ?? '0'.repeat(64)) && stored !== null;
-  if (!valid) {
-    deps.authFailures.inc({ reason: 'device_credential' });
-    throw new ApiError('unauthorized', 'the device credential is not valid');
-  }
+  const deviceId = await authenticateDevice(
+    c,
+    { devices: deps.devices, hasher: deps.hasher, failures: deps.authFailures },
+    'a bearer token or the device credential (Authorization: Basic base64(deviceId:secret)) is required',
+  );
   return { kind: 'device', deviceId };
 }
 
