@@ -1,6 +1,7 @@
 import { type SQL, sql } from 'drizzle-orm';
-import type { DatasetRecipe, DatasetRecord, DatasetRepository, SampleRecord } from './repositories.ts';
+import type { DatasetRecipe, DatasetRecord, DatasetRepository } from './repositories.ts';
 import type { SqlDialect } from './samples.ts';
+import { num, strOrNull, toSampleRecord } from './sql-row.ts';
 
 /*
  * The dataset aggregate over the shared SQL dialect layer (see samples.ts): versions in
@@ -11,9 +12,6 @@ import type { SqlDialect } from './samples.ts';
 /** Rows per INSERT statement (SQLite allows 32766 parameters; four per row). */
 const INSERT_CHUNK = 500;
 const ID_CHUNK = 500;
-
-const num = (value: unknown) => Number(value);
-const strOrNull = (value: unknown): string | null => (value === null || value === undefined ? null : String(value));
 
 /** A unique or primary key violation (SQLite SQLITE_CONSTRAINT_*, PostgreSQL 23505), wrapped by drizzle or not. */
 function isUniqueViolation(error: unknown): boolean {
@@ -35,27 +33,6 @@ export function createDatasetRepository(dialect: SqlDialect): DatasetRepository 
     sampleCount: num(row.sample_count),
     createdAt: num(row.created_at),
     createdBy: strOrNull(row.created_by),
-  });
-  const toSample = (row: Record<string, unknown>): SampleRecord => ({
-    id: String(row.id),
-    deviceId: String(row.device_id),
-    site: strOrNull(row.site),
-    labels: (dialect.readJson(row.labels) ?? {}) as Record<string, string>,
-    modelId: strOrNull(row.model_id),
-    modelSha256: strOrNull(row.model_sha256),
-    strategy: String(row.strategy),
-    reason: String(row.reason),
-    tags: (dialect.readJson(row.tags) ?? []) as string[],
-    predictions: dialect.readJson(row.predictions) ?? [],
-    frameTs: num(row.frame_ts),
-    bootId: String(row.boot_id),
-    seq: num(row.seq),
-    imageSha256: String(row.image_sha256),
-    bytes: num(row.bytes),
-    width: num(row.width),
-    height: num(row.height),
-    thumbnailSha256: strOrNull(row.thumbnail_sha256),
-    receivedAt: num(row.received_at),
   });
   const COLUMNS = sql.raw('id, name, version, parent_id, query, sample_count, created_at, created_by');
 
@@ -128,7 +105,7 @@ export function createDatasetRepository(dialect: SqlDialect): DatasetRepository 
           sampleId: String(row.ds_sample_id),
           split: String(row.ds_split),
           annotations: annotations === null || annotations === undefined ? null : dialect.readJson(annotations),
-          sample: toSample(row),
+          sample: toSampleRecord(row, dialect.readJson),
         };
       });
     },

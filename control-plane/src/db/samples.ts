@@ -1,5 +1,6 @@
 import { type SQL, sql } from 'drizzle-orm';
 import type { DeletedSample, SampleQuery, SampleRecord, SampleRepository, SampleUploadRecord } from './repositories.ts';
+import { num, strOrNull, toSampleRecord } from './sql-row.ts';
 
 /*
  * The sample aggregate, written once for every dialect: the queries are plain SQL that SQLite and
@@ -51,31 +52,8 @@ const UPLOAD_COLUMNS = sql.raw('upload_id, device_id, metadata, image_sha256, by
 
 const NOT_REFERENCED = sql.raw('NOT EXISTS (SELECT 1 FROM dataset_samples ds WHERE ds.sample_id = samples.id)');
 
-const num = (value: unknown): number => Number(value);
-const strOrNull = (value: unknown): string | null => (value === null || value === undefined ? null : String(value));
-
 export function createSampleRepository(dialect: SqlDialect): SampleRepository {
-  const toSample = (row: Record<string, unknown>): SampleRecord => ({
-    id: String(row.id),
-    deviceId: String(row.device_id),
-    site: strOrNull(row.site),
-    labels: (dialect.readJson(row.labels) ?? {}) as Record<string, string>,
-    modelId: strOrNull(row.model_id),
-    modelSha256: strOrNull(row.model_sha256),
-    strategy: String(row.strategy),
-    reason: String(row.reason),
-    tags: (dialect.readJson(row.tags) ?? []) as string[],
-    predictions: dialect.readJson(row.predictions) ?? [],
-    frameTs: num(row.frame_ts),
-    bootId: String(row.boot_id),
-    seq: num(row.seq),
-    imageSha256: String(row.image_sha256),
-    bytes: num(row.bytes),
-    width: num(row.width),
-    height: num(row.height),
-    thumbnailSha256: strOrNull(row.thumbnail_sha256),
-    receivedAt: num(row.received_at),
-  });
+  const toSample = (row: Record<string, unknown>): SampleRecord => toSampleRecord(row, dialect.readJson);
 
   const toUpload = (row: Record<string, unknown>): SampleUploadRecord => ({
     uploadId: String(row.upload_id),
