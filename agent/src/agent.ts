@@ -25,7 +25,7 @@ import { createVisionModelRuntime } from './model-update/vision-runtime.ts';
 import type { LaneCounts, Outbox } from './outbox.ts';
 import { openFileOutbox, type RecoveryStats } from './outbox-file.ts';
 import { createPublisher, type PublishError, type Publisher } from './publisher.ts';
-import { createSampleCapture, type SampleCapture } from './samples/capture.ts';
+import { createSampleCapture, type SampleCapture, type SampleCaptureDeps } from './samples/capture.ts';
 import { createSequencer, type Sequencer } from './sequencer.ts';
 import { createSystemMetrics, type SystemMetricsReader } from './system-metrics.ts';
 import { createTelemetry, type Telemetry } from './telemetry.ts';
@@ -65,6 +65,12 @@ export type AgentDeps = {
   readonly outbox?: Outbox;
   /** Defaults to `<dataDir>/desired.json`. */
   readonly desiredStore?: DesiredStore;
+  /**
+   * Hard-sample capture without a vision pipeline (the simulator): the policy from desired state,
+   * the capture command, telemetry and uploads as usual; frames come through `samples.offer()`.
+   * `dir` holds the spool and the budget counters (default `<dataDir>/samples`).
+   */
+  readonly sampleCapture?: { readonly dir?: string; readonly options?: SampleCaptureDeps['options'] };
   /** Defaults to systeminformation + sysfs (system-metrics.ts). */
   readonly readSystem?: () => Promise<SystemMetrics>;
   readonly pipelineMetrics?: () => PipelineMetrics | undefined;
@@ -104,7 +110,7 @@ export interface Agent {
   readonly vision: Vision | null;
   /** The model manager, when a model runtime exists. */
   readonly models: ModelManager | null;
-  /** Hard-sample capture (samples/capture.ts), when the vision pipeline runs. */
+  /** Hard-sample capture (samples/capture.ts), when the vision pipeline runs or deps.sampleCapture asks. */
   readonly samples: SampleCapture | null;
   start(): Promise<void>;
   stop(options?: { readonly graceful?: boolean; readonly drainTimeoutMs?: number }): Promise<void>;
@@ -349,38 +355,40 @@ class AgentRuntime implements Agent {
     });
 
     // Hard samples: a sink on the vision pipeline, the policy from desired state, the capture command.
-    this.samples = vision
-      ? createSampleCapture({
-          dir: path.join(config.dataDir, 'samples'),
-          deviceId: config.deviceId,
-          bootId: sequencer.bootId,
-          upload: config.controlPlaneUrl
-            ? {
-                baseUrl: config.controlPlaneUrl,
-                credentials:
-                  config.mqtt.password !== undefined
-                    ? { username: config.deviceId, password: config.mqtt.password }
-                    : undefined,
-                ...(deps.fetch ? { fetch: deps.fetch } : {}),
-              }
-            : null,
-          onPolicyRefused(message) {
-            agent.emitEvent({
-              type: 'sample.policy-refused',
-              severity: 'error',
-              message,
-              data: { code: 'invalid_sample_policy' },
-            });
-          },
-          clock,
-          timers,
-          ...(deps.random ? { random: deps.random } : {}),
-          logger,
-        })
-      : null;
+    this.samples =
+      vision || deps.sampleCapture
+        ? createSampleCapture({
+            dir: deps.sampleCapture?.dir ?? path.join(config.dataDir, 'samples'),
+            ...(deps.sampleCapture?.options ? { options: deps.sampleCapture.options } : {}),
+            deviceId: config.deviceId,
+            bootId: sequencer.bootId,
+            upload: config.controlPlaneUrl
+              ? {
+                  baseUrl: config.controlPlaneUrl,
+                  credentials:
+                    config.mqtt.password !== undefined
+                      ? { username: config.deviceId, password: config.mqtt.password }
+                      : undefined,
+                  ...(deps.fetch ? { fetch: deps.fetch } : {}),
+                }
+              : null,
+            onPolicyRefused(message) {
+              agent.emitEvent({
+                type: 'sample.policy-refused',
+                severity: 'error',
+                message,
+                data: { code: 'invalid_sample_policy' },
+              });
+            },
+            clock,
+            timers,
+            ...(deps.random ? { random: deps.random } : {}),
+            logger,
+          })
+        : null;
     const samples = this.samples;
-    if (samples && vision) {
-      vision.addSink(samples.sink);
+    if (samples) {
+      vision?.addSink(samples.sink);
       this.desired.registerApplier('samplePolicy', (desired) => {
         samples.applyDesired(desired.samplePolicy);
       });

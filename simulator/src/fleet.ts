@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { EnrollDeviceResponse, fail, type ModelRef, ModelSummary, ok, type Result } from '@edgeloop/protocol';
 import { createBehaviourTable, type PlayedModel } from './model-behaviour.ts';
 import { hardwareProfile, type ModelBehaviour } from './profiles.ts';
@@ -52,6 +53,17 @@ export type FleetOptions = {
     readonly trustedKeyPems: readonly string[];
     readonly local: ModelRef | null;
     readonly healthCheckMs?: number;
+  };
+  /**
+   * Hard samples: every device runs the agent's capture code on synthetic frames with known boxes
+   * (see virtual-device.ts), under the policy its desired state carries (PUT /api/v1/sample-policy),
+   * and uploads to the control plane. `dir` holds one spool and budget folder per device.
+   */
+  readonly samples?: {
+    readonly dir: string;
+    readonly fps?: number;
+    readonly width?: number;
+    readonly height?: number;
   };
 };
 
@@ -258,6 +270,17 @@ export class Fleet {
         ...(options.seed !== undefined ? { seed: options.seed } : {}),
         ...(this.tracker ? { observer: this.tracker } : {}),
         ...(options.reconnect ? { reconnect: options.reconnect } : {}),
+        ...(options.samples
+          ? {
+              samples: {
+                controlPlaneUrl: options.controlPlaneUrl,
+                dir: join(options.samples.dir, id),
+                ...(options.samples.fps !== undefined ? { fps: options.samples.fps } : {}),
+                ...(options.samples.width !== undefined ? { width: options.samples.width } : {}),
+                ...(options.samples.height !== undefined ? { height: options.samples.height } : {}),
+              },
+            }
+          : {}),
         ...(options.models
           ? {
               models: {

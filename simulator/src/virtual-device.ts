@@ -17,6 +17,7 @@ import {
 import type { ModelRef, PipelineMetrics, SystemMetrics } from '@edgeloop/protocol';
 import { NetworkFaults } from './net-fault.ts';
 import { DEFAULT_MODEL_PROFILE, type HardwareProfile, type ModelProfile } from './profiles.ts';
+import { createSyntheticFrames, type SyntheticFrames } from './sample-frames.ts';
 import { type PlayedModel, SimulatedModelRuntime } from './sim-runtime.ts';
 import { syntheticPipelineWindow, syntheticSystemMetrics } from './synthetic-metrics.ts';
 
@@ -56,6 +57,22 @@ export type VirtualDeviceOptions = {
    * the device credential, signature checks against these keys, memory slots, played models.
    */
   readonly models?: SimulatedModels;
+  /**
+   * Hard samples through the agent's own capture code (policy from desired state, selection,
+   * budget, spool, resumable upload): synthetic frames with known boxes are offered at `fps`
+   * while a policy is enabled. The spool and the budget counters live in `dir` (kept across a
+   * simulated kill and reboot, like the disk).
+   */
+  readonly samples?: SimulatedSamples;
+};
+
+export type SimulatedSamples = {
+  readonly controlPlaneUrl: string;
+  readonly dir: string;
+  /** Frames per second offered to the capture (default 2). */
+  readonly fps?: number;
+  readonly width?: number;
+  readonly height?: number;
 };
 
 export type SimulatedModels = {
@@ -137,6 +154,8 @@ export class VirtualDevice {
   #lastWindowAt = Date.now();
   #lastInferenceAt: number | null = null;
   #boots = 0;
+  #frames: SyntheticFrames | null = null;
+  #frameTimer: ReturnType<typeof setInterval> | null = null;
   /** The model the simulated pipeline runs: undefined plays a default detector, null runs none. */
   #model: { readonly ref: ModelRef; readonly profile: ModelProfile } | null | undefined;
 
@@ -204,6 +223,7 @@ export class VirtualDevice {
       telemetry: { intervalS: options.telemetryIntervalS },
       hardware: { profile: options.hardware.name },
       logLevel: 'silent',
+      ...(options.samples ? { controlPlaneUrl: options.samples.controlPlaneUrl } : {}),
       ...(options.models
         ? {
             controlPlaneUrl: options.models.controlPlaneUrl,
@@ -247,7 +267,35 @@ export class VirtualDevice {
       },
       createClient: clientOverStream(() => this.faults.createStream()),
       ...(runtime && this.#modelStorage ? { modelRuntime: runtime, modelStorage: this.#modelStorage } : {}),
+      ...(options.samples ? { sampleCapture: { dir: options.samples.dir, options: { fsync: false } } } : {}),
     });
+  }
+
+  /** Offers a synthetic frame to the capture every 1/fps s while a sample policy is enabled. */
+  #startFrames(): void {
+    const samples = this.#options.samples;
+    if (!samples || this.#frameTimer) return;
+    this.#frames ??= createSyntheticFrames({
+      width: samples.width ?? 160,
+      height: samples.height ?? 120,
+      random: this.#random,
+    });
+    const frames = this.#frames;
+    this.#frameTimer = setInterval(
+      () => {
+        const capture = this.#agent?.samples;
+        if (!capture?.policy?.enabled || this.#stalled) return;
+        const ref = this.#model?.ref;
+        capture.offer(frames.next(this.#clock.now(), ref ? { id: ref.id, sha256: ref.sha256 } : null));
+      },
+      1000 / (samples.fps ?? 2),
+    );
+    this.#frameTimer.unref?.();
+  }
+
+  #stopFrames(): void {
+    if (this.#frameTimer) clearInterval(this.#frameTimer);
+    this.#frameTimer = null;
   }
 
   #utilisation(): number {
@@ -298,6 +346,7 @@ export class VirtualDevice {
     this.#agent = this.#newAgent();
     this.#condition = 'running';
     await this.#agent.start();
+    this.#startFrames();
   }
 
   /** Clean shutdown: shutdown status, drain, DISCONNECT (the broker drops the will). */
@@ -305,6 +354,7 @@ export class VirtualDevice {
     const agent = this.#agent;
     if (!agent || this.#condition === 'stopped' || this.#condition === 'killed') return;
     this.#condition = 'stopped';
+    this.#stopFrames();
     await agent.stop({ graceful: true, drainTimeoutMs: 2000 });
     this.#carryOutbox();
   }
@@ -314,6 +364,7 @@ export class VirtualDevice {
     const agent = this.#agent;
     if (!agent || this.#condition === 'stopped' || this.#condition === 'killed') return;
     this.#condition = 'killed';
+    this.#stopFrames();
     this.faults.killSockets();
     await agent.stop({ graceful: false });
     this.#carryOutbox();
@@ -341,6 +392,7 @@ export class VirtualDevice {
     const agent = this.#agent;
     if (!agent || this.#condition !== 'partitioned') return;
     this.#condition = 'killed';
+    this.#stopFrames();
     await agent.stop({ graceful: false });
     this.#carryOutbox();
   }
