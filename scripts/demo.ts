@@ -45,6 +45,21 @@ const repoRoot = path.resolve(fileURLToPath(new URL('.', import.meta.url)), '..'
 const CAMERA_ID = 'demo-camera';
 
 /**
+ * The hard-sample policy of the real agent, set through PUT /api/v1/sample-policy for its
+ * `model=ppocr-det` label before it enrolls (so it arrives in its first desired state): frames with
+ * text boxes the detector is less sure of, at most 10 a minute and 20 MB a day.
+ */
+const DEMO_SAMPLE_POLICY = {
+  selector: { labels: { model: 'ppocr-det' } },
+  policy: {
+    // PP-OCRv4 keeps boxes over 0.6; on these photos they score 0.9 to 1: the window takes the less sure ones.
+    strategies: [{ kind: 'near-threshold', threshold: 0.85, epsilon: 0.1, tags: ['demo'] }],
+    limits: { perMinute: 10, perDay: 2000, bytesPerDay: 20_000_000 },
+    jpegQuality: 85,
+  },
+};
+
+/**
  * One real agent beside the simulated fleet: PP-OCRv4 text detection (onnxruntime, CPU) on the
  * OpenCV sample photos in test-media/images, looping. It enrolls like any device.
  */
@@ -56,6 +71,8 @@ async function startRealAgent(started: StartedControlPlane): Promise<ChildProces
       ...(body ? { body: JSON.stringify(body) } : {}),
     });
   await api('DELETE', `/api/v1/devices/${CAMERA_ID}`);
+  const policy = await api('PUT', '/api/v1/sample-policy', DEMO_SAMPLE_POLICY);
+  if (policy.status !== 200) throw new Error(`setting the sample policy: HTTP ${policy.status} ${await policy.text()}`);
   const response = await api('POST', '/api/v1/devices', {
     id: CAMERA_ID,
     labels: { demo: 'true', hardware: 'x86-cpu', site: 'demo', model: 'ppocr-det' },
@@ -115,6 +132,13 @@ function banner(started: StartedControlPlane, notes: readonly string[]): string 
     `    curl -s -H 'authorization: Bearer ${adminToken}' '${started.httpUrl}/api/v1/devices?limit=5'`,
     `    curl -s -H 'authorization: Bearer ${adminToken}' ${started.httpUrl}/api/v1/devices/${CAMERA_ID}`,
     `    curl -sN -H 'authorization: Bearer ${adminToken}' ${started.httpUrl}/api/v1/events`,
+    '',
+    `  hard samples  ${CAMERA_ID} captures near-threshold text boxes (policy: edgeloop samples policy get)`,
+    `    curl -s -H 'authorization: Bearer ${adminToken}' '${started.httpUrl}/api/v1/samples?limit=5'`,
+    `    export EDGELOOP_URL=${started.httpUrl} EDGELOOP_TOKEN=${adminToken}`,
+    '    npx edgeloop samples list --strategy near-threshold',
+    '    npx edgeloop datasets create demo-hard --strategy near-threshold',
+    '    npx edgeloop datasets export demo-hard@1 --format coco --out demo-hard-1.tar',
     '',
     '  Ctrl-C stops everything.',
     '',
