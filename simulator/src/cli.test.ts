@@ -53,6 +53,16 @@ describe('edgeloop-sim arguments', () => {
     expect(parsed.value.fleet.seed).toBe(7);
   });
 
+  it('turns hard-sample capture on with --samples-dir, and refuses --sample-fps without it', () => {
+    const off = parseSimArgs(base, {});
+    expect(off.ok && off.value.fleet.samples).toBeUndefined();
+    const on = parseSimArgs([...base, '--samples-dir', join(dir, 'samples'), '--sample-fps', '5'], {});
+    expect(on.ok && on.value.fleet.samples).toEqual({ dir: join(dir, 'samples'), fps: 5 });
+    expect(problemsOf([...base, '--sample-fps', '5'])).toEqual([
+      '--sample-fps needs --samples-dir (without it devices capture no samples)',
+    ]);
+  });
+
   it('reads every .pub file of a --trusted-keys folder', () => {
     const folder = join(dir, 'keys');
     const other = generateKeyPair();

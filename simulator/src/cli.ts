@@ -39,6 +39,12 @@ control plane with its own credential, checks, A/B slots, health check, local re
                           crashOnLoad, by name@version, sha256 or *); default: like the current model
   --health-check S        seconds the played health check after a switch takes (default 2)
 
+Hard samples (every device runs the agent's capture code on synthetic frames with known boxes,
+under the policy its desired state carries: set one with edgeloop samples policy set):
+  --samples-dir DIR       turns capture on; each device keeps its spool and budget counters in
+                          DIR/<device id> (kept across simulated reboots)
+  --sample-fps F          frames per second offered to the capture while a policy is on (default 2)
+
 Examples:
   edgeloop-sim --control-plane http://localhost:8080 --token $EDGELOOP_TOKEN --devices 50
   edgeloop-sim --control-plane http://localhost:8080 --token $EDGELOOP_TOKEN --devices 60 \\
@@ -101,6 +107,8 @@ export function parseSimArgs(argv: readonly string[], env: Readonly<Record<strin
         'initial-model': { type: 'string' },
         'model-behaviour': { type: 'string' },
         'health-check': { type: 'string' },
+        'samples-dir': { type: 'string' },
+        'sample-fps': { type: 'string' },
         quiet: { type: 'boolean' },
         help: { type: 'boolean' },
       },
@@ -209,6 +217,11 @@ export function parseSimArgs(argv: readonly string[], env: Readonly<Record<strin
   );
   const cameraFps = positiveNumber('camera-fps', values['camera-fps'] as string | undefined, 15, problems);
   const connectRate = positiveNumber('connect-rate', values['connect-rate'] as string | undefined, 200, problems);
+  const samplesDir = values['samples-dir'] as string | undefined;
+  const sampleFps = positiveNumber('sample-fps', values['sample-fps'] as string | undefined, 2, problems);
+  if (values['sample-fps'] !== undefined && samplesDir === undefined) {
+    problems.push('--sample-fps needs --samples-dir (without it devices capture no samples)');
+  }
   if (problems.length > 0) return { ok: false, help: false, problems };
   return {
     ok: true,
@@ -230,6 +243,7 @@ export function parseSimArgs(argv: readonly string[], env: Readonly<Record<strin
         outboxMaxBytes: 1024 * 1024,
         ...(Object.keys(labels).length > 0 ? { labels } : {}),
         ...(seed !== undefined ? { seed } : {}),
+        ...(samplesDir !== undefined ? { samples: { dir: samplesDir, fps: sampleFps } } : {}),
       },
       scenario,
       durationMs,
