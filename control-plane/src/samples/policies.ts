@@ -18,6 +18,9 @@ import { effectivePolicy, sameJson } from './policy-selectors.ts';
  * (FleetDeps.samplePolicies).
  */
 
+/** Devices whose desired state is written and published at once. */
+const PUBLISH_CONCURRENCY = 16;
+
 export type SamplePolicyServiceDeps = {
   readonly policies: SamplePolicyRepository;
   readonly devices: Pick<DeviceRepository, 'snapshots'>;
@@ -39,14 +42,20 @@ export function createSamplePolicyService(deps: SamplePolicyServiceDeps): Sample
       const records = await deps.policies.list();
       const matched = await deps.devices.snapshots({ labels: Object.entries(selector) });
       let changed = 0;
-      for (const device of matched) {
-        const policy = effectivePolicy(records, device.labels);
-        if (sameJson(policy, device.desired?.samplePolicy ?? null)) continue;
-        // A device that never had a policy and now has none needs no new desired version.
-        if (policy === null && device.desired?.samplePolicy === undefined) continue;
-        const desired = await deps.fleet.setDesired(device.id, { samplePolicy: policy as Desired['samplePolicy'] });
-        if (desired) changed += 1;
-      }
+      let next = 0;
+      // A few devices at a time: each is one desired-state transaction and one retained publish.
+      const worker = async () => {
+        while (next < matched.length) {
+          const device = matched[next++] as (typeof matched)[number];
+          const policy = effectivePolicy(records, device.labels);
+          if (sameJson(policy, device.desired?.samplePolicy ?? null)) continue;
+          // A device that never had a policy and now has none needs no new desired version.
+          if (policy === null && device.desired?.samplePolicy === undefined) continue;
+          const desired = await deps.fleet.setDesired(device.id, { samplePolicy: policy as Desired['samplePolicy'] });
+          if (desired) changed += 1;
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(PUBLISH_CONCURRENCY, matched.length) }, worker));
       return { selector: { labels: { ...selector } }, policy: request.policy, devices: matched.length, changed };
     },
 
