@@ -308,13 +308,22 @@ export function loadConfig(options: LoadConfigOptions = {}): Readonly<Config> {
   return deepFreeze(parsed.data);
 }
 
+/** This checkout's root: a default path under it is shown as `<repo>/...`, the same on every machine. */
+const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/** A setting's default as help and completions show it. */
+export function showDefault(value: unknown): string {
+  const text = String(value);
+  return typeof value === 'string' && text.startsWith(REPO_ROOT) ? `<repo>/${text.slice(REPO_ROOT.length)}` : text;
+}
+
 /** The help text of the settings: one line per flag with its variable and default. */
 export function describeSettings(): string {
   const defaults = Config.parse({}) as Record<string, unknown>;
   return SETTINGS.map((setting) => {
     let value: unknown = defaults;
     for (const part of setting.path) value = (value as Record<string, unknown> | undefined)?.[part];
-    const shown = value === undefined ? '' : ` (default ${String(value)})`;
+    const shown = value === undefined ? '' : ` (default ${showDefault(value)})`;
     return `  ${(setting.flag ?? '(environment only)').padEnd(34)} ${setting.env}${shown}`;
   }).join('\n');
 }

@@ -1,5 +1,5 @@
 import pino from 'pino';
-import { Config, ConfigError, loadConfig, SETTINGS } from '../config.ts';
+import { Config, ConfigError, loadConfig, SETTINGS, showDefault } from '../config.ts';
 import { createControlPlane, PortInUseError, VERSION } from '../control-plane.ts';
 import type { FlagSpec } from './args.ts';
 import { type CommandSpec, EXIT } from './command.ts';
@@ -15,7 +15,7 @@ export function serveFlags(): FlagSpec[] {
       {
         name: setting.flag.slice(2),
         value: 'VALUE',
-        help: `${setting.env}${value === undefined ? '' : ` (default ${String(value)})`}`,
+        help: `${setting.env}${value === undefined ? '' : ` (default ${showDefault(value)})`}`,
         ...(setting.flag.endsWith('-dir') || setting.flag.endsWith('-keys') ? { file: true } : {}),
       },
     ];
