@@ -309,8 +309,9 @@ describe('the operator journey from the CLI: 3 real agents and 60 simulated devi
       'every device on v2',
       500,
     ).catch(async (e) => {
-      const devices = (await json('rollouts', 'devices', second.id)) as { deviceId: string; state: string }[];
-      const odd = devices.filter((d) => d.state !== 'active');
+      type Row = { deviceId: string; state: string; reason: string | null };
+      const listed = (await json('rollouts', 'devices', second.id)) as Row[] | { items: Row[] };
+      const odd = (Array.isArray(listed) ? listed : listed.items).filter((d) => d.state !== 'active');
       return explain(`fleet ${JSON.stringify(await fleetModels())}; not active: ${JSON.stringify(odd)}`, e);
     });
 
