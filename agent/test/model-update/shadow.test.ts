@@ -84,7 +84,8 @@ describe('shadow comparison', () => {
   });
 
   it('skips sampled frames once the compute budget is spent', async () => {
-    const metrics = await compare(identical, { sampleShare: 1, maxExtraShare: 0.1 });
+    // 2% extra: on a loaded machine one frame's time can be many times another's, so the margin is wide.
+    const metrics = await compare(identical, { sampleShare: 1, maxExtraShare: 0.02 });
     expect(metrics.framesCompared + metrics.framesSkipped).toBe(FRAMES);
     expect(metrics.framesCompared).toBeGreaterThan(0);
     expect(metrics.framesSkipped).toBeGreaterThan(metrics.framesCompared);

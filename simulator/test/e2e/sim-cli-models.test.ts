@@ -136,23 +136,32 @@ describe('edgeloop-sim with --trusted-keys', () => {
     const v3 = await kit.publish('det', '3.0.0', 3);
     const crashing = RolloutView.parse(await api('POST', '/api/v1/rollouts', { modelId: v3.id, ...ALL_AT_ONCE }));
     // The device's own report of the revert is brief (the rollback that follows sends it back to
-    // det@2.0.0, which it reports as already active), so the rollout's record of the failure is
-    // read too: each failed device keeps the reason it reported.
+    // det@2.0.0, which it reports as already active), so the rollout's audit is read too: it keeps
+    // each device it marked failed, with the reason the device reported.
     const refused = (await eventually(
       async () => {
         const all = await reportedModels();
         const live = all.filter(
           (model) => model?.update?.target.sha256 === v3.sha256 && model.update.state === 'reverted',
         );
-        const recorded = (
-          (await api('GET', `/api/v1/rollouts/${crashing.id}/devices`)) as { items: { reason: string | null }[] }
-        ).items.filter((item) => /warmup_failed/.test(item.reason ?? ''));
+        // The rollout's audit keeps every device it marked failed, with the reason the device gave.
+        const events = (await api('GET', `/api/v1/rollouts/${crashing.id}/events?type=devices&limit=1000`)) as {
+          items: { data: { changes?: { state: string; reason: string | null }[] } }[];
+        };
+        const recorded = events.items
+          .flatMap((event) => event.data.changes ?? [])
+          .filter((change) => change.state === 'failed' && /warmup_failed/.test(change.reason ?? ''));
         return live.length + recorded.length > 0 ? { live, recorded } : null;
       },
       60_000,
       `a device reverts ${v3.id}`,
       250,
-    ))!;
+    ).catch(async (error) => {
+      const view = RolloutView.parse(await api('GET', `/api/v1/rollouts/${crashing.id}`));
+      throw new Error(
+        `${(error as Error).message}; rollout ${view.status} (${view.reason}) counts ${JSON.stringify(view.counts)}; sim: ${simLog.slice(-1500)}`,
+      );
+    }))!;
     for (const model of refused.live) {
       expect(model?.update?.code).toBe('warmup_failed');
       expect(model?.active?.sha256).toBe(v2.sha256);
