@@ -44,4 +44,18 @@ describe.skipIf(!postgres.run)('control plane on PostgreSQL', () => {
     await d.client.endAsync();
     await eventually(async () => (await store.devices.get('pg-cam'))?.status === 'offline');
   });
+
+  it('survives the server ending its idle pooled connections, and the next query reconnects', async () => {
+    const store = t.cp.internals.store;
+    expect(await store.messages.count('pg-cam')).toBe(2);
+    // What a PostgreSQL restart or failover does to idle sessions: without a pool error listener
+    // this is an uncaught 'error' event that takes the process down.
+    await admin(
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${database}' AND pid <> pg_backend_pid() AND application_name <> 'edgeloop-leader'`,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(await store.messages.count('pg-cam')).toBe(2);
+    const response = await t.api('GET', '/api/v1/devices/pg-cam');
+    expect(response.status).toBe(200);
+  });
 });
