@@ -1,39 +1,28 @@
-import { ModelManifest, ShadowMetrics } from '@edgeloop/protocol';
+import { ShadowMetrics } from '@edgeloop/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createShadowComparator, type ShadowOptions } from '../../src/model-update/shadow.ts';
 import { createVisionPipeline } from '../../src/vision/pipeline.ts';
 import { createSyntheticSource } from '../../src/vision/synthetic-source.ts';
-import { loadVisionModel, type VisionModel } from '../../src/vision/vision-model.ts';
-import { sceneBoxes, type Variant, writeModel, yoloBytes, yoloManifest } from '../support/yolo-variants.ts';
+import type { VisionModel } from '../../src/vision/vision-model.ts';
+import { loadShadowModels } from '../support/yolo-variants.ts';
 import { makeTempDir } from '../vision/test-media.ts';
 
 /* Shadow comparison through real onnxruntime sessions in a real pipeline. */
 
 const temp = makeTempDir('shadow');
 const FRAMES = 60;
+let models: Awaited<ReturnType<typeof loadShadowModels>>;
 let current: VisionModel;
 let identical: VisionModel;
 let missesDog: VisionModel;
 
-async function load(name: string, variant: Variant): Promise<VisionModel> {
-  const manifest = yoloManifest(name, '1.0.0', variant.layout ?? 'yolov8');
-  const written = writeModel(temp.dir, yoloBytes(variant), manifest);
-  return loadVisionModel({
-    modelPath: written.modelPath,
-    manifest: ModelManifest.parse(manifest),
-    providers: ['cpu'],
-    intraOpThreads: 1,
-  });
-}
-
 beforeAll(async () => {
-  current = await load('current', { layout: 'yolov8', anchors: 30 });
-  identical = await load('identical', { layout: 'yolov5', anchors: 40 });
-  missesDog = await load('misses-dog', { layout: 'yolov8', anchors: 30, boxes: sceneBoxes({ withoutDog: true }) });
+  models = await loadShadowModels(temp.dir);
+  ({ current, identical, missesDog } = models);
 });
 
 afterAll(async () => {
-  for (const model of [current, identical, missesDog]) await model?.release();
+  await models?.release();
   temp.remove();
 });
 

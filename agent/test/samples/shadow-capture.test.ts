@@ -1,14 +1,14 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { ModelManifest, type SampleMetadata } from '@edgeloop/protocol';
+import type { SampleMetadata } from '@edgeloop/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createShadowComparator } from '../../src/model-update/shadow.ts';
 import { createSampleCapture, type SampleCapture } from '../../src/samples/capture.ts';
 import { decodeSpoolFile } from '../../src/samples/spool.ts';
 import { createVisionPipeline } from '../../src/vision/pipeline.ts';
 import { createSyntheticSource } from '../../src/vision/synthetic-source.ts';
-import { loadVisionModel, type VisionModel } from '../../src/vision/vision-model.ts';
-import { sceneBoxes, type Variant, writeModel, yoloBytes, yoloManifest } from '../support/yolo-variants.ts';
+import type { VisionModel } from '../../src/vision/vision-model.ts';
+import { loadShadowModels } from '../support/yolo-variants.ts';
 import { makeTempDir } from '../vision/test-media.ts';
 
 /*
@@ -20,29 +20,18 @@ import { makeTempDir } from '../vision/test-media.ts';
 
 const temp = makeTempDir('shadow-capture');
 const FRAMES = 24;
+let models: Awaited<ReturnType<typeof loadShadowModels>>;
 let current: VisionModel;
 let identical: VisionModel;
 let missesDog: VisionModel;
 
-async function load(name: string, variant: Variant): Promise<VisionModel> {
-  const manifest = yoloManifest(name, '1.0.0', variant.layout ?? 'yolov8');
-  const written = writeModel(temp.dir, yoloBytes(variant), manifest);
-  return loadVisionModel({
-    modelPath: written.modelPath,
-    manifest: ModelManifest.parse(manifest),
-    providers: ['cpu'],
-    intraOpThreads: 1,
-  });
-}
-
 beforeAll(async () => {
-  current = await load('current', { layout: 'yolov8', anchors: 30 });
-  identical = await load('identical', { layout: 'yolov5', anchors: 40 });
-  missesDog = await load('misses-dog', { layout: 'yolov8', anchors: 30, boxes: sceneBoxes({ withoutDog: true }) });
+  models = await loadShadowModels(temp.dir);
+  ({ current, identical, missesDog } = models);
 });
 
 afterAll(async () => {
-  for (const model of [current, identical, missesDog]) await model?.release();
+  await models?.release();
   temp.remove();
 });
 

@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { ModelManifestInput } from '@edgeloop/protocol';
+import { ModelManifest, type ModelManifestInput } from '@edgeloop/protocol';
 import {
   buildConstantOutputModel,
   buildYoloTestModel,
@@ -9,6 +9,7 @@ import {
   type YoloTestBox,
   yoloTestOutputDims,
 } from '../../scripts/test-models.ts';
+import { loadVisionModel, type VisionModel } from '../../src/vision/vision-model.ts';
 
 /*
  * Real ONNX models for the model-update tests, all on a 160x160 input with the sample scene
@@ -90,4 +91,39 @@ export function writeModel(
   writeFileSync(modelPath, bytes);
   writeFileSync(manifestPath, JSON.stringify(manifest));
   return { modelPath, manifestPath };
+}
+
+/**
+ * The models the shadow tests compare, loaded as real onnxruntime sessions from files in `dir`:
+ * the current model, a candidate with other bytes and the same detections, and one that misses
+ * the dog.
+ */
+export async function loadShadowModels(
+  dir: string,
+): Promise<{ current: VisionModel; identical: VisionModel; missesDog: VisionModel; release(): Promise<void> }> {
+  const load = (name: string, variant: Variant) => {
+    const manifest = yoloManifest(name, '1.0.0', variant.layout ?? 'yolov8');
+    const written = writeModel(dir, yoloBytes(variant), manifest);
+    return loadVisionModel({
+      modelPath: written.modelPath,
+      manifest: ModelManifest.parse(manifest),
+      providers: ['cpu'],
+      intraOpThreads: 1,
+    });
+  };
+  const current = await load('current', { layout: 'yolov8', anchors: 30 });
+  const identical = await load('identical', { layout: 'yolov5', anchors: 40 });
+  const missesDog = await load('misses-dog', {
+    layout: 'yolov8',
+    anchors: 30,
+    boxes: sceneBoxes({ withoutDog: true }),
+  });
+  return {
+    current,
+    identical,
+    missesDog,
+    async release() {
+      for (const model of [current, identical, missesDog]) await model.release();
+    },
+  };
 }
