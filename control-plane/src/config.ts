@@ -104,6 +104,36 @@ export const SamplesConfig = z.object({
 });
 export type SamplesConfig = z.infer<typeof SamplesConfig>;
 
+/**
+ * The MQTT front: limits applied to every socket before the broker reads a packet (mqtt-front.ts).
+ * A device that stays connected costs nothing here; a peer that has not logged in costs at most
+ * `maxConnectBytes` of buffer and one pending slot until `connectDeadlineMs`.
+ */
+export const MqttConfig = z.object({
+  /** Open MQTT sockets at most (logged in or not); past it new sockets are closed at accept. */
+  maxConnections: PositiveInt.default(10_000),
+  /** Sockets that have not logged in yet, at most; past it new sockets are closed at accept. */
+  maxPendingConnections: PositiveInt.default(1_000),
+  /** A socket must have logged in (CONNECT accepted) within this many milliseconds of accept. */
+  connectDeadlineMs: PositiveInt.min(100).max(300_000).default(10_000),
+  /** Connection attempts per second per source address that do not end logged in (refilled rate). */
+  connectRatePerAddress: PositiveNumber.default(20),
+  /** Attempts an address may make at once before the rate applies (token bucket size). */
+  connectBurstPerAddress: PositiveInt.default(200),
+  /** Largest packet before login (the CONNECT): remaining length in bytes. Default 16 KiB. */
+  maxConnectBytes: PositiveInt.min(512)
+    .max(1024 * 1024)
+    .default(16 * 1024),
+  /**
+   * Largest packet after login (remaining length): the 256 KiB payload limit plus room for the
+   * topic. A larger one closes the socket; one between the payload limit and this is dead-lettered.
+   */
+  maxPacketBytes: PositiveInt.min(1024)
+    .max(256 * 1024 * 1024)
+    .default(256 * 1024 + 8 * 1024),
+});
+export type MqttConfig = z.infer<typeof MqttConfig>;
+
 export const Config = z.object({
   httpPort: Port.default(8080),
   mqttPort: Port.default(1883),
@@ -132,6 +162,7 @@ export const Config = z.object({
   models: ModelsConfig.default(ModelsConfig.parse({})),
   rollouts: RolloutsConfig.default(RolloutsConfig.parse({})),
   samples: SamplesConfig.default(SamplesConfig.parse({})),
+  mqtt: MqttConfig.default(MqttConfig.parse({})),
 });
 export type Config = z.infer<typeof Config>;
 export type ConfigInput = z.input<typeof Config>;
@@ -157,6 +188,7 @@ const SECTIONS = {
   models: ModelsConfig,
   rollouts: RolloutsConfig,
   samples: SamplesConfig,
+  mqtt: MqttConfig,
 } as const;
 
 function kebab(name: string): string {
