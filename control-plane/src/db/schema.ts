@@ -307,3 +307,56 @@ export const samplePolicies = sqliteTable('sample_policies', {
   updatedAt: integer('updated_at').notNull(),
   updatedBy: text('updated_by'),
 });
+
+/*
+ * Governance (issue 12): the audit log and Idempotency-Key records. Rows of audit_log are only ever
+ * appended (and pruned by age by the retention setting); no API route edits or deletes them.
+ */
+export const auditLog = sqliteTable(
+  'audit_log',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    at: integer('at').notNull(),
+    /** A token id, `device:<id>`, or `system:rollouts`. */
+    actor: text('actor').notNull(),
+    /** admin | operator | viewer | device | system */
+    actorRole: text('actor_role').notNull(),
+    /** The route (`POST /api/v1/devices/:id/commands`) or an engine action (`rollout.advanced`). */
+    action: text('action').notNull(),
+    /** What kind of thing it acted on: devices, rollouts, models, tokens, ... */
+    resource: text('resource').notNull(),
+    target: text('target'),
+    requestId: text('request_id'),
+    source: text('source'),
+    status: integer('status'),
+    /** A small redacted digest of what changed (never secrets). */
+    summary: text('summary', { mode: 'json' }).$type<unknown>().notNull(),
+  },
+  (table) => [
+    index('audit_log_at_idx').on(table.at),
+    index('audit_log_actor_idx').on(table.actor, table.id),
+    index('audit_log_target_idx').on(table.target, table.id),
+  ],
+);
+
+/**
+ * Idempotency-Key records: the key is stored as a hash, scoped to the caller; the response as
+ * AES-GCM ciphertext under a key derived from the Idempotency-Key itself (an enrollment's response
+ * holds the device's password: the database alone does not reveal it).
+ */
+export const idempotencyKeys = sqliteTable(
+  'idempotency_keys',
+  {
+    actor: text('actor').notNull(),
+    keyHash: text('key_hash').notNull(),
+    /** in-flight | done */
+    state: text('state').notNull(),
+    /** sha256 of method, path and body; null while a streamed body is still being read. */
+    requestHash: text('request_hash'),
+    status: integer('status'),
+    response: text('response'),
+    createdAt: integer('created_at').notNull(),
+    expiresAt: integer('expires_at').notNull(),
+  },
+  (table) => [primaryKey({ columns: [table.actor, table.keyHash] }), index('idempotency_keys_expires_idx').on(table.expiresAt)],
+);

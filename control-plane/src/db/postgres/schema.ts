@@ -269,3 +269,41 @@ export const samplePolicies = pgTable('sample_policies', {
   updatedAt: epochMs('updated_at').notNull(),
   updatedBy: text('updated_by'),
 });
+
+/* Governance (issue 12): the audit log and Idempotency-Key records (see ../schema.ts). */
+export const auditLog = pgTable(
+  'audit_log',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    at: epochMs('at').notNull(),
+    actor: text('actor').notNull(),
+    actorRole: text('actor_role').notNull(),
+    action: text('action').notNull(),
+    resource: text('resource').notNull(),
+    target: text('target'),
+    requestId: text('request_id'),
+    source: text('source'),
+    status: integer('status'),
+    summary: jsonb('summary').$type<unknown>().notNull(),
+  },
+  (table) => [
+    index('audit_log_at_idx').on(table.at),
+    index('audit_log_actor_idx').on(table.actor, table.id),
+    index('audit_log_target_idx').on(table.target, table.id),
+  ],
+);
+
+export const idempotencyKeys = pgTable(
+  'idempotency_keys',
+  {
+    actor: text('actor').notNull(),
+    keyHash: text('key_hash').notNull(),
+    state: text('state').notNull(),
+    requestHash: text('request_hash'),
+    status: integer('status'),
+    response: text('response'),
+    createdAt: epochMs('created_at').notNull(),
+    expiresAt: epochMs('expires_at').notNull(),
+  },
+  (table) => [primaryKey({ columns: [table.actor, table.keyHash] }), index('idempotency_keys_expires_idx').on(table.expiresAt)],
+);
