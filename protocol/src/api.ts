@@ -1,25 +1,20 @@
 import { z } from 'zod';
 import { DEVICE_ID_PATTERN } from './device-id.ts';
 import { JsonObject } from './json-value.ts';
+import { labelMap } from './labels.ts';
 import { CommandName, Desired, EpochMs, Reply, Reported, Telemetry } from './messages.ts';
 import { ModelManifest, ModelRef, SignedModelRelease } from './models.ts';
 
 /* Shapes of the control plane's HTTP API that clients (CLI, simulator, dashboard) share. */
 
-export const LABEL_KEY_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+export { LABEL_KEY_PATTERN, labelKeyProblem, labelValueProblem } from './labels.ts';
 
 /** The cursor of the next page in a list response; null on the last page. */
 const NextCursor = z.string().nullable().describe('Pass as ?cursor= for the next page; null on the last page');
 
-export const Labels = z
-  .record(
-    z.string().regex(LABEL_KEY_PATTERN, 'label keys are lowercase letters, digits, . _ -, at most 63 characters'),
-    z.string().max(128),
-  )
-  .refine((labels) => Object.keys(labels).length <= 32, 'at most 32 labels')
-  .describe(
-    'Labels: at most 32 key=value pairs; keys lowercase letters, digits, . _ - (at most 63), values at most 128 characters',
-  );
+export const Labels = labelMap(z.string().max(128), 32).describe(
+  'Labels: at most 32 key=value pairs; keys lowercase letters, digits, . _ - (at most 63, not a prototype name), values at most 128 characters without control characters',
+);
 export type Labels = z.infer<typeof Labels>;
 
 export const DeviceStatus = z
@@ -47,9 +42,7 @@ export type EnrollDeviceRequest = z.infer<typeof EnrollDeviceRequest>;
 export const PatchDeviceRequest = z
   .object({
     /** Labels to set; a null value removes that label. */
-    labels: z
-      .record(z.string().regex(LABEL_KEY_PATTERN), z.string().max(128).nullable())
-      .describe('Labels to set; a null value removes that label'),
+    labels: labelMap(z.string().max(128).nullable(), 64).describe('Labels to set; a null value removes that label'),
   })
   .describe('Change labels of a device');
 export type PatchDeviceRequest = z.infer<typeof PatchDeviceRequest>;
@@ -175,6 +168,9 @@ export const API_ERROR_CODES = {
   /* Dataset labels: an image or category the COCO file names that the version does not have. */
   unknown_image: 422,
   unknown_category: 422,
+  /* Idempotency-Key (governance): the key was used with another request; the key's request is still running. */
+  idempotency_key_reused: 422,
+  idempotency_key_in_flight: 409,
 } as const;
 export type ApiErrorCode = keyof typeof API_ERROR_CODES;
 
@@ -208,12 +204,48 @@ export const DeviceListQuery = z
       .array(z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}:.{0,128}$/, 'label filters look like key:value'))
       .optional()
       .describe('key:value, repeatable; every one must match (the CLI takes key=value and sends key:value)'),
+    model: z
+      .string()
+      .min(1)
+      .max(129)
+      .regex(/^[^@]+(@[^@]+)?$/, 'a model filter looks like name or name@version')
+      .optional()
+      .describe('Only devices whose reported active model is this: name, or name@version'),
     limit: limitParam(500, 100).describe('Page size'),
     /** Opaque, from the previous page's nextCursor. */
     cursor: z.string().max(256).optional().describe('Opaque, from the previous page nextCursor'),
   })
   .describe('Filters of GET /api/v1/devices');
 export type DeviceListQuery = z.infer<typeof DeviceListQuery>;
+
+export const SiteCounts = z
+  .object({
+    site: z.string().nullable().describe('The site label; null for the devices without one'),
+    total: z.int().describe('Enrolled, active devices at the site'),
+    online: z.int().describe('Devices connected'),
+    offline: z.int().describe('Devices disconnected'),
+    unknown: z.int().describe('Devices never connected'),
+    healthy: z.int().describe('Healthy devices'),
+    degraded: z.int().describe('Degraded devices'),
+  })
+  .describe('The devices of one site (by their site label), counted by status and health');
+export type SiteCounts = z.infer<typeof SiteCounts>;
+
+export const SiteList = z
+  .object({
+    items: z.array(SiteCounts).describe('Sites by name (byte order), the devices without a site first'),
+    nextCursor: z.string().nullable().describe('Pass as cursor for the next page; null on the last page'),
+  })
+  .describe('A page of sites');
+export type SiteList = z.infer<typeof SiteList>;
+
+export const SiteListQuery = z
+  .object({
+    limit: limitParam(1000, 200).describe('Sites per page'),
+    cursor: z.string().max(512).optional().describe('Opaque, from the previous page nextCursor'),
+  })
+  .describe('Paging of GET /api/v1/fleet/sites');
+export type SiteListQuery = z.infer<typeof SiteListQuery>;
 
 export const DeviceDetail = z
   .object({
@@ -716,8 +748,7 @@ export const RolloutSpec = z
     /** Target devices: every enrolled device whose labels include all of these. */
     selector: z
       .object({
-        labels: z
-          .record(z.string(), z.string())
+        labels: labelMap(z.string(), 32)
           .default({})
           .describe('Labels a device must carry, all of them (key=value)'),
       })
@@ -1124,3 +1155,54 @@ export const ServerEvent = z
   })
   .describe('The data of every server event on GET /api/v1/events');
 export type ServerEvent = z.infer<typeof ServerEvent>;
+
+/* ------------------------------------ governance: audit log ------------------------------------ */
+
+/** Who made a change: an API token (id and role), a device (`device:<id>`), or `system:rollouts`. */
+export const AuditActor = z
+  .object({
+    id: z.string().describe('Token id, device:<id>, or system:rollouts'),
+    role: z.string().describe('admin, operator, viewer, device or system'),
+  })
+  .describe('Who made the change');
+export type AuditActor = z.infer<typeof AuditActor>;
+
+export const AuditEntry = z
+  .object({
+    id: z.int().describe('Entry id (increasing)'),
+    at: EpochMs.describe('When the change was made'),
+    actor: AuditActor,
+    action: z
+      .string()
+      .describe('The route (POST /api/v1/rollouts/:id/abort) or an engine action (rollout.advanced, rollout.assigned)'),
+    resource: z.string().describe('What kind of thing: devices, models, rollouts, tokens, samples, datasets, ...'),
+    target: z.string().nullable().describe('The id acted on (path parameter, or the id created); null for none'),
+    requestId: z.string().nullable().describe('X-Request-Id of the request; null for engine actions'),
+    source: z.string().nullable().describe('Source address of the request; null when unknown or for engine actions'),
+    status: z.int().nullable().describe('HTTP status answered; null for engine actions'),
+    summary: JsonObject.describe('A small redacted digest of what changed (secrets are never stored)'),
+  })
+  .describe('One entry of the audit log');
+export type AuditEntry = z.infer<typeof AuditEntry>;
+
+export const AuditQuery = z
+  .object({
+    actor: z.string().max(128).optional().describe('Only entries of this actor (token id, device:<id>, system:rollouts)'),
+    action: z.string().max(200).optional().describe('Only entries of this action'),
+    resource: z.string().max(64).optional().describe('Only entries about this kind of thing (devices, rollouts, ...)'),
+    target: z.string().max(256).optional().describe('Only entries about this id'),
+    from: z.coerce.number().int().min(0).optional().describe('Entries made at or after this time (ms since the epoch)'),
+    to: z.coerce.number().int().min(0).optional().describe('Entries made at or before this time (ms since the epoch)'),
+    limit: limitParam(500, 100).describe('Page size'),
+    cursor: z.string().max(256).optional().describe('Opaque, from the previous page nextCursor'),
+  })
+  .describe('Filters of GET /api/v1/audit');
+export type AuditQuery = z.infer<typeof AuditQuery>;
+
+export const AuditList = z
+  .object({ items: z.array(AuditEntry), nextCursor: NextCursor })
+  .describe('A page of the audit log, newest first');
+export type AuditList = z.infer<typeof AuditList>;
+
+/** The header a replayed Idempotency-Key response carries (`true`). */
+export const IDEMPOTENT_REPLAYED_HEADER = 'Idempotent-Replayed';

@@ -1,4 +1,7 @@
 import type { ApiRole, Channel, Desired, DeviceStatus, HealthState, Labels, Result } from '@edgeloop/protocol';
+import type { AuditRepository } from './audit.ts';
+import type { SiteCountsQuery, SiteCountsRecord } from './device-sites.ts';
+import type { IdempotencyRepository } from './idempotency.ts';
 
 export type { ApiRole };
 
@@ -79,6 +82,8 @@ export type DeviceListQuery = {
   readonly health?: HealthState;
   /** Every pair must match (AND). */
   readonly labels?: readonly (readonly [string, string])[];
+  /** The reported active model: its name, and its version when given. */
+  readonly model?: { readonly name: string; readonly version?: string };
   /** Devices with ids after this one (keyset paging, ordered by id). */
   readonly afterId?: string;
   readonly limit: number;
@@ -115,6 +120,8 @@ export type DeviceRepository = {
   /** Desired state of every active device that has one (re-published at start). */
   listDesired(): Promise<{ id: string; desired: Desired }[]>;
   counts(): Promise<FleetCounts>;
+  /** Active devices grouped by their `site` label, counted by status and health, a page of sites. */
+  sites(query: SiteCountsQuery): Promise<SiteCountsRecord[]>;
   /** Live states of every active device (the ingest writer's cache is filled from these). */
   loadLiveStates(): Promise<LoadedLiveState[]>;
   loadLiveState(id: string): Promise<LoadedLiveState | null>;
@@ -601,6 +608,10 @@ export type Store = {
   readonly samples: SampleRepository;
   readonly datasets: DatasetRepository;
   readonly samplePolicies: SamplePolicyRepository;
+  /** The audit log (append and read; retention prunes by age). */
+  readonly audit: AuditRepository;
+  /** Idempotency-Key records of the POSTs that create things. */
+  readonly idempotency: IdempotencyRepository;
   /** A leader lock on a dedicated connection; `key` names the lock (one per role). */
   openLeaderLock(key: number): LeaderLock;
   close(): Promise<void>;

@@ -1,9 +1,11 @@
 import { type Desired, fail, ok } from '@edgeloop/protocol';
 import { and, asc, count, eq, inArray, isNotNull, isNull, type SQL, sql } from 'drizzle-orm';
+import { querySiteCounts } from '../device-sites.ts';
 import type { DeviceDetailRecord, DeviceRepository, DeviceSnapshot, FleetCounts } from '../repositories.ts';
 import { chunk, freshRow, toLiveState, toRecord } from '../rows.ts';
 import type { PostgresDb } from './database.ts';
 import { devices } from './schema.ts';
+import { postgresDialect } from './sql-dialect.ts';
 
 const active = isNull(devices.revokedAt);
 
@@ -49,6 +51,12 @@ export function createPostgresDeviceRepository(db: PostgresDb): DeviceRepository
       if (query.status) conditions.push(eq(devices.status, query.status));
       if (query.health) conditions.push(eq(devices.health, query.health));
       for (const [key, value] of query.labels ?? []) conditions.push(sql`${devices.labels} ->> ${key} = ${value}`);
+      if (query.model) {
+        conditions.push(sql`${devices.reported} #>> '{model,active,name}' = ${query.model.name}`);
+        if (query.model.version !== undefined) {
+          conditions.push(sql`${devices.reported} #>> '{model,active,version}' = ${query.model.version}`);
+        }
+      }
       if (query.afterId !== undefined) conditions.push(sql`${devices.id} COLLATE "C" > ${query.afterId}`);
       const rows = await db
         .select()
@@ -128,6 +136,10 @@ export function createPostgresDeviceRepository(db: PostgresDb): DeviceRepository
       for (const row of reasons.rows) byHealthReason[row.reason] = Number(row.n);
       const counts: FleetCounts = { total, byStatus, byHealth, byHealthReason };
       return counts;
+    },
+
+    async sites(query) {
+      return querySiteCounts(postgresDialect(db), sql` COLLATE "C"`, query);
     },
 
     async loadLiveStates() {

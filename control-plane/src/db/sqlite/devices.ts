@@ -1,9 +1,11 @@
 import { type Desired, fail, ok } from '@edgeloop/protocol';
 import { and, asc, count, eq, gt, inArray, isNotNull, isNull, type SQL, sql } from 'drizzle-orm';
+import { querySiteCounts } from '../device-sites.ts';
 import type { DeviceDetailRecord, DeviceRepository, DeviceSnapshot, FleetCounts } from '../repositories.ts';
 import { chunk, type DeviceRow, freshRow, toLiveState, toRecord } from '../rows.ts';
 import { devices } from '../schema.ts';
 import type { SqliteDb } from './database.ts';
+import { sqliteDialect } from './sql-dialect.ts';
 
 const active = isNull(devices.revokedAt);
 
@@ -48,6 +50,12 @@ export function createSqliteDeviceRepository(db: SqliteDb): DeviceRepository {
       for (const [key, value] of query.labels ?? []) {
         // Label keys match LABEL_KEY_PATTERN (no quotes), and both parts are bound parameters.
         conditions.push(sql`json_extract(${devices.labels}, ${`$."${key}"`}) = ${value}`);
+      }
+      if (query.model) {
+        conditions.push(sql`json_extract(${devices.reported}, '$.model.active.name') = ${query.model.name}`);
+        if (query.model.version !== undefined) {
+          conditions.push(sql`json_extract(${devices.reported}, '$.model.active.version') = ${query.model.version}`);
+        }
       }
       if (query.afterId !== undefined) conditions.push(gt(devices.id, query.afterId));
       const rows = db
@@ -130,6 +138,10 @@ export function createSqliteDeviceRepository(db: SqliteDb): DeviceRepository {
       for (const row of reasonRows) byHealthReason[row.reason] = row.n;
       const counts: FleetCounts = { total, byStatus, byHealth, byHealthReason };
       return counts;
+    },
+
+    async sites(query) {
+      return querySiteCounts(sqliteDialect(db), sql``, query);
     },
 
     async loadLiveStates() {

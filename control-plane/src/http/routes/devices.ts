@@ -54,6 +54,12 @@ function historyBefore(query: { before?: number | undefined; cursor?: string | u
   return query.before !== undefined ? { deviceTs: query.before, id: 0 } : undefined;
 }
 
+/** `name` or `name@version` (the query schema allows at most one `@`). */
+export function modelFilter(text: string): { name: string; version?: string } {
+  const at = text.indexOf('@');
+  return at === -1 ? { name: text } : { name: text.slice(0, at), version: text.slice(at + 1) };
+}
+
 function parseBody(row: StoredMessage): Record<string, unknown> {
   return JSON.parse(row.body) as Record<string, unknown>;
 }
@@ -92,7 +98,7 @@ export function deviceRoutes(deps: DeviceRoutesDeps): Route[] {
     defineRoute({
       method: 'get',
       path: '/api/v1/devices',
-      summary: 'List devices, filtered by status, health and labels, with cursor paging',
+      summary: 'List devices, filtered by status, health, labels and active model, with cursor paging',
       tag: 'devices',
       role: 'viewer',
       query: DeviceListQuery,
@@ -108,6 +114,7 @@ export function deviceRoutes(deps: DeviceRoutesDeps): Route[] {
           ...(query.status ? { status: query.status } : {}),
           ...(query.health ? { health: query.health } : {}),
           labels,
+          ...(query.model ? { model: modelFilter(query.model) } : {}),
           ...(afterId !== undefined ? { afterId } : {}),
           limit: query.limit + 1,
         });
