@@ -53,6 +53,8 @@ export type HealthConfig = z.infer<typeof HealthConfig>;
 export const RetentionConfig = z.object({
   messagesDays: PositiveNumber.default(14),
   deadLettersDays: PositiveNumber.default(14),
+  /** Audit log entries older than this are pruned; 0 keeps them for good. */
+  auditDays: z.coerce.number().min(0).default(365),
   pruneIntervalS: PositiveNumber.default(3_600),
 });
 export type RetentionConfig = z.infer<typeof RetentionConfig>;
@@ -134,6 +136,16 @@ export const MqttConfig = z.object({
 });
 export type MqttConfig = z.infer<typeof MqttConfig>;
 
+export const IdempotencyConfig = z.object({
+  /** How long an Idempotency-Key and its stored response are kept (the IETF draft suggests 24 h). */
+  ttlHours: PositiveNumber.max(24 * 30).default(24),
+  /** A response larger than this is not stored for replay (its key is given back). */
+  maxResponseBytes: PositiveInt.max(16 * 1024 * 1024).default(64 * 1024),
+  /** A key whose request has not finished after this long (its process died) may be used again. */
+  inFlightTimeoutS: PositiveNumber.default(600),
+});
+export type IdempotencyConfig = z.infer<typeof IdempotencyConfig>;
+
 export const Config = z.object({
   httpPort: Port.default(8080),
   mqttPort: Port.default(1883),
@@ -163,6 +175,7 @@ export const Config = z.object({
   rollouts: RolloutsConfig.default(RolloutsConfig.parse({})),
   samples: SamplesConfig.default(SamplesConfig.parse({})),
   mqtt: MqttConfig.default(MqttConfig.parse({})),
+  idempotency: IdempotencyConfig.default(IdempotencyConfig.parse({})),
 });
 export type Config = z.infer<typeof Config>;
 export type ConfigInput = z.input<typeof Config>;
@@ -189,6 +202,7 @@ const SECTIONS = {
   rollouts: RolloutsConfig,
   samples: SamplesConfig,
   mqtt: MqttConfig,
+  idempotency: IdempotencyConfig,
 } as const;
 
 function kebab(name: string): string {
