@@ -67,6 +67,7 @@ _edgeloop() {
     'serve/--health-inference-stall-s') COMPREPLY=(); return ;;
     'serve/--retention-messages-days') COMPREPLY=(); return ;;
     'serve/--retention-dead-letters-days') COMPREPLY=(); return ;;
+    'serve/--retention-audit-days') COMPREPLY=(); return ;;
     'serve/--retention-prune-interval-s') COMPREPLY=(); return ;;
     'serve/--http-body-limit-bytes') COMPREPLY=(); return ;;
     'serve/--http-sse-heartbeat-s') COMPREPLY=(); return ;;
@@ -81,6 +82,16 @@ _edgeloop() {
     'serve/--samples-quota-bytes') COMPREPLY=(); return ;;
     'serve/--samples-upload-expiry-hours') COMPREPLY=(); return ;;
     'serve/--samples-thumbnail-width') COMPREPLY=(); return ;;
+    'serve/--mqtt-max-connections') COMPREPLY=(); return ;;
+    'serve/--mqtt-max-pending-connections') COMPREPLY=(); return ;;
+    'serve/--mqtt-connect-deadline-ms') COMPREPLY=(); return ;;
+    'serve/--mqtt-connect-rate-per-address') COMPREPLY=(); return ;;
+    'serve/--mqtt-connect-burst-per-address') COMPREPLY=(); return ;;
+    'serve/--mqtt-max-connect-bytes') COMPREPLY=(); return ;;
+    'serve/--mqtt-max-packet-bytes') COMPREPLY=(); return ;;
+    'serve/--idempotency-ttl-hours') COMPREPLY=(); return ;;
+    'serve/--idempotency-max-response-bytes') COMPREPLY=(); return ;;
+    'serve/--idempotency-in-flight-timeout-s') COMPREPLY=(); return ;;
     'fleet/--url') COMPREPLY=(); return ;;
     'fleet/--token') COMPREPLY=(); return ;;
     'devices list/--status') COMPREPLY=($(compgen -W 'online offline unknown' -- "$cur")); return ;;
@@ -198,7 +209,7 @@ _edgeloop() {
     'datasets import-labels/--token') COMPREPLY=(); return ;;
   esac
   case "$key" in
-    'serve') opts='--http-port --mqtt-port --host --public-host --data-dir --database-url --log-level --trusted-keys --ingest-batch-size --ingest-flush-interval-ms --ingest-high-water --ingest-hard-cap --ingest-dedupe-cache-size --health-sweep-interval-ms --health-heartbeat-grace-s --health-default-keepalive-s --health-default-telemetry-interval-s --health-stale-intervals --health-high-temperature-c --health-disk-nearly-full-ratio --health-memory-pressure-ratio --health-inference-stall-s --retention-messages-days --retention-dead-letters-days --retention-prune-interval-s --http-body-limit-bytes --http-sse-heartbeat-s --http-console-dir --commands-default-timeout-ms --commands-max-timeout-ms --models-upload-limit-bytes --rollouts-tick-ms --rollouts-leader-retry-ms --samples-max-bytes --samples-retention-days --samples-quota-bytes --samples-upload-expiry-hours --samples-thumbnail-width --help'; args='' ;;
+    'serve') opts='--http-port --mqtt-port --host --public-host --data-dir --database-url --log-level --trusted-keys --ingest-batch-size --ingest-flush-interval-ms --ingest-high-water --ingest-hard-cap --ingest-dedupe-cache-size --health-sweep-interval-ms --health-heartbeat-grace-s --health-default-keepalive-s --health-default-telemetry-interval-s --health-stale-intervals --health-high-temperature-c --health-disk-nearly-full-ratio --health-memory-pressure-ratio --health-inference-stall-s --retention-messages-days --retention-dead-letters-days --retention-audit-days --retention-prune-interval-s --http-body-limit-bytes --http-sse-heartbeat-s --http-console-dir --commands-default-timeout-ms --commands-max-timeout-ms --models-upload-limit-bytes --rollouts-tick-ms --rollouts-leader-retry-ms --samples-max-bytes --samples-retention-days --samples-quota-bytes --samples-upload-expiry-hours --samples-thumbnail-width --mqtt-max-connections --mqtt-max-pending-connections --mqtt-connect-deadline-ms --mqtt-connect-rate-per-address --mqtt-connect-burst-per-address --mqtt-max-connect-bytes --mqtt-max-packet-bytes --idempotency-ttl-hours --idempotency-max-response-bytes --idempotency-in-flight-timeout-s --help'; args='' ;;
     'fleet') opts='--json --url --token --help'; args='' ;;
     'completion') opts='--help'; args='bash zsh' ;;
     'devices list') opts='--status --health --label --limit --json --url --token --help'; args='' ;;
