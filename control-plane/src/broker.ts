@@ -19,6 +19,7 @@ import type { Logger } from 'pino';
 import type { CommandWaiters } from './command-waiters.ts';
 import type { Clock, IngestWriter } from './ingest.ts';
 import type { MetricsRegistry } from './metrics.ts';
+import type { DeviceIssues } from './mqtt-front-issues.ts';
 import type { SecretHasher } from './secrets.ts';
 
 /*
@@ -27,7 +28,11 @@ import type { SecretHasher } from './secrets.ts';
  *   authenticate        username = client id = an enrolled, active device id; password checked
  *                       against its keyed hash (constant time). A last will is allowed only on
  *                       the device's own status topic. Refusals: CONNACK 4 (bad credentials) or
- *                       5 (not authorized).
+ *                       5 (not authorized). Failures of an enrolled id's credential and takeovers
+ *                       of a live session go to the device issues (auth-failing,
+ *                       client-id-flapping); while an id flaps, a takeover is refused with
+ *                       CONNACK 2. Sockets reach aedes through the MQTT front (mqtt-front.ts),
+ *                       which is told when a connection logged in.
  *   authorizePublish    only the device's own status/telemetry/events/reported/reply topics;
  *                       retain only on status. A refusal closes the connection (MQTT 3.1.1 has no
  *                       negative PUBACK). Accepted payloads go to the ingest writer and the
@@ -56,6 +61,12 @@ export type BrokerDeps = {
   readonly metrics: MetricsRegistry;
   readonly logger: Logger;
   readonly clock: Clock;
+  /** Auth failures and takeovers per enrolled device (health reasons); none tracked when absent. */
+  readonly issues?: DeviceIssues;
+  /** Told of every connection whose CONNECT was accepted (the MQTT front lifts its pre-login limits). */
+  readonly front?: { admitted(connection: unknown): void };
+  /** aedes's own CONNECT timeout; the front's deadline is meant to come first. Default 30 s. */
+  readonly connectTimeoutMs?: number;
 };
 
 export type CommandRequest = { readonly name: string; readonly args?: JsonObject };
@@ -88,8 +99,8 @@ export type ControlBroker = {
   close(): Promise<void>;
 };
 
-/** CONNACK return codes we use: 3 server unavailable, 4 bad credentials, 5 not authorized. */
-type AuthCode = 3 | 4 | 5;
+/** CONNACK return codes we use: 2 identifier rejected, 3 server unavailable, 4 bad credentials, 5 not authorized. */
+type AuthCode = 2 | 3 | 4 | 5;
 
 function authError(message: string, returnCode: AuthCode): Error & { returnCode: AuthCode } {
   return Object.assign(new Error(message), { returnCode });
@@ -140,8 +151,13 @@ export async function createBroker(deps: BrokerDeps): Promise<ControlBroker> {
         if (secretHash === null || !ingest.knows(deviceId)) {
           callback(refuse('unknown_device', 'unknown or revoked device', 4), null);
         } else if (!hasher.verify(password.toString('utf8'), secretHash)) {
+          // Counted per id only here, for an enrolled device: unknown ids never get an entry.
+          deps.issues?.noteAuthFailure(deviceId);
           callback(refuse('bad_password', 'bad user name or password', 4), null);
+        } else if (deps.issues?.noteLogin(deviceId, isLive(liveClient(deviceId))) === 'refuse') {
+          callback(refuse('client_id_flapping', 'the client id is held by another live session', 2), null);
         } else {
+          deps.front?.admitted(client.conn);
           callback(null, true);
         }
       },
@@ -257,6 +273,7 @@ export async function createBroker(deps: BrokerDeps): Promise<ControlBroker> {
   };
 
   const aedes = await Aedes.createBroker({
+    ...(deps.connectTimeoutMs ? { connectTimeout: deps.connectTimeoutMs } : {}),
     authenticate: authenticate as never,
     authorizePublish: authorizePublish as never,
     authorizeSubscribe,

@@ -8,6 +8,9 @@ import type { DeviceStatus, FleetPipelineSummary, HealthState, Telemetry } from 
  *   healthy   otherwise.
  * Reasons: high-temperature, disk-nearly-full, memory-pressure, telemetry-stale, and from the
  * vision pipeline (when reported) camera-black, camera-frozen, camera-blurred, inference-stalled.
+ * Connection reasons come from the MQTT front (mqtt-front-issues.ts), not from the device:
+ * auth-failing (its credential keeps failing) and client-id-flapping (two sessions fight over its
+ * id). They show in every state, so an offline or never-seen device says why it is not online.
  */
 
 export const HEALTH_REASONS = [
@@ -19,8 +22,11 @@ export const HEALTH_REASONS = [
   'camera-frozen',
   'camera-blurred',
   'inference-stalled',
+  'auth-failing',
+  'client-id-flapping',
 ] as const;
 export type HealthReason = (typeof HEALTH_REASONS)[number];
+export type ConnectionHealthReason = Extract<HealthReason, 'auth-failing' | 'client-id-flapping'>;
 
 export type HealthThresholds = {
   readonly highTemperatureC: number;
@@ -68,6 +74,8 @@ export type HealthInput = {
   readonly telemetryAt: number | null;
   /** The interval the device reported; the default applies when null. */
   readonly telemetryIntervalS: number | null;
+  /** What the MQTT front knows about its connections (in HEALTH_REASONS order); none when absent. */
+  readonly connection?: readonly ConnectionHealthReason[];
 };
 
 export type HealthAssessment = { readonly health: HealthState; readonly reasons: readonly string[] };
@@ -126,9 +134,10 @@ export function telemetryStaleAfterMs(telemetryIntervalS: number | null, thresho
 
 /** The health of one device at `now`; pure. Reasons come in the order of HEALTH_REASONS. */
 export function assessHealth(input: HealthInput, thresholds: HealthThresholds, now: number): HealthAssessment {
-  if (input.status === 'offline') return { health: 'offline', reasons: [] };
+  const connection = input.connection ?? [];
+  if (input.status === 'offline') return { health: 'offline', reasons: [...connection] };
   if (input.status === 'unknown' || input.telemetry === null || input.telemetryAt === null) {
-    return { health: 'unknown', reasons: [] };
+    return { health: 'unknown', reasons: [...connection] };
   }
   const t = input.telemetry;
   const reasons: HealthReason[] = [];
@@ -144,6 +153,7 @@ export function assessHealth(input: HealthInput, thresholds: HealthThresholds, n
   if (t.camera?.frozen) reasons.push('camera-frozen');
   if (t.camera?.blurred) reasons.push('camera-blurred');
   if (t.inferenceStalled) reasons.push('inference-stalled');
+  reasons.push(...connection);
   return { health: reasons.length > 0 ? 'degraded' : 'healthy', reasons };
 }
 

@@ -35,6 +35,7 @@ import {
 import { type EventBus, type StatusCause, statusEventType } from './events.ts';
 import {
   assessHealth,
+  type ConnectionHealthReason,
   digestTelemetry,
   sameAssessment,
   silenceLimitMs,
@@ -98,6 +99,8 @@ export type IngestDeps = {
   readonly isConnected?: (deviceId: string) => boolean;
   /** Called after commit with each newly stored reply (command waiters resolve from it). */
   readonly onReply?: (deviceId: string, reply: Reply) => void;
+  /** Health reasons the MQTT front knows of (auth-failing, client-id-flapping); read at every assessment. */
+  readonly connectionReasons?: (deviceId: string) => readonly ConnectionHealthReason[];
 };
 
 export type IngestStats = {
@@ -284,6 +287,7 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
         telemetry: cached.digest,
         telemetryAt: cached.state.telemetryAt,
         telemetryIntervalS: cached.state.telemetryIntervalS,
+        connection: deps.connectionReasons?.(cached.state.id) ?? [],
       },
       thresholds,
       now,

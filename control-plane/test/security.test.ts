@@ -1,4 +1,4 @@
-import { encode, messageId, topicFor } from '@edgeloop/protocol';
+import { encode, MAX_PAYLOAD_BYTES, messageId, topicFor } from '@edgeloop/protocol';
 import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, newBootId, SYSTEM, startTestControlPlane, type TestControlPlane } from './harness.ts';
@@ -151,6 +151,14 @@ describe('MQTT access rules', () => {
     expect(own.map((grant) => grant.qos)).toEqual([1, 1]);
     expect(d.client.connected).toBe(true);
   });
+
+  it('grants QoS 1 to a subscription that asks for QoS 2', async () => {
+    const d = await t.device('qos2-asker');
+    const granted = await d.client.subscribeAsync([topicFor('qos2-asker', 'desired'), topicFor('qos2-asker', 'cmd')], {
+      qos: 2,
+    });
+    expect(granted.map((grant) => grant.qos)).toEqual([1, 1]);
+  });
 });
 
 describe('enrollment ids', () => {
@@ -195,7 +203,7 @@ describe('revocation', () => {
 });
 
 describe('bad payloads', () => {
-  it('dead-letters malformed JSON, wrong schemas and a 1 MB payload, counts them and keeps serving', async () => {
+  it('dead-letters malformed JSON, wrong schemas and a payload over the limit (but within the packet limit), counts them and keeps serving', async () => {
     const bad = await t.device('bad-payloads');
     const good = await t.device('good-neighbour');
     const before = {
@@ -207,7 +215,7 @@ describe('bad payloads', () => {
     await bad.client.publishAsync(telemetryTopic, '{"msgId": "oops"', { qos: 1 });
     await bad.client.publishAsync(telemetryTopic, JSON.stringify({ hello: 'world' }), { qos: 1 });
     await bad.client.publishAsync(topicFor('bad-payloads', 'events'), Buffer.from([0xff, 0xfe, 0x00]), { qos: 1 });
-    await bad.client.publishAsync(telemetryTopic, Buffer.alloc(1024 * 1024, 0x7b), { qos: 1 });
+    await bad.client.publishAsync(telemetryTopic, Buffer.alloc(MAX_PAYLOAD_BYTES + 1024, 0x7b), { qos: 1 });
     await good.send('telemetry', { intervalS: 10, system: SYSTEM });
 
     expect(await metric('edgeloop_ingest_rejected_total', '{reason="invalid_json"}')).toBe(before.json + 1);
@@ -225,7 +233,7 @@ describe('bad payloads', () => {
       'payload_too_large',
     ]);
     const big = letters.items.find((l) => l.reason === 'payload_too_large')!;
-    expect(big.payloadSize).toBe(1024 * 1024);
+    expect(big.payloadSize).toBe(MAX_PAYLOAD_BYTES + 1024);
     expect(Buffer.from(big.payloadExcerpt, 'base64')).toHaveLength(1024);
     expect(letters.items.find((l) => l.reason === 'invalid_schema')!.detail).toContain('msgId');
 
