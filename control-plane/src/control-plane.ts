@@ -23,6 +23,8 @@ import { type Clock, createIngestWriter, type IngestWriter } from './ingest.ts';
 import { createMetricsRegistry, type MetricsRegistry } from './metrics.ts';
 import { type BlobStore, createBlobStore } from './models/blob-store.ts';
 import { createModelRegistry, type ModelRegistry } from './models/registry.ts';
+import { createMqttFront, type MqttFront } from './mqtt-front.ts';
+import { createDeviceIssues } from './mqtt-front-issues.ts';
 import { loadTrustedKeys } from './models/trusted-keys.ts';
 import { createRolloutEngine, ROLLOUT_LEADER_LOCK_KEY, type RolloutEngine } from './rollouts/engine.ts';
 import { createRolloutService, type RolloutService } from './rollouts/service.ts';
@@ -71,6 +73,7 @@ export type ControlPlaneInternals = {
   readonly config: Readonly<Config>;
   readonly store: Store;
   readonly broker: ControlBroker;
+  readonly mqttFront: MqttFront;
   readonly ingest: IngestWriter;
   readonly bus: EventBus;
   readonly metrics: MetricsRegistry;
@@ -167,6 +170,8 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
       const { generated } = await tokens.bootstrap(config.adminToken);
 
       const waiters = createCommandWaiters();
+      // Auth failures and client-id conflicts per enrolled device, read by health (ingest) and written by the broker.
+      const deviceIssues = createDeviceIssues({ now: () => clock.now() });
       let broker: ControlBroker | null = null;
       const ingest = createIngestWriter({
         store: {
@@ -182,10 +187,18 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         logger: logger.child({ component: 'ingest' }),
         isConnected: (deviceId) => broker?.isConnected(deviceId) ?? false,
         onReply: (deviceId, reply) => waiters.resolve(deviceId, reply),
+        connectionReasons: (deviceId) => deviceIssues.reasons(deviceId),
       });
       await ingest.start();
       cleanups.push(() => ingest.stop());
 
+      // Every socket passes the front (caps, per-address rate, header-checked packet sizes, CONNECT deadline) first.
+      const mqttFront = createMqttFront({
+        config: config.mqtt,
+        handoff: (socket) => (broker ? broker.handle(socket) : socket.destroy()),
+        metrics,
+        logger: logger.child({ component: 'mqtt-front' }),
+      });
       broker = await createBroker({
         devices: store.devices,
         hasher,
@@ -194,9 +207,13 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         metrics,
         logger: logger.child({ component: 'broker' }),
         clock,
+        issues: deviceIssues,
+        front: mqttFront,
+        // A backstop only: the front's deadline closes a socket that did not log in first.
+        connectTimeoutMs: config.mqtt.connectDeadlineMs + 1_000,
       });
       const openBroker = broker;
-      const mqttServer = createServer((socket) => openBroker.handle(socket));
+      const mqttServer = createServer((socket) => mqttFront.accept(socket));
       cleanups.push(async () => {
         // Stop accepting first; the listener's close completes once the broker closed every client.
         const listenerClosed = mqttServer.listening ? closeServer(mqttServer) : Promise.resolve();
@@ -343,6 +360,7 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         config,
         store,
         broker: openBroker,
+        mqttFront,
         ingest,
         bus,
         metrics,
