@@ -748,9 +748,7 @@ export const RolloutSpec = z
     /** Target devices: every enrolled device whose labels include all of these. */
     selector: z
       .object({
-        labels: labelMap(z.string(), 32)
-          .default({})
-          .describe('Labels a device must carry, all of them (key=value)'),
+        labels: labelMap(z.string(), 32).default({}).describe('Labels a device must carry, all of them (key=value)'),
       })
       .prefault({})
       .describe('Target devices: every enrolled device whose labels include all of these'),
@@ -1187,7 +1185,11 @@ export type AuditEntry = z.infer<typeof AuditEntry>;
 
 export const AuditQuery = z
   .object({
-    actor: z.string().max(128).optional().describe('Only entries of this actor (token id, device:<id>, system:rollouts)'),
+    actor: z
+      .string()
+      .max(128)
+      .optional()
+      .describe('Only entries of this actor (token id, device:<id>, system:rollouts)'),
     action: z.string().max(200).optional().describe('Only entries of this action'),
     resource: z.string().max(64).optional().describe('Only entries about this kind of thing (devices, rollouts, ...)'),
     target: z.string().max(256).optional().describe('Only entries about this id'),

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { labelMap } from './labels.ts';
 
 /*
  * Hard samples: the policy a device captures under (carried in desired state, so sampling changes
@@ -161,9 +162,7 @@ export type SamplePolicyInput = z.input<typeof SamplePolicy>;
 /** Label pairs a device must all carry; `{}` selects the whole fleet. */
 export const SamplePolicySelector = z
   .strictObject({
-    labels: z
-      .record(z.string().min(1).max(64), z.string().max(256))
-      .refine((labels) => Object.keys(labels).length <= 16, 'at most 16 labels')
+    labels: labelMap(z.string(), 16)
       .default({})
       .describe('Label pairs a device must all carry; empty selects the whole fleet'),
   })

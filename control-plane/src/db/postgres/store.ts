@@ -1,4 +1,6 @@
+import { createAuditRepository } from '../audit.ts';
 import { createDatasetRepository } from '../datasets.ts';
+import { createIdempotencyRepository } from '../idempotency.ts';
 import type { Store } from '../repositories.ts';
 import { createSamplePolicyRepository } from '../sample-policies.ts';
 import { createSampleRepository } from '../samples.ts';
@@ -38,6 +40,8 @@ export async function createPostgresStore(options: {
     samples: createSampleRepository(postgresDialect(db)),
     datasets: createDatasetRepository(postgresDialect(db)),
     samplePolicies: createSamplePolicyRepository(postgresDialect(db)),
+    audit: createAuditRepository(postgresDialect(db)),
+    idempotency: createIdempotencyRepository(postgresDialect(db)),
     openLeaderLock: (key) => createPostgresLeaderLock({ url: options.url, key }),
     async close() {
       if (closed) return;

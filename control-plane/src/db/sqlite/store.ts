@@ -1,5 +1,7 @@
 import { join } from 'node:path';
+import { createAuditRepository } from '../audit.ts';
 import { createDatasetRepository } from '../datasets.ts';
+import { createIdempotencyRepository } from '../idempotency.ts';
 import type { Store } from '../repositories.ts';
 import { createSamplePolicyRepository } from '../sample-policies.ts';
 import { createSampleRepository } from '../samples.ts';
@@ -35,6 +37,8 @@ export function createSqliteStore(options: { readonly dataDir?: string; readonly
     samples: createSampleRepository(sqliteDialect(db)),
     datasets: createDatasetRepository(sqliteDialect(db)),
     samplePolicies: createSamplePolicyRepository(sqliteDialect(db)),
+    audit: createAuditRepository(sqliteDialect(db)),
+    idempotency: createIdempotencyRepository(sqliteDialect(db)),
     openLeaderLock: () => createSqliteLeaderLock(),
     async close() {
       if (db.$client.open) db.$client.close();
