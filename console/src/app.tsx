@@ -2,11 +2,13 @@ import { useEffect, useMemo, useState } from 'preact/hooks';
 import { HubContext, Link, SessionContext } from './context.tsx';
 import { viewerTimeZone } from './format.ts';
 import { createEventHub } from './live.ts';
+import { DatasetsPage } from './pages/datasets.tsx';
 import { DevicePage } from './pages/device.tsx';
 import { FleetPage } from './pages/fleet.tsx';
 import { ModelsPage } from './pages/models.tsx';
 import { RolloutPage } from './pages/rollout.tsx';
 import { RolloutsPage } from './pages/rollouts.tsx';
+import { SamplesPage } from './pages/samples.tsx';
 import { SignInPage } from './pages/sign-in.tsx';
 import { SitesPage } from './pages/sites.tsx';
 import { parseRoute, type Route, tokenFromHash } from './route.ts';
@@ -113,6 +115,8 @@ function SignedIn(props: { session: Session; route: Route; onSignOut: () => void
                 ['sites', '/sites', 'Sites'],
                 ['rollouts', '/rollouts', 'Rollouts'],
                 ['models', '/models', 'Models'],
+                ['samples', '/samples', 'Samples'],
+                ['datasets', '/datasets', 'Datasets'],
               ] as const
             ).map(([key, href, label]) => (
               <span key={key} aria-current={section === key ? 'page' : undefined}>
@@ -154,6 +158,10 @@ function Page(props: { route: Route }) {
       return <ModelsPage />;
     case 'sites':
       return <SitesPage />;
+    case 'samples':
+      return <SamplesPage />;
+    case 'datasets':
+      return <DatasetsPage />;
     case 'not-found':
       return (
         <section>

@@ -3,7 +3,7 @@ import { parseRoute, pathOf, tokenFromHash } from './route.ts';
 
 describe('parseRoute', () => {
   it('maps every console path to its page and back', () => {
-    const paths = ['/', '/devices/cam%2F1', '/rollouts', '/rollouts/r-1', '/models', '/sites'];
+    const paths = ['/', '/devices/cam%2F1', '/rollouts', '/rollouts/r-1', '/models', '/sites', '/samples', '/datasets'];
     expect(paths.map(parseRoute)).toEqual([
       { page: 'fleet' },
       { page: 'device', id: 'cam/1' },
@@ -11,6 +11,8 @@ describe('parseRoute', () => {
       { page: 'rollout', id: 'r-1' },
       { page: 'models' },
       { page: 'sites' },
+      { page: 'samples' },
+      { page: 'datasets' },
     ]);
     expect(paths.map((path) => pathOf(parseRoute(path)))).toEqual(paths);
   });

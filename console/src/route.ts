@@ -7,6 +7,8 @@ export type Route =
   | { readonly page: 'rollout'; readonly id: string }
   | { readonly page: 'models' }
   | { readonly page: 'sites' }
+  | { readonly page: 'samples' }
+  | { readonly page: 'datasets' }
   | { readonly page: 'not-found'; readonly path: string };
 
 export function parseRoute(pathname: string): Route {
@@ -19,6 +21,8 @@ export function parseRoute(pathname: string): Route {
     if (head === 'rollouts') return id ? { page: 'rollout', id } : { page: 'rollouts' };
     if (head === 'models' && !id) return { page: 'models' };
     if (head === 'sites' && !id) return { page: 'sites' };
+    if (head === 'samples' && !id) return { page: 'samples' };
+    if (head === 'datasets' && !id) return { page: 'datasets' };
   }
   return { page: 'not-found', path: pathname };
 }
@@ -37,6 +41,10 @@ export function pathOf(route: Route): string {
       return '/models';
     case 'sites':
       return '/sites';
+    case 'samples':
+      return '/samples';
+    case 'datasets':
+      return '/datasets';
     case 'not-found':
       return route.path;
   }

@@ -14,6 +14,7 @@ import {
   topicFor,
 } from '@edgeloop/protocol';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import sharp from 'sharp';
 import { build } from 'vite';
 import {
   SYSTEM,
@@ -22,13 +23,15 @@ import {
   type TestDevice,
 } from '../../control-plane/test/harness.ts';
 import { createSigningKit, type SigningKit, upload, uploadForm } from '../../control-plane/test/model-fixtures.ts';
+import { basicAuth, metadataFor, uploadSample } from '../../control-plane/test/sample-fixtures.ts';
 import { createVirtualFleet, type VirtualFleet } from '../../control-plane/test/virtual-fleet.ts';
 
 /*
  * What the console's Chromium tests and `npm run screenshots` share: the console built from
  * source into a temp folder, a real control plane serving it (real SQLite, aedes, HTTP on port 0),
  * a fleet of 25 devices (23 virtual ones fed through the real ingest, and 2 real MQTT clients
- * that answer commands), two signed models, and Debian's Chromium driven by playwright-core.
+ * that answer commands), two signed models, six hard samples uploaded by the real devices, and
+ * Debian's Chromium driven by playwright-core.
  */
 
 export const CHROMIUM = '/usr/bin/chromium';
@@ -92,6 +95,39 @@ function pipelineWindow(windowS: number, fps: number, p95: number) {
     model: null,
     camera: null,
   };
+}
+
+const PHOTOS = ['scenetext01.jpg', 'scenetext02.jpg'].map((name) =>
+  fileURLToPath(new URL(`../../test-media/images/${name}`, import.meta.url)),
+);
+export const SAMPLE_SIZE = { width: 640, height: 480 } as const;
+
+/**
+ * Hard samples from a real device through the real upload route (its own credential, the
+ * resumable protocol): the repository's sample photos at 640x480, each with two predicted boxes.
+ */
+async function uploadSamples(baseUrl: string, device: TestDevice, count: number): Promise<void> {
+  const strategies = ['near-threshold', 'class-rare', 'random'] as const;
+  for (let i = 0; i < count; i++) {
+    const jpeg = await sharp(PHOTOS[i % PHOTOS.length]!)
+      .resize(SAMPLE_SIZE.width, SAMPLE_SIZE.height, { fit: 'fill' })
+      .modulate({ brightness: 1 + i * 0.05 })
+      .jpeg({ quality: 80 })
+      .toBuffer();
+    const metadata = metadataFor(device.id, jpeg, SAMPLE_SIZE, {
+      model: { id: 'det@1.0.0', sha256: 'a'.repeat(64) },
+      strategy: strategies[i % strategies.length]!,
+      reason: i % 2 === 0 ? '2 detections within 0.5 +- 0.1' : 'rare class seen',
+      predictions: [
+        { box: [60 + i * 10, 80, 300, 200], score: 0.52 + i / 100, classId: 0, label: 'text' },
+        { box: [380, 260, 600, 420], score: 0.47, classId: 1, label: 'sign' },
+      ],
+      frameTs: Date.now() - (count - i) * 60_000,
+      bootId: device.bootId,
+      seq: 1000 + i,
+    });
+    await uploadSample(baseUrl, basicAuth(device.id, device.password), metadata, jpeg);
+  }
 }
 
 const SITES = ['north', 'south', 'harbour'];
@@ -176,14 +212,30 @@ export async function startConsoleFixture(dir: string): Promise<ConsoleFixture> 
         await device.send('telemetry', {
           ts: Date.now() - (6 - i) * 60_000,
           intervalS: 60,
-          system: { ...SYSTEM, temperatures: { cpuC: 45 + i, gpuC: null }, gpu: { loadPct: 30 + i * 5 } },
+          system: {
+            ...SYSTEM,
+            temperatures: { cpuC: 45 + i, gpuC: 40 + i, zones: { 'CPU-therm': 45 + i, 'SOC-therm': 43 + i / 2 } },
+            gpu: { loadPct: 30 + i * 5 },
+          },
           pipeline: pipelineWindow(60, 25 + (i % 3), 18 + i),
+          samples: {
+            captured: 10 + i,
+            dropped: {},
+            uploaded: 8 + i,
+            uploadedBytes: 40_000 * (8 + i),
+            spooled: 6 - i,
+            spooledBytes: 40_000 * (6 - i),
+            budgetLeft: { today: 100 - i, bytesToday: null },
+            policyError: null,
+          },
         });
       }
       return device;
     };
     const door = await realDevice('door-cam', 'north');
     const gate = await realDevice('gate-cam', 'south');
+    await uploadSamples(t.started.httpUrl, gate, 4);
+    await uploadSamples(t.started.httpUrl, door, 2);
     const cmdTopic = topicFor(gate.id, 'cmd');
     await gate.client.subscribeAsync(cmdTopic, { qos: 1 });
     gate.client.on('message', (topic, payload) => {

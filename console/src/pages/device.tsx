@@ -1,10 +1,18 @@
-import type { CommandResponse, DeviceDetail, Failure, MessageList, TelemetryHistory } from '@edgeloop/protocol';
+import type {
+  CommandResponse,
+  DeviceDetail,
+  Failure,
+  MessageList,
+  SampleList,
+  TelemetryHistory,
+} from '@edgeloop/protocol';
 import { useMemo, useState } from 'preact/hooks';
-import { TimeChart } from '../chart.tsx';
+import { type ChartSeries, TimeChart } from '../chart.tsx';
 import { ErrorNote, HealthBadge, StatusBadge, useResult } from '../components.tsx';
 import { Link, useLiveEvents, useSession } from '../context.tsx';
 import { formatAgo, formatBytes, formatNumber, formatTime } from '../format.ts';
 import { createThrottle, pageTimers } from '../live.ts';
+import { SampleCard } from '../sample-card.tsx';
 
 const RANGES = [
   { label: '15 min', ms: 15 * 60_000 },
@@ -13,16 +21,72 @@ const RANGES = [
   { label: '24 h', ms: 86_400_000 },
 ] as const;
 
-/** Telemetry points of a range by the device's own timestamps, oldest first, for the chart. */
+/** Telemetry points of a range by the device's own timestamps, oldest first, for the charts. */
 export function telemetrySeries(items: TelemetryHistory['items'], from: number) {
   const points = items.filter((item) => item.message.ts >= from).sort((a, b) => a.message.ts - b.message.ts);
+  // Every thermal zone any point of the range reported (Jetson: CPU-therm, GPU-therm, ...), by name.
+  const zoneNames = [...new Set(points.flatMap((p) => Object.keys(p.message.system.temperatures.zones)))].sort();
+  const hasSamples = points.some((p) => p.message.samples !== undefined);
   return {
     times: points.map((p) => p.message.ts / 1000),
     fps: points.map((p) => p.message.pipeline?.fps ?? null),
     p95: points.map((p) => p.message.pipeline?.latencyMs.inference?.p95 ?? null),
     cpuC: points.map((p) => p.message.system.temperatures.cpuC),
+    gpuC: points.map((p) => p.message.system.temperatures.gpuC),
+    zones: zoneNames.map((name) => ({
+      name,
+      values: points.map((p) => p.message.system.temperatures.zones[name] ?? null),
+    })),
+    cpuLoad: points.map((p) => p.message.system.cpu.loadPct),
     gpuLoad: points.map((p) => p.message.system.gpu?.loadPct ?? null),
+    /** Hard samples waiting in the device's upload spool; null where capture is not configured. */
+    spooled: hasSamples ? points.map((p) => p.message.samples?.spooled ?? null) : null,
   };
+}
+
+/**
+ * The device page's charts over a range: pipeline, temperatures (CPU, GPU and every thermal zone),
+ * load, and the hard-sample spool; a chart whose series have no value in the range is left out.
+ */
+export function telemetryCharts(
+  series: ReturnType<typeof telemetrySeries>,
+): { title: string; series: ChartSeries[] }[] {
+  const charts: { title: string; series: ChartSeries[] }[] = [
+    {
+      title: 'fps and inference p95 (ms)',
+      series: [
+        { label: 'fps', values: series.fps, scale: 'fps' },
+        { label: 'inference p95 ms', values: series.p95, scale: 'ms' },
+      ],
+    },
+    {
+      title: 'Temperatures (°C)',
+      series: [
+        { label: 'CPU °C', values: series.cpuC, scale: 'c' },
+        { label: 'GPU °C', values: series.gpuC, scale: 'c' },
+        ...series.zones.map((zone) => ({ label: `${zone.name} °C`, values: zone.values, scale: 'c' })),
+      ],
+    },
+    {
+      title: 'CPU and GPU load (%)',
+      series: [
+        { label: 'CPU load %', values: series.cpuLoad, scale: 'pct' },
+        { label: 'GPU load %', values: series.gpuLoad, scale: 'pct' },
+      ],
+    },
+    {
+      title: 'Hard samples waiting to upload (spool)',
+      series: series.spooled ? [{ label: 'samples in spool', values: series.spooled, scale: 'n' }] : [],
+    },
+  ];
+  return charts
+    .map((chart) => ({ ...chart, series: chart.series.filter((s) => present(s.values)) }))
+    .filter((chart) => chart.series.length > 0);
+}
+
+/** A series worth drawing: at least one point has a value. */
+function present(values: readonly (number | null)[]): boolean {
+  return values.some((v) => v !== null);
 }
 
 export function DevicePage(props: { id: string }) {
@@ -68,6 +132,8 @@ export function DevicePage(props: { id: string }) {
     () => (history.value ? telemetrySeries(history.value.items, history.value.from) : null),
     [history.value],
   );
+  // Memoised: a chart is rebuilt only when its data changes, not on every refetch of the device.
+  const charts = useMemo(() => (series ? telemetryCharts(series) : []), [series]);
 
   const d = detail.value;
   const telemetry = d?.telemetry?.message;
@@ -215,22 +281,9 @@ export function DevicePage(props: { id: string }) {
         <ErrorNote error={history.error} />
         {series && series.times.length > 0 ? (
           <div class="grid2">
-            <TimeChart
-              title="fps and inference p95 (ms)"
-              times={series.times}
-              series={[
-                { label: 'fps', values: series.fps, scale: 'fps' },
-                { label: 'inference p95 ms', values: series.p95, scale: 'ms' },
-              ]}
-            />
-            <TimeChart
-              title="CPU temperature (°C) and GPU load (%)"
-              times={series.times}
-              series={[
-                { label: 'CPU °C', values: series.cpuC, scale: 'c' },
-                { label: 'GPU load %', values: series.gpuLoad, scale: 'pct' },
-              ]}
-            />
+            {charts.map((chart) => (
+              <TimeChart key={chart.title} title={chart.title} times={series.times} series={chart.series} />
+            ))}
           </div>
         ) : history.loading ? (
           <p>Loading…</p>
@@ -238,6 +291,7 @@ export function DevicePage(props: { id: string }) {
           <p>No telemetry in this range.</p>
         )}
       </div>
+      <LastSamples id={props.id} />
       <div class="grid2">
         <MessageLog id={props.id} channel="status" title="Status history" />
         <MessageLog id={props.id} channel="events" title="Events" />
@@ -254,6 +308,39 @@ export function describeMessage(body: Record<string, unknown>): string {
   const type = typeof body.type === 'string' ? body.type : 'event';
   const severity = typeof body.severity === 'string' ? `${body.severity} ` : '';
   return `${severity}${type}${typeof body.message === 'string' ? `: ${body.message}` : ''}`;
+}
+
+/** The device's newest hard samples with their boxes, refetched (at most every 5 s) on its events. */
+function LastSamples(props: { id: string }) {
+  const { client } = useSession();
+  const samples = useResult<SampleList>(
+    (signal) => client.samples.list({ deviceId: props.id, limit: 6 }, signal),
+    [client, props.id],
+  );
+  const refetch = useMemo(() => createThrottle(() => samples.reload(), 5000, pageTimers), [samples.reload]);
+  useLiveEvents(
+    (batch) => {
+      // A device announces its captures as events (sample.ready); the upload lands soon after.
+      if (batch.some((event) => event.type === 'device.event' && event.data.deviceId === props.id)) refetch();
+    },
+    [props.id, refetch],
+  );
+  const items = samples.value?.items ?? [];
+  return (
+    <div class="panel">
+      <div class="panel-head">
+        <h2>Last samples</h2>
+        <Link href={`/samples?deviceId=${encodeURIComponent(props.id)}`}>All samples of {props.id} →</Link>
+      </div>
+      <ErrorNote error={samples.error} />
+      <div class="gallery compact" data-testid="device-samples">
+        {items.map((sample) => (
+          <SampleCard key={sample.id} client={client} sample={sample} compact />
+        ))}
+      </div>
+      {samples.value && items.length === 0 ? <p>No hard samples from this device.</p> : null}
+    </div>
+  );
 }
 
 function MessageLog(props: { id: string; channel: 'status' | 'events'; title: string }) {

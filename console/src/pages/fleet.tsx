@@ -7,7 +7,7 @@ import { applyDevicePatches, createThrottle, devicePatches, pageTimers, touchesF
 
 const PAGE_SIZE = 50;
 
-type Filters = { status: string; health: string; labels: string; site: string };
+type Filters = { status: string; health: string; labels: string; site: string; model: string };
 
 /** The label filters of the form: `key=value` or `key:value`, comma or space separated, plus the site. */
 export function labelFilters(filters: Filters): string[] {
@@ -22,7 +22,7 @@ export function labelFilters(filters: Filters): string[] {
 export function FleetPage() {
   const { client } = useSession();
   const summary = useResult<FleetSummary>((signal) => client.fleet.summary(signal), [client]);
-  const [filters, setFilters] = useState<Filters>({ status: '', health: '', labels: '', site: '' });
+  const [filters, setFilters] = useState<Filters>({ status: '', health: '', labels: '', site: '', model: '' });
   const [applied, setApplied] = useState<Filters>(filters);
   // Cursors of the pages before this one (paging back), and this page's.
   const [cursors, setCursors] = useState<(string | undefined)[]>([undefined]);
@@ -31,6 +31,7 @@ export function FleetPage() {
     const q: Partial<DeviceListQuery> = { limit: PAGE_SIZE };
     if (applied.status) q.status = applied.status as DeviceListQuery['status'];
     if (applied.health) q.health = applied.health as DeviceListQuery['health'];
+    if (applied.model.trim()) q.model = applied.model.trim();
     const labels = labelFilters(applied);
     if (labels.length > 0) q.label = labels;
     if (cursor) q.cursor = cursor;
@@ -119,6 +120,14 @@ export function FleetPage() {
         <label>
           Site
           <input value={filters.site} onInput={(e) => setFilters({ ...filters, site: e.currentTarget.value })} />
+        </label>
+        <label>
+          Model
+          <input
+            value={filters.model}
+            placeholder="det or det@2.0.0"
+            onInput={(e) => setFilters({ ...filters, model: e.currentTarget.value })}
+          />
         </label>
         <label>
           Labels (key=value)

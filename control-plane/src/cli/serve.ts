@@ -68,7 +68,8 @@ export const serveCommand: CommandSpec = {
       }
       throw error;
     }
-    io.out(`edgeloop control plane ${VERSION}\n  HTTP  ${started.httpUrl}\n  MQTT  ${started.mqttUrl}\n`);
+    const consoleLine = config.http.consoleDir ? `  console  ${started.httpUrl}/\n` : '';
+    io.out(`edgeloop control plane ${VERSION}\n${consoleLine}  HTTP  ${started.httpUrl}\n  MQTT  ${started.mqttUrl}\n`);
     if (started.adminToken) {
       io.out(
         `\n  Admin token (generated now, shown ONCE; only its hash is stored, so save it):\n    ${started.adminToken}\n` +
