@@ -1,5 +1,6 @@
+import { ApiRequestError } from '@edgeloop/protocol';
 import { UsageError } from './cli/args.ts';
-import { ApiRequestError, UnreachableError } from './cli/client.ts';
+import { describeFailure } from './cli/client.ts';
 import { type CliIo, type CommandSpec, EXIT, type GroupSpec, runCommand, runGroup, usageLine } from './cli/command.ts';
 import { type CommandTree, createCompletionCommand } from './cli/completion.ts';
 import { datasetsGroup } from './cli/datasets.ts';
@@ -91,8 +92,8 @@ export async function runCli(
       io.err(`edgeloop: ${error.message}\n`);
       return EXIT.usage;
     }
-    if (error instanceof UnreachableError || error instanceof ApiRequestError) {
-      io.err(`edgeloop: ${error.message}\n`);
+    if (error instanceof ApiRequestError) {
+      io.err(`edgeloop: ${describeFailure(error.failure)}\n`);
       return EXIT.failed;
     }
     io.err(`edgeloop: ${error instanceof Error ? error.message : String(error)}\n`);

@@ -2,7 +2,6 @@ import { z } from 'zod';
 import {
   ApiError,
   CommandResponse,
-  type CreateRolloutRequest,
   CreateTokenResponse,
   DeadLetterList,
   type DeadLetterQuery,
@@ -27,6 +26,7 @@ import {
   type RolloutEventQuery,
   RolloutList,
   type RolloutListQuery,
+  type RolloutSpecInput,
   RolloutView,
   ServerEvent,
   type ServerEventType,
@@ -233,6 +233,14 @@ export async function take<T>(items: AsyncIterable<T>, limit = Number.POSITIVE_I
 }
 
 export type RolloutAction = 'pause' | 'resume' | 'abort' | 'promote';
+/** What `samples.policy.set` takes: a selector (default: the whole fleet) and a policy, or null to remove it. */
+export type SetSamplePolicyInput = z.input<typeof SetSamplePolicyRequest>;
+/** A command as `devices.command` takes it. */
+export type CommandInput = {
+  readonly name: CommandNameValue;
+  readonly args?: JsonObject;
+  readonly timeoutMs?: number;
+};
 
 /** Filters of a walk: every query field but the cursor. */
 type WalkQuery<Q> = Omit<Partial<Q>, 'cursor'>;
@@ -400,11 +408,8 @@ export function createApiClient(options: ApiClientOptions) {
       get(`/api/v1/devices/${enc(id)}/telemetry`, TelemetryHistory, query, signal),
     messages: (id: string, query: Partial<MessageQuery> = {}, signal?: AbortSignal) =>
       get(`/api/v1/devices/${enc(id)}/messages`, MessageList, query, signal),
-    command: (
-      id: string,
-      command: { readonly name: CommandNameValue; readonly args?: JsonObject; readonly timeoutMs?: number },
-      signal?: AbortSignal,
-    ) => post(`/api/v1/devices/${enc(id)}/commands`, CommandResponse, command, signal),
+    command: (id: string, command: CommandInput, signal?: AbortSignal) =>
+      post(`/api/v1/devices/${enc(id)}/commands`, CommandResponse, command, signal),
     /** Deletes every sample of the device, with their dataset memberships (admin). */
     purgeSamples: (id: string, signal?: AbortSignal) =>
       request('DELETE', `/api/v1/devices/${enc(id)}/samples`, SamplePurgeResult, { signal }),
@@ -434,17 +439,16 @@ export function createApiClient(options: ApiClientOptions) {
       download(`/api/v1/models/${enc(name)}/${enc(version)}/file`, { signal }),
   };
 
-  type RolloutSpec = Omit<z.input<typeof CreateRolloutRequest>, 'dryRun'>;
   const rollouts = {
     list: (query: Partial<RolloutListQuery> = {}, signal?: AbortSignal) =>
       get('/api/v1/rollouts', RolloutList, query, signal),
     each: (query: WalkQuery<RolloutListQuery> = {}) => walkPages((cursor) => rollouts.list({ ...query, cursor })),
     get: (id: string, signal?: AbortSignal) => get(`/api/v1/rollouts/${enc(id)}`, RolloutView, undefined, signal),
     /** Starts a rollout. */
-    create: (spec: RolloutSpec, signal?: AbortSignal) =>
+    create: (spec: RolloutSpecInput, signal?: AbortSignal) =>
       post('/api/v1/rollouts', RolloutView, { ...spec, dryRun: false }, signal),
     /** What a rollout would do (`dryRun: true`): nothing is created. */
-    plan: (spec: RolloutSpec, signal?: AbortSignal) =>
+    plan: (spec: RolloutSpecInput, signal?: AbortSignal) =>
       post('/api/v1/rollouts', RolloutDryRun, { ...spec, dryRun: true }, signal),
     act: (id: string, action: RolloutAction, reason?: string, signal?: AbortSignal) =>
       post(`/api/v1/rollouts/${enc(id)}/${action}`, RolloutView, reason === undefined ? {} : { reason }, signal),
@@ -473,7 +477,7 @@ export function createApiClient(options: ApiClientOptions) {
       /** Every stored policy by label selector. */
       list: (signal?: AbortSignal) => get('/api/v1/sample-policy', SamplePolicyList, undefined, signal),
       /** Sets (or, with `policy: null`, removes) the policy of a label selector; `{}` is the whole fleet. */
-      set: (body: z.input<typeof SetSamplePolicyRequest>, signal?: AbortSignal) =>
+      set: (body: SetSamplePolicyInput, signal?: AbortSignal) =>
         request('PUT', '/api/v1/sample-policy', SetSamplePolicyResponse, { body: { json: body }, signal }),
     },
   };

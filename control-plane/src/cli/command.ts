@@ -1,3 +1,4 @@
+import type { ApiClient } from '@edgeloop/protocol';
 import {
   CLIENT_FLAGS,
   type FlagSpec,
@@ -8,7 +9,7 @@ import {
   UsageError,
   wantsHelp,
 } from './args.ts';
-import { type Client, createClient, type Env } from './client.ts';
+import { createClient, type Env } from './client.ts';
 
 /*
  * Commands as data: each declares its words, arguments, flags and examples once, and the parser,
@@ -35,8 +36,8 @@ export type CommandContext = {
   readonly io: CliIo;
   /** --json was given: machine output only on stdout. */
   readonly json: boolean;
-  /** The HTTP client (made on first use: it needs a token). */
-  client(): Client;
+  /** The typed API client (made on first use: it needs a token). */
+  client(): ApiClient;
   flag(name: string): string | undefined;
 };
 
@@ -155,7 +156,7 @@ export async function runCommand(command: CommandSpec, argv: readonly string[], 
   if (!command.raw && args.positional.length > expected.length && !expected.some((arg) => arg.endsWith('...'))) {
     throw new UsageError(`${name}: unexpected argument "${args.positional[expected.length]}" (see ${name} --help)`);
   }
-  let client: Client | undefined;
+  let client: ApiClient | undefined;
   return command.run({
     args,
     env,

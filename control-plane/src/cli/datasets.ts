@@ -1,14 +1,16 @@
 import { createWriteStream, readFileSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import {
+  type CocoLabels,
   DATASET_EXPORT_FORMATS,
-  type DatasetList,
-  type DatasetSampleQuery,
+  type DatasetExportQuery,
   type DatasetView,
+  take,
+  unwrap,
 } from '@edgeloop/protocol';
 import { UsageError } from './args.ts';
-import { type CommandContext, type CommandSpec, EXIT, type GroupSpec } from './command.ts';
-import { isoTime, json, table, withQuery } from './output.ts';
+import { type CommandSpec, EXIT, type GroupSpec } from './command.ts';
+import { isoTime, json, table } from './output.ts';
 import { createProgress } from './progress.ts';
 import { FILTER_FLAGS, sampleQuery } from './samples.ts';
 
@@ -20,18 +22,8 @@ import { FILTER_FLAGS, sampleQuery } from './samples.ts';
 
 const QUERY_FLAGS = FILTER_FLAGS.filter((flag) => flag.name !== 'limit');
 
-/** The JSON sample query of the filter flags (pure: flags in, query out). */
-export function datasetQuery(context: Pick<CommandContext, 'args' | 'flag'>): DatasetSampleQuery {
-  const params = sampleQuery(context);
-  const query: Record<string, unknown> = {};
-  for (const [key, value] of params) {
-    if (key === 'label') query.label = [...((query.label as string[] | undefined) ?? []), value];
-    else if (key === 'from' || key === 'to') query[key] = Number(value);
-    else if (key === 'hasLabels') query.hasLabels = value === 'true';
-    else query[key] = value;
-  }
-  return query as DatasetSampleQuery;
-}
+/** The JSON sample query of the filter flags: the filters of `samples list`, without a limit. */
+export const datasetQuery = sampleQuery;
 
 /** `80/10/10` as split ratios. */
 export function parseSplits(text: string): { train: number; val: number; test: number } {
@@ -58,8 +50,6 @@ export function formatDatasets(items: readonly DatasetView[]): string {
     ]),
   );
 }
-
-const datasetPath = (id: string) => `/api/v1/datasets/${encodeURIComponent(id)}`;
 
 const create: CommandSpec = {
   words: ['datasets', 'create'],
@@ -94,11 +84,13 @@ const create: CommandSpec = {
       throw new UsageError('edgeloop datasets create takes filters or ids (--id, --ids-file), not both');
     }
     const splits = context.flag('splits');
-    const created = await context.client().request<DatasetView>('POST', '/api/v1/datasets', {
-      name,
-      ...(ids.length > 0 ? { sampleIds: ids } : { query }),
-      ...(splits ? { splits: parseSplits(splits) } : {}),
-    });
+    const created = await unwrap(
+      context.client().datasets.create({
+        name,
+        ...(ids.length > 0 ? { sampleIds: ids } : { query }),
+        ...(splits ? { splits: parseSplits(splits) } : {}),
+      }),
+    );
     context.io.out(context.json ? json(created) : `${formatDatasets([created])}\n`);
     return EXIT.ok;
   },
@@ -110,17 +102,8 @@ const list: CommandSpec = {
   flags: [{ name: 'name', value: 'NAME', help: 'only versions of this dataset' }],
   examples: ['edgeloop datasets list', 'edgeloop datasets list --name hard --json'],
   async run({ client, flag, io, json: asJson }) {
-    const query = new URLSearchParams({ limit: '500' });
     const only = flag('name');
-    if (only) query.set('name', only);
-    const items: DatasetView[] = [];
-    let cursor: string | null = null;
-    do {
-      if (cursor) query.set('cursor', cursor);
-      const page: DatasetList = await client().request<DatasetList>('GET', withQuery('/api/v1/datasets', query));
-      items.push(...page.items);
-      cursor = page.nextCursor;
-    } while (cursor);
+    const items = await take(client().datasets.each({ limit: 500, ...(only ? { name: only } : {}) }));
     io.out(asJson ? json(items) : `${formatDatasets(items)}\n`);
     return EXIT.ok;
   },
@@ -132,7 +115,7 @@ const get: CommandSpec = {
   summary: 'Show one version: counts per split, parent, query, categories (JSON)',
   examples: ['edgeloop datasets get hard@2'],
   async run({ args, client, io }) {
-    io.out(json(await client().request<DatasetView>('GET', datasetPath(args.positional[0]!))));
+    io.out(json(await unwrap(client().datasets.get(args.positional[0]!))));
     return EXIT.ok;
   },
 };
@@ -152,16 +135,14 @@ const exportCommand: CommandSpec = {
   examples: ['edgeloop datasets export hard@2 --out hard-2.tar', 'edgeloop datasets export hard@3 --format yolo'],
   async run(context) {
     const id = context.args.positional[0]!;
-    const format = context.flag('format') ?? 'coco';
+    const format = (context.flag('format') ?? 'coco') as DatasetExportQuery['format'];
     const out = context.flag('out') ?? `${id.replace('@', '-')}-${format}.tar`;
     const progress = createProgress({
       label: 'export',
       enabled: context.io.errIsTty === true && !context.json,
       write: context.io.err,
     });
-    const body = await context
-      .client()
-      .stream(`${datasetPath(id)}/export?format=${encodeURIComponent(format)}`, new AbortController().signal);
+    const { body } = await unwrap(context.client().datasets.export(id, format));
     const temp = `${out}.part`;
     const file = createWriteStream(temp);
     let bytes = 0;
@@ -206,7 +187,8 @@ const importLabels: CommandSpec = {
     } catch (error) {
       throw new UsageError(`${file} is not a JSON file: ${(error as Error).message}`);
     }
-    const created = await context.client().request<DatasetView>('PUT', `${datasetPath(id)}/labels`, labels);
+    // The file goes as written: the control plane checks it and names every problem (422).
+    const created = await unwrap(context.client().datasets.importLabels(id, labels as CocoLabels));
     context.io.out(context.json ? json(created) : `${formatDatasets([created])}\n`);
     return EXIT.ok;
   },

@@ -1,15 +1,15 @@
 import {
   COMMAND_ARGS,
-  type CommandResponse,
-  type DeviceDetail,
-  type DeviceList,
+  type CommandInput,
+  type DeviceListQuery,
   type DeviceView,
-  type EnrollDeviceResponse,
   type JsonValue,
+  take,
+  unwrap,
 } from '@edgeloop/protocol';
 import { parsePairs, UsageError } from './args.ts';
 import { type CommandSpec, EXIT, type GroupSpec } from './command.ts';
-import { isoTime, json, pairs, table, withQuery } from './output.ts';
+import { isoTime, json, pairs, table } from './output.ts';
 
 export function formatDevices(items: readonly DeviceView[]): string {
   return table(
@@ -58,23 +58,19 @@ const list: CommandSpec = {
     'edgeloop devices list --health degraded --json | jq -r ".[].id"',
   ],
   async run({ args, client, flag, io, json: asJson }) {
-    const query = new URLSearchParams();
-    for (const name of ['status', 'health', 'limit']) {
-      const value = flag(name);
-      if (value !== undefined) query.set(name, value);
-    }
     // One label syntax on the command line (key=value); the HTTP query spells it key:value.
-    for (const [key, value] of Object.entries(parsePairs(args.flags.get('label') ?? [], 'label'))) {
-      query.append('label', `${key}:${value}`);
-    }
-    const items: DeviceView[] = [];
-    let cursor: string | null = null;
-    do {
-      if (cursor) query.set('cursor', cursor);
-      const page: DeviceList = await client().request<DeviceList>('GET', withQuery('/api/v1/devices', query));
-      items.push(...page.items);
-      cursor = args.flags.has('limit') ? null : page.nextCursor;
-    } while (cursor);
+    const labels = Object.entries(parsePairs(args.flags.get('label') ?? [], 'label')).map(([k, v]) => `${k}:${v}`);
+    const query = {
+      status: flag('status') as DeviceListQuery['status'],
+      health: flag('health') as DeviceListQuery['health'],
+      ...(labels.length > 0 ? { label: labels } : {}),
+    };
+    const limit = flag('limit');
+    // --limit is one page of that size (the server checks it); without it, every page.
+    const items: readonly DeviceView[] =
+      limit !== undefined
+        ? (await unwrap(client().devices.list({ ...query, limit: Number(limit) }))).items
+        : await take(client().devices.each(query));
     io.out(asJson ? json(items) : `${formatDevices(items)}\n`);
     return EXIT.ok;
   },
@@ -86,11 +82,7 @@ const get: CommandSpec = {
   summary: 'Show a device: its view, latest telemetry, reported and desired state (JSON)',
   examples: ['edgeloop devices get cam-01', 'edgeloop devices get cam-01 --json | jq .reported'],
   async run({ args, client, io }) {
-    const device = await client().request<DeviceDetail>(
-      'GET',
-      `/api/v1/devices/${encodeURIComponent(args.positional[0]!)}`,
-    );
-    io.out(json(device));
+    io.out(json(await unwrap(client().devices.get(args.positional[0]!))));
     return EXIT.ok;
   },
 };
@@ -106,10 +98,7 @@ const enroll: CommandSpec = {
   ],
   async run({ args, client, io }) {
     const labels = parsePairs(args.flags.get('label') ?? [], 'label');
-    const enrolled = await client().request<EnrollDeviceResponse>('POST', '/api/v1/devices', {
-      id: args.positional[0],
-      labels,
-    });
+    const enrolled = await unwrap(client().devices.enroll({ id: args.positional[0]!, labels }));
     io.out(json(enrolled));
     io.err('The password is shown once; store it on the device now.\n');
     return EXIT.ok;
@@ -123,7 +112,7 @@ const remove: CommandSpec = {
   examples: ['edgeloop devices delete cam-01'],
   async run({ args, client, io, json: asJson }) {
     const id = args.positional[0]!;
-    await client().request('DELETE', `/api/v1/devices/${encodeURIComponent(id)}`);
+    await unwrap(client().devices.revoke(id));
     io.out(asJson ? json({ revoked: id }) : `revoked ${id}\n`);
     return EXIT.ok;
   },
@@ -162,14 +151,13 @@ const command: CommandSpec = {
       }
       timeoutMs = Math.round(seconds * 1000);
     }
-    const { reply } = await client().request<CommandResponse>(
-      'POST',
-      `/api/v1/devices/${encodeURIComponent(id)}/commands`,
-      {
-        name,
+    // The name goes as typed: the control plane refuses an unknown one with its list (422).
+    const { reply } = await unwrap(
+      client().devices.command(id, {
+        name: name as CommandInput['name'],
         args: argsObject,
         ...(timeoutMs !== undefined ? { timeoutMs } : {}),
-      },
+      }),
     );
     if (asJson) io.out(json(reply));
     else if (reply.ok)

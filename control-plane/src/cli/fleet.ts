@@ -1,4 +1,4 @@
-import type { FleetSummary } from '@edgeloop/protocol';
+import { type FleetSummary, unwrap } from '@edgeloop/protocol';
 import { type CommandSpec, EXIT } from './command.ts';
 import { json, num, pairs, table } from './output.ts';
 
@@ -33,7 +33,7 @@ export const fleetCommand: CommandSpec = {
   summary: 'Show the fleet summary: devices by status and health, and the online pipelines',
   examples: ['edgeloop fleet', 'edgeloop fleet --json | jq .pipeline.fps'],
   async run({ client, io, json: asJson }) {
-    const summary = await client().request<FleetSummary>('GET', '/api/v1/fleet/summary');
+    const summary = await unwrap(client().fleet.summary());
     io.out(asJson ? json(summary) : `${formatFleet(summary)}\n`);
     return EXIT.ok;
   },

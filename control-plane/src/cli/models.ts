@@ -1,9 +1,9 @@
 import { openAsBlob, readFileSync } from 'node:fs';
 import { basename } from 'node:path';
-import type { ModelList, ModelSummary, ModelView } from '@edgeloop/protocol';
+import { type ModelSummary, take, unwrap } from '@edgeloop/protocol';
 import { UsageError } from './args.ts';
 import { type CommandSpec, EXIT, type GroupSpec } from './command.ts';
-import { isoTime, json, table, withQuery } from './output.ts';
+import { isoTime, json, table } from './output.ts';
 
 export function formatModels(items: readonly ModelSummary[]): string {
   return table(
@@ -25,17 +25,8 @@ const list: CommandSpec = {
   flags: [{ name: 'name', value: 'NAME', help: 'only releases of this model' }],
   examples: ['edgeloop models list', 'edgeloop models list --name det --json'],
   async run({ client, flag, io, json: asJson }) {
-    const query = new URLSearchParams();
     const only = flag('name');
-    if (only) query.set('name', only);
-    const items: ModelSummary[] = [];
-    let cursor: string | null = null;
-    do {
-      if (cursor) query.set('cursor', cursor);
-      const page: ModelList = await client().request<ModelList>('GET', withQuery('/api/v1/models', query));
-      items.push(...page.items);
-      cursor = page.nextCursor;
-    } while (cursor);
+    const items = await take(client().models.each(only ? { name: only } : {}));
     io.out(asJson ? json(items) : `${formatModels(items)}\n`);
     return EXIT.ok;
   },
@@ -48,11 +39,7 @@ const get: CommandSpec = {
   examples: ['edgeloop models get det 2.0.0'],
   async run({ args, client, io }) {
     const [name, version] = args.positional as [string, string];
-    const model = await client().request<ModelView>(
-      'GET',
-      `/api/v1/models/${encodeURIComponent(name)}/${encodeURIComponent(version)}`,
-    );
-    io.out(json(model));
+    io.out(json(await unwrap(client().models.get(name, version))));
     return EXIT.ok;
   },
 };
@@ -70,10 +57,13 @@ const upload: CommandSpec = {
     const release = flag('release');
     const model = flag('model');
     if (!release || !model) throw new UsageError('edgeloop models upload needs --release FILE and --model FILE');
-    const form = new FormData();
-    form.append('release', readFileSync(release, 'utf8'));
-    form.append('model', await openAsBlob(model), basename(model));
-    const registered = await client().request<ModelSummary>('POST', '/api/v1/models', form);
+    const registered = await unwrap(
+      client().models.upload({
+        release: readFileSync(release, 'utf8'),
+        model: await openAsBlob(model),
+        fileName: basename(model),
+      }),
+    );
     io.out(json(registered));
     return EXIT.ok;
   },

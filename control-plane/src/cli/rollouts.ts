@@ -1,16 +1,18 @@
 import { readFileSync } from 'node:fs';
-import type {
-  RolloutDeviceList,
-  RolloutDryRun,
-  RolloutEventList,
-  RolloutList,
-  RolloutStatus,
-  RolloutView,
+import {
+  ApiRequestError,
+  ROLLOUT_STATUSES,
+  type RolloutDeviceQuery,
+  type RolloutListQuery,
+  type RolloutSpecInput,
+  type RolloutStatus,
+  type RolloutView,
+  type ServerEventType,
+  unwrap,
 } from '@edgeloop/protocol';
-import { ROLLOUT_STATUSES, readSse } from '@edgeloop/protocol';
 import { parsePairs, UsageError } from './args.ts';
 import { type CommandContext, type CommandSpec, EXIT, type GroupSpec } from './command.ts';
-import { json, withQuery } from './output.ts';
+import { json } from './output.ts';
 import {
   formatDryRun,
   formatRolloutDetail,
@@ -22,7 +24,7 @@ import {
 const TERMINAL: ReadonlySet<RolloutStatus> = new Set(['completed', 'rolled_back', 'aborted']);
 /** Server events that end a watch (the rollout reached a terminal status). */
 const TERMINAL_EVENTS: ReadonlySet<string> = new Set(['rollout.completed', 'rollout.rolled-back', 'rollout.aborted']);
-const WATCHED_EVENTS = [
+const WATCHED_EVENTS: readonly ServerEventType[] = [
   'rollout.assigned',
   'rollout.reverting',
   'rollout.devices',
@@ -38,18 +40,14 @@ const WATCHED_EVENTS = [
 /** Events after which `watch` redraws the table (a verdict or a change of status or stage). */
 const REDRAW_EVENTS: ReadonlySet<string> = new Set(WATCHED_EVENTS.filter((type) => type !== 'rollout.devices'));
 
-const rolloutPath = (id: string) => `/api/v1/rollouts/${encodeURIComponent(id)}`;
-
 const list: CommandSpec = {
   words: ['rollouts', 'list'],
   summary: 'List rollouts, newest first',
   flags: [{ name: 'status', value: 'S', help: 'only rollouts in this status', choices: ROLLOUT_STATUSES }],
   examples: ['edgeloop rollouts list', 'edgeloop rollouts list --status running --json'],
   async run({ client, flag, io, json: asJson }) {
-    const query = new URLSearchParams();
-    const status = flag('status');
-    if (status) query.set('status', status);
-    const page = await client().request<RolloutList>('GET', withQuery('/api/v1/rollouts', query));
+    const status = flag('status') as RolloutListQuery['status'];
+    const page = await unwrap(client().rollouts.list(status ? { status } : {}));
     io.out(asJson ? json(page.items) : `${formatRollouts(page.items)}\n`);
     return EXIT.ok;
   },
@@ -65,7 +63,7 @@ const get: CommandSpec = {
     'the threshold and the decision.',
   examples: ['edgeloop rollouts get ro_123', 'edgeloop rollouts get ro_123 --json | jq .lastVerdict.gates'],
   async run({ args, client, io, json: asJson }) {
-    const rollout = await client().request<RolloutView>('GET', rolloutPath(args.positional[0]!));
+    const rollout = await unwrap(client().rollouts.get(args.positional[0]!));
     io.out(asJson ? json(rollout) : `${formatRolloutDetail(rollout)}\n`);
     return EXIT.ok;
   },
@@ -78,10 +76,8 @@ const events: CommandSpec = {
   flags: [{ name: 'type', value: 'TYPE', help: 'only events of this type (verdict, advanced, ...)' }],
   examples: ['edgeloop rollouts events ro_123', 'edgeloop rollouts events ro_123 --type verdict --json'],
   async run({ args, client, flag, io, json: asJson }) {
-    const query = new URLSearchParams({ limit: '1000' });
     const type = flag('type');
-    if (type) query.set('type', type);
-    const page = await client().request<RolloutEventList>('GET', `${rolloutPath(args.positional[0]!)}/events?${query}`);
+    const page = await unwrap(client().rollouts.events(args.positional[0]!, { limit: 1000, type }));
     io.out(asJson ? json(page) : `${formatRolloutEvents(page.items)}\n`);
     return EXIT.ok;
   },
@@ -101,13 +97,8 @@ const devices: CommandSpec = {
   ],
   examples: ['edgeloop rollouts devices ro_123', 'edgeloop rollouts devices ro_123 --state failed'],
   async run({ args, client, flag, io, json: asJson }) {
-    const query = new URLSearchParams({ limit: '1000' });
-    const state = flag('state');
-    if (state) query.set('state', state);
-    const page = await client().request<RolloutDeviceList>(
-      'GET',
-      `${rolloutPath(args.positional[0]!)}/devices?${query}`,
-    );
+    const state = flag('state') as RolloutDeviceQuery['state'];
+    const page = await unwrap(client().rollouts.devices(args.positional[0]!, { limit: 1000, state }));
     io.out(asJson ? json(page) : `${formatRolloutDevices(page.items)}\n`);
     return EXIT.ok;
   },
@@ -150,14 +141,16 @@ const create: CommandSpec = {
       if (!modelId) throw new UsageError('edgeloop rollouts create needs --spec FILE or --model NAME@VERSION');
       spec = { modelId, selector: { labels: parsePairs(args.flags.get('selector') ?? [], 'selector') } };
     }
-    const dryRun = args.booleans.has('dry-run');
-    const result = await client().request<RolloutView | RolloutDryRun>('POST', '/api/v1/rollouts', {
-      ...spec,
-      ...(dryRun ? { dryRun: true } : {}),
-    });
-    if (asJson) io.out(json(result));
-    else if ('dryRun' in result) io.out(`${formatDryRun(result)}\n`);
-    else io.out(`created rollout ${result.id}\n${formatRollouts([result])}\n`);
+    // The spec goes as written: the control plane checks it and answers every problem (422).
+    const { dryRun: specDryRun, ...rest } = spec;
+    const body = rest as RolloutSpecInput;
+    if (args.booleans.has('dry-run') || specDryRun === true) {
+      const plan = await unwrap(client().rollouts.plan(body));
+      io.out(asJson ? json(plan) : `${formatDryRun(plan)}\n`);
+    } else {
+      const created = await unwrap(client().rollouts.create(body));
+      io.out(asJson ? json(created) : `created rollout ${created.id}\n${formatRollouts([created])}\n`);
+    }
     return EXIT.ok;
   },
 };
@@ -171,18 +164,12 @@ function action(name: 'pause' | 'resume' | 'abort' | 'promote', summary: string)
     examples: [`edgeloop rollouts ${name} ro_123 --reason "${name === 'promote' ? 'looks good' : 'investigating'}"`],
     async run({ args, client, flag, io, json: asJson }) {
       const reason = flag('reason');
-      const rollout = await client().request<RolloutView>(
-        'POST',
-        `${rolloutPath(args.positional[0]!)}/${name}`,
-        reason ? { reason } : undefined,
-      );
+      const rollout = await unwrap(client().rollouts.act(args.positional[0]!, name, reason || undefined));
       io.out(asJson ? json(rollout) : `${formatRollouts([rollout])}\n`);
       return EXIT.ok;
     },
   };
 }
-
-type ServerEventData = { type: string; at: number; data: { rolloutId?: unknown; status?: unknown } };
 
 /** Follows the event stream; returns when the rollout is terminal, the stream ends or the user stops. */
 async function watch({ args, client, io, json: asJson }: CommandContext): Promise<number> {
@@ -200,32 +187,31 @@ async function watch({ args, client, io, json: asJson }: CommandContext): Promis
     io.out(io.isTty ? `\x1b[H\x1b[2J${formatRolloutDetail(rollout)}\n` : `${formatRolloutDetail(rollout)}\n\n`);
   };
   // Subscribe first, then read the state: nothing that happens in between is missed.
-  const body = await http.stream(`/api/v1/events?types=${WATCHED_EVENTS.join(',')}`, stop.signal);
+  const opened = await http.openEvents({ types: WATCHED_EVENTS, signal: stop.signal });
+  if (!opened.ok) {
+    if (interrupted) return EXIT.ok;
+    throw new ApiRequestError(opened.error);
+  }
   try {
-    const first = await http.request<RolloutView>('GET', rolloutPath(id));
+    const first = await unwrap(http.rollouts.get(id));
     if (asJson) io.out(`${JSON.stringify({ type: 'rollout', at: Date.now(), data: first })}\n`);
     else show(first);
     if (TERMINAL.has(first.status)) return EXIT.ok;
-    for await (const event of readSse(body)) {
-      if (event.event === 'overflow')
-        throw new Error(`the event stream of ${http.baseUrl} overflowed; run watch again`);
-      let parsed: ServerEventData;
-      try {
-        parsed = JSON.parse(event.data) as ServerEventData;
-      } catch {
-        continue;
-      }
-      if (parsed.data?.rolloutId !== id) continue;
-      if (asJson) io.out(`${JSON.stringify(parsed)}\n`);
-      else if (REDRAW_EVENTS.has(parsed.type)) show(await http.request<RolloutView>('GET', rolloutPath(id)));
+    for await (const event of opened.value) {
+      if (event.data.rolloutId !== id) continue;
+      if (asJson) io.out(`${JSON.stringify(event)}\n`);
+      else if (REDRAW_EVENTS.has(event.type)) show(await unwrap(http.rollouts.get(id)));
       // A promote of the last stage completes the rollout with a `rollout.promoted` event.
-      const status = parsed.data.status as RolloutStatus | undefined;
-      if (TERMINAL_EVENTS.has(parsed.type) || (status !== undefined && TERMINAL.has(status))) return EXIT.ok;
+      const status = event.data.status as RolloutStatus | undefined;
+      if (TERMINAL_EVENTS.has(event.type) || (status !== undefined && TERMINAL.has(status))) return EXIT.ok;
     }
     if (interrupted) return EXIT.ok;
     throw new Error(`the event stream of ${http.baseUrl} ended before rollout ${id} finished`);
   } catch (error) {
     if (interrupted) return EXIT.ok;
+    if (error instanceof ApiRequestError && error.code === 'overflow') {
+      throw new Error(`the event stream of ${http.baseUrl} overflowed; run watch again`);
+    }
     throw error;
   } finally {
     stop.abort();

@@ -3,17 +3,18 @@ import { createReadStream, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
+  type ApiClient,
+  type DatasetSampleQuery,
   SAMPLE_STRATEGY_KINDS,
-  type SampleList,
-  type SamplePolicyList,
+  type SamplePolicyInput,
   type SamplePolicyView,
   type SampleView,
-  type SetSamplePolicyResponse,
+  take,
+  unwrap,
 } from '@edgeloop/protocol';
 import { UsageError } from './args.ts';
-import type { Client } from './client.ts';
 import { type CommandContext, type CommandSpec, EXIT, type GroupSpec } from './command.ts';
-import { isoTime, json, table, withQuery } from './output.ts';
+import { isoTime, json, table } from './output.ts';
 import { createProgress } from './progress.ts';
 
 /*
@@ -47,26 +48,35 @@ function parseTime(text: string, flag: string): number {
   return ms;
 }
 
-/** The API query of the filter flags (pure: flags in, query out). */
-export function sampleQuery(context: Pick<CommandContext, 'args' | 'flag'>): URLSearchParams {
-  const query = new URLSearchParams();
-  const set = (flag: string, key: string, convert: (value: string) => string = (v) => v) => {
-    const value = context.flag(flag);
-    if (value !== undefined) query.set(key, convert(value));
-  };
-  set('device', 'deviceId');
-  set('site', 'site');
-  set('model', 'modelId');
-  set('model-sha256', 'modelSha256');
-  set('strategy', 'strategy');
-  set('from', 'from', (v) => String(parseTime(v, 'from')));
-  set('to', 'to', (v) => String(parseTime(v, 'to')));
-  set('has-labels', 'hasLabels');
-  for (const pair of context.args.flags.get('label') ?? []) {
+/**
+ * The sample filters of the flags (pure: flags in, query out), as GET /api/v1/samples and a
+ * dataset's query alike take them.
+ */
+export function sampleQuery(context: Pick<CommandContext, 'args' | 'flag'>): DatasetSampleQuery {
+  const query: { -readonly [K in keyof DatasetSampleQuery]: DatasetSampleQuery[K] } = {};
+  const text = (flag: string) => context.flag(flag);
+  const deviceId = text('device');
+  if (deviceId !== undefined) query.deviceId = deviceId;
+  const site = text('site');
+  if (site !== undefined) query.site = site;
+  const modelId = text('model');
+  if (modelId !== undefined) query.modelId = modelId;
+  const modelSha256 = text('model-sha256');
+  if (modelSha256 !== undefined) query.modelSha256 = modelSha256;
+  const strategy = text('strategy');
+  if (strategy !== undefined) query.strategy = strategy as DatasetSampleQuery['strategy'];
+  const from = text('from');
+  if (from !== undefined) query.from = parseTime(from, 'from');
+  const to = text('to');
+  if (to !== undefined) query.to = parseTime(to, 'to');
+  const hasLabels = text('has-labels');
+  if (hasLabels !== undefined) query.hasLabels = hasLabels === 'true';
+  const labels = (context.args.flags.get('label') ?? []).map((pair) => {
     const eq = pair.indexOf('=');
     if (eq <= 0) throw new UsageError(`--label takes KEY=VALUE, not "${pair}"`);
-    query.append('label', `${pair.slice(0, eq)}:${pair.slice(eq + 1)}`);
-  }
+    return `${pair.slice(0, eq)}:${pair.slice(eq + 1)}`;
+  });
+  if (labels.length > 0) query.label = labels;
   return query;
 }
 
@@ -79,18 +89,8 @@ function limitOf(context: Pick<CommandContext, 'flag'>, fallback: number): numbe
 }
 
 /** Up to `limit` samples matching `query`, following the cursor. */
-async function collect(client: Client, query: URLSearchParams, limit: number): Promise<SampleView[]> {
-  const items: SampleView[] = [];
-  let cursor: string | null = null;
-  do {
-    const page: URLSearchParams = new URLSearchParams(query);
-    page.set('limit', String(Math.min(500, limit - items.length)));
-    if (cursor) page.set('cursor', cursor);
-    const list: SampleList = await client.request<SampleList>('GET', withQuery('/api/v1/samples', page));
-    items.push(...list.items);
-    cursor = list.nextCursor;
-  } while (cursor && items.length < limit);
-  return items.slice(0, limit);
+function collect(client: ApiClient, query: DatasetSampleQuery, limit: number): Promise<SampleView[]> {
+  return take(client.samples.each({ ...query, limit: Math.min(500, limit) }), limit);
 }
 
 export function formatSamples(items: readonly SampleView[]): string {
@@ -139,7 +139,7 @@ const get: CommandSpec = {
   examples: ['edgeloop samples get smp_0123456789abcdef01234567'],
   async run({ args, client, io }) {
     const [id] = args.positional as [string];
-    io.out(json(await client().request<SampleView>('GET', `/api/v1/samples/${encodeURIComponent(id)}`)));
+    io.out(json(await unwrap(client().samples.get(id))));
     return EXIT.ok;
   },
 };
@@ -185,10 +185,7 @@ const pull: CommandSpec = {
       const temp = `${image}.part`;
       const hash = createHash('sha256');
       const chunks: Uint8Array[] = [];
-      const body = await client.stream(
-        `/api/v1/samples/${encodeURIComponent(sample.id)}/image`,
-        new AbortController().signal,
-      );
+      const { body } = await unwrap(client.samples.image(sample.id));
       for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
         hash.update(chunk);
         chunks.push(chunk);
@@ -270,7 +267,7 @@ const policy: CommandSpec = {
   async run(context) {
     const action = context.args.positional[0];
     if (action === 'get') {
-      const { items } = await context.client().request<SamplePolicyList>('GET', '/api/v1/sample-policy');
+      const { items } = await unwrap(context.client().samples.policy.list());
       context.io.out(context.json ? json(items) : `${formatPolicies(items)}\n`);
       return EXIT.ok;
     }
@@ -284,9 +281,10 @@ const policy: CommandSpec = {
       throw new UsageError(`${file} is not a JSON file: ${(error as Error).message}`);
     }
     const labels = selectorOf(context.args.flags.get('selector') ?? []);
-    const result = await context
-      .client()
-      .request<SetSamplePolicyResponse>('PUT', '/api/v1/sample-policy', { selector: { labels }, policy: body });
+    // The file goes as written: the control plane checks it and names every problem (422).
+    const result = await unwrap(
+      context.client().samples.policy.set({ selector: { labels }, policy: body as SamplePolicyInput | null }),
+    );
     if (context.json) context.io.out(json(result));
     else {
       const verb = result.policy === null ? 'removed' : 'set';
