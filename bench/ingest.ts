@@ -21,7 +21,7 @@ import { promisify } from 'node:util';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { createControlPlane, loadConfig } from '@edgeloop/control-plane';
-import { EnrollDeviceResponse, fleetFilter } from '@edgeloop/protocol';
+import { createApiClient, fleetFilter, unwrap } from '@edgeloop/protocol';
 import { Aedes } from 'aedes';
 import Database from 'better-sqlite3';
 import mqtt from 'mqtt';
@@ -112,22 +112,21 @@ async function inProcessControlPlane() {
   });
   const cp = createControlPlane(config, { logger: pino({ level: 'silent' }) });
   const started = await cp.start();
-  const api = async (method: string, path: string, body?: unknown) =>
-    cp.internals.app.request(path, {
-      method,
-      headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-      ...(body ? { body: JSON.stringify(body) } : {}),
-    });
+  // The typed client over the app itself: no socket between the bench and the API.
+  const client = createApiClient({
+    baseUrl: 'http://control-plane.bench',
+    token,
+    fetch: async (input, init) => cp.internals.app.request(String(input), init),
+  });
   const enroll = async (prefix: string, count: number) => {
     const devices: { id: string; password: string }[] = [];
     for (let i = 0; i < count; i++) {
-      const response = await api('POST', '/api/v1/devices', { id: `${prefix}-${i}`, labels: {} });
-      const enrolled = EnrollDeviceResponse.parse(await response.json());
+      const enrolled = await unwrap(client.devices.enroll({ id: `${prefix}-${i}`, labels: {} }));
       devices.push({ id: enrolled.device.id, password: enrolled.credentials.password });
     }
     return devices;
   };
-  const metricsText = async () => (await api('GET', '/metrics')).text();
+  const metricsText = () => unwrap(client.metrics());
   return {
     cp,
     started,

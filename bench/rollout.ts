@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type ModelRef, RolloutView } from '@edgeloop/protocol';
+import { type ApiClient, createApiClient, type ModelRef, type ServerEvent, unwrap } from '@edgeloop/protocol';
 import { createFleet, type Fleet } from '@edgeloop/simulator';
 import { createModelKit, type ModelKit } from '../simulator/test/model-kit.ts';
 import { freePort, spawnControlPlane } from '../simulator/test/support.ts';
@@ -29,7 +29,7 @@ type Setup = {
   fleet: Fleet;
   v1: ModelRef;
   cp: ChildProcess;
-  api(method: string, path: string, body?: unknown): Promise<unknown>;
+  client: ApiClient;
   stop(): Promise<void>;
 };
 
@@ -50,16 +50,7 @@ async function setUp(label: string): Promise<Setup> {
       rolloutsTickMs: 100,
     })
   ).child;
-  const api = async (method: string, path: string, body?: unknown) => {
-    const response = await fetch(`${url}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-      ...(body ? { body: JSON.stringify(body) } : {}),
-    });
-    const text = await response.text();
-    if (!response.ok) throw new Error(`${method} ${path}: HTTP ${response.status} ${text}`);
-    return text.startsWith('{') || text.startsWith('[') ? JSON.parse(text) : text;
-  };
+  const client = createApiClient({ baseUrl: url, token });
   const v1 = await kit.publish('det', '1.0.0', 1);
   const fleet = createFleet({
     controlPlaneUrl: url,
@@ -85,7 +76,7 @@ async function setUp(label: string): Promise<Setup> {
     fleet,
     v1,
     cp,
-    api,
+    client,
     async stop() {
       await fleet.stop({ kill: true });
       cp.kill('SIGKILL');
@@ -96,37 +87,13 @@ async function setUp(label: string): Promise<Setup> {
   };
 }
 
-/** Follows the SSE stream and remembers when each event type first arrived (and with what). */
+/** Follows the SSE stream and remembers when each event arrived; resolves once the stream is open. */
 async function watchEvents(setup: Setup, signal: AbortSignal) {
-  const seen: { type: string; at: number; data: Record<string, unknown> }[] = [];
-  const response = await fetch(`${setup.url}/api/v1/events?types=rollout.verdict,rollout.rolled-back`, {
-    headers: { authorization: `Bearer ${setup.token}` },
-    signal,
-  });
-  const reader = response.body?.getReader();
-  const decoder = new TextDecoder();
-  let buffer = '';
+  const seen: (ServerEvent & { receivedAt: number })[] = [];
+  const stream = await unwrap(setup.client.openEvents({ types: ['rollout.verdict', 'rollout.rolled-back'], signal }));
   void (async () => {
     try {
-      for (;;) {
-        const chunk = await reader?.read();
-        if (!chunk || chunk.done) return;
-        buffer += decoder.decode(chunk.value, { stream: true });
-        let split = buffer.indexOf('\n\n');
-        while (split !== -1) {
-          const frame = buffer.slice(0, split);
-          buffer = buffer.slice(split + 2);
-          const event = /^event: (.*)$/m.exec(frame)?.[1];
-          const data = /^data: (.*)$/m.exec(frame)?.[1];
-          if (event && data)
-            seen.push({
-              type: event,
-              at: Date.now(),
-              data: (JSON.parse(data) as { data: Record<string, unknown> }).data,
-            });
-          split = buffer.indexOf('\n\n');
-        }
-      }
+      for await (const event of stream) seen.push({ ...event, receivedAt: Date.now() });
     } catch {
       // aborted
     }
@@ -146,8 +113,8 @@ async function revertLatency(gateIntervalS: number, failingWindows: number) {
     const v2 = await setup.kit.publish('det', '2.0.0', 2);
     const controller = new AbortController();
     const events = await watchEvents(setup, controller.signal);
-    const created = RolloutView.parse(
-      await setup.api('POST', '/api/v1/rollouts', {
+    const created = await unwrap(
+      setup.client.rollouts.create({
         modelId: v2.id,
         selector: { labels: {} },
         stages: [
@@ -168,12 +135,10 @@ async function revertLatency(gateIntervalS: number, failingWindows: number) {
     while (Date.now() < deadline && allBack === null) {
       await sleep(20);
       if (firstFail === null) {
-        const fail = events.find(
-          (event) => event.type === 'rollout.verdict' && (event.data as { verdict?: string }).verdict === 'fail',
-        );
-        if (fail) firstFail = fail.at;
+        const fail = events.find((event) => event.type === 'rollout.verdict' && event.data.verdict === 'fail');
+        if (fail) firstFail = fail.receivedAt;
       }
-      rolledBackAt ??= events.find((event) => event.type === 'rollout.rolled-back')?.at ?? null;
+      rolledBackAt ??= events.find((event) => event.type === 'rollout.rolled-back')?.receivedAt ?? null;
       if (firstFail !== null && rolledBackAt !== null && onModel(setup.fleet, canary, setup.v1) === canary.length) {
         allBack = Date.now();
       }
@@ -200,8 +165,8 @@ async function downloadPeak(jitterS: number) {
   try {
     const v2 = await setup.kit.publish('det', '2.0.0', 2, MODEL_BYTES);
     const started = Date.now();
-    const created = RolloutView.parse(
-      await setup.api('POST', '/api/v1/rollouts', {
+    const created = await unwrap(
+      setup.client.rollouts.create({
         modelId: v2.id,
         selector: { labels: {} },
         stages: [{ name: 'everyone', kind: 'percent', percent: 100 }],
@@ -215,7 +180,7 @@ async function downloadPeak(jitterS: number) {
     while (Date.now() < deadline && onModel(setup.fleet, everyone, v2) < DEVICES) await sleep(100);
     void created;
     const seconds = (Date.now() - started) / 1000;
-    const metrics = (await setup.api('GET', '/metrics')) as string;
+    const metrics = await unwrap(setup.client.metrics());
     const value = (name: string) =>
       Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(metrics)?.[1] ?? Number.NaN);
     return {

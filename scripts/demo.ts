@@ -6,7 +6,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createControlPlane, loadConfig, PortInUseError, type StartedControlPlane } from '@edgeloop/control-plane';
-import { EnrollDeviceResponse } from '@edgeloop/protocol';
+import { createApiClient, type SetSamplePolicyInput, unwrap } from '@edgeloop/protocol';
 import { createFleet, startSummary } from '@edgeloop/simulator';
 import pino from 'pino';
 import { PPOCR_DET_MANIFEST_PATH, ppocrDetModelPath } from '../agent/src/vision/bundled-models.ts';
@@ -49,7 +49,7 @@ const CAMERA_ID = 'demo-camera';
  * `model=ppocr-det` label before it enrolls (so it arrives in its first desired state): frames with
  * text boxes the detector is less sure of, at most 10 a minute and 20 MB a day.
  */
-const DEMO_SAMPLE_POLICY = {
+const DEMO_SAMPLE_POLICY: SetSamplePolicyInput = {
   selector: { labels: { model: 'ppocr-det' } },
   policy: {
     // PP-OCRv4 keeps boxes over 0.6; on these photos they score 0.9 to 1: the window takes the less sure ones.
@@ -64,22 +64,17 @@ const DEMO_SAMPLE_POLICY = {
  * OpenCV sample photos in test-media/images, looping. It enrolls like any device.
  */
 async function startRealAgent(started: StartedControlPlane): Promise<ChildProcess> {
-  const api = (method: string, route: string, body?: unknown) =>
-    fetch(new URL(route, started.httpUrl), {
-      method,
-      headers: { authorization: `Bearer ${adminToken}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-      ...(body ? { body: JSON.stringify(body) } : {}),
-    });
-  await api('DELETE', `/api/v1/devices/${CAMERA_ID}`);
-  const policy = await api('PUT', '/api/v1/sample-policy', DEMO_SAMPLE_POLICY);
-  if (policy.status !== 200) throw new Error(`setting the sample policy: HTTP ${policy.status} ${await policy.text()}`);
-  const response = await api('POST', '/api/v1/devices', {
-    id: CAMERA_ID,
-    labels: { demo: 'true', hardware: 'x86-cpu', site: 'demo', model: 'ppocr-det' },
-  });
-  if (response.status !== 201)
-    throw new Error(`enrolling ${CAMERA_ID}: HTTP ${response.status} ${await response.text()}`);
-  const enrolled = EnrollDeviceResponse.parse(await response.json());
+  const client = createApiClient({ baseUrl: started.httpUrl, token: adminToken });
+  // A previous run's camera is revoked (not_found on a fresh data dir is fine).
+  const revoked = await client.devices.revoke(CAMERA_ID);
+  if (!revoked.ok && revoked.error.code !== 'not_found') await unwrap(revoked);
+  await unwrap(client.samples.policy.set(DEMO_SAMPLE_POLICY));
+  const enrolled = await unwrap(
+    client.devices.enroll({
+      id: CAMERA_ID,
+      labels: { demo: 'true', hardware: 'x86-cpu', site: 'demo', model: 'ppocr-det' },
+    }),
+  );
   const dir = path.join(dataDir, CAMERA_ID);
   mkdirSync(dir, { recursive: true });
   const configFile = path.join(dir, 'agent.json');

@@ -1,5 +1,13 @@
 import { join } from 'node:path';
-import { EnrollDeviceResponse, fail, type ModelRef, ModelSummary, ok, type Result } from '@edgeloop/protocol';
+import {
+  type ApiClient,
+  type ApiFailure,
+  createApiClient,
+  fail,
+  type ModelRef,
+  ok,
+  type Result,
+} from '@edgeloop/protocol';
 import { createBehaviourTable, type PlayedModel } from './model-behaviour.ts';
 import { hardwareProfile, type ModelBehaviour } from './profiles.ts';
 import {
@@ -133,35 +141,21 @@ export class AckTracker implements AckObserver {
   }
 }
 
-async function api(
-  options: Pick<FleetOptions, 'controlPlaneUrl' | 'token' | 'fetch'>,
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<{ status: number; json: unknown }> {
-  const url = new URL(path, options.controlPlaneUrl);
-  let response: Response;
-  try {
-    response = await (options.fetch ?? fetch)(url, {
-      method,
-      headers: { authorization: `Bearer ${options.token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-      ...(body ? { body: JSON.stringify(body) } : {}),
-    });
-  } catch (error) {
-    // fetch says only "fetch failed"; the cause (ECONNREFUSED, ENOTFOUND...) is what helps.
-    const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-    throw new Error(
-      `${method} ${url} failed: ${cause?.code ?? cause?.message ?? (error as Error).message} (is the control plane running at ${options.controlPlaneUrl}?)`,
-    );
+/** The typed API client for the fleet's control plane and token. */
+export function fleetClient(options: Pick<FleetOptions, 'controlPlaneUrl' | 'token' | 'fetch'>): ApiClient {
+  return createApiClient({
+    baseUrl: options.controlPlaneUrl,
+    token: options.token,
+    ...(options.fetch ? { fetch: options.fetch } : {}),
+  });
+}
+
+/** A failed call in words: the request, and the network's reason or the API's code. */
+function describeFailure(failure: ApiFailure, controlPlaneUrl: string): string {
+  if (failure.status === null) {
+    return `${failure.method} ${failure.url} failed: ${failure.message} (is the control plane running at ${controlPlaneUrl}?)`;
   }
-  const text = await response.text();
-  let json: unknown = null;
-  try {
-    json = text ? JSON.parse(text) : null;
-  } catch {
-    json = text;
-  }
-  return { status: response.status, json };
+  return `${failure.method} ${failure.url} answered HTTP ${failure.status}: ${failure.code}: ${failure.message}`;
 }
 
 /**
@@ -173,29 +167,18 @@ export async function fetchModelRef(
   id: string,
 ): Promise<Result<ModelRef>> {
   const at = id.lastIndexOf('@');
-  const name = id.slice(0, at);
-  const version = id.slice(at + 1);
-  const path = `/api/v1/models/${encodeURIComponent(name)}/${encodeURIComponent(version)}`;
-  let response: { status: number; json: unknown };
-  try {
-    response = await api(options, 'GET', path);
-  } catch (error) {
-    return fail('unreachable', (error as Error).message);
+  const found = await fleetClient(options).models.get(id.slice(0, at), id.slice(at + 1));
+  if (!found.ok) {
+    if (found.error.status === 404) {
+      return fail(
+        'unknown_model',
+        `${id} is not in the registry at ${options.controlPlaneUrl}: upload it first (edgeloop models upload)`,
+      );
+    }
+    const code = found.error.status === null ? 'unreachable' : 'bad_response';
+    return fail(code, describeFailure(found.error, options.controlPlaneUrl));
   }
-  if (response.status === 404) {
-    return fail(
-      'unknown_model',
-      `${id} is not in the registry at ${options.controlPlaneUrl}: upload it first (edgeloop models upload)`,
-    );
-  }
-  const parsed = ModelSummary.safeParse(response.json);
-  if (response.status !== 200 || !parsed.success) {
-    return fail(
-      'bad_response',
-      `GET ${path} answered HTTP ${response.status}: ${JSON.stringify(response.json).slice(0, 300)}`,
-    );
-  }
-  const model = parsed.data;
+  const model = found.value;
   return ok({ id: model.id, name: model.name, version: model.version, sha256: model.sha256 });
 }
 
@@ -239,21 +222,21 @@ export class Fleet {
    */
   async enroll(): Promise<void> {
     const options = this.options;
+    const client = fleetClient(options);
     const indexes = Array.from({ length: options.devices }, (_, i) => i);
     const results: VirtualDevice[] = new Array(options.devices);
     await inParallel(indexes, 16, async (index) => {
       const id = this.deviceId(index);
       const { hardware, site } = assignHardware(index, options.hardwareMix, options.sites);
       const body = { id, labels: { hardware, site, simulated: 'true', ...options.labels } };
-      let response = await api(options, 'POST', '/api/v1/devices', body);
-      if (response.status === 409) {
-        await api(options, 'DELETE', `/api/v1/devices/${id}`);
-        response = await api(options, 'POST', '/api/v1/devices', body);
+      let response = await client.devices.enroll(body);
+      if (!response.ok && response.error.status === 409) {
+        const revoked = await client.devices.revoke(id);
+        if (!revoked.ok) throw new Error(`enrolling ${id}: ${describeFailure(revoked.error, options.controlPlaneUrl)}`);
+        response = await client.devices.enroll(body);
       }
-      if (response.status !== 201) {
-        throw new Error(`enrolling ${id} failed with HTTP ${response.status}: ${JSON.stringify(response.json)}`);
-      }
-      const enrolled = EnrollDeviceResponse.parse(response.json);
+      if (!response.ok) throw new Error(`enrolling ${id}: ${describeFailure(response.error, options.controlPlaneUrl)}`);
+      const enrolled = response.value;
       const broker = new URL(options.mqttUrl ?? enrolled.mqtt.url);
       const host = broker.hostname === '0.0.0.0' || broker.hostname === '::' ? '127.0.0.1' : broker.hostname;
       results[index] = new VirtualDevice({

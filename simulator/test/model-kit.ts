@@ -3,7 +3,14 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildReleaseFromFile, generateKeyPair, signRelease } from '@edgeloop/firmware-images';
-import { type ModelManifestInput, type ModelRef, modelId, type SignedModelRelease } from '@edgeloop/protocol';
+import {
+  createApiClient,
+  type ModelManifestInput,
+  type ModelRef,
+  modelId,
+  type SignedModelRelease,
+  unwrap,
+} from '@edgeloop/protocol';
 
 /*
  * Signed model releases made the way an operator makes them (a key pair whose public half the
@@ -65,17 +72,10 @@ export function createModelKit(controlPlaneUrl: () => string, token: string): Mo
         ttlMs: 86_400_000,
       });
       const signed: SignedModelRelease = signRelease({ release: draft, privateKeyPem: key.privateKeyPem });
-      const form = new FormData();
-      form.set('release', new Blob([JSON.stringify(signed)], { type: 'application/json' }), 'release.json');
-      form.set('model', new Blob([bytes]), `${name}.onnx`);
-      const response = await fetch(new URL('/api/v1/models', controlPlaneUrl()), {
-        method: 'POST',
-        headers: { authorization: `Bearer ${token}` },
-        body: form,
-      });
-      if (response.status !== 201 && response.status !== 200) {
-        throw new Error(`upload ${name}@${version}: HTTP ${response.status} ${await response.text()}`);
-      }
+      const client = createApiClient({ baseUrl: controlPlaneUrl(), token });
+      await unwrap(
+        client.models.upload({ release: JSON.stringify(signed), model: new Blob([bytes]), fileName: `${name}.onnx` }),
+      );
       return { id: modelId(name, version), name, version, sha256: signed.release.sha256, sizeBytes: bytes.byteLength };
     },
     dispose() {
