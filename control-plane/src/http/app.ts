@@ -1,10 +1,14 @@
-import type { FleetPipelineSummary } from '@edgeloop/protocol';
+import { ApiError as ApiErrorShape, type FleetPipelineSummary } from '@edgeloop/protocol';
 import { type Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
+import { requestId } from 'hono/request-id';
 import type { Logger } from 'pino';
+import type { AuditLog } from '../audit/audit.ts';
+import { auditOfRequest } from '../audit/http.ts';
 import type { Config } from '../config.ts';
 import type { DatasetService } from '../datasets/service.ts';
+import type { AuditRepository } from '../db/audit.ts';
 import type { Store } from '../db/repositories.ts';
 import type { EventBus } from '../events.ts';
 import type { Fleet } from '../fleet.ts';
@@ -19,8 +23,10 @@ import type { TokenService } from '../tokens.ts';
 import { ApiError, codeOfStatus } from './api-error.ts';
 import { authorize } from './auth.ts';
 import { consoleHandler } from './console-static.ts';
+import { IDEMPOTENCY_KEY_HEADER, type Idempotency } from './idempotency.ts';
 import { buildOpenApi } from './openapi.ts';
 import { type AppEnv, defineRoute, parseBody, parseQuery, type Route } from './route.ts';
+import { auditRoutes } from './routes/audit.ts';
 import { datasetRoutes } from './routes/datasets.ts';
 import { deadLetterRoutes } from './routes/dead-letters.ts';
 import { deviceRoutes } from './routes/devices.ts';
@@ -66,7 +72,50 @@ export type AppDeps = {
   readonly samplePolicies?: SamplePolicyService;
   /** More routes added by later parts. */
   readonly extraRoutes?: readonly Route[];
+  /**
+   * The audit log: every non-GET route that succeeds appends an entry (actor, action, target,
+   * request id, source, redacted summary); GET /api/v1/audit reads it.
+   */
+  readonly audit: { readonly log: AuditLog; readonly repo: Pick<AuditRepository, 'list'> };
+  /** Idempotency-Key on IDEMPOTENT_ROUTES; without it the header is ignored. */
+  readonly idempotency?: Idempotency;
 };
+
+/** The POSTs that create things, where an Idempotency-Key is honoured (method and path template). */
+export const IDEMPOTENT_ROUTES: ReadonlySet<string> = new Set([
+  'POST /api/v1/devices',
+  'POST /api/v1/models',
+  'POST /api/v1/rollouts',
+  'POST /api/v1/devices/:id/commands',
+]);
+
+/** What IDEMPOTENT_ROUTES add to their OpenAPI responses. */
+const IDEMPOTENCY_RESPONSES = {
+  400: { description: 'bad request (a malformed Idempotency-Key among them)', schema: ApiErrorShape },
+  409: {
+    description: 'conflict; or idempotency_key_in_flight: a request with this Idempotency-Key is still running',
+    schema: ApiErrorShape,
+  },
+  422: {
+    description: 'invalid request; or idempotency_key_reused: the Idempotency-Key was used with another request',
+    schema: ApiErrorShape,
+  },
+} as const;
+
+/** A route as registered: idempotent ones document the Idempotency-Key's answers. */
+function withGovernance(route: Route): Route {
+  if (!IDEMPOTENT_ROUTES.has(`${route.method.toUpperCase()} ${route.path}`)) return route;
+  const responses: Record<number, Route['responses'][number]> = { ...route.responses };
+  for (const [status, spec] of Object.entries(IDEMPOTENCY_RESPONSES)) {
+    const own = responses[Number(status)];
+    responses[Number(status)] = own ? { ...own, description: `${own.description}; ${spec.description}` } : spec;
+  }
+  return {
+    ...route,
+    responses,
+    idempotencyKey: `Optional ${IDEMPOTENCY_KEY_HEADER} (IETF draft): the same key with the same request replays the first response (Idempotent-Replayed: true) and creates nothing; keys expire after 24 h`,
+  };
+}
 
 /**
  * The HTTP API as a Hono app. Every route is declared in routes/*.ts; this registers them with
@@ -126,7 +175,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     ...(deps.datasets ? datasetRoutes(deps.datasets) : []),
     ...(deps.samplePolicies ? samplePolicyRoutes({ service: deps.samplePolicies }) : []),
     ...(deps.extraRoutes ?? []),
-  ];
+    ...auditRoutes({ audit: deps.audit.repo }),
+  ].map(withGovernance);
   let openApi: Record<string, unknown> | null = null;
   routes.push(
     defineRoute({
@@ -147,6 +197,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     await next();
     requests.inc({ status: `${Math.floor(c.res.status / 100)}xx` });
   });
+  // X-Request-Id: the caller's (word characters, - and =, at most 255) or a new UUID; echoed back.
+  app.use('*', requestId());
   const jsonBodyLimit = bodyLimit({
     maxSize: deps.config.http.bodyLimitBytes,
     onError: () => {
@@ -160,9 +212,21 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
         route.role && !route.customAuth
           ? await authorize(c, route.role, { tokens: deps.tokens, failures: authFailures })
           : null;
-      const query = route.query ? parseQuery(c, route.query, route.arrayQuery) : undefined;
-      const body = route.body ? await parseBody(c, route.body) : undefined;
-      return route.handle({ c, body, query, params: c.req.param() as Record<string, string>, token });
+      let body: unknown;
+      const execute = async () => {
+        const query = route.query ? parseQuery(c, route.query, route.arrayQuery) : undefined;
+        body = route.body ? await parseBody(c, route.body) : undefined;
+        return route.handle({ c, body, query, params: c.req.param() as Record<string, string>, token });
+      };
+      const { response, replayed } =
+        route.idempotencyKey && deps.idempotency && token
+          ? await deps.idempotency.run(c, { actor: token.id, streamed: route.streamedBody !== undefined }, execute)
+          : { response: await execute(), replayed: false };
+      // Every change that succeeded is in the audit log (a replay changed nothing).
+      if (route.method !== 'get' && response.status < 400 && !replayed) {
+        await deps.audit.log.record(await auditOfRequest({ c, route, token, body, response }));
+      }
+      return response;
     };
     // Streamed uploads enforce their own (larger) limit while streaming; every other route gets
     // the JSON body limit.

@@ -94,6 +94,15 @@ export function buildOpenApi(routes: readonly Route[], info: { title: string; ve
         });
       }
     }
+    if (route.idempotencyKey) {
+      parameters.push({
+        name: 'Idempotency-Key',
+        in: 'header',
+        required: false,
+        description: route.idempotencyKey,
+        schema: { type: 'string', minLength: 1, maxLength: 257 },
+      });
+    }
     const responses: Record<string, unknown> = {};
     for (const [status, spec] of Object.entries(route.responses)) {
       const contentType = spec.contentType ?? (spec.schema ? 'application/json' : undefined);

@@ -10,7 +10,8 @@ import { ApiError } from './api-error.ts';
  * their zod schemas before the handler runs: bad JSON is a 400, a schema mismatch a 422.
  */
 
-export type AppEnv = { Variables: Record<string, never> };
+/** `requestId`: set by hono's request-id middleware (X-Request-Id) for every request. */
+export type AppEnv = { Variables: { requestId: string } };
 
 export type HttpMethod = 'get' | 'post' | 'put' | 'patch' | 'delete';
 
@@ -52,6 +53,8 @@ export type Route = {
    * app does not check a bearer token first.
    */
   readonly customAuth?: string;
+  /** Set (to its OpenAPI description) on routes that honour an Idempotency-Key header (app.ts IDEMPOTENT_ROUTES). */
+  readonly idempotencyKey?: string;
   readonly handle: (input: RouteInput<unknown, unknown>) => Response | Promise<Response>;
 };
 

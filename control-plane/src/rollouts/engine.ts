@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { AuditLog } from '../audit/audit.ts';
 import type {
   AssignmentRecord,
   DeviceRepository,
@@ -55,6 +56,8 @@ export type RolloutEngineDeps = {
   readonly timers: Timers;
   readonly metrics: MetricsRegistry;
   readonly logger: Logger;
+  /** The audit log: the engine's own changes are entered as `system:rollouts`. */
+  readonly audit?: AuditLog;
   readonly lock: LeaderLock;
   readonly tickMs: number;
   readonly leaderRetryMs: number;
@@ -90,6 +93,7 @@ export function createRolloutEngine(deps: RolloutEngineDeps): RolloutEngine {
     models: store.models,
     fleet: deps.fleet,
     bus: deps.bus,
+    ...(deps.audit ? { audit: deps.audit } : {}),
   });
   const metrics = {
     ticks: deps.metrics.counter('edgeloop_rollout_ticks_total', 'Rollout reconcile passes, by outcome'),

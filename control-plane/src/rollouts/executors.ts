@@ -1,4 +1,5 @@
 import type { ModelAssignment } from '@edgeloop/protocol';
+import { type AuditLog, noAudit, SYSTEM_ROLLOUTS } from '../audit/audit.ts';
 import type {
   AssignmentRecord,
   DeviceSnapshot,
@@ -47,6 +48,8 @@ export type ExecutorDeps = {
   readonly models: Pick<ModelRepository, 'get'>;
   readonly fleet: { setDesired(id: string, change: DesiredChange): Promise<unknown> };
   readonly bus: EventBus;
+  /** The audit log: transitions, assignments and reverts are entered as `system:rollouts`. */
+  readonly audit?: AuditLog;
   /** Desired-state writes in flight at once (each is a transaction and a retained publish). */
   readonly concurrency?: number;
 };
@@ -97,6 +100,22 @@ export function createExecutors(deps: ExecutorDeps): Executors {
     stage = stageName(context.rollout, context.record.stageIndex),
   ): NewRolloutEvent => ({ rolloutId: context.rollout.id, at: context.now, type, stage, data });
 
+  const audit = deps.audit ?? noAudit;
+  /** The engine's own change, in the audit log: a few device ids, and how many in all. */
+  const enter = (context: ExecutionContext, action: string, summary: Record<string, unknown>) =>
+    audit.record({
+      at: context.now,
+      actor: SYSTEM_ROLLOUTS,
+      actorRole: 'system',
+      action: `rollout.${action}`,
+      resource: 'rollouts',
+      target: context.rollout.id,
+      requestId: null,
+      source: null,
+      status: null,
+      summary,
+    });
+  const someIds = (ids: readonly string[]) => ({ devices: ids.length, deviceIds: ids.slice(0, 20) });
   return {
     async assign(step, context) {
       const { rollout, now, model } = context;
@@ -134,6 +153,7 @@ export function createExecutors(deps: ExecutorDeps): Executors {
           stage,
         ),
       ]);
+      await enter(context, 'assigned', { stage, mode: step.mode, ...someIds(step.deviceIds) });
       bus.publish('rollout.assigned', {
         rolloutId: rollout.id,
         stage,
@@ -196,6 +216,7 @@ export function createExecutors(deps: ExecutorDeps): Executors {
       await rollouts.appendEvents([
         event(context, 'reverting', { reason: step.reason, deviceIds: [...step.deviceIds] }),
       ]);
+      await enter(context, 'reverting', { reason: step.reason, ...someIds(step.deviceIds) });
       bus.publish('rollout.reverting', { rolloutId: rollout.id, reason: step.reason, deviceIds: [...step.deviceIds] });
     },
 
@@ -263,6 +284,12 @@ export function createExecutors(deps: ExecutorDeps): Executors {
       if (!updated) throw new StaleRolloutError(before.id);
       context.record = updated;
       if (busType) {
+        await enter(context, step.transition, {
+          reason: step.reason,
+          from: before.stageIndex,
+          to: updated.stageIndex,
+          status: updated.status,
+        });
         bus.publish(busType as 'rollout.advanced', {
           rolloutId: updated.id,
           status: updated.status,

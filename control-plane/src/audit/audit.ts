@@ -1,0 +1,97 @@
+import type { Logger } from 'pino';
+import type { AuditRepository, NewAuditEntry } from '../db/audit.ts';
+import type { Counter } from '../metrics.ts';
+import type { Timers } from '../sweeper.ts';
+
+/*
+ * The audit log's writer. Entries are appended after the change they describe succeeded (the HTTP
+ * wrapper in http/app.ts, the rollout engine's executors). A failed append never fails the change
+ * that already happened: it is logged and counted (edgeloop_audit_write_failures_total), so an
+ * alert can say the log has a gap.
+ */
+
+/** The actor of the rollout engine's own changes. */
+export const SYSTEM_ROLLOUTS = 'system:rollouts';
+
+export type AuditInput = Omit<NewAuditEntry, 'at'> & { readonly at?: number };
+
+export type AuditLog = {
+  record(entry: AuditInput): Promise<void>;
+};
+
+export function createAuditLog(deps: {
+  readonly repo: Pick<AuditRepository, 'append'>;
+  readonly clock: { now(): number };
+  readonly logger: Logger;
+  readonly written: Counter;
+  readonly failures: Counter;
+}): AuditLog {
+  return {
+    async record(entry) {
+      try {
+        await deps.repo.append([{ ...entry, at: entry.at ?? deps.clock.now() }]);
+        deps.written.inc({ actor: entry.actorRole });
+      } catch (error) {
+        deps.failures.inc();
+        deps.logger.error({ err: error, action: entry.action, target: entry.target }, 'audit entry not written');
+      }
+    },
+  };
+}
+
+/** An audit log that keeps nothing (routes and engines built without one). */
+export const noAudit: AuditLog = { record: async () => {} };
+
+/**
+ * Retention of the governance tables: audit entries older than `auditDays` (0 keeps them for good)
+ * and expired Idempotency-Key records, pruned in chunks every `intervalS`.
+ */
+export function createGovernancePruner(deps: {
+  readonly audit: Pick<AuditRepository, 'pruneOlderThan'>;
+  readonly idempotency: { pruneExpired(now: number, limit: number): Promise<number> };
+  readonly clock: { now(): number };
+  readonly timers: Timers;
+  readonly auditDays: number;
+  readonly intervalS: number;
+  readonly chunk?: number;
+  readonly onError?: (error: unknown) => void;
+}): { start(): void; stop(): void; pruneNow(): Promise<{ audit: number; idempotency: number }> } {
+  const chunk = deps.chunk ?? 2_000;
+  let handle: unknown = null;
+  let running: Promise<{ audit: number; idempotency: number }> | null = null;
+  const drain = async (prune: (limit: number) => Promise<number>) => {
+    let total = 0;
+    for (;;) {
+      const deleted = await prune(chunk);
+      total += deleted;
+      if (deleted < chunk) return total;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  };
+  const pruneNow = () => {
+    running ??= (async () => {
+      const now = deps.clock.now();
+      const audit =
+        deps.auditDays > 0
+          ? await drain((limit) => deps.audit.pruneOlderThan(now - deps.auditDays * 86_400_000, limit))
+          : 0;
+      const idempotency = await drain((limit) => deps.idempotency.pruneExpired(now, limit));
+      return { audit, idempotency };
+    })().finally(() => {
+      running = null;
+    });
+    return running;
+  };
+  return {
+    start() {
+      handle ??= deps.timers.setInterval(() => {
+        pruneNow().catch((error: unknown) => deps.onError?.(error));
+      }, deps.intervalS * 1000);
+    },
+    stop() {
+      if (handle !== null) deps.timers.clearInterval(handle);
+      handle = null;
+    },
+    pruneNow,
+  };
+}

@@ -1,0 +1,382 @@
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  AuditList,
+  type Command,
+  type CreateTokenResponse,
+  encode,
+  messageId,
+  RolloutView,
+  topicFor,
+} from '@edgeloop/protocol';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { storeSampleIn, untar } from './dataset-fixtures.ts';
+import { startTestControlPlane, type TestControlPlane, type TestDevice } from './harness.ts';
+import { createSigningKit, type SigningKit, upload, uploadForm } from './model-fixtures.ts';
+import { basicAuth, makeJpeg, metadataFor, uploadSample } from './sample-fixtures.ts';
+
+/*
+ * Governance (issue 12): every mutating route of the OpenAPI document is called once and found in
+ * the audit log with its actor; the audit route is admin only and pages; Idempotency-Key replays.
+ */
+
+let t: TestControlPlane;
+let kit: SigningKit;
+let operator: CreateTokenResponse;
+let viewer: CreateTokenResponse;
+
+async function audit(query = '', token = t.adminToken): Promise<AuditList> {
+  const response = await t.api('GET', `/api/v1/audit${query}`, { token });
+  expect(response.status).toBe(200);
+  return AuditList.parse(await response.json());
+}
+
+/** Answers every command of a device with ok. */
+function replyToCommands(d: TestDevice): Promise<unknown> {
+  const cmdTopic = topicFor(d.id, 'cmd');
+  d.client.on('message', (topic, payload) => {
+    if (topic !== cmdTopic) return;
+    const command = JSON.parse(payload.toString()) as Command;
+    const seq = d.nextSeq();
+    const reply = encode('reply', {
+      msgId: messageId(d.bootId, seq),
+      bootId: d.bootId,
+      seq,
+      ts: Date.now(),
+      requestId: command.requestId,
+      ok: true,
+      data: { pong: true },
+    });
+    d.client.publish(topicFor(d.id, 'reply'), reply, { qos: 1 });
+  });
+  return d.client.subscribeAsync(cmdTopic, { qos: 1 });
+}
+
+beforeAll(async () => {
+  kit = createSigningKit();
+  t = await startTestControlPlane({ trustedKeys: kit.publicKeyPath });
+  const made = async (role: string) =>
+    (await (
+      await t.api('POST', '/api/v1/tokens', { body: { name: `${role}-1`, role } })
+    ).json()) as CreateTokenResponse;
+  operator = await made('operator');
+  viewer = await made('viewer');
+}, 30_000);
+
+afterAll(async () => {
+  await t?.stop();
+  kit?.dispose();
+});
+
+describe('audit log', () => {
+  it('has an entry with its actor for every mutating route of the OpenAPI document', async () => {
+    const doc = (await (await t.api('GET', '/api/v1/openapi.json')).json()) as {
+      paths: Record<string, Record<string, unknown>>;
+    };
+    const mutating = Object.entries(doc.paths).flatMap(([path, ops]) =>
+      Object.keys(ops)
+        .filter((method) => method !== 'get')
+        .map((method) => `${method.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1')}`),
+    );
+
+    const d = await t.device('audit-cam', { labels: { site: 'north' } });
+    await replyToCommands(d);
+    const bytes = kit.modelBytes(2048);
+    const op = { token: operator.secret };
+    const calls: Record<string, () => Promise<Response | number>> = {
+      'POST /api/v1/devices': () => t.api('POST', '/api/v1/devices', { body: { id: 'audit-new', labels: {} } }),
+      'PATCH /api/v1/devices/:id': () =>
+        t.api('PATCH', '/api/v1/devices/audit-new', { ...op, body: { labels: { site: 'south' } } }),
+      'PUT /api/v1/devices/:id/desired': () =>
+        t.api('PUT', '/api/v1/devices/audit-new/desired', { ...op, body: { config: { fps: 5 } } }),
+      'POST /api/v1/devices/:id/commands': () =>
+        t.api('POST', '/api/v1/devices/audit-cam/commands', { ...op, body: { name: 'ping', args: {} } }),
+      'DELETE /api/v1/devices/:id/samples': () => t.api('DELETE', '/api/v1/devices/audit-new/samples'),
+      'DELETE /api/v1/devices/:id': () => t.api('DELETE', '/api/v1/devices/audit-new'),
+      'POST /api/v1/tokens': () => t.api('POST', '/api/v1/tokens', { body: { name: 'temp', role: 'viewer' } }),
+      'DELETE /api/v1/tokens/:id': async () => {
+        const made = (await (
+          await t.api('POST', '/api/v1/tokens', { body: { name: 'gone', role: 'viewer' } })
+        ).json()) as CreateTokenResponse;
+        return t.api('DELETE', `/api/v1/tokens/${made.token.id}`);
+      },
+      'POST /api/v1/models': async () =>
+        upload(
+          t,
+          uploadForm(await kit.sign(bytes, { name: 'det', version: '1.0.0', adapter: 'yolo', labels: ['car'] }), bytes),
+          operator.secret,
+        ),
+      'POST /api/v1/rollouts': () =>
+        t.api('POST', '/api/v1/rollouts', {
+          ...op,
+          body: { modelId: 'det@1.0.0', selector: { labels: { site: 'north' } } },
+        }),
+      'PUT /api/v1/sample-policy': () =>
+        t.api('PUT', '/api/v1/sample-policy', {
+          ...op,
+          body: { selector: { labels: { site: 'north' } }, policy: null },
+        }),
+      'POST /api/v1/samples/uploads': async () => {
+        const jpeg = await makeJpeg(32, 24, 7);
+        await uploadSample(
+          t.started.httpUrl,
+          basicAuth(d.id, d.password),
+          metadataFor(d.id, jpeg, { width: 32, height: 24 }),
+          jpeg,
+          512,
+        );
+        return 201;
+      },
+      'POST /api/v1/samples': async () => {
+        const jpeg = await makeJpeg(32, 24, 8);
+        const form = new FormData();
+        form.append('metadata', JSON.stringify(metadataFor(d.id, jpeg, { width: 32, height: 24 }, { seq: 2 })));
+        form.append('image', new Blob([jpeg]), 'sample.jpg');
+        return t.cp.internals.app.request('/api/v1/samples', {
+          method: 'POST',
+          headers: { authorization: basicAuth(d.id, d.password) },
+          body: form,
+        });
+      },
+      'POST /api/v1/datasets': async () => {
+        await storeSampleIn(t, 1);
+        return t.api('POST', '/api/v1/datasets', { ...op, body: { name: 'audited', query: {} } });
+      },
+      'PUT /api/v1/datasets/:id/labels': async () => {
+        const exported = await t.api('GET', '/api/v1/datasets/audited@1/export?format=coco');
+        const coco = JSON.parse((await untar(exported.body!)).get('annotations.json')!.toString('utf8'));
+        return t.api('PUT', '/api/v1/datasets/audited@1/labels', { ...op, body: coco });
+      },
+    };
+    // Rollout actions on the rollout made above (each from a state it allows).
+    let rolloutId = '';
+    for (const action of ['pause', 'resume', 'promote', 'abort']) {
+      calls[`POST /api/v1/rollouts/:id/${action}`] = () =>
+        t.api('POST', `/api/v1/rollouts/${rolloutId}/${action}`, { ...op, body: {} });
+    }
+    // Routes whose call is made inside another's: the chunked sample upload, the one-shot sample upload.
+    const coveredBy: Record<string, string> = {
+      'PATCH /api/v1/samples/uploads/:id': 'POST /api/v1/samples/uploads',
+    };
+
+    for (const route of mutating) {
+      expect(calls[route] ?? coveredBy[route], `a test call for ${route}`).toBeDefined();
+    }
+    const order = [
+      'POST /api/v1/tokens',
+      'DELETE /api/v1/tokens/:id',
+      'POST /api/v1/devices',
+      'PATCH /api/v1/devices/:id',
+      'PUT /api/v1/devices/:id/desired',
+      'POST /api/v1/devices/:id/commands',
+      'POST /api/v1/models',
+      'POST /api/v1/rollouts',
+      'POST /api/v1/rollouts/:id/pause',
+      'POST /api/v1/rollouts/:id/resume',
+      'POST /api/v1/rollouts/:id/promote',
+      'POST /api/v1/rollouts/:id/abort',
+      'PUT /api/v1/sample-policy',
+      'POST /api/v1/samples/uploads',
+      'POST /api/v1/samples',
+      'POST /api/v1/datasets',
+      'PUT /api/v1/datasets/:id/labels',
+      'DELETE /api/v1/devices/:id/samples',
+      'DELETE /api/v1/devices/:id',
+    ];
+    expect([...order].sort()).toEqual(Object.keys(calls).sort());
+    const statuses: Record<string, number> = {};
+    for (const route of order) {
+      const answer = await calls[route]!();
+      statuses[route] = typeof answer === 'number' ? answer : answer.status;
+      if (route === 'POST /api/v1/rollouts' && typeof answer !== 'number') {
+        rolloutId = RolloutView.parse(await answer.clone().json()).id;
+      }
+    }
+    const failed = Object.entries(statuses).filter(([, status]) => status >= 400);
+    expect(failed, 'every call succeeds').toEqual([]);
+
+    const entries = (await audit('?limit=500')).items;
+    for (const route of mutating) {
+      const entry = entries.find((item) => item.action === route);
+      expect(entry, `an audit entry for ${route}`).toBeDefined();
+      expect(entry!.actor.id.length).toBeGreaterThan(0);
+      expect(['admin', 'operator', 'device']).toContain(entry!.actor.role);
+    }
+    const byAction = (action: string) => entries.find((item) => item.action === action)!;
+    expect(byAction('POST /api/v1/devices').actor).toEqual({ id: expect.any(String), role: 'admin' });
+    expect(byAction('POST /api/v1/devices').target).toBe('audit-new');
+    expect(byAction('POST /api/v1/rollouts/:id/abort')).toMatchObject({
+      actor: { id: operator.token.id, role: 'operator' },
+      target: rolloutId,
+      resource: 'rollouts',
+    });
+    const sampleEntry = byAction('POST /api/v1/samples/uploads');
+    expect(sampleEntry.actor).toEqual({ id: 'device:audit-cam', role: 'device' });
+    // Over a real socket the source address is known.
+    expect(sampleEntry.source).toMatch(/127\.0\.0\.1/);
+    // Secrets never reach the log: the enrollment password and the new token's secret.
+    const text = JSON.stringify(entries);
+    expect(text).not.toContain(d.password);
+    expect(text).not.toContain(operator.secret);
+  }, 60_000);
+
+  it('records the request id and a redacted summary', async () => {
+    const response = await t.cp.internals.app.request('/api/v1/tokens', {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${t.adminToken}`,
+        'content-type': 'application/json',
+        'x-request-id': 'req-audit-1',
+      },
+      body: JSON.stringify({ name: 'ci', role: 'operator' }),
+    });
+    expect(response.status).toBe(201);
+    expect(response.headers.get('x-request-id')).toBe('req-audit-1');
+    const created = (await response.json()) as CreateTokenResponse;
+    const [entry] = (await audit(`?target=${created.token.id}`)).items;
+    expect(entry).toMatchObject({
+      action: 'POST /api/v1/tokens',
+      requestId: 'req-audit-1',
+      status: 201,
+      summary: {
+        body: { name: 'ci', role: 'operator' },
+        result: { id: created.token.id, name: 'ci', role: 'operator' },
+      },
+    });
+    expect(JSON.stringify(entry)).not.toContain(created.secret);
+  });
+
+  it('enters the rollout engine changes as system:rollouts', async () => {
+    await t.device('engine-cam', { labels: { site: 'engine' } });
+    const bytes = kit.modelBytes(1024);
+    const signed = await kit.sign(bytes, { name: 'eng', version: '1.0.0', adapter: 'yolo', labels: ['car'] });
+    expect((await upload(t, uploadForm(signed, bytes))).status).toBe(201);
+    const created = await t.api('POST', '/api/v1/rollouts', {
+      body: { modelId: 'eng@1.0.0', selector: { labels: { site: 'engine' } } },
+    });
+    expect(created.status).toBe(201);
+    const { id } = RolloutView.parse(await created.json());
+    await t.cp.internals.rollouts.engine.tick();
+    const entries = (await audit(`?actor=system:rollouts&target=${id}`)).items;
+    expect(entries.length).toBeGreaterThan(0);
+    expect(entries[0]).toMatchObject({
+      actor: { id: 'system:rollouts', role: 'system' },
+      resource: 'rollouts',
+      target: id,
+    });
+    expect(entries.map((entry) => entry.action)).toContain('rollout.assigned');
+  });
+
+  it('is admin only, has no route that edits or deletes it, and pages with a cursor', async () => {
+    expect((await t.api('GET', '/api/v1/audit', { token: operator.secret })).status).toBe(403);
+    expect((await t.api('GET', '/api/v1/audit', { token: viewer.secret })).status).toBe(403);
+    expect((await t.api('GET', '/api/v1/audit', { token: null })).status).toBe(401);
+    for (const method of ['DELETE', 'PUT', 'PATCH', 'POST']) {
+      expect((await t.api(method, '/api/v1/audit')).status).toBe(404);
+    }
+    const first = await audit('?limit=2');
+    expect(first.items).toHaveLength(2);
+    const second = await audit(`?limit=2&cursor=${first.nextCursor}`);
+    expect(second.items[0]!.id).toBeLessThan(first.items[1]!.id);
+    expect((await t.api('GET', '/api/v1/audit?cursor=nonsense')).status).toBe(400);
+  });
+});
+
+describe('Idempotency-Key', () => {
+  const enroll = (key: string, body: unknown) =>
+    t.cp.internals.app.request('/api/v1/devices', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${t.adminToken}`, 'content-type': 'application/json', 'idempotency-key': key },
+      body: JSON.stringify(body),
+    });
+
+  it('replays the identical response for the same key and body, and creates nothing new', async () => {
+    const first = await enroll('"enroll-1"', { id: 'idem-cam', labels: { site: 'a' } });
+    expect(first.status).toBe(201);
+    const firstText = await first.text();
+    const again = await enroll('"enroll-1"', { id: 'idem-cam', labels: { site: 'a' } });
+    expect(again.status).toBe(201);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(await again.text()).toBe(firstText);
+    // One enrollment in the audit log, and the credential that came back still works (nothing re-enrolled).
+    expect((await audit('?target=idem-cam')).items).toHaveLength(1);
+    const { credentials } = JSON.parse(firstText) as { credentials: { password: string } };
+    const client = await t.connect('idem-cam', credentials.password);
+    await client.endAsync();
+    // The stored response is ciphertext: the password is not in the database.
+    const rows = t.store.db.$client.prepare('SELECT response, key_hash FROM idempotency_keys').all() as {
+      response: string;
+      key_hash: string;
+    }[];
+    expect(rows.length).toBeGreaterThan(0);
+    expect(JSON.stringify(rows)).not.toContain(credentials.password);
+    expect(JSON.stringify(rows)).not.toContain('enroll-1');
+  });
+
+  it('answers 422 for the same key with another body', async () => {
+    expect((await enroll('enroll-2', { id: 'idem-two' })).status).toBe(201);
+    const other = await enroll('enroll-2', { id: 'idem-three' });
+    expect(other.status).toBe(422);
+    expect(((await other.json()) as { error: { code: string } }).error.code).toBe('idempotency_key_reused');
+    expect((await t.api('GET', '/api/v1/devices/idem-three')).status).toBe(404);
+  });
+
+  it('answers 409 while a request with the key is in flight', async () => {
+    const d = await t.device('slow-cam');
+    await d.client.subscribeAsync(topicFor('slow-cam', 'cmd'), { qos: 1 });
+    const command = (key: string) =>
+      t.cp.internals.app.request('/api/v1/devices/slow-cam/commands', {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${t.adminToken}`,
+          'content-type': 'application/json',
+          'idempotency-key': key,
+        },
+        body: JSON.stringify({ name: 'ping', args: {}, timeoutMs: 1500 }),
+      });
+    const slow = command('cmd-1');
+    // The device never answers: the first request is still waiting when the second arrives.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const second = await command('cmd-1');
+    expect(second.status).toBe(409);
+    expect(((await second.json()) as { error: { code: string } }).error.code).toBe('idempotency_key_in_flight');
+    expect((await slow).status).toBe(504);
+    // A 5xx gives the key back: the retry runs again (and times out again).
+    expect((await command('cmd-1')).status).toBe(504);
+  });
+
+  it('refuses a malformed key and documents the header on the four creating POSTs', async () => {
+    expect((await enroll('"unterminated', { id: 'idem-bad' })).status).toBe(400);
+    const doc = (await (await t.api('GET', '/api/v1/openapi.json')).json()) as {
+      paths: Record<string, Record<string, { parameters?: { name: string; in: string }[] }>>;
+    };
+    const withHeader = Object.entries(doc.paths).flatMap(([path, ops]) =>
+      Object.entries(ops)
+        .filter(([, op]) => op.parameters?.some((p) => p.in === 'header' && p.name === 'Idempotency-Key'))
+        .map(([method]) => `${method} ${path}`),
+    );
+    expect(withHeader.sort()).toEqual([
+      'post /api/v1/devices',
+      'post /api/v1/devices/{id}/commands',
+      'post /api/v1/models',
+      'post /api/v1/rollouts',
+    ]);
+  });
+
+  it('expires keys after the TTL', async () => {
+    expect((await enroll('enroll-ttl', { id: 'ttl-cam' })).status).toBe(201);
+    const ttl = t.cp.internals.config.idempotency.ttlHours * 3_600_000;
+    const pruned = await t.store.idempotency.pruneExpired(Date.now() + ttl + 1, 1000);
+    expect(pruned).toBeGreaterThan(0);
+    // The key is free again: the same body now runs (and meets the enrolled device).
+    expect((await enroll('enroll-ttl', { id: 'ttl-cam' })).status).toBe(409);
+  });
+});
+
+describe('data directory modes', () => {
+  it('are 0700 for folders and 0600 for files after a start', () => {
+    expect(statSync(t.dataDir).mode & 0o777).toBe(0o700);
+    expect(statSync(join(t.dataDir, 'edgeloop.db')).mode & 0o777).toBe(0o600);
+    expect(statSync(join(t.dataDir, 'server.key')).mode & 0o777).toBe(0o600);
+  });
+});
