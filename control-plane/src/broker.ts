@@ -106,6 +106,13 @@ function authError(message: string, returnCode: AuthCode): Error & { returnCode:
   return Object.assign(new Error(message), { returnCode });
 }
 
+function capSubscriptionQos(packet: { cmd?: string; subscriptions?: { qos: number }[] }): void {
+  if (packet.cmd !== 'subscribe' || !packet.subscriptions) return;
+  for (const subscription of packet.subscriptions) {
+    if (subscription.qos > 1) subscription.qos = 1;
+  }
+}
+
 export async function createBroker(deps: BrokerDeps): Promise<ControlBroker> {
   const { ingest, hasher, logger, waiters } = deps;
   const authFailures = deps.metrics.counter('edgeloop_mqtt_auth_failures_total', 'Refused MQTT connects, by reason');
@@ -306,7 +313,12 @@ export async function createBroker(deps: BrokerDeps): Promise<ControlBroker> {
   return {
     aedes,
     handle(connection) {
-      aedes.handle(connection);
+      const client = aedes.handle(connection) as Client & { _parser?: EventEmitter };
+      // QoS <= 1 for every subscription. authorizeSubscribe's lowered QoS reaches the routing but
+      // not the SUBACK or the persisted session: aedes 1.2 takes the granted QoS from the packet
+      // before it asks. So the parsed SUBSCRIBE is capped before aedes sees it (its parser's
+      // 'packet' event, ahead of aedes's own listener; aedes is pinned, and a test asks for QoS 2).
+      client._parser?.prependListener('packet', capSubscriptionQos);
     },
     isConnected(deviceId) {
       return isLive(liveClient(deviceId));

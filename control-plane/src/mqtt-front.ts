@@ -97,7 +97,13 @@ export function createMqttFront(deps: MqttFrontDeps): MqttFront {
   const reject = (socket: Socket, cause: RejectCause, detail?: string) => {
     rejected[cause] += 1;
     rejectedCounter.inc({ cause });
-    if (detail) logger.debug({ cause, detail, address: socket.remoteAddress }, 'mqtt socket refused');
+    // Not for the accept-time refusals (a storm would log per socket); those are the counter alone.
+    if (detail) {
+      logger.debug(
+        { cause, detail, address: socket.remoteAddress, bytesRead: socket.bytesRead },
+        'mqtt socket refused',
+      );
+    }
     socket.destroy();
   };
 
@@ -129,7 +135,8 @@ export function createMqttFront(deps: MqttFrontDeps): MqttFront {
       pending += 1;
       state.deadline = setTimeout(() => {
         state.deadline = null;
-        if (!state.loggedIn) reject(socket, 'connect_deadline');
+        if (!state.loggedIn)
+          reject(socket, 'connect_deadline', `not logged in ${config.connectDeadlineMs} ms after accept`);
       }, config.connectDeadlineMs);
       state.deadline.unref();
       socket.once('close', () => {
