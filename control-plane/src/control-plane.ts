@@ -6,9 +6,11 @@ import { createAdaptorServer } from '@hono/node-server';
 import type { Hono } from 'hono';
 import pino, { type Logger } from 'pino';
 import packageJson from '../package.json' with { type: 'json' };
+import { createAuditLog, createGovernancePruner } from './audit/audit.ts';
 import { type ControlBroker, createBroker } from './broker.ts';
 import { type CommandWaiters, createCommandWaiters } from './command-waiters.ts';
 import { type Config, ConfigError } from './config.ts';
+import { octal, tightenDataDir } from './data-dir.ts';
 import { createDatasetService } from './datasets/service.ts';
 import { createPostgresStore } from './db/postgres/store.ts';
 import type { Store } from './db/repositories.ts';
@@ -17,6 +19,7 @@ import { type EventLoopMonitor, monitorEventLoop } from './event-loop.ts';
 import { createEventBus, type EventBus } from './events.ts';
 import { createFleet, type Fleet, type MqttEndpoint } from './fleet.ts';
 import { createApp } from './http/app.ts';
+import { createIdempotency } from './http/idempotency.ts';
 import type { AppEnv, Route } from './http/route.ts';
 import { DEFAULT_LABELS_LIMIT_BYTES } from './http/routes/datasets.ts';
 import { type Clock, createIngestWriter, type IngestWriter } from './ingest.ts';
@@ -151,11 +154,27 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
     if (state !== 'new') throw new Error(`the control plane cannot start: it is ${state}`);
     state = 'starting';
     try {
-      mkdirSync(config.dataDir, { recursive: true });
+      mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+      // The data dir holds the database, the pepper and the blobs: 0700 folders, 0600 files.
+      const modes = tightenDataDir(config.dataDir);
+      if (modes.fixed.length > 0) {
+        logger.warn(
+          {
+            dataDir: config.dataDir,
+            fixed: modes.fixed.length,
+            examples: modes.fixed.slice(0, 5).map((fix) => `${fix.path} ${octal(fix.from)} -> ${octal(fix.to)}`),
+          },
+          `data directory modes were looser than 0700 (folders) / 0600 (files): fixed ${modes.fixed.length}`,
+        );
+      }
+      for (const failure of modes.failed) {
+        logger.warn({ path: failure.path, mode: octal(failure.mode), err: failure.error }, 'data directory mode not fixed');
+      }
       // Trusted keys first: a bad key file fails the start before anything is opened.
       const trustedKeys = loadTrustedKeys(config.trustedKeys);
       if (!trustedKeys.ok) throw new ConfigError([trustedKeys.error.message]);
-      const hasher = createSecretHasher(loadOrCreatePepper(config.dataDir));
+      const pepper = loadOrCreatePepper(config.dataDir);
+      const hasher = createSecretHasher(pepper);
       const store =
         deps.store ??
         (config.databaseUrl
@@ -163,7 +182,19 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
           : createSqliteStore({ dataDir: config.dataDir }));
       cleanups.push(() => store.close());
 
+      // Files this start created (the SQLite file and its WAL) get the same modes, quietly.
+      tightenDataDir(config.dataDir);
       const metrics = createMetricsRegistry();
+      const audit = createAuditLog({
+        repo: store.audit,
+        clock,
+        logger: logger.child({ component: 'audit' }),
+        written: metrics.counter('edgeloop_audit_entries_total', 'Audit log entries written, by actor role'),
+        failures: metrics.counter(
+          'edgeloop_audit_write_failures_total',
+          'Audit log entries that could not be written (a gap in the log)',
+        ),
+      });
       const eventLoop = monitorEventLoop(metrics);
       cleanups.push(() => eventLoop.stop());
       const bus = createEventBus({ clock });
@@ -272,6 +303,7 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         timers,
         metrics,
         logger: logger.child({ component: 'rollouts' }),
+        audit,
         lock: store.openLeaderLock(ROLLOUT_LEADER_LOCK_KEY),
         tickMs: config.rollouts.tickMs,
         leaderRetryMs: config.rollouts.leaderRetryMs,
@@ -321,6 +353,16 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
           clock,
         }),
         ...(deps.extraRoutes ? { extraRoutes: deps.extraRoutes } : {}),
+        audit: { log: audit, repo: store.audit },
+        idempotency: createIdempotency({
+          repo: store.idempotency,
+          clock,
+          pepper,
+          ttlMs: config.idempotency.ttlHours * 3_600_000,
+          maxResponseBytes: config.idempotency.maxResponseBytes,
+          inFlightTimeoutMs: config.idempotency.inFlightTimeoutS * 1000,
+          outcomes: metrics.counter('edgeloop_idempotency_requests_total', 'Requests with an Idempotency-Key, by outcome'),
+        }),
       });
       const httpServer = createAdaptorServer({ fetch: app.fetch }) as HttpServer;
       let httpPort: number;
@@ -349,9 +391,20 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         onError: (error) => logger.error({ err: error }, 'retention pruning failed'),
       });
       pruner.start();
+      const governancePruner = createGovernancePruner({
+        audit: store.audit,
+        idempotency: store.idempotency,
+        clock,
+        timers,
+        auditDays: config.retention.auditDays,
+        intervalS: config.retention.pruneIntervalS,
+        onError: (error) => logger.error({ err: error }, 'audit / idempotency pruning failed'),
+      });
+      governancePruner.start();
       cleanups.push(() => {
         sweeper.stop();
         pruner.stop();
+        governancePruner.stop();
       });
       // Started last, stopped first: it writes through the store and publishes through the broker.
       engine.start();
