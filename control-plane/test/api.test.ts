@@ -484,6 +484,7 @@ describe('events and OpenAPI', () => {
         'GET /api/v1/samples/{id}/thumbnail',
         'DELETE /api/v1/devices/{id}/samples',
         'POST /api/v1/datasets',
+        'GET /api/v1/audit',
         'GET /api/v1/datasets',
         'GET /api/v1/datasets/{id}',
         'PUT /api/v1/datasets/{id}/labels',
