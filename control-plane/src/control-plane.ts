@@ -26,9 +26,9 @@ import { type Clock, createIngestWriter, type IngestWriter } from './ingest.ts';
 import { createMetricsRegistry, type MetricsRegistry } from './metrics.ts';
 import { type BlobStore, createBlobStore } from './models/blob-store.ts';
 import { createModelRegistry, type ModelRegistry } from './models/registry.ts';
+import { loadTrustedKeys } from './models/trusted-keys.ts';
 import { createMqttFront, type MqttFront } from './mqtt-front.ts';
 import { createDeviceIssues, type DeviceIssues } from './mqtt-front-issues.ts';
-import { loadTrustedKeys } from './models/trusted-keys.ts';
 import { createRolloutEngine, ROLLOUT_LEADER_LOCK_KEY, type RolloutEngine } from './rollouts/engine.ts';
 import { createRolloutService, type RolloutService } from './rollouts/service.ts';
 import { createSamplePolicyService } from './samples/policies.ts';
@@ -168,7 +168,10 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         );
       }
       for (const failure of modes.failed) {
-        logger.warn({ path: failure.path, mode: octal(failure.mode), err: failure.error }, 'data directory mode not fixed');
+        logger.warn(
+          { path: failure.path, mode: octal(failure.mode), err: failure.error },
+          'data directory mode not fixed',
+        );
       }
       // Trusted keys first: a bad key file fails the start before anything is opened.
       const trustedKeys = loadTrustedKeys(config.trustedKeys);
@@ -361,7 +364,10 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
           ttlMs: config.idempotency.ttlHours * 3_600_000,
           maxResponseBytes: config.idempotency.maxResponseBytes,
           inFlightTimeoutMs: config.idempotency.inFlightTimeoutS * 1000,
-          outcomes: metrics.counter('edgeloop_idempotency_requests_total', 'Requests with an Idempotency-Key, by outcome'),
+          outcomes: metrics.counter(
+            'edgeloop_idempotency_requests_total',
+            'Requests with an Idempotency-Key, by outcome',
+          ),
         }),
       });
       const httpServer = createAdaptorServer({ fetch: app.fetch }) as HttpServer;
