@@ -1,4 +1,5 @@
-import { statSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   AuditList,
@@ -9,6 +10,7 @@ import {
   RolloutView,
   topicFor,
 } from '@edgeloop/protocol';
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { storeSampleIn, untar } from './dataset-fixtures.ts';
 import { startTestControlPlane, type TestControlPlane, type TestDevice } from './harness.ts';
@@ -373,10 +375,61 @@ describe('Idempotency-Key', () => {
   });
 });
 
+describe('Idempotency-Key on a model upload (streamed body)', () => {
+  it('replays the upload for the same bytes and refuses other bytes under the key', async () => {
+    const bytes = kit.modelBytes(4096);
+    const signed = await kit.sign(bytes, { name: 'idem', version: '1.0.0', adapter: 'yolo', labels: ['car'] });
+    // The same multipart bytes each time (one boundary), as a client retrying its request sends them.
+    const encoded = new Response(uploadForm(signed, bytes));
+    const contentType = encoded.headers.get('content-type')!;
+    const body = new Uint8Array(await encoded.arrayBuffer());
+    const send = (key: string, payload: Uint8Array) =>
+      t.cp.internals.app.request('/api/v1/models', {
+        method: 'POST',
+        headers: { authorization: `Bearer ${operator.secret}`, 'content-type': contentType, 'idempotency-key': key },
+        body: payload,
+      });
+    const first = await send('upload-1', body);
+    expect(first.status).toBe(201);
+    const again = await send('upload-1', body);
+    expect(again.status).toBe(201);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(await again.text()).toBe(await first.text());
+    const altered = Uint8Array.from(body);
+    altered[altered.length - 60] = altered[altered.length - 60]! ^ 0xff;
+    expect((await send('upload-1', altered)).status).toBe(422);
+    expect((await audit('?action=POST%20/api/v1/models&target=idem@1.0.0')).items).toHaveLength(1);
+  });
+});
+
 describe('data directory modes', () => {
   it('are 0700 for folders and 0600 for files after a start', () => {
     expect(statSync(t.dataDir).mode & 0o777).toBe(0o700);
     expect(statSync(join(t.dataDir, 'edgeloop.db')).mode & 0o777).toBe(0o600);
     expect(statSync(join(t.dataDir, 'server.key')).mode & 0o777).toBe(0o600);
+  });
+
+  it('fixes looser modes at start and says so', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'edgeloop-modes-'));
+    try {
+      chmodSync(dir, 0o755);
+      mkdirSync(join(dir, 'blobs'), { mode: 0o777 });
+      chmodSync(join(dir, 'blobs'), 0o777);
+      writeFileSync(join(dir, 'blobs', 'loose.bin'), 'x', { mode: 0o644 });
+      const logs: string[] = [];
+      const logger = pino({ level: 'warn' }, { write: (line: string) => logs.push(line) });
+      const loose = await startTestControlPlane({ dataDir: dir }, { logger });
+      await loose.stop({ keepData: true });
+      expect(statSync(dir).mode & 0o777).toBe(0o700);
+      expect(statSync(join(dir, 'blobs')).mode & 0o777).toBe(0o700);
+      expect(statSync(join(dir, 'blobs', 'loose.bin')).mode & 0o777).toBe(0o600);
+      const warning = logs
+        .map((line) => JSON.parse(line) as { msg: string; examples?: string[] })
+        .find((line) => line.msg.startsWith('data directory modes were looser'));
+      expect(warning?.msg).toContain('fixed 3');
+      expect(warning?.examples).toContain(`${dir} 0755 -> 0700`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
