@@ -7,17 +7,19 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ConfigInput } from '@edgeloop/control-plane';
 import { type ControlPlane, createControlPlane, loadConfig, type StartedControlPlane } from '@edgeloop/control-plane';
+import { type ApiClient, createApiClient } from '@edgeloop/protocol';
 import pino from 'pino';
 
 /* A real control plane (embedded aedes, SQLite with the real migrations) on ports 0 for
- * whole-system tests, plus small HTTP helpers that go over the real socket. */
+ * whole-system tests, with the typed API client (admin token) over the real socket. */
 
 export type RunningControlPlane = {
   readonly cp: ControlPlane;
   readonly started: StartedControlPlane;
   readonly dataDir: string;
   readonly token: string;
-  get(path: string): Promise<unknown>;
+  /** The typed API client with the admin token. */
+  readonly client: ApiClient;
   stop(): Promise<void>;
 };
 
@@ -42,11 +44,7 @@ export async function runControlPlane(overrides: ConfigInput = {}, dataDir?: str
     started,
     dataDir: dir,
     token,
-    async get(path) {
-      const response = await fetch(new URL(path, started.httpUrl), { headers: { authorization: `Bearer ${token}` } });
-      if (!response.ok) throw new Error(`GET ${path}: HTTP ${response.status} ${await response.text()}`);
-      return response.json();
-    },
+    client: createApiClient({ baseUrl: started.httpUrl, token }),
     async stop() {
       await cp.stop();
       if (!dataDir) rmSync(dir, { recursive: true, force: true });
@@ -136,7 +134,7 @@ export async function spawnControlPlane(options: ControlPlaneProcessOptions): Pr
   await eventually(
     async () => {
       if (child.exitCode !== null) throw new Error(`edgeloop serve exited ${child.exitCode}: ${log}`);
-      return (await fetch(`${url}/healthz`)).ok;
+      return (await createApiClient({ baseUrl: url, token: null }).healthz()).ok;
     },
     30_000,
     'control plane up',

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Agent, createAgent, createMemoryDesiredStore, loadConfig } from '@edgeloop/agent';
-import { EnrollDeviceResponse, SampleList, type SampleView, type SystemMetrics } from '@edgeloop/protocol';
+import { type SampleView, type SystemMetrics, unwrap } from '@edgeloop/protocol';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PPOCR_DET_MANIFEST_PATH, ppocrDetModelPath } from '../../../agent/src/vision/bundled-models.ts';
@@ -43,13 +43,7 @@ const policy = {
 beforeAll(async () => {
   cp = await runControlPlane();
   dataDir = mkdtempSync(join(tmpdir(), 'edgeloop-e2e-agent-samples-'));
-  const response = await fetch(new URL('/api/v1/devices', cp.started.httpUrl), {
-    method: 'POST',
-    headers: { authorization: `Bearer ${cp.token}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ id: DEVICE, labels: { site: 'lab' } }),
-  });
-  if (response.status !== 201) throw new Error(`enroll: ${response.status} ${await response.text()}`);
-  const { credentials } = EnrollDeviceResponse.parse(await response.json());
+  const { credentials } = await unwrap(cp.client.devices.enroll({ id: DEVICE, labels: { site: 'lab' } }));
   const loaded = loadConfig({
     fileText: JSON.stringify({
       deviceId: DEVICE,
@@ -84,11 +78,8 @@ afterAll(async () => {
 });
 
 async function image(sample: SampleView): Promise<Buffer> {
-  const response = await fetch(new URL(`/api/v1/samples/${sample.id}/image`, cp.started.httpUrl), {
-    headers: { authorization: `Bearer ${cp.token}` },
-  });
-  expect(response.status).toBe(200);
-  return Buffer.from(await response.arrayBuffer());
+  const { body } = await unwrap(cp.client.samples.image(sample.id));
+  return Buffer.from(await new Response(body).arrayBuffer());
 }
 
 /** Mean and variance of the grey level inside a box of an RGB(A) raw image. */
@@ -114,14 +105,14 @@ describe('hard samples from the real agent in the real control plane', () => {
   it('stores near-threshold samples of the photos with pre-annotations, matching sha256 and redactions held', async () => {
     const list = await eventually(
       async () => {
-        const page = SampleList.parse(await cp.get(`/api/v1/samples?deviceId=${DEVICE}`));
+        const page = await unwrap(cp.client.samples.list({ deviceId: DEVICE }));
         return page.items.length >= 2 ? page : null;
       },
       60_000,
       'two samples listed',
       250,
     );
-    for (const sample of (list as SampleList).items) {
+    for (const sample of list!.items) {
       expect(sample).toMatchObject({ deviceId: DEVICE, strategy: 'near-threshold', tags: ['e2e'] });
       expect(sample.model?.sha256).toMatch(/^[0-9a-f]{64}$/);
       expect(sample.predictions.length).toBeGreaterThan(0);

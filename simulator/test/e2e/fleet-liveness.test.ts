@@ -1,4 +1,4 @@
-import { FleetSummary } from '@edgeloop/protocol';
+import { unwrap } from '@edgeloop/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFleet, type Fleet } from '../../src/fleet.ts';
 import { eventually, type RunningControlPlane, runControlPlane } from '../support.ts';
@@ -39,7 +39,7 @@ describe('a fleet of 200 simulated devices against a real control plane', () => 
     await cp?.stop();
   }, 60_000);
 
-  const summary = async () => FleetSummary.parse(await cp.get('/api/v1/fleet/summary'));
+  const summary = () => unwrap(cp.client.fleet.summary());
 
   it('comes online, notices 100 silent deaths within 1.5x keepalive, and sees them return', async () => {
     await eventually(async () => (await summary()).online === 200, 60_000, 'all 200 online');
@@ -51,7 +51,7 @@ describe('a fleet of 200 simulated devices against a real control plane', () => 
     const offlineAt = new Map<string, number>();
     await eventually(
       async () => {
-        const page = (await cp.get('/api/v1/devices?status=offline&limit=500')) as { items: { id: string }[] };
+        const page = await unwrap(cp.client.devices.list({ status: 'offline', limit: 500 }));
         for (const item of page.items) if (!offlineAt.has(item.id)) offlineAt.set(item.id, Date.now() - cutAt);
         return offlineAt.size >= 100;
       },
@@ -62,7 +62,7 @@ describe('a fleet of 200 simulated devices against a real control plane', () => 
     // When the control plane itself recorded each change (no polling delay in this number).
     const recorded = await Promise.all(
       victims.map(async (device) => {
-        const detail = (await cp.get(`/api/v1/devices/${device.id}`)) as { statusChangedAt: number | null };
+        const detail = await unwrap(cp.client.devices.get(device.id));
         return (detail.statusChangedAt ?? Number.POSITIVE_INFINITY) - cutAt;
       }),
     );

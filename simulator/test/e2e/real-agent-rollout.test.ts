@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DeviceDetail, EnrollDeviceResponse, type ModelRef, RolloutView } from '@edgeloop/protocol';
+import { createApiClient, type ModelRef, type RolloutView, unwrap } from '@edgeloop/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeModel, yoloBytes, yoloManifest } from '../../../agent/test/support/yolo-variants.ts';
 import { createModelKit, type ModelKit } from '../model-kit.ts';
@@ -23,7 +23,7 @@ import { eventually, freePort, spawnControlPlane } from '../support.ts';
 const root = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
 
 const ONE_DEVICE = {
-  stages: [{ name: 'all', kind: 'percent', percent: 100 }],
+  stages: [{ name: 'all', kind: 'percent' as const, percent: 100 }],
   evidence: { minDevices: 1, minReportingShare: 1, minFrames: 10, soakS: 2 },
   gates: { intervalS: 1, windowS: 5, failingWindowsRequired: 2 },
   canary: { minSize: 1 },
@@ -41,32 +41,17 @@ describe('a real agent rolled by the real control plane', () => {
   let v1File: string;
   let agentLog = '';
 
-  const api = async (method: string, path: string, body?: unknown) => {
-    const response = await fetch(`${url}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-      ...(body ? { body: JSON.stringify(body) } : {}),
-    });
-    const json = (await response.json()) as unknown;
-    if (!response.ok) throw new Error(`${method} ${path}: HTTP ${response.status} ${JSON.stringify(json)}`);
-    return json;
-  };
-  const detail = async () => DeviceDetail.parse(await api('GET', `/api/v1/devices/${deviceId}`));
+  const client = () => createApiClient({ baseUrl: url, token });
+  const detail = () => unwrap(client().devices.get(deviceId));
   /** The model the agent's own telemetry says it is running, with frames processed. */
   const running = async () => {
     const telemetry = (await detail()).telemetry?.message.pipeline;
     return telemetry && telemetry.framesProcessed > 0 ? (telemetry.model?.sha256 ?? null) : null;
   };
-  const rollOut = async (model: ModelRef) =>
-    RolloutView.parse(
-      await api('POST', '/api/v1/rollouts', {
-        modelId: model.id,
-        selector: { labels: { cam: 'real' } },
-        ...ONE_DEVICE,
-      }),
-    );
+  const rollOut = (model: ModelRef) =>
+    unwrap(client().rollouts.create({ modelId: model.id, selector: { labels: { cam: 'real' } }, ...ONE_DEVICE }));
   const finished = async (id: string) => {
-    const view = RolloutView.parse(await api('GET', `/api/v1/rollouts/${id}`));
+    const view = await unwrap(client().rollouts.get(id));
     return view.status === 'running' ? null : view;
   };
 
@@ -92,8 +77,8 @@ describe('a real agent rolled by the real control plane', () => {
     v1File = v1Files.modelPath;
     v1 = await kit.publishFile(v1File, yoloManifest('det', '1.0.0', 'yolov8'), 1);
 
-    const enrolled = EnrollDeviceResponse.parse(
-      await api('POST', '/api/v1/devices', { id: deviceId, labels: { cam: 'real', hardware: 'x86-cpu', site: 'lab' } }),
+    const enrolled = await unwrap(
+      client().devices.enroll({ id: deviceId, labels: { cam: 'real', hardware: 'x86-cpu', site: 'lab' } }),
     );
     const dataDir = join(work, deviceId);
     mkdirSync(dataDir, { recursive: true });
@@ -181,9 +166,7 @@ describe('a real agent rolled by the real control plane', () => {
     const rollout = await rollOut(old);
     const devices = await eventually(
       async () => {
-        const list = (await api('GET', `/api/v1/rollouts/${rollout.id}/devices`)) as {
-          items: { deviceId: string; state: string; update: { reason?: string } | null }[];
-        };
+        const list = await unwrap(client().rollouts.devices(rollout.id));
         const item = list.items.find((entry) => entry.deviceId === deviceId);
         return item?.update?.reason?.includes('release_counter_rollback') ? item : null;
       },

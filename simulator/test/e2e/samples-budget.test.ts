@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSampleCapture, type SampleCapture } from '@edgeloop/agent';
-import { EnrollDeviceResponse, SampleList } from '@edgeloop/protocol';
+import { unwrap } from '@edgeloop/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, type RunningControlPlane, runControlPlane } from '../support.ts';
 
@@ -28,12 +28,7 @@ let password: string;
 beforeAll(async () => {
   cp = await runControlPlane();
   dataDir = mkdtempSync(join(tmpdir(), 'edgeloop-e2e-budget-'));
-  const response = await fetch(new URL('/api/v1/devices', cp.started.httpUrl), {
-    method: 'POST',
-    headers: { authorization: `Bearer ${cp.token}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ id: DEVICE, labels: {} }),
-  });
-  password = EnrollDeviceResponse.parse(await response.json()).credentials.password;
+  password = (await unwrap(cp.client.devices.enroll({ id: DEVICE, labels: {} }))).credentials.password;
 });
 
 afterAll(async () => {
@@ -88,7 +83,7 @@ describe('sample budget seen from the control plane', () => {
     const telemetry = capture.telemetry();
     await capture.stop();
 
-    const list = SampleList.parse(await cp.get(`/api/v1/samples?deviceId=${DEVICE}&limit=500`));
+    const list = await unwrap(cp.client.samples.list({ deviceId: DEVICE, limit: 500 }));
     const times = list.items.map((s) => s.frameTs).sort((a, b) => a - b);
     const bytes = list.items.reduce((sum, s) => sum + s.image.bytes, 0);
     for (let i = 10; i < times.length; i++) {

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SampleList } from '@edgeloop/protocol';
+import { type SetSamplePolicyInput, take, unwrap } from '@edgeloop/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFleet, type Fleet } from '../../src/fleet.ts';
 import { eventually, type RunningControlPlane, runControlPlane } from '../support.ts';
@@ -48,28 +48,9 @@ describe('simulated devices capturing hard samples', () => {
     if (samplesDir) rmSync(samplesDir, { recursive: true, force: true });
   }, 60_000);
 
-  const put = async (body: unknown) => {
-    const response = await fetch(new URL('/api/v1/sample-policy', cp.started.httpUrl), {
-      method: 'PUT',
-      headers: { authorization: `Bearer ${cp.token}`, 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-    });
-    expect(response.status).toBe(200);
-    return (await response.json()) as { devices: number; changed: number };
-  };
+  const put = (body: SetSamplePolicyInput) => unwrap(cp.client.samples.policy.set(body));
 
-  async function allSamples(query = '') {
-    const items: SampleList['items'] = [];
-    let cursor: string | null = null;
-    do {
-      const page = SampleList.parse(
-        await cp.get(`/api/v1/samples?limit=500${query}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`),
-      );
-      items.push(...page.items);
-      cursor = page.nextCursor;
-    } while (cursor);
-    return items;
-  }
+  const allSamples = () => take(cp.client.samples.each({ limit: 500 }));
 
   it('uploads the frames a fleet-wide policy selects, never more per device than its budget', async () => {
     const startedAt = Date.now();
@@ -108,10 +89,8 @@ describe('simulated devices capturing hard samples', () => {
 
     // The bytes served are the bytes the device hashed.
     const first = samples[0]!;
-    const image = await fetch(new URL(`/api/v1/samples/${first.id}/image`, cp.started.httpUrl), {
-      headers: { authorization: `Bearer ${cp.token}` },
-    });
-    const bytes = Buffer.from(await image.arrayBuffer());
+    const image = await unwrap(cp.client.samples.image(first.id));
+    const bytes = Buffer.from(await new Response(image.body).arrayBuffer());
     expect(createHash('sha256').update(bytes).digest('hex')).toBe(first.image.sha256);
     expect(bytes.subarray(0, 2)).toEqual(Buffer.from([0xff, 0xd8]));
   }, 90_000);

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openSpool } from '@edgeloop/agent';
-import { EnrollDeviceResponse, SampleList, type SampleMetadata } from '@edgeloop/protocol';
+import { type SampleMetadata, unwrap } from '@edgeloop/protocol';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, type RunningControlPlane, runControlPlane } from '../support.ts';
@@ -147,13 +147,7 @@ function startUploader(password: string): { child: ChildProcess; uploaded: strin
 
 describe('sample upload over a flapping link, across a SIGKILL', () => {
   it('stores every spooled sample exactly once and resumes instead of restarting', async () => {
-    const response = await fetch(new URL('/api/v1/devices', cp.started.httpUrl), {
-      method: 'POST',
-      headers: { authorization: `Bearer ${cp.token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ id: DEVICE, labels: {} }),
-    });
-    expect(response.status).toBe(201);
-    const { credentials } = EnrollDeviceResponse.parse(await response.json());
+    const { credentials } = await unwrap(cp.client.devices.enroll({ id: DEVICE, labels: {} }));
 
     const big = await noiseJpeg(1500, 1100, 100);
     expect(big.length).toBeGreaterThan(4 * 1024 * 1024);
@@ -179,13 +173,11 @@ describe('sample upload over a flapping link, across a SIGKILL', () => {
     await eventually(() => second.uploaded.length === 3, 90_000, 'three samples uploaded', 100);
     second.child.kill('SIGKILL');
 
-    const list = SampleList.parse(await cp.get(`/api/v1/samples?deviceId=${DEVICE}&limit=50`));
+    const list = await unwrap(cp.client.samples.list({ deviceId: DEVICE, limit: 50 }));
     expect(list.items.map((s) => s.image.sha256).sort()).toEqual(samples.map((s) => s.metadata.image.sha256).sort());
     for (const item of list.items) {
-      const image = await fetch(new URL(`/api/v1/samples/${item.id}/image`, cp.started.httpUrl), {
-        headers: { authorization: `Bearer ${cp.token}` },
-      });
-      const bytes = Buffer.from(await image.arrayBuffer());
+      const image = await unwrap(cp.client.samples.image(item.id));
+      const bytes = Buffer.from(await new Response(image.body).arrayBuffer());
       expect(createHash('sha256').update(bytes).digest('hex')).toBe(item.image.sha256);
     }
     expect(proxy.cuts()).toBeGreaterThan(0);
