@@ -358,5 +358,8 @@ export const idempotencyKeys = sqliteTable(
     createdAt: integer('created_at').notNull(),
     expiresAt: integer('expires_at').notNull(),
   },
-  (table) => [primaryKey({ columns: [table.actor, table.keyHash] }), index('idempotency_keys_expires_idx').on(table.expiresAt)],
+  (table) => [
+    primaryKey({ columns: [table.actor, table.keyHash] }),
+    index('idempotency_keys_expires_idx').on(table.expiresAt),
+  ],
 );

@@ -305,5 +305,8 @@ export const idempotencyKeys = pgTable(
     createdAt: epochMs('created_at').notNull(),
     expiresAt: epochMs('expires_at').notNull(),
   },
-  (table) => [primaryKey({ columns: [table.actor, table.keyHash] }), index('idempotency_keys_expires_idx').on(table.expiresAt)],
+  (table) => [
+    primaryKey({ columns: [table.actor, table.keyHash] }),
+    index('idempotency_keys_expires_idx').on(table.expiresAt),
+  ],
 );
