@@ -1,22 +1,13 @@
 import { CocoLabels } from '@edgeloop/protocol';
 import { describe, expect, it } from 'vitest';
-import {
-  type CocoDocument,
-  cocoProblems,
-  iterate,
-  member,
-  prediction,
-  sampleMetadata,
-} from '../../test/dataset-fixtures.ts';
-import { cocoJsonChunks, type LabelTarget, parseCocoLabels } from './coco.ts';
+import { type CocoDocument, cocoProblems, member, prediction, sampleMetadata } from '../../test/dataset-fixtures.ts';
+import { cocoJsonText, createCocoWriter, type LabelTarget, parseCocoLabels } from './coco.ts';
 import type { DatasetMember } from './members.ts';
 
 const bytes = (n: number) => new Uint8Array([n, n + 1, n + 2]);
 
 async function cocoOf(members: DatasetMember[], labelled = false, categories: string[] = []): Promise<CocoDocument> {
-  let text = '';
-  for await (const chunk of cocoJsonChunks(() => iterate(members), { labelled, categories, now: 0 })) text += chunk;
-  return JSON.parse(text) as CocoDocument;
+  return JSON.parse(cocoJsonText(members, { labelled, categories, now: 0 })) as CocoDocument;
 }
 
 const members = [
@@ -37,7 +28,7 @@ const targets: LabelTarget[] = members.map((m) => ({
   height: m.metadata.image.height,
 }));
 
-describe('cocoJsonChunks', () => {
+describe('createCocoWriter', () => {
   it('writes a COCO detection document with unique ids, resolving references and boxes inside the image', async () => {
     const doc = await cocoOf(members);
     expect(cocoProblems(doc)).toEqual([]);
@@ -75,18 +66,19 @@ describe('cocoJsonChunks', () => {
     expect(doc.annotations).toEqual([expect.objectContaining({ bbox: [1, 2, 10, 10], category_id: 2 })]);
   });
 
-  it('keeps every annotation on its own image when a sample goes between the two passes', async () => {
-    let pass = 0;
-    let text = '';
-    const shrinking = () => {
-      pass++;
-      return iterate(pass === 1 ? members : members.slice(1));
-    };
-    for await (const chunk of cocoJsonChunks(shrinking, { labelled: false, now: 0 })) text += chunk;
+  it('gives each image its annotations when the two lists are written apart, as the export spools them', () => {
+    const writer = createCocoWriter({ labelled: false, now: 0 });
+    const parts = [members[2]!, members[1]!, members[0]!].map((m) => writer.add(m)!);
+    const text = `${writer.head()}${parts.map((p) => p.image).join('')}${writer.middle()}${parts.map((p) => p.annotations).join('')}${writer.tail()}`;
     const doc = JSON.parse(text) as CocoDocument;
     expect(cocoProblems(doc)).toEqual([]);
+    expect(doc.images.map((image) => image.sample_id)).toEqual(['s3', 's2', 's1']);
+    expect(parts[0]!.annotations).toBe('');
     const s2 = doc.images.find((image) => image.sample_id === 's2')!;
-    expect(doc.annotations).toEqual([expect.objectContaining({ image_id: s2.id, bbox: [0, 0, 5, 5] })]);
+    expect(doc.annotations.filter((a) => a.image_id === s2.id)).toEqual([
+      expect.objectContaining({ bbox: [0, 0, 5, 5] }),
+    ]);
+    expect(doc.annotations.map((a) => a.id)).toEqual([1, 2, 3]);
   });
 
   it('writes an image once when two samples share its bytes', async () => {

@@ -6,8 +6,8 @@ import { boxesOf, clampBox, type DatasetBox, type DatasetMember, imageFileName, 
  * integer ids from 1, every image_id and category_id resolving, `bbox` [x, y, w, h] in pixels
  * inside the image, `area`, `iscrowd` 0. Images carry their provenance as extra fields.
  *
- * The document is written as a stream of text chunks from two passes over the members (images,
- * then annotations), so its size never has to fit in memory.
+ * The document is written in one pass over the members, as two lists of text (images and
+ * annotations) that a streamed export spools apart, so its size never has to fit in memory.
  */
 
 const round = (value: number) => Math.round(value * 100) / 100;
@@ -41,55 +41,56 @@ export type CocoExportOptions = {
   readonly now?: number;
 };
 
+/** The text of one image of the document: its `images` entry and its `annotations` entries. */
+export type CocoImageParts = {
+  readonly image: string;
+  /** Empty text for an image without boxes. */
+  readonly annotations: string;
+};
+
 /**
- * The annotations.json text, chunk by chunk. `members` is called once per pass and must give the
- * same members in the same order each time (a dataset version is immutable, so it does). Two
- * samples with the same image bytes are one image (the first one wins).
+ * The annotations.json text, written in one pass over the members: `head`, then each image's
+ * `image` text (in order), `middle`, each image's `annotations` text (in the same order), `tail`.
+ * The caller keeps the two lists apart (a streamed export spools them to two files), so the
+ * document never has to fit in memory and the members are read once. Two samples with the same
+ * image bytes are one image (the first one wins; `add` gives null for the others).
  */
-export async function* cocoJsonChunks(
-  members: () => AsyncIterable<DatasetMember>,
-  options: CocoExportOptions,
-): AsyncGenerator<string> {
+export function createCocoWriter(options: CocoExportOptions) {
   const categories = createCategoryIds(options.categories);
-  yield `{"info":${JSON.stringify({
-    description: options.description ?? 'edgeloop dataset',
-    version: '1.0',
-    date_created: new Date(options.now ?? Date.now()).toISOString(),
-  })},"licenses":[],"images":[`;
-  // Image ids by sha256 from the first pass: the second one joins on them, so a sample that went
-  // between the passes (an explicit purge) drops out instead of shifting every later id.
-  const imageIds = new Map<string, number>();
-  for await (const member of members()) {
-    if (imageIds.has(member.metadata.image.sha256)) continue;
-    const imageId = imageIds.size + 1;
-    imageIds.set(member.metadata.image.sha256, imageId);
-    yield `${imageId > 1 ? ',' : ''}${JSON.stringify({
-      id: imageId,
-      file_name: imageFileName(member),
-      width: member.metadata.image.width,
-      height: member.metadata.image.height,
-      ...provenanceOf(member),
-    })}`;
-  }
-  yield '],"annotations":[';
-  const done = new Set<string>();
+  const imageIds = new Set<string>();
   let annotationId = 0;
-  for await (const member of members()) {
-    const imageId = imageIds.get(member.metadata.image.sha256);
-    if (imageId === undefined || done.has(member.metadata.image.sha256)) continue;
-    done.add(member.metadata.image.sha256);
-    const { width, height } = member.metadata.image;
-    const parts: string[] = [];
-    for (const box of boxesOf(member, options.labelled)) {
-      const clamped = clampBox(box.box, width, height);
-      if (!clamped) continue;
-      const [x1, y1, x2, y2] = clamped;
-      const w = round(x2 - x1);
-      const h = round(y2 - y1);
-      if (w <= 0 || h <= 0) continue;
-      annotationId++;
-      parts.push(
-        `${annotationId > 1 ? ',' : ''}${JSON.stringify({
+  return {
+    head(): string {
+      return `{"info":${JSON.stringify({
+        description: options.description ?? 'edgeloop dataset',
+        version: '1.0',
+        date_created: new Date(options.now ?? Date.now()).toISOString(),
+      })},"licenses":[],"images":[`;
+    },
+
+    add(member: DatasetMember): CocoImageParts | null {
+      const sha = member.metadata.image.sha256;
+      if (imageIds.has(sha)) return null;
+      imageIds.add(sha);
+      const imageId = imageIds.size;
+      const { width, height } = member.metadata.image;
+      const image = `${imageId > 1 ? ',' : ''}${JSON.stringify({
+        id: imageId,
+        file_name: imageFileName(member),
+        width,
+        height,
+        ...provenanceOf(member),
+      })}`;
+      let annotations = '';
+      for (const box of boxesOf(member, options.labelled)) {
+        const clamped = clampBox(box.box, width, height);
+        if (!clamped) continue;
+        const [x1, y1, x2, y2] = clamped;
+        const w = round(x2 - x1);
+        const h = round(y2 - y1);
+        if (w <= 0 || h <= 0) continue;
+        annotationId++;
+        annotations += `${annotationId > 1 ? ',' : ''}${JSON.stringify({
           id: annotationId,
           image_id: imageId,
           category_id: categories.idOf(box.label),
@@ -98,14 +99,36 @@ export async function* cocoJsonChunks(
           iscrowd: 0,
           segmentation: [],
           ...(box.score !== undefined ? { score: round(box.score * 100) / 100 } : {}),
-        })}`,
-      );
-    }
-    if (parts.length > 0) yield parts.join('');
+        })}`;
+      }
+      return { image, annotations };
+    },
+
+    middle(): string {
+      return '],"annotations":[';
+    },
+
+    /** The categories (known only once every box has been seen) and the document's end. */
+    tail(): string {
+      return `],"categories":${JSON.stringify(
+        categories.names().map((name, i) => ({ id: i + 1, name, supercategory: 'object' })),
+      )}}`;
+    },
+  };
+}
+
+/** The whole annotations.json text of `members`, in memory (for small sets: tests, previews). */
+export function cocoJsonText(members: Iterable<DatasetMember>, options: CocoExportOptions): string {
+  const writer = createCocoWriter(options);
+  const images: string[] = [];
+  const annotations: string[] = [];
+  for (const member of members) {
+    const parts = writer.add(member);
+    if (!parts) continue;
+    images.push(parts.image);
+    annotations.push(parts.annotations);
   }
-  yield `],"categories":${JSON.stringify(
-    categories.names().map((name, i) => ({ id: i + 1, name, supercategory: 'object' })),
-  )}}`;
+  return `${writer.head()}${images.join('')}${writer.middle()}${annotations.join('')}${writer.tail()}`;
 }
 
 /* ------------------------------------------- import ------------------------------------------- */

@@ -1,6 +1,7 @@
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import tar from 'tar-stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   type CocoDocument,
@@ -13,6 +14,7 @@ import {
 } from '../../test/dataset-fixtures.ts';
 import { type BlobStore, createBlobStore } from '../models/blob-store.ts';
 import { exportDatasetWebStream } from './export.ts';
+import { createImageReader, type ImageReader } from './image-reader.ts';
 import type { DatasetMember } from './members.ts';
 
 let dir: string;
@@ -20,7 +22,7 @@ let blobs: BlobStore;
 let members: DatasetMember[];
 
 async function storeImage(bytes: Uint8Array) {
-  const blob = await blobs.receive(iterate([bytes]), { maxBytes: 1 << 20 });
+  const blob = await blobs.receive(iterate([bytes]), { maxBytes: 8 << 20 });
   await blob.commit();
 }
 
@@ -45,6 +47,27 @@ beforeEach(async () => {
 });
 
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Every entry of a tar stream, its names in tar order; each header checked against its body. */
+async function untarInOrder(stream: ReadableStream<Uint8Array>) {
+  const extract = tar.extract();
+  const names: string[] = [];
+  const files = new Map<string, Buffer>();
+  const done = (async () => {
+    for await (const entry of extract) {
+      const chunks: Buffer[] = [];
+      for await (const chunk of entry) chunks.push(chunk as Buffer);
+      const body = Buffer.concat(chunks);
+      expect(entry.header).toMatchObject({ type: 'file', size: body.byteLength, mode: 0o644 });
+      names.push(entry.header.name);
+      files.set(entry.header.name, body);
+    }
+  })();
+  for await (const chunk of stream as unknown as AsyncIterable<Uint8Array>) extract.write(chunk);
+  extract.end(undefined);
+  await done;
+  return { names, files };
+}
 
 const input = (format: 'coco' | 'yolo') => ({
   datasetId: 'hard@1',
@@ -105,6 +128,66 @@ describe('exportDatasetWebStream', () => {
     const doc = JSON.parse(files.get('annotations.json')!.toString('utf8')) as CocoDocument;
     expect(doc.images).toHaveLength(40);
     expect(cocoProblems(doc)).toEqual([]);
+    expect(readdirSync(dir).filter((name) => name.startsWith('edgeloop-export-'))).toEqual([]);
+  });
+
+  it('exports a few hundred samples whole: every entry in tar order with its exact bytes, large images streamed', async () => {
+    // 300 more: sizes from a few bytes to 1.1 MB (past the whole-read limit), a repeated image,
+    // spread over many read batches.
+    const big = (seed: number, size: number) => Buffer.alloc(size, seed);
+    const stored = new Map<string, Buffer>();
+    for (const m of members) stored.set(m.metadata.image.sha256, Buffer.from(`jpeg bytes of sample ${m.metadata.seq}`));
+    for (let i = 0; i < 300; i++) {
+      const bytes =
+        i % 150 === 7 ? big(i, 1_100_000) : Buffer.concat([Buffer.from(`sample ${i} `), big(i, (i * 997) % 12_000)]);
+      const metadata = sampleMetadata(bytes, { seq: 100 + i, deviceId: `cam-${i % 7}` });
+      // Straight into the store's layout (receive() fsyncs each blob; the export only reads them).
+      const path = blobs.pathOf(metadata.image.sha256);
+      mkdirSync(dirname(path), { recursive: true });
+      writeFileSync(path, bytes);
+      stored.set(metadata.image.sha256, bytes);
+      members.push(member(`t${String(i).padStart(3, '0')}`, metadata));
+      if (i === 50) members.push(member('t050-again', metadata));
+    }
+    const { names, files } = await untarInOrder(exportDatasetWebStream(input('coco'), { blobs, tmpDir: dir }));
+    expect(names[0]).toBe('annotations.json');
+    const doc = JSON.parse(files.get('annotations.json')!.toString('utf8')) as CocoDocument;
+    expect(cocoProblems(doc)).toEqual([]);
+    expect(doc.images).toHaveLength(340);
+    expect(names.slice(1)).toEqual(doc.images.map((image) => image.file_name));
+    for (const image of doc.images) {
+      const sha = String(image.image_sha256);
+      expect(image.file_name).toBe(`images/${sha}.jpg`);
+      expect(image).toMatchObject({ sample_id: expect.any(String), device_id: expect.any(String), boot_id: 'boot-1' });
+      expect(files.get(image.file_name)!.equals(stored.get(sha)!)).toBe(true);
+    }
+    expect(readdirSync(dir).filter((name) => name.startsWith('edgeloop-export-'))).toEqual([]);
+
+    const yolo = await untar(exportDatasetWebStream(input('yolo'), { blobs, tmpDir: dir }));
+    const provenance = JSON.parse(yolo.get('provenance.json')!.toString()) as { image: string; sample_id: string }[];
+    expect(provenance).toHaveLength(340);
+    for (const entry of provenance) {
+      expect(yolo.get(entry.image)!.equals(stored.get(entry.image.slice(7, 71))!)).toBe(true);
+      expect(yolo.has(`labels/${entry.image.slice(7, 71)}.txt`)).toBe(true);
+    }
+  });
+
+  it('fails the stream, not with a short entry, when an image shrinks after it was sized', async () => {
+    const victim = blobs.pathOf(members[5]!.metadata.image.sha256);
+    const createReader = (): ImageReader => {
+      const real = createImageReader();
+      return {
+        ...real,
+        async sizes(paths) {
+          const sizes = await real.sizes(paths);
+          truncateSync(victim, 3);
+          return sizes;
+        },
+      };
+    };
+    await expect(untar(exportDatasetWebStream(input('coco'), { blobs, tmpDir: dir, createReader }))).rejects.toThrow(
+      /ended after 3 of/,
+    );
     expect(readdirSync(dir).filter((name) => name.startsWith('edgeloop-export-'))).toEqual([]);
   });
 });
