@@ -5,9 +5,11 @@ import type { Timers } from '../sweeper.ts';
 
 /*
  * The audit log's writer. Entries are appended after the change they describe succeeded (the HTTP
- * wrapper in http/app.ts, the rollout engine's executors). A failed append never fails the change
- * that already happened: it is logged and counted (edgeloop_audit_write_failures_total), so an
- * alert can say the log has a gap.
+ * wrapper in http/app.ts, the rollout engine's executors). Concurrent entries share one append
+ * (group commit): record() queues its entry and resolves once the batch holding it is written, so
+ * a burst of 100 device uploads costs one transaction, not 100. A failed append never fails the
+ * change that already happened: it is logged and counted (edgeloop_audit_write_failures_total),
+ * so an alert can say the log has a gap.
  */
 
 /** The actor of the rollout engine's own changes. */
@@ -19,6 +21,9 @@ export type AuditLog = {
   record(entry: AuditInput): Promise<void>;
 };
 
+/** The most entries one append writes; a larger burst is written in several. */
+const MAX_BATCH = 500;
+
 export function createAuditLog(deps: {
   readonly repo: Pick<AuditRepository, 'append'>;
   readonly clock: { now(): number };
@@ -26,15 +31,45 @@ export function createAuditLog(deps: {
   readonly written: Counter;
   readonly failures: Counter;
 }): AuditLog {
-  return {
-    async record(entry) {
+  type Pending = { readonly entry: NewAuditEntry; readonly actorRole: string; readonly done: () => void };
+  let queue: Pending[] = [];
+  let flushing = false;
+
+  const flush = async (): Promise<void> => {
+    flushing = true;
+    while (queue.length > 0) {
+      const batch = queue.slice(0, MAX_BATCH);
+      queue = queue.slice(batch.length);
       try {
-        await deps.repo.append([{ ...entry, at: entry.at ?? deps.clock.now() }]);
-        deps.written.inc({ actor: entry.actorRole });
+        await deps.repo.append(batch.map((item) => item.entry));
+        for (const item of batch) deps.written.inc({ actor: item.actorRole });
       } catch (error) {
-        deps.failures.inc();
-        deps.logger.error({ err: error, action: entry.action, target: entry.target }, 'audit entry not written');
+        deps.failures.inc({}, batch.length);
+        deps.logger.error(
+          { err: error, entries: batch.length, actions: [...new Set(batch.map((item) => item.entry.action))] },
+          'audit entries not written',
+        );
       }
+      for (const item of batch) item.done();
+    }
+    flushing = false;
+  };
+
+  return {
+    record(entry) {
+      return new Promise<void>((resolve) => {
+        queue.push({
+          entry: { ...entry, at: entry.at ?? deps.clock.now() },
+          actorRole: entry.actorRole,
+          done: resolve,
+        });
+        // Entries queued while a batch is written go in the next one; the first waits one turn
+        // of the event loop so that the requests finishing together share the append.
+        if (!flushing) {
+          flushing = true;
+          setImmediate(() => void flush());
+        }
+      });
     },
   };
 }
