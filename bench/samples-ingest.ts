@@ -4,7 +4,8 @@
 // a file (with fsync) in the same run. Ratio = control plane / bare, target >= 0.7. The devices run
 // in a child process (as real devices would be elsewhere), so each server's own cost is measured.
 //
-// Environment: BENCH_SAMPLE_DEVICES (100), BENCH_SAMPLES_PER_DEVICE (10), BENCH_SAMPLE_KB (200).
+// Environment: BENCH_SAMPLE_DEVICES (100), BENCH_SAMPLES_PER_DEVICE (10), BENCH_SAMPLE_KB (200),
+// BENCH_SAMPLE_MODES (bare,whole,resumable: which runs, e.g. `whole` alone under --cpu-prof).
 
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -29,6 +30,7 @@ const run = promisify(execFile);
 const DEVICES = Number(process.env.BENCH_SAMPLE_DEVICES ?? 100);
 const PER_DEVICE = Number(process.env.BENCH_SAMPLES_PER_DEVICE ?? 10);
 const TARGET_KB = Number(process.env.BENCH_SAMPLE_KB ?? 200);
+const MODES = new Set((process.env.BENCH_SAMPLE_MODES ?? 'bare,whole,resumable').split(','));
 const agent = new Agent({ keepAlive: true, maxSockets: DEVICES });
 
 function send(
@@ -149,8 +151,11 @@ async function client(job: ClientJob): Promise<void> {
   console.log(JSON.stringify({ seconds, bytes }));
 }
 
-async function devices(job: ClientJob): Promise<{ seconds: number; bytes: number; elu: number }> {
+type Run = { rate: number; elu: number; cpuMs: number };
+
+async function devices(job: ClientJob): Promise<{ seconds: number; bytes: number; elu: number; cpuMs: number }> {
   const elu = performance.eventLoopUtilization();
+  const cpu = process.cpuUsage();
   const { stdout } = await run(
     process.execPath,
     ['--import', 'tsx', fileURLToPath(import.meta.url), JSON.stringify(job)],
@@ -160,7 +165,11 @@ async function devices(job: ClientJob): Promise<{ seconds: number; bytes: number
     },
   );
   const result = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as { seconds: number; bytes: number };
-  return { ...result, elu: performance.eventLoopUtilization(elu).utilization };
+  const used = process.cpuUsage(cpu);
+  // The server's CPU (this process: event loop, libuv threads, sharp) per sample: steadier than
+  // the rate on a shared machine.
+  const cpuMs = (used.user + used.system) / 1000 / (DEVICES * PER_DEVICE);
+  return { ...result, elu: performance.eventLoopUtilization(elu).utilization, cpuMs };
 }
 
 async function bare(basePath: string, size: { width: number; height: number }) {
@@ -183,7 +192,7 @@ async function bare(basePath: string, size: { width: number; height: number }) {
   if (n !== DEVICES * PER_DEVICE) throw new Error(`bare stored ${n} files`);
   server.close();
   rmSync(dir, { recursive: true, force: true });
-  return { rate: (DEVICES * PER_DEVICE) / result.seconds, elu: result.elu };
+  return { rate: (DEVICES * PER_DEVICE) / result.seconds, elu: result.elu, cpuMs: result.cpuMs } satisfies Run;
 }
 
 async function controlPlane(basePath: string, size: { width: number; height: number }, mode: 'cp' | 'cp-whole') {
@@ -214,7 +223,7 @@ async function controlPlane(basePath: string, size: { width: number; height: num
   }
   await cp.stop();
   rmSync(dataDir, { recursive: true, force: true });
-  return { rate: (DEVICES * PER_DEVICE) / result.seconds, elu: result.elu };
+  return { rate: (DEVICES * PER_DEVICE) / result.seconds, elu: result.elu, cpuMs: result.cpuMs } satisfies Run;
 }
 
 if (process.argv[2]) {
@@ -225,20 +234,25 @@ if (process.argv[2]) {
   const basePath = join(work, 'base.jpg');
   writeFileSync(basePath, base.jpeg);
   const size = { width: base.width, height: base.height };
-  const bareRun = await bare(basePath, size);
-  const wholeRun = await controlPlane(basePath, size, 'cp-whole');
-  const cpRun = await controlPlane(basePath, size, 'cp');
+  const bareRun = MODES.has('bare') ? await bare(basePath, size) : null;
+  const wholeRun = MODES.has('whole') ? await controlPlane(basePath, size, 'cp-whole') : null;
+  const cpRun = MODES.has('resumable') ? await controlPlane(basePath, size, 'cp') : null;
   rmSync(work, { recursive: true, force: true });
-  const line = (name: string, r: { rate: number; elu: number }) =>
-    `  ${name.padEnd(44)} ${r.rate.toFixed(0).padStart(5)} samples/s (server event loop ${(r.elu * 100).toFixed(0)}% busy)` +
-    (r === bareRun ? '' : `  ratio ${(r.rate / bareRun.rate).toFixed(2)}`);
-  const ratio = wholeRun.rate / bareRun.rate;
+  const line = (name: string, r: Run | null) =>
+    r === null
+      ? ''
+      : `\n  ${name.padEnd(44)} ${r.rate.toFixed(0).padStart(5)} samples/s (server event loop ${(r.elu * 100).toFixed(0)}% busy, ` +
+        `${r.cpuMs.toFixed(2)} ms server CPU per sample)` +
+        (r === bareRun || bareRun === null ? '' : `  ratio ${(r.rate / bareRun.rate).toFixed(2)}`);
+  const ratio = wholeRun && bareRun ? wholeRun.rate / bareRun.rate : null;
   console.log(
-    `sample ingest: ${DEVICES} devices x ${PER_DEVICE} JPEGs of ${(base.jpeg.length / 1000).toFixed(0)} kB (devices in a child process)\n` +
-      `${line('bare Hono route (write + fsync)', bareRun)}\n` +
-      `${line('control plane, one request (POST /samples)', wholeRun)}\n` +
-      `${line('control plane, resumable (POST + PATCH)', cpRun)}\n` +
-      `  one-request ratio ${ratio.toFixed(2)} (target >= 0.7) ${ratio >= 0.7 ? 'PASS' : 'FAIL'}`,
+    `sample ingest: ${DEVICES} devices x ${PER_DEVICE} JPEGs of ${(base.jpeg.length / 1000).toFixed(0)} kB (devices in a child process)` +
+      line('bare Hono route (write + fsync)', bareRun) +
+      line('control plane, one request (POST /samples)', wholeRun) +
+      line('control plane, resumable (POST + PATCH)', cpRun) +
+      (ratio === null
+        ? ''
+        : `\n  one-request ratio ${ratio.toFixed(2)} (target >= 0.7) ${ratio >= 0.7 ? 'PASS' : 'FAIL'}`),
   );
   agent.destroy();
 }

@@ -732,6 +732,30 @@ describe.each(factories)('store contract: $name', (factory) => {
       expect(await store.samples.usage()).toEqual({ count: 2, bytes: 2000 });
     });
 
+    it('stores a batch in one statement, each row once: repeats of a stored image or of one earlier in the batch return the existing row', async () => {
+      await store.samples.insert(sample('s1'));
+      const results = await store.samples.insertMany([
+        sample('s2'),
+        sample('s1-again', { imageSha256: sample('s1').imageSha256 }),
+        sample('s3', { deviceId: 'cam-2' }),
+        sample('s3-again', { deviceId: 'cam-2', imageSha256: sample('s3').imageSha256 }),
+      ]);
+      expect(results.map((r) => [r.created, r.sample.id])).toEqual([
+        [true, 's2'],
+        [false, 's1'],
+        [true, 's3'],
+        [false, 's3'],
+      ]);
+      expect(await store.samples.get('s3')).toEqual(sample('s3', { deviceId: 'cam-2' }));
+      expect(await store.samples.usage()).toEqual({ count: 3, bytes: 3000 });
+      expect(await store.samples.insertMany([])).toEqual([]);
+      // One refused row refuses the statement: nothing of the batch is stored.
+      await expect(
+        store.samples.insertMany([sample('s4'), sample('s5', { strategy: null as unknown as string })]),
+      ).rejects.toThrow();
+      expect(await store.samples.get('s4')).toBeNull();
+    });
+
     it('lists newest first with filters on device, site, labels, model, strategy, capture time and labels, and keyset paging', async () => {
       await store.samples.insert(sample('s1', { receivedAt: T + 1, frameTs: T + 1 }));
       await store.samples.insert(

@@ -480,6 +480,11 @@ export type DeletedSample = {
 export type SampleRepository = {
   /** Stores a sample; when (device, image sha256) exists, stores nothing and returns the existing row. */
   insert(sample: SampleRecord): Promise<{ readonly created: boolean; readonly sample: SampleRecord }>;
+  /**
+   * Stores several samples in one statement (one commit: the group commit of uploads), each as
+   * insert does; the results are in the same order. Throws (storing none) when any row is refused.
+   */
+  insertMany(samples: readonly SampleRecord[]): Promise<{ readonly created: boolean; readonly sample: SampleRecord }[]>;
   get(id: string): Promise<SampleRecord | null>;
   findByImage(deviceId: string, imageSha256: string): Promise<SampleRecord | null>;
   /** Newest first by (receivedAt, id). */

@@ -91,20 +91,42 @@ export function createSampleRepository(dialect: SqlDialect): SampleRepository {
     return row ? toUpload(row) : null;
   };
 
+  const sampleValues = (sample: SampleRecord) => sql`(
+    ${sample.id}, ${sample.deviceId}, ${sample.site}, ${dialect.json(sample.labels)}, ${sample.modelId},
+    ${sample.modelSha256}, ${sample.strategy}, ${sample.reason}, ${dialect.json(sample.tags)},
+    ${dialect.json(sample.predictions)}, ${sample.frameTs}, ${sample.bootId}, ${sample.seq},
+    ${sample.imageSha256}, ${sample.bytes}, ${sample.width}, ${sample.height}, ${sample.thumbnailSha256},
+    ${sample.receivedAt})`;
+
+  /** The row that holds (device, image) already, for a sample that was not inserted. */
+  const existingOf = async (sample: SampleRecord) => {
+    const existing = await findByImage(sample.deviceId, sample.imageSha256);
+    if (!existing) throw new Error(`sample of ${sample.deviceId} with image ${sample.imageSha256} vanished`);
+    return { created: false, sample: existing };
+  };
+
   return {
     async insert(sample) {
       const inserted = await dialect.run(sql`
-        INSERT INTO samples (${SAMPLE_COLUMNS}) VALUES (
-          ${sample.id}, ${sample.deviceId}, ${sample.site}, ${dialect.json(sample.labels)}, ${sample.modelId},
-          ${sample.modelSha256}, ${sample.strategy}, ${sample.reason}, ${dialect.json(sample.tags)},
-          ${dialect.json(sample.predictions)}, ${sample.frameTs}, ${sample.bootId}, ${sample.seq},
-          ${sample.imageSha256}, ${sample.bytes}, ${sample.width}, ${sample.height}, ${sample.thumbnailSha256},
-          ${sample.receivedAt}
-        ) ON CONFLICT (device_id, image_sha256) DO NOTHING`);
+        INSERT INTO samples (${SAMPLE_COLUMNS}) VALUES ${sampleValues(sample)}
+        ON CONFLICT (device_id, image_sha256) DO NOTHING`);
       if (inserted === 1) return { created: true, sample };
-      const existing = await findByImage(sample.deviceId, sample.imageSha256);
-      if (!existing) throw new Error(`sample of ${sample.deviceId} with image ${sample.imageSha256} vanished`);
-      return { created: false, sample: existing };
+      return existingOf(sample);
+    },
+
+    async insertMany(samples) {
+      if (samples.length === 0) return [];
+      // One statement is one transaction in both dialects; RETURNING names the rows it made (a
+      // repeat of a stored image, or of one earlier in the same batch, is not among them).
+      const rows = await dialect.all(sql`
+        INSERT INTO samples (${SAMPLE_COLUMNS}) VALUES ${sql.join(samples.map(sampleValues), sql`, `)}
+        ON CONFLICT (device_id, image_sha256) DO NOTHING RETURNING id`);
+      const made = new Set(rows.map((row) => String(row.id)));
+      const results: { created: boolean; sample: SampleRecord }[] = [];
+      for (const sample of samples) {
+        results.push(made.has(sample.id) ? { created: true, sample } : await existingOf(sample));
+      }
+      return results;
     },
 
     async get(id) {

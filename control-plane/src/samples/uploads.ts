@@ -7,7 +7,8 @@ import sharp from 'sharp';
 import type { SampleRecord, SampleRepository, SampleUploadRecord } from '../db/repositories.ts';
 import type { Counter, MetricsRegistry } from '../metrics.ts';
 import type { BlobStore } from '../models/blob-store.ts';
-import { adoptBlob } from './blob-files.ts';
+import { fsyncDirectory, placeBlob, writeBlob } from './blob-files.ts';
+import { createGroupCommit, type Settled } from './group-commit.ts';
 
 /*
  * Resumable, idempotent sample uploads (the protocol is in protocol/src/samples.ts). The bytes a
@@ -16,6 +17,16 @@ import { adoptBlob } from './blob-files.ts';
  * last acknowledged byte. At the last byte the file is hashed and checked as a JPEG of the declared
  * size; only then does it move into the blob store and become a sample. Anything else discards the
  * upload: nothing partial is ever stored.
+ *
+ * A one-request upload (putWhole) that fits the in-memory budget is received into memory, hashed on
+ * the way, checked there (sha256, JPEG header by sharp) and written once, straight to a temporary
+ * file that is fsynced and renamed to its content address; a larger one (or one past the budget)
+ * streams to a part file first. Either way the sample is acknowledged only after its blob is
+ * durable and its row committed: uploads that finish together share one group commit (each blob
+ * directory fsynced once, then every row in one INSERT), and one failed row fails only itself.
+ * SQLite runs WAL with synchronous=NORMAL (db/sqlite/database.ts): a committed row survives a crash
+ * of the process, a power loss can take the last commits (the blob, fsynced first, is then an
+ * orphan a later upload of the same image reuses, never a row without its image).
  */
 
 export type UploadErrorCode =
@@ -76,6 +87,13 @@ export type SampleUploadsDeps = {
   readonly metrics: MetricsRegistry;
   readonly maxBytes: number;
   readonly newId?: (kind: 'upload' | 'sample') => string;
+  /**
+   * Bytes of one-request uploads held in memory at once (default 64 MiB); an image that does not
+   * fit what is left streams to a part file instead. 0: every image streams to disk.
+   */
+  readonly inMemoryBytes?: number;
+  /** Largest group commit (default 256 samples). */
+  readonly maxBatch?: number;
   /**
    * The device's labels as enrolled (server truth), read when a sample is stored: its `site` label
    * and labels replace what the device sent (a device's own claim is not trusted). Absent: the
@@ -153,6 +171,10 @@ export function createSampleUploads(deps: SampleUploadsDeps): SampleUploads {
       'Chunks that continued an upload at an offset above 0',
     ),
   } satisfies Record<string, Counter>;
+  const batchSizes = deps.metrics.summary(
+    'edgeloop_sample_commit_batch_size',
+    'Samples per group commit (blob directories fsynced once, rows in one INSERT)',
+  );
   /** Uploads with a chunk being received in this process (one writer per upload). */
   const busy = new Set<string>();
   mkdirSync(deps.uploadDir, { recursive: true });
@@ -180,33 +202,71 @@ export function createSampleUploads(deps: SampleUploadsDeps): SampleUploads {
     sampleId: sample.id,
   });
 
+  type Stored = { readonly created: boolean; readonly sample: SampleRecord };
+  /** A sample whose blob is in place: its row, and the directories to fsync before the row goes in. */
+  type Pending = { readonly record: SampleRecord; readonly dirs: readonly string[] };
+
   /**
-   * Checks the bytes in `part` (sha256, a JPEG of the declared size), moves them into the blob
-   * store and stores the sample. On a refusal the part file is deleted.
+   * The group commit: every blob directory of the batch fsynced once, then the rows in one
+   * INSERT. A directory that fails to sync fails its samples only; a batch INSERT that fails is
+   * retried row by row, so one bad row fails only its own request.
    */
-  const verifyAndStore = async (
-    metadata: SampleMetadata,
-    part: string,
-    /** The sha256 of the bytes, when the request that brought them all computed it on the way. */
-    digest: string | null,
-  ): Promise<UploadResult<SampleRecord>> => {
-    const partExists =
-      digest !== null ||
-      (await stat(part).then(
-        () => true,
-        () => false,
-      ));
-    if (!partExists) {
+  const commits = createGroupCommit<Pending, Stored>({
+    maxBatch: deps.maxBatch ?? 256,
+    onBatch: (size) => batchSizes.observe(size),
+    async commit(items) {
+      const dirs = [...new Set(items.flatMap((item) => item.dirs))];
+      const failedDirs = new Map<string, unknown>();
+      await Promise.all(
+        dirs.map((dir) =>
+          fsyncDirectory(dir).catch((error: unknown) => {
+            failedDirs.set(dir, error);
+          }),
+        ),
+      );
+      const outcomes: (Settled<Stored> | null)[] = items.map((item) => {
+        const dir = item.dirs.find((d) => failedDirs.has(d));
+        return dir === undefined ? null : { ok: false, error: failedDirs.get(dir) };
+      });
+      const ready = items.filter((_, i) => outcomes[i] === null);
+      const together = await deps.samples.insertMany(ready.map((item) => item.record)).catch(() => null);
+      let next = 0;
+      for (let i = 0; i < items.length; i++) {
+        if (outcomes[i] !== null) continue;
+        outcomes[i] = together
+          ? { ok: true, value: together[next++]! }
+          : await deps.samples.insert(items[i]!.record).then(
+              (value): Settled<Stored> => ({ ok: true, value }),
+              (error: unknown): Settled<Stored> => ({ ok: false, error }),
+            );
+      }
+      return outcomes as Settled<Stored>[];
+    },
+  });
+
+  /** The received bytes of an image: a part file on disk, or (one-request uploads) in memory. */
+  type Received =
+    | { readonly part: string; readonly bytes?: undefined; readonly digest: string | null }
+    | { readonly bytes: Buffer; readonly part?: undefined; readonly digest: string };
+
+  /**
+   * Checks the received bytes (sha256, a JPEG of the declared size), puts them in the blob store
+   * and stores the sample (group commit). On a refusal a part file is deleted. `received` null:
+   * the part file of a finished resumable upload is gone (see finalize).
+   */
+  const verifyAndStore = async (metadata: SampleMetadata, received: Received | null): Promise<UploadResult<Stored>> => {
+    let dirs: readonly string[] = [];
+    if (received === null) {
       // A crash between moving the bytes and storing the row: the blob is there already.
       if (deps.blobs.sizeOf(metadata.image.sha256) !== metadata.image.bytes) {
         return refuse('unprocessable', 'the bytes of this upload were lost; start it again', 'lost_bytes');
       }
     } else {
       const refuseAndDrop = async (code: UploadErrorCode, message: string, reason: string) => {
-        await rm(part, { force: true });
-        return refuse<SampleRecord>(code, message, reason);
+        if (received.part !== undefined) await rm(received.part, { force: true });
+        return refuse<Stored>(code, message, reason);
       };
-      const sha256 = digest ?? (await hashFile(part));
+      const sha256 = received.digest ?? (await hashFile(received.part!));
       if (sha256 !== metadata.image.sha256) {
         return refuseAndDrop(
           'hash_mismatch',
@@ -214,7 +274,8 @@ export function createSampleUploads(deps: SampleUploadsDeps): SampleUploads {
           'hash_mismatch',
         );
       }
-      const image = await sharp(part)
+      // The header only (format and size): sharp does not decode the pixels for metadata().
+      const image = await sharp(received.bytes ?? received.part)
         .metadata()
         .catch(() => null);
       if (image?.format !== 'jpeg') {
@@ -227,15 +288,19 @@ export function createSampleUploads(deps: SampleUploadsDeps): SampleUploads {
           'size_mismatch',
         );
       }
-      await adoptBlob(deps.blobs, part, metadata.image.sha256, metadata.image.bytes);
+      dirs =
+        received.bytes !== undefined
+          ? await writeBlob(deps.blobs, wholePath(), received.bytes, sha256)
+          : await placeBlob(deps.blobs, received.part, sha256, metadata.image.bytes);
     }
     const labels = deps.deviceLabels ? await deps.deviceLabels(metadata.deviceId) : undefined;
-    const { created, sample } = await deps.samples.insert(
-      sampleRecordOf(newId('sample'), metadata, deps.clock.now(), labels),
-    );
-    if (created) counters.stored.inc();
+    const stored = await commits.submit({
+      record: sampleRecordOf(newId('sample'), metadata, deps.clock.now(), labels),
+      dirs,
+    });
+    if (stored.created) counters.stored.inc();
     else counters.duplicates.inc();
-    return ok(sample);
+    return ok(stored);
   };
 
   /** The last byte of a resumable upload arrived: verify and store, then the upload is done. */
@@ -243,13 +308,20 @@ export function createSampleUploads(deps: SampleUploadsDeps): SampleUploads {
     upload: SampleUploadRecord,
     digest: string | null,
   ): Promise<UploadResult<SampleUploadState>> => {
-    const stored = await verifyAndStore(SampleMetadata.parse(upload.metadata), partPath(upload.uploadId), digest);
+    const part = partPath(upload.uploadId);
+    const partExists =
+      digest !== null ||
+      (await stat(part).then(
+        () => true,
+        () => false,
+      ));
+    const stored = await verifyAndStore(SampleMetadata.parse(upload.metadata), partExists ? { part, digest } : null);
     if (!stored.ok) {
       await discard(upload);
       return stored;
     }
     await deps.samples.deleteUpload(upload.uploadId);
-    return ok(completeState(stored.value));
+    return ok(completeState(stored.value.sample));
   };
 
   /** Metadata a device may upload: valid, its own, within the size limit. */
@@ -284,6 +356,76 @@ export function createSampleUploads(deps: SampleUploadsDeps): SampleUploads {
       return refuse('forbidden', `upload ${uploadId} belongs to another device`, 'other_device');
     }
     return ok(upload);
+  };
+
+  /** A new temporary file for the bytes of a one-request upload (swept at start). */
+  const wholePath = () => join(deps.uploadDir, `${WHOLE_PREFIX}${randomBytes(12).toString('hex')}.part`);
+  /** Bytes of one-request uploads that may still be held in memory. */
+  let memoryLeft = deps.inMemoryBytes ?? 64 * 1024 * 1024;
+
+  const refuseCount = (written: number, declared: number): UploadResult<never> | null =>
+    written < declared
+      ? refuse(
+          'bad_request',
+          `the image broke off after ${written} of ${declared} bytes; nothing is stored`,
+          'truncated',
+        )
+      : null;
+  const tooMany = (declared: number) => refuse<never>('payload_too_large', `more bytes than the declared ${declared}`);
+
+  /** A one-request image into memory, hashed on the way; exactly `declared` bytes or a refusal. */
+  const receiveInMemory = async (
+    image: AsyncIterable<Uint8Array>,
+    declared: number,
+  ): Promise<UploadResult<Received>> => {
+    const hash = createHash('sha256');
+    const chunks: Uint8Array[] = [];
+    let written = 0;
+    for await (const chunk of image) {
+      if (chunk.byteLength === 0) continue;
+      if (written + chunk.byteLength > declared) return tooMany(declared);
+      hash.update(chunk);
+      chunks.push(chunk);
+      written += chunk.byteLength;
+    }
+    return refuseCount(written, declared) ?? ok({ bytes: Buffer.concat(chunks, written), digest: hash.digest('hex') });
+  };
+
+  /** A one-request image streamed to a fsynced part file, hashed on the way (nothing kept on a refusal). */
+  const receiveToPart = async (image: AsyncIterable<Uint8Array>, declared: number): Promise<UploadResult<Received>> => {
+    const part = wholePath();
+    const hash = createHash('sha256');
+    let written = 0;
+    let refusal: UploadResult<never> | null = null;
+    const handle = await open(part, 'w');
+    try {
+      for await (const chunk of image) {
+        if (chunk.byteLength === 0) continue;
+        if (written + chunk.byteLength > declared) {
+          refusal = tooMany(declared);
+          break;
+        }
+        hash.update(chunk);
+        let at = 0;
+        while (at < chunk.byteLength) {
+          const { bytesWritten } = await handle.write(chunk, at, chunk.byteLength - at, written + at);
+          at += bytesWritten;
+        }
+        written += chunk.byteLength;
+      }
+      refusal ??= refuseCount(written, declared);
+      if (!refusal) await handle.sync();
+    } catch (error) {
+      await handle.close();
+      await rm(part, { force: true });
+      throw error;
+    }
+    await handle.close();
+    if (refusal) {
+      await rm(part, { force: true });
+      return refusal;
+    }
+    return ok({ part, digest: hash.digest('hex') });
   };
 
   return {
@@ -337,48 +479,19 @@ export function createSampleUploads(deps: SampleUploadsDeps): SampleUploads {
         counters.duplicates.inc();
         return ok({ state: completeState(stored), created: false });
       }
-      const part = join(deps.uploadDir, `${WHOLE_PREFIX}${randomBytes(12).toString('hex')}.part`);
-      const hash = createHash('sha256');
-      let written = 0;
-      let refusal: UploadResult<never> | null = null;
-      const handle = await open(part, 'w');
+      const declared = metadata.image.bytes;
+      const inMemory = declared <= memoryLeft;
+      if (inMemory) memoryLeft -= declared;
       try {
-        for await (const chunk of image) {
-          if (chunk.byteLength === 0) continue;
-          if (written + chunk.byteLength > metadata.image.bytes) {
-            refusal = refuse('payload_too_large', `more bytes than the declared ${metadata.image.bytes}`);
-            break;
-          }
-          hash.update(chunk);
-          let at = 0;
-          while (at < chunk.byteLength) {
-            const { bytesWritten } = await handle.write(chunk, at, chunk.byteLength - at, written + at);
-            at += bytesWritten;
-          }
-          written += chunk.byteLength;
-        }
-        if (!refusal && written < metadata.image.bytes) {
-          refusal = refuse(
-            'bad_request',
-            `the image broke off after ${written} of ${metadata.image.bytes} bytes; nothing is stored`,
-            'truncated',
-          );
-        }
-        if (!refusal) await handle.sync();
-      } catch (error) {
-        await handle.close();
-        await rm(part, { force: true });
-        throw error;
+        const received = inMemory ? await receiveInMemory(image, declared) : await receiveToPart(image, declared);
+        if (!received.ok) return received;
+        counters.received.inc({}, declared);
+        const result = await verifyAndStore(metadata, received.value);
+        if (!result.ok) return result;
+        return ok({ state: completeState(result.value.sample), created: result.value.created });
+      } finally {
+        if (inMemory) memoryLeft += declared;
       }
-      await handle.close();
-      if (refusal) {
-        await rm(part, { force: true });
-        return refusal;
-      }
-      counters.received.inc({}, written);
-      const result = await verifyAndStore(metadata, part, hash.digest('hex'));
-      if (!result.ok) return result;
-      return ok({ state: completeState(result.value), created: true });
     },
 
     async state(deviceId, uploadId) {
