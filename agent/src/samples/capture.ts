@@ -11,7 +11,8 @@ import { type Clock, systemClock, systemTimers, type Timers } from '../clock.ts'
 import { type Logger, silentLogger } from '../logger.ts';
 import type { FrameResult, VisionSink } from '../vision/pipeline.ts';
 import { type Budget, createBudget } from './budget.ts';
-import { redactAndEncode } from './encode.ts';
+import type { EncodedSample } from './encode.ts';
+import { createInlineEncoder, type SampleEncoder } from './encoder.ts';
 import { decidePolicy, type PolicyDecision } from './policy.ts';
 import { type BoxLike, type CameraFlags, type Selection, selectFrame, testStrategy } from './select.ts';
 import { openSpool, type Spool } from './spool.ts';
@@ -22,8 +23,9 @@ import { createSampleUploader, type SampleUploader, type SampleUploaderDeps } fr
  *
  *   vision loop (per frame, cheap)   policy -> selectFrame -> budget.admit (counts) -> copy into a
  *                                    free slot of a bounded queue (none free: dropped 'queue-full')
- *   worker (one at a time, async)    redact + JPEG (sharp) -> sha256 -> budget.commit (bytes)
- *                                    -> durable spool -> uploader.kick
+ *   worker (one at a time, async)    encoder: redact + JPEG (sharp) -> sha256 (in this process,
+ *                                    or in the low-priority encoder child: encoder.ts)
+ *                                    -> budget.commit (bytes) -> durable spool -> uploader.kick
  *   uploader                         spool -> resumable HTTP upload (uploader.ts)
  *
  * The vision loop never waits on the worker: a slot is copied into or the frame is dropped. Drops
@@ -88,6 +90,11 @@ export type SampleCaptureDeps = {
   readonly timers?: Timers;
   readonly random?: () => number;
   readonly logger?: Logger;
+  /**
+   * Where redact + JPEG + sha256 run (encoder.ts); default inline, in this process. The caller
+   * owns it (the agent keeps one low-priority child for its lifetime; stop() leaves it running).
+   */
+  readonly encoder?: SampleEncoder;
   readonly options?: {
     /** Frames waiting for the encoder (default 4). */
     readonly queueCapacity?: number;
@@ -117,6 +124,7 @@ export function createSampleCapture(deps: SampleCaptureDeps): SampleCapture {
   const random = deps.random ?? Math.random;
   const log = (deps.logger ?? silentLogger).child({ component: 'samples' });
   const capacity = Math.max(1, deps.options?.queueCapacity ?? 4);
+  const encoder: SampleEncoder = deps.encoder ?? createInlineEncoder();
   const dropped: Partial<Record<DropCause, number>> = {};
   const count = (cause: DropCause, n = 1): void => {
     dropped[cause] = (dropped[cause] ?? 0) + n;
@@ -312,9 +320,9 @@ export function createSampleCapture(deps: SampleCaptureDeps): SampleCapture {
   async function encodeAndSpool(slot: Slot): Promise<void> {
     const p = slot.policy;
     const kind = slot.selection.kind;
-    let encoded: Awaited<ReturnType<typeof redactAndEncode>>;
+    let encoded: EncodedSample;
     try {
-      encoded = await redactAndEncode(
+      encoded = await encoder.encode(
         {
           rgb: slot.rgb.subarray(0, slot.width * slot.height * 3),
           width: slot.width,
@@ -480,6 +488,7 @@ export function createSampleCapture(deps: SampleCaptureDeps): SampleCapture {
         duplicates,
         spool: { ...spool.stats(), recovery: { ...spool.recovery } },
         budgetToday: budget.today(),
+        encoder: encoder.stats(),
         ...(uploader ? { uploader: uploader.stats() } : {}),
       };
     },

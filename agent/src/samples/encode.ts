@@ -5,7 +5,8 @@ import type { BoxLike } from './select.ts';
 
 /*
  * Redaction and JPEG encoding of one selected frame, with sharp (libvips): runs in the capture
- * worker, never in the vision loop. The RGB buffer passed in is the worker's own copy and is
+ * worker (in this process or in the low-priority encoder child, encoder.ts), never in the vision
+ * loop. The RGB buffer passed in is the worker's own copy and is
  * redacted in place:
  *   blackout rectangles (normalised) are painted black;
  *   boxes whose label is in blurClasses are replaced by a strong Gaussian blur of themselves.
@@ -28,7 +29,7 @@ export type EncodedSample = {
   readonly predictions: SamplePrediction[];
 };
 
-type Options = Pick<SamplePolicy, 'jpegQuality' | 'maxWidth' | 'redaction'>;
+export type EncodeOptions = Pick<SamplePolicy, 'jpegQuality' | 'maxWidth' | 'redaction'>;
 
 /** Pixel rectangle [left, top, width, height] of a normalised rect, clamped to the image (null when empty). */
 export function pixelRect(rect: RedactionRect, width: number, height: number): [number, number, number, number] | null {
@@ -64,7 +65,7 @@ async function blurInPlace(rgb: Uint8Array, width: number, height: number, rect:
   for (let y = 0; y < h; y++) rgb.set(blurred.subarray(y * w * 3, (y + 1) * w * 3), ((top + y) * width + left) * 3);
 }
 
-export async function redactAndEncode(input: EncodeInput, options: Options): Promise<EncodedSample> {
+export async function redactAndEncode(input: EncodeInput, options: EncodeOptions): Promise<EncodedSample> {
   const { rgb, width, height } = input;
   const redaction = options.redaction;
   if (redaction.blurClasses.length > 0) {

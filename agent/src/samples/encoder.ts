@@ -1,0 +1,216 @@
+import { type ChildProcess, fork } from 'node:child_process';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { type EncodedSample, type EncodeInput, type EncodeOptions, redactAndEncode } from './encode.ts';
+import type { EncodeReply, EncodeRequest } from './encoder-child.ts';
+
+/*
+ * Where the capture worker's redact + JPEG + sha256 runs.
+ *
+ *   inline   in this process (sharp on the libuv pool): the simulator and tests, many captures
+ *            in one process, no extra process each.
+ *   child    one long-lived child process at a low CPU priority (nice 19 by default, every one of
+ *            its threads), for the agent: on a saturated CPU the scheduler gives the encoder what
+ *            inference leaves, so capture lags but inference does not. The capture's bounded
+ *            queue turns a lagging encoder into counted 'queue-full' drops, never a stall.
+ *
+ * The frame travels to the child by IPC (advanced serialization: the bytes of the view only);
+ * the JPEG comes back, and the spool stays in this process (the child holds nothing durable, so
+ * a kill -9 of it loses only the frames it was encoding: they fail as 'encode-failed'). A child
+ * that dies is started again on the next frame, at most once per `respawnDelayMs`; frames in
+ * between fail at once.
+ */
+
+export interface SampleEncoder {
+  encode(input: EncodeInput, options: EncodeOptions): Promise<EncodedSample>;
+  /** Resolves once the encoder takes work without a start-up delay (a child encoder: started). */
+  ready(): Promise<void>;
+  /** Ends the child (pending encodes fail). */
+  stop(): Promise<void>;
+  stats(): EncoderStats;
+}
+
+export type EncoderStats = {
+  readonly kind: 'inline' | 'child';
+  readonly encoded: number;
+  readonly failed: number;
+  /** Children started (child encoder). */
+  readonly spawned?: number;
+  /** Children that exited without stop() (killed, crashed). */
+  readonly crashes?: number;
+  /** The running child's pid, or null. */
+  readonly pid?: number | null;
+  readonly priority?: number;
+};
+
+export function createInlineEncoder(): SampleEncoder {
+  let encoded = 0;
+  let failed = 0;
+  return {
+    async encode(input, options) {
+      try {
+        const out = await redactAndEncode(input, options);
+        encoded++;
+        return out;
+      } catch (error) {
+        failed++;
+        throw error;
+      }
+    },
+    ready: () => Promise.resolve(),
+    stop: () => Promise.resolve(),
+    stats: () => ({ kind: 'inline', encoded, failed }),
+  };
+}
+
+export type ChildEncoderDeps = {
+  /** Nice value of the child's threads, 0 (as this process) to 19 (lowest; default). */
+  readonly priority?: number;
+  /** Least time between two starts of the child after it died (default 1000 ms). */
+  readonly respawnDelayMs?: number;
+  readonly clock?: { now(): number };
+  /** Starts the child (tests); default: fork of encoder-child.ts through tsx. */
+  readonly fork?: (priority: number) => ChildProcess;
+};
+
+const here = path.dirname(new URL(import.meta.url).pathname);
+const CHILD = path.join(here, 'encoder-child.ts');
+
+function forkChild(priority: number): ChildProcess {
+  // The agent runs its TypeScript through tsx; the child does the same, with tsx resolved from
+  // this package (not from the working directory).
+  const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+  return fork(CHILD, [String(priority)], {
+    execArgv: ['--import', tsx],
+    serialization: 'advanced',
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
+}
+
+type Pending = { resolve: (out: EncodedSample) => void; reject: (error: Error) => void };
+
+export function createChildEncoder(deps: ChildEncoderDeps = {}): SampleEncoder {
+  const priority = Math.min(19, Math.max(0, Math.trunc(deps.priority ?? 19)));
+  const respawnDelayMs = deps.respawnDelayMs ?? 1000;
+  const clock = deps.clock ?? Date;
+  const start = deps.fork ?? forkChild;
+  let child: ChildProcess | null = null;
+  let started: Promise<void> | null = null;
+  let lastStart = Number.NEGATIVE_INFINITY;
+  let stopping = false;
+  let nextId = 1;
+  const pending = new Map<number, Pending>();
+  let encoded = 0;
+  let failed = 0;
+  let spawned = 0;
+  let crashes = 0;
+
+  function failAll(error: Error): void {
+    const waiting = [...pending.values()];
+    pending.clear();
+    for (const p of waiting) p.reject(error);
+  }
+
+  function spawnChild(): Promise<void> {
+    lastStart = clock.now();
+    spawned++;
+    const proc = start(priority);
+    child = proc;
+    const up = new Promise<void>((resolve, reject) => {
+      proc.on('message', (message: EncodeReply | { ready: true }) => {
+        if ('ready' in message) {
+          resolve();
+          return;
+        }
+        const p = pending.get(message.id);
+        if (!p) return;
+        pending.delete(message.id);
+        if (message.ok) {
+          const bytes = Buffer.from(message.bytes.buffer, message.bytes.byteOffset, message.bytes.byteLength);
+          p.resolve({ ...message.sample, bytes });
+        } else {
+          p.reject(new Error(message.error));
+        }
+      });
+      proc.once('error', (error) => {
+        reject(error);
+      });
+      proc.once('exit', (code, signal) => {
+        const why = `sample encoder child exited (${signal ?? `code ${code}`})`;
+        reject(new Error(why));
+        if (child === proc) {
+          child = null;
+          started = null;
+        }
+        if (!stopping) crashes++;
+        failAll(new Error(why));
+      });
+    });
+    // A start that fails is reported to the encode waiting on it; nothing else listens.
+    up.catch(() => {});
+    return up;
+  }
+
+  function ensureChild(): Promise<void> {
+    if (started) return started;
+    if (clock.now() - lastStart < respawnDelayMs) {
+      return Promise.reject(new Error('sample encoder child restarting'));
+    }
+    started = spawnChild();
+    return started;
+  }
+
+  return {
+    async encode(input, options) {
+      try {
+        if (stopping) throw new Error('sample encoder stopped');
+        await ensureChild();
+        const proc = child;
+        if (!proc?.connected) throw new Error('sample encoder child not connected');
+        const id = nextId++;
+        const request: EncodeRequest = {
+          id,
+          rgb: input.rgb,
+          width: input.width,
+          height: input.height,
+          detections: input.detections,
+          options: { jpegQuality: options.jpegQuality, maxWidth: options.maxWidth, redaction: options.redaction },
+        };
+        const out = await new Promise<EncodedSample>((resolve, reject) => {
+          pending.set(id, { resolve, reject });
+          proc.send(request, (error) => {
+            if (!error) return;
+            pending.delete(id);
+            reject(error);
+          });
+        });
+        encoded++;
+        return out;
+      } catch (error) {
+        failed++;
+        throw error;
+      }
+    },
+    ready() {
+      return ensureChild();
+    },
+    async stop() {
+      stopping = true;
+      const proc = child;
+      if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+      const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+      proc.kill('SIGTERM');
+      await exited;
+    },
+    stats: () => ({
+      kind: 'child',
+      encoded,
+      failed,
+      spawned,
+      crashes,
+      pid: child?.pid ?? null,
+      priority,
+    }),
+  };
+}
