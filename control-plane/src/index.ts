@@ -51,6 +51,9 @@ export {
   toModelView,
 } from './models/registry.ts';
 export { loadTrustedKeys } from './models/trusted-keys.ts';
+export { createMqttFront, type MqttFront, type MqttFrontStats, type RejectCause } from './mqtt-front.ts';
+export { createFrameScanner, type FrameScanner, type FrameViolation } from './mqtt-front-frames.ts';
+export { createDeviceIssues, type DeviceIssues } from './mqtt-front-issues.ts';
 export { type Cohorts, selectCohorts, type TargetDevice } from './rollouts/cohorts.ts';
 export {
   createRolloutEngine,
