@@ -7,6 +7,7 @@ import {
   type RolloutSpecInput,
   type RolloutStatus,
   type RolloutView,
+  SERVER_EVENT_TYPES,
   type ServerEventType,
   unwrap,
 } from '@edgeloop/protocol';
@@ -24,19 +25,10 @@ import {
 const TERMINAL: ReadonlySet<RolloutStatus> = new Set(['completed', 'rolled_back', 'aborted']);
 /** Server events that end a watch (the rollout reached a terminal status). */
 const TERMINAL_EVENTS: ReadonlySet<string> = new Set(['rollout.completed', 'rollout.rolled-back', 'rollout.aborted']);
-const WATCHED_EVENTS: readonly ServerEventType[] = [
-  'rollout.assigned',
-  'rollout.reverting',
-  'rollout.devices',
-  'rollout.verdict',
-  'rollout.advanced',
-  'rollout.completed',
-  'rollout.rolled-back',
-  'rollout.aborted',
-  'rollout.paused',
-  'rollout.resumed',
-  'rollout.promoted',
-];
+/** Every rollout event but `rollout.created` (watch starts from an existing rollout). */
+const WATCHED_EVENTS: readonly ServerEventType[] = SERVER_EVENT_TYPES.filter(
+  (type) => type.startsWith('rollout.') && type !== 'rollout.created',
+);
 /** Events after which `watch` redraws the table (a verdict or a change of status or stage). */
 const REDRAW_EVENTS: ReadonlySet<string> = new Set(WATCHED_EVENTS.filter((type) => type !== 'rollout.devices'));
 
