@@ -90,7 +90,14 @@ export function useResult<T>(load: (signal: AbortSignal) => Promise<Result<T>>, 
     },
     [],
   );
-  return { ...state, reload, setValue: (value: T) => setState({ value, error: null, loading: false }) };
+  // `update` changes the shown value from the latest state, not from the value a listener saw when
+  // it subscribed: live batches arrive faster than effects re-subscribe (effects run after paint).
+  const update = useCallback(
+    (change: (value: T) => T) =>
+      setState((previous) => (previous.value === null ? previous : { ...previous, value: change(previous.value) })),
+    [],
+  );
+  return { ...state, reload, update, setValue: (value: T) => setState({ value, error: null, loading: false }) };
 }
 
 /**

@@ -183,6 +183,25 @@ describe.skipIf(missing !== null)('samples gallery and datasets in Chromium', ()
     expect(await page.locator('[data-testid=site-table] tbody tr').count()).toBe(3);
   });
 
+  it('brings the rows to the server state after a burst of status events from two devices', async () => {
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Fleet' }).click();
+    const status = (id: string) => page.locator(`tr[data-device=${id}] [data-status]`);
+    await status('gate-cam').waitFor();
+    await page.locator('.live-live').waitFor();
+    // door goes offline, then gate flips every few ms: the batches after the door's must keep its
+    // change. (The bench's 100-device burst is what caught patches applied to a stale page.)
+    await fixture.door.send('status', { state: 'offline', reason: 'shutdown' });
+    for (let i = 0; i < 21; i++) {
+      const state = i % 2 === 0 ? 'offline' : 'online';
+      void fixture.gate.send('status', { state, reason: state === 'online' ? 'birth' : 'shutdown' });
+      await new Promise((resolve) => setTimeout(resolve, 6));
+    }
+    await expect.poll(() => status('door-cam').getAttribute('data-status'), { timeout: 10_000 }).toBe('offline');
+    await expect.poll(() => status('gate-cam').getAttribute('data-status'), { timeout: 10_000 }).toBe('offline');
+    const server = await fixture.admin.devices.get('gate-cam');
+    expect(server.ok && server.value.device.status).toBe('offline');
+  });
+
   it('calls only routes the OpenAPI document lists', async () => {
     const doc = (await (await fetch(`${fixture.url}/api/v1/openapi.json`)).json()) as {
       paths: Record<string, unknown>;

@@ -1,4 +1,5 @@
-import type { DeviceList, DeviceListQuery, FleetSummary } from '@edgeloop/protocol';
+import type { DeviceList, DeviceListQuery, DeviceView, FleetSummary } from '@edgeloop/protocol';
+import { memo } from 'preact/compat';
 import { useMemo, useState } from 'preact/hooks';
 import { ErrorNote, HealthBadge, StatusBadge, useResult } from '../components.tsx';
 import { Link, useLiveEvents, useSession } from '../context.tsx';
@@ -46,12 +47,14 @@ export function FleetPage() {
       if (!touchesFleet(batch)) return;
       refetchSummary();
       if (batch.some((event) => event.type === 'device.enrolled' || event.type === 'device.revoked')) page.reload();
-      const value = page.value;
-      if (!value) return;
-      const items = applyDevicePatches(value.items, devicePatches(batch));
-      if (items !== value.items) page.setValue({ ...value, items });
+      const patches = devicePatches(batch);
+      if (patches.size === 0) return;
+      page.update((value) => {
+        const items = applyDevicePatches(value.items, patches);
+        return items === value.items ? value : { ...value, items };
+      });
     },
-    [page.value, page.reload, page.setValue, refetchSummary],
+    [page.reload, page.update, refetchSummary],
   );
 
   const s = summary.value;
@@ -156,31 +159,7 @@ export function FleetPage() {
           </thead>
           <tbody>
             {(page.value?.items ?? []).map((device) => (
-              <tr key={device.id} data-device={device.id}>
-                <th scope="row">
-                  <Link href={`/devices/${encodeURIComponent(device.id)}`}>{device.id}</Link>
-                </th>
-                <td>
-                  <StatusBadge status={device.status} />
-                </td>
-                <td>
-                  <HealthBadge health={device.health} reasons={device.healthReasons} />
-                </td>
-                <td>{device.labels.site ?? '—'}</td>
-                <td class="labels">
-                  {Object.entries(device.labels)
-                    .filter(([key]) => key !== 'site')
-                    .map(([key, value]) => (
-                      <span class="chip" key={key}>
-                        {key}={value}
-                      </span>
-                    ))}
-                </td>
-                <td title={device.lastSeen ? new Date(device.lastSeen).toLocaleString() : undefined}>
-                  {formatAgo(device.lastSeen, now)}
-                </td>
-                <td>{device.agentVersion ?? '—'}</td>
-              </tr>
+              <DeviceRow key={device.id} device={device} ago={formatAgo(device.lastSeen, now)} />
             ))}
           </tbody>
         </table>
@@ -202,6 +181,42 @@ export function FleetPage() {
     </section>
   );
 }
+
+/**
+ * One table row, rendered again only when its device changed (the live patches keep unchanged
+ * rows' objects) or its "last seen" words did: a burst of events repaints the rows it touches.
+ */
+const DeviceRow = memo(
+  function DeviceRow(props: { device: DeviceView; ago: string }) {
+    const { device } = props;
+    return (
+      <tr data-device={device.id}>
+        <th scope="row">
+          <Link href={`/devices/${encodeURIComponent(device.id)}`}>{device.id}</Link>
+        </th>
+        <td>
+          <StatusBadge status={device.status} />
+        </td>
+        <td>
+          <HealthBadge health={device.health} reasons={device.healthReasons} />
+        </td>
+        <td>{device.labels.site ?? '—'}</td>
+        <td class="labels">
+          {Object.entries(device.labels)
+            .filter(([key]) => key !== 'site')
+            .map(([key, value]) => (
+              <span class="chip" key={key}>
+                {key}={value}
+              </span>
+            ))}
+        </td>
+        <td title={device.lastSeen ? new Date(device.lastSeen).toLocaleString() : undefined}>{props.ago}</td>
+        <td>{device.agentVersion ?? '—'}</td>
+      </tr>
+    );
+  },
+  (before, after) => before.device === after.device && before.ago === after.ago,
+);
 
 function Count(props: { label: string; value: number | string; testId?: string }) {
   return (
