@@ -7,7 +7,7 @@ import { chromiumMissing, openBrowser, signInAs, startConsoleFixture } from '../
 /*
  * `npm run screenshots`: the README's pictures of the console, taken by the Chromium tests' own
  * fixture (a real control plane, 25 devices, a rollout past its first verdict) into
- * docs/screenshots/fleet.png and rollout.png.
+ * docs/screenshots/fleet.png, rollout.png and gallery.png (the samples gallery with its boxes).
  */
 
 const missing = chromiumMissing();
@@ -31,8 +31,19 @@ try {
   await page.goto(`${fixture.url}/rollouts/${rollout.id}`);
   await page.getByTestId('gates').waitFor();
   await page.screenshot({ path: join(out, 'rollout.png'), fullPage: true });
+  await page.goto(`${fixture.url}/samples`);
+  await page.locator('[data-testid=gallery] [data-sample]').nth(5).waitFor();
+  await page.waitForFunction(() => {
+    const images = (
+      globalThis as unknown as {
+        document: { querySelectorAll(s: string): ArrayLike<{ complete: boolean; naturalWidth: number }> };
+      }
+    ).document.querySelectorAll('[data-testid=gallery] img');
+    return images.length === 6 && Array.from(images).every((image) => image.complete && image.naturalWidth > 0);
+  });
+  await page.screenshot({ path: join(out, 'gallery.png') });
   if (browser.problems.length > 0) throw new Error(`the console reported problems:\n${browser.problems.join('\n')}`);
-  console.log(`wrote ${join(out, 'fleet.png')} and ${join(out, 'rollout.png')}`);
+  console.log(`wrote ${join(out, 'fleet.png')}, ${join(out, 'rollout.png')} and ${join(out, 'gallery.png')}`);
 } finally {
   await browser.close();
   await fixture.stop();
