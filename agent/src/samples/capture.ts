@@ -12,7 +12,7 @@ import { type Logger, silentLogger } from '../logger.ts';
 import type { FrameResult, VisionSink } from '../vision/pipeline.ts';
 import { type Budget, createBudget } from './budget.ts';
 import type { EncodedSample } from './encode.ts';
-import { createInlineEncoder, type SampleEncoder } from './encoder.ts';
+import { createChildEncoder, createInlineEncoder, type SampleEncoder } from './encoder.ts';
 import { decidePolicy, type PolicyDecision } from './policy.ts';
 import { type BoxLike, type CameraFlags, type Selection, selectFrame, testStrategy } from './select.ts';
 import { openSpool, type Spool } from './spool.ts';
@@ -91,8 +91,8 @@ export type SampleCaptureDeps = {
   readonly random?: () => number;
   readonly logger?: Logger;
   /**
-   * Where redact + JPEG + sha256 run (encoder.ts); default inline, in this process. The caller
-   * owns it (the agent keeps one low-priority child for its lifetime; stop() leaves it running).
+   * Where redact + JPEG + sha256 run (encoder.ts), owned by the caller (stop() leaves it running).
+   * Without it: options.encoder.
    */
   readonly encoder?: SampleEncoder;
   readonly options?: {
@@ -102,6 +102,12 @@ export type SampleCaptureDeps = {
     readonly spoolMaxBytes?: number;
     /** fsync spool files (default true). */
     readonly fsync?: boolean;
+    /**
+     * Without deps.encoder: 'inline' (default) encodes in this process; 'child' in a child process
+     * at nice `encoderPriority` (default 19) that this capture starts at start() and ends at stop().
+     */
+    readonly encoder?: 'inline' | 'child';
+    readonly encoderPriority?: number;
   };
 };
 
@@ -124,7 +130,11 @@ export function createSampleCapture(deps: SampleCaptureDeps): SampleCapture {
   const random = deps.random ?? Math.random;
   const log = (deps.logger ?? silentLogger).child({ component: 'samples' });
   const capacity = Math.max(1, deps.options?.queueCapacity ?? 4);
-  const encoder: SampleEncoder = deps.encoder ?? createInlineEncoder();
+  const ownEncoder =
+    !deps.encoder && deps.options?.encoder === 'child'
+      ? createChildEncoder(deps.options.encoderPriority !== undefined ? { priority: deps.options.encoderPriority } : {})
+      : null;
+  const encoder: SampleEncoder = deps.encoder ?? ownEncoder ?? createInlineEncoder();
   const dropped: Partial<Record<DropCause, number>> = {};
   const count = (cause: DropCause, n = 1): void => {
     dropped[cause] = (dropped[cause] ?? 0) + n;
@@ -472,11 +482,16 @@ export function createSampleCapture(deps: SampleCaptureDeps): SampleCapture {
       if (running) return;
       running = true;
       uploader?.start();
+      // The child starts now, not at the first selected frame; a failed start is retried then.
+      ownEncoder?.ready().catch((error: unknown) => {
+        log.warn({ reason: (error as Error).message }, 'sample encoder child did not start');
+      });
     },
     async stop() {
       running = false;
       await this.whenIdle();
       await uploader?.stop();
+      await ownEncoder?.stop();
     },
     stats() {
       return {

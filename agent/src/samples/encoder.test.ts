@@ -134,6 +134,30 @@ describe('sample encoders', () => {
     CHILD_TIMEOUT,
   );
 
+  it(
+    "starts its own child at start() with options.encoder 'child', encodes through it and ends it at stop()",
+    async () => {
+      const capture = createSampleCapture({
+        dir: tempDir(),
+        deviceId: 'cam-1',
+        bootId: 'boot-1',
+        random: () => 0,
+        options: { fsync: false, encoder: 'child', encoderPriority: 12 },
+      });
+      cleanups.push(() => capture.stop());
+      capture.applyDesired({ strategies: [{ kind: 'random', share: 1 }] });
+      capture.start();
+      capture.offer(frame(1));
+      await capture.whenIdle();
+      const stats = capture.stats().encoder as { kind: string; pid: number; encoded: number };
+      expect(stats).toMatchObject({ kind: 'child', encoded: 1, priority: 12 });
+      expect(capture.telemetry()?.captured).toBe(1);
+      await capture.stop();
+      expect(() => process.kill(stats.pid, 0)).toThrow(/ESRCH/);
+    },
+    CHILD_TIMEOUT,
+  );
+
   it('counts frames dropped while the encoder is slow, and the loop never waits for it', async () => {
     let release: () => void = () => {};
     const gate = new Promise<void>((resolve) => {

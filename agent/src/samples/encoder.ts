@@ -26,7 +26,7 @@ export interface SampleEncoder {
   encode(input: EncodeInput, options: EncodeOptions): Promise<EncodedSample>;
   /** Resolves once the encoder takes work without a start-up delay (a child encoder: started). */
   ready(): Promise<void>;
-  /** Ends the child (pending encodes fail). */
+  /** Ends the child (pending encodes fail); a later encode starts a new one. */
   stop(): Promise<void>;
   stats(): EncoderStats;
 }
@@ -164,7 +164,6 @@ export function createChildEncoder(deps: ChildEncoderDeps = {}): SampleEncoder {
   return {
     async encode(input, options) {
       try {
-        if (stopping) throw new Error('sample encoder stopped');
         await ensureChild();
         const proc = child;
         if (!proc?.connected) throw new Error('sample encoder child not connected');
@@ -196,12 +195,17 @@ export function createChildEncoder(deps: ChildEncoderDeps = {}): SampleEncoder {
       return ensureChild();
     },
     async stop() {
-      stopping = true;
       const proc = child;
       if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
-      const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-      proc.kill('SIGTERM');
-      await exited;
+      stopping = true;
+      try {
+        const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+        proc.kill('SIGTERM');
+        await exited;
+      } finally {
+        stopping = false;
+        lastStart = Number.NEGATIVE_INFINITY;
+      }
     },
     stats: () => ({
       kind: 'child',
