@@ -84,6 +84,38 @@ describe('assessHealth', () => {
     expect(result).toEqual({ health: 'offline', reasons: [] });
   });
 
+  it('carries the connection reasons in every state, and they alone make an online device degraded', () => {
+    const base = { telemetry: fine, telemetryAt: NOW - 1_000, telemetryIntervalS: 10 };
+    expect(assessHealth({ ...base, status: 'offline', connection: ['auth-failing'] }, thresholds, NOW)).toEqual({
+      health: 'offline',
+      reasons: ['auth-failing'],
+    });
+    expect(
+      assessHealth(
+        {
+          status: 'unknown',
+          telemetry: null,
+          telemetryAt: null,
+          telemetryIntervalS: null,
+          connection: ['auth-failing'],
+        },
+        thresholds,
+        NOW,
+      ),
+    ).toEqual({ health: 'unknown', reasons: ['auth-failing'] });
+    expect(
+      assessHealth(
+        { ...base, status: 'online', telemetry: { ...fine, maxTemperatureC: 99 }, connection: ['client-id-flapping'] },
+        thresholds,
+        NOW,
+      ),
+    ).toEqual({ health: 'degraded', reasons: ['high-temperature', 'client-id-flapping'] });
+    expect(assessHealth({ ...base, status: 'online', connection: ['client-id-flapping'] }, thresholds, NOW)).toEqual({
+      health: 'degraded',
+      reasons: ['client-id-flapping'],
+    });
+  });
+
   it('is unknown before the first connection and before the first telemetry', () => {
     expect(
       assessHealth({ status: 'unknown', telemetry: null, telemetryAt: null, telemetryIntervalS: null }, thresholds, NOW)
