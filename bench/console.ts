@@ -264,8 +264,8 @@ try {
   })().catch(() => undefined);
   await new Promise((resolve) => setTimeout(resolve, 500));
   const before = await page.evaluate(() => (globalThis as unknown as BenchWindow).__bench.longTasks.length);
-  if (PROFILE)
-    await browser.startTracing(page, { categories: ['devtools.timeline', 'disabled-by-default-devtools.timeline'] });
+  // Always traced: the trace's thread times say what each task cost without a busy machine's waits.
+  await browser.startTracing(page, { categories: ['devtools.timeline', 'disabled-by-default-devtools.timeline'] });
   const burstStart = performance.now();
   const gapMs = (SECONDS * 1000) / EVENTS;
   for (let i = 0; i < EVENTS; i++) {
