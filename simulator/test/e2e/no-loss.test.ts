@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readOutboxDir } from '@edgeloop/agent';
-import { EnrollDeviceResponse } from '@edgeloop/protocol';
+import { createApiClient, unwrap } from '@edgeloop/protocol';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { eventually, freePort, spawnControlPlane } from '../support.ts';
@@ -35,6 +35,8 @@ describe('no loss and no duplicates across broker restarts and agent SIGKILL', (
   let httpPort = 0;
   let mqttPort = 0;
   let cp: ChildProcess | null = null;
+  /** The typed client of the control plane on httpPort (the same port across its restarts). */
+  const client = () => createApiClient({ baseUrl: `http://127.0.0.1:${httpPort}`, token });
 
   const startControlPlane = async () => {
     const started = await spawnControlPlane({ httpPort, mqttPort, dataDir: join(work, 'cp'), token });
@@ -65,13 +67,7 @@ describe('no loss and no duplicates across broker restarts and agent SIGKILL', (
     const ids = ['noloss-a', 'noloss-b', 'noloss-c'];
     const configs: string[] = [];
     for (const id of ids) {
-      const response = await fetch(`http://127.0.0.1:${httpPort}/api/v1/devices`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ id, labels: { test: 'no-loss' } }),
-      });
-      expect(response.status).toBe(201);
-      const enrolled = EnrollDeviceResponse.parse(await response.json());
+      const enrolled = await unwrap(client().devices.enroll({ id, labels: { test: 'no-loss' } }));
       const dataDir = join(work, id);
       mkdirSync(dataDir, { recursive: true });
       const file = join(dataDir, 'agent.json');
@@ -93,12 +89,7 @@ describe('no loss and no duplicates across broker restarts and agent SIGKILL', (
       configs.push(file);
     }
     const agents = configs.map((file) => startAgent(file));
-    const online = async () => {
-      const response = await fetch(`http://127.0.0.1:${httpPort}/api/v1/fleet/summary`, {
-        headers: { authorization: `Bearer ${token}` },
-      });
-      return ((await response.json()) as { online: number }).online;
-    };
+    const online = async () => (await unwrap(client().fleet.summary())).online;
     await eventually(async () => (await online()) === 3, 30_000, 'three agents online');
     await sleep(1500);
 

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
+  createApiClient,
   EnrollDeviceResponse,
   FleetSummary,
   RolloutDryRun,
@@ -177,7 +178,8 @@ describe('the operator journey from the CLI: 3 real agents and 60 simulated devi
     );
     serve.on('exit', (code) => logs.set('serve', `${logs.get('serve') ?? ''}\n[exited ${code}]`));
     // EDGELOOP_ADMIN_TOKEN is read from the environment only (never a flag: it would show in ps).
-    await eventually(async () => (await fetch(`${url}/healthz`)).ok, 30_000, 'edgeloop serve up', 100).catch((e) =>
+    const anonymous = createApiClient({ baseUrl: url, token: null });
+    await eventually(async () => (await anonymous.healthz()).ok, 30_000, 'edgeloop serve up', 100).catch((e) =>
       explain('serve', e),
     );
 

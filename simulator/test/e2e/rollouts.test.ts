@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type ModelRef, RolloutView } from '@edgeloop/protocol';
+import { type ApiClient, createApiClient, type ModelRef, type RolloutView, unwrap } from '@edgeloop/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFleet, type Fleet } from '../../src/fleet.ts';
 import { createModelKit, type ModelKit } from '../model-kit.ts';
@@ -54,17 +54,17 @@ describe('rollouts across 1,000 simulated devices', () => {
     ).child;
   };
 
-  const api = async (method: string, path: string, body?: unknown) => {
-    const response = await fetch(`${url()}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-      ...(body ? { body: JSON.stringify(body) } : {}),
-    });
-    const json = (await response.json()) as unknown;
-    if (!response.ok) throw new Error(`${method} ${path}: HTTP ${response.status} ${JSON.stringify(json)}`);
-    return json;
-  };
-  const rollout = async (id: string) => RolloutView.parse(await api('GET', `/api/v1/rollouts/${id}`));
+  let client: ApiClient;
+  const rollout = (id: string) => unwrap(client.rollouts.get(id));
+  /** The device's recent model.update events as `rollout:target:state:code` (for failure messages). */
+  const updateEvents = async (deviceId: string, limit: number) =>
+    (await unwrap(client.devices.messages(deviceId, { channel: 'events', limit }))).items
+      .map((item) => item.body as { type?: unknown; rolloutId?: unknown; data?: Record<string, unknown> })
+      .filter((body) => body.type === 'model.update')
+      .map(
+        (body) =>
+          `${String(body.rolloutId)}:${String((body.data?.target as { id?: string } | undefined)?.id)}:${String(body.data?.state)}:${String(body.data?.code)}`,
+      );
   const runningModel = () => {
     const counts = new Map<string, number>();
     for (const device of fleet.devices) {
@@ -77,6 +77,7 @@ describe('rollouts across 1,000 simulated devices', () => {
   beforeAll(async () => {
     httpPort = await freePort();
     mqttPort = await freePort();
+    client = createApiClient({ baseUrl: url(), token });
     kit = createModelKit(url, token);
     await startControlPlane();
     v1 = await kit.publish('det', '1.0.0', 1);
@@ -109,7 +110,7 @@ describe('rollouts across 1,000 simulated devices', () => {
 
   it('takes a good model to 100% through a control-plane SIGKILL and restart', async () => {
     const v2 = await kit.publish('det', '2.0.0', 2);
-    const created = RolloutView.parse(await api('POST', '/api/v1/rollouts', { modelId: v2.id, ...FAST }));
+    const created = await unwrap(client.rollouts.create({ modelId: v2.id, ...FAST }));
     // Let it get past the canary stage, then kill the control plane without warning.
     await eventually(async () => (await rollout(created.id)).stageIndex >= 3, 120_000, 'rollout at 10%', 250);
     const before = await rollout(created.id);
@@ -140,8 +141,8 @@ describe('rollouts across 1,000 simulated devices', () => {
   it('rolls a bad model back before it passes its canary stage, every device back on the previous model', async () => {
     fleet.setModelBehaviour('det@3.0.0', { latencyFactor: 3, detectionFactor: 0.4 });
     const v3 = await kit.publish('det', '3.0.0', 3);
-    const created = RolloutView.parse(
-      await api('POST', '/api/v1/rollouts', {
+    const created = await unwrap(
+      client.rollouts.create({
         modelId: v3.id,
         ...FAST,
         stages: [
@@ -184,18 +185,7 @@ describe('rollouts across 1,000 simulated devices', () => {
       250,
     ).catch(async (error) => {
       const stuck = fleet.devices.find((d) => d.agent?.models?.report().active?.id !== 'det@2.0.0');
-      const events = stuck
-        ? (
-            (await api('GET', `/api/v1/devices/${stuck.id}/messages?channel=events&limit=50`)) as {
-              items: { body: { type: string; data: Record<string, unknown>; rolloutId?: string } }[];
-            }
-          ).items
-            .filter((item) => item.body.type === 'model.update')
-            .map(
-              (item) =>
-                `${item.body.rolloutId}:${String((item.body.data.target as { id?: string })?.id)}:${String(item.body.data.state)}:${String(item.body.data.code)}`,
-            )
-        : [];
+      const events = stuck ? await updateEvents(stuck.id, 50) : [];
       throw new Error(
         `${(error as Error).message}; ${stuck?.id}; events ${JSON.stringify(events)}; rollout ${created.id}`,
       );
@@ -208,8 +198,8 @@ describe('rollouts across 1,000 simulated devices', () => {
   it('rolls back a model that crashes on load, each device reverting locally first', async () => {
     fleet.setModelBehaviour('det@4.0.0', { crashOnLoad: true });
     const v4 = await kit.publish('det', '4.0.0', 4);
-    const created = RolloutView.parse(
-      await api('POST', '/api/v1/rollouts', {
+    const created = await unwrap(
+      client.rollouts.create({
         modelId: v4.id,
         ...FAST,
         stages: [
@@ -227,17 +217,13 @@ describe('rollouts across 1,000 simulated devices', () => {
       'crashing model rolled back',
       250,
     )) as RolloutView;
-    const devices = (await api('GET', `/api/v1/rollouts/${created.id}/devices?limit=500`)) as {
-      items: { deviceId: string; state: string; reason: string | null; update: { reason?: string } | null }[];
-    };
+    const devices = await unwrap(client.rollouts.devices(created.id, { limit: 500 }));
     expect(devices.items.length).toBeLessThanOrEqual(created.cohorts.canary.length);
     // What each device reported: its local revert and why (recorded when the device was marked
     // failed; its latest report may already describe the revert that followed: already_active).
-    const changes = (
-      (await api('GET', `/api/v1/rollouts/${created.id}/events?type=devices&limit=1000`)) as {
-        items: { data: { changes: { deviceId: string; state: string; reason: string | null }[] } }[];
-      }
-    ).items.flatMap((item) => item.data.changes);
+    const changes = (await unwrap(client.rollouts.events(created.id, { type: 'devices', limit: 1000 }))).items.flatMap(
+      (item) => (item.data as { changes: { deviceId: string; state: string; reason: string | null }[] }).changes,
+    );
     const failed = changes.filter((change) => change.state === 'failed' && change.reason?.includes('warmup_failed'));
     expect(failed.length, JSON.stringify({ reason: ended.reason, changes: changes.slice(0, 4) })).toBeGreaterThan(0);
     expect(runningModel().get(v4.id) ?? 0).toBe(0);
@@ -249,21 +235,10 @@ describe('rollouts across 1,000 simulated devices', () => {
             id: d.id,
             report: d.agent?.models?.report(),
             desired: d.agent?.desired.current?.model?.model.id ?? null,
-            events: (
-              (await api('GET', `/api/v1/devices/${d.id}/messages?channel=events&limit=60`)) as {
-                items: { body: { type: string; data: Record<string, unknown>; rolloutId?: string } }[];
-              }
-            ).items
-              .filter((item) => item.body.type === 'model.update')
-              .map(
-                (item) =>
-                  `${item.body.rolloutId}:${String((item.body.data.target as { id?: string })?.id)}:${String(item.body.data.state)}:${String(item.body.data.code)}`,
-              ),
-            assignment: (
-              (await api('GET', `/api/v1/rollouts/${created.id}/devices?limit=1000`)) as {
-                items: { deviceId: string }[];
-              }
-            ).items.find((item) => item.deviceId === d.id),
+            events: await updateEvents(d.id, 60),
+            assignment: (await unwrap(client.rollouts.devices(created.id, { limit: 1000 }))).items.find(
+              (item) => item.deviceId === d.id,
+            ),
           })),
         );
         throw new Error(
@@ -276,8 +251,8 @@ describe('rollouts across 1,000 simulated devices', () => {
 
   it('holds a stage as inconclusive, never a success, while 30% of it is partitioned away', async () => {
     const v5 = await kit.publish('det', '5.0.0', 5);
-    const created = RolloutView.parse(
-      await api('POST', '/api/v1/rollouts', {
+    const created = await unwrap(
+      client.rollouts.create({
         modelId: v5.id,
         ...FAST,
         stages: [
@@ -302,7 +277,7 @@ describe('rollouts across 1,000 simulated devices', () => {
       );
     } finally {
       for (const id of silent) byId.get(id)?.heal();
-      await api('POST', `/api/v1/rollouts/${created.id}/abort`, { reason: 'test over' });
+      await unwrap(client.rollouts.act(created.id, 'abort', 'test over'));
     }
   }, 120_000);
 });

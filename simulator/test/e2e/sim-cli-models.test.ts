@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DeviceDetail, type ModelRef, RolloutView } from '@edgeloop/protocol';
+import { type ApiClient, createApiClient, type ModelRef, type RolloutSpecInput, unwrap } from '@edgeloop/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createModelKit, type ModelKit } from '../model-kit.ts';
 import { type ControlPlaneProcess, eventually, freePort, spawnControlPlane } from '../support.ts';
@@ -25,7 +25,7 @@ const ALL_AT_ONCE = {
   evidence: { minDevices: 1, minReportingShare: 0.5, minFrames: 10, soakS: 1 },
   gates: { windowS: 3, failingWindowsRequired: 2 },
   canary: { minSize: 1 },
-};
+} satisfies Omit<RolloutSpecInput, 'modelId'>;
 
 describe('edgeloop-sim with --trusted-keys', () => {
   const work = mkdtempSync(join(tmpdir(), 'edgeloop-sim-cli-'));
@@ -39,20 +39,12 @@ describe('edgeloop-sim with --trusted-keys', () => {
   let running: ModelRef | null = null;
   const ids = Array.from({ length: DEVICES }, (_, i) => `cli-${String(i).padStart(4, '0')}`);
 
-  const api = async (method: string, path: string, body?: unknown) => {
-    const response = await fetch(`${cp.url}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-      ...(body ? { body: JSON.stringify(body) } : {}),
-    });
-    const json = (await response.json()) as unknown;
-    if (!response.ok) throw new Error(`${method} ${path}: HTTP ${response.status} ${JSON.stringify(json)}`);
-    return json;
-  };
+  let client: ApiClient;
   const reportedModels = async () =>
-    Promise.all(
-      ids.map(async (id) => DeviceDetail.parse(await api('GET', `/api/v1/devices/${id}`)).reported?.message.model),
-    );
+    Promise.all(ids.map(async (id) => (await unwrap(client.devices.get(id))).reported?.message.model));
+  const rolloutStatus = async (id: string) => (await unwrap(client.rollouts.get(id))).status;
+  const states = async (id: string) =>
+    (await unwrap(client.rollouts.devices(id, { limit: 1000 }))).items.map((item) => item.state);
 
   beforeAll(async () => {
     const httpPort = await freePort();
@@ -68,6 +60,7 @@ describe('edgeloop-sim with --trusted-keys', () => {
       rolloutsTickMs: 250,
     });
     url = cp.url;
+    client = createApiClient({ baseUrl: cp.url, token });
     v1 = await kit.publish('det', '1.0.0', 1);
     const behaviour = join(work, 'behaviour.json');
     writeFileSync(behaviour, JSON.stringify({ models: { 'det@3.0.0': { crashOnLoad: true } } }));
@@ -111,7 +104,7 @@ describe('edgeloop-sim with --trusted-keys', () => {
 
   it('installs a rollout on every device through the real model manager, and reverts a model that crashes', async () => {
     const v2 = await kit.publish('det', '2.0.0', 2);
-    const rollout = RolloutView.parse(await api('POST', '/api/v1/rollouts', { modelId: v2.id, ...ALL_AT_ONCE }));
+    const rollout = await unwrap(client.rollouts.create({ modelId: v2.id, ...ALL_AT_ONCE }));
     const models = (await eventually(
       async () => {
         const all = await reportedModels();
@@ -126,7 +119,7 @@ describe('edgeloop-sim with --trusted-keys', () => {
     expect(models.every((model) => model?.update?.rolloutId === rollout.id)).toBe(true);
     expect(models.every((model) => model?.previous?.sha256 === v1.sha256)).toBe(true);
     await eventually(
-      async () => RolloutView.parse(await api('GET', `/api/v1/rollouts/${rollout.id}`)).status === 'completed',
+      async () => (await rolloutStatus(rollout.id)) === 'completed',
       60_000,
       'the rollout completes',
       250,
@@ -134,7 +127,7 @@ describe('edgeloop-sim with --trusted-keys', () => {
 
     // det@3.0.0 crashes at warm-up on the simulated devices (the --model-behaviour file).
     const v3 = await kit.publish('det', '3.0.0', 3);
-    const crashing = RolloutView.parse(await api('POST', '/api/v1/rollouts', { modelId: v3.id, ...ALL_AT_ONCE }));
+    const crashing = await unwrap(client.rollouts.create({ modelId: v3.id, ...ALL_AT_ONCE }));
     // The device's own report of the revert is brief (the rollback that follows sends it back to
     // det@2.0.0, which it reports as already active), so the rollout's audit is read too: it keeps
     // each device it marked failed, with the reason the device reported.
@@ -145,11 +138,9 @@ describe('edgeloop-sim with --trusted-keys', () => {
           (model) => model?.update?.target.sha256 === v3.sha256 && model.update.state === 'reverted',
         );
         // The rollout's audit keeps every device it marked failed, with the reason the device gave.
-        const events = (await api('GET', `/api/v1/rollouts/${crashing.id}/events?type=devices&limit=1000`)) as {
-          items: { data: { changes?: { state: string; reason: string | null }[] } }[];
-        };
+        const events = await unwrap(client.rollouts.events(crashing.id, { type: 'devices', limit: 1000 }));
         const recorded = events.items
-          .flatMap((event) => event.data.changes ?? [])
+          .flatMap((event) => (event.data as { changes?: { state: string; reason: string | null }[] }).changes ?? [])
           .filter((change) => change.state === 'failed' && /warmup_failed/.test(change.reason ?? ''));
         return live.length + recorded.length > 0 ? { live, recorded } : null;
       },
@@ -157,7 +148,7 @@ describe('edgeloop-sim with --trusted-keys', () => {
       `a device reverts ${v3.id}`,
       250,
     ).catch(async (error) => {
-      const view = RolloutView.parse(await api('GET', `/api/v1/rollouts/${crashing.id}`));
+      const view = await unwrap(client.rollouts.get(crashing.id));
       throw new Error(
         `${(error as Error).message}; rollout ${view.status} (${view.reason}) counts ${JSON.stringify(view.counts)}; sim: ${simLog.slice(-1500)}`,
       );
@@ -168,7 +159,7 @@ describe('edgeloop-sim with --trusted-keys', () => {
     }
     await eventually(
       async () =>
-        RolloutView.parse(await api('GET', `/api/v1/rollouts/${crashing.id}`)).status === 'rolled_back' &&
+        (await rolloutStatus(crashing.id)) === 'rolled_back' &&
         (await reportedModels()).every((model) => model?.active?.sha256 === v2.sha256),
       30_000,
       'the crashing rollout is rolled back, every device on the model it had',
@@ -187,11 +178,7 @@ describe('edgeloop-sim with --trusted-keys', () => {
       5,
     );
     expect(same.sha256).toBe(current.sha256);
-    const noop = RolloutView.parse(await api('POST', '/api/v1/rollouts', { modelId: same.id, ...ALL_AT_ONCE }));
-    const states = async (id: string) =>
-      ((await api('GET', `/api/v1/rollouts/${id}/devices?limit=1000`)) as { items: { state: string }[] }).items.map(
-        (item) => item.state,
-      );
+    const noop = await unwrap(client.rollouts.create({ modelId: same.id, ...ALL_AT_ONCE }));
     await eventually(
       async () => {
         const all = await states(noop.id);
@@ -211,7 +198,7 @@ describe('edgeloop-sim with --trusted-keys', () => {
     }
 
     // Aborting it changes nothing either: every device stays on the model it had, none is left reverting.
-    await api('POST', `/api/v1/rollouts/${noop.id}/abort`, { reason: 'same bytes' });
+    await unwrap(client.rollouts.act(noop.id, 'abort', 'same bytes'));
     await eventually(
       async () => (await states(noop.id)).every((state) => state === 'unchanged' || state === 'rolled_back'),
       30_000,
@@ -222,8 +209,8 @@ describe('edgeloop-sim with --trusted-keys', () => {
 
     // A rollout held at its only stage (long soak), aborted once every device switched.
     const v6 = await kit.publish('det', '6.0.0', 6);
-    const held = RolloutView.parse(
-      await api('POST', '/api/v1/rollouts', {
+    const held = await unwrap(
+      client.rollouts.create({
         modelId: v6.id,
         ...ALL_AT_ONCE,
         evidence: { ...ALL_AT_ONCE.evidence, soakS: 600 },
@@ -235,7 +222,7 @@ describe('edgeloop-sim with --trusted-keys', () => {
       `every device switches to ${v6.id}`,
       250,
     );
-    await api('POST', `/api/v1/rollouts/${held.id}/abort`, { reason: 'rehearsal' });
+    await unwrap(client.rollouts.act(held.id, 'abort', 'rehearsal'));
     await eventually(
       async () => (await reportedModels()).every((model) => model?.active?.sha256 === current.sha256),
       60_000,
