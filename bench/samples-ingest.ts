@@ -5,7 +5,8 @@
 // in a child process (as real devices would be elsewhere), so each server's own cost is measured.
 //
 // Environment: BENCH_SAMPLE_DEVICES (100), BENCH_SAMPLES_PER_DEVICE (10), BENCH_SAMPLE_KB (200),
-// BENCH_SAMPLE_MODES (bare,whole,resumable: which runs, e.g. `whole` alone under --cpu-prof).
+// BENCH_SAMPLE_MODES (bare,whole,resumable: which runs, e.g. `whole` alone under --cpu-prof),
+// BENCH_SAMPLE_ROUNDS (1: rounds of every run, medians reported).
 
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -30,6 +31,7 @@ const run = promisify(execFile);
 const DEVICES = Number(process.env.BENCH_SAMPLE_DEVICES ?? 100);
 const PER_DEVICE = Number(process.env.BENCH_SAMPLES_PER_DEVICE ?? 10);
 const TARGET_KB = Number(process.env.BENCH_SAMPLE_KB ?? 200);
+const ROUNDS = Number(process.env.BENCH_SAMPLE_ROUNDS ?? 1);
 const MODES = new Set((process.env.BENCH_SAMPLE_MODES ?? 'bare,whole,resumable').split(','));
 const agent = new Agent({ keepAlive: true, maxSockets: DEVICES });
 
@@ -234,22 +236,47 @@ if (process.argv[2]) {
   const basePath = join(work, 'base.jpg');
   writeFileSync(basePath, base.jpeg);
   const size = { width: base.width, height: base.height };
-  const bareRun = MODES.has('bare') ? await bare(basePath, size) : null;
-  const wholeRun = MODES.has('whole') ? await controlPlane(basePath, size, 'cp-whole') : null;
-  const cpRun = MODES.has('resumable') ? await controlPlane(basePath, size, 'cp') : null;
+  // Rounds run bare, one-request and resumable back to back, so each ratio compares runs made
+  // under the same load; the medians are reported (a shared machine swings from run to run).
+  const rounds: { bare: Run | null; whole: Run | null; resumable: Run | null }[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    rounds.push({
+      bare: MODES.has('bare') ? await bare(basePath, size) : null,
+      whole: MODES.has('whole') ? await controlPlane(basePath, size, 'cp-whole') : null,
+      resumable: MODES.has('resumable') ? await controlPlane(basePath, size, 'cp') : null,
+    });
+  }
   rmSync(work, { recursive: true, force: true });
-  const line = (name: string, r: Run | null) =>
+  const median = (values: number[]) => {
+    const sorted = [...values].sort((x, y) => x - y);
+    const mid = Math.floor(sorted.length / 2);
+    return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  };
+  const summary = (key: 'bare' | 'whole' | 'resumable') => {
+    const runs = rounds.map((r) => r[key]).filter((r): r is Run => r !== null);
+    if (runs.length === 0) return null;
+    const ratios = rounds.flatMap((r) => (r[key] && r.bare ? [r[key]!.rate / r.bare.rate] : []));
+    return {
+      rate: median(runs.map((r) => r.rate)),
+      elu: median(runs.map((r) => r.elu)),
+      cpuMs: median(runs.map((r) => r.cpuMs)),
+      ratio: key === 'bare' || ratios.length === 0 ? null : median(ratios),
+    };
+  };
+  const line = (name: string, r: ReturnType<typeof summary>) =>
     r === null
       ? ''
       : `\n  ${name.padEnd(44)} ${r.rate.toFixed(0).padStart(5)} samples/s (server event loop ${(r.elu * 100).toFixed(0)}% busy, ` +
         `${r.cpuMs.toFixed(2)} ms server CPU per sample)` +
-        (r === bareRun || bareRun === null ? '' : `  ratio ${(r.rate / bareRun.rate).toFixed(2)}`);
-  const ratio = wholeRun && bareRun ? wholeRun.rate / bareRun.rate : null;
+        (r.ratio === null ? '' : `  ratio ${r.ratio.toFixed(2)}`);
+  const whole = summary('whole');
+  const ratio = whole?.ratio ?? null;
   console.log(
     `sample ingest: ${DEVICES} devices x ${PER_DEVICE} JPEGs of ${(base.jpeg.length / 1000).toFixed(0)} kB (devices in a child process)` +
-      line('bare Hono route (write + fsync)', bareRun) +
-      line('control plane, one request (POST /samples)', wholeRun) +
-      line('control plane, resumable (POST + PATCH)', cpRun) +
+      (ROUNDS > 1 ? `, medians of ${ROUNDS} rounds` : '') +
+      line('bare Hono route (write + fsync)', summary('bare')) +
+      line('control plane, one request (POST /samples)', whole) +
+      line('control plane, resumable (POST + PATCH)', summary('resumable')) +
       (ratio === null
         ? ''
         : `\n  one-request ratio ${ratio.toFixed(2)} (target >= 0.7) ${ratio >= 0.7 ? 'PASS' : 'FAIL'}`),
