@@ -357,6 +357,60 @@ describe('createApiClient samples and datasets', () => {
   });
 });
 
+describe('createApiClient fleet sites and audit log', () => {
+  const site = (site: string | null) => ({
+    site,
+    total: 2,
+    online: 1,
+    offline: 1,
+    unknown: 0,
+    healthy: 1,
+    degraded: 0,
+  });
+  const entry = (id: number) => ({
+    id,
+    at: 1_700_000_000_000 + id,
+    actor: { id: 'tok_1', role: 'admin' },
+    action: 'POST /api/v1/devices',
+    resource: 'devices',
+    target: `cam-${id}`,
+    requestId: null,
+    source: null,
+    status: 201,
+    summary: {},
+  });
+
+  it('walks the sites page by page with the page size on every page', async () => {
+    const { fetch, calls } = fakeFetch((url) =>
+      url.searchParams.get('cursor') === null
+        ? json({ items: [site(null), site('north')], nextCursor: 'c1' })
+        : json({ items: [site('south')], nextCursor: null }),
+    );
+    const client = createApiClient({ baseUrl: 'http://cp.test', token: 't', fetch });
+    const sites = await take(client.fleet.eachSite({ limit: 2 }));
+    expect(sites.map((s) => s.site)).toEqual([null, 'north', 'south']);
+    expect(calls.map((c) => `${c.url.pathname}${c.url.search}`)).toEqual([
+      '/api/v1/fleet/sites?limit=2',
+      '/api/v1/fleet/sites?limit=2&cursor=c1',
+    ]);
+  });
+
+  it('reads the audit log with its filters, and refuses an entry that does not match AuditEntry', async () => {
+    const { fetch, calls } = fakeFetch((url) =>
+      url.searchParams.get('resource') === 'devices'
+        ? json({ items: [entry(2), entry(1)], nextCursor: null })
+        : json({ items: [{ id: 'x' }], nextCursor: null }),
+    );
+    const client = createApiClient({ baseUrl: 'http://cp.test', token: 't', fetch });
+    const page = await unwrap(client.audit.list({ resource: 'devices', from: 5, limit: 10 }));
+    expect(page.items.map((item) => item.target)).toEqual(['cam-2', 'cam-1']);
+    expect(calls[0]!.url.search).toBe('?resource=devices&from=5&limit=10');
+    const bad = await client.audit.list({ resource: 'tokens' });
+    expect(bad.ok).toBe(false);
+    if (!bad.ok) expect(bad.error.code).toBe('bad_response');
+  });
+});
+
 describe('buildQuery', () => {
   it('repeats array keys and leaves out undefined values', () => {
     expect(buildQuery({ a: 1, b: undefined, label: ['x:1', 'y:2'], on: true })).toBe(

@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import {
   ApiError,
+  AuditList,
+  type AuditQuery,
   CommandResponse,
   CreateTokenResponse,
   DeadLetterList,
@@ -31,6 +33,8 @@ import {
   ServerEvent,
   type ServerEventType,
   SetDesiredResponse,
+  SiteList,
+  type SiteListQuery,
   TelemetryHistory,
   TokenList,
   TokenSelf,
@@ -498,6 +502,20 @@ export function createApiClient(options: ApiClientOptions) {
       download(`/api/v1/datasets/${enc(id)}/export`, { query: { format }, signal }),
   };
 
+  const fleet = {
+    summary: (signal?: AbortSignal) => get('/api/v1/fleet/summary', FleetSummary, undefined, signal),
+    /** A page of sites (by their site label) with their devices counted by status and health. */
+    sites: (query: Partial<SiteListQuery> = {}, signal?: AbortSignal) =>
+      get('/api/v1/fleet/sites', SiteList, query, signal),
+    eachSite: (query: WalkQuery<SiteListQuery> = {}) => walkPages((cursor) => fleet.sites({ ...query, cursor })),
+  };
+
+  const audit = {
+    /** A page of the audit log, newest first (admin). */
+    list: (query: Partial<AuditQuery> = {}, signal?: AbortSignal) => get('/api/v1/audit', AuditList, query, signal),
+    each: (query: WalkQuery<AuditQuery> = {}) => walkPages((cursor) => audit.list({ ...query, cursor })),
+  };
+
   const tokens = {
     /** Creates an operator or viewer token; the secret is in the answer only. */
     create: (token: { readonly name: string; readonly role: 'operator' | 'viewer' }, signal?: AbortSignal) =>
@@ -571,9 +589,8 @@ export function createApiClient(options: ApiClientOptions) {
     healthz: (signal?: AbortSignal) => get('/healthz', HealthzResponse, undefined, signal),
     /** The Prometheus metrics text. */
     metrics: (signal?: AbortSignal) => request('GET', '/metrics', Text, { headers: { accept: 'text/plain' }, signal }),
-    fleet: {
-      summary: (signal?: AbortSignal) => get('/api/v1/fleet/summary', FleetSummary, undefined, signal),
-    },
+    fleet,
+    audit,
     deadLetters: {
       list: (query: Partial<DeadLetterQuery> = {}, signal?: AbortSignal) =>
         get('/api/v1/dead-letters', DeadLetterList, query, signal),
