@@ -1,7 +1,7 @@
 import { type ApiClient, createApiClient, type ServerEvent } from '@edgeloop/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SYSTEM, startTestControlPlane, type TestControlPlane } from './harness.ts';
-import { createSigningKit, type SigningKit, upload, uploadForm } from './model-fixtures.ts';
+import { createSigningKit, postModelForm, type SigningKit, uploadForm } from './model-fixtures.ts';
 
 /*
  * The one typed client (protocol/src/client.ts) against a real control plane over real HTTP:
@@ -18,7 +18,7 @@ beforeAll(async () => {
   kit = createSigningKit();
   t = await startTestControlPlane({ trustedKeys: kit.publicKeyPath });
   admin = createApiClient({ baseUrl: t.started.httpUrl, token: t.adminToken });
-  const created = await t.api('POST', '/api/v1/tokens', { body: { name: 'reader', role: 'viewer' } });
+  const created = await t.raw('POST', '/api/v1/tokens', { body: { name: 'reader', role: 'viewer' } });
   viewer = createApiClient({
     baseUrl: t.started.httpUrl,
     token: ((await created.json()) as { secret: string }).secret,
@@ -30,7 +30,7 @@ beforeAll(async () => {
   }
   const bytes = kit.modelBytes(3000);
   const signed = await kit.sign(bytes, { name: 'det', version: '1.0.0', adapter: 'yolo' }, { releaseCounter: 1 });
-  const response = await upload(t, uploadForm(signed, bytes));
+  const response = await postModelForm(t, uploadForm(signed, bytes));
   expect(response.status).toBe(201);
   modelId = 'det@1.0.0';
 }, 60_000);

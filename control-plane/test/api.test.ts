@@ -21,9 +21,9 @@ let operatorToken: string;
 
 beforeAll(async () => {
   t = await startTestControlPlane({ http: { bodyLimitBytes: 64 * 1024 } });
-  const viewer = await t.api('POST', '/api/v1/tokens', { body: { name: 'dashboard', role: 'viewer' } });
+  const viewer = await t.raw('POST', '/api/v1/tokens', { body: { name: 'dashboard', role: 'viewer' } });
   viewerToken = ((await viewer.json()) as { secret: string }).secret;
-  const operator = await t.api('POST', '/api/v1/tokens', { body: { name: 'ops', role: 'operator' } });
+  const operator = await t.raw('POST', '/api/v1/tokens', { body: { name: 'ops', role: 'operator' } });
   operatorToken = ((await operator.json()) as { secret: string }).secret;
 });
 
@@ -40,55 +40,55 @@ async function errorOf(response: Response) {
 
 describe('authentication and errors', () => {
   it('answers /healthz without a token', async () => {
-    const response = await t.api('GET', '/healthz', { token: null });
+    const response = await t.raw('GET', '/healthz', { token: null });
     expect(response.status).toBe(200);
     expect(await response.json()).toMatchObject({ status: 'ok', mqtt: { connectedClients: expect.any(Number) } });
   });
 
   it('refuses a missing or invalid token with 401 and a viewer write with 403', async () => {
-    expect(await errorOf(await t.api('GET', '/api/v1/devices', { token: null }))).toEqual({
+    expect(await errorOf(await t.raw('GET', '/api/v1/devices', { token: null }))).toEqual({
       status: 401,
       code: 'unauthorized',
     });
-    expect(await errorOf(await t.api('GET', '/metrics', { token: null }))).toEqual({
+    expect(await errorOf(await t.raw('GET', '/metrics', { token: null }))).toEqual({
       status: 401,
       code: 'unauthorized',
     });
-    expect(await errorOf(await t.api('GET', '/api/v1/devices', { token: 'elt_not-a-real-token-at-all' }))).toEqual({
+    expect(await errorOf(await t.raw('GET', '/api/v1/devices', { token: 'elt_not-a-real-token-at-all' }))).toEqual({
       status: 401,
       code: 'unauthorized',
     });
     expect(
       await errorOf(
-        await t.api('POST', '/api/v1/devices', { token: viewerToken, body: { id: 'viewer-made', labels: {} } }),
+        await t.raw('POST', '/api/v1/devices', { token: viewerToken, body: { id: 'viewer-made', labels: {} } }),
       ),
     ).toEqual({ status: 403, code: 'forbidden' });
     expect(
       await errorOf(
-        await t.api('POST', '/api/v1/devices', { token: operatorToken, body: { id: 'ops-made', labels: {} } }),
+        await t.raw('POST', '/api/v1/devices', { token: operatorToken, body: { id: 'ops-made', labels: {} } }),
       ),
     ).toEqual({ status: 403, code: 'forbidden' });
-    expect((await t.api('GET', '/api/v1/devices', { token: viewerToken })).status).toBe(200);
+    expect((await t.raw('GET', '/api/v1/devices', { token: viewerToken })).status).toBe(200);
   });
 
   it('maps bad JSON to 400, schema errors to 422, unknown ids and routes to 404, duplicates to 409', async () => {
-    expect(await errorOf(await t.api('POST', '/api/v1/devices', { raw: '{"id": "x",' }))).toEqual({
+    expect(await errorOf(await t.raw('POST', '/api/v1/devices', { raw: '{"id": "x",' }))).toEqual({
       status: 400,
       code: 'bad_request',
     });
     expect(
-      await errorOf(await t.api('POST', '/api/v1/devices', { body: { id: 'ok-id', labels: { 'Bad Key': 'v' } } })),
+      await errorOf(await t.raw('POST', '/api/v1/devices', { body: { id: 'ok-id', labels: { 'Bad Key': 'v' } } })),
     ).toEqual({
       status: 422,
       code: 'unprocessable',
     });
-    expect(await errorOf(await t.api('GET', '/api/v1/devices/no-such-device'))).toEqual({
+    expect(await errorOf(await t.raw('GET', '/api/v1/devices/no-such-device'))).toEqual({
       status: 404,
       code: 'not_found',
     });
-    expect(await errorOf(await t.api('GET', '/api/v1/nothing-here'))).toEqual({ status: 404, code: 'not_found' });
+    expect(await errorOf(await t.raw('GET', '/api/v1/nothing-here'))).toEqual({ status: 404, code: 'not_found' });
     await t.enroll('twice');
-    expect(await errorOf(await t.api('POST', '/api/v1/devices', { body: { id: 'twice', labels: {} } }))).toEqual({
+    expect(await errorOf(await t.raw('POST', '/api/v1/devices', { body: { id: 'twice', labels: {} } }))).toEqual({
       status: 409,
       code: 'conflict',
     });
@@ -96,16 +96,16 @@ describe('authentication and errors', () => {
 
   it('refuses a body over the limit with 413', async () => {
     const huge = { id: 'too-big', labels: {}, padding: 'x'.repeat(70 * 1024) };
-    expect(await errorOf(await t.api('POST', '/api/v1/devices', { body: huge }))).toEqual({
+    expect(await errorOf(await t.raw('POST', '/api/v1/devices', { body: huge }))).toEqual({
       status: 413,
       code: 'payload_too_large',
     });
   });
 
   it('refuses bad query parameters and foreign cursors', async () => {
-    expect((await errorOf(await t.api('GET', '/api/v1/devices?limit=501'))).status).toBe(422);
-    expect((await errorOf(await t.api('GET', '/api/v1/devices?status=sleepy'))).status).toBe(422);
-    expect((await errorOf(await t.api('GET', '/api/v1/devices?cursor=bm9wZQ'))).status).toBe(400);
+    expect((await errorOf(await t.raw('GET', '/api/v1/devices?limit=501'))).status).toBe(422);
+    expect((await errorOf(await t.raw('GET', '/api/v1/devices?status=sleepy'))).status).toBe(422);
+    expect((await errorOf(await t.raw('GET', '/api/v1/devices?cursor=bm9wZQ'))).status).toBe(400);
   });
 });
 
@@ -127,7 +127,7 @@ describe('devices', () => {
   });
 
   it('enrolls with credentials and the MQTT endpoint, shown once', async () => {
-    const response = await t.api('POST', '/api/v1/devices', { body: { id: 'fresh-cam', labels: { site: 'east' } } });
+    const response = await t.raw('POST', '/api/v1/devices', { body: { id: 'fresh-cam', labels: { site: 'east' } } });
     expect(response.status).toBe(201);
     const body = (await response.json()) as {
       device: { id: string; status: string; labels: Record<string, string> };
@@ -137,20 +137,20 @@ describe('devices', () => {
     expect(body.device).toMatchObject({ id: 'fresh-cam', status: 'unknown', labels: { site: 'east' } });
     expect(body.credentials).toMatchObject({ clientId: 'fresh-cam', username: 'fresh-cam' });
     expect(body.mqtt).toEqual({ host: '127.0.0.1', port: t.started.mqttPort, url: t.started.mqttUrl });
-    const detail = JSON.stringify(await (await t.api('GET', '/api/v1/devices/fresh-cam')).json());
+    const detail = JSON.stringify(await (await t.raw('GET', '/api/v1/devices/fresh-cam')).json());
     expect(detail).not.toContain(body.credentials.password);
   });
 
   it('filters by status, health and labels', async () => {
     const list = async (query: string) =>
-      DeviceList.parse(await (await t.api('GET', `/api/v1/devices?${query}`)).json()).items.map((d) => d.id);
+      DeviceList.parse(await (await t.raw('GET', `/api/v1/devices?${query}`)).json()).items.map((d) => d.id);
     expect(await list('label=site:north')).toEqual(['list-cam-a', 'list-cam-b']);
     expect(await list('label=site:north&label=hw:rpi5')).toEqual(['list-cam-b']);
     expect(await list('status=online&label=site:north')).toEqual(['list-cam-a', 'list-cam-b']);
     expect(await list('health=degraded')).toEqual(['list-cam-a']);
     expect(await list('health=healthy&label=site:north')).toEqual(['list-cam-b']);
     expect(await list('status=unknown&label=site:south')).toEqual(['list-cam-c']);
-    const items = DeviceList.parse(await (await t.api('GET', '/api/v1/devices?health=degraded')).json()).items;
+    const items = DeviceList.parse(await (await t.raw('GET', '/api/v1/devices?health=degraded')).json()).items;
     expect(items[0]).toMatchObject({ healthReasons: ['high-temperature'], agentVersion: '0.1.0', bootId: camA.bootId });
   });
 
@@ -160,7 +160,7 @@ describe('devices', () => {
     let pages = 0;
     do {
       const query = `label=group:paging&limit=3${cursor ? `&cursor=${cursor}` : ''}`;
-      const page: DeviceList = DeviceList.parse(await (await t.api('GET', `/api/v1/devices?${query}`)).json());
+      const page: DeviceList = DeviceList.parse(await (await t.raw('GET', `/api/v1/devices?${query}`)).json());
       expect(page.items.length).toBeLessThanOrEqual(3);
       seen.push(...page.items.map((d) => d.id));
       cursor = page.nextCursor;
@@ -171,12 +171,12 @@ describe('devices', () => {
   });
 
   it('shows one device with its latest telemetry and patches its labels', async () => {
-    const detail = DeviceDetail.parse(await (await t.api('GET', '/api/v1/devices/list-cam-a')).json());
+    const detail = DeviceDetail.parse(await (await t.raw('GET', '/api/v1/devices/list-cam-a')).json());
     expect(detail.device.status).toBe('online');
     expect(detail.keepaliveS).toBe(30);
     expect(detail.telemetry?.message.system.temperatures.cpuC).toBe(97);
 
-    const patched = await t.api('PATCH', '/api/v1/devices/list-cam-a', {
+    const patched = await t.raw('PATCH', '/api/v1/devices/list-cam-a', {
       token: operatorToken,
       body: { labels: { hw: null, room: '12' } },
     });
@@ -186,8 +186,8 @@ describe('devices', () => {
       room: '12',
     });
     const tooMany = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`k${i}`, 'v']));
-    expect((await t.api('PATCH', '/api/v1/devices/list-cam-a', { body: { labels: tooMany } })).status).toBe(422);
-    expect((await t.api('PATCH', '/api/v1/devices/nobody-here', { body: { labels: {} } })).status).toBe(404);
+    expect((await t.raw('PATCH', '/api/v1/devices/list-cam-a', { body: { labels: tooMany } })).status).toBe(422);
+    expect((await t.raw('PATCH', '/api/v1/devices/nobody-here', { body: { labels: {} } })).status).toBe(404);
   });
 
   it('serves telemetry history and messages, newest first, with paging', async () => {
@@ -195,20 +195,20 @@ describe('devices', () => {
     for (let i = 0; i < 5; i++) await d.send('telemetry', { intervalS: 10, system: SYSTEM, ts: 1_700_000_000_000 + i });
     await d.send('events', { type: 'camera.fault', severity: 'warning', message: 'lens' });
     const first = TelemetryHistory.parse(
-      await (await t.api('GET', '/api/v1/devices/history-cam/telemetry?limit=3')).json(),
+      await (await t.raw('GET', '/api/v1/devices/history-cam/telemetry?limit=3')).json(),
     );
     expect(first.items.map((i) => i.message.ts)).toEqual([1_700_000_000_004, 1_700_000_000_003, 1_700_000_000_002]);
     const second = TelemetryHistory.parse(
-      await (await t.api('GET', `/api/v1/devices/history-cam/telemetry?limit=3&cursor=${first.nextCursor}`)).json(),
+      await (await t.raw('GET', `/api/v1/devices/history-cam/telemetry?limit=3&cursor=${first.nextCursor}`)).json(),
     );
     expect(second.items.map((i) => i.message.ts)).toEqual([1_700_000_000_001, 1_700_000_000_000]);
     expect(second.nextCursor).toBeNull();
     const before = TelemetryHistory.parse(
-      await (await t.api('GET', '/api/v1/devices/history-cam/telemetry?before=1700000000002')).json(),
+      await (await t.raw('GET', '/api/v1/devices/history-cam/telemetry?before=1700000000002')).json(),
     );
     expect(before.items).toHaveLength(2);
     const events = MessageList.parse(
-      await (await t.api('GET', '/api/v1/devices/history-cam/messages?channel=events')).json(),
+      await (await t.raw('GET', '/api/v1/devices/history-cam/messages?channel=events')).json(),
     );
     expect(events.items).toHaveLength(1);
     expect(events.items[0]?.body).toMatchObject({ type: 'camera.fault', message: 'lens' });
@@ -216,9 +216,9 @@ describe('devices', () => {
 
   it('summarises the fleet', async () => {
     const summary = FleetSummary.parse(
-      await (await t.api('GET', '/api/v1/fleet/summary', { token: viewerToken })).json(),
+      await (await t.raw('GET', '/api/v1/fleet/summary', { token: viewerToken })).json(),
     );
-    const all = DeviceList.parse(await (await t.api('GET', '/api/v1/devices?limit=500')).json()).items;
+    const all = DeviceList.parse(await (await t.raw('GET', '/api/v1/devices?limit=500')).json()).items;
     expect(summary.total).toBe(all.length);
     expect(summary.online).toBe(all.filter((d) => d.status === 'online').length);
     expect(summary.degraded).toBe(all.filter((d) => d.health === 'degraded').length);
@@ -243,12 +243,12 @@ describe('devices', () => {
       model: { id: 'det@1.0.0', name: 'det', version: '1.0.0', sha256: 'a'.repeat(64) },
       camera: { black: false, frozen, blurred: false, sceneChange: false, brightness: 100, sharpness: 300 },
     });
-    const before = FleetSummary.parse(await (await t.api('GET', '/api/v1/fleet/summary')).json()).pipeline;
+    const before = FleetSummary.parse(await (await t.raw('GET', '/api/v1/fleet/summary')).json()).pipeline;
     const a = await t.device('pipe-cam-a');
     const b = await t.device('pipe-cam-b');
     await a.send('telemetry', { intervalS: 10, system: SYSTEM, pipeline: window(10, 40, 'cuda', false) });
     await b.send('telemetry', { intervalS: 10, system: SYSTEM, pipeline: window(20, 80, 'cpu', true) });
-    const after = FleetSummary.parse(await (await t.api('GET', '/api/v1/fleet/summary')).json()).pipeline;
+    const after = FleetSummary.parse(await (await t.raw('GET', '/api/v1/fleet/summary')).json()).pipeline;
     expect(after.devicesReporting - before.devicesReporting).toBe(2);
     expect(after.framesProcessed - before.framesProcessed).toBe(300);
     expect(after.fps - before.fps).toBeCloseTo(30);
@@ -274,12 +274,12 @@ describe('desired state and commands', () => {
 
   it('stores a new desired version and delivers it retained, also to a device that subscribes later', async () => {
     const d = await t.device('desired-cam');
-    const first = await t.api('PUT', '/api/v1/devices/desired-cam/desired', {
+    const first = await t.raw('PUT', '/api/v1/devices/desired-cam/desired', {
       token: operatorToken,
       body: { telemetryIntervalS: 5 },
     });
     expect(first.status).toBe(200);
-    const second = await t.api('PUT', '/api/v1/devices/desired-cam/desired', { body: { config: { fps: 10 } } });
+    const second = await t.raw('PUT', '/api/v1/devices/desired-cam/desired', { body: { config: { fps: 10 } } });
     const { desired } = (await second.json()) as { desired: Desired };
     expect(desired).toMatchObject({ version: 2, telemetryIntervalS: 5, config: { fps: 10 } });
     const topic = topicFor('desired-cam', 'desired');
@@ -288,10 +288,10 @@ describe('desired state and commands', () => {
     const message = await delivered;
     expect(message.retain).toBe(true);
     expect(Desired.parse(JSON.parse(message.payload.toString()))).toEqual(desired);
-    const detail = DeviceDetail.parse(await (await t.api('GET', '/api/v1/devices/desired-cam')).json());
+    const detail = DeviceDetail.parse(await (await t.raw('GET', '/api/v1/devices/desired-cam')).json());
     expect(detail.desired).toEqual(desired);
-    expect((await t.api('PUT', '/api/v1/devices/desired-cam/desired', { body: { nonsense: 1 } })).status).toBe(422);
-    expect((await t.api('PUT', '/api/v1/devices/no-such/desired', { body: {} })).status).toBe(404);
+    expect((await t.raw('PUT', '/api/v1/devices/desired-cam/desired', { body: { nonsense: 1 } })).status).toBe(422);
+    expect((await t.raw('PUT', '/api/v1/devices/no-such/desired', { body: {} })).status).toBe(404);
   });
 
   it('sends a command and returns the device reply', async () => {
@@ -313,7 +313,7 @@ describe('desired state and commands', () => {
       });
       d.client.publish(topicFor('command-cam', 'reply'), reply, { qos: 1 });
     });
-    const response = await t.api('POST', '/api/v1/devices/command-cam/commands', {
+    const response = await t.raw('POST', '/api/v1/devices/command-cam/commands', {
       token: operatorToken,
       body: { name: 'ping', args: { n: 1 } },
     });
@@ -326,40 +326,40 @@ describe('desired state and commands', () => {
   it('answers 504 when the device does not reply and 409 when it is offline', async () => {
     const d = await t.device('silent-cam');
     await d.client.subscribeAsync(topicFor('silent-cam', 'cmd'), { qos: 1 });
-    const late = await t.api('POST', '/api/v1/devices/silent-cam/commands', { body: { name: 'ping', timeoutMs: 150 } });
+    const late = await t.raw('POST', '/api/v1/devices/silent-cam/commands', { body: { name: 'ping', timeoutMs: 150 } });
     expect(await errorOf(late)).toEqual({ status: 504, code: 'timeout' });
     await t.enroll('never-connected');
-    const offline = await t.api('POST', '/api/v1/devices/never-connected/commands', { body: { name: 'ping' } });
+    const offline = await t.raw('POST', '/api/v1/devices/never-connected/commands', { body: { name: 'ping' } });
     expect(await errorOf(offline)).toEqual({ status: 409, code: 'conflict' });
-    const bad = await t.api('POST', '/api/v1/devices/silent-cam/commands', { body: { name: 'Not Kebab' } });
+    const bad = await t.raw('POST', '/api/v1/devices/silent-cam/commands', { body: { name: 'Not Kebab' } });
     expect(bad.status).toBe(422);
   });
 });
 
 describe('tokens and dead letters', () => {
   it('creates, lists and revokes tokens; a revoked token stops working', async () => {
-    const created = await t.api('POST', '/api/v1/tokens', { body: { name: 'temp', role: 'viewer' } });
+    const created = await t.raw('POST', '/api/v1/tokens', { body: { name: 'temp', role: 'viewer' } });
     expect(created.status).toBe(201);
     const { token, secret } = (await created.json()) as { token: { id: string; role: string }; secret: string };
     expect(secret).toMatch(/^elt_/);
-    expect((await t.api('GET', '/api/v1/fleet/summary', { token: secret })).status).toBe(200);
-    const listText = await (await t.api('GET', '/api/v1/tokens')).text();
+    expect((await t.raw('GET', '/api/v1/fleet/summary', { token: secret })).status).toBe(200);
+    const listText = await (await t.raw('GET', '/api/v1/tokens')).text();
     expect(listText).toContain(token.id);
     expect(listText).not.toContain(secret);
     expect(listText).not.toMatch(/hash/i);
-    expect((await t.api('GET', '/api/v1/tokens', { token: secret })).status).toBe(403);
-    expect((await t.api('DELETE', `/api/v1/tokens/${token.id}`)).status).toBe(204);
-    expect((await t.api('GET', '/api/v1/fleet/summary', { token: secret })).status).toBe(401);
-    expect((await t.api('DELETE', `/api/v1/tokens/${token.id}`)).status).toBe(404);
-    expect((await t.api('POST', '/api/v1/tokens', { body: { name: 'root2', role: 'admin' } })).status).toBe(422);
+    expect((await t.raw('GET', '/api/v1/tokens', { token: secret })).status).toBe(403);
+    expect((await t.raw('DELETE', `/api/v1/tokens/${token.id}`)).status).toBe(204);
+    expect((await t.raw('GET', '/api/v1/fleet/summary', { token: secret })).status).toBe(401);
+    expect((await t.raw('DELETE', `/api/v1/tokens/${token.id}`)).status).toBe(404);
+    expect((await t.raw('POST', '/api/v1/tokens', { body: { name: 'root2', role: 'admin' } })).status).toBe(422);
   });
 
   it('refuses to revoke the last admin token', async () => {
-    const list = (await (await t.api('GET', '/api/v1/tokens')).json()) as {
+    const list = (await (await t.raw('GET', '/api/v1/tokens')).json()) as {
       items: { id: string; role: string; revokedAt: number | null }[];
     };
     const admin = list.items.find((token) => token.role === 'admin' && token.revokedAt === null)!;
-    expect(await errorOf(await t.api('DELETE', `/api/v1/tokens/${admin.id}`))).toEqual({
+    expect(await errorOf(await t.raw('DELETE', `/api/v1/tokens/${admin.id}`))).toEqual({
       status: 409,
       code: 'conflict',
     });
@@ -369,15 +369,15 @@ describe('tokens and dead letters', () => {
     const d = await t.device('dead-letter-cam');
     for (let i = 0; i < 3; i++)
       await d.client.publishAsync(topicFor('dead-letter-cam', 'events'), `nope ${i}`, { qos: 1 });
-    expect((await t.api('GET', '/api/v1/dead-letters', { token: operatorToken })).status).toBe(403);
-    const page = (await (await t.api('GET', '/api/v1/dead-letters?deviceId=dead-letter-cam&limit=2')).json()) as {
+    expect((await t.raw('GET', '/api/v1/dead-letters', { token: operatorToken })).status).toBe(403);
+    const page = (await (await t.raw('GET', '/api/v1/dead-letters?deviceId=dead-letter-cam&limit=2')).json()) as {
       items: { id: number; reason: string }[];
       nextCursor: string | null;
     };
     expect(page.items).toHaveLength(2);
     expect(page.items[0]!.id).toBeGreaterThan(page.items[1]!.id);
     const rest = (await (
-      await t.api('GET', `/api/v1/dead-letters?deviceId=dead-letter-cam&cursor=${page.nextCursor}`)
+      await t.raw('GET', `/api/v1/dead-letters?deviceId=dead-letter-cam&cursor=${page.nextCursor}`)
     ).json()) as {
       items: unknown[];
       nextCursor: string | null;
@@ -423,11 +423,11 @@ describe('events and OpenAPI', () => {
   });
 
   it('refuses unknown event types', async () => {
-    expect((await t.api('GET', '/api/v1/events?types=device.exploded')).status).toBe(422);
+    expect((await t.raw('GET', '/api/v1/events?types=device.exploded')).status).toBe(422);
   });
 
   it('publishes an OpenAPI 3.1 document listing every route with schemas', async () => {
-    const response = await t.api('GET', '/api/v1/openapi.json', { token: null });
+    const response = await t.raw('GET', '/api/v1/openapi.json', { token: null });
     expect(response.status).toBe(200);
     const doc = (await response.json()) as {
       openapi: string;
@@ -509,7 +509,7 @@ describe('metrics', () => {
     const d = await t.device('metrics-cam');
     const bootId = newBootId();
     await d.send('telemetry', { intervalS: 10, system: SYSTEM, bootId, msgId: messageId(bootId, 1), seq: 1 });
-    const text = await (await t.api('GET', '/metrics', { token: viewerToken })).text();
+    const text = await (await t.raw('GET', '/metrics', { token: viewerToken })).text();
     for (const name of [
       'edgeloop_ingest_accepted_total{channel="telemetry"}',
       'edgeloop_ingest_queue_depth',

@@ -24,7 +24,7 @@ async function json<T>(response: Response, status: number): Promise<T> {
 }
 
 async function exportOf(id: string, format: 'coco' | 'yolo', token?: string) {
-  const response = await t.api('GET', `/api/v1/datasets/${id}/export?format=${format}`, token ? { token } : {});
+  const response = await t.raw('GET', `/api/v1/datasets/${id}/export?format=${format}`, token ? { token } : {});
   expect(response.status).toBe(200);
   expect(response.headers.get('content-type')).toBe('application/x-tar');
   return untar(response.body!);
@@ -35,7 +35,7 @@ const samples: SampleRecord[] = [];
 beforeAll(async () => {
   t = await startTestControlPlane();
   for (const role of ['viewer', 'operator'] as const) {
-    const created = await t.api('POST', '/api/v1/tokens', { body: { name: role, role } });
+    const created = await t.raw('POST', '/api/v1/tokens', { body: { name: role, role } });
     const secret = ((await created.json()) as CreateTokenResponse).secret;
     if (role === 'viewer') viewer = secret;
     else operator = secret;
@@ -51,7 +51,7 @@ afterAll(async () => {
 describe('dataset versions', () => {
   it('freezes a version made from a query: a later matching sample stays out, and a second create is @2', async () => {
     const first = await json<DatasetView>(
-      await t.api('POST', '/api/v1/datasets', {
+      await t.raw('POST', '/api/v1/datasets', {
         body: { name: 'hard', query: { strategy: 'near-threshold' } },
         token: operator,
       }),
@@ -62,13 +62,13 @@ describe('dataset versions', () => {
     expect(first.counts.train + first.counts.val + first.counts.test).toBe(12);
 
     const later = await storeSample();
-    const again = await json<DatasetView>(await t.api('GET', '/api/v1/datasets/hard@1'), 200);
+    const again = await json<DatasetView>(await t.raw('GET', '/api/v1/datasets/hard@1'), 200);
     expect(again.counts).toEqual(first.counts);
     const files = await exportOf('hard@1', 'coco');
     expect(files.has(`images/${later.imageSha256}.jpg`)).toBe(false);
 
     const second = await json<DatasetView>(
-      await t.api('POST', '/api/v1/datasets', { body: { name: 'hard', query: { strategy: 'near-threshold' } } }),
+      await t.raw('POST', '/api/v1/datasets', { body: { name: 'hard', query: { strategy: 'near-threshold' } } }),
       201,
     );
     expect(second).toMatchObject({ id: 'hard@2', version: 2 });
@@ -78,11 +78,11 @@ describe('dataset versions', () => {
   it('places each sample in the same split in every version (sha256 of the sample id)', async () => {
     const ids = samples.slice(0, 6).map((s) => s.id);
     const a = await json<DatasetView>(
-      await t.api('POST', '/api/v1/datasets', { body: { name: 'picked', sampleIds: ids } }),
+      await t.raw('POST', '/api/v1/datasets', { body: { name: 'picked', sampleIds: ids } }),
       201,
     );
     const b = await json<DatasetView>(
-      await t.api('POST', '/api/v1/datasets', { body: { name: 'picked', sampleIds: [...ids].reverse() } }),
+      await t.raw('POST', '/api/v1/datasets', { body: { name: 'picked', sampleIds: [...ids].reverse() } }),
       201,
     );
     expect(b.counts).toEqual(a.counts);
@@ -94,22 +94,22 @@ describe('dataset versions', () => {
   });
 
   it('refuses sample ids that are not stored, storing nothing', async () => {
-    const response = await t.api('POST', '/api/v1/datasets', { body: { name: 'ghost', sampleIds: ['smp_nope'] } });
+    const response = await t.raw('POST', '/api/v1/datasets', { body: { name: 'ghost', sampleIds: ['smp_nope'] } });
     expect(response.status).toBe(422);
-    expect((await t.api('GET', '/api/v1/datasets/ghost@1')).status).toBe(404);
+    expect((await t.raw('GET', '/api/v1/datasets/ghost@1')).status).toBe(404);
   });
 
   it('lets a viewer list, read and export versions but not create one or import labels', async () => {
-    const list = await json<DatasetList>(await t.api('GET', '/api/v1/datasets?name=hard', { token: viewer }), 200);
+    const list = await json<DatasetList>(await t.raw('GET', '/api/v1/datasets?name=hard', { token: viewer }), 200);
     expect(list.items.map((item) => item.id)).toEqual(['hard@2', 'hard@1']);
-    expect((await t.api('GET', '/api/v1/datasets/hard@1', { token: viewer })).status).toBe(200);
+    expect((await t.raw('GET', '/api/v1/datasets/hard@1', { token: viewer })).status).toBe(200);
     expect((await exportOf('hard@1', 'yolo', viewer)).size).toBeGreaterThan(0);
-    const create = await t.api('POST', '/api/v1/datasets', {
+    const create = await t.raw('POST', '/api/v1/datasets', {
       body: { name: 'viewer-made', query: {} },
       token: viewer,
     });
     expect(create.status).toBe(403);
-    const labels = await t.api('PUT', '/api/v1/datasets/hard@1/labels', {
+    const labels = await t.raw('PUT', '/api/v1/datasets/hard@1/labels', {
       body: { images: [], annotations: [], categories: [] },
       token: viewer,
     });
@@ -117,11 +117,11 @@ describe('dataset versions', () => {
   });
 
   it('pages the list with a cursor', async () => {
-    const first = await json<DatasetList>(await t.api('GET', '/api/v1/datasets?limit=1'), 200);
+    const first = await json<DatasetList>(await t.raw('GET', '/api/v1/datasets?limit=1'), 200);
     expect(first.items).toHaveLength(1);
     expect(first.nextCursor).not.toBeNull();
     const second = await json<DatasetList>(
-      await t.api('GET', `/api/v1/datasets?limit=1&cursor=${first.nextCursor}`),
+      await t.raw('GET', `/api/v1/datasets?limit=1&cursor=${first.nextCursor}`),
       200,
     );
     expect(second.items[0]!.id).not.toBe(first.items[0]!.id);
@@ -182,7 +182,7 @@ describe('label import', () => {
       (await exportOf('hard@1', 'coco')).get('annotations.json')!.toString('utf8'),
     ) as CocoDocument;
     const labelled = await json<DatasetView>(
-      await t.api('PUT', '/api/v1/datasets/hard@1/labels', { body: exported, token: operator }),
+      await t.raw('PUT', '/api/v1/datasets/hard@1/labels', { body: exported, token: operator }),
       201,
     );
     expect(labelled).toMatchObject({ id: 'hard@3', parentId: 'hard@1', labelled: true });
@@ -205,7 +205,7 @@ describe('label import', () => {
   it('takes labels from a labelling tool: new boxes by file name only, other samples keep none', async () => {
     const target = samples[0]!;
     const labelled = await json<DatasetView>(
-      await t.api('PUT', '/api/v1/datasets/hard@1/labels', {
+      await t.raw('PUT', '/api/v1/datasets/hard@1/labels', {
         body: CocoLabels.parse({
           images: [{ id: 1, file_name: `task-7/a1b2c3d4-${target.imageSha256}.jpg`, width: 64, height: 48 }],
           annotations: [{ id: 1, image_id: 1, category_id: 5, bbox: [4, 4, 10, 8], area: 80, iscrowd: 0 }],
@@ -222,8 +222,8 @@ describe('label import', () => {
   });
 
   it('refuses COCO images that name no sample of the version with unknown_image, storing nothing', async () => {
-    const before = await json<DatasetList>(await t.api('GET', '/api/v1/datasets?name=hard'), 200);
-    const response = await t.api('PUT', '/api/v1/datasets/hard@1/labels', {
+    const before = await json<DatasetList>(await t.raw('GET', '/api/v1/datasets?name=hard'), 200);
+    const response = await t.raw('PUT', '/api/v1/datasets/hard@1/labels', {
       body: {
         images: [
           { id: 1, file_name: `images/${samples[0]!.imageSha256}.jpg` },
@@ -235,15 +235,15 @@ describe('label import', () => {
     });
     expect(response.status).toBe(422);
     expect(((await response.json()) as { error: { code: string } }).error.code).toBe('unknown_image');
-    const after = await json<DatasetList>(await t.api('GET', '/api/v1/datasets?name=hard'), 200);
+    const after = await json<DatasetList>(await t.raw('GET', '/api/v1/datasets?name=hard'), 200);
     expect(after.items.map((item) => item.id)).toEqual(before.items.map((item) => item.id));
   });
 
   it('answers 404 for labels or an export of a version that does not exist', async () => {
     expect(
-      (await t.api('PUT', '/api/v1/datasets/nope@1/labels', { body: { images: [], annotations: [], categories: [] } }))
+      (await t.raw('PUT', '/api/v1/datasets/nope@1/labels', { body: { images: [], annotations: [], categories: [] } }))
         .status,
     ).toBe(404);
-    expect((await t.api('GET', '/api/v1/datasets/nope@1/export')).status).toBe(404);
+    expect((await t.raw('GET', '/api/v1/datasets/nope@1/export')).status).toBe(404);
   });
 });

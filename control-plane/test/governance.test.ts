@@ -2,19 +2,21 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } fr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  AuditList,
+  type ApiResult,
+  type AuditList,
+  type AuditQuery,
   type Command,
   type CreateTokenResponse,
   encode,
   messageId,
-  RolloutView,
   topicFor,
+  unwrap,
 } from '@edgeloop/protocol';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { storeSampleIn, untar } from './dataset-fixtures.ts';
-import { startTestControlPlane, type TestControlPlane, type TestDevice } from './harness.ts';
-import { createSigningKit, type SigningKit, upload, uploadForm } from './model-fixtures.ts';
+import { startTestControlPlane, type TestControlPlane, type TestDevice, type TestToken } from './harness.ts';
+import { createSigningKit, type SigningKit, uploadForm } from './model-fixtures.ts';
 import { basicAuth, makeJpeg, metadataFor, uploadSample } from './sample-fixtures.ts';
 
 /*
@@ -24,14 +26,10 @@ import { basicAuth, makeJpeg, metadataFor, uploadSample } from './sample-fixture
 
 let t: TestControlPlane;
 let kit: SigningKit;
-let operator: CreateTokenResponse;
-let viewer: CreateTokenResponse;
+let operator: TestToken;
+let viewer: TestToken;
 
-async function audit(query = '', token = t.adminToken): Promise<AuditList> {
-  const response = await t.api('GET', `/api/v1/audit${query}`, { token });
-  expect(response.status).toBe(200);
-  return AuditList.parse(await response.json());
-}
+const audit = (query: Partial<AuditQuery> = {}): Promise<AuditList> => unwrap(t.client.audit.list(query));
 
 /** Answers every command of a device with ok. */
 function replyToCommands(d: TestDevice): Promise<unknown> {
@@ -57,12 +55,8 @@ function replyToCommands(d: TestDevice): Promise<unknown> {
 beforeAll(async () => {
   kit = createSigningKit();
   t = await startTestControlPlane({ trustedKeys: kit.publicKeyPath });
-  const made = async (role: string) =>
-    (await (
-      await t.api('POST', '/api/v1/tokens', { body: { name: `${role}-1`, role } })
-    ).json()) as CreateTokenResponse;
-  operator = await made('operator');
-  viewer = await made('viewer');
+  operator = await t.createToken('operator', 'operator-1');
+  viewer = await t.createToken('viewer', 'viewer-1');
 }, 30_000);
 
 afterAll(async () => {
@@ -72,7 +66,7 @@ afterAll(async () => {
 
 describe('audit log', () => {
   it('has an entry with its actor for every mutating route of the OpenAPI document', async () => {
-    const doc = (await (await t.api('GET', '/api/v1/openapi.json')).json()) as {
+    const doc = (await (await t.raw('GET', '/api/v1/openapi.json')).json()) as {
       paths: Record<string, Record<string, unknown>>;
     };
     const mutating = Object.entries(doc.paths).flatMap(([path, ops]) =>
@@ -84,40 +78,39 @@ describe('audit log', () => {
     const d = await t.device('audit-cam', { labels: { site: 'north' } });
     await replyToCommands(d);
     const bytes = kit.modelBytes(2048);
-    const op = { token: operator.secret };
+    let rolloutId = '';
+    const op = operator.client;
+    /** What a typed call answered: its HTTP status (200 for any success). */
+    const statusOf = async (call: Promise<ApiResult<unknown>>) => {
+      const result = await call;
+      return result.ok ? 200 : (result.error.status ?? 0);
+    };
     const calls: Record<string, () => Promise<Response | number>> = {
-      'POST /api/v1/devices': () => t.api('POST', '/api/v1/devices', { body: { id: 'audit-new', labels: {} } }),
-      'PATCH /api/v1/devices/:id': () =>
-        t.api('PATCH', '/api/v1/devices/audit-new', { ...op, body: { labels: { site: 'south' } } }),
-      'PUT /api/v1/devices/:id/desired': () =>
-        t.api('PUT', '/api/v1/devices/audit-new/desired', { ...op, body: { config: { fps: 5 } } }),
-      'POST /api/v1/devices/:id/commands': () =>
-        t.api('POST', '/api/v1/devices/audit-cam/commands', { ...op, body: { name: 'ping', args: {} } }),
-      'DELETE /api/v1/devices/:id/samples': () => t.api('DELETE', '/api/v1/devices/audit-new/samples'),
-      'DELETE /api/v1/devices/:id': () => t.api('DELETE', '/api/v1/devices/audit-new'),
-      'POST /api/v1/tokens': () => t.api('POST', '/api/v1/tokens', { body: { name: 'temp', role: 'viewer' } }),
+      'POST /api/v1/devices': () => statusOf(t.client.devices.enroll({ id: 'audit-new', labels: {} })),
+      'PATCH /api/v1/devices/:id': () => statusOf(op.devices.setLabels('audit-new', { site: 'south' })),
+      'PUT /api/v1/devices/:id/desired': () => statusOf(op.devices.setDesired('audit-new', { config: { fps: 5 } })),
+      'POST /api/v1/devices/:id/commands': () => statusOf(op.devices.command('audit-cam', { name: 'ping', args: {} })),
+      'DELETE /api/v1/devices/:id/samples': () => statusOf(t.client.devices.purgeSamples('audit-new')),
+      'DELETE /api/v1/devices/:id': () => statusOf(t.client.devices.revoke('audit-new')),
+      'POST /api/v1/tokens': () => statusOf(t.client.tokens.create({ name: 'temp', role: 'viewer' })),
       'DELETE /api/v1/tokens/:id': async () => {
-        const made = (await (
-          await t.api('POST', '/api/v1/tokens', { body: { name: 'gone', role: 'viewer' } })
-        ).json()) as CreateTokenResponse;
-        return t.api('DELETE', `/api/v1/tokens/${made.token.id}`);
+        const made = await t.createToken('viewer', 'gone');
+        return statusOf(t.client.tokens.revoke(made.id));
       },
-      'POST /api/v1/models': async () =>
-        upload(
-          t,
-          uploadForm(await kit.sign(bytes, { name: 'det', version: '1.0.0', adapter: 'yolo', labels: ['car'] }), bytes),
-          operator.secret,
-        ),
-      'POST /api/v1/rollouts': () =>
-        t.api('POST', '/api/v1/rollouts', {
-          ...op,
-          body: { modelId: 'det@1.0.0', selector: { labels: { site: 'north' } } },
-        }),
+      'POST /api/v1/models': async () => {
+        const manifest = { name: 'det', version: '1.0.0', adapter: 'yolo', labels: ['car'] } as const;
+        await kit.publish(op, bytes, manifest);
+        return 201;
+      },
+      'POST /api/v1/rollouts': async () => {
+        const created = await unwrap(
+          op.rollouts.create({ modelId: 'det@1.0.0', selector: { labels: { site: 'north' } } }),
+        );
+        rolloutId = created.id;
+        return 201;
+      },
       'PUT /api/v1/sample-policy': () =>
-        t.api('PUT', '/api/v1/sample-policy', {
-          ...op,
-          body: { selector: { labels: { site: 'north' } }, policy: null },
-        }),
+        statusOf(op.samples.policy.set({ selector: { labels: { site: 'north' } }, policy: null })),
       'POST /api/v1/samples/uploads': async () => {
         const jpeg = await makeJpeg(32, 24, 7);
         await uploadSample(
@@ -142,19 +135,17 @@ describe('audit log', () => {
       },
       'POST /api/v1/datasets': async () => {
         await storeSampleIn(t, 1);
-        return t.api('POST', '/api/v1/datasets', { ...op, body: { name: 'audited', query: {} } });
+        return statusOf(op.datasets.create({ name: 'audited', query: {} }));
       },
       'PUT /api/v1/datasets/:id/labels': async () => {
-        const exported = await t.api('GET', '/api/v1/datasets/audited@1/export?format=coco');
-        const coco = JSON.parse((await untar(exported.body!)).get('annotations.json')!.toString('utf8'));
-        return t.api('PUT', '/api/v1/datasets/audited@1/labels', { ...op, body: coco });
+        const exported = await unwrap(t.client.datasets.export('audited@1', 'coco'));
+        const coco = JSON.parse((await untar(exported.body)).get('annotations.json')!.toString('utf8'));
+        return statusOf(op.datasets.importLabels('audited@1', coco));
       },
     };
     // Rollout actions on the rollout made above (each from a state it allows).
-    let rolloutId = '';
-    for (const action of ['pause', 'resume', 'promote', 'abort']) {
-      calls[`POST /api/v1/rollouts/:id/${action}`] = () =>
-        t.api('POST', `/api/v1/rollouts/${rolloutId}/${action}`, { ...op, body: {} });
+    for (const action of ['pause', 'resume', 'promote', 'abort'] as const) {
+      calls[`POST /api/v1/rollouts/:id/${action}`] = () => statusOf(op.rollouts.act(rolloutId, action));
     }
     // Routes whose call is made inside another's: the chunked sample upload, the one-shot sample upload.
     const coveredBy: Record<string, string> = {
@@ -190,14 +181,11 @@ describe('audit log', () => {
     for (const route of order) {
       const answer = await calls[route]!();
       statuses[route] = typeof answer === 'number' ? answer : answer.status;
-      if (route === 'POST /api/v1/rollouts' && typeof answer !== 'number') {
-        rolloutId = RolloutView.parse(await answer.clone().json()).id;
-      }
     }
     const failed = Object.entries(statuses).filter(([, status]) => status >= 400);
     expect(failed, 'every call succeeds').toEqual([]);
 
-    const entries = (await audit('?limit=500')).items;
+    const entries = (await audit({ limit: 500 })).items;
     for (const route of mutating) {
       const entry = entries.find((item) => item.action === route);
       expect(entry, `an audit entry for ${route}`).toBeDefined();
@@ -208,7 +196,7 @@ describe('audit log', () => {
     expect(byAction('POST /api/v1/devices').actor).toEqual({ id: expect.any(String), role: 'admin' });
     expect(byAction('POST /api/v1/devices').target).toBe('audit-new');
     expect(byAction('POST /api/v1/rollouts/:id/abort')).toMatchObject({
-      actor: { id: operator.token.id, role: 'operator' },
+      actor: { id: operator.id, role: 'operator' },
       target: rolloutId,
       resource: 'rollouts',
     });
@@ -223,19 +211,14 @@ describe('audit log', () => {
   }, 60_000);
 
   it('records the request id and a redacted summary', async () => {
-    const response = await t.cp.internals.app.request('/api/v1/tokens', {
-      method: 'POST',
-      headers: {
-        authorization: `Bearer ${t.adminToken}`,
-        'content-type': 'application/json',
-        'x-request-id': 'req-audit-1',
-      },
-      body: JSON.stringify({ name: 'ci', role: 'operator' }),
+    const response = await t.raw('POST', '/api/v1/tokens', {
+      body: { name: 'ci', role: 'operator' },
+      headers: { 'x-request-id': 'req-audit-1' },
     });
     expect(response.status).toBe(201);
     expect(response.headers.get('x-request-id')).toBe('req-audit-1');
     const created = (await response.json()) as CreateTokenResponse;
-    const [entry] = (await audit(`?target=${created.token.id}`)).items;
+    const [entry] = (await audit({ target: created.token.id })).items;
     expect(entry).toMatchObject({
       action: 'POST /api/v1/tokens',
       requestId: 'req-audit-1',
@@ -252,14 +235,12 @@ describe('audit log', () => {
     await t.device('engine-cam', { labels: { site: 'engine' } });
     const bytes = kit.modelBytes(1024);
     const signed = await kit.sign(bytes, { name: 'eng', version: '1.0.0', adapter: 'yolo', labels: ['car'] });
-    expect((await upload(t, uploadForm(signed, bytes))).status).toBe(201);
-    const created = await t.api('POST', '/api/v1/rollouts', {
-      body: { modelId: 'eng@1.0.0', selector: { labels: { site: 'engine' } } },
-    });
-    expect(created.status).toBe(201);
-    const { id } = RolloutView.parse(await created.json());
+    await unwrap(t.client.models.upload({ release: JSON.stringify(signed), model: new Blob([bytes]) }));
+    const { id } = await unwrap(
+      t.client.rollouts.create({ modelId: 'eng@1.0.0', selector: { labels: { site: 'engine' } } }),
+    );
     await t.cp.internals.rollouts.engine.tick();
-    const entries = (await audit(`?actor=system:rollouts&target=${id}`)).items;
+    const entries = (await audit({ actor: 'system:rollouts', target: id })).items;
     expect(entries.length).toBeGreaterThan(0);
     expect(entries[0]).toMatchObject({
       actor: { id: 'system:rollouts', role: 'system' },
@@ -270,27 +251,23 @@ describe('audit log', () => {
   });
 
   it('is admin only, has no route that edits or deletes it, and pages with a cursor', async () => {
-    expect((await t.api('GET', '/api/v1/audit', { token: operator.secret })).status).toBe(403);
-    expect((await t.api('GET', '/api/v1/audit', { token: viewer.secret })).status).toBe(403);
-    expect((await t.api('GET', '/api/v1/audit', { token: null })).status).toBe(401);
+    expect((await t.raw('GET', '/api/v1/audit', { token: operator.secret })).status).toBe(403);
+    expect((await t.raw('GET', '/api/v1/audit', { token: viewer.secret })).status).toBe(403);
+    expect((await t.raw('GET', '/api/v1/audit', { token: null })).status).toBe(401);
     for (const method of ['DELETE', 'PUT', 'PATCH', 'POST']) {
-      expect((await t.api(method, '/api/v1/audit')).status).toBe(404);
+      expect((await t.raw(method, '/api/v1/audit')).status).toBe(404);
     }
-    const first = await audit('?limit=2');
+    const first = await audit({ limit: 2 });
     expect(first.items).toHaveLength(2);
-    const second = await audit(`?limit=2&cursor=${first.nextCursor}`);
+    const second = await audit({ limit: 2, cursor: first.nextCursor ?? undefined });
     expect(second.items[0]!.id).toBeLessThan(first.items[1]!.id);
-    expect((await t.api('GET', '/api/v1/audit?cursor=nonsense')).status).toBe(400);
+    expect((await t.raw('GET', '/api/v1/audit?cursor=nonsense')).status).toBe(400);
   });
 });
 
 describe('Idempotency-Key', () => {
   const enroll = (key: string, body: unknown) =>
-    t.cp.internals.app.request('/api/v1/devices', {
-      method: 'POST',
-      headers: { authorization: `Bearer ${t.adminToken}`, 'content-type': 'application/json', 'idempotency-key': key },
-      body: JSON.stringify(body),
-    });
+    t.raw('POST', '/api/v1/devices', { body, headers: { 'idempotency-key': key } });
 
   it('replays the identical response for the same key and body, and creates nothing new', async () => {
     const first = await enroll('"enroll-1"', { id: 'idem-cam', labels: { site: 'a' } });
@@ -301,7 +278,7 @@ describe('Idempotency-Key', () => {
     expect(again.headers.get('idempotent-replayed')).toBe('true');
     expect(await again.text()).toBe(firstText);
     // One enrollment in the audit log, and the credential that came back still works (nothing re-enrolled).
-    expect((await audit('?target=idem-cam')).items).toHaveLength(1);
+    expect((await audit({ target: 'idem-cam' })).items).toHaveLength(1);
     const { credentials } = JSON.parse(firstText) as { credentials: { password: string } };
     const client = await t.connect('idem-cam', credentials.password);
     await client.endAsync();
@@ -320,21 +297,16 @@ describe('Idempotency-Key', () => {
     const other = await enroll('enroll-2', { id: 'idem-three' });
     expect(other.status).toBe(422);
     expect(((await other.json()) as { error: { code: string } }).error.code).toBe('idempotency_key_reused');
-    expect((await t.api('GET', '/api/v1/devices/idem-three')).status).toBe(404);
+    expect((await t.raw('GET', '/api/v1/devices/idem-three')).status).toBe(404);
   });
 
   it('answers 409 while a request with the key is in flight', async () => {
     const d = await t.device('slow-cam');
     await d.client.subscribeAsync(topicFor('slow-cam', 'cmd'), { qos: 1 });
     const command = (key: string) =>
-      t.cp.internals.app.request('/api/v1/devices/slow-cam/commands', {
-        method: 'POST',
-        headers: {
-          authorization: `Bearer ${t.adminToken}`,
-          'content-type': 'application/json',
-          'idempotency-key': key,
-        },
-        body: JSON.stringify({ name: 'ping', args: {}, timeoutMs: 1500 }),
+      t.raw('POST', '/api/v1/devices/slow-cam/commands', {
+        body: { name: 'ping', args: {}, timeoutMs: 1500 },
+        headers: { 'idempotency-key': key },
       });
     const slow = command('cmd-1');
     // The device never answers: the first request is still waiting when the second arrives.
@@ -349,7 +321,7 @@ describe('Idempotency-Key', () => {
 
   it('refuses a malformed key and documents the header on the four creating POSTs', async () => {
     expect((await enroll('"unterminated', { id: 'idem-bad' })).status).toBe(400);
-    const doc = (await (await t.api('GET', '/api/v1/openapi.json')).json()) as {
+    const doc = (await (await t.raw('GET', '/api/v1/openapi.json')).json()) as {
       paths: Record<string, Record<string, { parameters?: { name: string; in: string }[] }>>;
     };
     const withHeader = Object.entries(doc.paths).flatMap(([path, ops]) =>
@@ -384,10 +356,10 @@ describe('Idempotency-Key on a model upload (streamed body)', () => {
     const contentType = encoded.headers.get('content-type')!;
     const body = new Uint8Array(await encoded.arrayBuffer());
     const send = (key: string, payload: Uint8Array) =>
-      t.cp.internals.app.request('/api/v1/models', {
-        method: 'POST',
-        headers: { authorization: `Bearer ${operator.secret}`, 'content-type': contentType, 'idempotency-key': key },
-        body: payload,
+      t.raw('POST', '/api/v1/models', {
+        token: operator.secret,
+        raw: payload,
+        headers: { 'content-type': contentType, 'idempotency-key': key },
       });
     const first = await send('upload-1', body);
     expect(first.status).toBe(201);
@@ -398,7 +370,7 @@ describe('Idempotency-Key on a model upload (streamed body)', () => {
     const altered = Uint8Array.from(body);
     altered[altered.length - 60] = altered[altered.length - 60]! ^ 0xff;
     expect((await send('upload-1', altered)).status).toBe(422);
-    expect((await audit('?action=POST%20/api/v1/models&target=idem@1.0.0')).items).toHaveLength(1);
+    expect((await audit({ action: 'POST /api/v1/models', target: 'idem@1.0.0' })).items).toHaveLength(1);
   });
 });
 

@@ -2,7 +2,16 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type EnrollDeviceResponse, encode, type MessageInputOf, messageId, topicFor } from '@edgeloop/protocol';
+import {
+  type ApiClient,
+  createApiClient,
+  type EnrollDeviceResponse,
+  encode,
+  type MessageInputOf,
+  messageId,
+  topicFor,
+  unwrap,
+} from '@edgeloop/protocol';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import pino from 'pino';
 import { type ConfigInput, loadConfig } from '../src/config.ts';
@@ -16,7 +25,9 @@ import type { SqliteStore } from '../src/db/sqlite/store.ts';
 
 /*
  * A real control plane for integration tests: ports 0 on 127.0.0.1, a temp data dir, the real
- * migrations, a known admin token. Devices are real mqtt.js clients.
+ * migrations, a known admin token. Devices are real mqtt.js clients. Tests call the API through
+ * the typed client (`client`, `clientFor`, `createToken`); `raw` is for the tests of the server's
+ * own handling of requests that client would never send.
  */
 
 export type TestControlPlane = {
@@ -25,12 +36,21 @@ export type TestControlPlane = {
   readonly dataDir: string;
   readonly adminToken: string;
   readonly store: SqliteStore;
-  /** A request through Hono's app.request (no socket), with the admin token unless given. */
-  api(
-    method: string,
-    path: string,
-    options?: { body?: unknown; token?: string | null; raw?: string },
-  ): Promise<Response>;
+  /** The typed API client with the admin token, over app.request (no socket): every well-formed call. */
+  readonly client: ApiClient;
+  /** The typed API client with another token (null: none), over app.request. */
+  clientFor(token: string | null): ApiClient;
+  /** Creates an operator or viewer token (through the admin client): its id, secret and client. */
+  createToken(role: 'operator' | 'viewer', name?: string): Promise<TestToken>;
+  /**
+   * One raw HTTP request through app.request, with the admin token unless given. Not a client:
+   * nothing is parsed or checked. It is for tests of how the server answers bad input, status
+   * codes, headers and auth (a malformed body, a wrong token, a bad query, a method it refuses);
+   * a well-formed API call goes through `client`.
+   */
+  raw(method: string, path: string, options?: RawRequestOptions): Promise<Response>;
+  /** @deprecated The old name of `raw`, kept while console/test/console-fixture.ts still calls it. */
+  api(method: string, path: string, options?: RawRequestOptions): Promise<Response>;
   enroll(id: string, labels?: Record<string, string>): Promise<EnrollDeviceResponse>;
   connect(id: string, password: string, options?: IClientOptions): Promise<MqttClient>;
   /** Enrolls and connects a device. */
@@ -38,6 +58,20 @@ export type TestControlPlane = {
   /** Stops; removes the data dir unless `keepData` (or unless it was given in the overrides). */
   stop(options?: { keepData?: boolean }): Promise<void>;
 };
+
+export type RawRequestOptions = {
+  /** Sent as JSON. */
+  readonly body?: unknown;
+  /** The bearer token; null sends none; the admin token when left out. */
+  readonly token?: string | null;
+  /** Sent as it is, as application/json unless `headers` name another type (a malformed body). */
+  readonly raw?: string | Uint8Array;
+  /** Sent as multipart/form-data (fetch writes the boundary). */
+  readonly form?: FormData;
+  readonly headers?: Readonly<Record<string, string>>;
+};
+
+export type TestToken = { readonly id: string; readonly secret: string; readonly client: ApiClient };
 
 export type TestDevice = {
   readonly id: string;
@@ -82,23 +116,36 @@ export async function startTestControlPlane(
   const clients = new Set<MqttClient>();
   const store = cp.internals.store as SqliteStore;
 
-  const api: TestControlPlane['api'] = (method, path, options = {}) => {
+  const raw: TestControlPlane['raw'] = (method, path, options = {}) => {
     const token = options.token === undefined ? adminToken : options.token;
     const headers: Record<string, string> = {};
     if (token !== null) headers.authorization = `Bearer ${token}`;
-    let body: string | undefined;
-    if (options.raw !== undefined) body = options.raw;
+    let body: string | Uint8Array | FormData | undefined;
+    if (options.form !== undefined) body = options.form;
+    else if (options.raw !== undefined) body = options.raw;
     else if (options.body !== undefined) body = JSON.stringify(options.body);
-    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (body !== undefined && options.form === undefined) headers['content-type'] = 'application/json';
+    Object.assign(headers, options.headers);
     return Promise.resolve(
       cp.internals.app.request(path, { method, headers, ...(body !== undefined ? { body } : {}) }),
     );
   };
 
+  // The typed client's requests go to Hono's app.request: the same routes, no socket.
+  const appFetch: typeof fetch = (input, init) =>
+    Promise.resolve(cp.internals.app.request(input instanceof URL ? input.href : input, init));
+  const clientFor = (token: string | null) => createApiClient({ baseUrl: 'http://cp.test', token, fetch: appFetch });
+  const client = clientFor(adminToken);
+
+  const createToken: TestControlPlane['createToken'] = async (role, name = `test-${role}`) => {
+    const created = await unwrap(client.tokens.create({ name, role }));
+    return { id: created.token.id, secret: created.secret, client: clientFor(created.secret) };
+  };
+
   const enroll = async (id: string, labels: Record<string, string> = {}) => {
-    const response = await api('POST', '/api/v1/devices', { body: { id, labels } });
-    if (response.status !== 201) throw new Error(`enroll ${id}: ${response.status} ${await response.text()}`);
-    return (await response.json()) as EnrollDeviceResponse;
+    const enrolled = await client.devices.enroll({ id, labels });
+    if (!enrolled.ok) throw new Error(`enroll ${id}: ${enrolled.error.status} ${enrolled.error.message}`);
+    return enrolled.value;
   };
 
   const connect = async (id: string, password: string, options: IClientOptions = {}) => {
@@ -147,7 +194,11 @@ export async function startTestControlPlane(
     dataDir,
     adminToken,
     store,
-    api,
+    client,
+    clientFor,
+    createToken,
+    raw,
+    api: raw,
     enroll,
     connect,
     device,

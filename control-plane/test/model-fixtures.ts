@@ -3,7 +3,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildReleaseFromFile, generateKeyPair, type KeyPair, signRelease } from '@edgeloop/firmware-images';
-import type { ModelManifestInput, SignedModelRelease } from '@edgeloop/protocol';
+import {
+  type ApiClient,
+  type ModelManifestInput,
+  type ModelView,
+  type SignedModelRelease,
+  unwrap,
+} from '@edgeloop/protocol';
 import type { TestControlPlane } from './harness.ts';
 
 /*
@@ -32,6 +38,13 @@ export type SigningKit = {
       hardware?: string[];
     },
   ): Promise<SignedModelRelease>;
+  /** Signs a release of the bytes and registers it through the typed client (admin or operator). */
+  publish(
+    client: ApiClient,
+    bytes: Uint8Array,
+    manifest: ModelManifestInput,
+    options?: Parameters<SigningKit['sign']>[2],
+  ): Promise<ModelView>;
   dispose(): void;
 };
 
@@ -61,6 +74,10 @@ export function createSigningKit(): SigningKit {
       });
       return signRelease({ release: draft, privateKeyPem: (options.key ?? key).privateKeyPem });
     },
+    async publish(client, bytes, manifest, options) {
+      const signed = await this.sign(bytes, manifest, options);
+      return unwrap(client.models.upload({ release: JSON.stringify(signed), model: new Blob([bytes]) }));
+    },
     dispose() {
       rmSync(dir, { recursive: true, force: true });
     },
@@ -75,9 +92,19 @@ export function uploadForm(release: unknown, bytes: Uint8Array): FormData {
   return form;
 }
 
-/** POST /api/v1/models through app.request (no socket), with the admin token unless given. */
-export function upload(t: TestControlPlane, form: FormData, token: string | null = t.adminToken): Promise<Response> {
-  const headers: Record<string, string> = {};
-  if (token !== null) headers.authorization = `Bearer ${token}`;
-  return Promise.resolve(t.cp.internals.app.request('/api/v1/models', { method: 'POST', headers, body: form }));
+/**
+ * POST /api/v1/models with a form as it is, through app.request, with the admin token unless
+ * given. Not a client: it answers the raw Response, for the tests of how the server answers
+ * uploads (bad signatures, malformed forms, wrong roles). A well-formed upload goes through
+ * `kit.publish` or `client.models.upload`.
+ */
+export function postModelForm(
+  t: TestControlPlane,
+  form: FormData,
+  token: string | null = t.adminToken,
+): Promise<Response> {
+  return t.raw('POST', '/api/v1/models', { token, form });
 }
+
+/** @deprecated The old name of postModelForm, kept while console/test/console-fixture.ts still calls it. */
+export const upload = postModelForm;

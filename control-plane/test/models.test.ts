@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../src/config.ts';
 import { toModelAssignment as assignmentOf } from '../src/models/registry.ts';
 import { startTestControlPlane, type TestControlPlane } from './harness.ts';
-import { createSigningKit, type SigningKit, upload, uploadForm } from './model-fixtures.ts';
+import { createSigningKit, postModelForm, type SigningKit, uploadForm } from './model-fixtures.ts';
 
 const manifest = (version: string) => ({ name: 'det', version, adapter: 'yolo' as const, labels: ['car'] });
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
@@ -35,7 +35,7 @@ afterAll(async () => {
 describe('model upload', () => {
   it('registers a signed release and its file, stored once under its sha256, and lists and serves its metadata', async () => {
     const signed = await kit.sign(bytes, manifest('1.0.0'));
-    const response = await upload(t, uploadForm(signed, bytes));
+    const response = await postModelForm(t, uploadForm(signed, bytes));
     expect(response.status).toBe(201);
     const model = ModelView.parse(await response.json());
     expect(model).toMatchObject({
@@ -52,33 +52,33 @@ describe('model upload', () => {
     expect(existsSync(join(t.dataDir, 'blobs', 'sha256', hash.slice(0, 2), hash))).toBe(true);
     expect(readdirSync(join(t.dataDir, 'blobs', 'tmp'))).toEqual([]);
 
-    const got = await t.api('GET', '/api/v1/models/det/1.0.0');
+    const got = await t.raw('GET', '/api/v1/models/det/1.0.0');
     expect(got.status).toBe(200);
     expect(ModelView.parse(await got.json()).signed).toEqual(signed);
-    const list = ModelList.parse(await (await t.api('GET', '/api/v1/models?name=det')).json());
+    const list = ModelList.parse(await (await t.raw('GET', '/api/v1/models?name=det')).json());
     expect(list.items.map((m) => m.id)).toContain('det@1.0.0');
-    expect(await errorOf(await t.api('GET', '/api/v1/models/det/9.9.9'))).toMatchObject({ status: 404 });
+    expect(await errorOf(await t.raw('GET', '/api/v1/models/det/9.9.9'))).toMatchObject({ status: 404 });
   });
 
   it('answers a repeated upload of the same release and bytes with the existing model (idempotent)', async () => {
     const signed = await kit.sign(bytes, manifest('1.1.0'));
-    expect((await upload(t, uploadForm(signed, bytes))).status).toBe(201);
-    const again = await upload(t, uploadForm(signed, bytes));
+    expect((await postModelForm(t, uploadForm(signed, bytes))).status).toBe(201);
+    const again = await postModelForm(t, uploadForm(signed, bytes));
     expect(again.status).toBe(200);
     expect(ModelView.parse(await again.json()).id).toBe('det@1.1.0');
   });
 
   it('refuses other bytes or another release under an existing name and version with 409', async () => {
     const first = await kit.sign(bytes, manifest('1.2.0'));
-    expect((await upload(t, uploadForm(first, bytes))).status).toBe(201);
+    expect((await postModelForm(t, uploadForm(first, bytes))).status).toBe(201);
     const other = kit.modelBytes(1000);
     const otherBytes = await kit.sign(other, manifest('1.2.0'));
-    expect(await errorOf(await upload(t, uploadForm(otherBytes, other)))).toMatchObject({
+    expect(await errorOf(await postModelForm(t, uploadForm(otherBytes, other)))).toMatchObject({
       status: 409,
       code: 'conflict',
     });
     const otherRelease = await kit.sign(bytes, manifest('1.2.0'), { releaseCounter: 7 });
-    expect(await errorOf(await upload(t, uploadForm(otherRelease, bytes)))).toMatchObject({
+    expect(await errorOf(await postModelForm(t, uploadForm(otherRelease, bytes)))).toMatchObject({
       status: 409,
       code: 'conflict',
     });
@@ -87,7 +87,7 @@ describe('model upload', () => {
   it('stores the same bytes once when two versions share them', async () => {
     const shared = kit.modelBytes(5000);
     for (const version of ['3.0.0', '3.0.1']) {
-      expect((await upload(t, uploadForm(await kit.sign(shared, manifest(version)), shared))).status).toBe(201);
+      expect((await postModelForm(t, uploadForm(await kit.sign(shared, manifest(version)), shared))).status).toBe(201);
     }
     const hash = sha256(shared);
     expect(readdirSync(join(t.dataDir, 'blobs', 'sha256', hash.slice(0, 2))).filter((f) => f === hash)).toHaveLength(1);
@@ -96,58 +96,58 @@ describe('model upload', () => {
   it('refuses unknown keys, bad signatures, expired releases and mismatched bytes, each with its own code', async () => {
     const stranger = generateKeyPair();
     const unknown = await kit.sign(bytes, manifest('4.0.0'), { key: stranger });
-    expect(await errorOf(await upload(t, uploadForm(unknown, bytes)))).toMatchObject({
+    expect(await errorOf(await postModelForm(t, uploadForm(unknown, bytes)))).toMatchObject({
       status: 422,
       code: 'unknown_key',
     });
 
     const genuine = await kit.sign(bytes, manifest('4.0.1'));
     const tampered = { ...genuine, release: { ...genuine.release, releaseCounter: 99 } };
-    expect(await errorOf(await upload(t, uploadForm(tampered, bytes)))).toMatchObject({
+    expect(await errorOf(await postModelForm(t, uploadForm(tampered, bytes)))).toMatchObject({
       status: 422,
       code: 'bad_signature',
     });
 
     const expired = await kit.sign(bytes, manifest('4.0.2'), { issuedAt: Date.now() - 10_000, ttlMs: 5_000 });
-    expect(await errorOf(await upload(t, uploadForm(expired, bytes)))).toMatchObject({ status: 422, code: 'expired' });
+    expect(await errorOf(await postModelForm(t, uploadForm(expired, bytes)))).toMatchObject({ status: 422, code: 'expired' });
 
     const sameSize = kit.modelBytes(bytes.length);
-    expect(await errorOf(await upload(t, uploadForm(genuine, sameSize)))).toMatchObject({
+    expect(await errorOf(await postModelForm(t, uploadForm(genuine, sameSize)))).toMatchObject({
       status: 422,
       code: 'hash_mismatch',
     });
-    expect(await errorOf(await upload(t, uploadForm(genuine, bytes.subarray(0, 1000))))).toMatchObject({
+    expect(await errorOf(await postModelForm(t, uploadForm(genuine, bytes.subarray(0, 1000))))).toMatchObject({
       status: 422,
       code: 'size_mismatch',
     });
-    expect(await errorOf(await upload(t, uploadForm('{"release": nope', bytes)))).toMatchObject({
+    expect(await errorOf(await postModelForm(t, uploadForm('{"release": nope', bytes)))).toMatchObject({
       status: 422,
       code: 'malformed',
     });
-    expect(await errorOf(await upload(t, uploadForm({ release: {}, signature: 'x' }, bytes)))).toMatchObject({
+    expect(await errorOf(await postModelForm(t, uploadForm({ release: {}, signature: 'x' }, bytes)))).toMatchObject({
       status: 422,
       code: 'malformed',
     });
     // Nothing of the refused uploads is kept.
     expect(readdirSync(join(t.dataDir, 'blobs', 'tmp'))).toEqual([]);
-    expect((await t.api('GET', '/api/v1/models/det/4.0.1')).status).toBe(404);
+    expect((await t.raw('GET', '/api/v1/models/det/4.0.1')).status).toBe(404);
   });
 
   it('serves versions with build metadata at the url the model view names', async () => {
     const small = kit.modelBytes(3000);
     const signed = await kit.sign(small, manifest('8.0.0+build.7'));
-    const created = ModelView.parse(await (await upload(t, uploadForm(signed, small))).json());
+    const created = ModelView.parse(await (await postModelForm(t, uploadForm(signed, small))).json());
     expect(created.url).toBe('/api/v1/models/det/8.0.0%2Bbuild.7/file');
-    const file = await t.api('GET', created.url);
+    const file = await t.raw('GET', created.url);
     expect(file.status).toBe(200);
     expect(Buffer.from(await file.arrayBuffer()).equals(small)).toBe(true);
-    expect((await t.api('GET', '/api/v1/models/det/8.0.0%2Bbuild.7')).status).toBe(200);
+    expect((await t.raw('GET', '/api/v1/models/det/8.0.0%2Bbuild.7')).status).toBe(200);
   });
 
   it('refuses a correctly signed file that is not ONNX', async () => {
     const json = Buffer.from(JSON.stringify({ not: 'a model' }));
     const signed = await kit.sign(json, manifest('5.0.0'));
-    expect(await errorOf(await upload(t, uploadForm(signed, json)))).toMatchObject({
+    expect(await errorOf(await postModelForm(t, uploadForm(signed, json)))).toMatchObject({
       status: 422,
       code: 'invalid_model',
     });
@@ -157,24 +157,24 @@ describe('model upload', () => {
     const signed = await kit.sign(bytes, manifest('6.0.0'));
     const onlyRelease = new FormData();
     onlyRelease.append('release', JSON.stringify(signed));
-    expect(await errorOf(await upload(t, onlyRelease))).toMatchObject({ status: 400, code: 'bad_request' });
+    expect(await errorOf(await postModelForm(t, onlyRelease))).toMatchObject({ status: 400, code: 'bad_request' });
     const extra = uploadForm(signed, bytes);
     extra.append('comment', 'hello');
-    expect(await errorOf(await upload(t, extra))).toMatchObject({ status: 400 });
-    const json = await t.api('POST', '/api/v1/models', { body: { release: signed } });
+    expect(await errorOf(await postModelForm(t, extra))).toMatchObject({ status: 400 });
+    const json = await t.raw('POST', '/api/v1/models', { body: { release: signed } });
     expect(await errorOf(json)).toMatchObject({ status: 400, code: 'bad_request' });
 
     const big = kit.modelBytes(1024 * 1024 + 10);
     const bigSigned = await kit.sign(big, manifest('6.0.1'));
-    expect(await errorOf(await upload(t, uploadForm(bigSigned, big)))).toMatchObject({
+    expect(await errorOf(await postModelForm(t, uploadForm(bigSigned, big)))).toMatchObject({
       status: 413,
       code: 'payload_too_large',
     });
 
-    const viewer = await t.api('POST', '/api/v1/tokens', { body: { name: 'v', role: 'viewer' } });
+    const viewer = await t.raw('POST', '/api/v1/tokens', { body: { name: 'v', role: 'viewer' } });
     const viewerToken = ((await viewer.json()) as { secret: string }).secret;
-    expect((await upload(t, uploadForm(signed, bytes), viewerToken)).status).toBe(403);
-    expect((await upload(t, uploadForm(signed, bytes), null)).status).toBe(401);
+    expect((await postModelForm(t, uploadForm(signed, bytes), viewerToken)).status).toBe(403);
+    expect((await postModelForm(t, uploadForm(signed, bytes), null)).status).toBe(401);
   });
 });
 
@@ -185,7 +185,7 @@ describe('model download', () => {
   beforeAll(async () => {
     file = kit.modelBytes(200_000);
     const signed = await kit.sign(file, manifest('7.0.0'));
-    expect((await upload(t, uploadForm(signed, file))).status).toBe(201);
+    expect((await postModelForm(t, uploadForm(signed, file))).status).toBe(201);
     path = '/api/v1/models/det/7.0.0/file';
   });
 
@@ -319,7 +319,7 @@ describe('model download', () => {
       }),
     );
     expect(downloads.active).toBe(3);
-    const text = await (await t.api('GET', '/metrics')).text();
+    const text = await (await t.raw('GET', '/metrics')).text();
     expect(text).toMatch(/edgeloop_model_downloads_peak (\d+)/);
     expect(Number(/edgeloop_model_downloads_peak (\d+)/.exec(text)?.[1])).toBeGreaterThanOrEqual(Math.max(3, before));
     expect(Number(/edgeloop_model_downloads_active (\d+)/.exec(text)?.[1])).toBe(3);
@@ -334,7 +334,7 @@ describe('trusted keys', () => {
     const bare = await startTestControlPlane();
     try {
       const signed = await kit.sign(bytes, manifest('1.0.0'));
-      expect(await errorOf(await upload(bare, uploadForm(signed, bytes)))).toMatchObject({
+      expect(await errorOf(await postModelForm(bare, uploadForm(signed, bytes)))).toMatchObject({
         status: 422,
         code: 'no_trusted_keys',
       });

@@ -104,13 +104,13 @@ function connectPacket(id: string, password: string, will?: { topic: string; pay
 }
 
 async function rejected(cause: string): Promise<number> {
-  const text = await (await t.api('GET', '/metrics')).text();
+  const text = await (await t.raw('GET', '/metrics')).text();
   const line = text.split('\n').find((l) => l.startsWith(`edgeloop_mqtt_rejected_total{cause="${cause}"} `));
   return line ? Number(line.split(' ')[1]) : 0;
 }
 
 async function reasonsOf(id: string): Promise<{ health: string; healthReasons: string[] }> {
-  const body = (await (await t.api('GET', `/api/v1/devices/${id}`)).json()) as {
+  const body = (await (await t.raw('GET', `/api/v1/devices/${id}`)).json()) as {
     device: { health: string; healthReasons: string[] };
   };
   return body.device;

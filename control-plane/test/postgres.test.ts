@@ -33,13 +33,13 @@ describe.skipIf(!postgres.run)('control plane on PostgreSQL', () => {
     await d.send('telemetry', { intervalS: 10, system: SYSTEM, msgId: first.msgId, seq: first.seq });
     const store = t.cp.internals.store;
     expect(await store.messages.count('pg-cam')).toBe(2);
-    const response = await t.api('GET', '/api/v1/devices/pg-cam');
+    const response = await t.raw('GET', '/api/v1/devices/pg-cam');
     expect(response.status).toBe(200);
     expect(await response.json()).toMatchObject({
       device: { status: 'online', health: 'healthy', labels: { site: 'pg' } },
       telemetry: { message: { msgId: first.msgId } },
     });
-    const summary = (await (await t.api('GET', '/api/v1/fleet/summary')).json()) as { online: number };
+    const summary = (await (await t.raw('GET', '/api/v1/fleet/summary')).json()) as { online: number };
     expect(summary.online).toBe(1);
     await d.client.endAsync();
     await eventually(async () => (await store.devices.get('pg-cam'))?.status === 'offline');
@@ -55,7 +55,7 @@ describe.skipIf(!postgres.run)('control plane on PostgreSQL', () => {
     );
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(await store.messages.count('pg-cam')).toBe(2);
-    const response = await t.api('GET', '/api/v1/devices/pg-cam');
+    const response = await t.raw('GET', '/api/v1/devices/pg-cam');
     expect(response.status).toBe(200);
   });
 });

@@ -10,7 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { serviceGate } from '../../test-services.ts';
 import type { Timers } from '../src/sweeper.ts';
 import { startTestControlPlane, type TestControlPlane } from './harness.ts';
-import { createSigningKit, type SigningKit, upload, uploadForm } from './model-fixtures.ts';
+import { createSigningKit, postModelForm, type SigningKit, uploadForm } from './model-fixtures.ts';
 import { admin, databaseUrl } from './postgres-service.ts';
 import { createVirtualFleet, type VirtualFleet } from './virtual-fleet.ts';
 
@@ -102,12 +102,12 @@ async function setup(
       { name: 'det', version, adapter: 'yolo' },
       { issuedAt: T0 - 60_000, ttlMs: 30 * 86_400_000, releaseCounter: Number(version[0]) },
     );
-    const response = await upload(t, uploadForm(signed, bytes));
+    const response = await postModelForm(t, uploadForm(signed, bytes));
     if (response.status !== 201) throw new Error(`upload ${version}: ${response.status} ${await response.text()}`);
     return (await response.json()) as ModelView;
   };
   const registered = async (version: string) => {
-    const response = await t.api('GET', `/api/v1/models/det/${version}`);
+    const response = await t.raw('GET', `/api/v1/models/det/${version}`);
     return (await response.json()) as ModelView;
   };
   // A restarted instance finds the models the first one registered.
@@ -149,12 +149,12 @@ async function setup(
       now += STEP_MS;
     },
     async rollout(id) {
-      const response = await t.api('GET', `/api/v1/rollouts/${id}`);
+      const response = await t.raw('GET', `/api/v1/rollouts/${id}`);
       expect(response.status).toBe(200);
       return RolloutView.parse(await response.json());
     },
     async create(spec) {
-      const response = await t.api('POST', '/api/v1/rollouts', { body: spec });
+      const response = await t.raw('POST', '/api/v1/rollouts', { body: spec });
       if (response.status !== 201) throw new Error(`create: ${response.status} ${await response.text()}`);
       return RolloutView.parse(await response.json());
     },
@@ -167,7 +167,7 @@ async function setup(
 }
 
 async function events(t: TestControlPlane, id: string) {
-  const response = await t.api('GET', `/api/v1/rollouts/${id}/events?limit=1000`);
+  const response = await t.raw('GET', `/api/v1/rollouts/${id}/events?limit=1000`);
   return ((await response.json()) as RolloutEventList).items;
 }
 
@@ -262,7 +262,7 @@ describe('rollout engine', () => {
     const done = await env.rollout(rollout.id);
     expect(done.status).toBe('rolled_back');
     const devices = (await (
-      await env.t.api('GET', `/api/v1/rollouts/${rollout.id}/devices`)
+      await env.t.raw('GET', `/api/v1/rollouts/${rollout.id}/devices`)
     ).json()) as RolloutDeviceList;
     expect(devices.items).toHaveLength(done.cohorts.canary.length);
     for (const item of devices.items) {
@@ -274,7 +274,7 @@ describe('rollout engine', () => {
       .flatMap((e) => e.data.changes as { state: string; reason: string | null }[]);
     expect(changes.filter((c) => c.state === 'failed').every((c) => c.reason?.includes('bad_signature'))).toBe(true);
     const first = done.cohorts.canary[0]!;
-    const detail = (await (await env.t.api('GET', `/api/v1/devices/${first}`)).json()) as {
+    const detail = (await (await env.t.raw('GET', `/api/v1/devices/${first}`)).json()) as {
       reported: { message: { model: { update: { reason: string } } } };
     };
     expect(detail.reported.message.model.update.reason).toContain('bad_signature');
@@ -298,7 +298,7 @@ describe('rollout engine', () => {
     const env = await setup();
     const rollout = await env.create({ ...FAST, modelId: env.models.good.id });
     const act = async (action: string, body?: unknown) => {
-      const response = await env.t.api('POST', `/api/v1/rollouts/${rollout.id}/${action}`, {
+      const response = await env.t.raw('POST', `/api/v1/rollouts/${rollout.id}/${action}`, {
         ...(body ? { body } : {}),
       });
       return { status: response.status, body: (await response.json()) as RolloutView & { error?: { code: string } } };
@@ -352,14 +352,14 @@ describe('rollout engine', () => {
       modelId: env.models.good.id,
     });
     await env.cycle();
-    const response = await env.t.api('POST', `/api/v1/rollouts/${rollout.id}/promote`);
+    const response = await env.t.raw('POST', `/api/v1/rollouts/${rollout.id}/promote`);
     expect(response.status).toBe(409);
     expect(((await response.json()) as { error: { message: string } }).error.message).toMatch(
       /\d+ of its devices have not been handed the model/,
     );
     env.advance(3600_000);
     await env.cycle();
-    const promoted = await env.t.api('POST', `/api/v1/rollouts/${rollout.id}/promote`);
+    const promoted = await env.t.raw('POST', `/api/v1/rollouts/${rollout.id}/promote`);
     expect(promoted.status).toBe(200);
     expect(((await promoted.json()) as RolloutView).status).toBe('completed');
   });
@@ -443,7 +443,7 @@ describe('rollout engine', () => {
     const early = await env.rollout(rollout.id);
     expect(early.counts).toEqual({ unchanged: 4 });
     for (const id of rollout.cohorts.canary) expect(await env.desiredSha(id)).toBeNull();
-    const response = await env.t.api('POST', `/api/v1/rollouts/${rollout.id}/abort`, { body: { reason: 'test' } });
+    const response = await env.t.raw('POST', `/api/v1/rollouts/${rollout.id}/abort`, { body: { reason: 'test' } });
     expect(response.status).toBe(200);
     for (let i = 0; i < 3; i++) await env.cycle();
     const aborted = await env.rollout(rollout.id);
@@ -454,7 +454,7 @@ describe('rollout engine', () => {
       expect(await env.desiredSha(id)).toBeNull();
     }
     const devices = (await (
-      await env.t.api('GET', `/api/v1/rollouts/${rollout.id}/devices`)
+      await env.t.raw('GET', `/api/v1/rollouts/${rollout.id}/devices`)
     ).json()) as RolloutDeviceList;
     expect(devices.items.every((d) => d.state === 'unchanged' && /same sha256/.test(d.reason ?? ''))).toBe(true);
   });
@@ -516,7 +516,7 @@ describe('rollout API', () => {
   });
 
   it('dry-runs a rollout: devices per stage, earliest duration and bytes, creating nothing', async () => {
-    const response = await env.t.api('POST', '/api/v1/rollouts', {
+    const response = await env.t.raw('POST', '/api/v1/rollouts', {
       body: { ...FAST, modelId: env.models.good.id, jitterS: 5, dryRun: true },
     });
     expect(response.status).toBe(200);
@@ -538,12 +538,12 @@ describe('rollout API', () => {
     expect(plan.warnings[0]).toMatch(/assume 1 fps/);
     expect(plan.canary).toHaveLength(4);
     expect(plan.control).toHaveLength(4);
-    const list = (await (await env.t.api('GET', '/api/v1/rollouts')).json()) as { items: unknown[] };
+    const list = (await (await env.t.raw('GET', '/api/v1/rollouts')).json()) as { items: unknown[] };
     expect(list.items).toEqual([]);
   });
 
   it('flags in the dry run a shadow stage whose sampled frames cannot reach minFrames in a window', async () => {
-    const response = await env.t.api('POST', '/api/v1/rollouts', {
+    const response = await env.t.raw('POST', '/api/v1/rollouts', {
       body: { ...FAST, modelId: env.models.good.id, evidence: { ...FAST.evidence, minFrames: 50 }, dryRun: true },
     });
     const plan = RolloutDryRun.parse(await response.json());
@@ -557,7 +557,7 @@ describe('rollout API', () => {
 
   it('refuses an unknown model, a selector matching nothing, and devices already in a running rollout', async () => {
     const code = async (body: unknown) => {
-      const response = await env.t.api('POST', '/api/v1/rollouts', { body });
+      const response = await env.t.raw('POST', '/api/v1/rollouts', { body });
       return [response.status, ((await response.json()) as { error: { code: string } }).error?.code];
     };
     expect(await code({ ...FAST, modelId: 'det@9.9.9' })).toEqual([422, 'unprocessable']);
@@ -574,12 +574,12 @@ describe('rollout API', () => {
       409,
       'conflict',
     ]);
-    const list = (await (await env.t.api('GET', '/api/v1/rollouts?status=running')).json()) as {
+    const list = (await (await env.t.raw('GET', '/api/v1/rollouts?status=running')).json()) as {
       items: { id: string }[];
     };
     expect(list.items.map((r) => r.id)).toEqual([first.id]);
-    expect((await env.t.api('GET', '/api/v1/rollouts/r-nope')).status).toBe(404);
-    expect((await env.t.api('POST', '/api/v1/rollouts/r-nope/pause')).status).toBe(404);
+    expect((await env.t.raw('GET', '/api/v1/rollouts/r-nope')).status).toBe(404);
+    expect((await env.t.raw('POST', '/api/v1/rollouts/r-nope/pause')).status).toBe(404);
   });
 });
 

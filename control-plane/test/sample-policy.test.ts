@@ -24,7 +24,7 @@ const rare = { strategies: [{ kind: 'class-rare', classes: ['forklift'] }], limi
 
 beforeAll(async () => {
   t = await startTestControlPlane();
-  const created = await t.api('POST', '/api/v1/tokens', { body: { name: 'reader', role: 'viewer' } });
+  const created = await t.raw('POST', '/api/v1/tokens', { body: { name: 'reader', role: 'viewer' } });
   viewerToken = ((await created.json()) as { secret: string }).secret;
 });
 afterAll(() => t.stop());
@@ -49,7 +49,7 @@ describe('sample policy by label selector', () => {
     const southDesired = watchDesired(south.client, south.id);
     await Promise.all([northDesired.ready, southDesired.ready]);
 
-    const fleetWide = await t.api('PUT', '/api/v1/sample-policy', { body: { policy: nearThreshold } });
+    const fleetWide = await t.raw('PUT', '/api/v1/sample-policy', { body: { policy: nearThreshold } });
     expect(fleetWide.status).toBe(200);
     expect(await fleetWide.json()).toMatchObject({ selector: { labels: {} }, devices: 2, changed: 2 });
     for (const watch of [northDesired, southDesired]) {
@@ -58,7 +58,7 @@ describe('sample policy by label selector', () => {
       expect(SamplePolicy.parse(desired).limits).toMatchObject({ perMinute: 10, bytesPerDay: 2_000_000 });
     }
 
-    const bySite = await t.api('PUT', '/api/v1/sample-policy', {
+    const bySite = await t.raw('PUT', '/api/v1/sample-policy', {
       body: { selector: { labels: { site: 'north' } }, policy: rare },
     });
     expect(await bySite.json()).toMatchObject({ devices: 1, changed: 1 });
@@ -68,7 +68,7 @@ describe('sample policy by label selector', () => {
     expect(SamplePolicy.parse(southDesired.latest()?.samplePolicy).strategies[0]?.kind).toBe('near-threshold');
 
     // Removing the site policy sends the north device back to the fleet-wide one.
-    const removed = await t.api('PUT', '/api/v1/sample-policy', {
+    const removed = await t.raw('PUT', '/api/v1/sample-policy', {
       body: { selector: { labels: { site: 'north' } }, policy: null },
     });
     expect(await removed.json()).toMatchObject({ policy: null, devices: 1, changed: 1 });
@@ -78,7 +78,7 @@ describe('sample policy by label selector', () => {
   });
 
   it('gives a device enrolled later the policy of the selector it matches, and follows a label change', async () => {
-    await t.api('PUT', '/api/v1/sample-policy', { body: { selector: { labels: { site: 'dock' } }, policy: rare } });
+    await t.raw('PUT', '/api/v1/sample-policy', { body: { selector: { labels: { site: 'dock' } }, policy: rare } });
     const late = await t.device('policy-late', { labels: { site: 'dock' } });
     const watch = watchDesired(late.client, late.id);
     await watch.ready;
@@ -86,14 +86,14 @@ describe('sample policy by label selector', () => {
     expect(SamplePolicy.parse(desired.samplePolicy).strategies[0]).toMatchObject({ kind: 'class-rare' });
     expect(desired.version).toBe(1);
 
-    const moved = await t.api('PATCH', `/api/v1/devices/${late.id}`, { body: { labels: { site: 'yard' } } });
+    const moved = await t.raw('PATCH', `/api/v1/devices/${late.id}`, { body: { labels: { site: 'yard' } } });
     expect(moved.status).toBe(200);
     await eventually(() => SamplePolicy.parse(watch.latest()?.samplePolicy).strategies[0]?.kind === 'near-threshold');
   });
 
   it('keeps the sample policy when another desired-state field changes', async () => {
     const before = (await t.store.devices.get('policy-south'))?.desired;
-    const response = await t.api('PUT', '/api/v1/devices/policy-south/desired', { body: { telemetryIntervalS: 7 } });
+    const response = await t.raw('PUT', '/api/v1/devices/policy-south/desired', { body: { telemetryIntervalS: 7 } });
     const { desired } = (await response.json()) as { desired: Desired };
     expect(desired.telemetryIntervalS).toBe(7);
     expect(desired.samplePolicy).toEqual(before?.samplePolicy);
@@ -101,9 +101,9 @@ describe('sample policy by label selector', () => {
   });
 
   it('refuses a malformed policy with 422 and the zod issues, and stores nothing', async () => {
-    const before = await (await t.api('GET', '/api/v1/sample-policy')).json();
+    const before = await (await t.raw('GET', '/api/v1/sample-policy')).json();
     const versionBefore = (await t.store.devices.get('policy-south'))?.desired?.version;
-    const response = await t.api('PUT', '/api/v1/sample-policy', {
+    const response = await t.raw('PUT', '/api/v1/sample-policy', {
       body: {
         selector: { labels: { site: 'south' } },
         policy: { strategies: [{ kind: 'near-threshold', threshold: 7 }], limits: { perMinute: -1 } },
@@ -113,17 +113,17 @@ describe('sample policy by label selector', () => {
     const error = (await response.json()) as { error: { code: string; message: string } };
     expect(error.error.code).toBe('unprocessable');
     expect(error.error.message).toMatch(/threshold/);
-    expect(await (await t.api('GET', '/api/v1/sample-policy')).json()).toEqual(before);
+    expect(await (await t.raw('GET', '/api/v1/sample-policy')).json()).toEqual(before);
     expect((await t.store.devices.get('policy-south'))?.desired?.version).toBe(versionBefore);
   });
 
   it('lists the stored selector policies to a viewer, and refuses a viewer that sets one', async () => {
-    const listed = await t.api('GET', '/api/v1/sample-policy', { token: viewerToken });
+    const listed = await t.raw('GET', '/api/v1/sample-policy', { token: viewerToken });
     expect(listed.status).toBe(200);
     const { items } = (await listed.json()) as { items: { selector: { labels: Record<string, string> } }[] };
     expect(items.map((item) => item.selector.labels)).toEqual(expect.arrayContaining([{}, { site: 'dock' }]));
     expect(items).toHaveLength(2);
-    const refused = await t.api('PUT', '/api/v1/sample-policy', { token: viewerToken, body: { policy: rare } });
+    const refused = await t.raw('PUT', '/api/v1/sample-policy', { token: viewerToken, body: { policy: rare } });
     expect(refused.status).toBe(403);
   });
 });

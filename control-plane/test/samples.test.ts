@@ -60,7 +60,7 @@ async function patch(auth: string, uploadId: string, offset: number, bytes: Uint
 }
 
 async function list(query = '', token?: string): Promise<SampleList> {
-  const response = await t.api('GET', `/api/v1/samples${query}`, token === undefined ? {} : { token });
+  const response = await t.raw('GET', `/api/v1/samples${query}`, token === undefined ? {} : { token });
   expect(response.status).toBe(200);
   return (await response.json()) as SampleList;
 }
@@ -74,7 +74,7 @@ beforeAll(async () => {
   t = await startTestControlPlane({ samples: { maxBytes: MAX_BYTES } }, { clock });
   cam1 = await device('cam-1');
   cam2 = await device('cam-2', { site: 'south', line: 'l2' });
-  const created = await t.api('POST', '/api/v1/tokens', { body: { name: 'reader', role: 'viewer' } });
+  const created = await t.raw('POST', '/api/v1/tokens', { body: { name: 'reader', role: 'viewer' } });
   viewer = ((await created.json()) as CreateTokenResponse).secret;
 });
 
@@ -129,7 +129,7 @@ describe('sample uploads', () => {
     expect(done).toMatchObject({ complete: true, offset: jpeg.length });
     expect(sent / jpeg.length).toBeLessThan(1.3);
 
-    const view = (await (await t.api('GET', `/api/v1/samples/${done.sampleId}`)).json()) as SampleView;
+    const view = (await (await t.raw('GET', `/api/v1/samples/${done.sampleId}`)).json()) as SampleView;
     expect(view).toMatchObject({
       deviceId: cam1.id,
       strategy: 'near-threshold',
@@ -253,7 +253,7 @@ describe('one-request uploads', () => {
     expect(stored).toMatchObject({ status: 201, body: { complete: true, offset: jpeg.length } });
     const again = await post(cam1.auth, metadata, jpeg);
     expect(again).toMatchObject({ status: 200, body: { sampleId: stored.body.sampleId } });
-    const image = await t.api('GET', `/api/v1/samples/${stored.body.sampleId}/image`);
+    const image = await t.raw('GET', `/api/v1/samples/${stored.body.sampleId}/image`);
     expect(sha256Hex(Buffer.from(await image.arrayBuffer()))).toBe(sha256Hex(jpeg));
 
     const declared = await makeJpeg(120, 90, 74);
@@ -324,7 +324,7 @@ describe('reading samples', () => {
     const second = await list(`?label=line:l2&limit=2&cursor=${first.nextCursor}`);
     expect(seqs(second)).toEqual([200]);
     expect(second.nextCursor).toBeNull();
-    expect((await t.api('GET', '/api/v1/samples?strategy=guess')).status).toBe(422);
+    expect((await t.raw('GET', '/api/v1/samples?strategy=guess')).status).toBe(422);
   });
 
   it('serves a thumbnail that decodes as a 256 px wide JPEG, made once and then cached', async () => {
@@ -337,7 +337,7 @@ describe('reading samples', () => {
       jpeg,
     );
     const fetchThumb = async () => {
-      const response = await t.api('GET', `/api/v1/samples/${state.sampleId}/thumbnail`, { token: viewer });
+      const response = await t.raw('GET', `/api/v1/samples/${state.sampleId}/thumbnail`, { token: viewer });
       expect(response.status).toBe(200);
       return Buffer.from(await response.arrayBuffer());
     };
@@ -349,8 +349,8 @@ describe('reading samples', () => {
 
   it('lets a viewer token read samples but not purge them, and nothing without a token', async () => {
     expect((await list('', viewer)).items.length).toBeGreaterThan(0);
-    expect((await t.api('DELETE', `/api/v1/devices/${cam1.id}/samples`, { token: viewer })).status).toBe(403);
-    expect((await t.api('GET', '/api/v1/samples', { token: null })).status).toBe(401);
+    expect((await t.raw('DELETE', `/api/v1/devices/${cam1.id}/samples`, { token: viewer })).status).toBe(403);
+    expect((await t.raw('GET', '/api/v1/samples', { token: null })).status).toBe(401);
     const deviceRead = await httpRequest(url('/api/v1/samples'), {
       method: 'GET',
       headers: { authorization: cam1.auth },
@@ -372,16 +372,16 @@ describe('deleting and retention', () => {
     const pending = await makeJpeg(30, 30, 32);
     const under = await begin(gone.auth, metadataFor(gone.id, pending, { width: 30, height: 30 }, { seq: 2 }));
     expect((await patch(gone.auth, under.body.uploadId, 0, pending.subarray(0, 50))).status).toBe(204);
-    expect((await t.api('DELETE', `/api/v1/devices/${gone.id}`)).status).toBeLessThan(300);
-    expect((await t.api('GET', `/api/v1/samples/${state.sampleId}`)).status).toBe(200);
-    const purge = await t.api('DELETE', `/api/v1/devices/${gone.id}/samples`);
+    expect((await t.raw('DELETE', `/api/v1/devices/${gone.id}`)).status).toBeLessThan(300);
+    expect((await t.raw('GET', `/api/v1/samples/${state.sampleId}`)).status).toBe(200);
+    const purge = await t.raw('DELETE', `/api/v1/devices/${gone.id}/samples`);
     expect(purge.status).toBe(200);
     expect((await purge.json()) as SamplePurgeResult).toMatchObject({
       deviceId: gone.id,
       purged: 1,
       bytes: jpeg.length,
     });
-    expect((await t.api('GET', `/api/v1/samples/${state.sampleId}`)).status).toBe(404);
+    expect((await t.raw('GET', `/api/v1/samples/${state.sampleId}`)).status).toBe(404);
     expect(t.cp.internals.blobs.sizeOf(sha256Hex(jpeg))).toBeNull();
     expect(uploadsOnDisk()).not.toContain(`${under.body.uploadId}.part`);
     expect(await t.store.samples.getUpload(under.body.uploadId)).toBeNull();
@@ -421,7 +421,7 @@ describe('retention', () => {
     // Samples 0 and 1 are past 10 days; 0 is kept by the dataset. Then 3 samples (0, 2, 3) are over
     // a quota of two: the oldest unreferenced (2) goes.
     expect(outcome).toMatchObject({ aged: 1, overQuota: 1, quotaExcessBytes: 0 });
-    const left = ((await (await r.api('GET', '/api/v1/samples')).json()) as SampleList).items.map((s) => s.id);
+    const left = ((await (await r.raw('GET', '/api/v1/samples')).json()) as SampleList).items.map((s) => s.id);
     expect(left.sort()).toEqual([ids[0]!, ids[3]!].sort());
     expect(r.cp.internals.blobs.sizeOf(sha256Hex(jpegs[1]!))).toBeNull();
     expect(r.cp.internals.blobs.sizeOf(sha256Hex(jpegs[2]!))).toBeNull();
@@ -471,7 +471,7 @@ describe('an upload across a control-plane restart', () => {
       });
       expect(rest?.status).toBe(201);
       const { sampleId } = JSON.parse(rest!.body) as SampleUploadState;
-      const image = await second.api('GET', `/api/v1/samples/${sampleId}/image`);
+      const image = await second.raw('GET', `/api/v1/samples/${sampleId}/image`);
       expect(sha256Hex(Buffer.from(await image.arrayBuffer()))).toBe(sha256Hex(jpeg));
     } finally {
       await second.stop();

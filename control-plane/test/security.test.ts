@@ -31,7 +31,7 @@ async function connectError(id: string, password: string | undefined, options: R
 }
 
 async function metric(name: string, labels: string): Promise<number> {
-  const text = await (await t.api('GET', '/metrics')).text();
+  const text = await (await t.raw('GET', '/metrics')).text();
   const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `));
   return line ? Number(line.split(' ')[1]) : 0;
 }
@@ -165,7 +165,7 @@ describe('enrollment ids', () => {
   it.each([['__proto__'], ['a/b'], ['+'], ['#'], [''], ['a'.repeat(64)], ['a'.repeat(65)], ['constructor'], ['Cam-1']])(
     'refuses %j with 422',
     async (id) => {
-      const response = await t.api('POST', '/api/v1/devices', { body: { id, labels: {} } });
+      const response = await t.raw('POST', '/api/v1/devices', { body: { id, labels: {} } });
       expect(response.status).toBe(422);
       const body = (await response.json()) as { error: { code: string; message: string } };
       expect(body.error.code).toBe('unprocessable');
@@ -174,7 +174,7 @@ describe('enrollment ids', () => {
   );
 
   it('refuses a missing id with 422', async () => {
-    const response = await t.api('POST', '/api/v1/devices', { body: { labels: {} } });
+    const response = await t.raw('POST', '/api/v1/devices', { body: { labels: {} } });
     expect(response.status).toBe(422);
   });
 });
@@ -184,17 +184,17 @@ describe('revocation', () => {
     const d = await t.device('to-revoke');
     await d.send('status', { state: 'online', reason: 'birth' });
     const gone = closed(d.client);
-    const response = await t.api('DELETE', '/api/v1/devices/to-revoke');
+    const response = await t.raw('DELETE', '/api/v1/devices/to-revoke');
     expect(response.status).toBe(204);
     await gone;
     expect((await connectError('to-revoke', d.password))?.code).toBe(4);
-    expect((await t.api('GET', '/api/v1/devices/to-revoke')).status).toBe(404);
-    expect((await t.api('DELETE', '/api/v1/devices/to-revoke')).status).toBe(404);
+    expect((await t.raw('GET', '/api/v1/devices/to-revoke')).status).toBe(404);
+    expect((await t.raw('DELETE', '/api/v1/devices/to-revoke')).status).toBe(404);
   });
 
   it('lets a revoked id enroll again with a new credential', async () => {
     const first = await t.enroll('re-enrolled');
-    await t.api('DELETE', '/api/v1/devices/re-enrolled');
+    await t.raw('DELETE', '/api/v1/devices/re-enrolled');
     const second = await t.enroll('re-enrolled');
     expect(second.credentials.password).not.toBe(first.credentials.password);
     expect((await connectError('re-enrolled', first.credentials.password))?.code).toBe(4);
@@ -223,7 +223,7 @@ describe('bad payloads', () => {
     expect(await metric('edgeloop_ingest_rejected_total', '{reason="invalid_utf8"}')).toBeGreaterThanOrEqual(1);
     expect(await metric('edgeloop_ingest_rejected_total', '{reason="payload_too_large"}')).toBe(before.size + 1);
 
-    const letters = (await (await t.api('GET', '/api/v1/dead-letters?deviceId=bad-payloads')).json()) as {
+    const letters = (await (await t.raw('GET', '/api/v1/dead-letters?deviceId=bad-payloads')).json()) as {
       items: { reason: string; detail: string; payloadSize: number; payloadExcerpt: string }[];
     };
     expect(letters.items.map((l) => l.reason).sort()).toEqual([
@@ -242,7 +242,7 @@ describe('bad payloads', () => {
     await bad.send('telemetry', { intervalS: 10, system: SYSTEM });
     expect(await messagesOf('bad-payloads')).toBe(1);
     expect(await messagesOf('good-neighbour')).toBe(1);
-    const health = await t.api('GET', '/healthz', { token: null });
+    const health = await t.raw('GET', '/healthz', { token: null });
     expect(health.status).toBe(200);
   });
 
