@@ -1,49 +1,10 @@
-import { type Result, type SiteList, SiteList as SiteListSchema } from '@edgeloop/protocol';
+import type { SiteList } from '@edgeloop/protocol';
 import { useMemo, useState } from 'preact/hooks';
 import { ErrorNote, useResult } from '../components.tsx';
-import { useLiveEvents } from '../context.tsx';
+import { useLiveEvents, useSession } from '../context.tsx';
 import { createThrottle, pageTimers, touchesFleet } from '../live.ts';
-import { storedToken } from '../session.ts';
 
 const PAGE_SIZE = 200;
-
-/**
- * GET /api/v1/fleet/sites. The typed client (protocol/src/client.ts) has no method for this route
- * yet; this one function stands in for `client.fleet.sites(query, signal)` until it does.
- */
-export async function listSites(
-  query: { limit: number; cursor?: string | undefined },
-  signal: AbortSignal,
-  fetchImpl: typeof fetch = fetch,
-): Promise<Result<SiteList>> {
-  const params = new URLSearchParams({ limit: String(query.limit) });
-  if (query.cursor) params.set('cursor', query.cursor);
-  const url = `/api/v1/fleet/sites?${params}`;
-  const token = storedToken();
-  try {
-    const response = await fetchImpl(url, {
-      headers: { accept: 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-      signal,
-    });
-    const body: unknown = await response.json().catch(() => null);
-    if (!response.ok) {
-      const error = (body as { error?: { code?: unknown; message?: unknown } } | null)?.error;
-      return {
-        ok: false,
-        error: {
-          code: typeof error?.code === 'string' ? error.code : `http_${response.status}`,
-          message: typeof error?.message === 'string' ? error.message : `HTTP ${response.status} from ${url}`,
-        },
-      };
-    }
-    const parsed = SiteListSchema.safeParse(body);
-    if (!parsed.success) return { ok: false, error: { code: 'bad_response', message: parsed.error.message } };
-    return { ok: true, value: parsed.data };
-  } catch (error) {
-    if (signal.aborted) return { ok: false, error: { code: 'aborted', message: 'the request was aborted' } };
-    return { ok: false, error: { code: 'network', message: String(error) } };
-  }
-}
 
 /**
  * Devices grouped by their `site` label, counted by the server (a page of sites, so a fleet of
@@ -51,9 +12,13 @@ export async function listSites(
  * devices come, go or change health.
  */
 export function SitesPage() {
+  const { client } = useSession();
   const [cursors, setCursors] = useState<(string | undefined)[]>([undefined]);
   const cursor = cursors.at(-1);
-  const page = useResult<SiteList>((signal) => listSites({ limit: PAGE_SIZE, cursor }, signal), [cursor]);
+  const page = useResult<SiteList>(
+    (signal) => client.fleet.sites({ limit: PAGE_SIZE, ...(cursor ? { cursor } : {}) }, signal),
+    [client, cursor],
+  );
   const refetch = useMemo(() => createThrottle(() => page.reload(), 2000, pageTimers), [page.reload]);
   useLiveEvents(
     (batch) => {
