@@ -63,7 +63,11 @@ export const DeviceView = z
     labels: z.record(z.string(), z.string()).describe('Labels'),
     status: DeviceStatus,
     health: HealthState,
-    healthReasons: z.array(z.string()).describe('Why the device is degraded (stale-telemetry, high-temperature, ...)'),
+    healthReasons: z
+      .array(z.string())
+      .describe(
+        'Why the device is degraded (telemetry-stale, high-temperature, ...); auth-failing and client-id-flapping (from the MQTT front) show in every state',
+      ),
     lastSeen: EpochMs.nullable().describe('Last message received (ms since the epoch); null before any'),
     enrolledAt: EpochMs.describe('When the device was enrolled'),
     bootId: z.string().nullable().describe('bootId of the agent process last seen'),
