@@ -163,7 +163,9 @@ describe('exportDatasetWebStream', () => {
     }
     expect(readdirSync(dir).filter((name) => name.startsWith('edgeloop-export-'))).toEqual([]);
 
-    const yolo = await untar(exportDatasetWebStream(input('yolo'), { blobs, tmpDir: dir }));
+    // A small ring (64 kB batches): it wraps and fills many times, and every byte must still be right.
+    const createReader = () => createImageReader({ ringBytes: 256 * 1024 });
+    const yolo = await untar(exportDatasetWebStream(input('yolo'), { blobs, tmpDir: dir, createReader }));
     const provenance = JSON.parse(yolo.get('provenance.json')!.toString()) as { image: string; sample_id: string }[];
     expect(provenance).toHaveLength(340);
     for (const entry of provenance) {

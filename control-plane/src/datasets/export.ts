@@ -23,10 +23,11 @@ import { createYoloWriter } from './yolo.ts';
  *
  * What it costs (bench/datasets-export.ts, 10,000 images of 20 kB): the members are read from the
  * database once (annotations.json is spooled as two lists, images and annotations, and the image
- * list is kept as sha256 + size); small images are read with open/read/close on this thread, a
- * batch of at most BATCH_BYTES between two turns of the event loop (fs.readFile goes through the
- * thread pool four times per file, which cost more than the reads); each image is handed to
- * tar-stream as one buffer, not through an entry stream.
+ * list is kept as sha256 + size); the image files are sized and read on a worker thread into a
+ * ring of shared memory (image-reader.ts), a batch per request, so the event loop neither waits
+ * on the disk nor allocates per file; each image goes to tar-stream as one buffer (a view on the
+ * ring), and the tar comes out copied into chunks of COALESCE_BYTES, each ring view given back
+ * as soon as it is copied.
  */
 
 export type ExportFormat = DatasetExportQuery['format'];
@@ -54,11 +55,11 @@ type ImageMember = ImageRef & { readonly member: DatasetMember };
 
 /** Images up to this size are read whole; larger ones are streamed. */
 const WHOLE_READ_LIMIT = 1024 * 1024;
-/** One read request: up to this many bytes or files. */
-const BATCH_BYTES = 1024 * 1024;
+/** One read request: about this many bytes (at most the reader's maxBatchBytes) or files. */
+const BATCH_BYTES = 512 * 1024;
 const BATCH_FILES = 128;
-/** Read requests in flight ahead of the tar writer (memory: about (READ_AHEAD + 1) x BATCH_BYTES). */
-const READ_AHEAD = 2;
+/** Read requests in flight ahead of the tar writer. */
+const READ_AHEAD = 1;
 /** Members per size request (one stat each, on the reader's thread). */
 const SIZE_BATCH = 256;
 /** Spooled text is written in pieces of about this size. */
@@ -110,8 +111,8 @@ type Loaded<T> = { readonly image: T; readonly bytes: Buffer | null };
 
 /**
  * Images in batches, each small one with its bytes (read whole on the reader's thread, a batch
- * in one buffer) and each large one with null (to be streamed). READ_AHEAD batches are read
- * while the tar writer takes the current one.
+ * into one slice of its ring) and each large one with null (to be streamed). READ_AHEAD batches
+ * are read while the tar writer takes the current one.
  */
 async function* readBatches<T extends ImageRef>(
   images: AsyncIterable<T> | Iterable<T>,
@@ -138,14 +139,17 @@ async function* readBatches<T extends ImageRef>(
     const buffers = await bytes;
     return batch.map((image, i) => ({ image, bytes: buffers[i]! }));
   };
+  const wholeLimit = Math.min(WHOLE_READ_LIMIT, reader.maxBatchBytes);
+  const batchBytes = Math.min(BATCH_BYTES, reader.maxBatchBytes);
   for await (const image of images) {
-    if (image.size > WHOLE_READ_LIMIT) {
+    if (image.size > wholeLimit) {
       if (pending.length > 0) send();
       queue.push({ images: [image], bytes: null });
     } else {
+      if (pendingBytes + image.size > reader.maxBatchBytes) send();
       pending.push(image);
       pendingBytes += image.size;
-      if (pendingBytes >= BATCH_BYTES || pending.length >= BATCH_FILES) send();
+      if (pendingBytes >= batchBytes || pending.length >= BATCH_FILES) send();
     }
     while (queue.length > READ_AHEAD) yield await take();
   }
@@ -219,8 +223,12 @@ async function* concatenated(parts: readonly (string | { readonly path: string }
   }
 }
 
-/** The export as a stream of tar bytes; the temporary files go when it ends or is destroyed. */
-export function exportDatasetTar(input: ExportInput, deps: ExportDeps): tar.Pack {
+/**
+ * The export as a stream of tar bytes; the temporary files go when it ends or is destroyed. Image
+ * bodies are views on the reader's ring: the consumer copies each one and then gives it back with
+ * `release` (the ring fills up otherwise, and the export waits).
+ */
+function exportDatasetTar(input: ExportInput, deps: ExportDeps): { pack: tar.Pack; release(piece: Buffer): void } {
   const pack = tar.pack();
   const closed = new Promise<void>((resolve) => pack.once('close', () => resolve()));
   const mtime = new Date(deps.now?.() ?? Date.now());
@@ -366,32 +374,44 @@ export function exportDatasetTar(input: ExportInput, deps: ExportDeps): tar.Pack
       if (!pack.destroyed) pack.destroy(error as Error);
     },
   );
-  return pack;
+  return { pack, release: (piece) => reader.release(piece) };
 }
 
 /** The export as a web stream (a Hono response body); cancelling it stops the export. */
 export function exportDatasetWebStream(input: ExportInput, deps: ExportDeps): ReadableStream<Uint8Array> {
-  const pack = exportDatasetTar(input, deps);
-  const iterator = pack[Symbol.asyncIterator]();
+  const { pack, release } = exportDatasetTar(input, deps);
+  const iterator = pack[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  // A piece only partly copied into the last chunk: the rest goes first into the next one.
+  let carry: Buffer | null = null;
+  let ended = false;
   return new ReadableStream<Uint8Array>(
     {
-      // tar-stream hands out headers, bodies and padding as separate small buffers; they go out
-      // in chunks of about COALESCE_BYTES (fewer socket writes).
+      // tar-stream hands out headers, bodies and padding as separate buffers; they are copied
+      // into chunks of COALESCE_BYTES (fewer socket writes), and each ring view is given back
+      // once copied.
       async pull(controller) {
         try {
-          const parts: Buffer[] = [];
+          const chunk = Buffer.allocUnsafe(COALESCE_BYTES);
           let size = 0;
           while (size < COALESCE_BYTES) {
-            const next = (await iterator.next()) as IteratorResult<Buffer>;
-            if (next.done) break;
-            parts.push(next.value);
-            size += next.value.byteLength;
+            let piece = carry;
+            carry = null;
+            if (!piece) {
+              const next = ended ? { done: true as const, value: undefined } : await iterator.next();
+              if (next.done) {
+                ended = true;
+                break;
+              }
+              piece = next.value;
+            }
+            const taken = Math.min(piece.byteLength, COALESCE_BYTES - size);
+            piece.copy(chunk, size, 0, taken);
+            size += taken;
+            if (taken < piece.byteLength) carry = piece.subarray(taken);
+            else release(piece);
           }
-          if (size > 0) {
-            const chunk = parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
-            controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-          }
-          if (size < COALESCE_BYTES) controller.close();
+          if (size > 0) controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, size));
+          if (ended && !carry) controller.close();
         } catch (error) {
           controller.error(error);
         }
