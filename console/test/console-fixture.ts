@@ -22,7 +22,7 @@ import {
   type TestControlPlane,
   type TestDevice,
 } from '../../control-plane/test/harness.ts';
-import { createSigningKit, type SigningKit, upload, uploadForm } from '../../control-plane/test/model-fixtures.ts';
+import { createSigningKit, type SigningKit } from '../../control-plane/test/model-fixtures.ts';
 import { basicAuth, metadataFor, uploadSample } from '../../control-plane/test/sample-fixtures.ts';
 import { createVirtualFleet, type VirtualFleet } from '../../control-plane/test/virtual-fleet.ts';
 
@@ -174,12 +174,8 @@ export async function startConsoleFixture(dir: string): Promise<ConsoleFixture> 
     { clock, timers: manualTimers },
   );
   try {
-    const token = async (role: 'operator' | 'viewer') => {
-      const response = await t.api('POST', '/api/v1/tokens', { body: { name: `console-${role}`, role } });
-      return ((await response.json()) as { secret: string }).secret;
-    };
-    const operatorToken = await token('operator');
-    const viewerToken = await token('viewer');
+    const operatorToken = (await t.createToken('operator', 'console-operator')).secret;
+    const viewerToken = (await t.createToken('viewer', 'console-viewer')).secret;
     const register = async (version: string, counter: number) => {
       const bytes = kit.modelBytes(4000 + counter * 1000);
       const signed = await kit.sign(
@@ -187,9 +183,9 @@ export async function startConsoleFixture(dir: string): Promise<ConsoleFixture> 
         { name: 'det', version, adapter: 'yolo' },
         { issuedAt: Date.now() - 3_600_000, ttlMs: 30 * 86_400_000, releaseCounter: counter },
       );
-      const response = await upload(t, uploadForm(signed, bytes));
-      if (response.status !== 201) throw new Error(`upload ${version}: ${response.status} ${await response.text()}`);
-      return (await response.json()) as ModelView;
+      const uploaded = await t.client.models.upload({ release: JSON.stringify(signed), model: new Blob([bytes]) });
+      if (!uploaded.ok) throw new Error(`upload ${version}: ${uploaded.error.code} ${uploaded.error.message}`);
+      return uploaded.value;
     };
     const old = await register('1.0.0', 1);
     const candidate = await register('2.0.0', 2);
