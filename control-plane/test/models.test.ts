@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateKeyPair } from '@edgeloop/firmware-images';
-import { ModelList, ModelView } from '@edgeloop/protocol';
+import { ModelView, unwrap } from '@edgeloop/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../src/config.ts';
 import { toModelAssignment as assignmentOf } from '../src/models/registry.ts';
@@ -52,10 +52,8 @@ describe('model upload', () => {
     expect(existsSync(join(t.dataDir, 'blobs', 'sha256', hash.slice(0, 2), hash))).toBe(true);
     expect(readdirSync(join(t.dataDir, 'blobs', 'tmp'))).toEqual([]);
 
-    const got = await t.raw('GET', '/api/v1/models/det/1.0.0');
-    expect(got.status).toBe(200);
-    expect(ModelView.parse(await got.json()).signed).toEqual(signed);
-    const list = ModelList.parse(await (await t.raw('GET', '/api/v1/models?name=det')).json());
+    expect((await unwrap(t.client.models.get('det', '1.0.0'))).signed).toEqual(signed);
+    const list = await unwrap(t.client.models.list({ name: 'det' }));
     expect(list.items.map((m) => m.id)).toContain('det@1.0.0');
     expect(await errorOf(await t.raw('GET', '/api/v1/models/det/9.9.9'))).toMatchObject({ status: 404 });
   });
@@ -109,7 +107,10 @@ describe('model upload', () => {
     });
 
     const expired = await kit.sign(bytes, manifest('4.0.2'), { issuedAt: Date.now() - 10_000, ttlMs: 5_000 });
-    expect(await errorOf(await postModelForm(t, uploadForm(expired, bytes)))).toMatchObject({ status: 422, code: 'expired' });
+    expect(await errorOf(await postModelForm(t, uploadForm(expired, bytes)))).toMatchObject({
+      status: 422,
+      code: 'expired',
+    });
 
     const sameSize = kit.modelBytes(bytes.length);
     expect(await errorOf(await postModelForm(t, uploadForm(genuine, sameSize)))).toMatchObject({
@@ -171,9 +172,8 @@ describe('model upload', () => {
       code: 'payload_too_large',
     });
 
-    const viewer = await t.raw('POST', '/api/v1/tokens', { body: { name: 'v', role: 'viewer' } });
-    const viewerToken = ((await viewer.json()) as { secret: string }).secret;
-    expect((await postModelForm(t, uploadForm(signed, bytes), viewerToken)).status).toBe(403);
+    const viewer = await t.createToken('viewer', 'v');
+    expect((await postModelForm(t, uploadForm(signed, bytes), viewer.secret)).status).toBe(403);
     expect((await postModelForm(t, uploadForm(signed, bytes), null)).status).toBe(401);
   });
 });
@@ -189,6 +189,7 @@ describe('model download', () => {
     path = '/api/v1/models/det/7.0.0/file';
   });
 
+  // Raw requests over the socket, not a client: these tests are about Range, ETag and the headers.
   const get = (headers: Record<string, string> = {}) =>
     fetch(`${t.started.httpUrl}${path}`, { headers: { authorization: `Bearer ${t.adminToken}`, ...headers } });
 
@@ -310,9 +311,7 @@ describe('model download', () => {
     // stay open (over a socket, a small file would be flushed into kernel buffers at once).
     const readers = await Promise.all(
       [0, 1, 2].map(async () => {
-        const response = await t.cp.internals.app.request(path, {
-          headers: { authorization: `Bearer ${t.adminToken}` },
-        });
+        const response = await t.raw('GET', path);
         const reader = response.body!.getReader();
         await reader.read();
         return reader;

@@ -4,11 +4,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Desired, type EnrollDeviceResponse, RolloutView, topicFor } from '@edgeloop/protocol';
+import { createApiClient, Desired, topicFor, unwrap } from '@edgeloop/protocol';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from './harness.ts';
-import { createSigningKit, type SigningKit, uploadForm } from './model-fixtures.ts';
+import { createSigningKit, type SigningKit } from './model-fixtures.ts';
 
 /*
  * `edgeloop serve` as a real process, killed with SIGKILL in the middle of a rollout and started
@@ -63,48 +63,37 @@ async function serve(): Promise<{ child: ChildProcess; http: string; mqtt: strin
   };
 }
 
-async function api(base: string, method: string, path: string, body?: unknown): Promise<Response> {
-  return fetch(`${base}${path}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${adminToken}`,
-      ...(body !== undefined && !(body instanceof FormData) ? { 'content-type': 'application/json' } : {}),
-    },
-    ...(body !== undefined ? { body: body instanceof FormData ? body : JSON.stringify(body) } : {}),
-  });
-}
+/** The typed client of a control-plane process. */
+const clientOf = (base: string) => createApiClient({ baseUrl: base, token: adminToken });
 
 describe('rollout across a SIGKILL of the control plane', () => {
   it('resumes the rollout where it was, republishes desired state, and the new engine carries on', async () => {
     const first = await serve();
     const bytes = kit.modelBytes(20_000);
     const signed = await kit.sign(bytes, { name: 'det', version: '2.0.0', adapter: 'yolo' });
-    expect((await api(first.http, 'POST', '/api/v1/models', uploadForm(signed, bytes))).status).toBe(201);
+    const firstClient = clientOf(first.http);
+    await unwrap(firstClient.models.upload({ release: JSON.stringify(signed), model: new Blob([bytes]) }));
     const passwords = new Map<string, string>();
     for (let i = 0; i < 6; i++) {
       const id = `kill-cam-${i}`;
-      const response = await api(first.http, 'POST', '/api/v1/devices', {
-        id,
-        labels: { fleet: 'kill', site: `s${i % 2}` },
-      });
-      passwords.set(id, ((await response.json()) as EnrollDeviceResponse).credentials.password);
+      const enrolled = await unwrap(firstClient.devices.enroll({ id, labels: { fleet: 'kill', site: `s${i % 2}` } }));
+      passwords.set(id, enrolled.credentials.password);
     }
-    const created = await api(first.http, 'POST', '/api/v1/rollouts', {
-      modelId: 'det@2.0.0',
-      selector: { labels: { fleet: 'kill' } },
-      stages: [
-        { name: 'canary', kind: 'canary' },
-        { name: 'all', kind: 'percent', percent: 100 },
-      ],
-      canary: { minSize: 2, maxSize: 2 },
-      // Silent devices: the stage can never pass by itself.
-      evidence: { soakS: 3600 },
-      gates: { intervalS: 0.2 },
-    });
-    expect(created.status).toBe(201);
-    const rollout = RolloutView.parse(await created.json());
-    const get = async (base: string) =>
-      RolloutView.parse(await (await api(base, 'GET', `/api/v1/rollouts/${rollout.id}`)).json());
+    const rollout = await unwrap(
+      firstClient.rollouts.create({
+        modelId: 'det@2.0.0',
+        selector: { labels: { fleet: 'kill' } },
+        stages: [
+          { name: 'canary', kind: 'canary' },
+          { name: 'all', kind: 'percent', percent: 100 },
+        ],
+        canary: { minSize: 2, maxSize: 2 },
+        // Silent devices: the stage can never pass by itself.
+        evidence: { soakS: 3600 },
+        gates: { intervalS: 0.2 },
+      }),
+    );
+    const get = (base: string) => unwrap(clientOf(base).rollouts.get(rollout.id));
     await eventually(async () => (await get(first.http)).counts.assigned === 2, 10_000);
 
     first.child.kill('SIGKILL');
@@ -138,7 +127,7 @@ describe('rollout across a SIGKILL of the control plane', () => {
     }
 
     // The new process's engine acts: promoted to the last stage, it hands the model to everyone.
-    expect((await api(second.http, 'POST', `/api/v1/rollouts/${rollout.id}/promote`)).status).toBe(200);
+    expect((await clientOf(second.http).rollouts.act(rollout.id, 'promote')).ok).toBe(true);
     await eventually(async () => (await get(second.http)).counts.assigned === 6, 10_000);
     second.child.kill('SIGTERM');
     expect(await new Promise((resolve) => second.child.once('exit', resolve))).toBe(0);

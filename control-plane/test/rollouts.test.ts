@@ -1,16 +1,9 @@
-import {
-  type ModelView,
-  type RolloutDeviceList,
-  RolloutDryRun,
-  type RolloutEventList,
-  RolloutView,
-  type VerdictView,
-} from '@edgeloop/protocol';
+import { type ModelView, type RolloutSpecInput, type RolloutView, unwrap, type VerdictView } from '@edgeloop/protocol';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { serviceGate } from '../../test-services.ts';
 import type { Timers } from '../src/sweeper.ts';
 import { startTestControlPlane, type TestControlPlane } from './harness.ts';
-import { createSigningKit, postModelForm, type SigningKit, uploadForm } from './model-fixtures.ts';
+import { createSigningKit, type SigningKit } from './model-fixtures.ts';
 import { admin, databaseUrl } from './postgres-service.ts';
 import { createVirtualFleet, type VirtualFleet } from './virtual-fleet.ts';
 
@@ -97,19 +90,14 @@ async function setup(
   started.push(t);
   const register = async (version: string, size: number, given?: Buffer) => {
     const bytes = given ?? kit.modelBytes(size);
-    const signed = await kit.sign(
+    return kit.publish(
+      t.client,
       bytes,
       { name: 'det', version, adapter: 'yolo' },
       { issuedAt: T0 - 60_000, ttlMs: 30 * 86_400_000, releaseCounter: Number(version[0]) },
     );
-    const response = await postModelForm(t, uploadForm(signed, bytes));
-    if (response.status !== 201) throw new Error(`upload ${version}: ${response.status} ${await response.text()}`);
-    return (await response.json()) as ModelView;
   };
-  const registered = async (version: string) => {
-    const response = await t.raw('GET', `/api/v1/models/det/${version}`);
-    return (await response.json()) as ModelView;
-  };
+  const registered = (version: string) => unwrap(t.client.models.get('det', version));
   // A restarted instance finds the models the first one registered.
   const oldBytes = kit.modelBytes(4000);
   const models = options.dataDir
@@ -148,16 +136,9 @@ async function setup(
       await fleet.round(cycleOptions);
       now += STEP_MS;
     },
-    async rollout(id) {
-      const response = await t.raw('GET', `/api/v1/rollouts/${id}`);
-      expect(response.status).toBe(200);
-      return RolloutView.parse(await response.json());
-    },
-    async create(spec) {
-      const response = await t.raw('POST', '/api/v1/rollouts', { body: spec });
-      if (response.status !== 201) throw new Error(`create: ${response.status} ${await response.text()}`);
-      return RolloutView.parse(await response.json());
-    },
+    rollout: (id) => unwrap(t.client.rollouts.get(id)),
+    // The specs of these tests are loose records (the server validates them): cast, not checked here.
+    create: (spec) => unwrap(t.client.rollouts.create(spec as RolloutSpecInput)),
     async desiredSha(id) {
       const device = await t.cp.internals.store.devices.get(id);
       return device?.desired?.model?.model.sha256 ?? null;
@@ -167,8 +148,7 @@ async function setup(
 }
 
 async function events(t: TestControlPlane, id: string) {
-  const response = await t.raw('GET', `/api/v1/rollouts/${id}/events?limit=1000`);
-  return ((await response.json()) as RolloutEventList).items;
+  return (await unwrap(t.client.rollouts.events(id, { limit: 1000 }))).items;
 }
 
 async function goodModelCompletes(env: Env): Promise<void> {
@@ -261,9 +241,7 @@ describe('rollout engine', () => {
     for (let i = 0; i < 6; i++) await env.cycle();
     const done = await env.rollout(rollout.id);
     expect(done.status).toBe('rolled_back');
-    const devices = (await (
-      await env.t.raw('GET', `/api/v1/rollouts/${rollout.id}/devices`)
-    ).json()) as RolloutDeviceList;
+    const devices = await unwrap(env.t.client.rollouts.devices(rollout.id));
     expect(devices.items).toHaveLength(done.cohorts.canary.length);
     for (const item of devices.items) {
       expect(item.update).toMatchObject({ rolloutId: rollout.id, state: 'reverted' });
@@ -274,10 +252,8 @@ describe('rollout engine', () => {
       .flatMap((e) => e.data.changes as { state: string; reason: string | null }[]);
     expect(changes.filter((c) => c.state === 'failed').every((c) => c.reason?.includes('bad_signature'))).toBe(true);
     const first = done.cohorts.canary[0]!;
-    const detail = (await (await env.t.raw('GET', `/api/v1/devices/${first}`)).json()) as {
-      reported: { message: { model: { update: { reason: string } } } };
-    };
-    expect(detail.reported.message.model.update.reason).toContain('bad_signature');
+    const detail = await unwrap(env.t.client.devices.get(first));
+    expect(detail.reported?.message.model?.update?.reason).toContain('bad_signature');
   });
 
   it('holds a stage as inconclusive while 30% of it is silent, never calling it a success', async () => {
@@ -399,9 +375,8 @@ describe('rollout engine', () => {
 
   it('ends a stage that cannot reach minFrames at its deadline, paused with an event the operator sees', async () => {
     const env = await setup();
-    const response = await env.t.cp.internals.app.request('/api/v1/events?types=rollout.paused', {
-      headers: { authorization: `Bearer ${env.t.adminToken}` },
-    });
+    // The SSE wire itself (event lines) is under test here: a raw request, not the typed stream.
+    const response = await env.t.raw('GET', '/api/v1/events?types=rollout.paused');
     const reader = response.body!.getReader();
     const rollout = await env.create({
       ...FAST,
@@ -453,9 +428,7 @@ describe('rollout engine', () => {
       expect(env.fleet.modelOf(id).active?.sha256).toBe(env.models.old.sha256);
       expect(await env.desiredSha(id)).toBeNull();
     }
-    const devices = (await (
-      await env.t.raw('GET', `/api/v1/rollouts/${rollout.id}/devices`)
-    ).json()) as RolloutDeviceList;
+    const devices = await unwrap(env.t.client.rollouts.devices(rollout.id));
     expect(devices.items.every((d) => d.state === 'unchanged' && /same sha256/.test(d.reason ?? ''))).toBe(true);
   });
 
@@ -470,10 +443,7 @@ describe('rollout engine', () => {
 
   it('shows rollout events in the SSE stream, with the numbers', async () => {
     const env = await setup();
-    const response = await env.t.cp.internals.app.request(
-      '/api/v1/events?types=rollout.created,rollout.verdict,rollout.advanced',
-      { headers: { authorization: `Bearer ${env.t.adminToken}` } },
-    );
+    const response = await env.t.raw('GET', '/api/v1/events?types=rollout.created,rollout.verdict,rollout.advanced');
     expect(response.status).toBe(200);
     const reader = response.body!.getReader();
     const rollout = await env.create({ ...FAST, modelId: env.models.good.id });
@@ -516,11 +486,9 @@ describe('rollout API', () => {
   });
 
   it('dry-runs a rollout: devices per stage, earliest duration and bytes, creating nothing', async () => {
-    const response = await env.t.raw('POST', '/api/v1/rollouts', {
-      body: { ...FAST, modelId: env.models.good.id, jitterS: 5, dryRun: true },
-    });
-    expect(response.status).toBe(200);
-    const plan = RolloutDryRun.parse(await response.json());
+    const plan = await unwrap(
+      env.t.client.rollouts.plan({ ...FAST, modelId: env.models.good.id, jitterS: 5 } as RolloutSpecInput),
+    );
     expect(plan).toMatchObject({ modelId: 'det@2.0.0', targetDevices: 12, incompatibleDevices: 0 });
     expect(plan.stages.map((s) => [s.name, s.devices, s.newDevices])).toEqual([
       ['shadow', 4, 4],
@@ -538,15 +506,13 @@ describe('rollout API', () => {
     expect(plan.warnings[0]).toMatch(/assume 1 fps/);
     expect(plan.canary).toHaveLength(4);
     expect(plan.control).toHaveLength(4);
-    const list = (await (await env.t.raw('GET', '/api/v1/rollouts')).json()) as { items: unknown[] };
+    const list = await unwrap(env.t.client.rollouts.list());
     expect(list.items).toEqual([]);
   });
 
   it('flags in the dry run a shadow stage whose sampled frames cannot reach minFrames in a window', async () => {
-    const response = await env.t.raw('POST', '/api/v1/rollouts', {
-      body: { ...FAST, modelId: env.models.good.id, evidence: { ...FAST.evidence, minFrames: 50 }, dryRun: true },
-    });
-    const plan = RolloutDryRun.parse(await response.json());
+    const spec = { ...FAST, modelId: env.models.good.id, evidence: { ...FAST.evidence, minFrames: 50 } };
+    const plan = await unwrap(env.t.client.rollouts.plan(spec as RolloutSpecInput));
     // 4 canary devices x 1 fps x 20 s = 80 frames live, x 0.2 = 16 compared in shadow.
     const shadow = plan.stages.find((s) => s.name === 'shadow')!;
     expect(shadow.gates.every((g) => !g.feasible)).toBe(true);
@@ -574,9 +540,7 @@ describe('rollout API', () => {
       409,
       'conflict',
     ]);
-    const list = (await (await env.t.raw('GET', '/api/v1/rollouts?status=running')).json()) as {
-      items: { id: string }[];
-    };
+    const list = await unwrap(env.t.client.rollouts.list({ status: 'running' }));
     expect(list.items.map((r) => r.id)).toEqual([first.id]);
     expect((await env.t.raw('GET', '/api/v1/rollouts/r-nope')).status).toBe(404);
     expect((await env.t.raw('POST', '/api/v1/rollouts/r-nope/pause')).status).toBe(404);
