@@ -237,10 +237,13 @@ try {
       let written = 0;
       socket.on('error', () => undefined);
       socket.once('close', () => done(written));
-      const pump = () => {
+      const pump = (): void => {
         while (written < 120 * MiB && !socket.destroyed) {
           written += piece.length;
-          if (!socket.write(piece)) return socket.once('drain', pump);
+          if (!socket.write(piece)) {
+            socket.once('drain', pump);
+            return;
+          }
         }
       };
       socket.write(header);
