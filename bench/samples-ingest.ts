@@ -105,6 +105,7 @@ async function client(job: ClientJob): Promise<void> {
     ),
   );
   let bytes = 0;
+  const cpu = process.cpuUsage();
   const seconds = await runDevices(async (device, sample) => {
     const jpeg = images[device]![sample]!;
     bytes += jpeg.length;
@@ -149,13 +150,18 @@ async function client(job: ClientJob): Promise<void> {
     );
     if (done.status !== 201) throw new Error(`patch: ${done.status} ${done.body}`);
   });
+  const used = process.cpuUsage(cpu);
   agent.destroy();
-  console.log(JSON.stringify({ seconds, bytes }));
+  console.log(
+    JSON.stringify({ seconds, bytes, clientCpuMs: (used.user + used.system) / 1000 / (DEVICES * PER_DEVICE) }),
+  );
 }
 
-type Run = { rate: number; elu: number; cpuMs: number };
+type Run = { rate: number; elu: number; cpuMs: number; clientCpuMs: number };
 
-async function devices(job: ClientJob): Promise<{ seconds: number; bytes: number; elu: number; cpuMs: number }> {
+async function devices(
+  job: ClientJob,
+): Promise<{ seconds: number; bytes: number; elu: number; cpuMs: number; clientCpuMs: number }> {
   const elu = performance.eventLoopUtilization();
   const cpu = process.cpuUsage();
   const { stdout } = await run(
@@ -166,7 +172,11 @@ async function devices(job: ClientJob): Promise<{ seconds: number; bytes: number
       timeout: 600_000,
     },
   );
-  const result = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as { seconds: number; bytes: number };
+  const result = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as {
+    seconds: number;
+    bytes: number;
+    clientCpuMs: number;
+  };
   const used = process.cpuUsage(cpu);
   // The server's CPU (this process: event loop, libuv threads, sharp) per sample: steadier than
   // the rate on a shared machine.
@@ -194,7 +204,12 @@ async function bare(basePath: string, size: { width: number; height: number }) {
   if (n !== DEVICES * PER_DEVICE) throw new Error(`bare stored ${n} files`);
   server.close();
   rmSync(dir, { recursive: true, force: true });
-  return { rate: (DEVICES * PER_DEVICE) / result.seconds, elu: result.elu, cpuMs: result.cpuMs } satisfies Run;
+  return {
+    rate: (DEVICES * PER_DEVICE) / result.seconds,
+    elu: result.elu,
+    cpuMs: result.cpuMs,
+    clientCpuMs: result.clientCpuMs,
+  } satisfies Run;
 }
 
 async function controlPlane(basePath: string, size: { width: number; height: number }, mode: 'cp' | 'cp-whole') {
@@ -225,7 +240,12 @@ async function controlPlane(basePath: string, size: { width: number; height: num
   }
   await cp.stop();
   rmSync(dataDir, { recursive: true, force: true });
-  return { rate: (DEVICES * PER_DEVICE) / result.seconds, elu: result.elu, cpuMs: result.cpuMs } satisfies Run;
+  return {
+    rate: (DEVICES * PER_DEVICE) / result.seconds,
+    elu: result.elu,
+    cpuMs: result.cpuMs,
+    clientCpuMs: result.clientCpuMs,
+  } satisfies Run;
 }
 
 if (process.argv[2]) {
@@ -260,6 +280,7 @@ if (process.argv[2]) {
       rate: median(runs.map((r) => r.rate)),
       elu: median(runs.map((r) => r.elu)),
       cpuMs: median(runs.map((r) => r.cpuMs)),
+      clientCpuMs: median(runs.map((r) => r.clientCpuMs)),
       ratio: key === 'bare' || ratios.length === 0 ? null : median(ratios),
     };
   };
@@ -267,7 +288,7 @@ if (process.argv[2]) {
     r === null
       ? ''
       : `\n  ${name.padEnd(44)} ${r.rate.toFixed(0).padStart(5)} samples/s (server event loop ${(r.elu * 100).toFixed(0)}% busy, ` +
-        `${r.cpuMs.toFixed(2)} ms server CPU per sample)` +
+        `CPU per sample: server ${r.cpuMs.toFixed(2)} ms, devices ${r.clientCpuMs.toFixed(2)} ms)` +
         (r.ratio === null ? '' : `  ratio ${r.ratio.toFixed(2)}`);
   const whole = summary('whole');
   const ratio = whole?.ratio ?? null;

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, webcrypto } from 'node:crypto';
 import { createReadStream, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { open, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -18,8 +18,8 @@ import { createGroupCommit, type Settled } from './group-commit.ts';
  * size; only then does it move into the blob store and become a sample. Anything else discards the
  * upload: nothing partial is ever stored.
  *
- * A one-request upload (putWhole) that fits the in-memory budget is received into memory, hashed on
- * the way, checked there (sha256, JPEG header by sharp) and written once, straight to a temporary
+ * A one-request upload (putWhole) that fits the in-memory budget is received into memory, hashed
+ * off the event loop, checked there (sha256, JPEG header by sharp) and written once, straight to a temporary
  * file that is fsynced and renamed to its content address; a larger one (or one past the budget)
  * streams to a part file first. Either way the sample is acknowledged only after its blob is
  * durable and its row committed: uploads that finish together share one group commit (each blob
@@ -373,22 +373,25 @@ export function createSampleUploads(deps: SampleUploadsDeps): SampleUploads {
       : null;
   const tooMany = (declared: number) => refuse<never>('payload_too_large', `more bytes than the declared ${declared}`);
 
-  /** A one-request image into memory, hashed on the way; exactly `declared` bytes or a refusal. */
+  /** A one-request image into memory, then hashed; exactly `declared` bytes or a refusal. */
   const receiveInMemory = async (
     image: AsyncIterable<Uint8Array>,
     declared: number,
   ): Promise<UploadResult<Received>> => {
-    const hash = createHash('sha256');
     const chunks: Uint8Array[] = [];
     let written = 0;
     for await (const chunk of image) {
       if (chunk.byteLength === 0) continue;
       if (written + chunk.byteLength > declared) return tooMany(declared);
-      hash.update(chunk);
       chunks.push(chunk);
       written += chunk.byteLength;
     }
-    return refuseCount(written, declared) ?? ok({ bytes: Buffer.concat(chunks, written), digest: hash.digest('hex') });
+    const refused = refuseCount(written, declared);
+    if (refused) return refused;
+    const bytes = Buffer.concat(chunks, written);
+    // Hashed in one go on libuv's thread pool (WebCrypto), not on the event loop.
+    const digest = Buffer.from(await webcrypto.subtle.digest('SHA-256', bytes)).toString('hex');
+    return ok({ bytes, digest });
   };
 
   /** A one-request image streamed to a fsynced part file, hashed on the way (nothing kept on a refusal). */
