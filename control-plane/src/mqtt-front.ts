@@ -63,6 +63,8 @@ export type MqttFront = {
 type Tracked = {
   readonly address: string;
   readonly scanner: FrameScanner;
+  /** Counted in `pending` (not logged in, not closed). */
+  pending: boolean;
   loggedIn: boolean;
   deadline: ReturnType<typeof setTimeout> | null;
 };
@@ -109,8 +111,8 @@ export function createMqttFront(deps: MqttFrontDeps): MqttFront {
 
   /** It logged in or closed: no longer pending, no deadline. */
   const leavePending = (state: Tracked) => {
-    if (state.loggedIn) return;
-    state.loggedIn = true;
+    if (!state.pending) return;
+    state.pending = false;
     pending -= 1;
     if (state.deadline) clearTimeout(state.deadline);
     state.deadline = null;
@@ -129,14 +131,21 @@ export function createMqttFront(deps: MqttFrontDeps): MqttFront {
       const key = addressKey(address);
       if (!limiter.take(key)) return reject(socket, 'rate_limited');
 
-      const state: Tracked = { address: key, scanner: createFrameScanner(), loggedIn: false, deadline: null };
+      const state: Tracked = {
+        address: key,
+        scanner: createFrameScanner(),
+        pending: true,
+        loggedIn: false,
+        deadline: null,
+      };
       tracked.set(socket, state);
       open += 1;
       pending += 1;
       state.deadline = setTimeout(() => {
         state.deadline = null;
-        if (!state.loggedIn)
+        if (state.pending) {
           reject(socket, 'connect_deadline', `not logged in ${config.connectDeadlineMs} ms after accept`);
+        }
       }, config.connectDeadlineMs);
       state.deadline.unref();
       socket.once('close', () => {
@@ -164,7 +173,8 @@ export function createMqttFront(deps: MqttFrontDeps): MqttFront {
     admitted(connection) {
       if (typeof connection !== 'object' || connection === null) return;
       const state = tracked.get(connection);
-      if (!state || state.loggedIn) return;
+      if (!state?.pending) return;
+      state.loggedIn = true;
       leavePending(state);
       limiter.giveBack(state.address);
     },
