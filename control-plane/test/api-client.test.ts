@@ -1,7 +1,7 @@
-import { type ApiClient, createApiClient, type ServerEvent } from '@edgeloop/protocol';
+import { type ApiClient, createApiClient, type ServerEvent, unwrap } from '@edgeloop/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SYSTEM, startTestControlPlane, type TestControlPlane } from './harness.ts';
-import { createSigningKit, postModelForm, type SigningKit, uploadForm } from './model-fixtures.ts';
+import { createSigningKit, type SigningKit } from './model-fixtures.ts';
 
 /*
  * The one typed client (protocol/src/client.ts) against a real control plane over real HTTP:
@@ -17,12 +17,9 @@ let modelId: string;
 beforeAll(async () => {
   kit = createSigningKit();
   t = await startTestControlPlane({ trustedKeys: kit.publicKeyPath });
+  // Over the real socket (the harness's own clients go through app.request).
   admin = createApiClient({ baseUrl: t.started.httpUrl, token: t.adminToken });
-  const created = await t.raw('POST', '/api/v1/tokens', { body: { name: 'reader', role: 'viewer' } });
-  viewer = createApiClient({
-    baseUrl: t.started.httpUrl,
-    token: ((await created.json()) as { secret: string }).secret,
-  });
+  viewer = createApiClient({ baseUrl: t.started.httpUrl, token: (await t.createToken('viewer', 'reader')).secret });
   for (const [i, site] of ['north', 'south', 'north'].entries()) {
     const device = await t.device(`client-cam-${i}`, { labels: { site, fleet: 'c' } });
     await device.send('status', { state: 'online', reason: 'birth', keepaliveS: 30 });
@@ -30,8 +27,7 @@ beforeAll(async () => {
   }
   const bytes = kit.modelBytes(3000);
   const signed = await kit.sign(bytes, { name: 'det', version: '1.0.0', adapter: 'yolo' }, { releaseCounter: 1 });
-  const response = await postModelForm(t, uploadForm(signed, bytes));
-  expect(response.status).toBe(201);
+  await unwrap(admin.models.upload({ release: JSON.stringify(signed), model: new Blob([bytes]) }));
   modelId = 'det@1.0.0';
 }, 60_000);
 

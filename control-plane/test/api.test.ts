@@ -21,10 +21,8 @@ let operatorToken: string;
 
 beforeAll(async () => {
   t = await startTestControlPlane({ http: { bodyLimitBytes: 64 * 1024 } });
-  const viewer = await t.raw('POST', '/api/v1/tokens', { body: { name: 'dashboard', role: 'viewer' } });
-  viewerToken = ((await viewer.json()) as { secret: string }).secret;
-  const operator = await t.raw('POST', '/api/v1/tokens', { body: { name: 'ops', role: 'operator' } });
-  operatorToken = ((await operator.json()) as { secret: string }).secret;
+  viewerToken = (await t.createToken('viewer', 'dashboard')).secret;
+  operatorToken = (await t.createToken('operator', 'ops')).secret;
 });
 
 afterAll(async () => {

@@ -1,4 +1,4 @@
-import { CocoLabels, type CreateTokenResponse, type DatasetList, type DatasetView } from '@edgeloop/protocol';
+import { CocoLabels, type DatasetList, type DatasetView } from '@edgeloop/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SampleRecord } from '../src/db/repositories.ts';
 import { type CocoDocument, cocoProblems, storeSampleIn, untar } from './dataset-fixtures.ts';
@@ -34,12 +34,8 @@ const samples: SampleRecord[] = [];
 
 beforeAll(async () => {
   t = await startTestControlPlane();
-  for (const role of ['viewer', 'operator'] as const) {
-    const created = await t.raw('POST', '/api/v1/tokens', { body: { name: role, role } });
-    const secret = ((await created.json()) as CreateTokenResponse).secret;
-    if (role === 'viewer') viewer = secret;
-    else operator = secret;
-  }
+  viewer = (await t.createToken('viewer', 'viewer')).secret;
+  operator = (await t.createToken('operator', 'operator')).secret;
   for (let i = 0; i < 12; i++) samples.push(await storeSample());
   samples.push(await storeSample({ strategy: 'random', predictions: [] }));
 });

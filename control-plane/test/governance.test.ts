@@ -98,8 +98,7 @@ describe('audit log', () => {
         return statusOf(t.client.tokens.revoke(made.id));
       },
       'POST /api/v1/models': async () => {
-        const manifest = { name: 'det', version: '1.0.0', adapter: 'yolo', labels: ['car'] } as const;
-        await kit.publish(op, bytes, manifest);
+        await kit.publish(op, bytes, { name: 'det', version: '1.0.0', adapter: 'yolo', labels: ['car'] });
         return 201;
       },
       'POST /api/v1/rollouts': async () => {

@@ -1,4 +1,4 @@
-import { encode, fleetFilter, messageId, topicFor } from '@edgeloop/protocol';
+import { encode, fleetFilter, messageId, topicFor, unwrap } from '@edgeloop/protocol';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { countAllMessages } from '../src/db/sqlite/messages.ts';
@@ -14,17 +14,7 @@ afterAll(async () => {
   await t.stop();
 });
 
-type DeviceBody = {
-  device: { status: string; bootId: string | null };
-  telemetry: { message: { seq: number; bootId: string; system: { temperatures: { cpuC: number } } } } | null;
-  reported: { message: { seq: number; desiredVersion: number } } | null;
-};
-
-async function getDevice(id: string): Promise<DeviceBody> {
-  const response = await t.raw('GET', `/api/v1/devices/${id}`);
-  expect(response.status).toBe(200);
-  return (await response.json()) as DeviceBody;
-}
+const getDevice = (id: string) => unwrap(t.client.devices.get(id));
 
 const withTemperature = (cpuC: number) => ({ ...SYSTEM, temperatures: { cpuC, gpuC: null } });
 

@@ -1,6 +1,6 @@
 import { connect as connectSocket, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
-import { topicFor } from '@edgeloop/protocol';
+import { topicFor, unwrap } from '@edgeloop/protocol';
 import mqtt, { type MqttClient } from 'mqtt';
 import mqttPacket from 'mqtt-packet';
 import pino from 'pino';
@@ -104,16 +104,13 @@ function connectPacket(id: string, password: string, will?: { topic: string; pay
 }
 
 async function rejected(cause: string): Promise<number> {
-  const text = await (await t.raw('GET', '/metrics')).text();
+  const text = await unwrap(t.client.metrics());
   const line = text.split('\n').find((l) => l.startsWith(`edgeloop_mqtt_rejected_total{cause="${cause}"} `));
   return line ? Number(line.split(' ')[1]) : 0;
 }
 
 async function reasonsOf(id: string): Promise<{ health: string; healthReasons: string[] }> {
-  const body = (await (await t.raw('GET', `/api/v1/devices/${id}`)).json()) as {
-    device: { health: string; healthReasons: string[] };
-  };
-  return body.device;
+  return (await unwrap(t.client.devices.get(id))).device;
 }
 
 describe('packet sizes, judged on the fixed header', () => {

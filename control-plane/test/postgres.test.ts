@@ -1,3 +1,4 @@
+import { unwrap } from '@edgeloop/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serviceGate } from '../../test-services.ts';
 import { eventually, SYSTEM, startTestControlPlane, type TestControlPlane } from './harness.ts';
@@ -39,7 +40,7 @@ describe.skipIf(!postgres.run)('control plane on PostgreSQL', () => {
       device: { status: 'online', health: 'healthy', labels: { site: 'pg' } },
       telemetry: { message: { msgId: first.msgId } },
     });
-    const summary = (await (await t.raw('GET', '/api/v1/fleet/summary')).json()) as { online: number };
+    const summary = await unwrap(t.client.fleet.summary());
     expect(summary.online).toBe(1);
     await d.client.endAsync();
     await eventually(async () => (await store.devices.get('pg-cam'))?.status === 'offline');

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { messageId } from '@edgeloop/protocol';
+import { createApiClient, messageId, unwrap } from '@edgeloop/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newBootId, SYSTEM, startTestControlPlane, type TestControlPlane } from './harness.ts';
 
@@ -37,11 +37,9 @@ describe('GET /metrics', () => {
     `passes promtool check metrics with no lint findings${skip ? ` (skipped: ${missingReason})` : ''}`,
     async () => {
       expect(available, missingReason).toBe(true);
-      const response = await fetch(`${t!.started.httpUrl}/metrics`, {
-        headers: { authorization: `Bearer ${t!.adminToken}` },
-      });
-      expect(response.status).toBe(200);
-      const text = await response.text();
+      // Over the real socket, as Prometheus scrapes it.
+      const scraper = createApiClient({ baseUrl: t!.started.httpUrl, token: t!.adminToken });
+      const text = await unwrap(scraper.metrics());
       expect(text).toContain('edgeloop_ingest_flush_seconds_count');
       const checked = spawnSync(PROMTOOL, ['check', 'metrics'], { input: text, encoding: 'utf8' });
       expect(`${checked.stdout}${checked.stderr}`).toBe('');

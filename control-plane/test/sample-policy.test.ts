@@ -24,8 +24,7 @@ const rare = { strategies: [{ kind: 'class-rare', classes: ['forklift'] }], limi
 
 beforeAll(async () => {
   t = await startTestControlPlane();
-  const created = await t.raw('POST', '/api/v1/tokens', { body: { name: 'reader', role: 'viewer' } });
-  viewerToken = ((await created.json()) as { secret: string }).secret;
+  viewerToken = (await t.createToken('viewer', 'reader')).secret;
 });
 afterAll(() => t.stop());
 

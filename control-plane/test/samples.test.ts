@@ -1,7 +1,6 @@
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  type CreateTokenResponse,
   SAMPLE_UPLOAD_CONTENT_TYPE,
   SAMPLE_UPLOAD_OFFSET_HEADER,
   type SampleList,
@@ -74,8 +73,7 @@ beforeAll(async () => {
   t = await startTestControlPlane({ samples: { maxBytes: MAX_BYTES } }, { clock });
   cam1 = await device('cam-1');
   cam2 = await device('cam-2', { site: 'south', line: 'l2' });
-  const created = await t.raw('POST', '/api/v1/tokens', { body: { name: 'reader', role: 'viewer' } });
-  viewer = ((await created.json()) as CreateTokenResponse).secret;
+  viewer = (await t.createToken('viewer', 'reader')).secret;
 });
 
 afterAll(async () => {

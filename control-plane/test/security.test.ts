@@ -1,4 +1,4 @@
-import { encode, MAX_PAYLOAD_BYTES, messageId, topicFor } from '@edgeloop/protocol';
+import { encode, MAX_PAYLOAD_BYTES, messageId, topicFor, unwrap } from '@edgeloop/protocol';
 import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, newBootId, SYSTEM, startTestControlPlane, type TestControlPlane } from './harness.ts';
@@ -223,9 +223,7 @@ describe('bad payloads', () => {
     expect(await metric('edgeloop_ingest_rejected_total', '{reason="invalid_utf8"}')).toBeGreaterThanOrEqual(1);
     expect(await metric('edgeloop_ingest_rejected_total', '{reason="payload_too_large"}')).toBe(before.size + 1);
 
-    const letters = (await (await t.raw('GET', '/api/v1/dead-letters?deviceId=bad-payloads')).json()) as {
-      items: { reason: string; detail: string; payloadSize: number; payloadExcerpt: string }[];
-    };
+    const letters = await unwrap(t.client.deadLetters.list({ deviceId: 'bad-payloads' }));
     expect(letters.items.map((l) => l.reason).sort()).toEqual([
       'invalid_json',
       'invalid_schema',
