@@ -256,6 +256,16 @@ class AgentRuntime implements Agent {
       sampleTelemetry() {
         return agent.samples?.telemetry();
       },
+      outboxMetrics() {
+        const stats = agent.outbox.stats();
+        const { control, events, telemetry } = stats.dropped;
+        return {
+          pending: stats.pending,
+          pendingBytes: stats.pendingBytes,
+          maxBytes: stats.maxBytes,
+          droppedTotal: control + events + telemetry,
+        };
+      },
       afterTick() {
         agent.#reportDrops();
       },

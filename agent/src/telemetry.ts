@@ -1,4 +1,4 @@
-import type { PipelineMetrics, SampleTelemetry, ShadowMetrics, SystemMetrics } from '@edgeloop/protocol';
+import type { OutboxMetrics, PipelineMetrics, SampleTelemetry, ShadowMetrics, SystemMetrics } from '@edgeloop/protocol';
 import { type Clock, systemClock, systemTimers, type TimerHandle, type Timers } from './clock.ts';
 import { type Logger, silentLogger } from './logger.ts';
 import type { Publisher } from './publisher.ts';
@@ -41,6 +41,8 @@ export type TelemetryDeps = {
   readonly shadowMetrics?: () => ShadowMetrics | undefined;
   /** Hard-sample capture (samples/capture.ts), while a sample policy is set. */
   readonly sampleTelemetry?: () => SampleTelemetry | undefined;
+  /** The outbox's depth when the message is built (what waits for the link). */
+  readonly outboxMetrics?: () => OutboxMetrics | undefined;
   /** Called after every tick (the agent checks outbox drops here). */
   readonly afterTick?: () => void;
   readonly clock?: Clock;
@@ -108,16 +110,18 @@ class PeriodicTelemetry implements Telemetry {
       const pipeline = callProvider(this.#deps.pipelineMetrics, this.#log);
       const shadow = callProvider(this.#deps.shadowMetrics, this.#log);
       const samples = callProvider(this.#deps.sampleTelemetry, this.#log);
+      const outbox = callProvider(this.#deps.outboxMetrics, this.#log);
       const body = {
         intervalS,
         system,
         ...(pipeline ? { pipeline } : {}),
         ...(shadow ? { shadow } : {}),
         ...(samples ? { samples } : {}),
+        ...(outbox ? { outbox } : {}),
       };
       const publisher = this.#deps.publisher;
       let result = publisher.publish('telemetry', body);
-      if (!result.ok && result.error.code === 'invalid_message' && (pipeline || shadow || samples)) {
+      if (!result.ok && result.error.code === 'invalid_message' && (pipeline || shadow || samples || outbox)) {
         counters.invalid += 1;
         this.#log.warn({ error: result.error }, 'telemetry invalid; sending system metrics only');
         result = publisher.publish('telemetry', { intervalS, system });

@@ -89,7 +89,16 @@ describe('agent against a real aedes broker', () => {
       telemetryIntervalS: 60,
     });
     expect(watcher.json(topic('reported'))[0]).toMatchObject({ desiredVersion: 0, telemetryIntervalS: 60 });
-    expect(watcher.json(topic('telemetry'))[0]).toMatchObject({ intervalS: 60, system: { cpu: { loadPct: 20 } } });
+    const telemetry = watcher.json(topic('telemetry'))[0];
+    expect(telemetry).toMatchObject({ intervalS: 60, system: { cpu: { loadPct: 20 } } });
+    // The outbox as it stood when the telemetry was built: birth, started and reported were
+    // appended before it, under the configured bound, nothing dropped.
+    expect(telemetry?.outbox).toEqual({
+      pending: expect.any(Number),
+      pendingBytes: expect.any(Number),
+      maxBytes: configFor(server.url).outbox.maxBytes,
+      droppedTotal: 0,
+    });
     const seqs = watcher.messages.map((m) => JSON.parse(m.payload).seq as number).sort((a, b) => a - b);
     expect(seqs).toEqual(seqs.map((_, i) => i + 1));
   });

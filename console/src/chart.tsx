@@ -3,11 +3,9 @@ import uPlot from 'uplot';
 
 /* A time-series chart (uPlot: canvas, made for many points). x is seconds since the epoch. */
 
-export type ChartSeries = {
-  readonly label: string;
-  readonly values: readonly (number | null)[];
-  readonly scale?: string;
-};
+import type { ChartSeries } from './telemetry-charts.ts';
+
+export type { ChartSeries };
 
 export function TimeChart(props: {
   title: string;

@@ -248,6 +248,17 @@ export const ShadowMetrics = z
   .describe('Candidate-vs-current agreement from shadow inference over one window');
 export type ShadowMetrics = z.infer<typeof ShadowMetrics>;
 
+/** The device's outbox when the telemetry was built: what waits for the link. */
+export const OutboxMetrics = z
+  .object({
+    pending: z.int().min(0).describe('Messages not yet acknowledged by the broker (waiting or in flight)'),
+    pendingBytes: z.int().min(0).describe('Bytes of those messages'),
+    maxBytes: z.int().min(0).describe("The outbox's bound in bytes"),
+    droppedTotal: z.int().min(0).describe('Messages dropped by the bound since the outbox was opened'),
+  })
+  .describe("The device's outbox when the telemetry was built");
+export type OutboxMetrics = z.infer<typeof OutboxMetrics>;
+
 export const Telemetry = Envelope.extend({
   /** Seconds between telemetry messages when this one was sent. */
   intervalS: z.number().min(0.1).max(86_400).describe('Seconds between telemetry messages when this one was sent'),
@@ -255,6 +266,7 @@ export const Telemetry = Envelope.extend({
   pipeline: PipelineMetrics.optional(),
   shadow: ShadowMetrics.optional().describe('Present while a candidate runs in shadow'),
   samples: SampleTelemetry.optional().describe('Present while hard-sample capture is configured'),
+  outbox: OutboxMetrics.optional().describe("The device's outbox (absent from agents that predate it)"),
 }).describe('Periodic system and pipeline metrics of a device');
 export type Telemetry = z.infer<typeof Telemetry>;
 
