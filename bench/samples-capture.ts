@@ -28,7 +28,7 @@ import { loadVisionModel } from '../agent/src/vision/vision-model.ts';
  */
 
 const THREADS = Number(process.env.BENCH_THREADS ?? 2);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
 const ENCODER = process.env.BENCH_ENCODER === 'inline' ? 'inline' : 'child';
 const FRAMES_PER_ROUND = 60;
 const SIZE = 320;

@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync } from 'node:fs';
-import { open, rename } from 'node:fs/promises';
 import path from 'node:path';
 import type { SampleLimits, SampleStrategyKind } from '@edgeloop/protocol';
+import { type DurableWrite, writeDurably } from './durable-write.ts';
 
 /*
  * Capture limits: counts per rolling minute and hour, counts and encoded bytes per UTC day, for
@@ -46,6 +46,8 @@ export type BudgetDeps = {
   readonly file: string | null;
   readonly clock: { now(): number };
   readonly onPersistError?: (error: unknown) => void;
+  /** How the counters file reaches the disk (default: writeDurably in this process, with fsync). */
+  readonly write?: DurableWrite;
 };
 
 const MINUTE = 60_000;
@@ -105,7 +107,7 @@ export function createBudget(deps: BudgetDeps): Budget {
     const text = JSON.stringify({ version: 1, counters: out });
     writing = writing.then(async () => {
       try {
-        await writeAtomic(file, text);
+        await (deps.write ?? writeDurably)(`${file}.tmp`, file, Buffer.from(text, 'utf8'), true);
       } catch (error) {
         deps.onPersistError?.(error);
       }
@@ -190,27 +192,5 @@ function readCounters(file: string | null): Record<string, Omit<Counter, 'reserv
   } catch {
     // The file is written atomically, so this is damage from outside; start the day afresh.
     return {};
-  }
-}
-
-async function writeAtomic(file: string, text: string): Promise<void> {
-  const temp = `${file}.tmp`;
-  const handle = await open(temp, 'w');
-  try {
-    await handle.writeFile(text);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(temp, file);
-  try {
-    const dir = await open(path.dirname(file), 'r');
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
-  } catch {
-    // best effort on filesystems that refuse a directory fsync
   }
 }

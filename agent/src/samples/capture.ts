@@ -23,9 +23,10 @@ import { createSampleUploader, type SampleUploader, type SampleUploaderDeps } fr
  *
  *   vision loop (per frame, cheap)   policy -> selectFrame -> budget.admit (counts) -> copy into a
  *                                    free slot of a bounded queue (none free: dropped 'queue-full')
- *   worker (one at a time, async)    encoder: redact + JPEG (sharp) -> sha256 (in this process,
- *                                    or in the low-priority encoder child: encoder.ts)
- *                                    -> budget.commit (bytes) -> durable spool -> uploader.kick
+ *   worker (one at a time, async)    encoder: redact + JPEG (sharp) -> sha256 -> budget.commit
+ *                                    (bytes) -> durable spool -> uploader.kick; the encoding and
+ *                                    the spool's and budget's file writes run where the encoder
+ *                                    runs (this process, or the low-priority child: encoder.ts)
  *   uploader                         spool -> resumable HTTP upload (uploader.ts)
  *
  * The vision loop never waits on the worker: a slot is copied into or the frame is dropped. Drops
@@ -130,19 +131,20 @@ export function createSampleCapture(deps: SampleCaptureDeps): SampleCapture {
   const random = deps.random ?? Math.random;
   const log = (deps.logger ?? silentLogger).child({ component: 'samples' });
   const capacity = Math.max(1, deps.options?.queueCapacity ?? 4);
-  const ownEncoder =
-    !deps.encoder && deps.options?.encoder === 'child'
-      ? createChildEncoder(deps.options.encoderPriority !== undefined ? { priority: deps.options.encoderPriority } : {})
-      : null;
-  const encoder: SampleEncoder = deps.encoder ?? ownEncoder ?? createInlineEncoder();
   const dropped: Partial<Record<DropCause, number>> = {};
   const count = (cause: DropCause, n = 1): void => {
     dropped[cause] = (dropped[cause] ?? 0) + n;
   };
 
+  const ownEncoder =
+    !deps.encoder && deps.options?.encoder === 'child'
+      ? createChildEncoder(deps.options.encoderPriority !== undefined ? { priority: deps.options.encoderPriority } : {})
+      : null;
+  const encoder: SampleEncoder = deps.encoder ?? ownEncoder ?? createInlineEncoder();
   const budget: Budget = createBudget({
     file: path.join(deps.dir, 'budget.json'),
     clock,
+    write: encoder.write,
     onPersistError(error) {
       log.error({ err: error }, 'sample budget counters not persisted');
     },
@@ -151,6 +153,7 @@ export function createSampleCapture(deps: SampleCaptureDeps): SampleCapture {
     dir: path.join(deps.dir, 'spool'),
     maxBytes: deps.options?.spoolMaxBytes ?? 64 * 1024 * 1024,
     fsync: deps.options?.fsync ?? true,
+    write: encoder.write,
     onDrop() {
       count('spool-full');
     },

@@ -1,16 +1,28 @@
 import { readdirSync } from 'node:fs';
 import os from 'node:os';
 import { pathToFileURL } from 'node:url';
+import { writeDurably } from './durable-write.ts';
 import type { EncodedSample, EncodeInput, EncodeOptions } from './encode.ts';
 
 /*
  * The sample encoder child (encoder.ts starts it): lowers the CPU priority of every one of its
- * threads first (argv[2], a nice value), then answers encode requests from its parent over IPC,
- * one reply per request. It holds nothing durable and exits when its parent goes away.
+ * threads first (argv[2], a nice value), then answers its parent's requests over IPC, one reply
+ * per request: encode a frame, or write a file durably (the spool's and the budget's writes, so
+ * their fsyncs run at this priority too). It keeps no state and exits when its parent goes away.
  */
+
+export type WriteRequest = {
+  readonly id: number;
+  readonly op: 'write';
+  readonly temp: string;
+  readonly file: string;
+  readonly data: Uint8Array;
+  readonly fsync: boolean;
+};
 
 export type EncodeRequest = {
   readonly id: number;
+  readonly op: 'encode';
   readonly rgb: Uint8Array;
   readonly width: number;
   readonly height: number;
@@ -18,10 +30,14 @@ export type EncodeRequest = {
   readonly options: EncodeOptions;
 };
 
-export type EncodeReply =
+export type EncoderRequest = EncodeRequest | WriteRequest;
+
+export type EncoderReply =
+  | { readonly id: number; readonly ok: true; readonly op: 'write' }
   | {
       readonly id: number;
       readonly ok: true;
+      readonly op: 'encode';
       readonly bytes: Uint8Array;
       readonly sample: Omit<EncodedSample, 'bytes'>;
     }
@@ -53,11 +69,26 @@ export function lowerPriority(priority: number): void {
   }
 }
 
-function isRequest(message: unknown): message is EncodeRequest {
+function isWrite(message: unknown): message is WriteRequest {
+  const m = message as Partial<WriteRequest> | null;
+  return (
+    typeof m === 'object' &&
+    m !== null &&
+    m.op === 'write' &&
+    typeof m.id === 'number' &&
+    typeof m.temp === 'string' &&
+    typeof m.file === 'string' &&
+    m.data instanceof Uint8Array &&
+    typeof m.fsync === 'boolean'
+  );
+}
+
+function isEncode(message: unknown): message is EncodeRequest {
   const m = message as Partial<EncodeRequest> | null;
   return (
     typeof m === 'object' &&
     m !== null &&
+    m.op === 'encode' &&
     typeof m.id === 'number' &&
     m.rgb instanceof Uint8Array &&
     Number.isInteger(m.width) &&
@@ -81,8 +112,15 @@ async function main(): Promise<void> {
   process.on('disconnect', () => process.exit(0));
   process.on('message', (message: unknown) => {
     const id = typeof (message as { id?: unknown })?.id === 'number' ? (message as { id: number }).id : -1;
-    if (!isRequest(message)) {
-      process.send?.({ id, ok: false, error: 'malformed encode request' } satisfies EncodeReply);
+    if (isWrite(message)) {
+      writeDurably(message.temp, message.file, message.data, message.fsync).then(
+        () => process.send?.({ id, ok: true, op: 'write' } satisfies EncoderReply),
+        (error: unknown) => process.send?.({ id, ok: false, error: (error as Error).message } satisfies EncoderReply),
+      );
+      return;
+    }
+    if (!isEncode(message)) {
+      process.send?.({ id, ok: false, error: 'malformed encoder request' } satisfies EncoderReply);
       return;
     }
     const { rgb, width, height, detections, options } = message;
@@ -93,10 +131,10 @@ async function main(): Promise<void> {
     redactAndEncode({ rgb, width, height, detections }, options).then(
       (out) => {
         const { bytes, ...sample } = out;
-        process.send?.({ id, ok: true, bytes, sample } satisfies EncodeReply);
+        process.send?.({ id, ok: true, op: 'encode', bytes, sample } satisfies EncoderReply);
       },
       (error: unknown) => {
-        process.send?.({ id, ok: false, error: (error as Error).message ?? String(error) } satisfies EncodeReply);
+        process.send?.({ id, ok: false, error: (error as Error).message ?? String(error) } satisfies EncoderReply);
       },
     );
   });

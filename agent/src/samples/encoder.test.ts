@@ -119,7 +119,8 @@ describe('sample encoders', () => {
       capture.offer(frame(4));
       await capture.whenIdle();
       expect(capture.telemetry()?.captured).toBe(2);
-      expect(encoder.stats()).toMatchObject({ crashes: 1, spawned: 2 });
+      // Each spooled sample: the budget counters and the sample file, both written by the child.
+      expect(encoder.stats()).toMatchObject({ crashes: 1, spawned: 2, writes: 4 });
 
       // What the spool holds on disk: the two samples, whole.
       const reopened = openSpool({ dir: path.join(dir, 'spool'), maxBytes: 1 << 30 });
@@ -130,6 +131,43 @@ describe('sample encoders', () => {
         expect(read?.bytes.length).toBe(read?.metadata.image.bytes);
         reopened.remove(e);
       }
+    },
+    CHILD_TIMEOUT,
+  );
+
+  it(
+    'leaves no partial sample when the child is killed -9 during a spool write',
+    async () => {
+      const dir = tempDir();
+      const encoder = child({ respawnDelayMs: 0 });
+      const spool = openSpool({ dir, maxBytes: 1 << 30, write: encoder.write });
+      await encoder.ready();
+      const bytes = new Uint8Array(8 << 20).fill(7);
+      const meta = (seq: number, sha: string) => ({
+        deviceId: 'cam-1',
+        site: null,
+        labels: {},
+        model: null,
+        strategy: 'random' as const,
+        reason: 'test',
+        tags: [],
+        predictions: [],
+        frameTs: 0,
+        bootId: 'boot-1',
+        seq,
+        image: { sha256: sha, bytes: bytes.length, width: 1, height: 1, contentType: 'image/jpeg' as const },
+      });
+      await spool.put(meta(1, 'a'.repeat(64)), bytes);
+      const put = spool.put(meta(2, 'b'.repeat(64)), bytes);
+      process.kill(encoder.stats().pid as number, 'SIGKILL');
+      await expect(put).rejects.toThrow(/exited/);
+      expect(spool.stats().count).toBe(1);
+      const reopened = openSpool({ dir, maxBytes: 1 << 30 });
+      expect(reopened.stats().count).toBe(1);
+      expect(reopened.recovery.removedBad).toBe(0);
+      const first = reopened.oldest();
+      expect(first?.sha256).toBe('a'.repeat(64));
+      expect((await reopened.read(first as NonNullable<typeof first>))?.bytes.length).toBe(bytes.length);
     },
     CHILD_TIMEOUT,
   );

@@ -2,8 +2,9 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { type DurableWrite, writeDurably } from './durable-write.ts';
 import { type EncodedSample, type EncodeInput, type EncodeOptions, redactAndEncode } from './encode.ts';
-import type { EncodeReply, EncodeRequest } from './encoder-child.ts';
+import type { EncoderReply, EncoderRequest } from './encoder-child.ts';
 
 /*
  * Where the capture worker's redact + JPEG + sha256 runs.
@@ -16,14 +17,19 @@ import type { EncodeReply, EncodeRequest } from './encoder-child.ts';
  *            queue turns a lagging encoder into counted 'queue-full' drops, never a stall.
  *
  * The frame travels to the child by IPC (advanced serialization: the bytes of the view only);
- * the JPEG comes back, and the spool stays in this process (the child holds nothing durable, so
- * a kill -9 of it loses only the frames it was encoding: they fail as 'encode-failed'). A child
+ * the JPEG comes back. The spool's and the budget's file writes (write(): temp, fsync, rename,
+ * directory fsync) run in the child too, at its priority; their index and counters stay in this
+ * process. A kill -9 of the child fails what it was doing: a frame being encoded counts as
+ * 'encode-failed', a write in flight rejects and leaves at most a temp file (the spool removes
+ * those when it opens), and nothing already spooled is touched. A child
  * that dies is started again on the next frame, at most once per `respawnDelayMs`; frames in
  * between fail at once.
  */
 
 export interface SampleEncoder {
   encode(input: EncodeInput, options: EncodeOptions): Promise<EncodedSample>;
+  /** Puts a file on disk durably (durable-write.ts), where the encoder runs. */
+  readonly write: DurableWrite;
   /** Resolves once the encoder takes work without a start-up delay (a child encoder: started). */
   ready(): Promise<void>;
   /** Ends the child (pending encodes fail); a later encode starts a new one. */
@@ -35,6 +41,8 @@ export type EncoderStats = {
   readonly kind: 'inline' | 'child';
   readonly encoded: number;
   readonly failed: number;
+  /** Durable file writes done (child encoder). */
+  readonly writes?: number;
   /** Children started (child encoder). */
   readonly spawned?: number;
   /** Children that exited without stop() (killed, crashed). */
@@ -58,6 +66,7 @@ export function createInlineEncoder(): SampleEncoder {
         throw error;
       }
     },
+    write: writeDurably,
     ready: () => Promise.resolve(),
     stop: () => Promise.resolve(),
     stats: () => ({ kind: 'inline', encoded, failed }),
@@ -88,7 +97,7 @@ function forkChild(priority: number): ChildProcess {
   });
 }
 
-type Pending = { resolve: (out: EncodedSample) => void; reject: (error: Error) => void };
+type Pending = { resolve: (reply: EncoderReply & { ok: true }) => void; reject: (error: Error) => void };
 
 export function createChildEncoder(deps: ChildEncoderDeps = {}): SampleEncoder {
   const priority = Math.min(19, Math.max(0, Math.trunc(deps.priority ?? 19)));
@@ -105,6 +114,7 @@ export function createChildEncoder(deps: ChildEncoderDeps = {}): SampleEncoder {
   let failed = 0;
   let spawned = 0;
   let crashes = 0;
+  let writes = 0;
 
   function failAll(error: Error): void {
     const waiting = [...pending.values()];
@@ -118,7 +128,7 @@ export function createChildEncoder(deps: ChildEncoderDeps = {}): SampleEncoder {
     const proc = start(priority);
     child = proc;
     const up = new Promise<void>((resolve, reject) => {
-      proc.on('message', (message: EncodeReply | { ready: true }) => {
+      proc.on('message', (message: EncoderReply | { ready: true }) => {
         if ('ready' in message) {
           resolve();
           return;
@@ -127,8 +137,7 @@ export function createChildEncoder(deps: ChildEncoderDeps = {}): SampleEncoder {
         if (!p) return;
         pending.delete(message.id);
         if (message.ok) {
-          const bytes = Buffer.from(message.bytes.buffer, message.bytes.byteOffset, message.bytes.byteLength);
-          p.resolve({ ...message.sample, bytes });
+          p.resolve(message);
         } else {
           p.reject(new Error(message.error));
         }
@@ -161,35 +170,45 @@ export function createChildEncoder(deps: ChildEncoderDeps = {}): SampleEncoder {
     return started;
   }
 
+  /** One request to the child, started when needed; rejects when it fails or the child dies. */
+  async function request(message: EncoderRequest): Promise<EncoderReply & { ok: true }> {
+    await ensureChild();
+    const proc = child;
+    if (!proc?.connected) throw new Error('sample encoder child not connected');
+    return new Promise((resolve, reject) => {
+      pending.set(message.id, { resolve, reject });
+      proc.send(message, (error) => {
+        if (!error) return;
+        pending.delete(message.id);
+        reject(error);
+      });
+    });
+  }
+
   return {
     async encode(input, options) {
       try {
-        await ensureChild();
-        const proc = child;
-        if (!proc?.connected) throw new Error('sample encoder child not connected');
-        const id = nextId++;
-        const request: EncodeRequest = {
-          id,
+        const reply = await request({
+          op: 'encode',
+          id: nextId++,
           rgb: input.rgb,
           width: input.width,
           height: input.height,
           detections: input.detections,
           options: { jpegQuality: options.jpegQuality, maxWidth: options.maxWidth, redaction: options.redaction },
-        };
-        const out = await new Promise<EncodedSample>((resolve, reject) => {
-          pending.set(id, { resolve, reject });
-          proc.send(request, (error) => {
-            if (!error) return;
-            pending.delete(id);
-            reject(error);
-          });
         });
+        if (reply.op !== 'encode') throw new Error('sample encoder child answered an encode with a write');
         encoded++;
-        return out;
+        const bytes = Buffer.from(reply.bytes.buffer, reply.bytes.byteOffset, reply.bytes.byteLength);
+        return { ...reply.sample, bytes };
       } catch (error) {
         failed++;
         throw error;
       }
+    },
+    async write(temp, file, data, fsync) {
+      await request({ op: 'write', id: nextId++, temp, file, data, fsync });
+      writes++;
     },
     ready() {
       return ensureChild();
@@ -211,6 +230,7 @@ export function createChildEncoder(deps: ChildEncoderDeps = {}): SampleEncoder {
       kind: 'child',
       encoded,
       failed,
+      writes,
       spawned,
       crashes,
       pid: child?.pid ?? null,

@@ -1,12 +1,13 @@
 import { mkdirSync, readdirSync, statSync, unlinkSync } from 'node:fs';
-import { open, readFile, rename } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { type SampleMetadata, SampleMetadata as SampleMetadataSchema } from '@edgeloop/protocol';
+import { type DurableWrite, writeDurably } from './durable-write.ts';
 
 /*
  * The durable sample spool: one file per sample, `<ordinal>-<sha256>.sample`, holding
  *   "ELS1" | u32 BE metadata length | metadata JSON | image bytes
- * written to a temp name, fsynced, renamed, and the directory fsynced (the outbox's discipline),
+ * written to a temp name, fsynced, renamed, and the directory fsynced (durable-write.ts),
  * so a kill -9 or power loss leaves either the whole sample or a temp file. Opening removes temp
  * files and anything unreadable, and resumes the ordinal after the highest one found. The spool is
  * bounded in bytes: a put past the bound drops the oldest samples first (reported to onDrop).
@@ -56,6 +57,8 @@ export type SpoolDeps = {
   readonly onDrop?: (entry: SpoolEntry) => void;
   /** fsync file and directory (default true). */
   readonly fsync?: boolean;
+  /** How a sample file reaches the disk (default: writeDurably in this process). */
+  readonly write?: DurableWrite;
 };
 
 export function encodeSpoolFile(metadata: SampleMetadata, bytes: Uint8Array): Buffer {
@@ -86,6 +89,7 @@ export function decodeSpoolFile(file: Buffer): { metadata: SampleMetadata; bytes
 export function openSpool(deps: SpoolDeps): Spool {
   const dir = deps.dir;
   const doSync = deps.fsync ?? true;
+  const write = deps.write ?? writeDurably;
   let maxBytes = deps.maxBytes;
   mkdirSync(dir, { recursive: true });
   const entries: SpoolEntry[] = [];
@@ -114,20 +118,6 @@ export function openSpool(deps: SpoolDeps): Spool {
   let next = (entries.at(-1)?.ordinal ?? 0) + 1;
   const recovery: SpoolRecovery = { entries: entries.length, bytes: total, removedTemp, removedBad };
 
-  async function syncDir(): Promise<void> {
-    if (!doSync) return;
-    try {
-      const handle = await open(dir, 'r');
-      try {
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-    } catch {
-      // best effort on filesystems that refuse a directory fsync
-    }
-  }
-
   function drop(entry: SpoolEntry): void {
     unlinkQuietly(path.join(dir, entry.name));
     total -= entry.size;
@@ -148,15 +138,7 @@ export function openSpool(deps: SpoolDeps): Spool {
       const ordinal = next++;
       const name = `${String(ordinal).padStart(16, '0')}-${sha}${SUFFIX}`;
       const temp = path.join(dir, `${TEMP_PREFIX}${name}`);
-      const handle = await open(temp, 'w');
-      try {
-        await handle.writeFile(file);
-        if (doSync) await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await rename(temp, path.join(dir, name));
-      await syncDir();
+      await write(temp, path.join(dir, name), file, doSync);
       entries.push({ name, ordinal, sha256: sha, size: file.length });
       total += file.length;
       return pushedOut;
