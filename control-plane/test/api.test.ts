@@ -451,6 +451,7 @@ describe('events and OpenAPI', () => {
         'GET /api/v1/devices/{id}/messages',
         'PUT /api/v1/devices/{id}/desired',
         'POST /api/v1/devices/{id}/commands',
+        'GET /api/v1/fleet/sites',
         'GET /api/v1/fleet/summary',
         'GET /api/v1/events',
         'GET /api/v1/dead-letters',
