@@ -14,7 +14,6 @@ import {
 } from '../../test/dataset-fixtures.ts';
 import { type BlobStore, createBlobStore } from '../models/blob-store.ts';
 import { exportDatasetWebStream } from './export.ts';
-import { createImageReader, type ImageReader } from './image-reader.ts';
 import type { DatasetMember } from './members.ts';
 
 let dir: string;
@@ -163,9 +162,7 @@ describe('exportDatasetWebStream', () => {
     }
     expect(readdirSync(dir).filter((name) => name.startsWith('edgeloop-export-'))).toEqual([]);
 
-    // A small ring (64 kB batches): it wraps and fills many times, and every byte must still be right.
-    const createReader = () => createImageReader({ ringBytes: 256 * 1024 });
-    const yolo = await untar(exportDatasetWebStream(input('yolo'), { blobs, tmpDir: dir, createReader }));
+    const yolo = await untar(exportDatasetWebStream(input('yolo'), { blobs, tmpDir: dir }));
     const provenance = JSON.parse(yolo.get('provenance.json')!.toString()) as { image: string; sample_id: string }[];
     expect(provenance).toHaveLength(340);
     for (const entry of provenance) {
@@ -175,19 +172,16 @@ describe('exportDatasetWebStream', () => {
   });
 
   it('fails the stream, not with a short entry, when an image shrinks after it was sized', async () => {
-    const victim = blobs.pathOf(members[5]!.metadata.image.sha256);
-    const createReader = (): ImageReader => {
-      const real = createImageReader();
-      return {
-        ...real,
-        async sizes(paths) {
-          const sizes = await real.sizes(paths);
-          truncateSync(victim, 3);
-          return sizes;
-        },
-      };
+    const victim = members[5]!.metadata.image.sha256;
+    const shrinking = {
+      pathOf: (sha256: string) => blobs.pathOf(sha256),
+      sizeOf(sha256: string) {
+        const size = blobs.sizeOf(sha256);
+        if (sha256 === victim) truncateSync(blobs.pathOf(sha256), 3);
+        return size;
+      },
     };
-    await expect(untar(exportDatasetWebStream(input('coco'), { blobs, tmpDir: dir, createReader }))).rejects.toThrow(
+    await expect(untar(exportDatasetWebStream(input('coco'), { blobs: shrinking, tmpDir: dir }))).rejects.toThrow(
       /ended after 3 of/,
     );
     expect(readdirSync(dir).filter((name) => name.startsWith('edgeloop-export-'))).toEqual([]);

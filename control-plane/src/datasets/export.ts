@@ -1,4 +1,4 @@
-import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
+import { closeSync, createReadStream, createWriteStream, openSync, readSync, type WriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,7 +6,6 @@ import type { DatasetExportQuery, DatasetSplit } from '@edgeloop/protocol';
 import tar from 'tar-stream';
 import type { BlobStore } from '../models/blob-store.ts';
 import { createCocoWriter } from './coco.ts';
-import { createImageReader, type ImageReader } from './image-reader.ts';
 import { type DatasetMember, imageFileName, provenanceOf } from './members.ts';
 import { createYoloWriter } from './yolo.ts';
 
@@ -23,11 +22,16 @@ import { createYoloWriter } from './yolo.ts';
  *
  * What it costs (bench/datasets-export.ts, 10,000 images of 20 kB): the members are read from the
  * database once (annotations.json is spooled as two lists, images and annotations, and the image
- * list is kept as sha256 + size); the image files are sized and read on a worker thread into a
- * ring of shared memory (image-reader.ts), a batch per request, so the event loop neither waits
- * on the disk nor allocates per file; each image goes to tar-stream as one buffer (a view on the
- * ring), and the tar comes out copied into chunks of COALESCE_BYTES, each ring view given back
- * as soon as it is copied.
+ * list is kept as sha256 + size); small images are read with open/read/close on this thread into
+ * one buffer per batch, at most BATCH_FILES files or BATCH_BYTES between two turns of the event
+ * loop (fs.readFile goes through the thread pool four times per file, which cost more than the
+ * reads); each image is handed to tar-stream as one buffer, not through an entry stream.
+ *
+ * Measured and left out: reading on a worker thread into a shared ring (the loop never waits on
+ * the disk) cost more CPU in messages than the reads, and added a thread's RSS; on a 2-core
+ * machine shared with the client it was slower. The sizes (one stat per image) were already
+ * asked synchronously before this change. A warm read is ~10 us per file, so a batch holds the
+ * loop well under a millisecond; on a cold disk it is the disk's latency times BATCH_FILES.
  */
 
 export type ExportFormat = DatasetExportQuery['format'];
@@ -42,9 +46,7 @@ export type ExportInput = {
 };
 
 export type ExportDeps = {
-  readonly blobs: Pick<BlobStore, 'pathOf'>;
-  /** Reads the image files (a worker thread by default; one per export, closed at its end). */
-  readonly createReader?: () => ImageReader;
+  readonly blobs: Pick<BlobStore, 'pathOf' | 'sizeOf'>;
   readonly tmpDir?: string;
   readonly now?: () => number;
 };
@@ -55,13 +57,9 @@ type ImageMember = ImageRef & { readonly member: DatasetMember };
 
 /** Images up to this size are read whole; larger ones are streamed. */
 const WHOLE_READ_LIMIT = 1024 * 1024;
-/** One read request: about this many bytes (at most the reader's maxBatchBytes) or files. */
+/** Whole reads between two turns of the event loop: at most this many files, and about this many bytes. */
 const BATCH_BYTES = 512 * 1024;
-const BATCH_FILES = 128;
-/** Read requests in flight ahead of the tar writer. */
-const READ_AHEAD = 1;
-/** Members per size request (one stat each, on the reader's thread). */
-const SIZE_BATCH = 256;
+const BATCH_FILES = 64;
 /** Spooled text is written in pieces of about this size. */
 const SPOOL_CHUNK = 64 * 1024;
 const COALESCE_BYTES = 256 * 1024;
@@ -69,92 +67,72 @@ const COALESCE_BYTES = 256 * 1024;
 /** Members whose image bytes are in the blob store, each image once (the first sample with those bytes wins). */
 async function* withImages(
   members: AsyncIterable<DatasetMember>,
-  reader: ImageReader,
-  pathOf: (sha256: string) => string,
+  blobs: ExportDeps['blobs'],
 ): AsyncGenerator<ImageMember> {
   const seen = new Set<string>();
-  type Sized = { readonly members: DatasetMember[]; readonly sizes: Promise<(number | null)[]> };
-  let batch: DatasetMember[] = [];
-  // One batch is sized on the reader's thread while the next one is read from the database.
-  let inFlight: Sized | null = null;
-  const send = (): Sized => {
-    const sized = { members: batch, sizes: reader.sizes(batch.map((m) => pathOf(m.metadata.image.sha256))) };
-    sized.sizes.catch(() => undefined);
-    batch = [];
-    return sized;
-  };
-  async function* emit(sized: Sized): AsyncGenerator<ImageMember> {
-    const sizes = await sized.sizes;
-    for (let i = 0; i < sized.members.length; i++) {
-      const size = sizes[i];
-      const member = sized.members[i]!;
-      if (size !== null && size !== undefined) yield { sha256: member.metadata.image.sha256, size, member };
-    }
-  }
   for await (const member of members) {
     const sha256 = member.metadata.image.sha256;
     if (seen.has(sha256)) continue;
     seen.add(sha256);
-    batch.push(member);
-    if (batch.length >= SIZE_BATCH) {
-      const next = send();
-      if (inFlight) yield* emit(inFlight);
-      inFlight = next;
-    }
+    const size = blobs.sizeOf(sha256);
+    if (size === null) continue;
+    yield { sha256, size, member };
   }
-  const last = batch.length > 0 ? send() : null;
-  if (inFlight) yield* emit(inFlight);
-  if (last) yield* emit(last);
 }
 
-type Loaded<T> = { readonly image: T; readonly bytes: Buffer | null };
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /**
- * Images in batches, each small one with its bytes (read whole on the reader's thread, a batch
- * into one slice of its ring) and each large one with null (to be streamed). READ_AHEAD batches
- * are read while the tar writer takes the current one.
+ * Reads `size` bytes of `path` into `target` at `offset` (open, read, close; no stat: the size is
+ * the one the blob store gave, and a blob never changes in place).
+ */
+function readInto(path: string, target: Buffer, offset: number, size: number): void {
+  const fd = openSync(path, 'r');
+  try {
+    let done = 0;
+    while (done < size) {
+      const n = readSync(fd, target, offset + done, size - done, done);
+      if (n === 0) throw new Error(`${path} ended after ${done} of ${size} bytes`);
+      done += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Images in batches, each small one with its bytes (read into one buffer per batch) and each
+ * large one with null (to be streamed). Between two batches the event loop gets a turn.
  */
 async function* readBatches<T extends ImageRef>(
   images: AsyncIterable<T> | Iterable<T>,
-  reader: ImageReader,
   pathOf: (sha256: string) => string,
-): AsyncGenerator<Loaded<T>[]> {
-  const queue: { readonly images: T[]; readonly bytes: Promise<Buffer[]> | null }[] = [];
+): AsyncGenerator<{ image: T; bytes: Buffer | null }[]> {
   let pending: T[] = [];
   let pendingBytes = 0;
-  const send = () => {
-    const bytes = reader.read(
-      pending.map((image) => pathOf(image.sha256)),
-      pending.map((image) => image.size),
-    );
-    // A read that fails before its turn is reported at its turn, not as an unhandled rejection.
-    bytes.catch(() => undefined);
-    queue.push({ images: pending, bytes });
+  const read = () => {
+    const buffer = Buffer.allocUnsafe(pendingBytes);
+    let offset = 0;
+    const batch = pending.map((image) => {
+      if (image.size > WHOLE_READ_LIMIT) return { image, bytes: null };
+      readInto(pathOf(image.sha256), buffer, offset, image.size);
+      const bytes = buffer.subarray(offset, offset + image.size);
+      offset += image.size;
+      return { image, bytes };
+    });
     pending = [];
     pendingBytes = 0;
+    return batch;
   };
-  const take = async (): Promise<Loaded<T>[]> => {
-    const { images: batch, bytes } = queue.shift()!;
-    if (bytes === null) return batch.map((image) => ({ image, bytes: null }));
-    const buffers = await bytes;
-    return batch.map((image, i) => ({ image, bytes: buffers[i]! }));
-  };
-  const wholeLimit = Math.min(WHOLE_READ_LIMIT, reader.maxBatchBytes);
-  const batchBytes = Math.min(BATCH_BYTES, reader.maxBatchBytes);
   for await (const image of images) {
-    if (image.size > wholeLimit) {
-      if (pending.length > 0) send();
-      queue.push({ images: [image], bytes: null });
-    } else {
-      if (pendingBytes + image.size > reader.maxBatchBytes) send();
-      pending.push(image);
-      pendingBytes += image.size;
-      if (pendingBytes >= batchBytes || pending.length >= BATCH_FILES) send();
+    pending.push(image);
+    if (image.size <= WHOLE_READ_LIMIT) pendingBytes += image.size;
+    if (pendingBytes >= BATCH_BYTES || pending.length >= BATCH_FILES || image.size > WHOLE_READ_LIMIT) {
+      yield read();
+      await turn();
     }
-    while (queue.length > READ_AHEAD) yield await take();
   }
-  if (pending.length > 0) send();
-  while (queue.length > 0) yield await take();
+  if (pending.length > 0) yield read();
 }
 
 /** A file of text pieces written in order; resolves with its size at the end. */
@@ -223,12 +201,8 @@ async function* concatenated(parts: readonly (string | { readonly path: string }
   }
 }
 
-/**
- * The export as a stream of tar bytes; the temporary files go when it ends or is destroyed. Image
- * bodies are views on the reader's ring: the consumer copies each one and then gives it back with
- * `release` (the ring fills up otherwise, and the export waits).
- */
-function exportDatasetTar(input: ExportInput, deps: ExportDeps): { pack: tar.Pack; release(piece: Buffer): void } {
+/** The export as a stream of tar bytes; the temporary files go when it ends or is destroyed. */
+export function exportDatasetTar(input: ExportInput, deps: ExportDeps): tar.Pack {
   const pack = tar.pack();
   const closed = new Promise<void>((resolve) => pack.once('close', () => resolve()));
   const mtime = new Date(deps.now?.() ?? Date.now());
@@ -259,7 +233,7 @@ function exportDatasetTar(input: ExportInput, deps: ExportDeps): { pack: tar.Pac
     images: AsyncIterable<T> | Iterable<T>,
     after?: (image: T) => Promise<void> | undefined,
   ) => {
-    for await (const batch of readBatches(images, reader, pathOf)) {
+    for await (const batch of readBatches(images, pathOf)) {
       if (pack.destroyed) return;
       let last: Promise<void> | undefined;
       for (const { image, bytes } of batch) {
@@ -280,12 +254,11 @@ function exportDatasetTar(input: ExportInput, deps: ExportDeps): { pack: tar.Pac
     }
   };
 
-  const reader = (deps.createReader ?? createImageReader)();
   const run = async () => {
     const dir = await mkdtemp(join(deps.tmpDir ?? tmpdir(), 'edgeloop-export-'));
     try {
       const file = (name: string) => join(dir, name);
-      const members = withImages(input.members(), reader, pathOf);
+      const members = withImages(input.members(), deps.blobs);
       if (input.format === 'coco') {
         // One pass: the images and annotations lists go to two spools; the image list stays in
         // memory as sha256 + size (a few tens of bytes per image).
@@ -364,9 +337,8 @@ function exportDatasetTar(input: ExportInput, deps: ExportDeps): { pack: tar.Pac
       await rm(dir, { recursive: true, force: true });
     }
   };
-  const runAndClose = () => run().finally(() => reader.close());
   // Finalized only after the temporary files are gone, so a reader at the end finds none left.
-  runAndClose().then(
+  run().then(
     () => {
       if (!pack.destroyed) pack.finalize();
     },
@@ -374,44 +346,32 @@ function exportDatasetTar(input: ExportInput, deps: ExportDeps): { pack: tar.Pac
       if (!pack.destroyed) pack.destroy(error as Error);
     },
   );
-  return { pack, release: (piece) => reader.release(piece) };
+  return pack;
 }
 
 /** The export as a web stream (a Hono response body); cancelling it stops the export. */
 export function exportDatasetWebStream(input: ExportInput, deps: ExportDeps): ReadableStream<Uint8Array> {
-  const { pack, release } = exportDatasetTar(input, deps);
-  const iterator = pack[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-  // A piece only partly copied into the last chunk: the rest goes first into the next one.
-  let carry: Buffer | null = null;
-  let ended = false;
+  const pack = exportDatasetTar(input, deps);
+  const iterator = pack[Symbol.asyncIterator]();
   return new ReadableStream<Uint8Array>(
     {
-      // tar-stream hands out headers, bodies and padding as separate buffers; they are copied
-      // into chunks of COALESCE_BYTES (fewer socket writes), and each ring view is given back
-      // once copied.
+      // tar-stream hands out headers, bodies and padding as separate small buffers; they go out
+      // in chunks of about COALESCE_BYTES (fewer socket writes).
       async pull(controller) {
         try {
-          const chunk = Buffer.allocUnsafe(COALESCE_BYTES);
+          const parts: Buffer[] = [];
           let size = 0;
           while (size < COALESCE_BYTES) {
-            let piece = carry;
-            carry = null;
-            if (!piece) {
-              const next = ended ? { done: true as const, value: undefined } : await iterator.next();
-              if (next.done) {
-                ended = true;
-                break;
-              }
-              piece = next.value;
-            }
-            const taken = Math.min(piece.byteLength, COALESCE_BYTES - size);
-            piece.copy(chunk, size, 0, taken);
-            size += taken;
-            if (taken < piece.byteLength) carry = piece.subarray(taken);
-            else release(piece);
+            const next = (await iterator.next()) as IteratorResult<Buffer>;
+            if (next.done) break;
+            parts.push(next.value);
+            size += next.value.byteLength;
           }
-          if (size > 0) controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, size));
-          if (ended && !carry) controller.close();
+          if (size > 0) {
+            const chunk = parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
+            controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+          }
+          if (size < COALESCE_BYTES) controller.close();
         } catch (error) {
           controller.error(error);
         }
