@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, truncateSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import tar from 'tar-stream';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   type CocoDocument,
   cocoProblems,
@@ -185,5 +185,24 @@ describe('exportDatasetWebStream', () => {
       /ended after 3 of/,
     );
     expect(readdirSync(dir).filter((name) => name.startsWith('edgeloop-export-'))).toEqual([]);
+  });
+
+  it('stops a cancelled export and removes its temporary files', async () => {
+    // 2 MB of images: the first chunk (256 kB) comes long before the end.
+    for (let i = 0; i < 20; i++) {
+      const bytes = Buffer.alloc(100_000, i + 1);
+      const metadata = sampleMetadata(bytes, { seq: 500 + i });
+      mkdirSync(dirname(blobs.pathOf(metadata.image.sha256)), { recursive: true });
+      writeFileSync(blobs.pathOf(metadata.image.sha256), bytes);
+      members.push(member(`big${i}`, metadata));
+    }
+    for (const format of ['coco', 'yolo'] as const) {
+      const reader = exportDatasetWebStream(input(format), { blobs, tmpDir: dir }).getReader();
+      expect((await reader.read()).done).toBe(false);
+      await reader.cancel();
+      await vi.waitFor(() =>
+        expect(readdirSync(dir).filter((name) => name.startsWith('edgeloop-export-'))).toEqual([]),
+      );
+    }
   });
 });

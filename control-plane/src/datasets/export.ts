@@ -166,6 +166,10 @@ function createSpool(path: string) {
       pending += text;
       return pending.length >= SPOOL_CHUNK ? flush() : undefined;
     },
+    /** Closes the file without finishing it (an export that stopped early). */
+    destroy(): void {
+      if (!file.closed) file.destroy();
+    },
     async end(): Promise<number> {
       await flush();
       await new Promise<void>((resolve, reject) =>
@@ -256,6 +260,12 @@ export function exportDatasetTar(input: ExportInput, deps: ExportDeps): tar.Pack
 
   const run = async () => {
     const dir = await mkdtemp(join(deps.tmpDir ?? tmpdir(), 'edgeloop-export-'));
+    const spools: ReturnType<typeof createSpool>[] = [];
+    const spool = (name: string) => {
+      const created = createSpool(join(dir, name));
+      spools.push(created);
+      return created;
+    };
     try {
       const file = (name: string) => join(dir, name);
       const members = withImages(input.members(), deps.blobs);
@@ -268,8 +278,8 @@ export function exportDatasetTar(input: ExportInput, deps: ExportDeps): tar.Pack
           description: `edgeloop dataset ${input.datasetId}`,
           now: mtime.getTime(),
         });
-        const imagesPart = createSpool(file('images.part'));
-        const annotationsPart = createSpool(file('annotations.part'));
+        const imagesPart = spool('images.part');
+        const annotationsPart = spool('annotations.part');
         const images: ImageRef[] = [];
         for await (const { sha256, size, member } of members) {
           if (pack.destroyed) return;
@@ -299,11 +309,11 @@ export function exportDatasetTar(input: ExportInput, deps: ExportDeps): tar.Pack
       } else {
         const yolo = createYoloWriter({ labelled: input.labelled, categories: input.categories });
         const lists = {
-          train: createSpool(file('train.txt')),
-          val: createSpool(file('val.txt')),
-          test: createSpool(file('test.txt')),
+          train: spool('train.txt'),
+          val: spool('val.txt'),
+          test: spool('test.txt'),
         } satisfies Record<DatasetSplit, ReturnType<typeof createSpool>>;
-        const provenance = createSpool(file('provenance.json'));
+        const provenance = spool('provenance.json');
         let count = 0;
         await addImages(members, (image) => {
           const { member } = image;
@@ -334,6 +344,7 @@ export function exportDatasetTar(input: ExportInput, deps: ExportDeps): tar.Pack
           await addStreamed(name, size, concatenated([{ path: file(name) }]));
       }
     } finally {
+      for (const open of spools) open.destroy();
       await rm(dir, { recursive: true, force: true });
     }
   };
