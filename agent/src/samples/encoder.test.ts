@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -198,6 +199,21 @@ describe('sample encoders', () => {
     },
     CHILD_TIMEOUT,
   );
+
+  it('fails a request a hung child never answers, and kills that child', async () => {
+    // A child that says it is ready and then ignores every request.
+    const hung = () =>
+      spawn(process.execPath, ['-e', 'process.send({ ready: true }); setInterval(() => {}, 1000);'], {
+        stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+        serialization: 'advanced',
+      });
+    const encoder = child({ fork: hung, requestTimeoutMs: 300 });
+    await expect(encoder.encode({ rgb: rgb(1), width: W, height: H, detections: [] }, policy)).rejects.toThrow(
+      /did not answer in 300 ms/,
+    );
+    while (encoder.stats().pid !== null) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(encoder.stats()).toMatchObject({ failed: 1, crashes: 1, spawned: 1 });
+  });
 
   it('counts frames dropped while the encoder is slow, and the loop never waits for it', async () => {
     let release: () => void = () => {};

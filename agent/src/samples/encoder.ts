@@ -78,6 +78,11 @@ export type ChildEncoderDeps = {
   readonly priority?: number;
   /** Least time between two starts of the child after it died (default 1000 ms). */
   readonly respawnDelayMs?: number;
+  /**
+   * A request unanswered this long (default 30 s: a nice-19 child on a saturated CPU is slow, not
+   * this slow) fails, and the child is killed, so a hung child never holds the capture's queue.
+   */
+  readonly requestTimeoutMs?: number;
   readonly clock?: { now(): number };
   /** Starts the child (tests); default: fork of encoder-child.ts through tsx. */
   readonly fork?: (priority: number) => ChildProcess;
@@ -102,6 +107,7 @@ type Pending = { resolve: (reply: EncoderReply & { ok: true }) => void; reject: 
 export function createChildEncoder(deps: ChildEncoderDeps = {}): SampleEncoder {
   const priority = Math.min(19, Math.max(0, Math.trunc(deps.priority ?? 19)));
   const respawnDelayMs = deps.respawnDelayMs ?? 1000;
+  const requestTimeoutMs = deps.requestTimeoutMs ?? 30_000;
   const clock = deps.clock ?? Date;
   const start = deps.fork ?? forkChild;
   let child: ChildProcess | null = null;
@@ -143,7 +149,13 @@ export function createChildEncoder(deps: ChildEncoderDeps = {}): SampleEncoder {
         }
       });
       proc.once('error', (error) => {
+        // Not started (or not killable): the next request tries a new child after the delay.
         reject(error);
+        if (child === proc) {
+          child = null;
+          started = null;
+        }
+        failAll(error);
       });
       proc.once('exit', (code, signal) => {
         const why = `sample encoder child exited (${signal ?? `code ${code}`})`;
@@ -176,10 +188,25 @@ export function createChildEncoder(deps: ChildEncoderDeps = {}): SampleEncoder {
     const proc = child;
     if (!proc?.connected) throw new Error('sample encoder child not connected');
     return new Promise((resolve, reject) => {
-      pending.set(message.id, { resolve, reject });
+      const timer = setTimeout(() => {
+        if (!pending.delete(message.id)) return;
+        reject(new Error(`sample encoder child did not answer in ${requestTimeoutMs} ms; killed`));
+        proc.kill('SIGKILL');
+      }, requestTimeoutMs);
+      timer.unref();
+      pending.set(message.id, {
+        resolve(reply) {
+          clearTimeout(timer);
+          resolve(reply);
+        },
+        reject(error) {
+          clearTimeout(timer);
+          reject(error);
+        },
+      });
       proc.send(message, (error) => {
-        if (!error) return;
-        pending.delete(message.id);
+        if (!error || !pending.delete(message.id)) return;
+        clearTimeout(timer);
         reject(error);
       });
     });
