@@ -1,4 +1,5 @@
 import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { request } from 'node:http';
 import { join } from 'node:path';
 import {
   SAMPLE_UPLOAD_CONTENT_TYPE,
@@ -271,6 +272,62 @@ describe('one-request uploads', () => {
     expect(listed).not.toContain(sha256Hex(declared));
     expect(t.cp.internals.blobs.sizeOf(sha256Hex(other))).toBeNull();
     expect(listed).not.toContain(sha256Hex(fresh));
+    expect(uploadsOnDisk().filter((name) => name.startsWith('whole-'))).toEqual([]);
+  });
+});
+
+describe('one-request uploads, streamed or cut off', () => {
+  const form = (metadata: unknown, image: Uint8Array) => {
+    const boundary = 'edgeloopTestBoundary42';
+    return {
+      boundary,
+      body: Buffer.concat([
+        Buffer.from(
+          `--${boundary}\r\ncontent-disposition: form-data; name="metadata"\r\n\r\n${JSON.stringify(metadata)}\r\n` +
+            `--${boundary}\r\ncontent-disposition: form-data; name="image"; filename="s.jpg"\r\ncontent-type: image/jpeg\r\n\r\n`,
+        ),
+        image,
+        Buffer.from(`\r\n--${boundary}--\r\n`),
+      ]),
+    };
+  };
+
+  it('stores a body sent in chunks without a Content-Length (the streamed path) like a whole one', async () => {
+    const jpeg = await makeJpeg(160, 120, 81);
+    const { boundary, body } = form(metadataFor(cam1.id, jpeg, { width: 160, height: 120 }, { seq: 600 }), jpeg);
+    const reply = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request(url('/api/v1/samples'), {
+        method: 'POST',
+        headers: { authorization: cam1.auth, 'content-type': `multipart/form-data; boundary=${boundary}` },
+      });
+      req.on('response', (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      });
+      req.on('error', reject);
+      for (let i = 0; i < body.length; i += 4096) req.write(body.subarray(i, i + 4096));
+      req.end();
+    });
+    expect(reply.status).toBe(201);
+    const { sampleId } = JSON.parse(reply.body) as SampleUploadState;
+    const image = await t.raw('GET', `/api/v1/samples/${sampleId}/image`);
+    expect(sha256Hex(Buffer.from(await image.arrayBuffer()))).toBe(sha256Hex(jpeg));
+  });
+
+  it('stores nothing of a whole body whose link breaks before its last byte', async () => {
+    const jpeg = await makeJpeg(160, 120, 82);
+    const { boundary, body } = form(metadataFor(cam1.id, jpeg, { width: 160, height: 120 }, { seq: 601 }), jpeg);
+    const lost = await httpRequest(url('/api/v1/samples'), {
+      method: 'POST',
+      headers: { authorization: cam1.auth, 'content-type': `multipart/form-data; boundary=${boundary}` },
+      body,
+      cutAfter: body.length - 500,
+    });
+    expect(lost).toBeNull();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(await t.cp.internals.store.samples.findByImage(cam1.id, sha256Hex(jpeg))).toBeNull();
+    expect(t.cp.internals.blobs.sizeOf(sha256Hex(jpeg))).toBeNull();
     expect(uploadsOnDisk().filter((name) => name.startsWith('whole-'))).toEqual([]);
   });
 });
