@@ -49,8 +49,6 @@ export type TestControlPlane = {
    * a well-formed API call goes through `client`.
    */
   raw(method: string, path: string, options?: RawRequestOptions): Promise<Response>;
-  /** @deprecated The old name of `raw`, kept while console/test/console-fixture.ts still calls it. */
-  api(method: string, path: string, options?: RawRequestOptions): Promise<Response>;
   enroll(id: string, labels?: Record<string, string>): Promise<EnrollDeviceResponse>;
   connect(id: string, password: string, options?: IClientOptions): Promise<MqttClient>;
   /** Enrolls and connects a device. */
@@ -198,7 +196,6 @@ export async function startTestControlPlane(
     clientFor,
     createToken,
     raw,
-    api: raw,
     enroll,
     connect,
     device,

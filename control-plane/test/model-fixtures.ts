@@ -105,6 +105,3 @@ export function postModelForm(
 ): Promise<Response> {
   return t.raw('POST', '/api/v1/models', { token, form });
 }
-
-/** @deprecated The old name of postModelForm, kept while console/test/console-fixture.ts still calls it. */
-export const upload = postModelForm;
