@@ -144,6 +144,33 @@ describe.skipIf(missing !== null)('samples gallery and datasets in Chromium', ()
     expect(refused.ok === false && refused.error.code).toBe('forbidden');
   });
 
+  it('pages the datasets by cursor: Next shows the older versions, Previous comes back to the first page', async () => {
+    const samples = await fixture.admin.samples.list({ limit: 2 });
+    if (!samples.ok) throw new Error(samples.error.message);
+    const sampleIds = samples.value.items.map((sample) => sample.id);
+    // 50 more versions: with hard-cases@1, one more than a page of 50.
+    for (let i = 0; i < 50; i++) {
+      const made = await fixture.admin.datasets.create({ name: 'paged', sampleIds });
+      if (!made.ok) throw new Error(made.error.message);
+    }
+    await page.goto(`${fixture.url}/datasets`);
+    const rows = page.locator('[data-testid=dataset-table] tbody tr');
+    const pager = page.getByRole('navigation', { name: 'Pages' });
+    const previous = pager.getByRole('button', { name: '← Previous' });
+    const next = pager.getByRole('button', { name: 'Next →' });
+    await expect.poll(() => rows.count()).toBe(50);
+    expect(await pager.locator('span').textContent()).toBe('Page 1');
+    expect(await previous.isDisabled()).toBe(true);
+    await next.click();
+    await expect.poll(() => pager.locator('span').textContent()).toBe('Page 2');
+    await expect.poll(() => rows.count()).toBe(1);
+    expect(await next.isDisabled()).toBe(true);
+    await previous.click();
+    await expect.poll(() => pager.locator('span').textContent()).toBe('Page 1');
+    await expect.poll(() => rows.count()).toBe(50);
+    expect(await previous.isDisabled()).toBe(true);
+  });
+
   it("charts a device's temperatures with every thermal zone, CPU and GPU load and its sample spool, beside its last samples", async () => {
     await page.goto(`${fixture.url}/devices/gate-cam`);
     await page.getByRole('heading', { name: 'gate-cam', level: 1 }).waitFor();

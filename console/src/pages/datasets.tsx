@@ -3,6 +3,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { ErrorNote, useResult } from '../components.tsx';
 import { Link, useSession } from '../context.tsx';
 import { formatBytes, formatTime } from '../format.ts';
+import { Pager, useCursorPages } from '../pager.tsx';
 import { readWithProgress } from '../samples.ts';
 
 const PAGE_SIZE = 50;
@@ -10,8 +11,8 @@ const PAGE_SIZE = 50;
 /** Every dataset version, newest first, with its parent, sizes and splits, and an export with progress. */
 export function DatasetsPage() {
   const { client } = useSession();
-  const [cursors, setCursors] = useState<(string | undefined)[]>([undefined]);
-  const cursor = cursors.at(-1);
+  const pages = useCursorPages();
+  const { cursor } = pages;
   const page = useResult<DatasetList>(
     (signal) => client.datasets.list({ limit: PAGE_SIZE, ...(cursor ? { cursor } : {}) }, signal),
     [client, cursor],
@@ -65,19 +66,7 @@ export function DatasetsPage() {
         </table>
       </div>
       {page.value && items.length === 0 ? <p>No dataset yet.</p> : null}
-      <nav class="pager" aria-label="Pages">
-        <button type="button" disabled={cursors.length <= 1} onClick={() => setCursors(cursors.slice(0, -1))}>
-          ← Previous
-        </button>
-        <span>Page {cursors.length}</span>
-        <button
-          type="button"
-          disabled={!page.value?.nextCursor}
-          onClick={() => page.value?.nextCursor && setCursors([...cursors, page.value.nextCursor])}
-        >
-          Next →
-        </button>
-      </nav>
+      <Pager pages={pages} nextCursor={page.value?.nextCursor} />
     </section>
   );
 }

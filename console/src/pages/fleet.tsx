@@ -5,6 +5,7 @@ import { ErrorNote, HealthBadge, StatusBadge, useResult } from '../components.ts
 import { Link, useLiveEvents, useSession } from '../context.tsx';
 import { formatAgo, formatNumber } from '../format.ts';
 import { applyDevicePatches, createThrottle, devicePatches, pageTimers, touchesFleet } from '../live.ts';
+import { Pager, useCursorPages } from '../pager.tsx';
 
 const PAGE_SIZE = 50;
 
@@ -25,9 +26,8 @@ export function FleetPage() {
   const summary = useResult<FleetSummary>((signal) => client.fleet.summary(signal), [client]);
   const [filters, setFilters] = useState<Filters>({ status: '', health: '', labels: '', site: '', model: '' });
   const [applied, setApplied] = useState<Filters>(filters);
-  // Cursors of the pages before this one (paging back), and this page's.
-  const [cursors, setCursors] = useState<(string | undefined)[]>([undefined]);
-  const cursor = cursors.at(-1);
+  const pages = useCursorPages();
+  const { cursor } = pages;
   const query = useMemo(() => {
     const q: Partial<DeviceListQuery> = { limit: PAGE_SIZE };
     if (applied.status) q.status = applied.status as DeviceListQuery['status'];
@@ -98,7 +98,7 @@ export function FleetPage() {
         onSubmit={(event) => {
           event.preventDefault();
           setApplied(filters);
-          setCursors([undefined]);
+          pages.reset();
         }}
       >
         <label>
@@ -165,19 +165,7 @@ export function FleetPage() {
         </table>
       </div>
       {page.value && page.value.items.length === 0 ? <p>No device matches.</p> : null}
-      <nav class="pager" aria-label="Pages">
-        <button type="button" disabled={cursors.length <= 1} onClick={() => setCursors(cursors.slice(0, -1))}>
-          ← Previous
-        </button>
-        <span>Page {cursors.length}</span>
-        <button
-          type="button"
-          disabled={!page.value?.nextCursor}
-          onClick={() => page.value?.nextCursor && setCursors([...cursors, page.value.nextCursor])}
-        >
-          Next →
-        </button>
-      </nav>
+      <Pager pages={pages} nextCursor={page.value?.nextCursor} />
     </section>
   );
 }

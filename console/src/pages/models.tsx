@@ -1,13 +1,13 @@
 import type { FleetSummary, ModelList } from '@edgeloop/protocol';
-import { useState } from 'preact/hooks';
 import { ErrorNote, useResult } from '../components.tsx';
 import { useSession } from '../context.tsx';
 import { formatBytes, formatTime } from '../format.ts';
+import { Pager, useCursorPages } from '../pager.tsx';
 
 export function ModelsPage() {
   const { client } = useSession();
-  const [cursors, setCursors] = useState<(string | undefined)[]>([undefined]);
-  const cursor = cursors.at(-1);
+  const pages = useCursorPages();
+  const { cursor } = pages;
   const list = useResult<ModelList>(
     (signal) => client.models.list({ limit: 100, ...(cursor ? { cursor } : {}) }, signal),
     [client, cursor],
@@ -57,19 +57,7 @@ export function ModelsPage() {
         </table>
       </div>
       {list.value && list.value.items.length === 0 ? <p>No models registered.</p> : null}
-      <nav class="pager" aria-label="Pages">
-        <button type="button" disabled={cursors.length <= 1} onClick={() => setCursors(cursors.slice(0, -1))}>
-          ← Previous
-        </button>
-        <span>Page {cursors.length}</span>
-        <button
-          type="button"
-          disabled={!list.value?.nextCursor}
-          onClick={() => list.value?.nextCursor && setCursors([...cursors, list.value.nextCursor])}
-        >
-          Next →
-        </button>
-      </nav>
+      <Pager pages={pages} nextCursor={list.value?.nextCursor} />
     </section>
   );
 }

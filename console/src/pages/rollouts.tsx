@@ -5,13 +5,14 @@ import { ErrorNote, StateBadge, useResult } from '../components.tsx';
 import { Link, useLiveEvents, useSession } from '../context.tsx';
 import { formatTime } from '../format.ts';
 import { createThrottle, pageTimers } from '../live.ts';
+import { Pager, useCursorPages } from '../pager.tsx';
 import { RolloutPlanner } from './rollout-planner.tsx';
 
 export function RolloutsPage() {
   const { client, canAct } = useSession();
   const [status, setStatus] = useState<RolloutStatus | ''>('');
-  const [cursors, setCursors] = useState<(string | undefined)[]>([undefined]);
-  const cursor = cursors.at(-1);
+  const pages = useCursorPages();
+  const { cursor } = pages;
   const list = useResult<RolloutList>(
     (signal) =>
       client.rollouts.list({ limit: 50, ...(status ? { status } : {}), ...(cursor ? { cursor } : {}) }, signal),
@@ -35,7 +36,7 @@ export function RolloutsPage() {
             value={status}
             onChange={(event) => {
               setStatus(event.currentTarget.value as RolloutStatus | '');
-              setCursors([undefined]);
+              pages.reset();
             }}
           >
             <option value="">any</option>
@@ -84,19 +85,7 @@ export function RolloutsPage() {
         </table>
       </div>
       {list.value && list.value.items.length === 0 ? <p>No rollouts yet.</p> : null}
-      <nav class="pager" aria-label="Pages">
-        <button type="button" disabled={cursors.length <= 1} onClick={() => setCursors(cursors.slice(0, -1))}>
-          ← Newer
-        </button>
-        <span>Page {cursors.length}</span>
-        <button
-          type="button"
-          disabled={!list.value?.nextCursor}
-          onClick={() => list.value?.nextCursor && setCursors([...cursors, list.value.nextCursor])}
-        >
-          Older →
-        </button>
-      </nav>
+      <Pager pages={pages} nextCursor={list.value?.nextCursor} previousLabel="Newer" nextLabel="Older" />
     </section>
   );
 }

@@ -2,6 +2,7 @@ import { type DatasetView, type Failure, SAMPLE_STRATEGY_KINDS, type SampleList 
 import { useMemo, useState } from 'preact/hooks';
 import { ErrorNote, useResult } from '../components.tsx';
 import { Link, useSession } from '../context.tsx';
+import { Pager, useCursorPages } from '../pager.tsx';
 import { SampleCard } from '../sample-card.tsx';
 import { filtersFromSearch, type SampleFilters, sampleQuery } from '../samples.ts';
 
@@ -16,8 +17,8 @@ export function SamplesPage() {
   const { client, canAct } = useSession();
   const [filters, setFilters] = useState<SampleFilters>(() => filtersFromSearch(location.search));
   const [applied, setApplied] = useState<SampleFilters>(filters);
-  const [cursors, setCursors] = useState<(string | undefined)[]>([undefined]);
-  const cursor = cursors.at(-1);
+  const pages = useCursorPages();
+  const { cursor } = pages;
   const query = useMemo(() => sampleQuery(applied, PAGE_SIZE, cursor), [applied, cursor]);
   const page = useResult<SampleList>((signal) => client.samples.list(query, signal), [client, query]);
   const [selected, setSelected] = useState<ReadonlySet<string>>(new Set());
@@ -43,7 +44,7 @@ export function SamplesPage() {
         onSubmit={(event) => {
           event.preventDefault();
           setApplied(filters);
-          setCursors([undefined]);
+          pages.reset();
         }}
       >
         <label>
@@ -129,19 +130,7 @@ export function SamplesPage() {
         ))}
       </div>
       {page.value && items.length === 0 ? <p>No sample matches.</p> : null}
-      <nav class="pager" aria-label="Pages">
-        <button type="button" disabled={cursors.length <= 1} onClick={() => setCursors(cursors.slice(0, -1))}>
-          ← Previous
-        </button>
-        <span>Page {cursors.length}</span>
-        <button
-          type="button"
-          disabled={!page.value?.nextCursor}
-          onClick={() => page.value?.nextCursor && setCursors([...cursors, page.value.nextCursor])}
-        >
-          Next →
-        </button>
-      </nav>
+      <Pager pages={pages} nextCursor={page.value?.nextCursor} />
     </section>
   );
 }

@@ -1,8 +1,9 @@
 import type { SiteList } from '@edgeloop/protocol';
-import { useMemo, useState } from 'preact/hooks';
+import { useMemo } from 'preact/hooks';
 import { ErrorNote, useResult } from '../components.tsx';
 import { useLiveEvents, useSession } from '../context.tsx';
 import { createThrottle, pageTimers, touchesFleet } from '../live.ts';
+import { Pager, useCursorPages } from '../pager.tsx';
 
 const PAGE_SIZE = 200;
 
@@ -13,8 +14,8 @@ const PAGE_SIZE = 200;
  */
 export function SitesPage() {
   const { client } = useSession();
-  const [cursors, setCursors] = useState<(string | undefined)[]>([undefined]);
-  const cursor = cursors.at(-1);
+  const pages = useCursorPages();
+  const { cursor } = pages;
   const page = useResult<SiteList>(
     (signal) => client.fleet.sites({ limit: PAGE_SIZE, ...(cursor ? { cursor } : {}) }, signal),
     [client, cursor],
@@ -59,21 +60,7 @@ export function SitesPage() {
         </table>
       </div>
       {page.value && rows.length === 0 ? <p>No devices enrolled.</p> : null}
-      {cursors.length > 1 || page.value?.nextCursor ? (
-        <nav class="pager" aria-label="Pages">
-          <button type="button" disabled={cursors.length <= 1} onClick={() => setCursors(cursors.slice(0, -1))}>
-            ← Previous
-          </button>
-          <span>Page {cursors.length}</span>
-          <button
-            type="button"
-            disabled={!page.value?.nextCursor}
-            onClick={() => page.value?.nextCursor && setCursors([...cursors, page.value.nextCursor])}
-          >
-            Next →
-          </button>
-        </nav>
-      ) : null}
+      <Pager pages={pages} nextCursor={page.value?.nextCursor} hideAlone />
     </section>
   );
 }
