@@ -1,16 +1,11 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createApiClient, SiteList } from '@edgeloop/protocol';
 import { sql } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { serviceGate } from '../../test-services.ts';
-import { createPostgresStore } from '../src/db/postgres/store.ts';
 import type { Store } from '../src/db/repositories.ts';
-import { createSqliteStore } from '../src/db/sqlite/store.ts';
 import { initialLiveState } from '../src/device-state.ts';
 import { startTestControlPlane, type TestControlPlane } from './harness.ts';
-import { admin, databaseUrl, uniqueDatabaseName } from './postgres-service.ts';
+import { storeDialects } from './store-dialects.ts';
 
 /*
  * The fleet's site view counted in the database (GET /api/v1/fleet/sites) and the devices list's
@@ -20,50 +15,7 @@ import { admin, databaseUrl, uniqueDatabaseName } from './postgres-service.ts';
 const postgres = serviceGate('postgres');
 const T = 1_800_000_000_000;
 
-type Factory = {
-  readonly name: string;
-  readonly skip: string | null;
-  setup(): Promise<void>;
-  teardown(): Promise<void>;
-  create(): Promise<{ store: Store; dispose(): Promise<void> }>;
-};
-
-const sqliteFactory: Factory = {
-  name: 'sqlite',
-  skip: null,
-  async setup() {},
-  async teardown() {},
-  async create() {
-    const dir = mkdtempSync(join(tmpdir(), 'edgeloop-sites-'));
-    const store = createSqliteStore({ dataDir: dir });
-    return {
-      store,
-      async dispose() {
-        await store.close();
-        rmSync(dir, { recursive: true, force: true });
-      },
-    };
-  },
-};
-
-function postgresFactory(): Factory {
-  const database = uniqueDatabaseName('edgeloop_sites');
-  return {
-    name: 'postgres',
-    skip: postgres.run ? null : `PostgreSQL is not reachable at ${postgres.url}: ${postgres.unreachable}`,
-    async setup() {
-      if (postgres.run) await admin(`CREATE DATABASE ${database}`);
-    },
-    async teardown() {
-      if (postgres.run) await admin(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
-    },
-    async create() {
-      const store = await createPostgresStore({ url: databaseUrl(database), maxConnections: 2 });
-      await store.db.execute(sql`DELETE FROM devices`);
-      return { store, dispose: () => store.close() };
-    },
-  };
-}
+const dialects = storeDialects({ postgres, prefix: 'sites', maxConnections: 2, clean: sql`DELETE FROM devices` });
 
 /** Devices at sites (one without a site, one revoked), some online or degraded, two running models. */
 async function seed(store: Store): Promise<void> {
@@ -102,7 +54,7 @@ async function seed(store: Store): Promise<void> {
   expect(await store.devices.revoke('cam-6', T + 1)).toBe(true);
 }
 
-describe.each([sqliteFactory, postgresFactory()])('fleet sites and the model filter: $name', (factory) => {
+describe.each(dialects)('fleet sites and the model filter: $name', (factory) => {
   let store: Store;
   let dispose: () => Promise<void>;
   beforeAll(() => factory.setup());

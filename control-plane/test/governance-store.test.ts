@@ -1,57 +1,13 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serviceGate } from '../../test-services.ts';
 import type { NewAuditEntry } from '../src/db/audit.ts';
-import { createPostgresStore } from '../src/db/postgres/store.ts';
 import type { Store } from '../src/db/repositories.ts';
-import { createSqliteStore } from '../src/db/sqlite/store.ts';
-import { admin, databaseUrl, uniqueDatabaseName } from './postgres-service.ts';
+import { storeDialects } from './store-dialects.ts';
 
 /* The audit and Idempotency-Key repositories: one suite over SQLite and PostgreSQL (real migrations). */
 
 const postgres = serviceGate('postgres');
-const pgDatabase = uniqueDatabaseName('edgeloop_governance');
-
-type Dialect = {
-  readonly name: string;
-  readonly skip: string | null;
-  open(): Promise<{ store: Store; dispose(): Promise<void> }>;
-};
-
-const dialects: Dialect[] = [
-  {
-    name: 'sqlite',
-    skip: null,
-    async open() {
-      const dir = mkdtempSync(join(tmpdir(), 'edgeloop-governance-'));
-      const store = createSqliteStore({ dataDir: dir });
-      return {
-        store,
-        async dispose() {
-          await store.close();
-          rmSync(dir, { recursive: true, force: true });
-        },
-      };
-    },
-  },
-  {
-    name: 'postgres',
-    skip: postgres.run ? null : `PostgreSQL is not reachable at ${postgres.url}: ${postgres.unreachable}`,
-    async open() {
-      await admin(`CREATE DATABASE ${pgDatabase}`);
-      const store = await createPostgresStore({ url: databaseUrl(pgDatabase), maxConnections: 4 });
-      return {
-        store,
-        async dispose() {
-          await store.close();
-          await admin(`DROP DATABASE IF EXISTS ${pgDatabase} WITH (FORCE)`);
-        },
-      };
-    },
-  },
-];
+const dialects = storeDialects({ postgres, prefix: 'governance' });
 
 const T = 1_800_000_000_000;
 
@@ -77,9 +33,13 @@ describe.each(dialects)('governance store: $name', (dialect) => {
 
   beforeAll(async () => {
     if (dialect.skip) return;
-    ({ store, dispose } = await dialect.open());
+    await dialect.setup();
+    ({ store, dispose } = await dialect.create());
   }, 30_000);
-  afterAll(() => dispose());
+  afterAll(async () => {
+    await dispose();
+    await dialect.teardown();
+  });
 
   it('appends audit entries and reads them newest first with filters and keyset pages', async (context) => {
     if (dialect.skip) return context.skip(dialect.skip);

@@ -1,11 +1,7 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { sql } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { serviceGate } from '../../test-services.ts';
 import type { PostgresStore } from '../src/db/postgres/store.ts';
-import { createPostgresStore } from '../src/db/postgres/store.ts';
 import type {
   AssignmentRecord,
   DatasetRecord,
@@ -15,73 +11,25 @@ import type {
   SampleRecord,
   Store,
 } from '../src/db/repositories.ts';
-import { createSqliteStore, type SqliteStore } from '../src/db/sqlite/store.ts';
+import type { SqliteStore } from '../src/db/sqlite/store.ts';
 import { initialLiveState } from '../src/device-state.ts';
-import { admin, databaseUrl, uniqueDatabaseName } from './postgres-service.ts';
+import { storeDialects } from './store-dialects.ts';
 
 const postgres = serviceGate('postgres');
 
 /*
  * One contract for every storage dialect: SQLite (embedded default) and PostgreSQL (scale-out).
- * A new dialect joins by adding a factory; every test below must pass against it unchanged.
+ * A new dialect joins by adding a factory in store-dialects.ts; every test below must pass against it unchanged.
  */
 
-type Factory = {
-  readonly name: string;
-  /** Skip reason when the dialect's server is not reachable outside CI; null to run. */
-  readonly skip: string | null;
-  setup(): Promise<void>;
-  teardown(): Promise<void>;
-  create(): Promise<{ store: Store; dispose(): Promise<void> }>;
-};
-
-const sqliteFactory: Factory = {
-  name: 'sqlite (file, real migrations)',
-  skip: null,
-  async setup() {},
-  async teardown() {},
-  async create() {
-    const dir = mkdtempSync(join(tmpdir(), 'edgeloop-contract-'));
-    const store = createSqliteStore({ dataDir: dir });
-    return {
-      store,
-      async dispose() {
-        await store.close();
-        rmSync(dir, { recursive: true, force: true });
-      },
-    };
-  },
-};
-
-/** PostgreSQL: a database of its own per run (created and dropped here), real migrations. */
-function postgresFactory(): Factory {
-  const database = uniqueDatabaseName('edgeloop_contract');
-  return {
-    name: 'postgres (own database, real migrations)',
-    // Outside CI an unreachable server skips this suite (the run prints why); under CI it fails the run.
-    skip: postgres.run ? null : `PostgreSQL is not reachable at ${postgres.url}: ${postgres.unreachable}`,
-    async setup() {
-      await admin(`CREATE DATABASE ${database}`);
-    },
-    async teardown() {
-      await admin(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
-    },
-    async create() {
-      const store = await createPostgresStore({ url: databaseUrl(database), maxConnections: 4 });
-      // DELETE, not TRUNCATE: on tables this small it is far faster (TRUNCATE does file work per
-      // table, ~150 ms here), and no test depends on ids restarting.
-      await store.db.execute(
-        sql`DELETE FROM rollout_events; DELETE FROM rollout_devices; DELETE FROM rollouts; DELETE FROM models;
+const factories = storeDialects({
+  postgres,
+  prefix: 'contract',
+  clean: sql`DELETE FROM rollout_events; DELETE FROM rollout_devices; DELETE FROM rollouts; DELETE FROM models;
             DELETE FROM devices; DELETE FROM messages; DELETE FROM dead_letters; DELETE FROM api_tokens;
             DELETE FROM dataset_samples; DELETE FROM datasets; DELETE FROM sample_uploads; DELETE FROM samples;
             DELETE FROM sample_policies`,
-      );
-      return { store, dispose: () => store.close() };
-    },
-  };
-}
-
-const factories: Factory[] = [sqliteFactory, postgresFactory()];
+});
 
 const T = 1_800_000_000_000;
 
@@ -99,10 +47,10 @@ describe.each(factories)('store contract: $name', (factory) => {
   let dispose: () => Promise<void>;
 
   beforeAll(async () => {
-    if (!factory.skip) await factory.setup();
+    await factory.setup();
   });
   afterAll(async () => {
-    if (!factory.skip) await factory.teardown();
+    await factory.teardown();
   });
 
   beforeEach(async (context) => {
