@@ -2,17 +2,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  type ApiClient,
-  CONFIDENCE_BINS,
-  type Command,
-  createApiClient,
-  encode,
-  type ModelView,
-  messageId,
-  type RolloutView,
-  topicFor,
-} from '@edgeloop/protocol';
+import { type ApiClient, CONFIDENCE_BINS, createApiClient, type ModelView, type RolloutView } from '@edgeloop/protocol';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import sharp from 'sharp';
 import { build } from 'vite';
@@ -232,23 +222,7 @@ export async function startConsoleFixture(dir: string): Promise<ConsoleFixture> 
     const gate = await realDevice('gate-cam', 'south');
     await uploadSamples(t.started.httpUrl, gate, 4);
     await uploadSamples(t.started.httpUrl, door, 2);
-    const cmdTopic = topicFor(gate.id, 'cmd');
-    await gate.client.subscribeAsync(cmdTopic, { qos: 1 });
-    gate.client.on('message', (topic, payload) => {
-      if (topic !== cmdTopic) return;
-      const command = JSON.parse(payload.toString()) as Command;
-      const seq = gate.nextSeq();
-      const reply = encode('reply', {
-        msgId: messageId(gate.bootId, seq),
-        bootId: gate.bootId,
-        seq,
-        ts: Date.now(),
-        requestId: command.requestId,
-        ok: true,
-        data: { pong: true, name: command.name },
-      });
-      gate.client.publish(topicFor(gate.id, 'reply'), reply, { qos: 1 });
-    });
+    await gate.answerCommands((command) => ({ ok: true, data: { pong: true, name: command.name } }));
 
     const cycle = async () => {
       await t.cp.internals.rollouts.engine.tick();

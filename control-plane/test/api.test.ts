@@ -1,10 +1,8 @@
 import {
-  type Command,
   CommandResponse,
   Desired,
   DeviceDetail,
   DeviceList,
-  encode,
   FleetSummary,
   MessageList,
   messageId,
@@ -294,23 +292,7 @@ describe('desired state and commands', () => {
 
   it('sends a command and returns the device reply', async () => {
     const d = await t.device('command-cam');
-    const cmdTopic = topicFor('command-cam', 'cmd');
-    await d.client.subscribeAsync(cmdTopic, { qos: 1 });
-    d.client.on('message', (topic, payload) => {
-      if (topic !== cmdTopic) return;
-      const command = JSON.parse(payload.toString()) as Command;
-      const seq = d.nextSeq();
-      const reply = encode('reply', {
-        msgId: messageId(d.bootId, seq),
-        bootId: d.bootId,
-        seq,
-        ts: Date.now(),
-        requestId: command.requestId,
-        ok: true,
-        data: { pong: command.args },
-      });
-      d.client.publish(topicFor('command-cam', 'reply'), reply, { qos: 1 });
-    });
+    await d.answerCommands((command) => ({ ok: true, data: { pong: command.args } }));
     const response = await t.raw('POST', '/api/v1/devices/command-cam/commands', {
       token: operatorToken,
       body: { name: 'ping', args: { n: 1 } },

@@ -2,7 +2,6 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { type Command, encode, messageId, topicFor } from '@edgeloop/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { commandHelp } from '../src/cli/command.ts';
 import { bashCompletion, zshCompletion } from '../src/cli/completion.ts';
@@ -57,29 +56,11 @@ beforeAll(async () => {
   t = await startTestControlPlane({ trustedKeys: kit.publicKeyPath });
   // A connected device that answers every command with its name and arguments.
   responder = await t.device('cli-responder', { labels: { site: 'cli' } });
-  const cmdTopic = topicFor(responder.id, 'cmd');
-  await responder.client.subscribeAsync(cmdTopic, { qos: 1 });
-  responder.client.on('message', (topic, payload) => {
-    if (topic !== cmdTopic) return;
-    const command = JSON.parse(payload.toString()) as Command;
-    const seq = responder.nextSeq();
-    const envelope = { msgId: messageId(responder.bootId, seq), bootId: responder.bootId, seq, ts: Date.now() };
-    const reply =
-      command.name === 'explode'
-        ? {
-            ...envelope,
-            requestId: command.requestId,
-            ok: false as const,
-            error: { code: 'failed' as const, message: 'boom' },
-          }
-        : {
-            ...envelope,
-            requestId: command.requestId,
-            ok: true as const,
-            data: { name: command.name, args: command.args },
-          };
-    responder.client.publish(topicFor(responder.id, 'reply'), encode('reply', reply), { qos: 1 });
-  });
+  await responder.answerCommands((command) =>
+    command.name === 'explode'
+      ? { ok: false, error: { code: 'failed', message: 'boom' } }
+      : { ok: true, data: { name: command.name, args: command.args } },
+  );
   const bytes = kit.modelBytes(20_000);
   const signed = await kit.sign(bytes, { name: 'cmdet', version: '1.0.0', adapter: 'yolo' });
   writeFileSync(`${kit.dir}/cmdet.release.json`, JSON.stringify(signed));

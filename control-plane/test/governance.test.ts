@@ -5,17 +5,14 @@ import {
   type ApiResult,
   type AuditList,
   type AuditQuery,
-  type Command,
   type CreateTokenResponse,
-  encode,
-  messageId,
   topicFor,
   unwrap,
 } from '@edgeloop/protocol';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { storeSampleIn, untar } from './dataset-fixtures.ts';
-import { startTestControlPlane, type TestControlPlane, type TestDevice, type TestToken } from './harness.ts';
+import { startTestControlPlane, type TestControlPlane, type TestToken } from './harness.ts';
 import { createSigningKit, type SigningKit, uploadForm } from './model-fixtures.ts';
 import { basicAuth, makeJpeg, metadataFor, uploadSample } from './sample-fixtures.ts';
 
@@ -30,27 +27,6 @@ let operator: TestToken;
 let viewer: TestToken;
 
 const audit = (query: Partial<AuditQuery> = {}): Promise<AuditList> => unwrap(t.client.audit.list(query));
-
-/** Answers every command of a device with ok. */
-function replyToCommands(d: TestDevice): Promise<unknown> {
-  const cmdTopic = topicFor(d.id, 'cmd');
-  d.client.on('message', (topic, payload) => {
-    if (topic !== cmdTopic) return;
-    const command = JSON.parse(payload.toString()) as Command;
-    const seq = d.nextSeq();
-    const reply = encode('reply', {
-      msgId: messageId(d.bootId, seq),
-      bootId: d.bootId,
-      seq,
-      ts: Date.now(),
-      requestId: command.requestId,
-      ok: true,
-      data: { pong: true },
-    });
-    d.client.publish(topicFor(d.id, 'reply'), reply, { qos: 1 });
-  });
-  return d.client.subscribeAsync(cmdTopic, { qos: 1 });
-}
 
 beforeAll(async () => {
   kit = createSigningKit();
@@ -76,7 +52,7 @@ describe('audit log', () => {
     );
 
     const d = await t.device('audit-cam', { labels: { site: 'north' } });
-    await replyToCommands(d);
+    await d.answerCommands(() => ({ ok: true, data: { pong: true } }));
     const bytes = kit.modelBytes(2048);
     let rolloutId = '';
     const op = operator.client;

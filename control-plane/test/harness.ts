@@ -4,11 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   type ApiClient,
+  type Command,
   createApiClient,
   type EnrollDeviceResponse,
   encode,
   type MessageInputOf,
   messageId,
+  type Reply,
   topicFor,
   unwrap,
 } from '@edgeloop/protocol';
@@ -84,7 +86,19 @@ export type TestDevice = {
     options?: { qos?: 0 | 1; retain?: boolean },
   ): Promise<{ msgId: string; seq: number }>;
   nextSeq(): number;
+  /**
+   * Subscribes to the device's cmd topic and answers every command with `answer(command)` as a
+   * reply (the next seq, the command's requestId); resolves once subscribed.
+   */
+  answerCommands(answer: (command: Command) => CommandAnswer): Promise<void>;
 };
+
+/** A reply without its envelope and request id: `{ ok: true, data }` or `{ ok: false, error }`. */
+export type CommandAnswer = Reply extends infer R
+  ? R extends unknown
+    ? Omit<R, 'msgId' | 'bootId' | 'seq' | 'ts' | 'requestId'>
+    : never
+  : never;
 
 export const SYSTEM = {
   cpu: { loadPct: 12.5, cores: 4 },
@@ -166,22 +180,33 @@ export async function startTestControlPlane(
     const client = await connect(id, enrolled.credentials.password, mqttOptions);
     const bootId = newBootId();
     let seq = 0;
+    const send: TestDevice['send'] = async (channel, body, sendOptions = {}) => {
+      const s = body.seq ?? ++seq;
+      const boot = body.bootId ?? bootId;
+      const msgId = body.msgId ?? messageId(boot, s);
+      const payload = encode(channel, { ts: Date.now(), ...body, msgId, bootId: boot, seq: s } as never);
+      await client.publishAsync(topicFor(id, channel), payload, {
+        qos: sendOptions.qos ?? 1,
+        retain: sendOptions.retain ?? false,
+      });
+      return { msgId, seq: s };
+    };
     return {
       id,
       password: enrolled.credentials.password,
       client,
       bootId,
       nextSeq: () => ++seq,
-      async send(channel, body, sendOptions = {}) {
-        const s = body.seq ?? ++seq;
-        const boot = body.bootId ?? bootId;
-        const msgId = body.msgId ?? messageId(boot, s);
-        const payload = encode(channel, { ts: Date.now(), ...body, msgId, bootId: boot, seq: s } as never);
-        await client.publishAsync(topicFor(id, channel), payload, {
-          qos: sendOptions.qos ?? 1,
-          retain: sendOptions.retain ?? false,
+      send,
+      async answerCommands(answer) {
+        const cmdTopic = topicFor(id, 'cmd');
+        client.on('message', (topic, payload) => {
+          if (topic !== cmdTopic) return;
+          const command = JSON.parse(payload.toString()) as Command;
+          // A publish that fails (the test ended and closed the client) has nobody to tell.
+          send('reply', { ...answer(command), requestId: command.requestId }).catch(() => undefined);
         });
-        return { msgId, seq: s };
+        await client.subscribeAsync(cmdTopic, { qos: 1 });
       },
     };
   };

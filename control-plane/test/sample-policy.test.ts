@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { COMMAND_ARGS, type Command, Desired, encode, messageId, SamplePolicy, topicFor } from '@edgeloop/protocol';
+import { COMMAND_ARGS, Desired, SamplePolicy, topicFor } from '@edgeloop/protocol';
 import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../src/cli.ts';
@@ -170,23 +170,11 @@ describe('edgeloop samples policy', () => {
 
   it('sends the capture command with its frames as a number, as the agent parses it', async () => {
     const device = await t.device('policy-capture-cam');
-    const cmdTopic = topicFor(device.id, 'cmd');
-    await device.client.subscribeAsync(cmdTopic, { qos: 1 });
-    device.client.on('message', (topic, payload) => {
-      if (topic !== cmdTopic) return;
-      const command = JSON.parse(payload.toString()) as Command;
+    await device.answerCommands((command) => {
       const parsed = COMMAND_ARGS.capture.safeParse(command.args);
-      const seq = device.nextSeq();
-      const envelope = { msgId: messageId(device.bootId, seq), bootId: device.bootId, seq, ts: Date.now() };
-      const reply = parsed.success
-        ? { ...envelope, requestId: command.requestId, ok: true as const, data: { frames: parsed.data.frames } }
-        : {
-            ...envelope,
-            requestId: command.requestId,
-            ok: false as const,
-            error: { code: 'invalid_args' as const, message: parsed.error.message },
-          };
-      device.client.publish(topicFor(device.id, 'reply'), encode('reply', reply), { qos: 1 });
+      return parsed.success
+        ? { ok: true, data: { frames: parsed.data.frames } }
+        : { ok: false, error: { code: 'invalid_args', message: parsed.error.message } };
     });
     const sent = await cli('devices', 'command', device.id, 'capture', '--arg', 'frames=3', '--json');
     expect(sent.code).toBe(0);
