@@ -10,17 +10,20 @@
 //       120 MB each (target: +32 MiB at most), and what the server read of each before closing it
 //
 // Environment: BENCH_ROUNDS (5), BENCH_STORM (2000), BENCH_STORM_S (10).
-import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { connect as connectSocket, type Socket } from 'node:net';
-import { cpus, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { cpus } from 'node:os';
 import { createFrameScanner } from '@edgeloop/control-plane';
 import mqttPacket from 'mqtt-packet';
+import {
+  attemptConnect,
+  closedByServer,
+  connectPacket,
+  fixedHeader,
+  openSocket,
+  startServeChild,
+  writeZeros,
+} from '../control-plane/test/mqtt-raw.ts';
 
-const root = resolve(fileURLToPath(new URL('.', import.meta.url)), '..');
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const STORM = Number(process.env.BENCH_STORM ?? 2000);
 const STORM_S = Number(process.env.BENCH_STORM_S ?? 10);
@@ -99,64 +102,8 @@ console.log(`bench:mqtt-front on ${process.version}, ${cpus().length} cores\n`);
 }
 
 /* --------------------------------------- (b), (c) --------------------------------------- */
-const adminToken = `bench-admin-${randomBytes(12).toString('hex')}`;
-const dataDir = mkdtempSync(join(tmpdir(), 'bench-front-'));
-const refusals: { cause: string; bytesRead: number }[] = [];
-const child: ChildProcess = spawn(
-  process.execPath,
-  [join(root, 'control-plane/bin/edgeloop.js'), 'serve', '--http-port', '0', '--mqtt-port', '0'],
-  {
-    env: {
-      ...process.env,
-      EDGELOOP_DATA_DIR: dataDir,
-      EDGELOOP_HOST: '127.0.0.1',
-      EDGELOOP_LOG_LEVEL: 'debug',
-      EDGELOOP_ADMIN_TOKEN: adminToken,
-    },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  },
-);
-const { httpUrl, mqttPort } = await new Promise<{ httpUrl: string; mqttPort: number }>((done, fail) => {
-  let text = '';
-  let partial = '';
-  child.once('exit', (code) => fail(new Error(`edgeloop serve exited with ${code}`)));
-  child.stdout!.on('data', (chunk: Buffer) => {
-    const lines = (partial + chunk.toString()).split('\n');
-    partial = lines.pop() ?? '';
-    for (const line of lines) {
-      if (line.includes('mqtt socket refused')) refusals.push(JSON.parse(line) as (typeof refusals)[number]);
-      else if (!line.startsWith('{')) text += `${line}\n`;
-    }
-    const http = /HTTP\s+(http:\/\/\S+)/.exec(text);
-    const broker = /MQTT\s+mqtt:\/\/\S+:(\d+)/.exec(text);
-    if (http && broker) done({ httpUrl: http[1]!, mqttPort: Number(broker[1]) });
-  });
-});
-
-const api = (method: string, path: string, body?: unknown) =>
-  fetch(`${httpUrl}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-const enroll = async (id: string) =>
-  ((await (await api('POST', '/api/v1/devices', { id, labels: {} })).json()) as { credentials: { password: string } })
-    .credentials.password;
-const metric = async (name: string) => {
-  const line = (await (await api('GET', '/metrics')).text()).split('\n').find((l) => l.startsWith(`${name} `));
-  return line ? Number(line.split(' ')[1]) : 0;
-};
-const connectPacket = (id: string, password: string) =>
-  mqttPacket.generate({
-    cmd: 'connect',
-    protocolId: 'MQTT',
-    protocolVersion: 4,
-    clean: true,
-    clientId: id,
-    keepalive: 30,
-    username: id,
-    password: Buffer.from(password),
-  });
+const serve = await startServeChild({ stderr: 'inherit' });
+const { mqttPort, enroll, metric } = serve;
 
 /** CONNECT to CONNACK in ms for one login from 127.0.0.1 (the socket is then closed). */
 const login = (packet: Buffer) =>
@@ -186,19 +133,9 @@ try {
   const closes: Promise<void>[] = [];
   const attempt = () =>
     closes.push(
-      new Promise<void>((done) => {
-        const socket = connectSocket({ port: mqttPort, host: '127.0.0.1', localAddress: '127.0.0.2' });
-        let answered = false;
-        socket.once('connect', () => socket.write(bad));
-        socket.on('data', () => {
-          answered = true;
-        });
-        socket.on('error', () => undefined);
-        socket.once('close', () => {
-          if (answered) outcomes.answered++;
-          else outcomes.refused++;
-          done();
-        });
+      attemptConnect(mqttPort, '127.0.0.2', bad).then((answered) => {
+        if (answered) outcomes.answered++;
+        else outcomes.refused++;
       }),
     );
   const tickMs = 50;
@@ -230,37 +167,20 @@ try {
 
   await sleep(500);
   const before = await metric('process_resident_memory_bytes');
-  const header = Buffer.from([0x10, 0xff, 0xff, 0xff, 0x7f]); // CONNECT, remaining length 256 MB - 1
-  const flood = (socket: Socket) =>
-    new Promise<number>((done) => {
-      const piece = Buffer.alloc(64 * 1024);
-      let written = 0;
-      socket.on('error', () => undefined);
-      socket.once('close', () => done(written));
-      const pump = (): void => {
-        while (written < 120 * MiB && !socket.destroyed) {
-          written += piece.length;
-          if (!socket.write(piece)) {
-            socket.once('drain', pump);
-            return;
-          }
-        }
-      };
-      socket.write(header);
-      pump();
-    });
-  const sockets = await Promise.all(
-    [0, 1, 2, 3].map(
-      () =>
-        new Promise<Socket>((done) => {
-          const socket = connectSocket({ port: mqttPort, host: '127.0.0.1' }, () => done(socket));
-        }),
-    ),
-  );
+  const header = fixedHeader(0x10, 256 * MiB - 1); // CONNECT, remaining length 256 MB - 1
+  /** Resolves once the server closed the socket, with what the sender got into its buffers. */
+  const flood = async (socket: Socket) => {
+    const closed = closedByServer(socket);
+    socket.write(header);
+    const written = await writeZeros(socket, 120 * MiB);
+    await closed;
+    return written;
+  };
+  const sockets = await Promise.all([0, 1, 2, 3].map(() => openSocket(mqttPort)));
   const written = await Promise.all(sockets.map(flood));
   await sleep(300);
   const after = await metric('process_resident_memory_bytes');
-  const read = refusals.filter((r) => r.cause === 'connect_too_large').map((r) => r.bytesRead);
+  const read = serve.refusals.filter((r) => r.cause === 'connect_too_large').map((r) => r.bytesRead);
   console.log('(c) four sockets announcing a 256 MB CONNECT, each sending up to 120 MB');
   console.log(
     `  RSS ${fmt(before / MiB, 1)} MiB -> ${fmt(after / MiB, 1)} MiB (${fmt((after - before) / MiB, 2)} MiB)  (target <= 32 MiB: ${verdict(after - before <= 32 * MiB)})`,
@@ -269,8 +189,5 @@ try {
     `  the server read ${read.map((bytes) => `${fmt(bytes)} bytes`).join(', ')}; the senders got ${written.map((bytes) => `${fmt(bytes / MiB, 1)} MiB`).join(', ')} into socket buffers before the close`,
   );
 } finally {
-  const exited = new Promise((done) => child.once('exit', done));
-  child.kill('SIGTERM');
-  await exited;
-  rmSync(dataDir, { recursive: true, force: true });
+  await serve.stop();
 }

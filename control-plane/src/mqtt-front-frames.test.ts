@@ -1,17 +1,9 @@
 import mqttPacket from 'mqtt-packet';
 import { describe, expect, it } from 'vitest';
+import { connectPacket, fixedHeader } from '../test/mqtt-raw.ts';
 import { createFrameScanner } from './mqtt-front-frames.ts';
 
-const connect = mqttPacket.generate({
-  cmd: 'connect',
-  protocolId: 'MQTT',
-  protocolVersion: 4,
-  clean: true,
-  clientId: 'cam-1',
-  keepalive: 30,
-  username: 'cam-1',
-  password: Buffer.from('secret'),
-});
+const connect = connectPacket('cam-1', 'secret');
 
 function publish(payloadBytes: number): Buffer {
   return mqttPacket.generate({
@@ -26,17 +18,7 @@ function publish(payloadBytes: number): Buffer {
 }
 
 /** The fixed header of a packet of type `type` announcing `length` bytes (as generators encode it). */
-function header(type: number, length: number): Buffer {
-  const bytes = [type << 4];
-  let rest = length;
-  do {
-    let byte = rest % 128;
-    rest = Math.floor(rest / 128);
-    if (rest > 0) byte |= 0x80;
-    bytes.push(byte);
-  } while (rest > 0);
-  return Buffer.from(bytes);
-}
+const header = (type: number, length: number) => fixedHeader(type << 4, length);
 
 describe('createFrameScanner', () => {
   it('passes a real session (CONNECT, publishes of every length-byte count, PINGREQ) however it is chunked', () => {

@@ -1,4 +1,3 @@
-import { connect as connectSocket, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { topicFor, unwrap } from '@edgeloop/protocol';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -6,6 +5,7 @@ import mqttPacket from 'mqtt-packet';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, startTestControlPlane, type TestControlPlane } from './harness.ts';
+import { closedByServer, connectPacket, fixedHeader, openSocket, publishStart, writeZeros } from './mqtt-raw.ts';
 
 /*
  * The MQTT front of a real control plane (real aedes, real sockets on 127.0.0.1): sizes judged on
@@ -44,65 +44,6 @@ afterAll(async () => {
   await t.stop();
 });
 
-function open(): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = connectSocket({ port, host: '127.0.0.1' }, () => resolve(socket));
-    socket.on('error', reject);
-  });
-}
-
-/** Resolves when the server closed the socket, with what came back before. */
-function closedByServer(socket: Socket): Promise<Buffer> {
-  const received: Buffer[] = [];
-  socket.on('data', (chunk: Buffer) => received.push(chunk));
-  socket.on('error', () => undefined);
-  return new Promise((resolve) => socket.once('close', () => resolve(Buffer.concat(received))));
-}
-
-/** Writes `total` bytes of zeros in 64 KiB pieces while the socket takes them; resolves with the bytes written. */
-async function stream(socket: Socket, total: number): Promise<number> {
-  const piece = Buffer.alloc(64 * 1024);
-  let written = 0;
-  while (written < total && !socket.destroyed) {
-    const more = socket.write(piece);
-    written += piece.length;
-    if (!more) {
-      await new Promise<void>((resolve) => {
-        socket.once('drain', resolve);
-        socket.once('close', resolve);
-      });
-    }
-  }
-  return written;
-}
-
-/** A fixed header: type and flags byte, then the remaining length as MQTT encodes it. */
-function header(first: number, length: number): Buffer {
-  const bytes = [first];
-  let rest = length;
-  do {
-    let byte = rest % 128;
-    rest = Math.floor(rest / 128);
-    if (rest > 0) byte |= 0x80;
-    bytes.push(byte);
-  } while (rest > 0);
-  return Buffer.from(bytes);
-}
-
-function connectPacket(id: string, password: string, will?: { topic: string; payload: Buffer }): Buffer {
-  return mqttPacket.generate({
-    cmd: 'connect',
-    protocolId: 'MQTT',
-    protocolVersion: 4,
-    clean: true,
-    clientId: id,
-    keepalive: 30,
-    username: id,
-    password: Buffer.from(password),
-    ...(will ? { will: { ...will, qos: 1, retain: false } } : {}),
-  });
-}
-
 async function rejected(cause: string): Promise<number> {
   const text = await unwrap(t.client.metrics());
   const line = text.split('\n').find((l) => l.startsWith(`edgeloop_mqtt_rejected_total{cause="${cause}"} `));
@@ -116,10 +57,10 @@ async function reasonsOf(id: string): Promise<{ health: string; healthReasons: s
 describe('packet sizes, judged on the fixed header', () => {
   it('closes a socket announcing a 256 MB CONNECT after reading at most one chunk of it', async () => {
     const before = await rejected('connect_too_large');
-    const socket = await open();
+    const socket = await openSocket(port);
     const closed = closedByServer(socket);
-    socket.write(header(0x10, 256 * 1024 * 1024 - 1));
-    const written = await stream(socket, 32 * 1024 * 1024);
+    socket.write(fixedHeader(0x10, 256 * 1024 * 1024 - 1));
+    const written = await writeZeros(socket, 32 * 1024 * 1024);
     const answer = await closed;
     expect(answer).toHaveLength(0); // no CONNACK: the broker never saw a packet
     expect(await rejected('connect_too_large')).toBe(before + 1);
@@ -133,15 +74,14 @@ describe('packet sizes, judged on the fixed header', () => {
     const enrolled = await t.enroll('big-publisher');
     const neighbour = await t.device('quiet-neighbour');
     const before = await rejected('packet_too_large');
-    const socket = await open();
+    const socket = await openSocket(port);
     const closed = closedByServer(socket);
     const connack = new Promise<Buffer>((resolve) => socket.once('data', resolve));
     socket.write(connectPacket('big-publisher', enrolled.credentials.password));
     expect([...(await connack)]).toEqual([0x20, 2, 0, 0]);
-    const topic = Buffer.from(topicFor('big-publisher', 'telemetry'));
     const length = 100 * 1024 * 1024;
-    socket.write(Buffer.concat([header(0x32, length), Buffer.from([0, topic.length]), topic, Buffer.from([0, 1])]));
-    await stream(socket, 16 * 1024 * 1024);
+    socket.write(publishStart(topicFor('big-publisher', 'telemetry'), length));
+    await writeZeros(socket, 16 * 1024 * 1024);
     await closed;
     expect(await rejected('packet_too_large')).toBe(before + 1);
     const refusal = refusals.findLast((r) => r.cause === 'packet_too_large')!;
@@ -154,7 +94,7 @@ describe('packet sizes, judged on the fixed header', () => {
   it('takes a CONNECT with a will under the pre-login limit, and closes one over it', async () => {
     const enrolled = await t.enroll('will-sizes');
     const status = topicFor('will-sizes', 'status');
-    const fits = await open();
+    const fits = await openSocket(port);
     const fitsClosed = closedByServer(fits);
     const fitsAnswer = new Promise<Buffer>((resolve) => fits.once('data', resolve));
     fits.write(
@@ -164,7 +104,7 @@ describe('packet sizes, judged on the fixed header', () => {
     fits.end(mqttPacket.generate({ cmd: 'disconnect' }));
     await fitsClosed;
 
-    const over = await open();
+    const over = await openSocket(port);
     const overClosed = closedByServer(over);
     over.write(
       connectPacket('will-sizes', enrolled.credentials.password, { topic: status, payload: Buffer.alloc(5000) }),
@@ -174,7 +114,7 @@ describe('packet sizes, judged on the fixed header', () => {
 
   it('closes a socket whose first packet is not a CONNECT', async () => {
     const before = await rejected('malformed');
-    const socket = await open();
+    const socket = await openSocket(port);
     const closed = closedByServer(socket);
     socket.write(mqttPacket.generate({ cmd: 'pingreq' }));
     await closed;
@@ -185,8 +125,8 @@ describe('packet sizes, judged on the fixed header', () => {
 describe('sockets that do not log in', () => {
   it('closes a silent socket and a CONNECT sent too slowly at the deadline', async () => {
     const before = await rejected('connect_deadline');
-    const silent = await open();
-    const slow = await open();
+    const silent = await openSocket(port);
+    const slow = await openSocket(port);
     const started = Date.now();
     const closed = Promise.all([closedByServer(silent), closedByServer(slow)]);
     const packet = connectPacket('slow-loris', 'x'.repeat(43));
@@ -205,9 +145,9 @@ describe('sockets that do not log in', () => {
   it('refuses sockets past the pending cap at accept, and serves again once they are gone', async () => {
     const enrolled = await t.enroll('after-the-crowd');
     const before = await rejected('max_pending');
-    const crowd = await Promise.all(Array.from({ length: 6 }, () => open()));
+    const crowd = await Promise.all(Array.from({ length: 6 }, () => openSocket(port)));
     const crowdClosed = Promise.all(crowd.map(closedByServer));
-    const extra = await open();
+    const extra = await openSocket(port);
     await closedByServer(extra);
     expect(await rejected('max_pending')).toBe(before + 1);
     await crowdClosed; // the deadline
