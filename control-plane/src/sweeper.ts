@@ -36,6 +36,52 @@ export function createHealthSweeper(deps: {
   };
 }
 
+/**
+ * Deletes through `prune(limit)` a chunk at a time, with a setImmediate between chunks so that a
+ * large backlog never blocks the broker, until a chunk comes back short; resolves with the total.
+ */
+export async function drainInChunks(prune: (limit: number) => Promise<number>, chunk: number): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const deleted = await prune(chunk);
+    total += deleted;
+    if (deleted < chunk) return total;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
+
+/**
+ * Runs `run` every `intervalMs` once started, and whenever `runNow` is called, never two at once:
+ * a call while a run is under way gets that run. A timer's run that fails goes to `onError`.
+ */
+export function createPeriodicTask<T>(deps: {
+  readonly timers: Timers;
+  readonly intervalMs: number;
+  readonly run: () => Promise<T>;
+  readonly onError?: ((error: unknown) => void) | undefined;
+}): { start(): void; stop(): void; runNow(): Promise<T> } {
+  let handle: unknown = null;
+  let running: Promise<T> | null = null;
+  const runNow = () => {
+    running ??= deps.run().finally(() => {
+      running = null;
+    });
+    return running;
+  };
+  return {
+    start() {
+      handle ??= deps.timers.setInterval(() => {
+        runNow().catch((error: unknown) => deps.onError?.(error));
+      }, deps.intervalMs);
+    },
+    stop() {
+      if (handle !== null) deps.timers.clearInterval(handle);
+      handle = null;
+    },
+    runNow,
+  };
+}
+
 export type PruneCounts = { messages: number; deadLetters: number; samples?: number };
 export type Pruner = { start(): void; stop(): void; pruneNow(): Promise<PruneCounts> };
 
@@ -60,50 +106,24 @@ export function createRetentionPruner(deps: {
 }): Pruner {
   const chunk = deps.chunk ?? 2_000;
   const day = 86_400_000;
-  let handle: unknown = null;
-  let running: Promise<PruneCounts> | null = null;
-  const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
-
-  const drain = async (prune: (cutoff: number, limit: number) => Promise<number>, cutoff: number) => {
-    let total = 0;
-    for (;;) {
-      const deleted = await prune(cutoff, chunk);
-      total += deleted;
-      if (deleted < chunk) return total;
-      await yieldToLoop();
-    }
-  };
-
-  const pruneNow = () => {
-    running ??= (async () => {
+  const task = createPeriodicTask({
+    timers: deps.timers,
+    intervalMs: deps.retention.pruneIntervalS * 1000,
+    onError: deps.onError,
+    async run(): Promise<PruneCounts> {
       const now = deps.clock.now();
-      const messages = await drain(
-        (cutoff, limit) => deps.messages.pruneOlderThan(cutoff, limit),
-        now - deps.retention.messagesDays * day,
+      const messages = await drainInChunks(
+        (limit) => deps.messages.pruneOlderThan(now - deps.retention.messagesDays * day, limit),
+        chunk,
       );
-      const deadLetters = await drain(
-        (cutoff, limit) => deps.deadLetters.pruneOlderThan(cutoff, limit),
-        now - deps.retention.deadLettersDays * day,
+      const deadLetters = await drainInChunks(
+        (limit) => deps.deadLetters.pruneOlderThan(now - deps.retention.deadLettersDays * day, limit),
+        chunk,
       );
       if (!deps.samples) return { messages, deadLetters };
       const samples = await deps.samples.prune();
       return { messages, deadLetters, samples: samples.aged + samples.overQuota };
-    })().finally(() => {
-      running = null;
-    });
-    return running;
-  };
-
-  return {
-    start() {
-      handle ??= deps.timers.setInterval(() => {
-        pruneNow().catch((error: unknown) => deps.onError?.(error));
-      }, deps.retention.pruneIntervalS * 1000);
     },
-    stop() {
-      if (handle !== null) deps.timers.clearInterval(handle);
-      handle = null;
-    },
-    pruneNow,
-  };
+  });
+  return { start: task.start, stop: task.stop, pruneNow: task.runNow };
 }

@@ -4,12 +4,13 @@ import { join } from 'node:path';
 import { encode, messageId, topicFor } from '@edgeloop/protocol';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createGovernancePruner } from '../src/audit/audit.ts';
 import { loadConfig } from '../src/config.ts';
 import { createSqliteStore, type SqliteStore } from '../src/db/sqlite/store.ts';
 import { type BusMessage, createEventBus } from '../src/events.ts';
 import { createIngestWriter, type IngestWriter } from '../src/ingest.ts';
 import { createMetricsRegistry } from '../src/metrics.ts';
-import { createHealthSweeper, createRetentionPruner, type Timers } from '../src/sweeper.ts';
+import { createHealthSweeper, createPeriodicTask, createRetentionPruner, type Timers } from '../src/sweeper.ts';
 import { SYSTEM } from './harness.ts';
 
 const T0 = 1_800_000_000_000;
@@ -215,5 +216,88 @@ describe('retention pruner', () => {
     expect(await pruner.pruneNow()).toEqual({ messages: 20, deadLetters: 0 });
     expect(await store.messages.count('old-cam')).toBe(5);
     expect(await store.deadLetters.list({ limit: 10 })).toHaveLength(1);
+  });
+});
+
+describe('periodic task', () => {
+  it('runs on every tick once started, shares a run under way with runNow, reports a failed tick and stops', async () => {
+    const manual = manualTimers();
+    const errors: unknown[] = [];
+    let runs = 0;
+    let release: () => void = () => {};
+    let fail = false;
+    const task = createPeriodicTask({
+      timers: manual.timers,
+      intervalMs: 1000,
+      onError: (error) => errors.push(error),
+      run: async () => {
+        runs++;
+        await new Promise<void>((resolve) => {
+          release = resolve;
+        });
+        if (fail) throw new Error('boom');
+        return runs;
+      },
+    });
+    manual.fire();
+    expect(runs).toBe(0); // not started: no timer
+    task.start();
+    task.start();
+    expect(manual.count).toBe(1);
+    manual.fire();
+    const during = task.runNow();
+    manual.fire();
+    expect(runs).toBe(1);
+    release();
+    expect(await during).toBe(1);
+    const next = task.runNow();
+    expect(runs).toBe(2);
+    release();
+    expect(await next).toBe(2);
+    fail = true;
+    manual.fire();
+    release();
+    await expect.poll(() => errors.length).toBe(1);
+    expect(String(errors[0])).toContain('boom');
+    task.stop();
+    expect(manual.count).toBe(0);
+  });
+});
+
+describe('governance pruner', () => {
+  it('prunes audit entries past auditDays and expired idempotency records in chunks, and keeps the audit for good at 0', async () => {
+    const day = 86_400_000;
+    const calls: string[] = [];
+    const backlog = { audit: 5, idempotency: 3 };
+    const take = (kind: keyof typeof backlog, limit: number) => {
+      const deleted = Math.min(limit, backlog[kind]);
+      backlog[kind] -= deleted;
+      return deleted;
+    };
+    const deps = {
+      audit: {
+        pruneOlderThan: async (cutoff: number, limit: number) => {
+          calls.push(`audit<${cutoff}`);
+          return take('audit', limit);
+        },
+      },
+      idempotency: {
+        pruneExpired: async (at: number, limit: number) => {
+          calls.push(`idempotency@${at}`);
+          return take('idempotency', limit);
+        },
+      },
+      clock: { now: () => T0 },
+      timers: manualTimers().timers,
+      intervalS: 60,
+      chunk: 2,
+    };
+    expect(await createGovernancePruner({ ...deps, auditDays: 30 }).pruneNow()).toEqual({ audit: 5, idempotency: 3 });
+    expect(calls).toEqual([...Array(3).fill(`audit<${T0 - 30 * day}`), ...Array(2).fill(`idempotency@${T0}`)]);
+    backlog.audit = 4;
+    backlog.idempotency = 1;
+    calls.length = 0;
+    expect(await createGovernancePruner({ ...deps, auditDays: 0 }).pruneNow()).toEqual({ audit: 0, idempotency: 1 });
+    expect(calls).toEqual([`idempotency@${T0}`]);
   });
 });

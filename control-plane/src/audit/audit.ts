@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { AuditRepository, NewAuditEntry } from '../db/audit.ts';
 import type { Counter } from '../metrics.ts';
-import type { Timers } from '../sweeper.ts';
+import { createPeriodicTask, drainInChunks, type Timers } from '../sweeper.ts';
 
 /*
  * The audit log's writer. Entries are appended after the change they describe succeeded (the HTTP
@@ -92,41 +92,19 @@ export function createGovernancePruner(deps: {
   readonly onError?: (error: unknown) => void;
 }): { start(): void; stop(): void; pruneNow(): Promise<{ audit: number; idempotency: number }> } {
   const chunk = deps.chunk ?? 2_000;
-  let handle: unknown = null;
-  let running: Promise<{ audit: number; idempotency: number }> | null = null;
-  const drain = async (prune: (limit: number) => Promise<number>) => {
-    let total = 0;
-    for (;;) {
-      const deleted = await prune(chunk);
-      total += deleted;
-      if (deleted < chunk) return total;
-      await new Promise<void>((resolve) => setImmediate(resolve));
-    }
-  };
-  const pruneNow = () => {
-    running ??= (async () => {
+  const task = createPeriodicTask({
+    timers: deps.timers,
+    intervalMs: deps.intervalS * 1000,
+    onError: deps.onError,
+    async run() {
       const now = deps.clock.now();
       const audit =
         deps.auditDays > 0
-          ? await drain((limit) => deps.audit.pruneOlderThan(now - deps.auditDays * 86_400_000, limit))
+          ? await drainInChunks((limit) => deps.audit.pruneOlderThan(now - deps.auditDays * 86_400_000, limit), chunk)
           : 0;
-      const idempotency = await drain((limit) => deps.idempotency.pruneExpired(now, limit));
+      const idempotency = await drainInChunks((limit) => deps.idempotency.pruneExpired(now, limit), chunk);
       return { audit, idempotency };
-    })().finally(() => {
-      running = null;
-    });
-    return running;
-  };
-  return {
-    start() {
-      handle ??= deps.timers.setInterval(() => {
-        pruneNow().catch((error: unknown) => deps.onError?.(error));
-      }, deps.intervalS * 1000);
     },
-    stop() {
-      if (handle !== null) deps.timers.clearInterval(handle);
-      handle = null;
-    },
-    pruneNow,
-  };
+  });
+  return { start: task.start, stop: task.stop, pruneNow: task.runNow };
 }
