@@ -369,7 +369,9 @@ class AgentRuntime implements Agent {
       vision || deps.sampleCapture
         ? createSampleCapture({
             dir: deps.sampleCapture?.dir ?? path.join(config.dataDir, 'samples'),
-            ...(deps.sampleCapture?.options ? { options: deps.sampleCapture.options } : {}),
+            // The real agent encodes in its nice-19 child (inference first on a saturated CPU);
+            // the simulator and tests pass their own options (in-process: no child per device).
+            options: deps.sampleCapture?.options ?? { encoder: 'child' },
             deviceId: config.deviceId,
             bootId: sequencer.bootId,
             upload: config.controlPlaneUrl
