@@ -14,7 +14,7 @@ import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { createControlPlane, loadConfig } from '@edgeloop/control-plane';
-import type { DatasetView } from '@edgeloop/protocol';
+import { createApiClient, unwrap } from '@edgeloop/protocol';
 import pino from 'pino';
 
 const SAMPLES = Number(process.env.BENCH_EXPORT_SAMPLES ?? 10_000);
@@ -67,13 +67,9 @@ for (let i = 0; i < SAMPLES; i++) {
     receivedAt: 1_800_000_000_000 + i,
   });
 }
-const created = await fetch(`${started.httpUrl}/api/v1/datasets`, {
-  method: 'POST',
-  headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
-  body: JSON.stringify({ name: 'bench', query: { site: 'bench' } }),
-});
-const dataset = (await created.json()) as DatasetView;
-if (created.status !== 201 || dataset.counts.total !== SAMPLES) throw new Error(`create: ${created.status}`);
+const api = createApiClient({ baseUrl: started.httpUrl, token: adminToken });
+const dataset = await unwrap(api.datasets.create({ name: 'bench', query: { site: 'bench' } }));
+if (dataset.counts.total !== SAMPLES) throw new Error(`create: ${dataset.counts.total} of ${SAMPLES} samples`);
 const setupS = (performance.now() - setupStart) / 1000;
 
 // Export over HTTP into a file (curl), sampling this process's RSS; then the peer, tar -cf of the

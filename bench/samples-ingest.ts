@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { createControlPlane, loadConfig } from '@edgeloop/control-plane';
-import { type EnrollDeviceResponse, SAMPLE_UPLOAD_CONTENT_TYPE, SAMPLE_UPLOAD_OFFSET_HEADER } from '@edgeloop/protocol';
+import { createApiClient, SAMPLE_UPLOAD_CONTENT_TYPE, SAMPLE_UPLOAD_OFFSET_HEADER, unwrap } from '@edgeloop/protocol';
 import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import pino from 'pino';
@@ -221,14 +221,9 @@ async function controlPlane(basePath: string, size: { width: number; height: num
   );
   const started = await cp.start();
   const auths: string[] = [];
+  const api = createApiClient({ baseUrl: started.httpUrl, token: adminToken });
   for (let d = 0; d < DEVICES; d++) {
-    const reply = await send(
-      `${started.httpUrl}/api/v1/devices`,
-      'POST',
-      { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
-      Buffer.from(JSON.stringify({ id: `bench-${d}`, labels: {} })),
-    );
-    const enrolled = JSON.parse(reply.body) as EnrollDeviceResponse;
+    const enrolled = await unwrap(api.devices.enroll({ id: `bench-${d}`, labels: {} }));
     auths.push(`Basic ${Buffer.from(`bench-${d}:${enrolled.credentials.password}`).toString('base64')}`);
   }
   const result = await devices({ mode, url: started.httpUrl, basePath, size, auths });
