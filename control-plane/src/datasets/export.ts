@@ -239,22 +239,22 @@ export function exportDatasetTar(input: ExportInput, deps: ExportDeps): tar.Pack
   ) => {
     for await (const batch of readBatches(images, pathOf)) {
       if (pack.destroyed) return;
-      let last: Promise<void> | undefined;
+      // Every entry promise of the batch is awaited (Promise.all), so when the download is
+      // cancelled and tar-stream destroys the queued entries, each rejection is handled here.
+      let pending: Promise<void>[] = [];
       for (const { image, bytes } of batch) {
         const name = `images/${image.sha256}.jpg`;
-        if (bytes) last = addBuffer(name, bytes);
+        if (bytes) pending.push(addBuffer(name, bytes));
         else {
-          await last;
-          last = addStreamed(
-            name,
-            image.size,
-            createReadStream(pathOf(image.sha256), { highWaterMark: WHOLE_READ_LIMIT }),
-          );
+          await Promise.all(pending);
+          pending = [
+            addStreamed(name, image.size, createReadStream(pathOf(image.sha256), { highWaterMark: WHOLE_READ_LIMIT })),
+          ];
         }
         const added = after?.(image);
-        if (added) last = added;
+        if (added) pending.push(added);
       }
-      await last;
+      await Promise.all(pending);
     }
   };
 
