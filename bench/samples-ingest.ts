@@ -184,6 +184,16 @@ async function devices(
   return { ...result, elu: performance.eventLoopUtilization(elu).utilization, cpuMs };
 }
 
+/** One server's run as the report shows it: samples per second and its costs. */
+function runOf(result: { seconds: number; elu: number; cpuMs: number; clientCpuMs: number }): Run {
+  return {
+    rate: (DEVICES * PER_DEVICE) / result.seconds,
+    elu: result.elu,
+    cpuMs: result.cpuMs,
+    clientCpuMs: result.clientCpuMs,
+  };
+}
+
 async function bare(basePath: string, size: { width: number; height: number }) {
   const dir = mkdtempSync(join(tmpdir(), 'bench-bare-'));
   const app = new Hono();
@@ -204,12 +214,7 @@ async function bare(basePath: string, size: { width: number; height: number }) {
   if (n !== DEVICES * PER_DEVICE) throw new Error(`bare stored ${n} files`);
   server.close();
   rmSync(dir, { recursive: true, force: true });
-  return {
-    rate: (DEVICES * PER_DEVICE) / result.seconds,
-    elu: result.elu,
-    cpuMs: result.cpuMs,
-    clientCpuMs: result.clientCpuMs,
-  } satisfies Run;
+  return runOf(result);
 }
 
 async function controlPlane(basePath: string, size: { width: number; height: number }, mode: 'cp' | 'cp-whole') {
@@ -235,12 +240,7 @@ async function controlPlane(basePath: string, size: { width: number; height: num
   }
   await cp.stop();
   rmSync(dataDir, { recursive: true, force: true });
-  return {
-    rate: (DEVICES * PER_DEVICE) / result.seconds,
-    elu: result.elu,
-    cpuMs: result.cpuMs,
-    clientCpuMs: result.clientCpuMs,
-  } satisfies Run;
+  return runOf(result);
 }
 
 if (process.argv[2]) {
