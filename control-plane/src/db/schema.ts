@@ -42,6 +42,14 @@ export const devices = sqliteTable(
     reportedAt: integer('reported_at'),
     desired: text('desired', { mode: 'json' }).$type<unknown>(),
     desiredVersion: integer('desired_version').notNull().default(0),
+    /** A rotated secret not yet used by the device (keyed hash); both it and secret_hash work until then. */
+    secretHashNext: text('secret_hash_next'),
+    /** After this time the old secret stops working even if the device never used the new one. */
+    secretNextDeadline: integer('secret_next_deadline'),
+    /** secret | cert: how the device proves its identity on MQTT. */
+    authMethod: text('auth_method').notNull().default('secret'),
+    /** sha256 (hex) of the device certificate issued last, when authMethod is cert. */
+    certFingerprint: text('cert_fingerprint'),
   },
   (table) => [index('devices_status_idx').on(table.status), index('devices_health_idx').on(table.health)],
 );
@@ -63,9 +71,13 @@ export const messages = sqliteTable(
     deviceTs: integer('device_ts').notNull(),
     receivedAt: integer('received_at').notNull(),
     body: text('body').notNull(),
+    /** The device's ts was beyond now + the allowed skew, or before 2020: kept as data, never used for order. */
+    clockSkew: integer('clock_skew', { mode: 'boolean' }).notNull().default(false),
   },
   (table) => [
     uniqueIndex('messages_device_msg_uq').on(table.deviceId, table.msgId),
+    // History is ordered by the server's receive time, then the device's seq.
+    index('messages_device_channel_received_idx').on(table.deviceId, table.channel, table.receivedAt, table.seq),
     index('messages_device_channel_ts_idx').on(table.deviceId, table.channel, table.deviceTs),
     // Rollout gates read telemetry by arrival time (device clocks may be skewed); appends land at
     // the right edge of this index, and retention pruning uses it too.

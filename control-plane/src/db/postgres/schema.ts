@@ -50,6 +50,14 @@ export const devices = pgTable(
     reportedAt: epochMs('reported_at'),
     desired: jsonb('desired').$type<unknown>(),
     desiredVersion: integer('desired_version').notNull().default(0),
+    /** A rotated secret not yet used by the device (keyed hash); both it and secret_hash work until then. */
+    secretHashNext: text('secret_hash_next'),
+    /** After this time the old secret stops working even if the device never used the new one. */
+    secretNextDeadline: epochMs('secret_next_deadline'),
+    /** secret | cert: how the device proves its identity on MQTT. */
+    authMethod: text('auth_method').notNull().default('secret'),
+    /** sha256 (hex) of the device certificate issued last, when authMethod is cert. */
+    certFingerprint: text('cert_fingerprint'),
   },
   (table) => [index('devices_status_idx').on(table.status), index('devices_health_idx').on(table.health)],
 );
@@ -67,9 +75,13 @@ export const messages = pgTable(
     receivedAt: epochMs('received_at').notNull(),
     /** The payload as the device sent it (validated JSON text, kept verbatim). */
     body: text('body').notNull(),
+    /** The device's ts was beyond now + the allowed skew, or before 2020: kept as data, never used for order. */
+    clockSkew: boolean('clock_skew').notNull().default(false),
   },
   (table) => [
     uniqueIndex('messages_device_msg_uq').on(table.deviceId, table.msgId),
+    // History is ordered by the server's receive time, then the device's seq.
+    index('messages_device_channel_received_idx').on(table.deviceId, table.channel, table.receivedAt, table.seq),
     index('messages_device_channel_ts_idx').on(table.deviceId, table.channel, table.deviceTs),
     index('messages_channel_received_idx').on(table.channel, table.receivedAt),
   ],
