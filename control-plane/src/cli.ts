@@ -19,7 +19,7 @@ import { VERSION } from './control-plane.ts';
  * declared as data (words, flags, examples) that the parser, --help and completions share.
  *
  * Exit codes: 0 done; 1 failed (an API error, an unreachable control plane, a crash);
- * 2 usage or configuration error; 3 a port is in use.
+ * 2 usage or configuration error; 3 a port is in use; 4 (serve) the SQLite database is corrupt.
  */
 
 export { type CliIo, EXIT } from './cli/command.ts';
@@ -54,7 +54,7 @@ serve flags (each also an environment variable):
 ${describeSettings()}
 
 Exit codes: 0 ok, 1 failed (API error, control plane unreachable), 2 usage or configuration error,
-3 port in use.
+3 port in use, 4 the database is corrupt (serve).
 `;
 }
 

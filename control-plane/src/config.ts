@@ -146,6 +146,20 @@ export const IdempotencyConfig = z.object({
 });
 export type IdempotencyConfig = z.infer<typeof IdempotencyConfig>;
 
+/** `GET /readyz` and the disk watermark (readiness.ts, disk-monitor.ts). */
+export const ReadinessConfig = z.object({
+  /** How often free disk is read (statfs) and the readiness checks are refreshed (their gauges). */
+  intervalMs: PositiveInt.min(100).max(60_000).default(2_000),
+  /** Ingest is not ready while a batch failed to commit within this many seconds. */
+  flushErrorWindowS: PositiveNumber.default(30),
+  /** Retry-After (seconds) of the 507 answers below the disk watermark. */
+  retryAfterS: PositiveInt.max(3_600).default(30),
+});
+export type ReadinessConfig = z.infer<typeof ReadinessConfig>;
+
+/** What the start checks of the SQLite file: `PRAGMA quick_check`, `integrity_check`, or nothing (very large files). */
+export const INTEGRITY_CHECKS = ['quick', 'full', 'off'] as const;
+
 export const Config = z.object({
   httpPort: Port.default(8080),
   mqttPort: Port.default(1883),
@@ -166,6 +180,13 @@ export const Config = z.object({
    * of directories holding them. Without any, model uploads are refused (no_trusted_keys).
    */
   trustedKeys: z.string().optional(),
+  /** SQLite integrity check at start: quick (PRAGMA quick_check), full (integrity_check) or off. */
+  integrityCheck: z.enum(INTEGRITY_CHECKS).default('quick'),
+  /**
+   * Free disk of the data directory, in MiB, at or below which writes wait: uploads and other API
+   * writes answer 507 with Retry-After, ingest holds publishers (no PUBACK) and /readyz is 503.
+   */
+  minFreeDiskMb: z.coerce.number().min(0).default(64),
   ingest: IngestConfig.default(IngestConfig.parse({})),
   health: HealthConfig.default(HealthConfig.parse({})),
   retention: RetentionConfig.default(RetentionConfig.parse({})),
@@ -176,6 +197,7 @@ export const Config = z.object({
   samples: SamplesConfig.default(SamplesConfig.parse({})),
   mqtt: MqttConfig.default(MqttConfig.parse({})),
   idempotency: IdempotencyConfig.default(IdempotencyConfig.parse({})),
+  readiness: ReadinessConfig.default(ReadinessConfig.parse({})),
 });
 export type Config = z.infer<typeof Config>;
 export type ConfigInput = z.input<typeof Config>;
@@ -191,6 +213,8 @@ const TOP_LEVEL_KEYS = [
   'adminToken',
   'logLevel',
   'trustedKeys',
+  'integrityCheck',
+  'minFreeDiskMb',
 ] as const;
 const SECTIONS = {
   ingest: IngestConfig,
@@ -203,6 +227,7 @@ const SECTIONS = {
   samples: SamplesConfig,
   mqtt: MqttConfig,
   idempotency: IdempotencyConfig,
+  readiness: ReadinessConfig,
 } as const;
 
 function kebab(name: string): string {

@@ -15,6 +15,7 @@ import { createDatasetService } from './datasets/service.ts';
 import { createPostgresStore } from './db/postgres/store.ts';
 import type { Store } from './db/repositories.ts';
 import { createSqliteStore } from './db/sqlite/store.ts';
+import { createDiskMonitor, type DiskMonitor, type FsStats } from './disk-monitor.ts';
 import { type EventLoopMonitor, monitorEventLoop } from './event-loop.ts';
 import { createEventBus, type EventBus } from './events.ts';
 import { createFleet, type Fleet, type MqttEndpoint } from './fleet.ts';
@@ -29,6 +30,7 @@ import { createModelRegistry, type ModelRegistry } from './models/registry.ts';
 import { loadTrustedKeys } from './models/trusted-keys.ts';
 import { createMqttFront, type MqttFront } from './mqtt-front.ts';
 import { createDeviceIssues, type DeviceIssues } from './mqtt-front-issues.ts';
+import { createReadiness, type Readiness } from './readiness.ts';
 import { createRolloutEngine, ROLLOUT_LEADER_LOCK_KEY, type RolloutEngine } from './rollouts/engine.ts';
 import { createRolloutService, type RolloutService } from './rollouts/service.ts';
 import { createSamplePolicyService } from './samples/policies.ts';
@@ -60,6 +62,8 @@ export type ControlPlaneDeps = {
   readonly store?: Store;
   /** More HTTP routes (later parts: model registry, rollouts). */
   readonly extraRoutes?: readonly Route[];
+  /** statfs of the data directory (fs.statfsSync); a test passes its own numbers for the disk watermark. */
+  readonly statfs?: (path: string) => FsStats;
 };
 
 export type StartedControlPlane = {
@@ -90,6 +94,10 @@ export type ControlPlaneInternals = {
   readonly registry: ModelRegistry;
   readonly rollouts: { readonly service: RolloutService; readonly engine: RolloutEngine };
   readonly samples: SampleService;
+  /** Free disk of the data directory against the watermark (--min-free-disk-mb). */
+  readonly disk: DiskMonitor;
+  /** The checks of GET /readyz. */
+  readonly readiness: Readiness;
 };
 
 export type ControlPlane = {
@@ -182,7 +190,7 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         deps.store ??
         (config.databaseUrl
           ? await createPostgresStore({ url: config.databaseUrl })
-          : createSqliteStore({ dataDir: config.dataDir }));
+          : createSqliteStore({ dataDir: config.dataDir, integrityCheck: config.integrityCheck }));
       cleanups.push(() => store.close());
 
       // Files this start created (the SQLite file and its WAL) get the same modes, quietly.
@@ -200,6 +208,20 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
       });
       const eventLoop = monitorEventLoop(metrics);
       cleanups.push(() => eventLoop.stop());
+      // Below the watermark API writes answer 507 and ingest holds its batches (publishers wait for PUBACK).
+      const disk = createDiskMonitor({
+        dir: config.dataDir,
+        minFreeBytes: Math.round(config.minFreeDiskMb * 1024 * 1024),
+        intervalMs: config.readiness.intervalMs,
+        timers,
+        clock,
+        metrics,
+        logger: logger.child({ component: 'disk' }),
+        ...(deps.statfs ? { statfs: deps.statfs } : {}),
+      });
+      disk.start();
+      cleanups.push(() => disk.stop());
+      let readiness: Readiness | null = null;
       const bus = createEventBus({ clock });
       const tokens = createTokenService({ tokens: store.apiTokens, hasher, clock });
       const { generated } = await tokens.bootstrap(config.adminToken);
@@ -223,6 +245,11 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         isConnected: (deviceId) => broker?.isConnected(deviceId) ?? false,
         onReply: (deviceId, reply) => waiters.resolve(deviceId, reply),
         connectionReasons: (deviceId) => deviceIssues.reasons(deviceId),
+        holdWrites: () => disk.low(),
+        onFlushError: (error) => {
+          disk.noteError(error);
+          readiness?.noteFlushError(error);
+        },
       });
       await ingest.start();
       cleanups.push(() => ingest.stop());
@@ -279,6 +306,19 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
       const wildcard = config.host === '0.0.0.0' || config.host === '::';
       const publicHost = config.publicHost ?? (wildcard ? 'localhost' : config.host);
       mqttEndpoint = { host: publicHost, port: mqttPort, url: `mqtt://${urlHost(publicHost)}:${mqttPort}` };
+      const openReadiness = createReadiness({
+        probeDatabase: () => store.probeWrite(),
+        disk,
+        mqtt: () => ({ listening: mqttServer.listening, port: mqttPort }),
+        clock,
+        timers,
+        metrics,
+        logger: logger.child({ component: 'readiness' }),
+        intervalMs: config.readiness.intervalMs,
+        flushErrorWindowMs: config.readiness.flushErrorWindowS * 1000,
+      });
+      readiness = openReadiness;
+      cleanups.push(() => openReadiness.stop());
 
       const blobs = createBlobStore({ root: join(config.dataDir, 'blobs') });
       blobs.sweepTemporary();
@@ -368,6 +408,12 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
             'edgeloop_idempotency_requests_total',
             'Requests with an Idempotency-Key, by outcome',
           ),
+        storage: {
+          refusal: () => (disk.low() ? (disk.state().reason ?? 'below the watermark') : null),
+          noteError: (error) => disk.noteError(error),
+          retryAfterS: config.readiness.retryAfterS,
+        },
+        readiness: () => openReadiness.check(),
         }),
       });
       const httpServer = createAdaptorServer({ fetch: app.fetch }) as HttpServer;
@@ -406,6 +452,8 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         intervalS: config.retention.pruneIntervalS,
         onError: (error) => logger.error({ err: error }, 'audit / idempotency pruning failed'),
       });
+      await openReadiness.check();
+      openReadiness.start();
       governancePruner.start();
       cleanups.push(() => {
         sweeper.stop();
@@ -433,6 +481,8 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         blobs,
         registry,
         rollouts: { service: rolloutService, engine },
+        disk,
+        readiness: openReadiness,
         samples,
       };
       state = 'running';

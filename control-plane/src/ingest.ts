@@ -101,6 +101,14 @@ export type IngestDeps = {
   readonly onReply?: (deviceId: string, reply: Reply) => void;
   /** Health reasons the MQTT front knows of (auth-failing, client-id-flapping); read at every assessment. */
   readonly connectionReasons?: (deviceId: string) => readonly ConnectionHealthReason[];
+  /**
+   * While true (the disk is below its watermark) no batch is committed: entries wait in the queue
+   * and their publishers get no PUBACK, so devices keep their data in their outboxes. A batch
+   * whose commit fails while it is true goes back to the head of the queue instead of failing.
+   */
+  readonly holdWrites?: () => boolean;
+  /** Told of every batch whose commit failed (readiness, the disk monitor), before the hold is read. */
+  readonly onFlushError?: (error: Error) => void;
 };
 
 export type IngestStats = {
@@ -178,6 +186,9 @@ function excerpt(payload: Uint8Array): string {
   );
 }
 
+/** How often a held queue (holdWrites) looks whether it may commit again. */
+const HOLD_RETRY_MS = 200;
+
 function dedupeKey(deviceId: string, msgId: string): string {
   return `${deviceId}\u0000${msgId}`;
 }
@@ -212,6 +223,8 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
   let timer: ReturnType<typeof setTimeout> | null = null;
   let immediate: ReturnType<typeof setImmediate> | null = null;
   let stopped = false;
+  /** Set by stop(): what is queued is written (or failed) now, held or not. */
+  let stopping = false;
   let started = false;
   let maxFlushMs = 0;
   let maxBatchRows = 0;
@@ -427,6 +440,10 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
     timer = null;
     immediate = null;
     if (flushing) return;
+    if (!stopping && queue.length > 0 && deps.holdWrites?.()) {
+      timer = setTimeout(runFlush, HOLD_RETRY_MS);
+      return;
+    }
     flushing = true;
     flushOnce()
       .catch((error: unknown) => logger.error({ err: error }, 'ingest flush failed'))
@@ -538,6 +555,11 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
         if (cached) cached.state = before;
       }
       const failure = error instanceof Error ? error : new Error(String(error));
+      deps.onFlushError?.(failure);
+      if (!stopping && deps.holdWrites?.()) {
+        queue = [...batch, ...queue]; // nothing of it was stored: it waits for space with the rest
+        return;
+      }
       for (const done of callbacks) done(failure);
       return;
     }
@@ -615,6 +637,7 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
 
     async stop() {
       if (stopped) return;
+      stopping = true;
       await flush();
       stopped = true;
       if (timer) clearTimeout(timer);

@@ -423,6 +423,7 @@ describe('events and OpenAPI', () => {
     expect(operations.sort()).toEqual(
       [
         'GET /healthz',
+        'GET /readyz',
         'GET /metrics',
         'POST /api/v1/devices',
         'GET /api/v1/devices',

@@ -175,6 +175,8 @@ export const API_ERROR_CODES = {
   /* Idempotency-Key (governance): the key was used with another request; the key's request is still running. */
   idempotency_key_reused: 422,
   idempotency_key_in_flight: 409,
+  /** Free disk of the data directory is below its watermark (or the disk is full): writes wait (Retry-After). */
+  insufficient_storage: 507,
 } as const;
 export type ApiErrorCode = keyof typeof API_ERROR_CODES;
 
@@ -1120,6 +1122,38 @@ export const HealthzResponse = z
   })
   .describe('Liveness of the control plane');
 export type HealthzResponse = z.infer<typeof HealthzResponse>;
+
+/** What `GET /readyz` checks, each named in its body. */
+export const READINESS_CHECKS = ['database', 'disk', 'mqtt', 'ingest'] as const;
+export const ReadinessCheckName = z.enum(READINESS_CHECKS);
+export type ReadinessCheckName = z.infer<typeof ReadinessCheckName>;
+
+export const ReadinessCheck = z
+  .object({
+    name: ReadinessCheckName.describe(
+      'database: a write would be accepted; disk: free space of the data directory is above the watermark; mqtt: the broker is listening; ingest: no batch failed to commit lately',
+    ),
+    ok: z.boolean().describe('Whether this check passes'),
+    detail: z.string().describe('The reading in words (free bytes, the error, the port)'),
+  })
+  .describe('One readiness check');
+export type ReadinessCheck = z.infer<typeof ReadinessCheck>;
+
+export const ReadyzResponse = z
+  .object({
+    ok: z.boolean().describe('True (HTTP 200) only when every check passes; false with HTTP 503'),
+    failing: z.array(ReadinessCheckName).describe('The checks that fail (empty when ready)'),
+    checks: z.array(ReadinessCheck).describe('Every check with its reading'),
+    error: z
+      .object({
+        code: z.literal('unavailable').describe('Always unavailable'),
+        message: z.string().describe('The failing checks in words'),
+      })
+      .optional()
+      .describe('Only when not ready (the shape of every API error, for clients that read only that)'),
+  })
+  .describe('Readiness of the control plane: whether it can take work now');
+export type ReadyzResponse = z.infer<typeof ReadyzResponse>;
 
 /** Event types of `GET /api/v1/events` (Server-Sent Events); `?types=a,b` filters them. */
 export const SERVER_EVENT_TYPES = [

@@ -21,6 +21,7 @@ import {
   ModelList,
   type ModelListQuery,
   ModelView,
+  ReadyzResponse,
   RolloutDeviceList,
   type RolloutDeviceQuery,
   RolloutDryRun,
@@ -587,6 +588,8 @@ export function createApiClient(options: ApiClientOptions) {
     /** The caller's own token: its id, name and role. */
     self: (signal?: AbortSignal) => get('/api/v1/tokens/self', TokenSelf, undefined, signal),
     healthz: (signal?: AbortSignal) => get('/healthz', HealthzResponse, undefined, signal),
+    /** Readiness: the checks when every one passes; a 503 failure naming the failing ones otherwise. */
+    readyz: (signal?: AbortSignal) => get('/readyz', ReadyzResponse, undefined, signal),
     /** The Prometheus metrics text. */
     metrics: (signal?: AbortSignal) => request('GET', '/metrics', Text, { headers: { accept: 'text/plain' }, signal }),
     fleet,

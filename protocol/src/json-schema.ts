@@ -36,6 +36,7 @@ export function jsonSchemas(): Record<string, unknown> {
     'api.dead-letter': api.DeadLetterView,
     'api.dead-letter-list': api.DeadLetterList,
     'api.healthz': api.HealthzResponse,
+    'api.readyz': api.ReadyzResponse,
     'api.server-event': api.ServerEvent,
     'api.model': api.ModelView,
     'api.model-summary': api.ModelSummary,

@@ -16,7 +16,7 @@ import { createClient, type Env } from './client.ts';
  * `--help`, the top-level usage and the shell completions are all read from that declaration.
  */
 
-export const EXIT = { ok: 0, failed: 1, usage: 2, portInUse: 3 } as const;
+export const EXIT = { ok: 0, failed: 1, usage: 2, portInUse: 3, databaseCorrupt: 4 } as const;
 
 export type CliIo = {
   readonly out: (text: string) => void;

@@ -1,6 +1,7 @@
 import pino from 'pino';
 import { Config, ConfigError, loadConfig, SETTINGS, showDefault } from '../config.ts';
 import { createControlPlane, PortInUseError, VERSION } from '../control-plane.ts';
+import { DatabaseCorruptError } from '../db/sqlite/integrity.ts';
 import type { FlagSpec } from './args.ts';
 import { type CommandSpec, EXIT } from './command.ts';
 
@@ -30,7 +31,8 @@ export const serveCommand: CommandSpec = {
   description:
     `Every flag is also an environment variable (shown beside it); flags win.\n` +
     `Environment only (secrets): ${envOnly.join(', ')}. Without EDGELOOP_ADMIN_TOKEN an admin token is\n` +
-    'generated and printed once. Exit codes: 0 stopped by SIGINT/SIGTERM, 2 configuration error, 3 port in use.',
+    'generated and printed once. Exit codes: 0 stopped by SIGINT/SIGTERM, 2 configuration error, 3 port in use,\n' +
+    '4 the SQLite database is corrupt (restore it from a backup, or start with --integrity-check off to inspect it).',
   flags: serveFlags(),
   client: false,
   json: false,
@@ -60,6 +62,11 @@ export const serveCommand: CommandSpec = {
       if (error instanceof PortInUseError) {
         io.err(`${error.message}\n`);
         return EXIT.portInUse;
+      }
+      // One line, no stack: which file, what SQLite found, what to do.
+      if (error instanceof DatabaseCorruptError) {
+        io.err(`edgeloop: ${error.message.replace(/\s*\n\s*/g, ' ')}\n`);
+        return EXIT.databaseCorrupt;
       }
       // Found only at start (a trusted key file that is unreadable or holds a private key).
       if (error instanceof ConfigError) {

@@ -7,11 +7,18 @@ import { API_ERROR_CODES, type ApiErrorCode } from '@edgeloop/protocol';
 export class ApiError extends Error {
   readonly code: ApiErrorCode;
   readonly status: (typeof API_ERROR_CODES)[ApiErrorCode];
-  constructor(code: ApiErrorCode, message: string, options?: { cause?: unknown }) {
+  /** Response headers that come with the error (Retry-After of a 507). */
+  readonly headers: Readonly<Record<string, string>>;
+  constructor(
+    code: ApiErrorCode,
+    message: string,
+    options?: { cause?: unknown; headers?: Readonly<Record<string, string>> },
+  ) {
     super(message, options);
     this.name = 'ApiError';
     this.code = code;
     this.status = API_ERROR_CODES[code];
+    this.headers = options?.headers ?? {};
   }
 }
 

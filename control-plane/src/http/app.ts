@@ -1,4 +1,4 @@
-import { ApiError as ApiErrorShape, type FleetPipelineSummary } from '@edgeloop/protocol';
+import { ApiError as ApiErrorShape, type FleetPipelineSummary, type ReadyzResponse } from '@edgeloop/protocol';
 import { type Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
@@ -38,6 +38,13 @@ import { samplePolicyRoutes } from './routes/sample-policy.ts';
 import { sampleRoutes } from './routes/samples.ts';
 import { systemRoutes } from './routes/system.ts';
 import { tokenRoutes } from './routes/tokens.ts';
+import {
+  guardsStorage,
+  INSUFFICIENT_STORAGE_DESCRIPTION,
+  type StorageGate,
+  storageFailure,
+  storageGuard,
+} from './storage-guard.ts';
 
 export type AppDeps = {
   readonly store: Pick<Store, 'devices' | 'messages' | 'deadLetters'>;
@@ -79,6 +86,10 @@ export type AppDeps = {
   readonly audit: { readonly log: AuditLog; readonly repo: Pick<AuditRepository, 'list'> };
   /** Idempotency-Key on IDEMPOTENT_ROUTES; without it the header is ignored. */
   readonly idempotency?: Idempotency;
+  /** The disk watermark: guarded writes answer 507 below it (storage-guard.ts); none without it. */
+  readonly storage?: StorageGate;
+  /** GET /readyz (readiness.ts); without it the route is not served. */
+  readonly readiness?: () => Promise<ReadyzResponse>;
 };
 
 /** The POSTs that create things, where an Idempotency-Key is honoured (method and path template). */
@@ -117,6 +128,15 @@ function withGovernance(route: Route): Route {
   };
 }
 
+/** A guarded write documents its 507 (storage-guard.ts). */
+function withStorage(route: Route): Route {
+  if (!guardsStorage(route) || route.responses[507]) return route;
+  return {
+    ...route,
+    responses: { ...route.responses, 507: { description: INSUFFICIENT_STORAGE_DESCRIPTION, schema: ApiErrorShape } },
+  };
+}
+
 /**
  * The HTTP API as a Hono app. Every route is declared in routes/*.ts; this registers them with
  * their auth and validation, maps errors once (onError), and serves the OpenAPI document.
@@ -135,6 +155,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       startedAt,
       clock: deps.clock,
       status: deps.status,
+      ...(deps.readiness ? { readiness: deps.readiness } : {}),
     }),
     ...deviceRoutes({
       devices: deps.store.devices,
@@ -176,7 +197,9 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     ...(deps.samplePolicies ? samplePolicyRoutes({ service: deps.samplePolicies }) : []),
     ...(deps.extraRoutes ?? []),
     ...auditRoutes({ audit: deps.audit.repo }),
-  ].map(withGovernance);
+  ]
+    .map(withGovernance)
+    .map((route) => (deps.storage ? withStorage(route) : route));
   let openApi: Record<string, unknown> | null = null;
   routes.push(
     defineRoute({
@@ -230,8 +253,11 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     };
     // Streamed uploads enforce their own (larger) limit while streaming; every other route gets
     // the JSON body limit.
-    if (route.streamedBody) app.on(route.method.toUpperCase(), route.path, handler);
-    else app.on(route.method.toUpperCase(), route.path, jsonBodyLimit, handler);
+    // Below the disk watermark a guarded write answers 507 before its body is read.
+    const method = route.method.toUpperCase();
+    if (deps.storage && guardsStorage(route)) app.on(method, route.path, storageGuard(deps.storage));
+    if (route.streamedBody) app.on(method, route.path, handler);
+    else app.on(method, route.path, jsonBodyLimit, handler);
   }
 
   // The operator console at `/` (after every API route, so it never shadows one).
@@ -242,7 +268,13 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
 
   app.onError((error, c) => {
     if (error instanceof ApiError) {
-      return c.json({ error: { code: error.code, message: error.message } }, error.status);
+      return c.json({ error: { code: error.code, message: error.message } }, error.status, error.headers);
+    }
+    // ENOSPC / SQLITE_FULL: a 507 (and the disk monitor knows at once), not an internal error.
+    const full = storageFailure(deps.storage, error);
+    if (full) {
+      deps.logger.warn({ err: error, method: c.req.method, path: c.req.path }, 'request failed: the disk is full');
+      return c.json({ error: { code: full.code, message: full.message } }, full.status, full.headers);
     }
     if (error instanceof HTTPException) {
       const code = codeOfStatus(error.status);

@@ -43,6 +43,10 @@ export async function createPostgresStore(options: {
     audit: createAuditRepository(postgresDialect(db)),
     idempotency: createIdempotencyRepository(postgresDialect(db)),
     openLeaderLock: (key) => createPostgresLeaderLock({ url: options.url, key }),
+    async probeWrite() {
+      // Refused in a read-only transaction and on a standby although it changes nothing.
+      await db.$client.query('UPDATE devices SET id = id WHERE false');
+    },
     async close() {
       if (closed) return;
       closed = true;

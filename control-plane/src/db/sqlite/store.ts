@@ -10,6 +10,7 @@ import { openSqlite, type SqliteDb } from './database.ts';
 import { createSqliteDeadLetterRepository } from './dead-letters.ts';
 import { createSqliteDeviceRepository } from './devices.ts';
 import { createSqliteIngestRepository } from './ingest.ts';
+import type { IntegrityCheck } from './integrity.ts';
 import { createSqliteLeaderLock } from './leader-lock.ts';
 import { createSqliteMessageRepository } from './messages.ts';
 import { createSqliteModelRepository } from './models.ts';
@@ -21,9 +22,14 @@ export const SQLITE_FILE = 'edgeloop.db';
 export type SqliteStore = Store & { readonly db: SqliteDb };
 
 /** The embedded store: `<dataDir>/edgeloop.db` (or `:memory:`), migrated. */
-export function createSqliteStore(options: { readonly dataDir?: string; readonly file?: string }): SqliteStore {
+export function createSqliteStore(options: {
+  readonly dataDir?: string;
+  readonly file?: string;
+  /** The integrity check before the migrations (default quick); a damaged file throws DatabaseCorruptError. */
+  readonly integrityCheck?: IntegrityCheck;
+}): SqliteStore {
   const file = options.file ?? join(options.dataDir ?? '.', SQLITE_FILE);
-  const db = openSqlite(file);
+  const db = openSqlite(file, options.integrityCheck ? { integrityCheck: options.integrityCheck } : {});
   return {
     dialect: 'sqlite',
     db,
@@ -40,6 +46,12 @@ export function createSqliteStore(options: { readonly dataDir?: string; readonly
     audit: createAuditRepository(sqliteDialect(db)),
     idempotency: createIdempotencyRepository(sqliteDialect(db)),
     openLeaderLock: () => createSqliteLeaderLock(),
+    async probeWrite() {
+      const client = db.$client;
+      // A transaction under way (better-sqlite3 is synchronous: only one opened by this code) writes already.
+      if (client.inTransaction) return;
+      client.exec('BEGIN IMMEDIATE; ROLLBACK');
+    },
     async close() {
       if (db.$client.open) db.$client.close();
     },

@@ -1,4 +1,4 @@
-import { ApiError as ApiErrorShape, HealthzResponse } from '@edgeloop/protocol';
+import { ApiError as ApiErrorShape, HealthzResponse, ReadyzResponse } from '@edgeloop/protocol';
 import type { DeviceRepository } from '../../db/repositories.ts';
 import type { Gauge, MetricsRegistry } from '../../metrics.ts';
 import { defineRoute, type Route } from '../route.ts';
@@ -10,6 +10,8 @@ export type SystemRoutesDeps = {
   readonly startedAt: number;
   readonly clock: { now(): number };
   readonly status: () => { connectedClients: number; queueDepth: number };
+  /** The readiness checks (readiness.ts); GET /readyz is served only with them. */
+  readonly readiness?: () => Promise<ReadyzResponse>;
 };
 
 export function systemRoutes(deps: SystemRoutesDeps): Route[] {
@@ -34,6 +36,7 @@ export function systemRoutes(deps: SystemRoutesDeps): Route[] {
         });
       },
     }),
+    ...(deps.readiness ? [readyzRoute(deps.readiness)] : []),
     defineRoute({
       method: 'get',
       path: '/metrics',
@@ -54,4 +57,24 @@ export function systemRoutes(deps: SystemRoutesDeps): Route[] {
       },
     }),
   ];
+}
+
+/** Readiness: 200 only when every check passes, else 503 naming each failing check (no token, like /healthz). */
+function readyzRoute(readiness: () => Promise<ReadyzResponse>): Route {
+  return defineRoute({
+    method: 'get',
+    path: '/readyz',
+    summary: 'Readiness: the database is writable, free disk is above the watermark, MQTT listens, ingest commits',
+    tag: 'system',
+    role: null,
+    responses: {
+      200: { description: 'ready: every check passes', schema: ReadyzResponse },
+      503: { description: 'not ready: `failing` names each failing check, `checks` says why', schema: ReadyzResponse },
+    },
+    async handle({ c }) {
+      const { ok, failing, checks, error } = await readiness();
+      const body: ReadyzResponse = { ok, failing, checks, ...(error ? { error } : {}) };
+      return c.json(body, ok ? 200 : 503, { 'cache-control': 'no-store' });
+    },
+  });
 }
