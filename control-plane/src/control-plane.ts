@@ -359,7 +359,6 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         clock,
         metrics,
         config: config.samples,
-        deviceLabels: async (id) => (await store.devices.get(id))?.labels ?? null,
       });
 
       const shutdown = new AbortController();

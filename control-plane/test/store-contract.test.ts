@@ -666,6 +666,20 @@ describe.each(factories)('store contract: $name', (factory) => {
       }
     };
 
+    it('reads an uploading device in one lookup: the secret hash its credential is checked against and its labels, never a revoked one', async () => {
+      await enroll('cam-up', { site: 'north', zone: 'a' });
+      expect(await store.samples.uploaderOf('cam-up')).toEqual({
+        id: 'cam-up',
+        secretHash: await store.devices.secretHash('cam-up'),
+        labels: { site: 'north', zone: 'a' },
+      });
+      await store.devices.patchLabels('cam-up', { zone: null, site: 'south' });
+      expect((await store.samples.uploaderOf('cam-up'))?.labels).toEqual({ site: 'south' });
+      expect(await store.samples.uploaderOf('cam-nobody')).toBeNull();
+      await store.devices.revoke('cam-up', T + 1);
+      expect(await store.samples.uploaderOf('cam-up')).toBeNull();
+    });
+
     it('stores a sample once per device and image, returning the existing row on a repeat', async () => {
       const first = await store.samples.insert(sample('s1'));
       expect(first.created).toBe(true);

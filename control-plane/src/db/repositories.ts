@@ -477,6 +477,13 @@ export type DeletedSample = {
   readonly bytes: number;
 };
 
+/** What a sample upload reads about its device (SampleRepository.uploaderOf). */
+export type SampleUploaderRecord = {
+  readonly id: string;
+  readonly secretHash: string;
+  readonly labels: Labels;
+};
+
 export type SampleRepository = {
   /** Stores a sample; when (device, image sha256) exists, stores nothing and returns the existing row. */
   insert(sample: SampleRecord): Promise<{ readonly created: boolean; readonly sample: SampleRecord }>;
@@ -487,6 +494,12 @@ export type SampleRepository = {
   insertMany(samples: readonly SampleRecord[]): Promise<{ readonly created: boolean; readonly sample: SampleRecord }[]>;
   get(id: string): Promise<SampleRecord | null>;
   findByImage(deviceId: string, imageSha256: string): Promise<SampleRecord | null>;
+  /**
+   * The one device lookup of a sample upload: the secret hash an active (not revoked) device's
+   * credential is checked against, and its enrolled labels (the server truth a sample takes), in
+   * one query. Null for an unknown or revoked device.
+   */
+  uploaderOf(deviceId: string): Promise<SampleUploaderRecord | null>;
   /** Newest first by (receivedAt, id). */
   list(query: SampleQuery): Promise<SampleRecord[]>;
   setThumbnail(id: string, sha256: string): Promise<void>;

@@ -1,3 +1,4 @@
+import type { Labels } from '@edgeloop/protocol';
 import { type SQL, sql } from 'drizzle-orm';
 import type { DeletedSample, SampleQuery, SampleRecord, SampleRepository, SampleUploadRecord } from './repositories.ts';
 import { num, strOrNull, toSampleRecord } from './sql-row.ts';
@@ -135,6 +136,18 @@ export function createSampleRepository(dialect: SqlDialect): SampleRepository {
     },
 
     findByImage,
+
+    async uploaderOf(deviceId) {
+      const [row] = await dialect.all(
+        sql`SELECT id, secret_hash, labels FROM devices WHERE id = ${deviceId} AND revoked_at IS NULL`,
+      );
+      if (!row) return null;
+      return {
+        id: String(row.id),
+        secretHash: String(row.secret_hash),
+        labels: (dialect.readJson(row.labels) ?? {}) as Labels,
+      };
+    },
 
     async list(query: SampleQuery) {
       const where: SQL[] = [sql`1 = 1`];

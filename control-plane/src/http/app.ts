@@ -187,7 +187,6 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     ...(deps.samples
       ? sampleRoutes({
           service: deps.samples.service,
-          devices: deps.store.devices,
           hasher: deps.samples.hasher,
           authFailures,
           maxBytes: deps.samples.maxBytes,

@@ -5,7 +5,7 @@ import type { DeletedSample, SampleRecord, SampleRepository } from '../db/reposi
 import type { MetricsRegistry } from '../metrics.ts';
 import type { BlobStore } from '../models/blob-store.ts';
 import { removeBlob, storeBlob } from './blob-files.ts';
-import { createSampleUploads, type SampleUploads, type SampleUploadsDeps } from './uploads.ts';
+import { createSampleUploads, type SampleUploads } from './uploads.ts';
 
 /*
  * The sample store: uploads (uploads.ts), reads with thumbnails made by sharp and cached as
@@ -51,8 +51,6 @@ export type SampleServiceDeps = {
   };
   readonly chunk?: number;
   readonly newId?: (kind: 'upload' | 'sample') => string;
-  /** The device's enrolled labels; samples take `site` and `labels` from them (see uploads.ts). */
-  readonly deviceLabels?: SampleUploadsDeps['deviceLabels'];
 };
 
 const DAY_MS = 86_400_000;
@@ -96,7 +94,6 @@ export function createSampleService(deps: SampleServiceDeps): SampleService {
     metrics: deps.metrics,
     maxBytes: deps.config.maxBytes,
     ...(deps.newId ? { newId: deps.newId } : {}),
-    ...(deps.deviceLabels ? { deviceLabels: deps.deviceLabels } : {}),
   });
   uploads.sweepWholeParts();
   const pruned = deps.metrics.counter(

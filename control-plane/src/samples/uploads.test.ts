@@ -59,7 +59,11 @@ describe('one-request uploads under the group commit', () => {
       const repeats = [0, 1, 2, 3].flatMap((d) => [jobs[d]!, jobs[d]!]);
       const results = await Promise.all(
         [...jobs, ...repeats].map((job) =>
-          service.putWhole(job.device, metadataFor(job.device, job.jpeg, size, { seq: job.seq }), pieces(job.jpeg)),
+          service.putWhole(
+            { id: job.device },
+            metadataFor(job.device, job.jpeg, size, { seq: job.seq }),
+            pieces(job.jpeg),
+          ),
         ),
       );
       expect(results.every((r) => r.ok)).toBe(true);
@@ -103,7 +107,7 @@ describe('one-request uploads under the group commit', () => {
     const devices = ['cam-1', 'cam-bad', 'cam-2', 'cam-3'];
     const settled = await Promise.allSettled(
       devices.map((device, i) =>
-        service.putWhole(device, metadataFor(device, jpegs[i]!, size, { seq: i }), pieces(jpegs[i]!)),
+        service.putWhole({ id: device }, metadataFor(device, jpegs[i]!, size, { seq: i }), pieces(jpegs[i]!)),
       ),
     );
     expect(settled.map((s) => s.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
@@ -117,11 +121,11 @@ describe('one-request uploads under the group commit', () => {
     const metadata = metadataFor('cam-1', jpeg, size);
     const other = jpegs[1]!.subarray(0, jpeg.length);
     const results = await Promise.all([
-      service.putWhole('cam-1', metadata, pieces(other)),
-      service.putWhole('cam-1', metadata, pieces(jpeg.subarray(0, 100))),
-      service.putWhole('cam-1', metadata, pieces(Buffer.concat([jpeg, Buffer.from('x')]))),
+      service.putWhole({ id: 'cam-1' }, metadata, pieces(other)),
+      service.putWhole({ id: 'cam-1' }, metadata, pieces(jpeg.subarray(0, 100))),
+      service.putWhole({ id: 'cam-1' }, metadata, pieces(Buffer.concat([jpeg, Buffer.from('x')]))),
       service.putWhole(
-        'cam-1',
+        { id: 'cam-1' },
         metadataFor('cam-1', Buffer.alloc(500, 1), { width: 1, height: 1 }),
         pieces(Buffer.alloc(500, 1)),
       ),

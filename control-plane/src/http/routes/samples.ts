@@ -11,10 +11,10 @@ import {
   SampleView,
 } from '@edgeloop/protocol';
 import type { Context } from 'hono';
-import type { DeviceRepository } from '../../db/repositories.ts';
+import type { SampleUploaderRecord } from '../../db/repositories.ts';
 import type { Counter } from '../../metrics.ts';
 import { type SampleService, toSampleView } from '../../samples/service.ts';
-import type { UploadFailure } from '../../samples/uploads.ts';
+import type { Uploader, UploadFailure } from '../../samples/uploads.ts';
 import type { SecretHasher } from '../../secrets.ts';
 import { ApiError } from '../api-error.ts';
 import { authenticateDevice } from '../auth.ts';
@@ -24,7 +24,6 @@ import { type AppEnv, defineRoute, type Route } from '../route.ts';
 
 export type SampleRoutesDeps = {
   readonly service: SampleService;
-  readonly devices: Pick<DeviceRepository, 'secretHash'>;
   readonly hasher: SecretHasher;
   readonly authFailures: Counter;
   readonly maxBytes: number;
@@ -120,8 +119,21 @@ function fileResponse(path: string, headers: Record<string, string>): Response {
 
 export function sampleRoutes(deps: SampleRoutesDeps): Route[] {
   const { service } = deps;
-  const device = (c: Context<AppEnv>) =>
-    authenticateDevice(c, { devices: deps.devices, hasher: deps.hasher, failures: deps.authFailures });
+  /**
+   * The device credential checked (authenticateDevice) against the one device lookup of an upload,
+   * which brings the device's enrolled labels along for the sample it stores.
+   */
+  const device = async (c: Context<AppEnv>): Promise<Uploader> => {
+    const lookup: { row: SampleUploaderRecord | null } = { row: null };
+    const devices = {
+      async secretHash(id: string) {
+        lookup.row = await service.repository.uploaderOf(id);
+        return lookup.row?.secretHash ?? null;
+      },
+    };
+    const id = await authenticateDevice(c, { devices, hasher: deps.hasher, failures: deps.authFailures });
+    return { id, labels: lookup.row?.labels ?? {} };
+  };
   const requireSample = async (id: string) => {
     const sample = await service.repository.get(id);
     if (!sample) throw new ApiError('not_found', `no sample ${id}`);
@@ -150,8 +162,8 @@ export function sampleRoutes(deps: SampleRoutesDeps): Route[] {
         ...uploadErrors,
       },
       async handle({ c }) {
-        const deviceId = await device(c);
-        const result = await service.uploads.begin(deviceId, await readJson(c, METADATA_LIMIT));
+        const uploader = await device(c);
+        const result = await service.uploads.begin(uploader, await readJson(c, METADATA_LIMIT));
         if (!result.ok) return failureResponse(c, result.error);
         const { state, created } = result.value;
         return c.json(state, created ? 201 : 200, { [SAMPLE_UPLOAD_OFFSET_HEADER]: String(state.offset) });
@@ -176,7 +188,7 @@ export function sampleRoutes(deps: SampleRoutesDeps): Route[] {
         ...uploadErrors,
       },
       async handle({ c }) {
-        const deviceId = await device(c);
+        const uploader = await device(c);
         const boundary = boundaryOf(c.req.header('content-type'));
         const body = c.req.raw.body;
         if (!boundary || !body) {
@@ -209,7 +221,7 @@ export function sampleRoutes(deps: SampleRoutesDeps): Route[] {
               continue;
             }
             if (part.name === 'image' && seenMetadata) {
-              const result = await service.uploads.putWhole(deviceId, metadata, part.body);
+              const result = await service.uploads.putWhole(uploader, metadata, part.body);
               if (!result.ok) return failureResponse(c, result.error);
               return c.json(result.value.state, result.value.created ? 201 : 200);
             }
@@ -237,8 +249,7 @@ export function sampleRoutes(deps: SampleRoutesDeps): Route[] {
         404: uploadErrors[404],
       },
       async handle({ c, params }) {
-        const deviceId = await device(c);
-        const result = await service.uploads.state(deviceId, params.id!);
+        const result = await service.uploads.state(await device(c), params.id!);
         if (!result.ok) return failureResponse(c, result.error);
         const headers = { [SAMPLE_UPLOAD_OFFSET_HEADER]: String(result.value.offset), 'cache-control': 'no-store' };
         if (c.req.method === 'HEAD') return new Response(null, { status: 204, headers });
@@ -264,7 +275,7 @@ export function sampleRoutes(deps: SampleRoutesDeps): Route[] {
         ...uploadErrors,
       },
       async handle({ c, params }) {
-        const deviceId = await device(c);
+        const uploader = await device(c);
         const contentType = (c.req.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
         if (contentType !== SAMPLE_UPLOAD_CONTENT_TYPE) {
           throw new ApiError('bad_request', `chunks are sent as ${SAMPLE_UPLOAD_CONTENT_TYPE}, not "${contentType}"`);
@@ -276,7 +287,7 @@ export function sampleRoutes(deps: SampleRoutesDeps): Route[] {
         const declared = Number(c.req.header('content-length'));
         const body = (c.req.raw.body ?? []) as AsyncIterable<Uint8Array>;
         const result = await service.uploads.append(
-          deviceId,
+          uploader,
           params.id!,
           Number(offsetHeader),
           body,
