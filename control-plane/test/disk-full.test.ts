@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { ReadyzResponse } from '@edgeloop/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, SYSTEM, startTestControlPlane, type TestControlPlane, type TestDevice } from './harness.ts';
+import { makeJpeg, metadataFor } from './sample-fixtures.ts';
 
 /*
  * The acceptance test of a full disk, for real: the data dir lies on a small tmpfs, a device
@@ -173,5 +174,33 @@ describe.skipIf(skipReason !== null)('a data directory on a tmpfs filled to 0 by
     expect(acked.size).toBe(35);
     expect(counts.size).toBe(35);
     expect((await t.raw('POST', '/api/v1/devices', { body: { id: 'diskfull-other', labels: {} } })).status).toBe(201);
+  });
+
+  it('answers an upload that meets ENOSPC before the monitor noticed with 507, and the monitor goes low at once', async () => {
+    // No polls: only the failed write can tell the monitor.
+    t.cp.internals.disk.stop();
+    t.cp.internals.readiness.stop();
+    const jpeg = await makeJpeg(96, 96, 7);
+    try {
+      fillDisk();
+      expect(t.cp.internals.disk.low()).toBe(false);
+      const form = new FormData();
+      form.append('metadata', JSON.stringify(metadataFor(device.id, jpeg, { width: 96, height: 96 })));
+      form.append('image', new Blob([new Uint8Array(jpeg)]), 'sample.jpg');
+      const basic = Buffer.from(`${device.id}:${device.password}`).toString('base64');
+      const upload = await t.raw('POST', '/api/v1/samples', {
+        token: null,
+        form,
+        headers: { authorization: `Basic ${basic}` },
+      });
+      expect(upload.status).toBe(507);
+      expect(upload.headers.get('retry-after')).toBe('7');
+      expect(t.cp.internals.disk.state()).toMatchObject({ low: true, fullErrorAt: expect.any(Number) });
+    } finally {
+      rmSync(filler, { force: true });
+      t.cp.internals.disk.start();
+      t.cp.internals.readiness.start();
+    }
+    await eventually(async () => (await readyz()).status === 200, 15_000);
   });
 });
