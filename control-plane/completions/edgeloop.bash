@@ -51,6 +51,8 @@ _edgeloop() {
     'serve/--database-url') COMPREPLY=(); return ;;
     'serve/--log-level') COMPREPLY=(); return ;;
     'serve/--trusted-keys') COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    'serve/--integrity-check') COMPREPLY=(); return ;;
+    'serve/--min-free-disk-mb') COMPREPLY=(); return ;;
     'serve/--ingest-batch-size') COMPREPLY=(); return ;;
     'serve/--ingest-flush-interval-ms') COMPREPLY=(); return ;;
     'serve/--ingest-high-water') COMPREPLY=(); return ;;
@@ -92,6 +94,9 @@ _edgeloop() {
     'serve/--idempotency-ttl-hours') COMPREPLY=(); return ;;
     'serve/--idempotency-max-response-bytes') COMPREPLY=(); return ;;
     'serve/--idempotency-in-flight-timeout-s') COMPREPLY=(); return ;;
+    'serve/--readiness-interval-ms') COMPREPLY=(); return ;;
+    'serve/--readiness-flush-error-window-s') COMPREPLY=(); return ;;
+    'serve/--readiness-retry-after-s') COMPREPLY=(); return ;;
     'fleet/--url') COMPREPLY=(); return ;;
     'fleet/--token') COMPREPLY=(); return ;;
     'devices list/--status') COMPREPLY=($(compgen -W 'online offline unknown' -- "$cur")); return ;;
@@ -209,7 +214,7 @@ _edgeloop() {
     'datasets import-labels/--token') COMPREPLY=(); return ;;
   esac
   case "$key" in
-    'serve') opts='--http-port --mqtt-port --host --public-host --data-dir --database-url --log-level --trusted-keys --ingest-batch-size --ingest-flush-interval-ms --ingest-high-water --ingest-hard-cap --ingest-dedupe-cache-size --health-sweep-interval-ms --health-heartbeat-grace-s --health-default-keepalive-s --health-default-telemetry-interval-s --health-stale-intervals --health-high-temperature-c --health-disk-nearly-full-ratio --health-memory-pressure-ratio --health-inference-stall-s --retention-messages-days --retention-dead-letters-days --retention-audit-days --retention-prune-interval-s --http-body-limit-bytes --http-sse-heartbeat-s --http-console-dir --commands-default-timeout-ms --commands-max-timeout-ms --models-upload-limit-bytes --rollouts-tick-ms --rollouts-leader-retry-ms --samples-max-bytes --samples-retention-days --samples-quota-bytes --samples-upload-expiry-hours --samples-thumbnail-width --mqtt-max-connections --mqtt-max-pending-connections --mqtt-connect-deadline-ms --mqtt-connect-rate-per-address --mqtt-connect-burst-per-address --mqtt-max-connect-bytes --mqtt-max-packet-bytes --idempotency-ttl-hours --idempotency-max-response-bytes --idempotency-in-flight-timeout-s --help'; args='' ;;
+    'serve') opts='--http-port --mqtt-port --host --public-host --data-dir --database-url --log-level --trusted-keys --integrity-check --min-free-disk-mb --ingest-batch-size --ingest-flush-interval-ms --ingest-high-water --ingest-hard-cap --ingest-dedupe-cache-size --health-sweep-interval-ms --health-heartbeat-grace-s --health-default-keepalive-s --health-default-telemetry-interval-s --health-stale-intervals --health-high-temperature-c --health-disk-nearly-full-ratio --health-memory-pressure-ratio --health-inference-stall-s --retention-messages-days --retention-dead-letters-days --retention-audit-days --retention-prune-interval-s --http-body-limit-bytes --http-sse-heartbeat-s --http-console-dir --commands-default-timeout-ms --commands-max-timeout-ms --models-upload-limit-bytes --rollouts-tick-ms --rollouts-leader-retry-ms --samples-max-bytes --samples-retention-days --samples-quota-bytes --samples-upload-expiry-hours --samples-thumbnail-width --mqtt-max-connections --mqtt-max-pending-connections --mqtt-connect-deadline-ms --mqtt-connect-rate-per-address --mqtt-connect-burst-per-address --mqtt-max-connect-bytes --mqtt-max-packet-bytes --idempotency-ttl-hours --idempotency-max-response-bytes --idempotency-in-flight-timeout-s --readiness-interval-ms --readiness-flush-error-window-s --readiness-retry-after-s --help'; args='' ;;
     'fleet') opts='--json --url --token --help'; args='' ;;
     'completion') opts='--help'; args='bash zsh' ;;
     'devices list') opts='--status --health --label --limit --json --url --token --help'; args='' ;;
