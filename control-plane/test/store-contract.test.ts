@@ -5,6 +5,7 @@ import type { PostgresStore } from '../src/db/postgres/store.ts';
 import type {
   AssignmentRecord,
   DatasetRecord,
+  EvaluationRecord,
   ModelRecord,
   NewMessage,
   RolloutRecord,
@@ -25,7 +26,8 @@ const postgres = serviceGate('postgres');
 const factories = storeDialects({
   postgres,
   prefix: 'contract',
-  clean: sql`DELETE FROM rollout_events; DELETE FROM rollout_devices; DELETE FROM rollouts; DELETE FROM models;
+  clean: sql`DELETE FROM evaluations; DELETE FROM rollout_events; DELETE FROM rollout_devices; DELETE FROM rollouts;
+            DELETE FROM models;
             DELETE FROM devices; DELETE FROM messages; DELETE FROM dead_letters; DELETE FROM api_tokens;
             DELETE FROM dataset_samples; DELETE FROM datasets; DELETE FROM sample_uploads; DELETE FROM samples;
             DELETE FROM sample_policies`,
@@ -852,6 +854,47 @@ describe.each(factories)('store contract: $name', (factory) => {
           (await store.datasets.list({ before: { createdAt: T + 3, id: 'a@3' }, limit: 1 })).map((d) => d.id),
         ).toEqual(['b@2']);
       });
+    });
+  });
+
+  describe('evaluations', () => {
+    const metrics = (map50: number) => ({ task: 'detection', images: 3, map: map50 / 2, map50, classes: [] });
+    const evaluation = (id: string, overrides: Partial<EvaluationRecord> = {}): EvaluationRecord => ({
+      id,
+      modelId: 'det@1.0.0',
+      modelSha256: 'e'.repeat(64),
+      datasetId: 'labelled@2',
+      metrics: metrics(0.5),
+      baseline: null,
+      evaluator: { tool: 'edgeloop-agent eval', version: '0.1.0', provider: 'cpu', host: null, durationMs: 12 },
+      createdAt: T,
+      createdBy: 'tok1',
+      ...overrides,
+    });
+
+    it('stores reports as posted and lists them per model newest first, by dataset version and with a baseline only', async () => {
+      await store.models.create(model('1.0.0'));
+      await store.models.create(model('2.0.0'));
+      const baseline = { modelId: 'det@2.0.0', sha256: 'a'.repeat(64), metrics: metrics(0.4) };
+      await store.evaluations.insert(evaluation('ev1'));
+      await store.evaluations.insert(evaluation('ev2', { createdAt: T + 10, baseline }));
+      await store.evaluations.insert(evaluation('ev3', { createdAt: T + 20, datasetId: 'other@1' }));
+      await store.evaluations.insert(evaluation('ev4', { createdAt: T + 30, modelId: 'det@2.0.0' }));
+      const ids = async (query: Parameters<Store['evaluations']['list']>[0]) =>
+        (await store.evaluations.list(query)).map((e) => e.id);
+      expect(await ids({ modelId: 'det@1.0.0', limit: 10 })).toEqual(['ev3', 'ev2', 'ev1']);
+      expect(await ids({ modelId: 'det@1.0.0', datasetId: 'labelled@2', limit: 10 })).toEqual(['ev2', 'ev1']);
+      expect(await ids({ modelId: 'det@1.0.0', datasetId: 'labelled@2', withBaseline: true, limit: 10 })).toEqual([
+        'ev2',
+      ]);
+      expect(await ids({ modelId: 'det@1.0.0', limit: 1 })).toEqual(['ev3']);
+      const [stored] = await store.evaluations.list({ modelId: 'det@1.0.0', datasetId: 'labelled@2', limit: 1 });
+      expect(stored).toEqual(evaluation('ev2', { createdAt: T + 10, baseline }));
+      expect(await ids({ modelId: 'det@9.9.9', limit: 10 })).toEqual([]);
+    });
+
+    it('refuses a report of a model that is not registered', async () => {
+      await expect(store.evaluations.insert(evaluation('ev1', { modelId: 'ghost@1.0.0' }))).rejects.toThrow();
     });
   });
 

@@ -531,6 +531,35 @@ export type SampleRepository = {
   staleUploads(before: number, limit: number): Promise<SampleUploadRecord[]>;
 };
 
+/* --------------------------------------- evaluations ---------------------------------------- */
+
+/** A posted evaluation report (protocol CreateEvaluationRequest, validated before it was stored). */
+export type EvaluationRecord = {
+  readonly id: string;
+  readonly modelId: string;
+  readonly modelSha256: string;
+  readonly datasetId: string;
+  /** EvaluationMetrics. */
+  readonly metrics: unknown;
+  /** EvaluationBaseline, or null. */
+  readonly baseline: unknown;
+  /** Evaluator. */
+  readonly evaluator: unknown;
+  readonly createdAt: number;
+  readonly createdBy: string | null;
+};
+
+export type EvaluationRepository = {
+  insert(record: EvaluationRecord): Promise<void>;
+  /** A model's evaluations, newest first; only on one dataset version, only those with a baseline. */
+  list(query: {
+    readonly modelId: string;
+    readonly datasetId?: string;
+    readonly withBaseline?: boolean;
+    readonly limit: number;
+  }): Promise<EvaluationRecord[]>;
+};
+
 /* ----------------------------------------- datasets ----------------------------------------- */
 
 /** How a version was made (the `query` JSON column): its filters or ids, its splits, its labels. */
@@ -625,6 +654,7 @@ export type Store = {
   readonly rollouts: RolloutRepository;
   readonly samples: SampleRepository;
   readonly datasets: DatasetRepository;
+  readonly evaluations: EvaluationRepository;
   readonly samplePolicies: SamplePolicyRepository;
   /** The audit log (append and read; retention prunes by age). */
   readonly audit: AuditRepository;

@@ -307,6 +307,30 @@ export const datasetSamples = sqliteTable(
 );
 
 /**
+ * Offline evaluations of a registered model on a dataset version (`edgeloop-agent eval`):
+ * EvaluationMetrics as JSON, with the champion measured beside it. Rows are kept as posted.
+ */
+export const evaluations = sqliteTable(
+  'evaluations',
+  {
+    id: text('id').primaryKey(),
+    modelId: text('model_id')
+      .notNull()
+      .references(() => models.id),
+    /** sha256 of the file evaluated (checked against the registered model's). */
+    modelSha256: text('model_sha256').notNull(),
+    datasetId: text('dataset_id').notNull(),
+    metrics: text('metrics', { mode: 'json' }).$type<unknown>().notNull(),
+    /** { modelId, sha256, metrics } of the champion; null when none was run. */
+    baseline: text('baseline', { mode: 'json' }).$type<unknown>(),
+    evaluator: text('evaluator', { mode: 'json' }).$type<unknown>().notNull(),
+    createdAt: integer('created_at').notNull(),
+    createdBy: text('created_by'),
+  },
+  (table) => [index('evaluations_model_dataset_idx').on(table.modelId, table.datasetId, table.createdAt)],
+);
+
+/**
  * Sample policies set by label selector (PUT /api/v1/sample-policy). `selector_key` is the
  * selector's canonical JSON (keys sorted; `{}` is the whole fleet). A device's policy is the one of
  * the most specific selector it matches; it is copied into its desired state.

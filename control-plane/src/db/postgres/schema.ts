@@ -274,6 +274,24 @@ export const datasetSamples = pgTable(
   ],
 );
 
+export const evaluations = pgTable(
+  'evaluations',
+  {
+    id: text('id').primaryKey(),
+    modelId: text('model_id')
+      .notNull()
+      .references(() => models.id),
+    modelSha256: text('model_sha256').notNull(),
+    datasetId: text('dataset_id').notNull(),
+    metrics: jsonb('metrics').$type<unknown>().notNull(),
+    baseline: jsonb('baseline').$type<unknown>(),
+    evaluator: jsonb('evaluator').$type<unknown>().notNull(),
+    createdAt: epochMs('created_at').notNull(),
+    createdBy: text('created_by'),
+  },
+  (table) => [index('evaluations_model_dataset_idx').on(table.modelId, table.datasetId, table.createdAt)],
+);
+
 export const samplePolicies = pgTable('sample_policies', {
   selectorKey: text('selector_key').primaryKey(),
   selector: jsonb('selector').$type<Record<string, string>>().notNull(),

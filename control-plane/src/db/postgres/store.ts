@@ -1,5 +1,6 @@
 import { createAuditRepository } from '../audit.ts';
 import { createDatasetRepository } from '../datasets.ts';
+import { createEvaluationRepository } from '../evaluations.ts';
 import { createIdempotencyRepository } from '../idempotency.ts';
 import type { Store } from '../repositories.ts';
 import { createSamplePolicyRepository } from '../sample-policies.ts';
@@ -39,6 +40,7 @@ export async function createPostgresStore(options: {
     rollouts: createPostgresRolloutRepository(db),
     samples: createSampleRepository(postgresDialect(db)),
     datasets: createDatasetRepository(postgresDialect(db)),
+    evaluations: createEvaluationRepository(postgresDialect(db)),
     samplePolicies: createSamplePolicyRepository(postgresDialect(db)),
     audit: createAuditRepository(postgresDialect(db)),
     idempotency: createIdempotencyRepository(postgresDialect(db)),

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { createAuditRepository } from '../audit.ts';
 import { createDatasetRepository } from '../datasets.ts';
+import { createEvaluationRepository } from '../evaluations.ts';
 import { createIdempotencyRepository } from '../idempotency.ts';
 import type { Store } from '../repositories.ts';
 import { createSamplePolicyRepository } from '../sample-policies.ts';
@@ -42,6 +43,7 @@ export function createSqliteStore(options: {
     rollouts: createSqliteRolloutRepository(db),
     samples: createSampleRepository(sqliteDialect(db)),
     datasets: createDatasetRepository(sqliteDialect(db)),
+    evaluations: createEvaluationRepository(sqliteDialect(db)),
     samplePolicies: createSamplePolicyRepository(sqliteDialect(db)),
     audit: createAuditRepository(sqliteDialect(db)),
     idempotency: createIdempotencyRepository(sqliteDialect(db)),
