@@ -662,11 +662,11 @@ export type Store = {
   readonly idempotency: IdempotencyRepository;
   /** A leader lock on a dedicated connection; `key` names the lock (one per role). */
   openLeaderLock(key: number): LeaderLock;
-  close(): Promise<void>;
-};
   /**
    * Resolves when the database would accept a write now, rejects with why not (read only, locked,
    * a standby). Writes nothing: SQLite takes and drops the write lock (BEGIN IMMEDIATE; ROLLBACK),
    * PostgreSQL runs a write statement that matches no row. The readiness check (/readyz) calls it.
    */
   probeWrite(): Promise<void>;
+  close(): Promise<void>;
+};
