@@ -315,6 +315,25 @@ describe('one-request uploads, streamed or cut off', () => {
     expect(sha256Hex(Buffer.from(await image.arrayBuffer()))).toBe(sha256Hex(jpeg));
   });
 
+  it('enters a device upload in the audit log with its device, source and status, answering the device in full', async () => {
+    const cam = await device('cam-audited');
+    const jpeg = await makeJpeg(40, 30, 83);
+    const { boundary, body } = form(metadataFor(cam.id, jpeg, { width: 40, height: 30 }, { seq: 602 }), jpeg);
+    const reply = await httpRequest(url('/api/v1/samples'), {
+      method: 'POST',
+      headers: { authorization: cam.auth, 'content-type': `multipart/form-data; boundary=${boundary}` },
+      body,
+    });
+    expect(reply?.status).toBe(201);
+    const state = JSON.parse(reply!.body) as SampleUploadState;
+    expect(state).toMatchObject({ complete: true, offset: jpeg.length, sampleId: expect.any(String) });
+    const audit = await t.client.audit.list({ actor: `device:${cam.id}`, limit: 50 });
+    if (!audit.ok) throw new Error(audit.error.message);
+    const entry = audit.value.items.find((item) => item.action === 'POST /api/v1/samples');
+    expect(entry).toMatchObject({ actor: { id: `device:${cam.id}`, role: 'device' }, status: 201 });
+    expect(entry!.source).toMatch(/127\.0\.0\.1/);
+  });
+
   it('stores nothing of a whole body whose link breaks before its last byte', async () => {
     const jpeg = await makeJpeg(160, 120, 82);
     const { boundary, body } = form(metadataFor(cam1.id, jpeg, { width: 160, height: 120 }, { seq: 601 }), jpeg);

@@ -51,7 +51,12 @@ export async function auditOfRequest(input: {
   const { actor, role } = actorOf(c, input.token);
   const params = c.req.param() as Record<string, string>;
   let result: Record<string, unknown> | null = null;
-  if ((response.headers.get('content-type') ?? '').includes('json')) {
+  const answered = c.get('auditResult');
+  if (answered !== undefined) {
+    result = resultOf(answered);
+  } else if ((response.headers.get('content-type') ?? '').includes('json')) {
+    // Cloning turns @hono/node-server's lightweight response into a web Response with a teed
+    // stream (its slow path): routes on a hot path set auditResult instead.
     try {
       result = resultOf(await response.clone().json());
     } catch {

@@ -10,8 +10,12 @@ import { ApiError } from './api-error.ts';
  * their zod schemas before the handler runs: bad JSON is a 400, a schema mismatch a 422.
  */
 
-/** `requestId`: set by hono's request-id middleware (X-Request-Id) for every request. */
-export type AppEnv = { Variables: { requestId: string } };
+/**
+ * `requestId`: set by hono's request-id middleware (X-Request-Id) for every request.
+ * `auditResult`: the JSON value a route answered with, when it sets it, so the audit entry reads
+ * it from here instead of cloning and re-parsing the response (audit/http.ts).
+ */
+export type AppEnv = { Variables: { requestId: string; auditResult?: unknown } };
 
 export type HttpMethod = 'get' | 'post' | 'put' | 'patch' | 'delete';
 

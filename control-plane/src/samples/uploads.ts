@@ -1,7 +1,18 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import {
+  close as closeFd,
+  createReadStream,
+  fsync as fsyncFd,
+  ftruncate,
+  mkdirSync,
+  open as openFd,
+  readdirSync,
+  rmSync,
+  write as writeFd,
+} from 'node:fs';
 import { open, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { describeIssues, type Failure, ok, SampleMetadata, type SampleUploadState } from '@edgeloop/protocol';
 import { imageSize } from 'image-size';
 import type { SampleRecord, SampleRepository, SampleUploadRecord } from '../db/repositories.ts';
@@ -114,6 +125,14 @@ function randomId(kind: 'upload' | 'sample'): string {
 
 /** Bytes of a part file read for its JPEG header (markers before the frame header are < 64 KiB each). */
 const HEAD_BYTES = 1024 * 1024;
+/** Bytes of a resumable upload's first chunk kept in memory for the header check (read from the file past these). */
+const HEAD_KEPT_BYTES = 64 * 1024;
+
+const fsOpen = promisify(openFd);
+const fsWrite = promisify(writeFd);
+const fsSync = promisify(fsyncFd);
+const fsClose = promisify(closeFd);
+const fsTruncate = promisify(ftruncate);
 
 /** The first bytes of a part file, where the frame header is. */
 async function readHead(path: string, size: number): Promise<Buffer> {
@@ -277,7 +296,13 @@ export function createSampleUploads(deps: SampleUploadsDeps): SampleUploads {
 
   /** The received bytes of an image: a part file on disk, or (one-request uploads) in memory. */
   type Received =
-    | { readonly part: string; readonly bytes?: undefined; readonly digest: string | null }
+    | {
+        readonly part: string;
+        readonly bytes?: undefined;
+        readonly digest: string | null;
+        /** The first bytes of the part file, when they were kept on the way in. */
+        readonly head?: Buffer | undefined;
+      }
     | { readonly bytes: Buffer; readonly part?: undefined; readonly digest: string };
 
   /**
@@ -310,7 +335,13 @@ export function createSampleUploads(deps: SampleUploadsDeps): SampleUploads {
         );
       }
       // The header only (format and size), from the frame header: no pixels are decoded.
-      const image = jpegSize(received.bytes ?? (await readHead(received.part, metadata.image.bytes)));
+      const image =
+        received.bytes !== undefined
+          ? jpegSize(received.bytes)
+          : ((received.head ? jpegSize(received.head) : null) ??
+            (received.head?.length === metadata.image.bytes
+              ? null
+              : jpegSize(await readHead(received.part, metadata.image.bytes))));
       if (image === null) {
         return refuseAndDrop('unprocessable', 'the bytes are not a JPEG image; the upload is discarded', 'not_jpeg');
       }
@@ -338,19 +369,19 @@ export function createSampleUploads(deps: SampleUploadsDeps): SampleUploads {
   /** The last byte of a resumable upload arrived: verify and store, then the upload is done. */
   const finalize = async (
     upload: SampleUploadRecord,
-    digest: string | null,
+    received: { readonly digest: string; readonly head: Buffer } | null,
     uploader: Uploader,
   ): Promise<UploadResult<SampleUploadState>> => {
     const part = partPath(upload.uploadId);
     const partExists =
-      digest !== null ||
+      received !== null ||
       (await stat(part).then(
         () => true,
         () => false,
       ));
     const stored = await verifyAndStore(
       SampleMetadata.parse(upload.metadata),
-      partExists ? { part, digest } : null,
+      partExists ? { part, digest: received?.digest ?? null, head: received?.head } : null,
       uploader,
     );
     if (!stored.ok) {
@@ -572,14 +603,18 @@ export function createSampleUploads(deps: SampleUploadsDeps): SampleUploads {
         const part = partPath(uploadId);
         // From 0 the file starts afresh; later, bytes past the acknowledged offset (written before
         // a crash, never acknowledged) are cut off.
-        const handle = offset === 0 ? await open(part, 'w') : await open(part, 'r+').catch(() => open(part, 'w+'));
-        // A chunk that carries the whole image is hashed on the way in (no second read).
+        // Plain descriptors, not FileHandles (see blob-files.ts): each call is one trip to the pool.
+        const fd = offset === 0 ? await fsOpen(part, 'w') : await fsOpen(part, 'r+').catch(() => fsOpen(part, 'w+'));
+        // A chunk that carries the whole image is hashed on the way in (no second read), and its
+        // first bytes are kept for the JPEG header check.
         const hash = offset === 0 ? createHash('sha256') : null;
+        const head: Buffer[] = [];
+        let headBytes = 0;
         let written = 0;
         let interrupted = false;
         let tooLarge = false;
         try {
-          if (offset > 0) await handle.truncate(offset);
+          if (offset > 0) await fsTruncate(fd, offset);
           try {
             for await (const chunk of body) {
               if (chunk.byteLength === 0) continue;
@@ -588,10 +623,13 @@ export function createSampleUploads(deps: SampleUploadsDeps): SampleUploads {
                 break;
               }
               hash?.update(chunk);
+              if (hash && headBytes < HEAD_KEPT_BYTES) {
+                head.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+                headBytes += chunk.byteLength;
+              }
               let at = 0;
               while (at < chunk.byteLength) {
-                const { bytesWritten } = await handle.write(chunk, at, chunk.byteLength - at, offset + written + at);
-                at += bytesWritten;
+                at += (await fsWrite(fd, chunk, at, chunk.byteLength - at, offset + written + at)).bytesWritten;
               }
               written += chunk.byteLength;
             }
@@ -599,9 +637,9 @@ export function createSampleUploads(deps: SampleUploadsDeps): SampleUploads {
             // The link broke mid-chunk: what arrived is kept and acknowledged below.
             interrupted = true;
           }
-          await handle.sync();
+          await fsSync(fd);
         } finally {
-          await handle.close();
+          await fsClose(fd);
         }
         if (tooLarge) {
           await discard(upload);
@@ -617,7 +655,11 @@ export function createSampleUploads(deps: SampleUploadsDeps): SampleUploads {
         }
         // The last byte: verified and stored before anything is acknowledged (a crash before the
         // answer leaves the old offset, and the device sends the last chunk again).
-        const finished = await finalize({ ...upload, offset: next }, hash ? hash.digest('hex') : null, uploader);
+        const finished = await finalize(
+          { ...upload, offset: next },
+          hash ? { digest: hash.digest('hex'), head: Buffer.concat(head, headBytes) } : null,
+          uploader,
+        );
         if (!finished.ok) return finished;
         return ok({ ...finished.value, interrupted });
       } finally {

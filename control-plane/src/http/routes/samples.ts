@@ -21,6 +21,7 @@ import { authenticateDevice } from '../auth.ts';
 import { decodeCursor, encodeCursor } from '../cursor.ts';
 import { boundaryOf, MultipartError, readMultipart, readPartText } from '../multipart.ts';
 import { type AppEnv, defineRoute, type Route } from '../route.ts';
+import { BodyBrokeOff, bodyChunks, readWholeBody } from './samples-body.ts';
 
 export type SampleRoutesDeps = {
   readonly service: SampleService;
@@ -82,6 +83,17 @@ function failureResponse(c: Context<AppEnv>, failure: UploadFailure): Response {
   return c.json({ error: { code: failure.code, message: failure.message } }, status, headers);
 }
 
+/** A JSON answer of an upload route, handed to the audit entry as it is (see AppEnv's auditResult). */
+function answer(
+  c: Context<AppEnv>,
+  value: SampleUploadState,
+  status: 200 | 201,
+  headers: Record<string, string> = {},
+): Response {
+  c.set('auditResult', value);
+  return c.json(value, status, headers);
+}
+
 async function readJson(c: Context<AppEnv>, limit: number): Promise<unknown> {
   const declared = Number(c.req.header('content-length'));
   if (Number.isFinite(declared) && declared > limit) {
@@ -89,13 +101,10 @@ async function readJson(c: Context<AppEnv>, limit: number): Promise<unknown> {
   }
   const chunks: Uint8Array[] = [];
   let size = 0;
-  const body = c.req.raw.body;
-  if (body) {
-    for await (const chunk of body as AsyncIterable<Uint8Array>) {
-      size += chunk.byteLength;
-      if (size > limit) throw new ApiError('payload_too_large', `the metadata exceeds ${limit} bytes`);
-      chunks.push(chunk);
-    }
+  for await (const chunk of bodyChunks(c)) {
+    size += chunk.byteLength;
+    if (size > limit) throw new ApiError('payload_too_large', `the metadata exceeds ${limit} bytes`);
+    chunks.push(chunk);
   }
   const text = Buffer.concat(chunks).toString('utf8');
   try {
@@ -166,7 +175,7 @@ export function sampleRoutes(deps: SampleRoutesDeps): Route[] {
         const result = await service.uploads.begin(uploader, await readJson(c, METADATA_LIMIT));
         if (!result.ok) return failureResponse(c, result.error);
         const { state, created } = result.value;
-        return c.json(state, created ? 201 : 200, { [SAMPLE_UPLOAD_OFFSET_HEADER]: String(state.offset) });
+        return answer(c, state, created ? 201 : 200, { [SAMPLE_UPLOAD_OFFSET_HEADER]: String(state.offset) });
       },
     }),
 
@@ -190,20 +199,26 @@ export function sampleRoutes(deps: SampleRoutesDeps): Route[] {
       async handle({ c }) {
         const uploader = await device(c);
         const boundary = boundaryOf(c.req.header('content-type'));
-        const body = c.req.raw.body;
-        if (!boundary || !body) {
+        const lengthHeader = c.req.header('content-length');
+        const declared = lengthHeader === undefined ? Number.NaN : Number(lengthHeader);
+        if (!boundary || declared === 0) {
           throw new ApiError('bad_request', 'expected multipart/form-data with the parts metadata and image');
         }
         // A body no larger than WHOLE_BODY_BYTES (a typical hard sample) is read in one piece, as
         // a JSON body is: busboy then parses one buffer instead of a chunk at a time (half the CPU
         // for a 200 KB image). Larger ones stream.
-        const declared = Number(c.req.header('content-length'));
         const source: AsyncIterable<Uint8Array> =
-          Number.isFinite(declared) && declared <= WHOLE_BODY_BYTES
+          Number.isInteger(declared) && declared > 0 && declared <= WHOLE_BODY_BYTES
             ? (async function* () {
-                yield new Uint8Array(await c.req.arrayBuffer());
+                try {
+                  yield await readWholeBody(c, declared);
+                } catch (error) {
+                  if (error instanceof BodyBrokeOff)
+                    throw new ApiError('bad_request', `${error.message}; nothing is stored`);
+                  throw error;
+                }
               })()
-            : (body as AsyncIterable<Uint8Array>);
+            : bodyChunks(c);
         let metadata: unknown;
         let seenMetadata = false;
         try {
@@ -223,7 +238,7 @@ export function sampleRoutes(deps: SampleRoutesDeps): Route[] {
             if (part.name === 'image' && seenMetadata) {
               const result = await service.uploads.putWhole(uploader, metadata, part.body);
               if (!result.ok) return failureResponse(c, result.error);
-              return c.json(result.value.state, result.value.created ? 201 : 200);
+              return answer(c, result.value.state, result.value.created ? 201 : 200);
             }
             throw new ApiError('bad_request', `unexpected part "${part.name}": send metadata, then image`);
           }
@@ -285,7 +300,7 @@ export function sampleRoutes(deps: SampleRoutesDeps): Route[] {
           throw new ApiError('bad_request', 'the Upload-Offset header (a byte offset) is required');
         }
         const declared = Number(c.req.header('content-length'));
-        const body = (c.req.raw.body ?? []) as AsyncIterable<Uint8Array>;
+        const body = bodyChunks(c);
         const result = await service.uploads.append(
           uploader,
           params.id!,
@@ -297,7 +312,7 @@ export function sampleRoutes(deps: SampleRoutesDeps): Route[] {
         const headers = { [SAMPLE_UPLOAD_OFFSET_HEADER]: String(result.value.offset) };
         if (!result.value.complete) return new Response(null, { status: 204, headers });
         const { interrupted: _interrupted, ...state } = result.value;
-        return c.json(state, 201, headers);
+        return answer(c, state, 201, headers);
       },
     }),
 
