@@ -407,13 +407,13 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
             'edgeloop_idempotency_requests_total',
             'Requests with an Idempotency-Key, by outcome',
           ),
+        }),
         storage: {
           refusal: () => (disk.low() ? (disk.state().reason ?? 'below the watermark') : null),
           noteError: (error) => disk.noteError(error),
           retryAfterS: config.readiness.retryAfterS,
         },
         readiness: () => openReadiness.check(),
-        }),
       });
       const httpServer = createAdaptorServer({ fetch: app.fetch }) as HttpServer;
       let httpPort: number;
@@ -451,9 +451,9 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         intervalS: config.retention.pruneIntervalS,
         onError: (error) => logger.error({ err: error }, 'audit / idempotency pruning failed'),
       });
+      governancePruner.start();
       await openReadiness.check();
       openReadiness.start();
-      governancePruner.start();
       cleanups.push(() => {
         sweeper.stop();
         pruner.stop();
@@ -480,9 +480,9 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         blobs,
         registry,
         rollouts: { service: rolloutService, engine },
+        samples,
         disk,
         readiness: openReadiness,
-        samples,
       };
       state = 'running';
       const httpHost = urlHost(wildcard ? 'localhost' : config.host);

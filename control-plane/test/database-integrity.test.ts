@@ -116,10 +116,10 @@ describe('the integrity check at start (openSqlite)', () => {
   });
 
   it.each([
-    ['the second page', () => 2, 'zeros'],
-    ['a middle page', () => Math.ceil(pageCount / 2), 'random'],
-    ['the last page', () => pageCount, 'ones'],
-    ['a page of the dead_letters table', () => deadLettersPage, 'random'],
+    ['the second page', (): number => 2, 'zeros'],
+    ['a middle page', (): number => Math.ceil(pageCount / 2), 'random'],
+    ['the last page', (): number => pageCount, 'ones'],
+    ['a page of the dead_letters table', (): number => deadLettersPage, 'random'],
   ] as const)('refuses a file with %s overwritten, naming the file', (_name, page, fill) => {
     const { file } = damaged(page(), fill);
     const error = openError(file);

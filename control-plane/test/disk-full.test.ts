@@ -128,7 +128,7 @@ describe.skipIf(skipReason !== null)('a data directory on a tmpfs filled to 0 by
       const answer = await readyz();
       return answer.status === 503 && answer.body.failing.includes('disk') ? answer : null;
     }, 15_000);
-    expect(full.body.checks.find((check) => check.name === 'disk')?.detail).toMatch(/^(0 B free|a write failed)/);
+    expect(full!.body.checks.find((check) => check.name === 'disk')?.detail).toMatch(/^(0 B free|a write failed)/);
 
     // A device's sample upload (its own credential): 507 with Retry-After, nothing read or stored.
     const form = new FormData();
@@ -163,7 +163,7 @@ describe.skipIf(skipReason !== null)('a data directory on a tmpfs filled to 0 by
       const answer = await readyz();
       return answer.status === 200 ? answer : null;
     }, 15_000);
-    expect(back.body.ok).toBe(true);
+    expect(back!.body.ok).toBe(true);
 
     const duringIds = await Promise.all(during);
     for (let i = 0; i < 5; i++) await publish();

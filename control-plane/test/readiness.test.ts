@@ -109,10 +109,11 @@ describe('GET /readyz', () => {
     try {
       // The failed batch is not acked: the broker closes the connection instead (the publish never settles).
       device.send('telemetry', { intervalS: 10, system: SYSTEM }).catch(() => undefined);
-      const { status, body } = await eventually(async () => {
-        const answer = await readyz();
-        return answer.body.failing.includes('ingest') ? answer : null;
+      const answer = await eventually(async () => {
+        const candidate = await readyz();
+        return candidate.body.failing.includes('ingest') ? candidate : null;
       }, 10_000);
+      const { status, body } = answer!;
       expect(status).toBe(503);
       expect(body.checks[3]!.detail).toMatch(/a batch failed to commit \d+ s ago: disk I\/O error/);
     } finally {
