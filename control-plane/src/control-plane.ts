@@ -26,6 +26,7 @@ import { DEFAULT_LABELS_LIMIT_BYTES } from './http/routes/datasets.ts';
 import { type Clock, createIngestWriter, type IngestWriter } from './ingest.ts';
 import { createMetricsRegistry, type MetricsRegistry } from './metrics.ts';
 import { type BlobStore, createBlobStore } from './models/blob-store.ts';
+import { createEvaluationService } from './models/evaluations.ts';
 import { createModelRegistry, type ModelRegistry } from './models/registry.ts';
 import { loadTrustedKeys } from './models/trusted-keys.ts';
 import { createMqttFront, type MqttFront } from './mqtt-front.ts';
@@ -330,6 +331,12 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         metrics,
         bus,
       });
+      const evaluations = createEvaluationService({
+        evaluations: store.evaluations,
+        models: store.models,
+        datasets: store.datasets,
+        clock,
+      });
       const rolloutService = createRolloutService({
         rollouts: store.rollouts,
         models: store.models,
@@ -388,6 +395,7 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
           service: createDatasetService({ datasets: store.datasets, samples: store.samples, blobs, clock }),
           labelsLimitBytes: DEFAULT_LABELS_LIMIT_BYTES,
         },
+        evaluations,
         samplePolicies: createSamplePolicyService({
           policies: store.samplePolicies,
           devices: store.devices,

@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { storeSampleIn, untar } from './dataset-fixtures.ts';
 import { startTestControlPlane, type TestControlPlane, type TestToken } from './harness.ts';
 import { createSigningKit, type SigningKit, uploadForm } from './model-fixtures.ts';
-import { basicAuth, makeJpeg, metadataFor, uploadSample } from './sample-fixtures.ts';
+import { basicAuth, makeJpeg, metadataFor, sha256Hex, uploadSample } from './sample-fixtures.ts';
 
 /*
  * Governance (issue 12): every mutating route of the OpenAPI document is called once and found in
@@ -117,6 +117,15 @@ describe('audit log', () => {
         const coco = JSON.parse((await untar(exported.body)).get('annotations.json')!.toString('utf8'));
         return statusOf(op.datasets.importLabels('audited@1', coco));
       },
+      'POST /api/v1/models/:name/:version/evaluations': () =>
+        statusOf(
+          op.models.postEvaluation('det', '1.0.0', {
+            datasetId: 'audited@2',
+            modelSha256: sha256Hex(bytes),
+            metrics: { task: 'detection', images: 1, map: 0.5, map50: 0.6, map75: 0.4, accuracy: null, classes: [] },
+            evaluator: { tool: 'governance test', version: '0', provider: null, host: null, durationMs: 1 },
+          }),
+        ),
     };
     // Rollout actions on the rollout made above (each from a state it allows).
     for (const action of ['pause', 'resume', 'promote', 'abort'] as const) {
@@ -148,6 +157,7 @@ describe('audit log', () => {
       'POST /api/v1/samples',
       'POST /api/v1/datasets',
       'PUT /api/v1/datasets/:id/labels',
+      'POST /api/v1/models/:name/:version/evaluations',
       'DELETE /api/v1/devices/:id/samples',
       'DELETE /api/v1/devices/:id',
     ];

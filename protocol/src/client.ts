@@ -48,6 +48,12 @@ import {
   type DatasetListQuery,
   DatasetView,
 } from './datasets.ts';
+import {
+  type CreateEvaluationRequestInput,
+  EvaluationList,
+  type EvaluationListQuery,
+  EvaluationView,
+} from './evaluations.ts';
 import type { JsonObject } from './json-value.ts';
 import type { CommandName } from './messages.ts';
 import type { Failure } from './result.ts';
@@ -442,6 +448,12 @@ export function createApiClient(options: ApiClientOptions) {
     /** The model file as a stream. */
     file: (name: string, version: string, signal?: AbortSignal) =>
       download(`/api/v1/models/${enc(name)}/${enc(version)}/file`, { signal }),
+    /** Stores an evaluation report of the model (operator): what `edgeloop-agent eval --post` sends. */
+    postEvaluation: (name: string, version: string, report: CreateEvaluationRequestInput, signal?: AbortSignal) =>
+      post(`/api/v1/models/${enc(name)}/${enc(version)}/evaluations`, EvaluationView, report, signal),
+    /** The model's evaluation reports, newest first (optionally on one dataset version). */
+    evaluations: (name: string, version: string, query: Partial<EvaluationListQuery> = {}, signal?: AbortSignal) =>
+      get(`/api/v1/models/${enc(name)}/${enc(version)}/evaluations`, EvaluationList, query, signal),
   };
 
   const rollouts = {

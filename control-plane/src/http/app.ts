@@ -14,6 +14,7 @@ import type { EventBus } from '../events.ts';
 import type { Fleet } from '../fleet.ts';
 import type { MetricsRegistry } from '../metrics.ts';
 import type { BlobStore } from '../models/blob-store.ts';
+import type { EvaluationService } from '../models/evaluations.ts';
 import type { ModelRegistry } from '../models/registry.ts';
 import type { RolloutService } from '../rollouts/service.ts';
 import type { SamplePolicyService } from '../samples/policies.ts';
@@ -30,6 +31,7 @@ import { auditRoutes } from './routes/audit.ts';
 import { datasetRoutes } from './routes/datasets.ts';
 import { deadLetterRoutes } from './routes/dead-letters.ts';
 import { deviceRoutes } from './routes/devices.ts';
+import { evaluationRoutes } from './routes/evaluations.ts';
 import { eventRoutes } from './routes/events.ts';
 import { fleetRoutes } from './routes/fleet.ts';
 import { modelRoutes } from './routes/models.ts';
@@ -75,6 +77,8 @@ export type AppDeps = {
   readonly samples?: { readonly service: SampleService; readonly hasher: SecretHasher; readonly maxBytes: number };
   /** The dataset routes (versions, label import, export). */
   readonly datasets?: { readonly service: DatasetService; readonly labelsLimitBytes: number };
+  /** POST/GET /api/v1/models/:name/:version/evaluations (evaluation reports). */
+  readonly evaluations?: EvaluationService;
   /** PUT/GET /api/v1/sample-policy (sample policies by label selector). */
   readonly samplePolicies?: SamplePolicyService;
   /** More routes added by later parts. */
@@ -193,6 +197,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
         })
       : []),
     ...(deps.datasets ? datasetRoutes(deps.datasets) : []),
+    ...(deps.evaluations ? evaluationRoutes({ service: deps.evaluations }) : []),
     ...(deps.samplePolicies ? samplePolicyRoutes({ service: deps.samplePolicies }) : []),
     ...(deps.extraRoutes ?? []),
     ...auditRoutes({ audit: deps.audit.repo }),
