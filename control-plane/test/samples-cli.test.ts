@@ -1,9 +1,8 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { SampleView } from '@edgeloop/protocol';
+import { formatProgress, type SampleView } from '@edgeloop/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { formatProgress } from '../src/cli/progress.ts';
 import { runCli } from '../src/cli.ts';
 import { startTestControlPlane, type TestControlPlane } from './harness.ts';
 import { basicAuth, makeJpeg, metadataFor, sha256Hex, uploadSample } from './sample-fixtures.ts';

@@ -8,6 +8,7 @@ export * from './evaluations.ts';
 export * from './json-value.ts';
 export * from './messages.ts';
 export * from './models.ts';
+export * from './progress.ts';
 export * from './result.ts';
 export * from './samples.ts';
 export * from './sse.ts';

@@ -2,6 +2,7 @@ import { createWriteStream, readFileSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import {
   type CocoLabels,
+  createProgress,
   DATASET_EXPORT_FORMATS,
   type DatasetExportQuery,
   type DatasetView,
@@ -11,7 +12,6 @@ import {
 import { UsageError } from './args.ts';
 import { type CommandSpec, EXIT, type GroupSpec } from './command.ts';
 import { isoTime, json, table } from './output.ts';
-import { createProgress } from './progress.ts';
 import { FILTER_FLAGS, sampleQuery } from './samples.ts';
 
 /*

@@ -4,6 +4,7 @@ import { rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   type ApiClient,
+  createProgress,
   type DatasetSampleQuery,
   SAMPLE_STRATEGY_KINDS,
   type SamplePolicyInput,
@@ -15,7 +16,6 @@ import {
 import { UsageError } from './args.ts';
 import { type CommandContext, type CommandSpec, EXIT, type GroupSpec } from './command.ts';
 import { isoTime, json, table } from './output.ts';
-import { createProgress } from './progress.ts';
 
 /*
  * `edgeloop samples list|get|pull`: the hard samples devices uploaded. Filters are flags of list

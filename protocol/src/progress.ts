@@ -1,6 +1,6 @@
 /*
- * A one-line progress display for long transfers (samples pull, datasets export): bytes, rate and
- * items, redrawn in place on stderr at most every `intervalMs`, and only when stderr is a terminal
+ * A one-line progress display for long transfers and runs (samples pull, datasets export, the
+ * agent's eval over a dataset): bytes, rate and items, redrawn in place on stderr at most every `intervalMs`, and only when stderr is a terminal
  * (pipes and logs get nothing). Pure formatting lives in formatProgress.
  */
 
