@@ -85,6 +85,7 @@ describe('isStorageFull', () => {
     expect(isStorageFull(Object.assign(new Error('no space'), { code: 'ENOSPC' }))).toBe(true);
     expect(isStorageFull(Object.assign(new Error('quota'), { code: 'EDQUOT' }))).toBe(true);
     expect(isStorageFull(Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' }))).toBe(true);
+    expect(isStorageFull(Object.assign(new Error('could not extend file'), { code: '53100' }))).toBe(true);
     const wrapped = new Error('query failed', { cause: Object.assign(new Error('full'), { code: 'SQLITE_FULL' }) });
     expect(isStorageFull(wrapped)).toBe(true);
   });

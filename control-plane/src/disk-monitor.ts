@@ -47,9 +47,10 @@ export type DiskState = {
 };
 
 const MIB = 1024 * 1024;
-const FULL_CODES: ReadonlySet<string> = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL']);
+/** ENOSPC and EDQUOT (files), SQLITE_FULL, and PostgreSQL's disk_full (SQLSTATE 53100). */
+const FULL_CODES: ReadonlySet<string> = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL', '53100']);
 
-/** Whether an error (or one of its causes) says the disk is full: ENOSPC, EDQUOT, SQLITE_FULL. */
+/** Whether an error (or one of its causes) says the disk is full: ENOSPC, EDQUOT, SQLITE_FULL, PostgreSQL 53100. */
 export function isStorageFull(error: unknown): boolean {
   let current: unknown = error;
   for (let depth = 0; depth < 5 && typeof current === 'object' && current !== null; depth++) {
