@@ -4,7 +4,7 @@ import sharp from 'sharp';
 import type { DeletedSample, SampleRecord, SampleRepository } from '../db/repositories.ts';
 import type { MetricsRegistry } from '../metrics.ts';
 import type { BlobStore } from '../models/blob-store.ts';
-import { removeBlob, storeBlob } from './blob-files.ts';
+import { makePrefixDirectories, removeBlob, storeBlob } from './blob-files.ts';
 import { createSampleUploads, type SampleUploads } from './uploads.ts';
 
 /*
@@ -96,6 +96,7 @@ export function createSampleService(deps: SampleServiceDeps): SampleService {
     ...(deps.newId ? { newId: deps.newId } : {}),
   });
   uploads.sweepWholeParts();
+  makePrefixDirectories(deps.blobs);
   const pruned = deps.metrics.counter(
     'edgeloop_samples_pruned_total',
     'Samples deleted, by reason (age, quota, purge)',

@@ -22,6 +22,7 @@ import { decodeCursor, encodeCursor } from '../cursor.ts';
 import { boundaryOf, MultipartError, readMultipart, readPartText } from '../multipart.ts';
 import { type AppEnv, defineRoute, type Route } from '../route.ts';
 import { BodyBrokeOff, bodyChunks, readWholeBody } from './samples-body.ts';
+import { splitSampleForm } from './samples-form.ts';
 
 export type SampleRoutesDeps = {
   readonly service: SampleService;
@@ -204,21 +205,47 @@ export function sampleRoutes(deps: SampleRoutesDeps): Route[] {
         if (!boundary || declared === 0) {
           throw new ApiError('bad_request', 'expected multipart/form-data with the parts metadata and image');
         }
+        const parseMetadata = (text: string): unknown => {
+          try {
+            return JSON.parse(text);
+          } catch (error) {
+            throw new ApiError('bad_request', `the metadata part is not JSON: ${(error as Error).message}`);
+          }
+        };
         // A body no larger than WHOLE_BODY_BYTES (a typical hard sample) is read in one piece, as
-        // a JSON body is: busboy then parses one buffer instead of a chunk at a time (half the CPU
-        // for a 200 KB image). Larger ones stream.
-        const source: AsyncIterable<Uint8Array> =
-          Number.isInteger(declared) && declared > 0 && declared <= WHOLE_BODY_BYTES
-            ? (async function* () {
-                try {
-                  yield await readWholeBody(c, declared);
-                } catch (error) {
-                  if (error instanceof BodyBrokeOff)
-                    throw new ApiError('bad_request', `${error.message}; nothing is stored`);
-                  throw error;
-                }
-              })()
-            : bodyChunks(c);
+        // a JSON body is, and split in memory (samples-form.ts) when it has the canonical shape;
+        // otherwise busboy parses that one buffer. Larger bodies stream through busboy.
+        let whole: Buffer | null = null;
+        if (Number.isInteger(declared) && declared > 0 && declared <= WHOLE_BODY_BYTES) {
+          try {
+            whole = await readWholeBody(c, declared);
+          } catch (error) {
+            if (error instanceof BodyBrokeOff) throw new ApiError('bad_request', `${error.message}; nothing is stored`);
+            throw error;
+          }
+          const form = splitSampleForm(whole, boundary);
+          if (form) {
+            if (form.metadata.length > METADATA_LIMIT) {
+              throw new ApiError('payload_too_large', `part metadata exceeds ${METADATA_LIMIT} bytes`);
+            }
+            const image = form.image;
+            const result = await service.uploads.putWhole(
+              uploader,
+              parseMetadata(form.metadata.toString('utf8')),
+              (async function* () {
+                yield image;
+              })(),
+            );
+            if (!result.ok) return failureResponse(c, result.error);
+            return answer(c, result.value.state, result.value.created ? 201 : 200);
+          }
+        }
+        const body = whole;
+        const source: AsyncIterable<Uint8Array> = body
+          ? (async function* () {
+              yield body;
+            })()
+          : bodyChunks(c);
         let metadata: unknown;
         let seenMetadata = false;
         try {
@@ -227,12 +254,7 @@ export function sampleRoutes(deps: SampleRoutesDeps): Route[] {
           })) {
             if (part.name === 'metadata' && !seenMetadata) {
               seenMetadata = true;
-              const text = await readPartText(part.body, METADATA_LIMIT, 'metadata');
-              try {
-                metadata = JSON.parse(text);
-              } catch (error) {
-                throw new ApiError('bad_request', `the metadata part is not JSON: ${(error as Error).message}`);
-              }
+              metadata = parseMetadata(await readPartText(part.body, METADATA_LIMIT, 'metadata'));
               continue;
             }
             if (part.name === 'image' && seenMetadata) {
