@@ -427,7 +427,11 @@ export function createSampleUploads(deps: SampleUploadsDeps): SampleUploads {
   };
 
   /** A new temporary file for the bytes of a one-request upload (swept at start). */
-  const wholePath = () => join(deps.uploadDir, `${WHOLE_PREFIX}${randomBytes(12).toString('hex')}.part`);
+  // Unique by a random tag of this instance and a counter (files are created O_EXCL): a random
+  // name per upload cost a call into the CSPRNG each.
+  const wholeTag = randomBytes(8).toString('hex');
+  let wholeCount = 0;
+  const wholePath = () => join(deps.uploadDir, `${WHOLE_PREFIX}${wholeTag}-${(wholeCount++).toString(36)}.part`);
   /** Bytes of one-request uploads that may still be held in memory. */
   let memoryLeft = deps.inMemoryBytes ?? 64 * 1024 * 1024;
 
@@ -471,7 +475,7 @@ export function createSampleUploads(deps: SampleUploadsDeps): SampleUploads {
     const hash = createHash('sha256');
     let written = 0;
     let refusal: UploadResult<never> | null = null;
-    const handle = await open(part, 'w');
+    const handle = await open(part, 'wx');
     try {
       for await (const chunk of image) {
         if (chunk.byteLength === 0) continue;
