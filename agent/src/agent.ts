@@ -15,6 +15,12 @@ import type { IClientOptions, MqttClient } from 'mqtt';
 import { type Clock, systemClock, systemTimers, type Timers } from './clock.ts';
 import { CommandError, type Commands, createCommands, registerBuiltinCommands } from './commands.ts';
 import { type AgentConfig, diffConfig, type LoadConfigResult, type LogLevel } from './config.ts';
+import {
+  type CredentialStore,
+  type DeviceCredentials,
+  fileCredentialStore,
+  registerRotateCredentials,
+} from './credentials.ts';
 import { createDesiredState, createFileDesiredStore, type DesiredState, type DesiredStore } from './desired-state.ts';
 import { createLink, type Link } from './link.ts';
 import { type Logger, silentLogger } from './logger.ts';
@@ -51,6 +57,11 @@ import type { Vision, VisionDeps, VisionFault } from './vision/vision.ts';
 
 export type AgentDeps = {
   readonly config: AgentConfig;
+  /**
+   * Where a rotated secret is kept (rotate-credentials): mqtt.passwordFile by default; null or no
+   * passwordFile refuses rotation. The simulator passes one in memory.
+   */
+  readonly credentialStore?: CredentialStore | null;
   readonly logger?: Logger;
   readonly clock?: Clock;
   readonly timers?: Timers;
@@ -182,6 +193,8 @@ class AgentRuntime implements Agent {
       this.outbox = fileOutbox;
     }
     const outbox = this.outbox;
+    // One holder of the secret: the link reads it at every connect, HTTP clients at every request.
+    const credentials: DeviceCredentials = { username: config.deviceId, password: config.mqtt.password ?? '' };
 
     // The link comes last; the publisher reaches it through the agent.
     const agent = this;
@@ -308,10 +321,7 @@ class AgentRuntime implements Agent {
           trustedKeys: trustedKeysOf(config.models.trustedKeyPems, log),
           hardwareProfile: config.hardware.profile ?? 'unknown',
           controlPlaneUrl: config.controlPlaneUrl,
-          credentials:
-            config.mqtt.password !== undefined
-              ? { username: config.deviceId, password: config.mqtt.password }
-              : undefined,
+          credentials: config.mqtt.password !== undefined ? credentials : undefined,
           emit(event) {
             agent.emitEvent(event);
           },
@@ -363,6 +373,24 @@ class AgentRuntime implements Agent {
         return agent.#reloadConfig();
       },
     });
+    registerRotateCredentials(this.commands, {
+      credentials,
+      store:
+        deps.credentialStore !== undefined
+          ? deps.credentialStore
+          : config.mqtt.passwordFile !== undefined
+            ? fileCredentialStore(config.mqtt.passwordFile)
+            : null,
+      link: {
+        reconnect() {
+          return agent.link.reconnect();
+        },
+      },
+      emit(event) {
+        agent.emitEvent({ ...event, data: event.data ?? {} });
+      },
+      logger,
+    });
 
     // Hard samples: a sink on the vision pipeline, the policy from desired state, the capture command.
     this.samples =
@@ -377,10 +405,7 @@ class AgentRuntime implements Agent {
             upload: config.controlPlaneUrl
               ? {
                   baseUrl: config.controlPlaneUrl,
-                  credentials:
-                    config.mqtt.password !== undefined
-                      ? { username: config.deviceId, password: config.mqtt.password }
-                      : undefined,
+                  credentials: config.mqtt.password !== undefined ? credentials : undefined,
                   ...(deps.fetch ? { fetch: deps.fetch } : {}),
                 }
               : null,
@@ -443,12 +468,17 @@ class AgentRuntime implements Agent {
       onInvalidCommand(requestId, reason) {
         agent.commands.rejectInvalid(requestId, reason);
       },
+      readPassword() {
+        return credentials.password;
+      },
       clock,
       timers,
       ...(deps.random ? { random: deps.random } : {}),
       ...(deps.logger ? { logger } : {}),
       ...(deps.createClient ? { createClient: deps.createClient } : {}),
-      ...(deps.mqttOptions ? { mqttOptions: deps.mqttOptions } : {}),
+      ...(deps.mqttOptions || config.mqtt.certPem || config.mqtt.caPem
+        ? { mqttOptions: { ...mqttTlsOptions(config.mqtt), ...deps.mqttOptions } }
+        : {}),
     });
   }
 
@@ -619,4 +649,13 @@ function trustedKeysOf(pems: readonly string[], log: Logger): readonly TrustedKe
   // loadConfig checked the keys already; a config built by hand may not have been.
   log.error({ reason: parsed.error.message }, 'trusted keys unusable: every model release will be refused');
   return [];
+}
+
+/** mqtt.js TLS options of the config's device certificate, key and CA (mqtts:// URLs). */
+function mqttTlsOptions(mqtt: AgentConfig['mqtt']): Partial<IClientOptions> {
+  return {
+    ...(mqtt.certPem ? { cert: mqtt.certPem } : {}),
+    ...(mqtt.keyPem ? { key: mqtt.keyPem } : {}),
+    ...(mqtt.caPem ? { ca: mqtt.caPem } : {}),
+  };
 }

@@ -17,6 +17,9 @@ import { resolveVisionPaths, VisionConfig } from './vision/config.ts';
  *   | EDGELOOP_MQTT_USERNAME         | mqtt.username        |
  *   | EDGELOOP_MQTT_PASSWORD         | mqtt.password        |
  *   | EDGELOOP_MQTT_PASSWORD_FILE    | mqtt.passwordFile    |
+ *   | EDGELOOP_MQTT_CERT_FILE        | mqtt.certFile        |
+ *   | EDGELOOP_MQTT_KEY_FILE         | mqtt.keyFile         |
+ *   | EDGELOOP_MQTT_CA_FILE          | mqtt.caFile          |
  *   | EDGELOOP_CONTROL_PLANE_URL     | controlPlaneUrl      |
  *   | EDGELOOP_DATA_DIR              | dataDir              |
  *   | EDGELOOP_TELEMETRY_INTERVAL_S  | telemetry.intervalS  |
@@ -25,7 +28,8 @@ import { resolveVisionPaths, VisionConfig } from './vision/config.ts';
  * Relative paths (dataDir, mqtt.passwordFile, hardware.sysfsRoot, models.trustedKeys and the file
  * paths of the vision section) are resolved against the directory of the config file, or the
  * working directory when there is no file. A password file is read once here; its content
- * (trimmed) becomes `mqtt.password`. Trusted key files are read here too: their PEM text is
+ * (trimmed) becomes `mqtt.password`; the TLS files (certFile, keyFile, caFile) become certPem,
+ * keyPem and caPem the same way. Trusted key files are read here too: their PEM text is
  * appended to `models.trustedKeyPems` and every key is checked (Ed25519 public keys only).
  */
 
@@ -69,6 +73,18 @@ export const MqttConfig = z.strictObject({
   password: z.string().min(1).max(1024).optional(),
   /** A file holding the password; read at load time. */
   passwordFile: z.string().min(1).optional(),
+  /**
+   * mTLS (an mqtts:// URL): the device certificate and key issued at enrollment with --auth cert
+   * (device.crt, device.key), and the CA the broker's certificate is checked against (ca.crt; the
+   * system roots when absent). With a certificate the password is optional (it serves HTTP).
+   */
+  certFile: z.string().min(1).optional(),
+  keyFile: z.string().min(1).optional(),
+  caFile: z.string().min(1).optional(),
+  /** PEM text of certFile / keyFile / caFile (filled at load time). */
+  certPem: z.string().min(1).optional(),
+  keyPem: z.string().min(1).optional(),
+  caPem: z.string().min(1).optional(),
   keepaliveS: z.int().min(5).max(3600).default(30),
   connectTimeoutMs: z.int().min(100).max(600_000).default(10_000),
   reconnect: ReconnectConfig.prefault({}),
@@ -192,13 +208,22 @@ function crossFieldProblems(config: unknown): ConfigProblem[] {
   const mqtt = (root.mqtt !== null && typeof root.mqtt === 'object' ? root.mqtt : {}) as {
     password?: unknown;
     passwordFile?: unknown;
+    certFile?: unknown;
+    keyFile?: unknown;
+    certPem?: unknown;
+    keyPem?: unknown;
     reconnect?: { initialMs?: unknown; maxMs?: unknown };
   };
-  if (mqtt.password === undefined && mqtt.passwordFile === undefined) {
+  const hasCert = mqtt.certFile !== undefined || mqtt.certPem !== undefined;
+  const hasKey = mqtt.keyFile !== undefined || mqtt.keyPem !== undefined;
+  if (mqtt.password === undefined && mqtt.passwordFile === undefined && !hasCert) {
     problems.push({
       path: 'mqtt.password',
-      message: 'a password or a passwordFile is required (anonymous MQTT is not allowed)',
+      message: 'a password, a passwordFile or a certFile is required (anonymous MQTT is not allowed)',
     });
+  }
+  if (hasCert !== hasKey) {
+    problems.push({ path: hasCert ? 'mqtt.keyFile' : 'mqtt.certFile', message: 'certFile and keyFile go together' });
   }
   if (mqtt.password !== undefined && mqtt.passwordFile !== undefined) {
     problems.push({ path: 'mqtt.passwordFile', message: 'give password or passwordFile, not both' });
@@ -228,6 +253,9 @@ export const ENV_OVERRIDES: ReadonlyArray<{
   { name: 'EDGELOOP_MQTT_USERNAME', path: ['mqtt', 'username'] },
   { name: 'EDGELOOP_MQTT_PASSWORD', path: ['mqtt', 'password'] },
   { name: 'EDGELOOP_MQTT_PASSWORD_FILE', path: ['mqtt', 'passwordFile'] },
+  { name: 'EDGELOOP_MQTT_CERT_FILE', path: ['mqtt', 'certFile'] },
+  { name: 'EDGELOOP_MQTT_KEY_FILE', path: ['mqtt', 'keyFile'] },
+  { name: 'EDGELOOP_MQTT_CA_FILE', path: ['mqtt', 'caFile'] },
   { name: 'EDGELOOP_CONTROL_PLANE_URL', path: ['controlPlaneUrl'] },
   { name: 'EDGELOOP_DATA_DIR', path: ['dataDir'] },
   { name: 'EDGELOOP_TELEMETRY_INTERVAL_S', path: ['telemetry', 'intervalS'], number: true },
@@ -329,6 +357,21 @@ export function loadConfig(input: LoadConfigInput): LoadConfigResult {
       resolved.mqtt.password = password;
     } catch (error) {
       problems.push({ path: 'mqtt.passwordFile', message: `cannot read ${passwordFile}: ${(error as Error).message}` });
+    }
+  }
+  for (const [fileKey, pemKey] of [
+    ['certFile', 'certPem'],
+    ['keyFile', 'keyPem'],
+    ['caFile', 'caPem'],
+  ] as const) {
+    const file = config.mqtt[fileKey];
+    if (file === undefined) continue;
+    const resolvedFile = path.resolve(base, file);
+    resolved.mqtt[fileKey] = resolvedFile;
+    try {
+      resolved.mqtt[pemKey] = readFileSync(resolvedFile, 'utf8');
+    } catch (error) {
+      problems.push({ path: `mqtt.${fileKey}`, message: `cannot read ${resolvedFile}: ${(error as Error).message}` });
     }
   }
   if (problems.length > 0) return configFailure(problems);

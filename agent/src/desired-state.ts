@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fchmodSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { type Desired, decode, type JsonObject, type Reported } from '@edgeloop/protocol';
 import { type Logger, silentLogger } from './logger.ts';
@@ -59,12 +59,14 @@ export function createMemoryDesiredStore(initial: Desired | null = null): Desire
 }
 
 /** Temp file + fsync + rename + fsync of the directory: the file is either old or new. */
-export function writeFileAtomic(file: string, text: string): void {
+export function writeFileAtomic(file: string, text: string, options: { readonly mode?: number } = {}): void {
   const dir = path.dirname(file);
   mkdirSync(dir, { recursive: true });
   const temp = `${file}.tmp`;
-  const fd = openSync(temp, 'w');
+  const fd = openSync(temp, 'w', options.mode ?? 0o666);
   try {
+    // A temp file left by a crash keeps its old mode: set it (a secret's 0600) before writing.
+    if (options.mode !== undefined) fchmodSync(fd, options.mode);
     writeSync(fd, text);
     fsyncSync(fd);
   } finally {

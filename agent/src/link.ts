@@ -105,7 +105,12 @@ export type LinkDeps = {
   readonly createClient?: (options: IClientOptions) => MqttClient;
   /** Extra mqtt.js options (TLS material, ...). The link's own settings win. */
   readonly mqttOptions?: Partial<IClientOptions>;
+  /** The password, read at every connection attempt (a rotated secret); `mqtt.password` by default. */
+  readonly readPassword?: () => string;
 };
+
+/** How the first connection attempt after `reconnect()` ended. */
+export type ReconnectOutcome = { readonly ok: true } | { readonly ok: false; readonly error: string };
 
 export interface Link {
   /** Starts connecting (again, after a stop). */
@@ -121,6 +126,12 @@ export interface Link {
   drain(timeoutMs: number): Promise<boolean>;
   /** Fault injection: destroys the socket without DISCONNECT; the link reconnects as after any loss. */
   dropConnection(): void;
+  /**
+   * Ends the session (DISCONNECT, so no will) and connects again at once, with the password read
+   * anew (a rotated secret). Resolves when that attempt ends: ok once the broker accepted it; else
+   * why not, and the link goes on reconnecting with its backoff as after any loss.
+   */
+  reconnect(): Promise<ReconnectOutcome>;
   readonly state: LinkState;
   stats(): LinkStats;
 }
@@ -185,6 +196,8 @@ class MqttLink implements Link {
   #inflight = 0;
   #drainWaiters: Array<() => void> = [];
   #lastError: string | null = null;
+  /** Told how the attempt that reconnect() began ended. */
+  #attemptWaiter: ((outcome: ReconnectOutcome) => void) | null = null;
   readonly #counters: LinkCounters = {
     connects: 0,
     disconnects: 0,
@@ -317,6 +330,7 @@ class MqttLink implements Link {
     this.#connectedAt = this.#clock.now();
     this.#counters.connects += 1;
     this.#lastError = null;
+    this.#settleAttempt({ ok: true });
     const subscriptions = { [this.#topic('desired')]: { qos: 1 as const }, [this.#topic('cmd')]: { qos: 1 as const } };
     client.subscribe(subscriptions, (error, granted) => {
       if (connection !== this.#activeConnection) return;
@@ -355,6 +369,10 @@ class MqttLink implements Link {
       if (lasted >= (this.#deps.mqtt.reconnect.stableMs ?? 30_000)) this.#backoffAttempt = 0;
     } else {
       this.#counters.connectFailures += 1;
+      this.#settleAttempt({
+        ok: false,
+        error: this.#lastError ?? 'the connection closed before the broker accepted it',
+      });
     }
     // Discard the client and whatever its stores hold (mqtt.js flushes its callbacks as errors).
     closing.end(true);
@@ -392,7 +410,7 @@ class MqttLink implements Link {
       ...deps.mqttOptions,
       clientId: deps.deviceId,
       username: settings.username,
-      password: settings.password,
+      password: deps.readPassword ? deps.readPassword() : settings.password,
       keepalive: settings.keepaliveS,
       connectTimeout: settings.connectTimeoutMs,
       reconnectPeriod: 0,
@@ -443,6 +461,7 @@ class MqttLink implements Link {
     const closing = this.#client;
     const wasConnected = this.#state === 'connected';
     this.#state = 'stopped';
+    this.#settleAttempt({ ok: false, error: 'the link stopped' });
     this.#activeConnection = 0;
     this.#clearTimers();
     this.#inflight = 0;
@@ -498,6 +517,51 @@ class MqttLink implements Link {
 
   dropConnection(): void {
     this.#client?.stream?.destroy();
+  }
+
+  #settleAttempt(outcome: ReconnectOutcome): void {
+    const waiter = this.#attemptWaiter;
+    this.#attemptWaiter = null;
+    waiter?.(outcome);
+  }
+
+  reconnect(): Promise<ReconnectOutcome> {
+    if (this.#state === 'stopped' || this.#state === 'idle') {
+      return Promise.resolve({ ok: false, error: `the link is ${this.#state}` });
+    }
+    this.#settleAttempt({ ok: false, error: 'superseded by another reconnect' });
+    const closing = this.#client;
+    const wasConnected = this.#state === 'connected';
+    // The old client's callbacks stop counting; what it had in flight goes back to waiting.
+    this.#activeConnection = 0;
+    this.#clearTimers();
+    this.#inflight = 0;
+    this.#deps.outbox.requeueInflight();
+    this.#client = null;
+    this.#state = 'connecting';
+    if (wasConnected) this.#counters.disconnects += 1;
+    return new Promise<ReconnectOutcome>((resolve) => {
+      this.#attemptWaiter = resolve;
+      const timers = this.#timers;
+      let done = false;
+      const connectNow = () => {
+        if (done) return;
+        done = true;
+        timers.clearTimeout(fallback);
+        // A stop meanwhile settled the waiter already.
+        if (this.#state === 'connecting' && this.#client === null) this.#connect();
+      };
+      const fallback = timers.setTimeout(() => {
+        closing?.end(true);
+        connectNow();
+      }, 2000);
+      if (!closing) connectNow();
+      else if (wasConnected) closing.end(false, {}, connectNow);
+      else {
+        closing.end(true, {}, connectNow);
+        if (closing.stream?.destroyed) queueMicrotask(connectNow);
+      }
+    });
   }
 
   get state(): LinkState {

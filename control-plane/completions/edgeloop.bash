@@ -6,13 +6,13 @@ _edgeloop() {
   prev="${COMP_WORDS[COMP_CWORD-1]}"
   COMPREPLY=()
   if [[ $COMP_CWORD -eq 1 ]]; then
-    COMPREPLY=($(compgen -W 'devices models rollouts samples datasets serve fleet completion help --help --version' -- "$cur"))
+    COMPREPLY=($(compgen -W 'devices models rollouts samples datasets ca serve fleet completion help --help --version' -- "$cur"))
     return
   fi
   case "${COMP_WORDS[1]}" in
     devices)
       if [[ $COMP_CWORD -eq 2 ]]; then
-        COMPREPLY=($(compgen -W 'list get enroll delete command --help' -- "$cur"))
+        COMPREPLY=($(compgen -W 'list get enroll delete command rotate-credentials --help' -- "$cur"))
         return
       fi
       key="devices ${COMP_WORDS[2]}" ;;
@@ -40,6 +40,12 @@ _edgeloop() {
         return
       fi
       key="datasets ${COMP_WORDS[2]}" ;;
+    ca)
+      if [[ $COMP_CWORD -eq 2 ]]; then
+        COMPREPLY=($(compgen -W 'init server-cert --help' -- "$cur"))
+        return
+      fi
+      key="ca ${COMP_WORDS[2]}" ;;
     *) key="${COMP_WORDS[1]}" ;;
   esac
   case "$key/$prev" in
@@ -53,6 +59,9 @@ _edgeloop() {
     'serve/--trusted-keys') COMPREPLY=($(compgen -f -- "$cur")); return ;;
     'serve/--integrity-check') COMPREPLY=(); return ;;
     'serve/--min-free-disk-mb') COMPREPLY=(); return ;;
+    'serve/--mqtt-tls-port') COMPREPLY=(); return ;;
+    'serve/--tls-cert') COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    'serve/--tls-key') COMPREPLY=($(compgen -f -- "$cur")); return ;;
     'serve/--ingest-batch-size') COMPREPLY=(); return ;;
     'serve/--ingest-flush-interval-ms') COMPREPLY=(); return ;;
     'serve/--ingest-high-water') COMPREPLY=(); return ;;
@@ -108,6 +117,8 @@ _edgeloop() {
     'devices get/--url') COMPREPLY=(); return ;;
     'devices get/--token') COMPREPLY=(); return ;;
     'devices enroll/--label') COMPREPLY=(); return ;;
+    'devices enroll/--auth') COMPREPLY=($(compgen -W 'secret cert' -- "$cur")); return ;;
+    'devices enroll/--out-dir') COMPREPLY=($(compgen -f -- "$cur")); return ;;
     'devices enroll/--url') COMPREPLY=(); return ;;
     'devices enroll/--token') COMPREPLY=(); return ;;
     'devices delete/--url') COMPREPLY=(); return ;;
@@ -116,6 +127,11 @@ _edgeloop() {
     'devices command/--timeout') COMPREPLY=(); return ;;
     'devices command/--url') COMPREPLY=(); return ;;
     'devices command/--token') COMPREPLY=(); return ;;
+    'devices rotate-credentials/--overlap') COMPREPLY=(); return ;;
+    'devices rotate-credentials/--out-file') COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    'devices rotate-credentials/--idempotency-key') COMPREPLY=(); return ;;
+    'devices rotate-credentials/--url') COMPREPLY=(); return ;;
+    'devices rotate-credentials/--token') COMPREPLY=(); return ;;
     'models list/--name') COMPREPLY=(); return ;;
     'models list/--url') COMPREPLY=(); return ;;
     'models list/--token') COMPREPLY=(); return ;;
@@ -212,16 +228,22 @@ _edgeloop() {
     'datasets import-labels/--file') COMPREPLY=($(compgen -f -- "$cur")); return ;;
     'datasets import-labels/--url') COMPREPLY=(); return ;;
     'datasets import-labels/--token') COMPREPLY=(); return ;;
+    'ca init/--data-dir') COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    'ca init/--name') COMPREPLY=(); return ;;
+    'ca server-cert/--data-dir') COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    'ca server-cert/--out-dir') COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    'ca server-cert/--days') COMPREPLY=(); return ;;
   esac
   case "$key" in
-    'serve') opts='--http-port --mqtt-port --host --public-host --data-dir --database-url --log-level --trusted-keys --integrity-check --min-free-disk-mb --ingest-batch-size --ingest-flush-interval-ms --ingest-high-water --ingest-hard-cap --ingest-dedupe-cache-size --health-sweep-interval-ms --health-heartbeat-grace-s --health-default-keepalive-s --health-default-telemetry-interval-s --health-stale-intervals --health-high-temperature-c --health-disk-nearly-full-ratio --health-memory-pressure-ratio --health-inference-stall-s --retention-messages-days --retention-dead-letters-days --retention-audit-days --retention-prune-interval-s --http-body-limit-bytes --http-sse-heartbeat-s --http-console-dir --commands-default-timeout-ms --commands-max-timeout-ms --models-upload-limit-bytes --rollouts-tick-ms --rollouts-leader-retry-ms --samples-max-bytes --samples-retention-days --samples-quota-bytes --samples-upload-expiry-hours --samples-thumbnail-width --mqtt-max-connections --mqtt-max-pending-connections --mqtt-connect-deadline-ms --mqtt-connect-rate-per-address --mqtt-connect-burst-per-address --mqtt-max-connect-bytes --mqtt-max-packet-bytes --idempotency-ttl-hours --idempotency-max-response-bytes --idempotency-in-flight-timeout-s --readiness-interval-ms --readiness-flush-error-window-s --readiness-retry-after-s --help'; args='' ;;
+    'serve') opts='--http-port --mqtt-port --host --public-host --data-dir --database-url --log-level --trusted-keys --integrity-check --min-free-disk-mb --mqtt-tls-port --tls-cert --tls-key --ingest-batch-size --ingest-flush-interval-ms --ingest-high-water --ingest-hard-cap --ingest-dedupe-cache-size --health-sweep-interval-ms --health-heartbeat-grace-s --health-default-keepalive-s --health-default-telemetry-interval-s --health-stale-intervals --health-high-temperature-c --health-disk-nearly-full-ratio --health-memory-pressure-ratio --health-inference-stall-s --retention-messages-days --retention-dead-letters-days --retention-audit-days --retention-prune-interval-s --http-body-limit-bytes --http-sse-heartbeat-s --http-console-dir --commands-default-timeout-ms --commands-max-timeout-ms --models-upload-limit-bytes --rollouts-tick-ms --rollouts-leader-retry-ms --samples-max-bytes --samples-retention-days --samples-quota-bytes --samples-upload-expiry-hours --samples-thumbnail-width --mqtt-max-connections --mqtt-max-pending-connections --mqtt-connect-deadline-ms --mqtt-connect-rate-per-address --mqtt-connect-burst-per-address --mqtt-max-connect-bytes --mqtt-max-packet-bytes --idempotency-ttl-hours --idempotency-max-response-bytes --idempotency-in-flight-timeout-s --readiness-interval-ms --readiness-flush-error-window-s --readiness-retry-after-s --help'; args='' ;;
     'fleet') opts='--json --url --token --help'; args='' ;;
     'completion') opts='--help'; args='bash zsh' ;;
     'devices list') opts='--status --health --label --limit --json --url --token --help'; args='' ;;
     'devices get') opts='--json --url --token --help'; args='' ;;
-    'devices enroll') opts='--label --json --url --token --help'; args='' ;;
+    'devices enroll') opts='--label --auth --out-dir --json --url --token --help'; args='' ;;
     'devices delete') opts='--json --url --token --help'; args='' ;;
     'devices command') opts='--arg --timeout --json --url --token --help'; args='ping reload-config set-telemetry-interval capture' ;;
+    'devices rotate-credentials') opts='--overlap --deliver --no-deliver --out-file --idempotency-key --json --url --token --help'; args='' ;;
     'models list') opts='--name --json --url --token --help'; args='' ;;
     'models get') opts='--json --url --token --help'; args='' ;;
     'models upload') opts='--release --model --json --url --token --help'; args='' ;;
@@ -244,6 +266,8 @@ _edgeloop() {
     'datasets get') opts='--json --url --token --help'; args='' ;;
     'datasets export') opts='--format --out --json --url --token --help'; args='' ;;
     'datasets import-labels') opts='--file --json --url --token --help'; args='' ;;
+    'ca init') opts='--data-dir --force --name --json --help'; args='' ;;
+    'ca server-cert') opts='--data-dir --out-dir --days --json --help'; args='' ;;
     *) return ;;
   esac
   if [[ "$cur" == -* || -z "$args" ]]; then

@@ -17,16 +17,21 @@ import {
 import { Aedes, type AedesPublishPacket, type Client, type PublishPacket, type Subscription } from 'aedes';
 import type { Logger } from 'pino';
 import type { CommandWaiters } from './command-waiters.ts';
+import type { DeviceSecrets } from './device-secrets.ts';
 import type { Clock, IngestWriter } from './ingest.ts';
 import type { MetricsRegistry } from './metrics.ts';
 import type { DeviceIssues } from './mqtt-front-issues.ts';
-import type { SecretHasher } from './secrets.ts';
+import type { PeerIdentity } from './tls/tls-listeners.ts';
 
 /*
  * The embedded MQTT broker (aedes 1.2, MQTT 3.1.1) with the fleet's access rules:
  *
- *   authenticate        username = client id = an enrolled, active device id; password checked
- *                       against its keyed hash (constant time). A last will is allowed only on
+ *   authenticate        mTLS first (a certificate chaining to the fleet CA, CN = client id, its
+ *                       fingerprint the device's; see authenticateWithCertificates), else:
+ *                       username = client id = an enrolled, active device id; password checked
+ *                       against its keyed hash (constant time), or a rotation's next secret,
+ *                       which the first such login promotes (device-secrets.ts; after the
+ *                       rotation's deadline the old secret is refused). A last will is allowed only on
  *                       the device's own status topic. Refusals: CONNACK 4 (bad credentials) or
  *                       5 (not authorized). Failures of an enrolled id's credential and takeovers
  *                       of a live session go to the device issues (auth-failing,
@@ -54,8 +59,8 @@ const INGESTED: unique symbol = Symbol('edgeloop.ingested');
 type TaggedPacket = PublishPacket & { [INGESTED]?: true; clientId?: string };
 
 export type BrokerDeps = {
-  readonly devices: { secretHash(id: string): Promise<string | null> };
-  readonly hasher: SecretHasher;
+  /** Device secrets (device-secrets.ts): the current one, or a rotation's next one (which it promotes). */
+  readonly secrets: Pick<DeviceSecrets, 'check'>;
   readonly ingest: IngestWriter;
   readonly waiters: CommandWaiters;
   readonly metrics: MetricsRegistry;
@@ -67,6 +72,18 @@ export type BrokerDeps = {
   readonly front?: { admitted(connection: unknown): void };
   /** aedes's own CONNECT timeout; the front's deadline is meant to come first. Default 30 s. */
   readonly connectTimeoutMs?: number;
+  /**
+   * X.509 device identity (mTLS): the certificate a TLS connection presented, and the fingerprint
+   * stored for a cert device. Absent: no fleet CA, passwords only.
+   */
+  readonly certificates?: DeviceCertificateAuth;
+};
+
+/** What the broker needs for certificate logins (tls/tls-listeners.ts and the devices repository). */
+export type DeviceCertificateAuth = {
+  identify(connection: unknown): PeerIdentity | null;
+  /** The fingerprint of an active device enrolled with a certificate; null for others. */
+  fingerprint(deviceId: string): Promise<string | null>;
 };
 
 export type CommandRequest = { readonly name: string; readonly args?: JsonObject };
@@ -114,7 +131,7 @@ function capSubscriptionQos(packet: { cmd?: string; subscriptions?: { qos: numbe
 }
 
 export async function createBroker(deps: BrokerDeps): Promise<ControlBroker> {
-  const { ingest, hasher, logger, waiters } = deps;
+  const { ingest, logger, waiters } = deps;
   const authFailures = deps.metrics.counter('edgeloop_mqtt_auth_failures_total', 'Refused MQTT connects, by reason');
   const aclDenials = deps.metrics.counter('edgeloop_mqtt_acl_denials_total', 'Refused publishes and subscriptions');
   const clientErrors = deps.metrics.counter('edgeloop_mqtt_client_errors_total', 'MQTT connections closed on error');
@@ -153,14 +170,15 @@ export async function createBroker(deps: BrokerDeps): Promise<ControlBroker> {
       callback(refuse('will_topic', 'a last will is allowed only on the device status topic', 5), null);
       return;
     }
-    deps.devices.secretHash(deviceId).then(
-      (secretHash) => {
-        if (secretHash === null || !ingest.knows(deviceId)) {
+    deps.secrets.check(deviceId, password.toString('utf8')).then(
+      (checked) => {
+        if (checked === 'unknown' || !ingest.knows(deviceId)) {
           callback(refuse('unknown_device', 'unknown or revoked device', 4), null);
-        } else if (!hasher.verify(password.toString('utf8'), secretHash)) {
+        } else if (checked === 'refused' || checked === 'expired') {
           // Counted per id only here, for an enrolled device: unknown ids never get an entry.
           deps.issues?.noteAuthFailure(deviceId);
-          callback(refuse('bad_password', 'bad user name or password', 4), null);
+          const reason = checked === 'expired' ? 'secret_expired' : 'bad_password';
+          callback(refuse(reason, 'bad user name or password', 4), null);
         } else if (deps.issues?.noteLogin(deviceId, isLive(liveClient(deviceId))) === 'refuse') {
           callback(refuse('client_id_flapping', 'the client id is held by another live session', 2), null);
         } else {
@@ -174,6 +192,77 @@ export async function createBroker(deps: BrokerDeps): Promise<ControlBroker> {
       },
     );
   };
+
+  /**
+   * mTLS in front of the password check. A connection that presented a certificate is judged by
+   * it alone: it must chain to the fleet CA, its CN must be the client id, its fingerprint the one
+   * stored for that active device (a superseded certificate is refused); a username, if sent, must
+   * be the id; a password is ignored. A device enrolled with a certificate is refused without it:
+   * its password serves HTTP only. Everything else goes to the password check unchanged.
+   */
+  const authenticateWithCertificates =
+    (certificates: DeviceCertificateAuth): typeof authenticate =>
+    (client, username, password, callback) => {
+      const deviceId = client.id;
+      const peer = certificates.identify(client.conn);
+      if (peer === null) {
+        if (!checkDeviceId(deviceId).ok) {
+          authenticate(client, username, password, callback);
+          return;
+        }
+        certificates.fingerprint(deviceId).then(
+          (fingerprint) => {
+            if (fingerprint === null) {
+              authenticate(client, username, password, callback);
+              return;
+            }
+            deps.issues?.noteAuthFailure(deviceId);
+            callback(refuse('cert_required', 'this device logs in with its certificate (MQTT over TLS)', 4), null);
+          },
+          (error: unknown) => {
+            logger.error({ err: error }, 'certificate lookup failed');
+            callback(authError('server unavailable', 3), null);
+          },
+        );
+        return;
+      }
+      if (!peer.authorized) {
+        callback(refuse('cert_untrusted', `the client certificate is not trusted (${peer.reason})`, 4), null);
+        return;
+      }
+      if (
+        !checkDeviceId(deviceId).ok ||
+        peer.commonName !== deviceId ||
+        (username !== undefined && username !== deviceId)
+      ) {
+        callback(refuse('cert_cn_mismatch', 'the certificate CN must equal the client id, a device id', 5), null);
+        return;
+      }
+      const will = (client as Client & { _will?: { topic?: string } | null })._will;
+      if (will && will.topic !== topicFor(deviceId, 'status')) {
+        callback(refuse('will_topic', 'a last will is allowed only on the device status topic', 5), null);
+        return;
+      }
+      certificates.fingerprint(deviceId).then(
+        (fingerprint) => {
+          if (fingerprint === null || !ingest.knows(deviceId)) {
+            callback(refuse('unknown_device', 'unknown or revoked device', 4), null);
+          } else if (fingerprint !== peer.fingerprint) {
+            deps.issues?.noteAuthFailure(deviceId);
+            callback(refuse('cert_superseded', 'this certificate is not the one issued to the device', 4), null);
+          } else if (deps.issues?.noteLogin(deviceId, isLive(liveClient(deviceId))) === 'refuse') {
+            callback(refuse('client_id_flapping', 'the client id is held by another live session', 2), null);
+          } else {
+            deps.front?.admitted(client.conn);
+            callback(null, true);
+          }
+        },
+        (error: unknown) => {
+          logger.error({ err: error }, 'certificate lookup failed');
+          callback(authError('server unavailable', 3), null);
+        },
+      );
+    };
 
   const ingestWill = (deviceId: string, packet: TaggedPacket, done: (error?: Error | null) => void) => {
     wills.inc();
@@ -281,7 +370,7 @@ export async function createBroker(deps: BrokerDeps): Promise<ControlBroker> {
 
   const aedes = await Aedes.createBroker({
     ...(deps.connectTimeoutMs ? { connectTimeout: deps.connectTimeoutMs } : {}),
-    authenticate: authenticate as never,
+    authenticate: (deps.certificates ? authenticateWithCertificates(deps.certificates) : authenticate) as never,
     authorizePublish: authorizePublish as never,
     authorizeSubscribe,
     published: published as never,

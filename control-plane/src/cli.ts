@@ -1,5 +1,6 @@
 import { ApiRequestError } from '@edgeloop/protocol';
 import { UsageError } from './cli/args.ts';
+import { caGroup } from './cli/ca.ts';
 import { describeFailure } from './cli/client.ts';
 import { type CliIo, type CommandSpec, EXIT, type GroupSpec, runCommand, runGroup, usageLine } from './cli/command.ts';
 import { type CommandTree, createCompletionCommand } from './cli/completion.ts';
@@ -24,7 +25,7 @@ import { VERSION } from './control-plane.ts';
 
 export { type CliIo, EXIT } from './cli/command.ts';
 
-const GROUPS: readonly GroupSpec[] = [devicesGroup, modelsGroup, rolloutsGroup, samplesGroup, datasetsGroup];
+const GROUPS: readonly GroupSpec[] = [devicesGroup, modelsGroup, rolloutsGroup, samplesGroup, datasetsGroup, caGroup];
 const completionCommand: CommandSpec = createCompletionCommand(() => TREE);
 const COMMANDS: readonly CommandSpec[] = [serveCommand, fleetCommand, completionCommand];
 const TREE: CommandTree = { groups: GROUPS, commands: COMMANDS };

@@ -187,6 +187,15 @@ export const Config = z.object({
    * writes answer 507 with Retry-After, ingest holds publishers (no PUBACK) and /readyz is 503.
    */
   minFreeDiskMb: z.coerce.number().min(0).default(64),
+  /**
+   * Port of the MQTT TLS listener (mqtts; 0 picks a free port); absent: none. It needs --tls-cert and
+   * --tls-key, and asks devices for a certificate when the data dir holds a fleet CA (edgeloop ca init).
+   */
+  mqttTlsPort: Port.optional(),
+  /** PEM certificate (chain) of the HTTPS API and the MQTT TLS listener; with --tls-key the API serves HTTPS. Reloaded on SIGHUP. */
+  tlsCert: z.string().min(1).optional(),
+  /** PEM private key of --tls-cert. Reloaded on SIGHUP. */
+  tlsKey: z.string().min(1).optional(),
   ingest: IngestConfig.default(IngestConfig.parse({})),
   health: HealthConfig.default(HealthConfig.parse({})),
   retention: RetentionConfig.default(RetentionConfig.parse({})),
@@ -215,6 +224,9 @@ const TOP_LEVEL_KEYS = [
   'trustedKeys',
   'integrityCheck',
   'minFreeDiskMb',
+  'mqttTlsPort',
+  'tlsCert',
+  'tlsKey',
 ] as const;
 const SECTIONS = {
   ingest: IngestConfig,
@@ -374,6 +386,12 @@ export function loadConfig(options: LoadConfigOptions = {}): Readonly<Config> {
   }
   if (parsed.success && parsed.data.ingest.hardCap < parsed.data.ingest.highWater) {
     problems.push('--ingest-hard-cap must not be below --ingest-high-water');
+  }
+  if (parsed.success && (parsed.data.tlsCert === undefined) !== (parsed.data.tlsKey === undefined)) {
+    problems.push('--tls-cert and --tls-key go together: give both or neither');
+  }
+  if (parsed.success && parsed.data.mqttTlsPort !== undefined && parsed.data.tlsCert === undefined) {
+    problems.push('--mqtt-tls-port needs --tls-cert and --tls-key');
   }
   if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
   return deepFreeze(parsed.data);

@@ -1,7 +1,10 @@
 import { mkdirSync } from 'node:fs';
 import type { Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
+import type { Server as TlsServer } from 'node:tls';
+import { fail, ok, type Result } from '@edgeloop/protocol';
 import { createAdaptorServer } from '@hono/node-server';
 import type { Hono } from 'hono';
 import pino, { type Logger } from 'pino';
@@ -15,6 +18,7 @@ import { createDatasetService } from './datasets/service.ts';
 import { createPostgresStore } from './db/postgres/store.ts';
 import type { Store } from './db/repositories.ts';
 import { createSqliteStore } from './db/sqlite/store.ts';
+import { createDeviceSecrets } from './device-secrets.ts';
 import { createDiskMonitor, type DiskMonitor, type FsStats } from './disk-monitor.ts';
 import { type EventLoopMonitor, monitorEventLoop } from './event-loop.ts';
 import { createEventBus, type EventBus } from './events.ts';
@@ -38,6 +42,8 @@ import { createSamplePolicyService } from './samples/policies.ts';
 import { createSampleService, type SampleService } from './samples/service.ts';
 import { createSecretHasher, loadOrCreatePepper } from './secrets.ts';
 import { createHealthSweeper, createRetentionPruner, systemTimers, type Timers } from './sweeper.ts';
+import { issueCertificate } from './tls/fleet-ca.ts';
+import { createTlsListeners, type ReloadSummary, readTlsMaterial, type TlsListeners } from './tls/tls-listeners.ts';
 import { createTokenService, type TokenService } from './tokens.ts';
 
 export const VERSION: string = packageJson.version;
@@ -46,8 +52,13 @@ export const VERSION: string = packageJson.version;
 export class PortInUseError extends Error {
   readonly code = 'port_in_use';
   readonly port: number;
-  readonly flag: '--http-port' | '--mqtt-port';
-  constructor(kind: 'HTTP' | 'MQTT', port: number, flag: '--http-port' | '--mqtt-port', options?: { cause?: unknown }) {
+  readonly flag: '--http-port' | '--mqtt-port' | '--mqtt-tls-port';
+  constructor(
+    kind: 'HTTP' | 'MQTT' | 'MQTT TLS',
+    port: number,
+    flag: '--http-port' | '--mqtt-port' | '--mqtt-tls-port',
+    options?: { cause?: unknown },
+  ) {
     super(`${kind} port ${port} is already in use; choose another with ${flag}`, options);
     this.name = 'PortInUseError';
     this.port = port;
@@ -72,6 +83,9 @@ export type StartedControlPlane = {
   readonly mqttPort: number;
   readonly httpUrl: string;
   readonly mqttUrl: string;
+  /** The MQTT TLS listener (--mqtt-tls-port), or null. */
+  readonly mqttTlsPort: number | null;
+  readonly mqttTlsUrl: string | null;
   /** The admin token generated at this start (print it once), or null. */
   readonly adminToken: string | null;
 };
@@ -99,12 +113,19 @@ export type ControlPlaneInternals = {
   readonly disk: DiskMonitor;
   /** The checks of GET /readyz. */
   readonly readiness: Readiness;
+  /** TLS of the HTTPS API and the MQTT TLS listener (--tls-cert/--tls-key), or null. */
+  readonly tls: TlsListeners | null;
 };
 
 export type ControlPlane = {
   start(): Promise<StartedControlPlane>;
   /** Stops accepting, closes the broker (wills are stored), flushes the ingest queue, closes the DB. */
   stop(): Promise<void>;
+  /**
+   * Re-reads --tls-cert, --tls-key and the fleet CA and applies them to new connections (SIGHUP).
+   * ok(null) when TLS is not configured; a failure keeps the running certificates.
+   */
+  reloadTls(): Promise<Result<ReloadSummary | null, 'invalid_tls'>>;
   /** Available between start() and stop(). */
   readonly internals: ControlPlaneInternals;
 };
@@ -146,6 +167,7 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
   const clock = deps.clock ?? { now: () => Date.now() };
   const timers = deps.timers ?? systemTimers;
   let internals: ControlPlaneInternals | null = null;
+  let tlsListeners: TlsListeners | null = null;
   const cleanups: (() => Promise<void> | void)[] = [];
   let state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
 
@@ -185,6 +207,16 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
       // Trusted keys first: a bad key file fails the start before anything is opened.
       const trustedKeys = loadTrustedKeys(config.trustedKeys);
       if (!trustedKeys.ok) throw new ConfigError([trustedKeys.error.message]);
+      // The server certificate and the fleet CA, read (and checked) before anything is opened too.
+      let tlsMaterial: Awaited<ReturnType<typeof readTlsMaterial>> | null = null;
+      if (config.tlsCert !== undefined && config.tlsKey !== undefined) {
+        tlsMaterial = await readTlsMaterial({
+          certFile: config.tlsCert,
+          keyFile: config.tlsKey,
+          dataDir: config.dataDir,
+        });
+        if (!tlsMaterial.ok) throw new ConfigError([tlsMaterial.error.message]);
+      }
       const pepper = loadOrCreatePepper(config.dataDir);
       const hasher = createSecretHasher(pepper);
       const store =
@@ -207,6 +239,16 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
           'Audit log entries that could not be written (a gap in the log)',
         ),
       });
+      const tls: TlsListeners | null = tlsMaterial?.ok
+        ? createTlsListeners({
+            files: { certFile: config.tlsCert!, keyFile: config.tlsKey!, dataDir: config.dataDir },
+            material: tlsMaterial.value,
+            handshakeTimeoutMs: config.mqtt.connectDeadlineMs,
+            metrics,
+            logger: logger.child({ component: 'tls' }),
+          })
+        : null;
+      tlsListeners = tls;
       const eventLoop = monitorEventLoop(metrics);
       cleanups.push(() => eventLoop.stop());
       // Below the watermark API writes answer 507 and ingest holds its batches (publishers wait for PUBACK).
@@ -262,9 +304,15 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         metrics,
         logger: logger.child({ component: 'mqtt-front' }),
       });
-      broker = await createBroker({
-        devices: store.devices,
+      const deviceSecrets = createDeviceSecrets({
+        credentials: store.credentials,
         hasher,
+        clock,
+        metrics,
+        logger: logger.child({ component: 'credentials' }),
+      });
+      broker = await createBroker({
+        secrets: deviceSecrets,
         ingest,
         waiters,
         metrics,
@@ -274,18 +322,29 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         front: mqttFront,
         // A backstop only: the front's deadline closes a socket that did not log in first.
         connectTimeoutMs: config.mqtt.connectDeadlineMs + 1_000,
+        // Always on: a device enrolled with a certificate is refused a password login, TLS or not.
+        certificates: {
+          identify: (connection) => tls?.identify(connection) ?? null,
+          fingerprint: (deviceId) => store.devices.certFingerprint(deviceId),
+        },
       });
       const openBroker = broker;
       const mqttServer = createServer((socket) => mqttFront.accept(socket));
+      // TLS sockets pass the same front once their handshake is done.
+      const mqttTlsServer =
+        tls && config.mqttTlsPort !== undefined ? tls.createMqttServer((socket) => mqttFront.accept(socket)) : null;
       cleanups.push(async () => {
         // Stop accepting first; the listener's close completes once the broker closed every client.
         const listenerClosed = mqttServer.listening ? closeServer(mqttServer) : Promise.resolve();
+        const tlsListenerClosed = mqttTlsServer?.listening ? closeServer(mqttTlsServer) : Promise.resolve();
         waiters.cancelAll();
         await openBroker.close();
         await listenerClosed;
+        await tlsListenerClosed;
       });
 
       let mqttEndpoint: MqttEndpoint = { host: '', port: 0, url: '' };
+      let mqttTlsEndpoint: MqttEndpoint | null = null;
       const fleet = createFleet({
         devices: store.devices,
         hasher,
@@ -294,6 +353,34 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         live: ingest,
         broker: openBroker,
         mqttEndpoint: () => mqttEndpoint,
+        deviceCertificates: {
+          async issue(deviceId) {
+            const ca = tls?.fleetCa() ?? null;
+            if (!tls || !mqttTlsEndpoint) {
+              return fail(
+                'cert_unavailable',
+                'certificate enrollment needs the MQTT TLS listener: start with --mqtt-tls-port, --tls-cert and --tls-key',
+              );
+            }
+            if (!ca) {
+              return fail(
+                'cert_unavailable',
+                'certificate enrollment needs a fleet CA: run edgeloop ca init, then restart or send SIGHUP',
+              );
+            }
+            const issued = await issueCertificate(ca, { commonName: deviceId, usage: 'client', now: clock.now() });
+            return ok({
+              certificate: {
+                cert: issued.certPem,
+                key: issued.keyPem,
+                ca: ca.certPem,
+                fingerprint: issued.fingerprint,
+                notAfter: issued.notAfter,
+              },
+              mqtt: mqttTlsEndpoint,
+            });
+          },
+        },
         samplePolicies: store.samplePolicies,
       });
 
@@ -307,6 +394,18 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
       const wildcard = config.host === '0.0.0.0' || config.host === '::';
       const publicHost = config.publicHost ?? (wildcard ? 'localhost' : config.host);
       mqttEndpoint = { host: publicHost, port: mqttPort, url: `mqtt://${urlHost(publicHost)}:${mqttPort}` };
+      if (mqttTlsServer && config.mqttTlsPort !== undefined) {
+        let tlsPort: number;
+        try {
+          tlsPort = await listen(mqttTlsServer, config.mqttTlsPort, config.host);
+        } catch (error) {
+          if (isAddressInUse(error)) {
+            throw new PortInUseError('MQTT TLS', config.mqttTlsPort, '--mqtt-tls-port', { cause: error });
+          }
+          throw error;
+        }
+        mqttTlsEndpoint = { host: publicHost, port: tlsPort, url: `mqtts://${urlHost(publicHost)}:${tlsPort}` };
+      }
       const openReadiness = createReadiness({
         probeDatabase: () => store.probeWrite(),
         disk,
@@ -373,6 +472,8 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         store,
         fleet,
         tokens,
+        deviceSecrets,
+        isConnected: (deviceId) => openBroker.isConnected(deviceId),
         bus,
         metrics,
         config,
@@ -386,11 +487,10 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
           registry,
           blobs,
           rollouts: store.rollouts,
-          hasher,
           uploadLimitBytes: config.models.uploadLimitBytes,
         },
         rollouts: rolloutService,
-        samples: { service: samples, hasher, maxBytes: config.samples.maxBytes },
+        samples: { service: samples, maxBytes: config.samples.maxBytes },
         datasets: {
           service: createDatasetService({ datasets: store.datasets, samples: store.samples, blobs, clock }),
           labelsLimitBytes: DEFAULT_LABELS_LIMIT_BYTES,
@@ -423,7 +523,16 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         },
         readiness: () => openReadiness.check(),
       });
-      const httpServer = createAdaptorServer({ fetch: app.fetch }) as HttpServer;
+      const httpServer = (
+        tls
+          ? createAdaptorServer({
+              fetch: app.fetch,
+              createServer: createHttpsServer,
+              serverOptions: tls.httpsOptions(),
+            })
+          : createAdaptorServer({ fetch: app.fetch })
+      ) as HttpServer;
+      if (tls) tls.attachHttps(httpServer as unknown as TlsServer);
       let httpPort: number;
       try {
         httpPort = await listen(httpServer, config.httpPort, config.host);
@@ -491,20 +600,25 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         samples,
         disk,
         readiness: openReadiness,
+        tls,
       };
       state = 'running';
       const httpHost = urlHost(wildcard ? 'localhost' : config.host);
       const started: StartedControlPlane = {
         httpPort,
         mqttPort,
-        httpUrl: `http://${httpHost}:${httpPort}`,
+        httpUrl: `${tls ? 'https' : 'http'}://${httpHost}:${httpPort}`,
         mqttUrl: mqttEndpoint.url,
+        mqttTlsPort: mqttTlsEndpoint?.port ?? null,
+        mqttTlsUrl: mqttTlsEndpoint?.url ?? null,
         adminToken: generated,
       };
       logger.info(
         {
           httpPort,
           mqttPort,
+          mqttTlsPort: mqttTlsEndpoint?.port ?? null,
+          fleetCa: tls?.fleetCa()?.fingerprint ?? null,
           dataDir: config.dataDir,
           store: store.dialect,
           desiredRepublished: republished,
@@ -535,6 +649,10 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
       internals = null;
       state = 'stopped';
       logger.info('control plane stopped');
+    },
+    async reloadTls() {
+      if (!tlsListeners) return ok(null);
+      return tlsListeners.reload();
     },
     get internals() {
       if (!internals) throw new Error('the control plane is not running');

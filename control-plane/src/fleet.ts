@@ -1,7 +1,9 @@
 import {
   checkDeviceId,
   type Desired,
+  type DeviceCertificate,
   type EnrollDeviceResponse,
+  fail,
   type Labels,
   ok,
   type Reply,
@@ -42,11 +44,21 @@ export type FleetDeps = {
   };
   readonly mqttEndpoint: () => MqttEndpoint;
   /**
+   * Device certificates signed by the fleet CA, for enrollment with `auth: cert`, with the MQTT TLS
+   * endpoint such a device connects to. Absent or failing: cert enrollment answers why.
+   */
+  readonly deviceCertificates?: {
+    issue(deviceId: string): Promise<Result<DeviceCertificateGrant, 'cert_unavailable'>>;
+  };
+  /**
    * Sample policies by label selector: a device enrolled later, or whose labels change, gets the
    * policy of the most specific selector it matches in its desired state.
    */
   readonly samplePolicies?: Pick<SamplePolicyRepository, 'list'>;
 };
+
+/** A certificate issued for one enrollment and where its device connects. */
+export type DeviceCertificateGrant = { readonly certificate: DeviceCertificate; readonly mqtt: MqttEndpoint };
 
 /** Desired-state fields the model registry / rollouts set (issue 4). */
 export type DesiredChange = SetDesiredRequest & {
@@ -59,7 +71,9 @@ export type Fleet = {
   enroll(input: {
     id: unknown;
     labels: Labels;
-  }): Promise<Result<EnrollDeviceResponse, 'invalid_device_id' | 'conflict'>>;
+    /** cert: also an X.509 identity (MQTT over TLS without the password); default secret. */
+    auth?: 'secret' | 'cert';
+  }): Promise<Result<EnrollDeviceResponse, 'invalid_device_id' | 'conflict' | 'cert_unavailable'>>;
   revoke(id: string): Promise<boolean>;
   patchLabels(id: string, patch: Readonly<Record<string, string | null>>): Promise<DeviceRecord | null>;
   /** Merges the change into the desired state, bumps its version, stores and publishes it (retained). */
@@ -96,12 +110,24 @@ export function createFleet(deps: FleetDeps): Fleet {
       const checked = checkDeviceId(input.id);
       if (!checked.ok) return checked;
       const id = checked.value;
+      // The certificate first: nothing is stored when it cannot be issued.
+      let grant: DeviceCertificateGrant | null = null;
+      if (input.auth === 'cert') {
+        if (!deps.deviceCertificates) {
+          return fail('cert_unavailable', 'certificate enrollment is not available on this control plane');
+        }
+        const issued = await deps.deviceCertificates.issue(id);
+        if (!issued.ok) return issued;
+        grant = issued.value;
+      }
+      // A cert device gets a password too: its HTTP calls (model downloads, sample uploads) use it.
       const secret = generateSecret();
       const enrolled = await devices.enroll({
         id,
         labels: input.labels,
         secretHash: hasher.hash(secret),
         now: clock.now(),
+        ...(grant ? { authMethod: 'cert' as const, certFingerprint: grant.certificate.fingerprint } : {}),
       });
       if (!enrolled.ok) return enrolled;
       deps.live.addDevice(id, enrolled.value.enrolledAt);
@@ -110,7 +136,8 @@ export function createFleet(deps: FleetDeps): Fleet {
       return ok({
         device: toDeviceView(enrolled.value),
         credentials: { clientId: id, username: id, password: secret },
-        mqtt: deps.mqttEndpoint(),
+        ...(grant ? { certificate: grant.certificate } : {}),
+        mqtt: grant ? grant.mqtt : deps.mqttEndpoint(),
       });
     },
 

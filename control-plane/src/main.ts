@@ -13,10 +13,19 @@ const waitForShutdown = () =>
     process.once('SIGTERM', onSignal);
   });
 
+// SIGHUP asks `edgeloop serve` to re-read its TLS certificates (instead of Node's default: exit).
+const onReload = (handler: () => void) => {
+  process.on('SIGHUP', handler);
+  return () => {
+    process.off('SIGHUP', handler);
+  };
+};
+
 process.exitCode = await runCli(process.argv.slice(2), process.env, {
   out: (text) => process.stdout.write(text),
   err: (text) => process.stderr.write(text),
   waitForShutdown,
+  onReload,
   isTty: process.stdout.isTTY === true,
   errIsTty: process.stderr.isTTY === true,
 });

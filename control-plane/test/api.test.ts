@@ -199,10 +199,17 @@ describe('devices', () => {
     );
     expect(second.items.map((i) => i.message.ts)).toEqual([1_700_000_000_001, 1_700_000_000_000]);
     expect(second.nextCursor).toBeNull();
-    const before = TelemetryHistory.parse(
-      await (await t.raw('GET', '/api/v1/devices/history-cam/telemetry?before=1700000000002')).json(),
+    // `before` is the control plane's receive time (the device's ts is data, not the order).
+    const newest = first.items[0]!.receivedAt;
+    const oldest = second.items[1]!.receivedAt;
+    const beforeAll = TelemetryHistory.parse(
+      await (await t.raw('GET', `/api/v1/devices/history-cam/telemetry?before=${newest + 1}`)).json(),
     );
-    expect(before.items).toHaveLength(2);
+    expect(beforeAll.items).toHaveLength(5);
+    const beforeOldest = TelemetryHistory.parse(
+      await (await t.raw('GET', `/api/v1/devices/history-cam/telemetry?before=${oldest}`)).json(),
+    );
+    expect(beforeOldest.items).toHaveLength(0);
     const events = MessageList.parse(
       await (await t.raw('GET', '/api/v1/devices/history-cam/messages?channel=events')).json(),
     );
@@ -434,6 +441,7 @@ describe('events and OpenAPI', () => {
         'GET /api/v1/devices/{id}/messages',
         'PUT /api/v1/devices/{id}/desired',
         'POST /api/v1/devices/{id}/commands',
+        'POST /api/v1/devices/{id}/credentials/rotate',
         'GET /api/v1/fleet/sites',
         'GET /api/v1/fleet/summary',
         'GET /api/v1/events',
@@ -447,6 +455,8 @@ describe('events and OpenAPI', () => {
         'GET /api/v1/models',
         'GET /api/v1/models/{name}/{version}',
         'GET /api/v1/models/{name}/{version}/file',
+        'POST /api/v1/models/{name}/{version}/evaluations',
+        'GET /api/v1/models/{name}/{version}/evaluations',
         'POST /api/v1/rollouts',
         'GET /api/v1/rollouts',
         'GET /api/v1/rollouts/{id}',

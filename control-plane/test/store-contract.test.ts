@@ -98,6 +98,22 @@ describe.each(factories)('store contract: $name', (factory) => {
       expect(await store.devices.secretHash('cam-1')).toBe('h3');
     });
 
+    it('keeps the certificate fingerprint of a cert device until it is revoked, and forgets it on re-enrollment', async () => {
+      const base = { labels: {}, secretHash: 'h', now: T };
+      await store.devices.enroll({ ...base, id: 'cam-cert', authMethod: 'cert', certFingerprint: 'ab'.repeat(32) });
+      await store.devices.enroll({ ...base, id: 'cam-pass' });
+      expect(await store.devices.certFingerprint('cam-cert')).toBe('ab'.repeat(32));
+      expect(await store.devices.certFingerprint('cam-pass')).toBeNull();
+      expect(await store.devices.certFingerprint('cam-nobody')).toBeNull();
+      await store.devices.revoke('cam-cert', T + 1);
+      expect(await store.devices.certFingerprint('cam-cert')).toBeNull();
+      await store.devices.enroll({ ...base, id: 'cam-cert', now: T + 2 });
+      expect(await store.devices.certFingerprint('cam-cert')).toBeNull();
+      await store.devices.revoke('cam-pass', T + 3);
+      await store.devices.enroll({ ...base, id: 'cam-pass', authMethod: 'secret', certFingerprint: 'cd'.repeat(32) });
+      expect(await store.devices.certFingerprint('cam-pass')).toBeNull();
+    });
+
     it('lists in id order with status, health and label filters and keyset paging', async () => {
       for (const [id, site] of [
         ['cam-c', 'north'],
@@ -237,7 +253,7 @@ describe.each(factories)('store contract: $name', (factory) => {
       expect(await store.devices.loadLiveState('cam-1')).toBeNull();
     });
 
-    it('lists a device history newest first by device time, by channel, with a keyset', async () => {
+    it('lists a device history newest first by receipt (received time, seq, id), by channel, with a keyset', async () => {
       await store.ingest.commit({
         messages: [
           message('cam-1', 'a', T + 1),
@@ -257,7 +273,7 @@ describe.each(factories)('store contract: $name', (factory) => {
       const rest = await store.messages.list({
         deviceId: 'cam-1',
         channel: 'telemetry',
-        before: { deviceTs: last.deviceTs, id: last.id },
+        before: { receivedAt: last.receivedAt, seq: last.seq, id: last.id },
         limit: 10,
       });
       expect(rest.map((m) => m.msgId)).toEqual(['a']);
@@ -673,6 +689,8 @@ describe.each(factories)('store contract: $name', (factory) => {
       expect(await store.samples.uploaderOf('cam-up')).toEqual({
         id: 'cam-up',
         secretHash: await store.devices.secretHash('cam-up'),
+        secretHashNext: null,
+        secretNextDeadline: null,
         labels: { site: 'north', zone: 'a' },
       });
       await store.devices.patchLabels('cam-up', { zone: null, site: 'south' });

@@ -35,8 +35,14 @@ export const EnrollDeviceRequest = z
       .regex(DEVICE_ID_PATTERN)
       .describe('Device id: lowercase letters, digits, - and _, used as MQTT client id and username'),
     labels: Labels.default({}).describe('Labels to set at enrollment'),
+    auth: z
+      .enum(['secret', 'cert'])
+      .default('secret')
+      .describe(
+        'secret: MQTT with the password; cert: MQTT over TLS with a certificate signed by the fleet CA (CN = id), returned once; the password then serves HTTP only',
+      ),
   })
-  .describe('Enroll a device: its id and labels');
+  .describe('Enroll a device: its id, labels and how it authenticates on MQTT');
 export type EnrollDeviceRequest = z.infer<typeof EnrollDeviceRequest>;
 
 export const PatchDeviceRequest = z
@@ -76,15 +82,32 @@ export const DeviceView = z
   .describe('A device as the API shows it');
 export type DeviceView = z.infer<typeof DeviceView>;
 
+export const DeviceCertificate = z
+  .object({
+    cert: z.string().describe('The device certificate (PEM), CN = device id, signed by the fleet CA'),
+    /** Shown once, at enrollment; the control plane keeps only the certificate's fingerprint. */
+    key: z.string().describe("The certificate's private key (PEM, PKCS#8); shown once, never stored"),
+    ca: z.string().describe('The fleet CA certificate (PEM) the device trusts the MQTT TLS listener with'),
+    fingerprint: z.string().describe('sha256 of the certificate (DER), lowercase hex'),
+    notAfter: EpochMs.describe('When the certificate expires'),
+  })
+  .describe('An X.509 device identity (enrollment with auth: cert)');
+export type DeviceCertificate = z.infer<typeof DeviceCertificate>;
+
 export const EnrollDeviceResponse = z
   .object({
     device: DeviceView.describe('The enrolled device'),
-    credentials: MqttCredentials.describe('Its MQTT credentials (the password is shown only here)'),
+    credentials: MqttCredentials.describe(
+      'Its credentials (the password is shown only here; with auth cert it serves HTTP only, not MQTT)',
+    ),
+    certificate: DeviceCertificate.optional().describe(
+      'With auth: cert, the device certificate and key (shown only here)',
+    ),
     mqtt: z
       .object({
         host: z.string().describe('Broker host for devices'),
         port: z.int().describe('Broker port'),
-        url: z.string().describe('Broker URL (mqtt://host:port)'),
+        url: z.string().describe('Broker URL (mqtt://host:port; mqtts://host:port, the TLS listener, with auth cert)'),
       })
       .describe('Where the device connects'),
   })
@@ -276,13 +299,13 @@ export type DeviceDetail = z.infer<typeof DeviceDetail>;
 export const HistoryQuery = z
   .object({
     limit: limitParam(1000, 100).describe('Page size'),
-    /** Only messages whose device timestamp is before this instant (epoch ms). */
+    /** Only messages the control plane received before this instant (epoch ms). */
     before: z.coerce
       .number()
       .int()
       .min(0)
       .optional()
-      .describe('Only messages whose device timestamp is before this instant (ms since the epoch)'),
+      .describe('Only messages the control plane received before this instant (ms since the epoch)'),
     cursor: z.string().max(256).optional().describe('Opaque, from the previous page nextCursor'),
   })
   .describe('Paging of a device history');
@@ -291,8 +314,16 @@ export type HistoryQuery = z.infer<typeof HistoryQuery>;
 export const TelemetryHistory = z
   .object({
     items: z
-      .array(z.object({ receivedAt: EpochMs, message: Telemetry }))
-      .describe('Telemetry messages, newest first, with when each was received'),
+      .array(
+        z.object({
+          receivedAt: EpochMs,
+          message: Telemetry,
+          clockSkew: z
+            .boolean()
+            .describe("True when the device's ts was beyond the allowed clock skew from receipt, or before 2020"),
+        }),
+      )
+      .describe('Telemetry messages, newest first by receipt (received time, then seq), with when each was received'),
     nextCursor: z.string().nullable().describe('Pass as ?cursor= for the next page; null on the last page'),
   })
   .describe('A page of telemetry');
@@ -312,8 +343,11 @@ export const StoredMessageView = z
     msgId: z.string().describe('Message id'),
     bootId: z.string().describe('Agent boot id'),
     seq: z.int().describe('Per-boot sequence number'),
-    deviceTs: EpochMs.describe('Device clock when sent'),
+    deviceTs: EpochMs.describe('Device clock when sent (kept as data; history is ordered by receipt)'),
     receivedAt: EpochMs.describe('When the control plane received it'),
+    clockSkew: z
+      .boolean()
+      .describe('True when deviceTs was beyond the allowed clock skew from receivedAt, or before 2020'),
     body: JsonObject.describe('The message as stored'),
   })
   .describe('A stored device message');
@@ -350,6 +384,55 @@ export type CommandRequest = z.infer<typeof CommandRequest>;
 
 export const CommandResponse = z.object({ reply: Reply }).describe("The device's reply");
 export type CommandResponse = z.infer<typeof CommandResponse>;
+
+/** Longest overlap of a credential rotation: 30 days. */
+export const MAX_ROTATION_OVERLAP_S = 30 * 86_400;
+/** Default overlap of a credential rotation: 24 h. */
+export const DEFAULT_ROTATION_OVERLAP_S = 86_400;
+
+export const RotateCredentialsRequest = z
+  .strictObject({
+    overlapS: z
+      .int()
+      .min(0)
+      .max(MAX_ROTATION_OVERLAP_S)
+      .optional()
+      .describe(
+        'Seconds the old secret keeps working if the device does not connect with the new one first (default 86400; 0: at once)',
+      ),
+    deliver: z
+      .boolean()
+      .optional()
+      .describe(
+        "Send the new secret to the device's command topic (rotate-credentials); default: when it is connected. true for an offline device answers 409",
+      ),
+  })
+  .describe("Rotate a device's secret with an overlap");
+export type RotateCredentialsRequest = z.infer<typeof RotateCredentialsRequest>;
+
+export const CREDENTIAL_DELIVERY_STATES = ['applied', 'failed', 'timeout', 'offline', 'not-sent'] as const;
+
+export const RotateCredentialsResponse = z
+  .object({
+    deviceId: z.string().describe('The device'),
+    /** Shown once; the control plane keeps only a keyed hash. */
+    password: z.string().describe('The new secret, shown only here; the control plane keeps only a keyed hash'),
+    deadline: EpochMs.describe(
+      'When the old secret stops working (ms since the epoch), unless the device connects with the new one first',
+    ),
+    delivery: z
+      .object({
+        state: z
+          .enum(CREDENTIAL_DELIVERY_STATES)
+          .describe(
+            'applied: the agent stored the secret and reconnected with it; failed: it answered an error (it keeps the old one); timeout, offline: no answer; not-sent: deliver false',
+          ),
+        message: z.string().optional().describe('Why, when not applied'),
+      })
+      .describe('What became of sending the secret to the device'),
+  })
+  .describe('A rotated device secret');
+export type RotateCredentialsResponse = z.infer<typeof RotateCredentialsResponse>;
 
 /* ---------------------------------------------- tokens ---------------------------------------- */
 

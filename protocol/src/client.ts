@@ -31,6 +31,8 @@ import {
   type RolloutListQuery,
   type RolloutSpecInput,
   RolloutView,
+  type RotateCredentialsRequest,
+  RotateCredentialsResponse,
   ServerEvent,
   type ServerEventType,
   SetDesiredResponse,
@@ -401,7 +403,12 @@ export function createApiClient(options: ApiClientOptions) {
       get(`/api/v1/devices/${enc(id)}`, DeviceDetail, undefined, signal),
     /** Enrolls a device: its view and MQTT credentials (the password is shown only here). */
     enroll: (
-      device: { readonly id: string; readonly labels?: Readonly<Record<string, string>> },
+      device: {
+        readonly id: string;
+        readonly labels?: Readonly<Record<string, string>>;
+        /** cert: an X.509 identity signed by the fleet CA (MQTT over TLS without a password). */
+        readonly auth?: 'secret' | 'cert';
+      },
       signal?: AbortSignal,
     ) => post('/api/v1/devices', EnrollDeviceResponse, device, signal),
     /** Sets labels; a null value removes that label. */
@@ -421,6 +428,23 @@ export function createApiClient(options: ApiClientOptions) {
       get(`/api/v1/devices/${enc(id)}/messages`, MessageList, query, signal),
     command: (id: string, command: CommandInput, signal?: AbortSignal) =>
       post(`/api/v1/devices/${enc(id)}/commands`, CommandResponse, command, signal),
+    /**
+     * Rotates the device secret (operator): the new one is returned once; the old one works until
+     * the device connects with the new one or the deadline passes. `deliver` (default: when the
+     * device is connected) sends it to the agent. `idempotencyKey`: a retry returns the same secret.
+     */
+    rotateCredentials: (
+      id: string,
+      options: RotateCredentialsRequest & { readonly idempotencyKey?: string } = {},
+      signal?: AbortSignal,
+    ) => {
+      const { idempotencyKey, ...json } = options;
+      return request('POST', `/api/v1/devices/${enc(id)}/credentials/rotate`, RotateCredentialsResponse, {
+        body: { json },
+        ...(idempotencyKey !== undefined ? { headers: { 'Idempotency-Key': idempotencyKey } } : {}),
+        signal,
+      });
+    },
     /** Deletes every sample of the device, with their dataset memberships (admin). */
     purgeSamples: (id: string, signal?: AbortSignal) =>
       request('DELETE', `/api/v1/devices/${enc(id)}/samples`, SamplePurgeResult, { signal }),

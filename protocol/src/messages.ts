@@ -304,6 +304,14 @@ export type DeviceEvent = z.infer<typeof DeviceEvent>;
 
 /* -------------------------------------- reported state ---------------------------------------- */
 
+/**
+ * Why an agent ignored a desired model assignment: `assignment-expired` (its expiresAt is before the
+ * device's clock) or `assignment-replayed` (an older desired version than the one applied, or a
+ * rollout the device already finished or rolled back for that model).
+ */
+export const ASSIGNMENT_IGNORED_REASONS = ['assignment-expired', 'assignment-replayed'] as const;
+export type AssignmentIgnoredReason = (typeof ASSIGNMENT_IGNORED_REASONS)[number];
+
 export const Reported = Envelope.extend({
   agentVersion: z.string().max(64).describe('Version of the agent software'),
   /** The desired-state version last applied (0 before any). */
@@ -346,6 +354,19 @@ export const Reported = Envelope.extend({
         .nullable()
         .optional()
         .describe('Model-update state machine, when an update is under way or just ended'),
+      /** The last model assignment the device refused to act on (stale or replayed), if any. */
+      ignored: z
+        .object({
+          reason: z
+            .enum(ASSIGNMENT_IGNORED_REASONS)
+            .describe('assignment-expired: its expiresAt had passed; assignment-replayed: already finished or older'),
+          rolloutId: z.string().max(64).nullable().describe('The rollout the assignment named'),
+          target: ModelRef.describe('The model it named'),
+          at: EpochMs.describe('When the device ignored it (device clock)'),
+        })
+        .nullable()
+        .optional()
+        .describe('The last model assignment the device ignored as expired or replayed'),
       highestReleaseCounter: z
         .int()
         .min(0)
@@ -440,3 +461,17 @@ export const COMMAND_ARGS = {
   capture: SampleCaptureArgs,
 } as const;
 export type KnownCommand = keyof typeof COMMAND_ARGS;
+
+/**
+ * The command that hands a device its rotated secret. Only the control plane's rotation
+ * (POST /api/v1/devices/:id/credentials/rotate) sends it; the generic command route refuses it.
+ */
+export const ROTATE_CREDENTIALS_COMMAND = 'rotate-credentials';
+
+export const RotateCredentialsArgs = z
+  .strictObject({
+    password: z.string().min(16).max(1024).describe('The new secret'),
+    deadline: EpochMs.optional().describe('When the old secret stops working'),
+  })
+  .describe('Arguments of rotate-credentials: the new secret the agent stores and reconnects with');
+export type RotateCredentialsArgs = z.infer<typeof RotateCredentialsArgs>;

@@ -251,6 +251,21 @@ export const ModelAssignment = z
       .max(2048)
       .describe('Where to download the bytes (absolute URL or a control-plane path); supports Range'),
     signed: SignedModelRelease.describe('The signed release the device verifies before switching'),
+    /**
+     * Until when (epoch ms) a device may act on this assignment. The control plane stamps it when it
+     * writes desired state and refreshes it well before it lapses, so a device that receives an
+     * expired one (a stale retained message, a replay) ignores it and reports `assignment-expired`.
+     */
+    expiresAt: z
+      .int()
+      .min(0)
+      .max(8.64e15)
+      .describe(
+        'Until when (ms since the epoch) a device may act on it; the control plane refreshes it before it ' +
+          'lapses, and a device ignores an expired one (reported as assignment-expired); absent in desired ' +
+          'states stored before it existed (no expiry)',
+      )
+      .optional(),
   })
   .describe('What desired state asks a device to run');
 export type ModelAssignment = z.infer<typeof ModelAssignment>;

@@ -73,9 +73,10 @@ export function createSampleUploader(deps: SampleUploaderDeps): SampleUploader {
   const maxRetryMs = deps.options?.maxRetryMs ?? 30_000;
   const requestTimeoutMs = deps.options?.requestTimeoutMs ?? 30_000;
   const base = deps.baseUrl.replace(/\/+$/, '');
-  const auth = deps.credentials
-    ? `Basic ${Buffer.from(`${deps.credentials.username}:${deps.credentials.password}`, 'utf8').toString('base64')}`
-    : null;
+  // Read at every request: a rotated secret (rotate-credentials) replaces the password in place.
+  const credentials = deps.credentials;
+  const authOf = (username: string, password: string) =>
+    `Basic ${Buffer.from(`${username}:${password}`, 'utf8').toString('base64')}`;
   const stats: UploaderStats = {
     uploaded: 0,
     uploadedBytes: 0,
@@ -97,7 +98,7 @@ export function createSampleUploader(deps: SampleUploaderDeps): SampleUploader {
   }
 
   function headers(extra: Record<string, string>): Record<string, string> {
-    return auth ? { authorization: auth, ...extra } : extra;
+    return credentials ? { authorization: authOf(credentials.username, credentials.password), ...extra } : extra;
   }
 
   async function request(url: string, init: RequestInit): Promise<Response> {

@@ -23,6 +23,8 @@ export type CliIo = {
   readonly err: (text: string) => void;
   /** Resolves with the signal name when the process is asked to stop (SIGINT / SIGTERM). */
   readonly waitForShutdown: () => Promise<string>;
+  /** Calls `handler` on each reload request (SIGHUP); returns the unsubscribe. Absent: no reloads. */
+  readonly onReload?: (handler: () => void) => () => void;
   readonly fetch?: typeof fetch;
   /** Whether stdout is a terminal (live redraws in `rollouts watch`). */
   readonly isTty?: boolean;

@@ -1,8 +1,11 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import {
   COMMAND_ARGS,
   type CommandInput,
   type DeviceListQuery,
   type DeviceView,
+  type EnrollDeviceResponse,
   type JsonValue,
   take,
   unwrap,
@@ -91,19 +94,83 @@ const enroll: CommandSpec = {
   words: ['devices', 'enroll'],
   args: ['ID'],
   summary: 'Enroll a device and print its MQTT credentials (the password is shown once)',
-  flags: [{ name: 'label', value: 'KEY=VALUE', help: 'a label to set', repeatable: true }],
+  description:
+    'With --auth cert the control plane issues an X.509 certificate (CN = ID) signed by the fleet CA\n' +
+    '(edgeloop ca init): the device connects to the MQTT TLS listener with it and no password; its password\n' +
+    'then serves HTTP only. The key is shown once. --out-dir writes device.crt, device.key (0600), ca.crt\n' +
+    'and password (0600) there instead of printing the key and the password.',
+  flags: [
+    { name: 'label', value: 'KEY=VALUE', help: 'a label to set', repeatable: true },
+    {
+      name: 'auth',
+      value: 'METHOD',
+      help: 'how the device logs in on MQTT (default secret)',
+      choices: ['secret', 'cert'],
+    },
+    { name: 'out-dir', value: 'DIR', help: 'write the credentials as files here (created 0700)', file: true },
+  ],
   examples: [
     'edgeloop devices enroll cam-01 --label site=lab --label hw=rpi5',
     'edgeloop devices enroll cam-01 --json > cam-01.json',
+    'edgeloop devices enroll cam-02 --auth cert --out-dir ./cam-02',
   ],
-  async run({ args, client, io }) {
+  async run({ args, client, flag, io }) {
     const labels = parsePairs(args.flags.get('label') ?? [], 'label');
-    const enrolled = await unwrap(client().devices.enroll({ id: args.positional[0]!, labels }));
-    io.out(json(enrolled));
-    io.err('The password is shown once; store it on the device now.\n');
+    const auth = flag('auth');
+    if (auth !== undefined && auth !== 'secret' && auth !== 'cert') {
+      throw new UsageError(`--auth is secret or cert, got "${auth}"`);
+    }
+    const enrolled = await unwrap(
+      client().devices.enroll({ id: args.positional[0]!, labels, ...(auth ? { auth } : {}) }),
+    );
+    const outDir = flag('out-dir');
+    if (outDir === undefined) {
+      io.out(json(enrolled));
+      io.err(
+        enrolled.certificate
+          ? 'The password and the certificate key are shown once; store them on the device now.\n'
+          : 'The password is shown once; store it on the device now.\n',
+      );
+      return EXIT.ok;
+    }
+    const files = writeCredentialFiles(outDir, enrolled);
+    const { password: _password, ...credentials } = enrolled.credentials;
+    io.out(
+      json({
+        ...enrolled,
+        credentials: { ...credentials, passwordFile: files.passwordFile },
+        ...(enrolled.certificate
+          ? {
+              certificate: {
+                certFile: files.certFile,
+                keyFile: files.keyFile,
+                caFile: files.caFile,
+                fingerprint: enrolled.certificate.fingerprint,
+                notAfter: enrolled.certificate.notAfter,
+              },
+            }
+          : {}),
+      }),
+    );
+    io.err(`Credentials written to ${outDir}; copy them to the device.\n`);
     return EXIT.ok;
   },
 };
+
+/** Writes an enrollment's secrets as files (keys and password 0600): what the agent's config points at. */
+function writeCredentialFiles(outDir: string, enrolled: EnrollDeviceResponse) {
+  mkdirSync(outDir, { recursive: true, mode: 0o700 });
+  const passwordFile = join(outDir, 'password');
+  writeFileSync(passwordFile, `${enrolled.credentials.password}\n`, { mode: 0o600 });
+  if (!enrolled.certificate) return { passwordFile };
+  const certFile = join(outDir, 'device.crt');
+  const keyFile = join(outDir, 'device.key');
+  const caFile = join(outDir, 'ca.crt');
+  writeFileSync(keyFile, enrolled.certificate.key, { mode: 0o600 });
+  writeFileSync(certFile, enrolled.certificate.cert, { mode: 0o644 });
+  writeFileSync(caFile, enrolled.certificate.ca, { mode: 0o644 });
+  return { passwordFile, certFile, keyFile, caFile };
+}
 
 const remove: CommandSpec = {
   words: ['devices', 'delete'],
@@ -167,10 +234,76 @@ const command: CommandSpec = {
   },
 };
 
+/** `90`, `90s`, `15m`, `24h`, `7d`: seconds (an integer). */
+export function parseDurationS(text: string, flag: string): number {
+  const match = /^(\d+(?:\.\d+)?)([smhd]?)$/.exec(text.trim());
+  if (!match) throw new UsageError(`--${flag} takes a duration such as 90s, 15m, 24h or 7d, got "${text}"`);
+  const unit = { '': 1, s: 1, m: 60, h: 3_600, d: 86_400 }[match[2] as '' | 's' | 'm' | 'h' | 'd'];
+  return Math.round(Number(match[1]) * unit);
+}
+
+const rotateCredentials: CommandSpec = {
+  words: ['devices', 'rotate-credentials'],
+  args: ['ID'],
+  summary: 'Give a device a new secret; the old one works until the device uses the new one or the overlap ends',
+  description:
+    'The new secret is shown once (or written to --out-file, 0600). The old secret keeps working until the\n' +
+    'device first connects with the new one, or until the overlap ends (default 24h; 0 ends it at once).\n' +
+    'A connected device is sent the secret on its command topic: the agent stores it in its\n' +
+    'mqtt.passwordFile and reconnects with it. --deliver insists (an offline device is an error and nothing\n' +
+    'is rotated); --no-deliver only rotates. Exit code 1 when a delivery was tried and not applied.',
+  flags: [
+    {
+      name: 'overlap',
+      value: 'DURATION',
+      help: 'how long the old secret keeps working (90s, 15m, 24h, 7d; default 24h)',
+    },
+    { name: 'deliver', help: 'send the secret to the device; refused when it is not connected' },
+    { name: 'no-deliver', help: 'do not send it (install it on the device yourself)' },
+    { name: 'out-file', value: 'FILE', help: 'write the new secret to FILE (0600) instead of printing it', file: true },
+    { name: 'idempotency-key', value: 'KEY', help: 'a retry with the same key returns the same secret' },
+  ],
+  examples: [
+    'edgeloop devices rotate-credentials cam-01',
+    'edgeloop devices rotate-credentials cam-01 --overlap 1h --deliver',
+    'edgeloop devices rotate-credentials cam-02 --no-deliver --out-file ./cam-02/password',
+  ],
+  async run({ args, client, flag, io, json: asJson }) {
+    const id = args.positional[0]!;
+    const deliver = args.booleans.has('deliver');
+    const noDeliver = args.booleans.has('no-deliver');
+    if (deliver && noDeliver) throw new UsageError('give --deliver or --no-deliver, not both');
+    const overlap = flag('overlap');
+    const key = flag('idempotency-key');
+    const rotated = await unwrap(
+      client().devices.rotateCredentials(id, {
+        ...(overlap !== undefined ? { overlapS: parseDurationS(overlap, 'overlap') } : {}),
+        ...(deliver ? { deliver: true } : noDeliver ? { deliver: false } : {}),
+        ...(key !== undefined ? { idempotencyKey: key } : {}),
+      }),
+    );
+    const outFile = flag('out-file');
+    if (outFile !== undefined) writeFileSync(outFile, `${rotated.password}\n`, { mode: 0o600 });
+    const shown = outFile !== undefined ? { ...rotated, password: undefined, passwordFile: outFile } : rotated;
+    const { delivery } = rotated;
+    const applied = delivery.state === 'applied' || delivery.state === 'not-sent';
+    if (asJson) io.out(json(shown));
+    else {
+      io.out(
+        `${id}: new secret${outFile !== undefined ? ` written to ${outFile}` : `: ${rotated.password}`}\n` +
+          `old secret works until ${isoTime(rotated.deadline)} or the device's first login with the new one\n` +
+          `delivery: ${delivery.state}${delivery.message ? ` (${delivery.message})` : ''}\n`,
+      );
+    }
+    if (outFile === undefined) io.err('The new secret is shown once.\n');
+    return applied ? EXIT.ok : EXIT.failed;
+  },
+};
+
 export const devicesGroup: GroupSpec = {
   name: 'devices',
-  summary: 'Enroll, list, inspect, command and revoke devices',
-  commands: [list, get, enroll, remove, command],
+  summary: 'Enroll, list, inspect, command, rotate the credentials of and revoke devices',
+  commands: [list, get, enroll, remove, command, rotateCredentials],
   examples: [
     'edgeloop devices enroll cam-01 --label site=lab',
     'edgeloop devices list --label site=lab',

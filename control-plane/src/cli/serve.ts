@@ -17,7 +17,7 @@ export function serveFlags(): FlagSpec[] {
         name: setting.flag.slice(2),
         value: 'VALUE',
         help: `${setting.env}${value === undefined ? '' : ` (default ${showDefault(value)})`}`,
-        ...(setting.flag.endsWith('-dir') || setting.flag.endsWith('-keys') ? { file: true } : {}),
+        ...(/-(dir|keys|cert|key)$/.test(setting.flag) ? { file: true } : {}),
       },
     ];
   });
@@ -32,7 +32,8 @@ export const serveCommand: CommandSpec = {
     `Every flag is also an environment variable (shown beside it); flags win.\n` +
     `Environment only (secrets): ${envOnly.join(', ')}. Without EDGELOOP_ADMIN_TOKEN an admin token is\n` +
     'generated and printed once. Exit codes: 0 stopped by SIGINT/SIGTERM, 2 configuration error, 3 port in use,\n' +
-    '4 the SQLite database is corrupt (restore it from a backup, or start with --integrity-check off to inspect it).',
+    '4 the SQLite database is corrupt (restore it from a backup, or start with --integrity-check off to inspect it).\n' +
+    'SIGHUP re-reads --tls-cert, --tls-key and the fleet CA (<data-dir>/ca, see edgeloop ca init) for new connections.',
   flags: serveFlags(),
   client: false,
   json: false,
@@ -40,6 +41,7 @@ export const serveCommand: CommandSpec = {
   examples: [
     'edgeloop serve',
     'edgeloop serve --http-port 8080 --mqtt-port 1883 --data-dir ./data',
+    'edgeloop serve --mqtt-tls-port 8883 --tls-cert tls/server.crt --tls-key tls/server.key   # kill -HUP reloads them',
     'EDGELOOP_ADMIN_TOKEN=$(openssl rand -hex 24) edgeloop serve --trusted-keys keys/release.pub',
   ],
   async run({ args, env, io }) {
@@ -76,14 +78,25 @@ export const serveCommand: CommandSpec = {
       throw error;
     }
     const consoleLine = config.http.consoleDir ? `  console  ${started.httpUrl}/\n` : '';
-    io.out(`edgeloop control plane ${VERSION}\n${consoleLine}  HTTP  ${started.httpUrl}\n  MQTT  ${started.mqttUrl}\n`);
+    const tlsLine = started.mqttTlsUrl ? `  MQTT TLS  ${started.mqttTlsUrl}\n` : '';
+    io.out(
+      `edgeloop control plane ${VERSION}\n${consoleLine}  HTTP  ${started.httpUrl}\n  MQTT  ${started.mqttUrl}\n${tlsLine}`,
+    );
     if (started.adminToken) {
       io.out(
         `\n  Admin token (generated now, shown ONCE; only its hash is stored, so save it):\n    ${started.adminToken}\n` +
           '  Set EDGELOOP_ADMIN_TOKEN to choose your own.\n\n',
       );
     }
+    // SIGHUP: --tls-cert, --tls-key and the fleet CA are read again (the result is logged).
+    const stopReloads = io.onReload?.(() => {
+      void controlPlane.reloadTls().then((reloaded) => {
+        if (reloaded.ok && reloaded.value === null)
+          logger.info('reload requested: no TLS configured, nothing to reload');
+      });
+    });
     const signal = await io.waitForShutdown();
+    stopReloads?.();
     logger.info({ signal }, 'shutting down');
     await controlPlane.stop();
     return EXIT.ok;

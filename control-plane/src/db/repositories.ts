@@ -101,6 +101,43 @@ export type EnrollDevice = {
   readonly labels: Labels;
   readonly secretHash: string;
   readonly now: number;
+  /** How the device proves itself on MQTT; secret (the default) or cert (its certificate's fingerprint below). */
+  readonly authMethod?: 'secret' | 'cert';
+  /** sha256 (lowercase hex) of the device certificate issued at this enrollment (authMethod cert). */
+  readonly certFingerprint?: string | null;
+};
+
+/**
+ * The secret hashes of an active device: the current one and, while a rotation is pending, the
+ * next one with the deadline after which only the next one works.
+ */
+export type DeviceCredential = {
+  readonly secretHash: string;
+  /** The rotated secret the device has not used yet; null when no rotation is pending. */
+  readonly secretHashNext: string | null;
+  /** After this instant (epoch ms) the current secret no longer works; null without a rotation. */
+  readonly secretNextDeadline: number | null;
+};
+
+export type DeviceCredentialRepository = {
+  /** The credential of an active (not revoked) device, or null. */
+  get(id: string): Promise<DeviceCredential | null>;
+  /**
+   * Begins a rotation in one statement: sets the next secret's hash and the deadline. A pending
+   * rotation is replaced; one whose deadline is at or before `now` is promoted first (its secret
+   * had become the only valid one, so it is the old secret now). Null for no active device.
+   */
+  beginRotation(input: {
+    readonly id: string;
+    readonly secretHashNext: string;
+    readonly deadline: number;
+    readonly now: number;
+  }): Promise<DeviceCredential | null>;
+  /**
+   * Makes the pending next secret the current one, in one statement, when the pending one is still
+   * `secretHashNext`: idempotent (a repeat, or a rotation begun meanwhile, changes nothing: false).
+   */
+  promote(id: string, secretHashNext: string): Promise<boolean>;
 };
 
 export type DeviceRepository = {
@@ -115,6 +152,8 @@ export type DeviceRepository = {
   revoke(id: string, now: number): Promise<boolean>;
   /** The secret hash of an active device, for MQTT authentication. */
   secretHash(id: string): Promise<string | null>;
+  /** The certificate fingerprint of an active device enrolled with `auth: cert`; null otherwise. */
+  certFingerprint(id: string): Promise<string | null>;
   /** Reads, changes and writes the desired state in one transaction; null for an unknown device. */
   updateDesired(id: string, update: (current: Desired | null) => Desired): Promise<Desired | null>;
   /** Desired state of every active device that has one (re-published at start). */
@@ -155,20 +194,29 @@ export type NewMessage = {
   readonly deviceTs: number;
   readonly receivedAt: number;
   readonly body: string;
+  /** The device's ts was beyond the allowed skew from receivedAt, or before 2020 (default false). */
+  readonly clockSkew?: boolean;
 };
 
-export type StoredMessage = NewMessage & { readonly id: number };
+export type StoredMessage = NewMessage & { readonly id: number; readonly clockSkew: boolean };
+
+/** Where a history page starts: rows strictly before this key in (receivedAt, seq, id) order. */
+export type MessageCursor = { readonly receivedAt: number; readonly seq: number; readonly id: number };
 
 export type MessageQuery = {
   readonly deviceId: string;
   readonly channel?: Channel;
-  /** Keyset paging, newest first by (deviceTs, id): rows strictly before this key. */
-  readonly before?: { readonly deviceTs: number; readonly id: number };
+  /** Keyset paging, newest first by (receivedAt, seq, id): rows strictly before this key. */
+  readonly before?: MessageCursor;
   readonly limit: number;
 };
 
 export type MessageRepository = {
-  /** Newest first by device timestamp. */
+  /**
+   * Newest first by the control plane's receive time, then the device's seq (then the row id):
+   * the order of arrival. The device's own ts is data, never the order, so a skewed clock cannot
+   * put a message first.
+   */
   list(query: MessageQuery): Promise<StoredMessage[]>;
   /** Rows with this (device, msgId): 0 or 1. */
   count(deviceId: string, msgId?: string): Promise<number>;
@@ -478,9 +526,8 @@ export type DeletedSample = {
 };
 
 /** What a sample upload reads about its device (SampleRepository.uploaderOf). */
-export type SampleUploaderRecord = {
+export type SampleUploaderRecord = DeviceCredential & {
   readonly id: string;
-  readonly secretHash: string;
   readonly labels: Labels;
 };
 
@@ -495,8 +542,8 @@ export type SampleRepository = {
   get(id: string): Promise<SampleRecord | null>;
   findByImage(deviceId: string, imageSha256: string): Promise<SampleRecord | null>;
   /**
-   * The one device lookup of a sample upload: the secret hash an active (not revoked) device's
-   * credential is checked against, and its enrolled labels (the server truth a sample takes), in
+   * The one device lookup of a sample upload: the secret hashes an active (not revoked) device's
+   * credential is checked against (with a pending rotation's), and its enrolled labels (the server truth a sample takes), in
    * one query. Null for an unknown or revoked device.
    */
   uploaderOf(deviceId: string): Promise<SampleUploaderRecord | null>;
@@ -646,6 +693,8 @@ export type SamplePolicyRepository = {
 export type Store = {
   readonly dialect: 'sqlite' | 'postgres';
   readonly devices: DeviceRepository;
+  /** Device secrets for MQTT and HTTP device authentication, with rotation (db/device-credentials.ts). */
+  readonly credentials: DeviceCredentialRepository;
   readonly messages: MessageRepository;
   readonly deadLetters: DeadLetterRepository;
   readonly apiTokens: ApiTokenRepository;

@@ -92,6 +92,12 @@ export function freshRow(id: string, labels: Labels, secretHash: string, now: nu
     reportedAt: null,
     desired: null,
     desiredVersion: 0,
+    // A re-enrollment forgets a pending rotation of the revoked credential.
+    secretHashNext: null,
+    secretNextDeadline: null,
+    // A re-enrollment starts from the password; enroll() sets a certificate identity after this.
+    authMethod: 'secret',
+    certFingerprint: null,
   };
 }
 

@@ -139,12 +139,15 @@ export function createSampleRepository(dialect: SqlDialect): SampleRepository {
 
     async uploaderOf(deviceId) {
       const [row] = await dialect.all(
-        sql`SELECT id, secret_hash, labels FROM devices WHERE id = ${deviceId} AND revoked_at IS NULL`,
+        sql`SELECT id, secret_hash, secret_hash_next, secret_next_deadline, labels FROM devices
+            WHERE id = ${deviceId} AND revoked_at IS NULL`,
       );
       if (!row) return null;
       return {
         id: String(row.id),
         secretHash: String(row.secret_hash),
+        secretHashNext: strOrNull(row.secret_hash_next),
+        secretNextDeadline: row.secret_next_deadline === null ? null : num(row.secret_next_deadline),
         labels: (dialect.readJson(row.labels) ?? {}) as Labels,
       };
     },

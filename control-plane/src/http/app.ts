@@ -10,6 +10,7 @@ import type { Config } from '../config.ts';
 import type { DatasetService } from '../datasets/service.ts';
 import type { AuditRepository } from '../db/audit.ts';
 import type { Store } from '../db/repositories.ts';
+import type { DeviceSecrets } from '../device-secrets.ts';
 import type { EventBus } from '../events.ts';
 import type { Fleet } from '../fleet.ts';
 import type { MetricsRegistry } from '../metrics.ts';
@@ -19,7 +20,6 @@ import type { ModelRegistry } from '../models/registry.ts';
 import type { RolloutService } from '../rollouts/service.ts';
 import type { SamplePolicyService } from '../samples/policies.ts';
 import type { SampleService } from '../samples/service.ts';
-import type { SecretHasher } from '../secrets.ts';
 import type { TokenService } from '../tokens.ts';
 import { ApiError, codeOfStatus } from './api-error.ts';
 import { authorize } from './auth.ts';
@@ -28,6 +28,7 @@ import { IDEMPOTENCY_KEY_HEADER, type Idempotency } from './idempotency.ts';
 import { buildOpenApi } from './openapi.ts';
 import { type AppEnv, defineRoute, parseBody, parseQuery, type Route } from './route.ts';
 import { auditRoutes } from './routes/audit.ts';
+import { credentialRoutes } from './routes/credentials.ts';
 import { datasetRoutes } from './routes/datasets.ts';
 import { deadLetterRoutes } from './routes/dead-letters.ts';
 import { deviceRoutes } from './routes/devices.ts';
@@ -52,6 +53,10 @@ export type AppDeps = {
   readonly store: Pick<Store, 'devices' | 'messages' | 'deadLetters'>;
   readonly fleet: Fleet;
   readonly tokens: TokenService;
+  /** Device secrets: HTTP device authentication (model downloads, sample uploads) and rotation. */
+  readonly deviceSecrets: DeviceSecrets;
+  /** Whether a device has a live MQTT session (a rotation delivers its secret then). */
+  readonly isConnected: (deviceId: string) => boolean;
   readonly bus: EventBus;
   readonly metrics: MetricsRegistry;
   readonly config: Pick<Config, 'http' | 'commands'>;
@@ -68,13 +73,12 @@ export type AppDeps = {
     readonly registry: ModelRegistry;
     readonly blobs: BlobStore;
     readonly rollouts: Pick<Store['rollouts'], 'assignedModelIds'>;
-    readonly hasher: SecretHasher;
     readonly uploadLimitBytes: number;
   };
   /** The rollout routes. */
   readonly rollouts?: RolloutService;
   /** The hard-sample routes (device uploads, reads, purge). */
-  readonly samples?: { readonly service: SampleService; readonly hasher: SecretHasher; readonly maxBytes: number };
+  readonly samples?: { readonly service: SampleService; readonly maxBytes: number };
   /** The dataset routes (versions, label import, export). */
   readonly datasets?: { readonly service: DatasetService; readonly labelsLimitBytes: number };
   /** POST/GET /api/v1/models/:name/:version/evaluations (evaluation reports). */
@@ -102,6 +106,7 @@ export const IDEMPOTENT_ROUTES: ReadonlySet<string> = new Set([
   'POST /api/v1/models',
   'POST /api/v1/rollouts',
   'POST /api/v1/devices/:id/commands',
+  'POST /api/v1/devices/:id/credentials/rotate',
 ]);
 
 /** What IDEMPOTENT_ROUTES add to their OpenAPI responses. */
@@ -167,6 +172,13 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       fleet: deps.fleet,
       commands: deps.config.commands,
     }),
+    ...credentialRoutes({
+      devices: deps.store.devices,
+      secrets: deps.deviceSecrets,
+      fleet: deps.fleet,
+      isConnected: deps.isConnected,
+      commands: deps.config.commands,
+    }),
     ...fleetRoutes({ devices: deps.store.devices, pipeline: deps.fleetPipeline }),
     ...eventRoutes({
       bus: deps.bus,
@@ -182,7 +194,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
           devices: deps.store.devices,
           rollouts: deps.models.rollouts,
           tokens: deps.tokens,
-          hasher: deps.models.hasher,
+          secrets: deps.deviceSecrets,
           authFailures,
           uploadLimitBytes: deps.models.uploadLimitBytes,
         })
@@ -191,7 +203,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     ...(deps.samples
       ? sampleRoutes({
           service: deps.samples.service,
-          hasher: deps.samples.hasher,
+          secrets: deps.deviceSecrets,
           authFailures,
           maxBytes: deps.samples.maxBytes,
         })

@@ -1,5 +1,6 @@
 import type { Context } from 'hono';
-import type { ApiRole, ApiToken } from '../db/repositories.ts';
+import type { ApiRole, ApiToken, DeviceCredential } from '../db/repositories.ts';
+import type { DeviceSecrets } from '../device-secrets.ts';
 import type { Counter } from '../metrics.ts';
 import { roleAllows, type TokenService } from '../tokens.ts';
 import { ApiError } from './api-error.ts';
@@ -30,15 +31,17 @@ export async function authorize(
 
 /**
  * A device authenticating with its own MQTT credential as HTTP Basic (`deviceId:secret`), checked
- * with the same keyed hash as MQTT, in constant time: 401 unless it is an active device.
+ * as MQTT checks it (device-secrets.ts: the current secret, or a rotation's next one, which this
+ * promotes), in constant time: 401 unless it is an active device.
  * `missingMessage` is the 401's message when no Basic credential is sent (a route that also takes a
  * bearer token says so).
  */
 export async function authenticateDevice(
   c: Context,
   deps: {
-    readonly devices: { secretHash(id: string): Promise<string | null> };
-    readonly hasher: { verify(secret: string, hash: string): boolean };
+    readonly secrets: Pick<DeviceSecrets, 'check'>;
+    /** Reads the credential instead of the repository (a route that reads the device row anyway). */
+    readonly lookup?: (id: string) => Promise<DeviceCredential | null>;
     readonly failures: Counter;
   },
   missingMessage = 'the device credential is required (Authorization: Basic base64(deviceId:secret))',
@@ -53,10 +56,10 @@ export async function authenticateDevice(
   const colon = decoded.indexOf(':');
   const deviceId = colon === -1 ? '' : decoded.slice(0, colon);
   const secret = colon === -1 ? '' : decoded.slice(colon + 1);
-  const stored = deviceId.length > 0 && deviceId.length <= 64 ? await deps.devices.secretHash(deviceId) : null;
-  // Hash and compare even for an unknown device, so timing does not tell which ids exist.
-  const valid = deps.hasher.verify(secret, stored ?? '0'.repeat(64)) && stored !== null;
-  if (!valid) {
+  // An unknown device is hashed and compared too, so timing does not tell which ids exist.
+  const lookup = deviceId.length > 0 && deviceId.length <= 64 ? deps.lookup : async () => null;
+  const checked = await deps.secrets.check(deviceId, secret, lookup);
+  if (checked !== 'current' && checked !== 'next') {
     deps.failures.inc({ reason: 'device_credential' });
     throw new ApiError('unauthorized', 'the device credential is not valid');
   }

@@ -15,7 +15,7 @@ export function createPostgresDeviceRepository(db: PostgresDb): DeviceRepository
   const getRow = async (id: string) => (await db.select().from(devices).where(byId(id)).limit(1))[0];
 
   return {
-    async enroll({ id, labels, secretHash, now }) {
+    async enroll({ id, labels, secretHash, now, authMethod, certFingerprint }) {
       return db.transaction(async (tx) => {
         const [existing] = await tx
           .select({ revokedAt: devices.revokedAt })
@@ -23,7 +23,11 @@ export function createPostgresDeviceRepository(db: PostgresDb): DeviceRepository
           .where(eq(devices.id, id))
           .for('update');
         if (existing && existing.revokedAt === null) return fail('conflict', `device ${id} is already enrolled`);
-        const row = freshRow(id, labels, secretHash, now);
+        const row = {
+          ...freshRow(id, labels, secretHash, now),
+          authMethod: authMethod ?? 'secret',
+          certFingerprint: authMethod === 'cert' ? (certFingerprint ?? null) : null,
+        };
         const [stored] = existing
           ? await tx.update(devices).set(row).where(eq(devices.id, id)).returning()
           : await tx.insert(devices).values(row).onConflictDoNothing().returning();
@@ -94,6 +98,14 @@ export function createPostgresDeviceRepository(db: PostgresDb): DeviceRepository
     async secretHash(id) {
       const [row] = await db.select({ secretHash: devices.secretHash }).from(devices).where(byId(id));
       return row?.secretHash ?? null;
+    },
+
+    async certFingerprint(id) {
+      const [row] = await db
+        .select({ fingerprint: devices.certFingerprint })
+        .from(devices)
+        .where(and(byId(id), eq(devices.authMethod, 'cert')));
+      return row?.fingerprint ?? null;
     },
 
     async updateDesired(id, update) {

@@ -1,5 +1,6 @@
 import { createAuditRepository } from '../audit.ts';
 import { createDatasetRepository } from '../datasets.ts';
+import { createDeviceCredentialRepository } from '../device-credentials.ts';
 import { createEvaluationRepository } from '../evaluations.ts';
 import { createIdempotencyRepository } from '../idempotency.ts';
 import type { Store } from '../repositories.ts';
@@ -44,6 +45,7 @@ export async function createPostgresStore(options: {
     samplePolicies: createSamplePolicyRepository(postgresDialect(db)),
     audit: createAuditRepository(postgresDialect(db)),
     idempotency: createIdempotencyRepository(postgresDialect(db)),
+    credentials: createDeviceCredentialRepository(postgresDialect(db)),
     openLeaderLock: (key) => createPostgresLeaderLock({ url: options.url, key }),
     async probeWrite() {
       // Refused in a read-only transaction and on a standby although it changes nothing.

@@ -15,11 +15,15 @@ export function createSqliteDeviceRepository(db: SqliteDb): DeviceRepository {
   const getRow = (id: string): DeviceRow | undefined => db.select().from(devices).where(byId(id)).get();
 
   return {
-    async enroll({ id, labels, secretHash, now }) {
+    async enroll({ id, labels, secretHash, now, authMethod, certFingerprint }) {
       return db.transaction((tx) => {
         const existing = tx.select({ revokedAt: devices.revokedAt }).from(devices).where(eq(devices.id, id)).get();
         if (existing && existing.revokedAt === null) return fail('conflict', `device ${id} is already enrolled`);
-        const row = freshRow(id, labels, secretHash, now);
+        const row = {
+          ...freshRow(id, labels, secretHash, now),
+          authMethod: authMethod ?? 'secret',
+          certFingerprint: authMethod === 'cert' ? (certFingerprint ?? null) : null,
+        };
         if (existing) {
           tx.update(devices).set(row).where(eq(devices.id, id)).run();
         } else {
@@ -94,6 +98,15 @@ export function createSqliteDeviceRepository(db: SqliteDb): DeviceRepository {
     async secretHash(id) {
       const row = db.select({ secretHash: devices.secretHash }).from(devices).where(byId(id)).get();
       return row?.secretHash ?? null;
+    },
+
+    async certFingerprint(id) {
+      const row = db
+        .select({ fingerprint: devices.certFingerprint })
+        .from(devices)
+        .where(and(byId(id), eq(devices.authMethod, 'cert')))
+        .get();
+      return row?.fingerprint ?? null;
     },
 
     async updateDesired(id, update) {

@@ -21,6 +21,7 @@ export function createSqliteIngestRepository(db: SqliteDb): IngestRepository {
       deviceTs: p('deviceTs'),
       receivedAt: p('receivedAt'),
       body: p('body'),
+      clockSkew: p('clockSkew'),
     })
     .onConflictDoNothing()
     .prepare();
@@ -84,7 +85,10 @@ export function createSqliteIngestRepository(db: SqliteDb): IngestRepository {
 
   const commitSync = db.$client.transaction(
     (batch: Parameters<IngestRepository['commit']>[0]): { inserted: boolean[] } => {
-      const inserted = batch.messages.map((message) => insertMessage.run(message).changes > 0);
+      const inserted = batch.messages.map(
+        (message) =>
+          insertMessage.run(message.clockSkew === undefined ? { ...message, clockSkew: false } : message).changes > 0,
+      );
       for (const letter of batch.deadLetters) insertDeadLetter.run(letter);
       for (const write of batch.devices) {
         updateLive.run(liveParams(write.state));

@@ -1,5 +1,6 @@
 import type { Channel } from '@edgeloop/protocol';
-import { and, asc, count, desc, eq, gte, inArray, lt, lte, or, type SQL, sql } from 'drizzle-orm';
+import { and, asc, count, eq, gte, inArray, lt, lte, type SQL, sql } from 'drizzle-orm';
+import { historyBefore, historyOrder } from '../message-history.ts';
 import type { MessageRepository, StoredMessage } from '../repositories.ts';
 import { messages } from '../schema.ts';
 import { parseTelemetrySample, SQLITE_SAMPLE_PATHS } from '../telemetry-sample.ts';
@@ -10,15 +11,12 @@ export function createSqliteMessageRepository(db: SqliteDb): MessageRepository {
     async list(query) {
       const conditions: (SQL | undefined)[] = [eq(messages.deviceId, query.deviceId)];
       if (query.channel) conditions.push(eq(messages.channel, query.channel));
-      if (query.before) {
-        const { deviceTs, id } = query.before;
-        conditions.push(or(lt(messages.deviceTs, deviceTs), and(eq(messages.deviceTs, deviceTs), lt(messages.id, id))));
-      }
+      if (query.before) conditions.push(historyBefore(messages, query.before));
       const rows = db
         .select()
         .from(messages)
         .where(and(...conditions))
-        .orderBy(desc(messages.deviceTs), desc(messages.id))
+        .orderBy(...historyOrder(messages))
         .limit(query.limit)
         .all();
       return rows.map((row): StoredMessage => ({ ...row, channel: row.channel as Channel }));

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { createAuditRepository } from '../audit.ts';
 import { createDatasetRepository } from '../datasets.ts';
+import { createDeviceCredentialRepository } from '../device-credentials.ts';
 import { createEvaluationRepository } from '../evaluations.ts';
 import { createIdempotencyRepository } from '../idempotency.ts';
 import type { Store } from '../repositories.ts';
@@ -47,6 +48,7 @@ export function createSqliteStore(options: {
     samplePolicies: createSamplePolicyRepository(sqliteDialect(db)),
     audit: createAuditRepository(sqliteDialect(db)),
     idempotency: createIdempotencyRepository(sqliteDialect(db)),
+    credentials: createDeviceCredentialRepository(sqliteDialect(db)),
     openLeaderLock: () => createSqliteLeaderLock(),
     async probeWrite() {
       const client = db.$client;

@@ -13,13 +13,14 @@ import {
   MessageList,
   MessageQuery,
   PatchDeviceRequest,
+  ROTATE_CREDENTIALS_COMMAND,
   SetDesiredRequest,
   SetDesiredResponse,
   TelemetryHistory,
 } from '@edgeloop/protocol';
 import { z } from 'zod';
 import type { CommandConfig } from '../../config.ts';
-import type { DeviceRepository, MessageRepository, StoredMessage } from '../../db/repositories.ts';
+import type { DeviceRepository, MessageCursor, MessageRepository, StoredMessage } from '../../db/repositories.ts';
 import { type Fleet, toDeviceView } from '../../fleet.ts';
 import { ApiError } from '../api-error.ts';
 import { decodeCursor, encodeCursor } from '../cursor.ts';
@@ -42,16 +43,18 @@ const errors = {
 function historyPage(rows: StoredMessage[], limit: number) {
   const page = rows.slice(0, limit);
   const last = page[page.length - 1];
-  const nextCursor = rows.length > limit && last ? encodeCursor({ t: last.deviceTs, i: last.id }) : null;
+  const nextCursor = rows.length > limit && last ? encodeCursor({ r: last.receivedAt, s: last.seq, i: last.id }) : null;
   return { page, nextCursor };
 }
 
-function historyBefore(query: { before?: number | undefined; cursor?: string | undefined }) {
+/** Where a history page starts, in (receivedAt, seq, id) order; `before` alone: received before it. */
+function historyBefore(query: { before?: number | undefined; cursor?: string | undefined }): MessageCursor | undefined {
   if (query.cursor) {
-    const { t, i } = decodeCursor(query.cursor, { t: 'number', i: 'number' });
-    return { deviceTs: t as number, id: i as number };
+    const { r, s, i } = decodeCursor(query.cursor, { r: 'number', s: 'number', i: 'number' });
+    return { receivedAt: r as number, seq: s as number, id: i as number };
   }
-  return query.before !== undefined ? { deviceTs: query.before, id: 0 } : undefined;
+  // seq is never negative: (before, -1, 0) keeps exactly the rows received before `before`.
+  return query.before !== undefined ? { receivedAt: query.before, seq: -1, id: 0 } : undefined;
 }
 
 /** `name` or `name@version` (the query schema allows at most one `@`). */
@@ -85,9 +88,13 @@ export function deviceRoutes(deps: DeviceRoutesDeps): Route[] {
         201: { description: 'enrolled', schema: EnrollDeviceResponse },
         409: { description: 'the id is enrolled and active', schema: ApiErrorShape },
         ...errors,
+        422: {
+          description: 'an invalid id, or auth cert without a fleet CA (edgeloop ca init) or an MQTT TLS listener',
+          schema: ApiErrorShape,
+        },
       },
       async handle({ c, body }) {
-        const enrolled = await fleet.enroll({ id: body.id, labels: body.labels });
+        const enrolled = await fleet.enroll({ id: body.id, labels: body.labels, auth: body.auth });
         if (!enrolled.ok) {
           throw new ApiError(enrolled.error.code === 'conflict' ? 'conflict' : 'unprocessable', enrolled.error.message);
         }
@@ -192,7 +199,7 @@ export function deviceRoutes(deps: DeviceRoutesDeps): Route[] {
     defineRoute({
       method: 'get',
       path: '/api/v1/devices/:id/telemetry',
-      summary: 'Telemetry history, newest first by device time',
+      summary: 'Telemetry history, newest first by receipt (received time, then seq)',
       tag: 'devices',
       role: 'viewer',
       query: HistoryQuery,
@@ -209,7 +216,7 @@ export function deviceRoutes(deps: DeviceRoutesDeps): Route[] {
         });
         const { page, nextCursor } = historyPage(rows, query.limit);
         return c.json({
-          items: page.map((row) => ({ receivedAt: row.receivedAt, message: parseBody(row) })),
+          items: page.map((row) => ({ receivedAt: row.receivedAt, message: parseBody(row), clockSkew: row.clockSkew })),
           nextCursor,
         });
       },
@@ -242,6 +249,7 @@ export function deviceRoutes(deps: DeviceRoutesDeps): Route[] {
             seq: row.seq,
             deviceTs: row.deviceTs,
             receivedAt: row.receivedAt,
+            clockSkew: row.clockSkew,
             body: parseBody(row),
           })),
           nextCursor,
@@ -279,6 +287,10 @@ export function deviceRoutes(deps: DeviceRoutesDeps): Route[] {
       },
       async handle({ c, params, body }) {
         const id = params.id!;
+        if (body.name === ROTATE_CREDENTIALS_COMMAND) {
+          // It carries a secret the control plane must have made: only the rotation sends it.
+          throw new ApiError('unprocessable', `${body.name} is sent by POST /api/v1/devices/:id/credentials/rotate`);
+        }
         await requireDevice(id);
         const timeoutMs = Math.min(body.timeoutMs ?? deps.commands.defaultTimeoutMs, deps.commands.maxTimeoutMs);
         const result = await fleet.sendCommand(id, { name: body.name, args: body.args }, timeoutMs, c.req.raw.signal);

@@ -9,11 +9,11 @@ import {
 } from '@edgeloop/protocol';
 import type { Context } from 'hono';
 import type { DeviceRepository, ModelRecord, RolloutRepository } from '../../db/repositories.ts';
+import type { DeviceSecrets } from '../../device-secrets.ts';
 import type { Counter } from '../../metrics.ts';
 import type { ReceivedBlob } from '../../models/blob-store.ts';
 import { type BlobStore, BlobTooLargeError } from '../../models/blob-store.ts';
 import { type ModelRegistry, toModelSummary, toModelView } from '../../models/registry.ts';
-import type { SecretHasher } from '../../secrets.ts';
 import type { TokenService } from '../../tokens.ts';
 import { ApiError } from '../api-error.ts';
 import { authenticateDevice, authorize } from '../auth.ts';
@@ -25,10 +25,10 @@ import { type AppEnv, defineRoute, type Route } from '../route.ts';
 export type ModelRoutesDeps = {
   readonly registry: ModelRegistry;
   readonly blobs: BlobStore;
-  readonly devices: Pick<DeviceRepository, 'get' | 'secretHash'>;
+  readonly devices: Pick<DeviceRepository, 'get'>;
   readonly rollouts: Pick<RolloutRepository, 'assignedModelIds'>;
   readonly tokens: TokenService;
-  readonly hasher: SecretHasher;
+  readonly secrets: Pick<DeviceSecrets, 'check'>;
   readonly authFailures: Counter;
   readonly uploadLimitBytes: number;
 };
@@ -63,7 +63,7 @@ async function authenticateDownload(
   }
   const deviceId = await authenticateDevice(
     c,
-    { devices: deps.devices, hasher: deps.hasher, failures: deps.authFailures },
+    { secrets: deps.secrets, failures: deps.authFailures },
     'a bearer token or the device credential (Authorization: Basic base64(deviceId:secret)) is required',
   );
   return { kind: 'device', deviceId };

@@ -12,10 +12,10 @@ import {
 } from '@edgeloop/protocol';
 import type { Context } from 'hono';
 import type { SampleUploaderRecord } from '../../db/repositories.ts';
+import type { DeviceSecrets } from '../../device-secrets.ts';
 import type { Counter } from '../../metrics.ts';
 import { type SampleService, toSampleView } from '../../samples/service.ts';
 import type { Uploader, UploadFailure } from '../../samples/uploads.ts';
-import type { SecretHasher } from '../../secrets.ts';
 import { ApiError } from '../api-error.ts';
 import { authenticateDevice } from '../auth.ts';
 import { decodeCursor, encodeCursor } from '../cursor.ts';
@@ -26,7 +26,7 @@ import { splitSampleForm } from './samples-form.ts';
 
 export type SampleRoutesDeps = {
   readonly service: SampleService;
-  readonly hasher: SecretHasher;
+  readonly secrets: Pick<DeviceSecrets, 'check'>;
   readonly authFailures: Counter;
   readonly maxBytes: number;
 };
@@ -134,15 +134,13 @@ export function sampleRoutes(deps: SampleRoutesDeps): Route[] {
    * which brings the device's enrolled labels along for the sample it stores.
    */
   const device = async (c: Context<AppEnv>): Promise<Uploader> => {
-    const lookup: { row: SampleUploaderRecord | null } = { row: null };
-    const devices = {
-      async secretHash(id: string) {
-        lookup.row = await service.repository.uploaderOf(id);
-        return lookup.row?.secretHash ?? null;
-      },
+    const found: { row: SampleUploaderRecord | null } = { row: null };
+    const lookup = async (id: string) => {
+      found.row = await service.repository.uploaderOf(id);
+      return found.row;
     };
-    const id = await authenticateDevice(c, { devices, hasher: deps.hasher, failures: deps.authFailures });
-    return { id, labels: lookup.row?.labels ?? {} };
+    const id = await authenticateDevice(c, { secrets: deps.secrets, lookup, failures: deps.authFailures });
+    return { id, labels: found.row?.labels ?? {} };
   };
   const requireSample = async (id: string) => {
     const sample = await service.repository.get(id);
