@@ -444,7 +444,8 @@ class AgentRuntime implements Agent {
       mqtt: {
         url: config.mqtt.url,
         username: config.mqtt.username,
-        password: config.mqtt.password ?? '',
+        // A device with a certificate logs in with it alone; its password serves HTTP only.
+        password: config.mqtt.certPem ? '' : (config.mqtt.password ?? ''),
         keepaliveS: config.mqtt.keepaliveS,
         connectTimeoutMs: config.mqtt.connectTimeoutMs,
         reconnect: config.mqtt.reconnect,
@@ -469,7 +470,7 @@ class AgentRuntime implements Agent {
         agent.commands.rejectInvalid(requestId, reason);
       },
       readPassword() {
-        return credentials.password;
+        return config.mqtt.certPem ? '' : credentials.password;
       },
       clock,
       timers,

@@ -212,6 +212,7 @@ function crossFieldProblems(config: unknown): ConfigProblem[] {
     keyFile?: unknown;
     certPem?: unknown;
     keyPem?: unknown;
+    url?: unknown;
     reconnect?: { initialMs?: unknown; maxMs?: unknown };
   };
   const hasCert = mqtt.certFile !== undefined || mqtt.certPem !== undefined;
@@ -224,6 +225,12 @@ function crossFieldProblems(config: unknown): ConfigProblem[] {
   }
   if (hasCert !== hasKey) {
     problems.push({ path: hasCert ? 'mqtt.keyFile' : 'mqtt.certFile', message: 'certFile and keyFile go together' });
+  }
+  if (hasCert && typeof mqtt.url === 'string' && mqtt.url.startsWith('mqtt://')) {
+    problems.push({
+      path: 'mqtt.url',
+      message: 'a certificate (certFile) is presented over TLS only: use the mqtts:// URL of the MQTT TLS listener',
+    });
   }
   if (mqtt.password !== undefined && mqtt.passwordFile !== undefined) {
     problems.push({ path: 'mqtt.passwordFile', message: 'give password or passwordFile, not both' });

@@ -410,7 +410,7 @@ class MqttLink implements Link {
       ...deps.mqttOptions,
       clientId: deps.deviceId,
       username: settings.username,
-      password: deps.readPassword ? deps.readPassword() : settings.password,
+      ...passwordOption(deps.readPassword ? deps.readPassword() : settings.password),
       keepalive: settings.keepaliveS,
       connectTimeout: settings.connectTimeoutMs,
       reconnectPeriod: 0,
@@ -577,4 +577,9 @@ class MqttLink implements Link {
       ...this.#counters,
     };
   }
+}
+
+/** An empty password is none at all: a device logging in with its certificate sends no password field. */
+function passwordOption(password: string): { password?: string } {
+  return password === '' ? {} : { password };
 }
