@@ -1,7 +1,7 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Config } from '../config.ts';
-import { initCaFiles, readCaFiles } from '../tls/ca-files.ts';
+import { initCaFiles, readCaFiles, writeAtomically } from '../tls/ca-files.ts';
 import { issueCertificate } from '../tls/fleet-ca.ts';
 import { UsageError } from './args.ts';
 import type { Env } from './client.ts';
@@ -71,9 +71,12 @@ const serverCert: CommandSpec = {
   args: ['NAME...'],
   summary: 'Issue a server certificate (for --tls-cert/--tls-key) signed by the fleet CA',
   description:
-    'NAME is each DNS name or IP address devices and clients reach the control plane by; the first is the\n' +
-    'CN. Writes server.crt and server.key (0600) to --out-dir. Devices then trust ca.crt alone. Any other\n' +
-    'certificate (a public CA, your own PKI) works with --tls-cert too.',
+    'NAME is each DNS name or IP address devices and clients reach the control plane by (its\n' +
+    'subjectAltName entries); the first is the CN. Writes server.crt and server.key (0600) to --out-dir,\n' +
+    'replacing them through a rename: run it again before expiry and send edgeloop serve SIGHUP. Devices\n' +
+    'trust ca.crt alone (EDGELOOP_MQTT_CA_FILE); the edgeloop CLI and curl trust it with\n' +
+    'NODE_EXTRA_CA_CERTS=<data-dir>/ca/ca.crt and --cacert. Any other certificate (a public CA, your own\n' +
+    'PKI) works with --tls-cert too.',
   flags: [
     DATA_DIR_FLAG,
     { name: 'out-dir', value: 'DIR', help: 'where server.crt and server.key are written (created 0700)', file: true },
@@ -113,8 +116,9 @@ const serverCert: CommandSpec = {
     mkdirSync(outDir, { recursive: true, mode: 0o700 });
     const certFile = join(outDir, 'server.crt');
     const keyFile = join(outDir, 'server.key');
-    writeFileSync(keyFile, issued.keyPem, { mode: 0o600 });
-    writeFileSync(certFile, issued.certPem, { mode: 0o644 });
+    // Through a rename: a control plane reloading (SIGHUP) meanwhile reads the old pair or the new.
+    writeAtomically(keyFile, issued.keyPem, 0o600);
+    writeAtomically(certFile, issued.certPem, 0o644);
     const result = { certFile, keyFile, names, fingerprint: issued.fingerprint, notAfter: issued.notAfter };
     io.out(asJson ? json(result) : `wrote ${certFile} and ${keyFile} for ${names.join(', ')}\n`);
     return EXIT.ok;

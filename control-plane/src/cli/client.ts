@@ -26,7 +26,15 @@ export function createClient(parsed: ParsedArgs, env: Env, doFetch: typeof fetch
 
 /** A failed call in the CLI's words: the URL and the network's reason, or the status and the API's code. */
 export function describeFailure(failure: ApiFailure): string {
-  if (failure.code === 'network' || failure.status === null) return `cannot reach ${failure.url}: ${failure.message}`;
+  if (failure.code === 'network' || failure.status === null) {
+    return `cannot reach ${failure.url}: ${failure.message}${untrustedCertificateHint(failure)}`;
+  }
   if (failure.code === 'bad_response') return `unexpected answer from ${failure.url}: ${failure.message}`;
   return `${failure.method} ${failure.url} failed with ${failure.status}: ${failure.code}: ${failure.message}`;
+}
+
+/** A certificate Node does not trust (one from `edgeloop ca server-cert`): say how to trust its CA. */
+function untrustedCertificateHint(failure: ApiFailure): string {
+  if (!failure.url.startsWith('https:') || !/certificate|self[- ]signed/i.test(failure.message)) return '';
+  return ' (a certificate from edgeloop ca server-cert: set NODE_EXTRA_CA_CERTS=<data-dir>/ca/ca.crt to trust the fleet CA)';
 }

@@ -19,7 +19,7 @@ export function caPaths(dataDir: string): CaPaths {
 export type CaInitResult = CaPaths & { readonly fingerprint: string; readonly notAfter: number };
 
 /** Writes a file through a temporary name and a rename: a reader never sees half a key. */
-function writeAtomically(path: string, text: string, mode: number): void {
+export function writeAtomically(path: string, text: string, mode: number): void {
   const temporary = `${path}.${process.pid}.tmp`;
   writeFileSync(temporary, text, { mode, flag: 'w' });
   renameSync(temporary, path);

@@ -132,7 +132,12 @@ export function createTlsListeners(deps: TlsListenersDeps): TlsListeners {
   );
   const reloads = deps.metrics.counter('edgeloop_tls_reloads_total', 'Certificate reloads (SIGHUP), by result');
 
-  const serverContext = (current: TlsMaterial): SecureContextOptions => ({ cert: current.cert, key: current.key });
+  // minVersion is part of the secure context: reload() must set it again.
+  const serverContext = (current: TlsMaterial): SecureContextOptions => ({
+    cert: current.cert,
+    key: current.key,
+    minVersion: 'TLSv1.2',
+  });
   // Only the fleet CA is trusted for client certificates (never the system roots).
   const mqttContext = (current: TlsMaterial): SecureContextOptions => ({
     ...serverContext(current),
@@ -146,7 +151,6 @@ export function createTlsListeners(deps: TlsListenersDeps): TlsListeners {
         requestCert: true,
         rejectUnauthorized: false,
         handshakeTimeout: deps.handshakeTimeoutMs,
-        minVersion: 'TLSv1.2',
       });
       server.on('secureConnection', (socket: TLSSocket) => {
         if (material.fleetCa) {
@@ -165,7 +169,7 @@ export function createTlsListeners(deps: TlsListenersDeps): TlsListeners {
     },
 
     httpsOptions() {
-      return { ...serverContext(material), minVersion: 'TLSv1.2' };
+      return serverContext(material);
     },
 
     attachHttps(server) {
