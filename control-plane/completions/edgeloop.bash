@@ -62,6 +62,7 @@ _edgeloop() {
     'serve/--mqtt-tls-port') COMPREPLY=(); return ;;
     'serve/--tls-cert') COMPREPLY=($(compgen -f -- "$cur")); return ;;
     'serve/--tls-key') COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    'serve/--clock-skew-max-s') COMPREPLY=(); return ;;
     'serve/--ingest-batch-size') COMPREPLY=(); return ;;
     'serve/--ingest-flush-interval-ms') COMPREPLY=(); return ;;
     'serve/--ingest-high-water') COMPREPLY=(); return ;;
@@ -88,6 +89,7 @@ _edgeloop() {
     'serve/--models-upload-limit-bytes') COMPREPLY=(); return ;;
     'serve/--rollouts-tick-ms') COMPREPLY=(); return ;;
     'serve/--rollouts-leader-retry-ms') COMPREPLY=(); return ;;
+    'serve/--rollouts-assignment-ttl-hours') COMPREPLY=(); return ;;
     'serve/--samples-max-bytes') COMPREPLY=(); return ;;
     'serve/--samples-retention-days') COMPREPLY=(); return ;;
     'serve/--samples-quota-bytes') COMPREPLY=(); return ;;
@@ -235,7 +237,7 @@ _edgeloop() {
     'ca server-cert/--days') COMPREPLY=(); return ;;
   esac
   case "$key" in
-    'serve') opts='--http-port --mqtt-port --host --public-host --data-dir --database-url --log-level --trusted-keys --integrity-check --min-free-disk-mb --mqtt-tls-port --tls-cert --tls-key --ingest-batch-size --ingest-flush-interval-ms --ingest-high-water --ingest-hard-cap --ingest-dedupe-cache-size --health-sweep-interval-ms --health-heartbeat-grace-s --health-default-keepalive-s --health-default-telemetry-interval-s --health-stale-intervals --health-high-temperature-c --health-disk-nearly-full-ratio --health-memory-pressure-ratio --health-inference-stall-s --retention-messages-days --retention-dead-letters-days --retention-audit-days --retention-prune-interval-s --http-body-limit-bytes --http-sse-heartbeat-s --http-console-dir --commands-default-timeout-ms --commands-max-timeout-ms --models-upload-limit-bytes --rollouts-tick-ms --rollouts-leader-retry-ms --samples-max-bytes --samples-retention-days --samples-quota-bytes --samples-upload-expiry-hours --samples-thumbnail-width --mqtt-max-connections --mqtt-max-pending-connections --mqtt-connect-deadline-ms --mqtt-connect-rate-per-address --mqtt-connect-burst-per-address --mqtt-max-connect-bytes --mqtt-max-packet-bytes --idempotency-ttl-hours --idempotency-max-response-bytes --idempotency-in-flight-timeout-s --readiness-interval-ms --readiness-flush-error-window-s --readiness-retry-after-s --help'; args='' ;;
+    'serve') opts='--http-port --mqtt-port --host --public-host --data-dir --database-url --log-level --trusted-keys --integrity-check --min-free-disk-mb --mqtt-tls-port --tls-cert --tls-key --clock-skew-max-s --ingest-batch-size --ingest-flush-interval-ms --ingest-high-water --ingest-hard-cap --ingest-dedupe-cache-size --health-sweep-interval-ms --health-heartbeat-grace-s --health-default-keepalive-s --health-default-telemetry-interval-s --health-stale-intervals --health-high-temperature-c --health-disk-nearly-full-ratio --health-memory-pressure-ratio --health-inference-stall-s --retention-messages-days --retention-dead-letters-days --retention-audit-days --retention-prune-interval-s --http-body-limit-bytes --http-sse-heartbeat-s --http-console-dir --commands-default-timeout-ms --commands-max-timeout-ms --models-upload-limit-bytes --rollouts-tick-ms --rollouts-leader-retry-ms --rollouts-assignment-ttl-hours --samples-max-bytes --samples-retention-days --samples-quota-bytes --samples-upload-expiry-hours --samples-thumbnail-width --mqtt-max-connections --mqtt-max-pending-connections --mqtt-connect-deadline-ms --mqtt-connect-rate-per-address --mqtt-connect-burst-per-address --mqtt-max-connect-bytes --mqtt-max-packet-bytes --idempotency-ttl-hours --idempotency-max-response-bytes --idempotency-in-flight-timeout-s --readiness-interval-ms --readiness-flush-error-window-s --readiness-retry-after-s --help'; args='' ;;
     'fleet') opts='--json --url --token --help'; args='' ;;
     'completion') opts='--help'; args='bash zsh' ;;
     'devices list') opts='--status --health --label --limit --json --url --token --help'; args='' ;;

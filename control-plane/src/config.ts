@@ -89,6 +89,11 @@ export const RolloutsConfig = z.object({
   tickMs: PositiveInt.min(50).max(60_000).default(1_000),
   /** How often a replica that is not the leader tries to take the leader lock (PostgreSQL). */
   leaderRetryMs: PositiveInt.min(100).default(5_000),
+  /**
+   * How long a model assignment in desired state stays valid (its expiresAt); the control plane
+   * refreshes it when a third of this is left, and an agent ignores an expired one. Default 7 days.
+   */
+  assignmentTtlHours: PositiveNumber.max(24 * 365).default(168),
 });
 export type RolloutsConfig = z.infer<typeof RolloutsConfig>;
 
@@ -196,6 +201,11 @@ export const Config = z.object({
   tlsCert: z.string().min(1).optional(),
   /** PEM private key of --tls-cert. Reloaded on SIGHUP. */
   tlsKey: z.string().min(1).optional(),
+  /**
+   * A device timestamp more than this many seconds after the control plane's receive time (or
+   * before 2020) is stored with the flag clockSkew; history never sorts by it (it is data).
+   */
+  clockSkewMaxS: PositiveInt.default(86_400),
   ingest: IngestConfig.default(IngestConfig.parse({})),
   health: HealthConfig.default(HealthConfig.parse({})),
   retention: RetentionConfig.default(RetentionConfig.parse({})),
@@ -227,6 +237,7 @@ const TOP_LEVEL_KEYS = [
   'mqttTlsPort',
   'tlsCert',
   'tlsKey',
+  'clockSkewMaxS',
 ] as const;
 const SECTIONS = {
   ingest: IngestConfig,

@@ -284,6 +284,7 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         clock,
         config: config.ingest,
         health: config.health,
+        clockSkewMaxMs: config.clockSkewMaxS * 1000,
         logger: logger.child({ component: 'ingest' }),
         isConnected: (deviceId) => broker?.isConnected(deviceId) ?? false,
         onReply: (deviceId, reply) => waiters.resolve(deviceId, reply),

@@ -109,6 +109,11 @@ export type IngestDeps = {
   readonly holdWrites?: () => boolean;
   /** Told of every batch whose commit failed (readiness, the disk monitor), before the hold is read. */
   readonly onFlushError?: (error: Error) => void;
+  /**
+   * A device ts more than this many milliseconds after the receive time is stored with clockSkew
+   * (as is one before 2020). Default one day (--clock-skew-max-s).
+   */
+  readonly clockSkewMaxMs?: number;
 };
 
 export type IngestStats = {
@@ -186,6 +191,20 @@ function excerpt(payload: Uint8Array): string {
   );
 }
 
+/** A device clock before this (2020-01-01T00:00:00Z) has not been set: no agent ran before it. */
+export const CLOCK_FLOOR_MS = Date.UTC(2020, 0, 1);
+
+/** The default of --clock-skew-max-s: one day. */
+export const DEFAULT_CLOCK_SKEW_MAX_MS = 86_400_000;
+
+/**
+ * Whether a device's ts cannot be trusted as a time: beyond the receive time plus the allowed skew,
+ * or before 2020 (a clock that was never set). Such a row is stored with clockSkew; its ts stays data.
+ */
+export function isClockSkewed(deviceTs: number, receivedAt: number, maxSkewMs: number): boolean {
+  return deviceTs > receivedAt + maxSkewMs || deviceTs < CLOCK_FLOOR_MS;
+}
+
 /** How often a held queue (holdWrites) looks whether it may commit again. */
 const HOLD_RETRY_MS = 200;
 
@@ -197,6 +216,7 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
   const { config, clock, bus, logger } = deps;
   const thresholds = deps.health;
   const isConnected = deps.isConnected ?? (() => false);
+  const clockSkewMaxMs = deps.clockSkewMaxMs ?? DEFAULT_CLOCK_SKEW_MAX_MS;
 
   const metrics = {
     accepted: deps.metrics.counter('edgeloop_ingest_accepted_total', 'Device messages stored, by channel'),
@@ -206,6 +226,10 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
     flushErrors: deps.metrics.counter('edgeloop_ingest_flush_errors_total', 'Batches whose commit failed'),
     flushSeconds: deps.metrics.summary('edgeloop_ingest_flush_seconds', 'Duration of one batch commit (seconds)'),
     batchRows: deps.metrics.summary('edgeloop_ingest_batch_rows', 'Entries per batch'),
+    clockSkew: deps.metrics.counter(
+      'edgeloop_ingest_clock_skew_total',
+      'Messages stored with clockSkew (device ts beyond the allowed skew, or before 2020), by channel',
+    ),
   };
   deps.metrics.gauge('edgeloop_ingest_queue_depth', 'Entries waiting to be stored', () => queue.length);
   deps.metrics.gauge('edgeloop_ingest_parked_callbacks', 'Stored entries whose ack is held back', () => parked.length);
@@ -507,6 +531,7 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
             deviceTs: message.ts,
             receivedAt: entry.receivedAt,
             body,
+            clockSkew: isClockSkewed(message.ts, entry.receivedAt, clockSkewMaxMs),
           });
           pending.messageEntries.push(decoded.entry);
           applyMessage(pending, decoded.entry, cached);
@@ -584,6 +609,7 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
       }
       accepted++;
       metrics.accepted.inc({ channel: entry.channel });
+      if (pending.messages[index]?.clockSkew) metrics.clockSkew.inc({ channel: entry.channel });
       rememberSent(key);
       if (entry.channel === 'events') {
         bus.publish('device.event', { deviceId: entry.deviceId, event: entry.message as DeviceEvent });
