@@ -14,7 +14,7 @@ import { eventually } from './support/broker.ts';
 /*
  * A device enrolled with --auth cert: its certificate, key and CA are handed to mqtt.js as TLS
  * options, and its MQTT CONNECT carries no password (the password file serves HTTP only). The
- * TLS handshake itself is the control plane's test (control-plane/test/tls-journey.test.ts); here
+ * TLS handshake itself is the control plane's test (simulator/test/e2e/tls-journey.test.ts); here
  * the client's TLS options are captured and it connects over plain TCP to a real aedes broker
  * that records each CONNECT's credentials.
  */
