@@ -10,6 +10,7 @@ import {
   take,
   unwrap,
 } from '@edgeloop/protocol';
+import { writeAtomically } from '../tls/ca-files.ts';
 import { parsePairs, UsageError } from './args.ts';
 import { type CommandSpec, EXIT, type GroupSpec } from './command.ts';
 import { isoTime, json, pairs, table } from './output.ts';
@@ -161,14 +162,15 @@ const enroll: CommandSpec = {
 function writeCredentialFiles(outDir: string, enrolled: EnrollDeviceResponse) {
   mkdirSync(outDir, { recursive: true, mode: 0o700 });
   const passwordFile = join(outDir, 'password');
-  writeFileSync(passwordFile, `${enrolled.credentials.password}\n`, { mode: 0o600 });
+  // Through a rename, with the mode each time: a file from an earlier enrollment is replaced, not reused.
+  writeAtomically(passwordFile, `${enrolled.credentials.password}\n`, 0o600);
   if (!enrolled.certificate) return { passwordFile };
   const certFile = join(outDir, 'device.crt');
   const keyFile = join(outDir, 'device.key');
   const caFile = join(outDir, 'ca.crt');
-  writeFileSync(keyFile, enrolled.certificate.key, { mode: 0o600 });
-  writeFileSync(certFile, enrolled.certificate.cert, { mode: 0o644 });
-  writeFileSync(caFile, enrolled.certificate.ca, { mode: 0o644 });
+  writeAtomically(keyFile, enrolled.certificate.key, 0o600);
+  writeAtomically(certFile, enrolled.certificate.cert, 0o644);
+  writeAtomically(caFile, enrolled.certificate.ca, 0o644);
   return { passwordFile, certFile, keyFile, caFile };
 }
 

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fail, ok, type Result } from '@edgeloop/protocol';
 import { createFleetCa, type FleetCa, loadFleetCa } from './fleet-ca.ts';
@@ -21,7 +21,9 @@ export type CaInitResult = CaPaths & { readonly fingerprint: string; readonly no
 /** Writes a file through a temporary name and a rename: a reader never sees half a key. */
 export function writeAtomically(path: string, text: string, mode: number): void {
   const temporary = `${path}.${process.pid}.tmp`;
-  writeFileSync(temporary, text, { mode, flag: 'w' });
+  // A leftover of a crashed run would keep its own mode: start from a new file.
+  rmSync(temporary, { force: true });
+  writeFileSync(temporary, text, { mode, flag: 'wx' });
   renameSync(temporary, path);
 }
 
