@@ -338,6 +338,21 @@ describe('HTTPS and certificate reload', () => {
   });
 });
 
+describe('start with bad TLS files', () => {
+  it('refuses to start when --tls-key belongs to another certificate, naming the files', async () => {
+    const other = await serverCertificate();
+    const strayKey = join(tlsDir, 'stray.key');
+    writeFileSync(strayKey, other.key, { mode: 0o600 });
+    const failed = startTestControlPlane({
+      dataDir: join(tlsDir, 'failed-start'),
+      mqttTlsPort: 0,
+      tlsCert: certFile,
+      tlsKey: strayKey,
+    });
+    await expect(failed).rejects.toThrow(/stray\.key does not belong to the certificate .*server\.crt/);
+  });
+});
+
 describe('certificate enrollment without TLS', () => {
   it('answers 422 naming what is missing when the control plane has no MQTT TLS listener', async () => {
     const plain = await startTestControlPlane();
