@@ -1,6 +1,7 @@
 import { pino } from 'pino';
 import { createAgent } from './agent.ts';
 import { formatConfigProblems, loadConfig } from './config.ts';
+import { runEvalCli } from './eval/eval-cli.ts';
 import { AGENT_VERSION } from './version.ts';
 import { runDetectCli } from './vision/detect-cli.ts';
 import { createVision } from './vision/vision.ts';
@@ -10,6 +11,7 @@ import { createVision } from './vision/vision.ts';
  *
  *   edgeloop-agent --config agent.json     run the agent
  *   edgeloop-agent detect ...              the vision pipeline's offline detector (vision/detect-cli.ts)
+ *   edgeloop-agent eval ...                a model (and its champion) on a labelled dataset export (eval/eval-cli.ts)
  *
  * Exit codes: 0 clean stop (SIGINT/SIGTERM), 1 runtime failure, 2 usage or config error (every
  * config problem is printed on its own line).
@@ -20,6 +22,7 @@ const USAGE = `edgeloop-agent ${AGENT_VERSION}: the edgeloop device agent
 Usage:
   edgeloop-agent --config <agent.json>    run the agent
   edgeloop-agent detect [options]         run the vision detector on files (see: detect --help)
+  edgeloop-agent eval [options]           evaluate a model on a labelled dataset export (see: eval --help)
   edgeloop-agent --help | --version
 
 Environment overrides (win over the file):
@@ -52,6 +55,7 @@ function parseArgs(argv: readonly string[]): ParsedArgs {
 
 async function main(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Promise<number> {
   if (argv[0] === 'detect') return runDetectCli(argv.slice(1), { env });
+  if (argv[0] === 'eval') return runEvalCli(argv.slice(1), { env });
   const args = parseArgs(argv);
   if (args.help) {
     process.stdout.write(USAGE);
