@@ -66,6 +66,8 @@ describe('audit log', () => {
       'PATCH /api/v1/devices/:id': () => statusOf(op.devices.setLabels('audit-new', { site: 'south' })),
       'PUT /api/v1/devices/:id/desired': () => statusOf(op.devices.setDesired('audit-new', { config: { fps: 5 } })),
       'POST /api/v1/devices/:id/commands': () => statusOf(op.devices.command('audit-cam', { name: 'ping', args: {} })),
+      'POST /api/v1/devices/:id/credentials/rotate': () =>
+        statusOf(op.devices.rotateCredentials('audit-new', { deliver: false })),
       'DELETE /api/v1/devices/:id/samples': () => statusOf(t.client.devices.purgeSamples('audit-new')),
       'DELETE /api/v1/devices/:id': () => statusOf(t.client.devices.revoke('audit-new')),
       'POST /api/v1/tokens': () => statusOf(t.client.tokens.create({ name: 'temp', role: 'viewer' })),
@@ -146,6 +148,7 @@ describe('audit log', () => {
       'PATCH /api/v1/devices/:id',
       'PUT /api/v1/devices/:id/desired',
       'POST /api/v1/devices/:id/commands',
+      'POST /api/v1/devices/:id/credentials/rotate',
       'POST /api/v1/models',
       'POST /api/v1/rollouts',
       'POST /api/v1/rollouts/:id/pause',
@@ -304,7 +307,7 @@ describe('Idempotency-Key', () => {
     expect((await command('cmd-1')).status).toBe(504);
   });
 
-  it('refuses a malformed key and documents the header on the four creating POSTs', async () => {
+  it('refuses a malformed key and documents the header on the creating POSTs and the credential rotation', async () => {
     expect((await enroll('"unterminated', { id: 'idem-bad' })).status).toBe(400);
     const doc = (await (await t.raw('GET', '/api/v1/openapi.json')).json()) as {
       paths: Record<string, Record<string, { parameters?: { name: string; in: string }[] }>>;
@@ -317,6 +320,7 @@ describe('Idempotency-Key', () => {
     expect(withHeader.sort()).toEqual([
       'post /api/v1/devices',
       'post /api/v1/devices/{id}/commands',
+      'post /api/v1/devices/{id}/credentials/rotate',
       'post /api/v1/models',
       'post /api/v1/rollouts',
     ]);
