@@ -9,6 +9,7 @@ import { createAdaptorServer } from '@hono/node-server';
 import type { Hono } from 'hono';
 import pino, { type Logger } from 'pino';
 import packageJson from '../package.json' with { type: 'json' };
+import { type AssignmentRefresher, createAssignmentRefresher } from './assignment-refresh.ts';
 import { createAuditLog, createGovernancePruner } from './audit/audit.ts';
 import { type ControlBroker, createBroker } from './broker.ts';
 import { type CommandWaiters, createCommandWaiters } from './command-waiters.ts';
@@ -107,7 +108,12 @@ export type ControlPlaneInternals = {
   readonly eventLoop: EventLoopMonitor;
   readonly blobs: BlobStore;
   readonly registry: ModelRegistry;
-  readonly rollouts: { readonly service: RolloutService; readonly engine: RolloutEngine };
+  readonly rollouts: {
+    readonly service: RolloutService;
+    readonly engine: RolloutEngine;
+    /** Renews model assignments before their expiresAt lapses. */
+    readonly assignments: AssignmentRefresher;
+  };
   readonly samples: SampleService;
   /** Free disk of the data directory against the watermark (--min-free-disk-mb). */
   readonly disk: DiskMonitor;
@@ -457,6 +463,18 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         lock: store.openLeaderLock(ROLLOUT_LEADER_LOCK_KEY),
         tickMs: config.rollouts.tickMs,
         leaderRetryMs: config.rollouts.leaderRetryMs,
+        assignmentTtlMs: config.rollouts.assignmentTtlHours * 3_600_000,
+      });
+      // Model assignments are renewed before their expiresAt lapses (on the rollout leader).
+      const assignmentRefresher = createAssignmentRefresher({
+        devices: store.devices,
+        publishDesired: (deviceId, desired) => openBroker.publishDesired(deviceId, desired),
+        clock,
+        timers,
+        metrics,
+        ttlMs: config.rollouts.assignmentTtlHours * 3_600_000,
+        isLeader: () => engine.isLeader,
+        onError: (error) => logger.error({ err: error }, 'assignment refresh failed'),
       });
 
       const samples = createSampleService({
@@ -546,6 +564,8 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         await closeServer(httpServer);
       });
 
+      // Lapsed assignments (a control plane that was down for long) are renewed before the broker gets them.
+      await assignmentRefresher.runNow();
       const republished = await fleet.republishDesired();
 
       const sweeper = createHealthSweeper({ ingest, timers, intervalMs: config.health.sweepIntervalMs });
@@ -572,8 +592,10 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
       governancePruner.start();
       await openReadiness.check();
       openReadiness.start();
+      assignmentRefresher.start();
       cleanups.push(() => {
         sweeper.stop();
+        assignmentRefresher.stop();
         pruner.stop();
         governancePruner.stop();
       });
@@ -597,7 +619,7 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         eventLoop,
         blobs,
         registry,
-        rollouts: { service: rolloutService, engine },
+        rollouts: { service: rolloutService, engine, assignments: assignmentRefresher },
         samples,
         disk,
         readiness: openReadiness,

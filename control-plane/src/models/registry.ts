@@ -106,11 +106,18 @@ export function toModelView(model: ModelRecord): ModelView {
   };
 }
 
-/** What desired state tells a device to run for this model. */
+/** The default of --rollouts-assignment-ttl-hours: an assignment is valid for 7 days. */
+export const DEFAULT_ASSIGNMENT_TTL_MS = 7 * 86_400_000;
+
+/**
+ * What desired state tells a device to run for this model, valid until `expiresAt` (epoch ms): the
+ * writer stamps it as now + the assignment TTL, and assignment-refresh.ts renews it before it lapses.
+ */
 export function toModelAssignment(
   model: ModelRecord,
   rolloutId: string | null,
   mode: 'active' | 'shadow',
+  expiresAt: number,
 ): ModelAssignment {
   return {
     rolloutId,
@@ -118,6 +125,7 @@ export function toModelAssignment(
     mode,
     url: modelFilePath(model.name, model.version),
     signed: JSON.parse(model.signed) as SignedModelRelease,
+    expiresAt,
   };
 }
 

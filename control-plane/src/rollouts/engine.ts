@@ -1,8 +1,11 @@
+import { EvaluationBaseline, EvaluationMetrics } from '@edgeloop/protocol';
 import type { Logger } from 'pino';
 import type { AuditLog } from '../audit/audit.ts';
 import type {
   AssignmentRecord,
   DeviceRepository,
+  EvaluationRecord,
+  EvaluationRepository,
   LeaderLock,
   MessageRepository,
   ModelRecord,
@@ -17,12 +20,12 @@ import type { MetricsRegistry } from '../metrics.ts';
 import type { Timers } from '../sweeper.ts';
 import { createExecutors, type Executors, executeSteps, StaleRolloutError } from './executors.ts';
 import { buildDeviceFacts, type DesiredModelFact, desiredModelFact, repairSteps, toRolloutState } from './facts.ts';
-import type { DeviceWindow } from './gates.ts';
+import type { DeviceWindow, ValidationEvidence } from './gates.ts';
 import { dueWindow, plan, type Step } from './plan.ts';
 import { buildDeviceWindows } from './windows.ts';
 
 /*
- * The rollout reconcile loop. Every tick, for each rollout with work left (running, paused, or
+ * The rollout reconcile loop. Every tick, for each rollout with work left (pending, running, paused, or
  * rolled back with devices not yet home):
  *
  *   read   the rollout row, its assignments, the target devices' reported and desired state, and
@@ -40,6 +43,14 @@ import { buildDeviceWindows } from './windows.ts';
  * not seen every message, but the database has; and a restarted leader needs no warm-up.
  */
 
+/** A stored evaluation as the validation gate reads it; a row that no longer parses counts as none. */
+function toValidationEvidence(row: EvaluationRecord): ValidationEvidence | null {
+  const metrics = EvaluationMetrics.safeParse(row.metrics);
+  const baseline = EvaluationBaseline.nullable().safeParse(row.baseline);
+  if (!metrics.success || !baseline.success) return null;
+  return { id: row.id, createdAt: row.createdAt, metrics: metrics.data, baseline: baseline.data };
+}
+
 /** The advisory-lock key of the rollout leader (an arbitrary constant: "edge" in ASCII). */
 export const ROLLOUT_LEADER_LOCK_KEY = 0x6564_6765;
 
@@ -49,6 +60,8 @@ export type RolloutEngineDeps = {
     readonly models: Pick<ModelRepository, 'get'>;
     readonly devices: Pick<DeviceRepository, 'snapshots'>;
     readonly messages: Pick<MessageRepository, 'telemetrySamples'>;
+    /** Evaluation reports, for the validation gate of pending rollouts (they wait without it). */
+    readonly evaluations?: Pick<EvaluationRepository, 'list'>;
   };
   readonly fleet: { setDesired(id: string, change: DesiredChange): Promise<unknown> };
   readonly bus: EventBus;
@@ -66,6 +79,8 @@ export type RolloutEngineDeps = {
    * loop between slices, so a big window never blocks ingest for long (SQLite is synchronous).
    */
   readonly windowSliceMs?: number;
+  /** How long each model assignment written stays valid (its expiresAt); default 7 days. */
+  readonly assignmentTtlMs?: number;
 };
 
 export type TickReport = {
@@ -94,6 +109,7 @@ export function createRolloutEngine(deps: RolloutEngineDeps): RolloutEngine {
     fleet: deps.fleet,
     bus: deps.bus,
     ...(deps.audit ? { audit: deps.audit } : {}),
+    ...(deps.assignmentTtlMs !== undefined ? { assignmentTtlMs: deps.assignmentTtlMs } : {}),
   });
   const metrics = {
     ticks: deps.metrics.counter('edgeloop_rollout_ticks_total', 'Rollout reconcile passes, by outcome'),
@@ -157,7 +173,20 @@ export function createRolloutEngine(deps: RolloutEngineDeps): RolloutEngine {
       metrics.evaluationSeconds.observe((performance.now() - started) / 1000);
     }
 
-    const steps: Step[] = plan({ rollout, devices: facts, windows, now });
+    // A pending rollout's validation gate reads the newest evaluation with a champion beside it.
+    let validation: ValidationEvidence | null = null;
+    const wanted = rollout.spec.validation;
+    if (rollout.status === 'pending' && wanted && store.evaluations) {
+      const [row] = await store.evaluations.list({
+        modelId: rollout.model.id,
+        datasetId: wanted.dataset,
+        withBaseline: true,
+        limit: 1,
+      });
+      if (row) validation = toValidationEvidence(row);
+    }
+
+    const steps: Step[] = plan({ rollout, devices: facts, windows, validation, now });
     const desired = new Map<string, DesiredModelFact>();
     for (const [id, snapshot] of snapshots) desired.set(id, desiredModelFact(snapshot));
     const all = [...steps, ...repairSteps(rollout, facts, desired, steps)];

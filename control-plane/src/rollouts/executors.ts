@@ -11,7 +11,7 @@ import type {
 } from '../db/repositories.ts';
 import type { BusEvents, EventBus } from '../events.ts';
 import type { DesiredChange } from '../fleet.ts';
-import { toModelAssignment } from '../models/registry.ts';
+import { DEFAULT_ASSIGNMENT_TTL_MS, toModelAssignment } from '../models/registry.ts';
 import { desiredPrevious, previousModel, reportedModel } from './facts.ts';
 import type { DeviceFacts, RolloutState, Step } from './plan.ts';
 
@@ -52,6 +52,8 @@ export type ExecutorDeps = {
   readonly audit?: AuditLog;
   /** Desired-state writes in flight at once (each is a transaction and a retained publish). */
   readonly concurrency?: number;
+  /** Every assignment written is valid for this long (its expiresAt); default 7 days. */
+  readonly assignmentTtlMs?: number;
 };
 
 export type Executors = {
@@ -92,6 +94,7 @@ function stageName(rollout: RolloutState, index: number): string | null {
 export function createExecutors(deps: ExecutorDeps): Executors {
   const { rollouts, bus } = deps;
   const concurrency = deps.concurrency ?? 16;
+  const assignmentTtlMs = deps.assignmentTtlMs ?? DEFAULT_ASSIGNMENT_TTL_MS;
 
   const event = (
     context: ExecutionContext,
@@ -140,7 +143,7 @@ export function createExecutors(deps: ExecutorDeps): Executors {
         };
       });
       await rollouts.putAssignments(rows);
-      const assignment = toModelAssignment(model, rollout.id, step.mode);
+      const assignment = toModelAssignment(model, rollout.id, step.mode, now + assignmentTtlMs);
       await eachLimited(step.deviceIds, concurrency, async (deviceId) => {
         await deps.fleet.setDesired(deviceId, { model: assignment });
       });
@@ -203,7 +206,9 @@ export function createExecutors(deps: ExecutorDeps): Executors {
         if (!previous) return null;
         if (!registered.has(previous.id)) registered.set(previous.id, await deps.models.get(previous.id));
         const model = registered.get(previous.id);
-        return model && model.sha256 === previous.sha256 ? toModelAssignment(model, rollout.id, 'active') : null;
+        return model && model.sha256 === previous.sha256
+          ? toModelAssignment(model, rollout.id, 'active', now + assignmentTtlMs)
+          : null;
       };
       await rollouts.setAssignmentStates(
         rollout.id,
