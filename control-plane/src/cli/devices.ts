@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   COMMAND_ARGS,
@@ -285,7 +285,8 @@ const rotateCredentials: CommandSpec = {
       }),
     );
     const outFile = flag('out-file');
-    if (outFile !== undefined) writeFileSync(outFile, `${rotated.password}\n`, { mode: 0o600 });
+    // A new file renamed over the old: mode 0600 even when FILE existed, and never half written.
+    if (outFile !== undefined) writeAtomically(outFile, `${rotated.password}\n`, 0o600);
     const shown = outFile !== undefined ? { ...rotated, password: undefined, passwordFile: outFile } : rotated;
     const { delivery } = rotated;
     const applied = delivery.state === 'applied' || delivery.state === 'not-sent';

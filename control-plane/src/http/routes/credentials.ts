@@ -87,7 +87,8 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Route[] {
         };
         // The audit entry reads this, not the answer: the device and the delivery, never the secret.
         c.set('auditResult', { id, status: delivery.state });
-        return c.json(answer);
+        // A secret: no cache keeps it.
+        return c.json(answer, 200, { 'cache-control': 'no-store' });
       },
     }),
   ];
