@@ -448,6 +448,8 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         models: store.models,
         devices: store.devices,
         messages: store.messages,
+        datasets: store.datasets,
+        evaluations: store.evaluations,
         bus,
         clock,
       });

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { DEVICE_ID_PATTERN } from './device-id.ts';
+import { ValidationResult, ValidationSpec } from './evaluations.ts';
 import { JsonObject } from './json-value.ts';
 import { labelMap } from './labels.ts';
 import { CommandName, Desired, EpochMs, Reply, Reported, Telemetry } from './messages.ts';
@@ -864,6 +865,10 @@ export const RolloutSpec = z
       .default(0)
       .describe("Each device's start in a stage is spread uniformly over this many seconds (stable hash)"),
     onTimeout: TimeoutAction.default('pause'),
+    validation: ValidationSpec.optional().describe(
+      'Validation gate: the rollout stays pending until an evaluation of the candidate on this dataset version ' +
+        'shows candidate >= champion + minDelta; one below fails it',
+    ),
   })
   .describe('A staged rollout of one registered model to the devices a selector matches');
 export type RolloutSpec = z.infer<typeof RolloutSpec>;
@@ -877,8 +882,10 @@ export const CreateRolloutRequest = RolloutSpec.extend({
 }).describe('A rollout spec to start; with dryRun, the plan only');
 export type CreateRolloutRequest = z.infer<typeof CreateRolloutRequest>;
 
-export const ROLLOUT_STATUSES = ['running', 'paused', 'completed', 'rolled_back', 'aborted'] as const;
-export const RolloutStatus = z.enum(ROLLOUT_STATUSES).describe('Where a rollout stands');
+export const ROLLOUT_STATUSES = ['pending', 'running', 'paused', 'completed', 'rolled_back', 'aborted'] as const;
+export const RolloutStatus = z
+  .enum(ROLLOUT_STATUSES)
+  .describe('Where a rollout stands; pending: waiting for its validation gate (an evaluation), no device touched');
 export type RolloutStatus = z.infer<typeof RolloutStatus>;
 
 /**
@@ -927,7 +934,7 @@ export const GateResultView = z
       .string()
       .describe(
         'revert-rate, error-rate, latency-p95-ratio, fps-ratio, detections-change, confidence-psi, ' +
-          'shadow-precision or shadow-recall',
+          'shadow-precision, shadow-recall or validation',
       ),
     /** not-applicable: the gate cannot be judged in this stage (the reason is in `detail`); never blocks. */
     verdict: z
@@ -953,6 +960,7 @@ export const GateResultView = z
     detail: z.string().describe('What the numbers are, in words'),
     /** One sentence: why this verdict (evidence short, interval past the threshold, ...). */
     decision: z.string().describe('Why this verdict, in one sentence'),
+    validation: ValidationResult.optional().describe('The validation gate only: the evaluation and its numbers'),
   })
   .describe('One gate of a verdict with the numbers behind it');
 export type GateResultView = z.infer<typeof GateResultView>;

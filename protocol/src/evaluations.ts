@@ -138,3 +138,18 @@ export const ValidationSpec = z
       'shows candidate >= champion (its baseline) + minDelta',
   );
 export type ValidationSpec = z.infer<typeof ValidationSpec>;
+
+/** What the validation gate judged: the evaluation it read and the numbers it compared. */
+export const ValidationResult = z
+  .object({
+    dataset: z.string().describe('The dataset version the spec names'),
+    metric: EvaluationMetric,
+    minDelta: z.number().describe('The margin the spec asks for'),
+    evaluationId: z.string().nullable().describe('The evaluation judged; null while none exists'),
+    championModelId: z.string().nullable().describe('The champion (the evaluation baseline) compared against'),
+    candidate: z.number().nullable().describe("The candidate's value of the metric"),
+    champion: z.number().nullable().describe("The champion's value of the metric"),
+    delta: z.number().nullable().describe('candidate - champion'),
+  })
+  .describe('The numbers behind a validation gate verdict');
+export type ValidationResult = z.infer<typeof ValidationResult>;

@@ -21,6 +21,7 @@ export function stageStates(rollout: Pick<RolloutView, 'stageIndex' | 'status' |
 export function actionsFor(status: RolloutView['status']): ('pause' | 'resume' | 'abort' | 'promote')[] {
   if (status === 'running') return ['pause', 'promote', 'abort'];
   if (status === 'paused') return ['resume', 'promote', 'abort'];
+  if (status === 'pending') return ['abort'];
   return [];
 }
 

@@ -1,5 +1,5 @@
-import type { CohortMeasure, GateResultView } from '@edgeloop/protocol';
-import type { EvidenceSpec, GateSpec } from './spec.ts';
+import { type CohortMeasure, type EvaluationMetrics, type GateResultView, metricValue } from '@edgeloop/protocol';
+import type { EvidenceSpec, GateSpec, ValidationSpec } from './spec.ts';
 import { CONFIDENCE, type Interval, meanInterval, medianInterval, ratioInterval } from './stats.ts';
 
 /**
@@ -554,5 +554,92 @@ export function evaluateStage(input: StageInput, gates: GateSpec, evidence: Evid
     reason: `every gate passed with enough evidence${skipped.length > 0 ? ` (not applicable: ${skipped.join(', ')})` : ''}`,
     gates: results,
     evidence: facts,
+  };
+}
+
+/* ----------------------------------------- validation ----------------------------------------- */
+
+/** An evaluation report as the validation gate reads it (the newest with a champion beside it). */
+export type ValidationEvidence = {
+  readonly id: string;
+  readonly createdAt: number;
+  readonly metrics: EvaluationMetrics;
+  readonly baseline: { readonly modelId: string; readonly metrics: EvaluationMetrics } | null;
+};
+
+/** Float noise of figures rounded to 4 places must not fail `candidate >= champion + minDelta`. */
+const VALIDATION_EPSILON = 1e-9;
+
+const fmt = (value: number) => String(Math.round(value * 10_000) / 10_000);
+
+/**
+ * The validation gate, before the first stage: the candidate's evaluation on the spec's dataset
+ * version must show candidate >= champion (its baseline) + minDelta on the spec's metric.
+ * Inconclusive while no evaluation with a champion exists; fail when the evaluation lacks the
+ * metric (a classification report asked for mAP) or falls short. Pure.
+ */
+export function evaluateValidation(
+  spec: ValidationSpec,
+  modelId: string,
+  evaluation: ValidationEvidence | null,
+): StageEvaluation {
+  const { dataset, metric, minDelta } = spec;
+  const numbers = {
+    dataset,
+    metric,
+    minDelta,
+    evaluationId: evaluation?.id ?? null,
+    championModelId: evaluation?.baseline?.modelId ?? null,
+    candidate: evaluation ? metricValue(evaluation.metrics, metric) : null,
+    champion: evaluation?.baseline ? metricValue(evaluation.baseline.metrics, metric) : null,
+    delta: null as number | null,
+  };
+  let verdict: Verdict;
+  let reason: string;
+  if (!evaluation || !evaluation.baseline) {
+    verdict = 'inconclusive';
+    reason =
+      `waiting for an evaluation of ${modelId} on ${dataset} with the champion beside it ` +
+      `(edgeloop-agent eval --dataset EXPORT --baseline CHAMPION.onnx --control-plane-url URL)`;
+  } else if (numbers.candidate === null || numbers.champion === null) {
+    verdict = 'fail';
+    reason = `evaluation ${evaluation.id} has no ${metric} (a ${evaluation.metrics.task} evaluation): the validation cannot pass`;
+  } else {
+    const delta = numbers.candidate - numbers.champion;
+    numbers.delta = Math.round(delta * 1e6) / 1e6;
+    const passes = delta >= minDelta - VALIDATION_EPSILON;
+    verdict = passes ? 'pass' : 'fail';
+    reason =
+      `validation on ${dataset}: ${metric} ${fmt(numbers.candidate)} ${passes ? '>=' : '<'} champion ` +
+      `${numbers.championModelId} ${fmt(numbers.champion)} + ${fmt(minDelta)} (evaluation ${evaluation.id})`;
+  }
+  const gate: GateResult = {
+    gate: 'validation',
+    verdict,
+    canary: null,
+    control: null,
+    comparison:
+      numbers.delta === null
+        ? null
+        : { kind: 'difference', estimate: numbers.delta, lo: numbers.delta, hi: numbers.delta, confidence: 1 },
+    threshold: minDelta,
+    detail: `${metric} of the candidate minus the champion's on ${dataset}, from an offline evaluation`,
+    decision: reason,
+    validation: numbers,
+  };
+  return {
+    verdict,
+    reason,
+    gates: [gate],
+    evidence: {
+      stageDevices: 0,
+      reporting: 0,
+      frames: evaluation?.metrics.images ?? 0,
+      soakedS: 0,
+      failed: 0,
+      controlDevices: 0,
+      controlFrames: 0,
+      unchanged: 0,
+    },
   };
 }

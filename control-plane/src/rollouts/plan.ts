@@ -1,6 +1,12 @@
 import type { ModelRef, TimeoutAction } from '@edgeloop/protocol';
 import { type Cohorts, controlAt, dueAt, inMaintenanceWindow, stageSize, type TargetDevice } from './cohorts.ts';
-import { type DeviceWindow, evaluateStage, type StageEvaluation } from './gates.ts';
+import {
+  type DeviceWindow,
+  evaluateStage,
+  evaluateValidation,
+  type StageEvaluation,
+  type ValidationEvidence,
+} from './gates.ts';
 import type { RolloutSpec, StageSpec } from './spec.ts';
 
 /* The rollout reconcile loop's brain: a pure function from (rollout state, device facts, metric
@@ -12,7 +18,8 @@ import type { RolloutSpec, StageSpec } from './spec.ts';
  * rollout row keeps the end of the last window judged (`lastEvaluatedAt`), so the next one follows
  * from it: N failing windows are N distinct windows. */
 
-export type RolloutStatus = 'running' | 'paused' | 'completed' | 'rolled_back' | 'aborted';
+/** pending: waiting for the validation gate (spec.validation) before the first stage; no device touched. */
+export type RolloutStatus = 'pending' | 'running' | 'paused' | 'completed' | 'rolled_back' | 'aborted';
 
 export type RolloutState = {
   readonly id: string;
@@ -65,6 +72,11 @@ export type PlanInput = {
   readonly devices: ReadonlyMap<string, DeviceFacts>;
   /** Metric windows per device inside `dueWindow(rollout, now)`, one per model seen. */
   readonly windows: ReadonlyMap<string, readonly DeviceWindow[]>;
+  /**
+   * For a pending rollout with a validation spec: the newest evaluation of the candidate on the
+   * spec's dataset version with a champion beside it (null when none exists).
+   */
+  readonly validation?: ValidationEvidence | null;
   readonly now: number;
 };
 
@@ -194,6 +206,54 @@ function rollback(
   return steps;
 }
 
+/** The validation verdict is recorded in the events as a stage of its own, before the first. */
+export const VALIDATION_STAGE = 'validation';
+
+/**
+ * A pending rollout: the validation gate judges the newest evaluation. Waiting is recorded once
+ * (a verdict and the reason on the row), not on every pass; a pass starts the first stage (its
+ * clock from now); a fail ends the rollout as a failed stage does (rolled back, nothing to revert).
+ */
+function validationSteps(input: PlanInput): Step[] {
+  const { rollout, now } = input;
+  const validation = rollout.spec.validation;
+  const first = rollout.spec.stages[0]?.name ?? 'the first stage';
+  const start = (why: string): Step => ({
+    type: 'update',
+    transition: 'advanced',
+    patch: {
+      status: 'running',
+      stageIndex: 0,
+      stageStartedAt: now,
+      failingWindows: 0,
+      lastEvaluatedAt: null,
+      reason: null,
+    },
+    reason: `${why}; entering ${first}`,
+  });
+  if (!validation) return [start('no validation required')];
+  const evaluation = evaluateValidation(validation, rollout.model.id, input.validation ?? null);
+  if (evaluation.verdict === 'inconclusive' && rollout.reason === evaluation.reason) return [];
+  const verdict: Step = {
+    type: 'verdict',
+    stageIndex: 0,
+    stage: VALIDATION_STAGE,
+    evaluation,
+    failingWindows: evaluation.verdict === 'fail' ? 1 : 0,
+    window: { index: 0, from: rollout.stageStartedAt, to: Math.max(now, rollout.stageStartedAt) },
+    timedOut: false,
+    action: null,
+  };
+  if (evaluation.verdict === 'pass') return [verdict, start(evaluation.reason)];
+  if (evaluation.verdict === 'fail') {
+    return [verdict, ...rollback(input.devices, 'rolled_back', `validation failed: ${evaluation.reason}`)];
+  }
+  return [
+    verdict,
+    { type: 'update', transition: 'waiting', patch: { reason: evaluation.reason }, reason: evaluation.reason },
+  ];
+}
+
 /** Plans one reconcile pass. Pure: same input, same steps. */
 export function plan(input: PlanInput): Step[] {
   const { rollout, devices, now } = input;
@@ -211,6 +271,7 @@ export function plan(input: PlanInput): Step[] {
     if (ids.length > 0) steps.push({ type: 'revert', deviceIds: ids, reason: rollout.reason ?? 'rollout rolled back' });
     return steps;
   }
+  if (rollout.status === 'pending') return [...steps, ...validationSteps(input)];
   if (rollout.status !== 'running') return steps;
 
   const stage = spec.stages[rollout.stageIndex];

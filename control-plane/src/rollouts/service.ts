@@ -14,7 +14,9 @@ import {
   type VerdictView,
 } from '@edgeloop/protocol';
 import type {
+  DatasetRepository,
   DeviceRepository,
+  EvaluationRepository,
   MessageRepository,
   ModelRecord,
   ModelRepository,
@@ -45,6 +47,10 @@ export type RolloutServiceDeps = {
   readonly bus: EventBus;
   readonly clock: { now(): number };
   readonly newId?: () => string;
+  /** Dataset versions: a validation spec must name one that exists (not checked without). */
+  readonly datasets?: Pick<DatasetRepository, 'get'>;
+  /** Evaluations: the dry run says whether the validation gate would pass, wait or fail. */
+  readonly evaluations?: Pick<EvaluationRepository, 'list'>;
 };
 
 /** The fps a dry run assumes when the target devices have sent no telemetry recently. */
@@ -85,7 +91,8 @@ export type RolloutService = {
   }): Promise<RolloutDeviceView[]>;
 };
 
-const ACTIVE_STATUSES = new Set(['running', 'paused']);
+/** Statuses that hold their target devices (pending: waiting for its validation gate). */
+const ACTIVE_STATUSES = new Set(['pending', 'running', 'paused']);
 
 function toVerdictView(event: { at: number; stage: string | null; data: Readonly<Record<string, unknown>> }) {
   const data = event.data as Partial<Omit<VerdictView, 'at' | 'stage'>> & { stageIndex: number };
@@ -201,6 +208,9 @@ export function createRolloutService(deps: RolloutServiceDeps): RolloutService {
     }
     const model = await deps.models.get(spec.modelId);
     if (!model) return fail('unprocessable', `no model ${spec.modelId} is registered`);
+    if (spec.validation && deps.datasets && !(await deps.datasets.get(spec.validation.dataset))) {
+      return fail('unprocessable', `validation names dataset version ${spec.validation.dataset}, which does not exist`);
+    }
 
     const matched = await deps.devices.snapshots({ labels: Object.entries(spec.selector.labels) });
     if (matched.length === 0) return fail('unprocessable', 'the selector matches no enrolled device');
@@ -253,6 +263,20 @@ export function createRolloutService(deps: RolloutServiceDeps): RolloutService {
         unchanged,
       });
       const warnings = [...planned.warnings];
+      if (spec.validation && deps.evaluations) {
+        const [evaluation] = await deps.evaluations.list({
+          modelId: model.id,
+          datasetId: spec.validation.dataset,
+          withBaseline: true,
+          limit: 1,
+        });
+        if (!evaluation) {
+          warnings.unshift(
+            `validation: no evaluation of ${model.id} on ${spec.validation.dataset} with a champion beside it yet: ` +
+              'the rollout will stay pending until one is posted (edgeloop-agent eval --baseline ...)',
+          );
+        }
+      }
       if (fps.source === 'assumed') {
         warnings.unshift(
           `no recent telemetry from the target devices: the feasibility figures assume ${ASSUMED_FPS} fps per device`,
@@ -282,7 +306,7 @@ export function createRolloutService(deps: RolloutServiceDeps): RolloutService {
       id,
       modelId: model.id,
       spec,
-      status: 'running',
+      status: spec.validation ? 'pending' : 'running',
       stageIndex: 0,
       stageStartedAt: now,
       failingWindows: 0,
@@ -312,7 +336,7 @@ export function createRolloutService(deps: RolloutServiceDeps): RolloutService {
     });
     bus.publish('rollout.created', {
       rolloutId: id,
-      status: 'running',
+      status: record.status,
       stage: spec.stages[0]?.name ?? null,
       stageIndex: 0,
       reason: 'created',
@@ -342,7 +366,12 @@ export function createRolloutService(deps: RolloutServiceDeps): RolloutService {
       let why: string;
       switch (action) {
         case 'pause':
-          if (record.status !== 'running') return fail('conflict', `rollout ${id} is ${record.status}, not running`);
+          if (record.status !== 'running') {
+            return fail(
+              'conflict',
+              `rollout ${id} is ${record.status}, not running${record.status === 'pending' ? ' (waiting for its validation gate; abort it to give up)' : ''}`,
+            );
+          }
           why = reason ?? 'paused by an operator';
           patch = { status: 'paused', reason: why };
           type = 'paused';
@@ -358,7 +387,7 @@ export function createRolloutService(deps: RolloutServiceDeps): RolloutService {
           if (!ACTIVE_STATUSES.has(record.status)) {
             return fail(
               'conflict',
-              `rollout ${id} is ${record.status}; only a running or paused rollout can be aborted`,
+              `rollout ${id} is ${record.status}; only a pending, running or paused rollout can be aborted`,
             );
           }
           why = `aborted by an operator${reason ? `: ${reason}` : ''}`;
@@ -366,6 +395,12 @@ export function createRolloutService(deps: RolloutServiceDeps): RolloutService {
           type = 'aborted';
           break;
         case 'promote': {
+          if (record.status === 'pending') {
+            return fail(
+              'conflict',
+              `rollout ${id} is pending: its validation gate decides (post an evaluation, or abort it)`,
+            );
+          }
           if (!ACTIVE_STATUSES.has(record.status)) {
             return fail(
               'conflict',

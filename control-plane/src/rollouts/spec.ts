@@ -13,4 +13,5 @@ export {
   RolloutSpec,
   type RolloutSpecInput,
   StageSpec,
+  ValidationSpec,
 } from '@edgeloop/protocol';

@@ -56,7 +56,7 @@ export function createPostgresRolloutRepository(db: PostgresDb): RolloutReposito
         .from(rollouts)
         .where(
           or(
-            inArray(rollouts.status, ['running', 'paused']),
+            inArray(rollouts.status, ['pending', 'running', 'paused']),
             and(inArray(rollouts.status, ['rolled_back', 'aborted']), exists(unconverged)),
           ),
         )

@@ -54,7 +54,7 @@ export function createSqliteRolloutRepository(db: SqliteDb): RolloutRepository {
         .from(rollouts)
         .where(
           or(
-            inArray(rollouts.status, ['running', 'paused']),
+            inArray(rollouts.status, ['pending', 'running', 'paused']),
             and(inArray(rollouts.status, ['rolled_back', 'aborted']), exists(unconverged)),
           ),
         )
