@@ -12,6 +12,7 @@ const ref = (version: string, sha: string): ModelRef => ({
 });
 const V1 = ref('1.0.0', 'a');
 const V2 = ref('2.0.0', 'b');
+const V3 = ref('3.0.0', 'c');
 
 const signed = (model: ModelRef, signature: string) =>
   ({
@@ -21,8 +22,9 @@ const signed = (model: ModelRef, signature: string) =>
 
 const assign = (
   model: ModelRef,
-  options: { rolloutId?: string | null; mode?: 'active' | 'shadow'; signature?: string } = {},
+  options: { rolloutId?: string | null; mode?: 'active' | 'shadow'; signature?: string; expiresAt?: number } = {},
 ): ModelAssignment => ({
+  ...(options.expiresAt !== undefined ? { expiresAt: options.expiresAt } : {}),
   rolloutId: options.rolloutId === undefined ? 'r1' : options.rolloutId,
   model,
   mode: options.mode ?? 'active',
@@ -47,8 +49,21 @@ const recordOf = (assignment: ModelAssignment, state: UpdateState): UpdateRecord
   updatedAt: 0,
 });
 
+/** The device clock of these cases. */
+const NOW = Date.parse('2026-05-01T10:00:00Z');
+
 const decide = (input: Partial<AssignmentInput>) =>
-  decideAssignment({ assignment: undefined, running: null, last: null, active: null, ...input }).kind;
+  decideAssignment({ assignment: undefined, running: null, last: null, active: null, now: NOW, ...input }).kind;
+
+const decision = (input: Partial<AssignmentInput>) =>
+  decideAssignment({ assignment: undefined, running: null, last: null, active: null, now: NOW, ...input });
+
+const finished = (assignment: ModelAssignment, state: 'committed' | 'reverted' = 'committed') => ({
+  rolloutId: assignment.rolloutId as string,
+  sha256: assignment.model.sha256,
+  mode: assignment.mode,
+  state,
+});
 
 describe('decideAssignment', () => {
   it('leaves models alone for undefined, and goes back to the local model for null', () => {
@@ -92,5 +107,58 @@ describe('decideAssignment', () => {
   it('starts an update for new bytes, with or without a model running', () => {
     expect(decide({ assignment: assign(V2), active: V1 })).toBe('start');
     expect(decide({ assignment: assign(V2), active: null })).toBe('start');
+  });
+
+  it('refuses an assignment whose expiresAt is before the device clock, before any download or cancel', () => {
+    const expired = assign(V2, { expiresAt: NOW - 1 });
+    expect(decision({ assignment: expired, active: V1 })).toEqual({ kind: 'refuse', reason: 'assignment-expired' });
+    // It does not make the running update give way either.
+    const running = recordOf(assign(V3), 'downloading');
+    expect(decide({ assignment: expired, running, active: V1 })).toBe('refuse');
+    // Valid until the instant itself; an assignment stored before expiresAt existed never expires.
+    expect(decide({ assignment: assign(V2, { expiresAt: NOW }), active: V1 })).toBe('start');
+    expect(decide({ assignment: assign(V2), active: V1 })).toBe('start');
+  });
+
+  it('keeps, without a refusal, a stale copy of the update under way or of the one that just ended', () => {
+    const live = assign(V2, { expiresAt: NOW + 1000 });
+    const stale = { ...live, expiresAt: NOW - 1000 };
+    expect(decide({ assignment: stale, running: recordOf(live, 'downloading') })).toBe('keep');
+    expect(decide({ assignment: stale, last: recordOf(live, 'committed'), active: V2 })).toBe('keep');
+    // An expired promotion of a running shadow is refused: no switch.
+    const shadow = assign(V2, { mode: 'shadow' });
+    expect(
+      decide({ assignment: { ...shadow, mode: 'active', expiresAt: NOW - 1 }, running: recordOf(shadow, 'shadow') }),
+    ).toBe('refuse');
+  });
+
+  it('refuses as replayed a rollout assignment that already ended here, committed or reverted', () => {
+    const first = assign(V2, { rolloutId: 'r1' });
+    const done = [finished(first), finished(assign(V3, { rolloutId: 'r2' }), 'reverted')];
+    // The device moved on (r2 ran since); r1's assignment of V2 arrives again.
+    expect(
+      decision({
+        assignment: first,
+        last: recordOf(assign(V1, { rolloutId: 'r3' }), 'committed'),
+        active: V1,
+        finished: done,
+      }),
+    ).toEqual({
+      kind: 'refuse',
+      reason: 'assignment-replayed',
+    });
+    expect(decide({ assignment: assign(V3, { rolloutId: 'r2' }), active: V1, finished: done })).toBe('refuse');
+    // The rollback of r1 names other bytes, another mode is another assignment, a direct one is never a replay.
+    expect(decide({ assignment: assign(V1, { rolloutId: 'r1' }), active: V2, finished: done })).toBe('start');
+    expect(decide({ assignment: assign(V2, { rolloutId: 'r1', mode: 'shadow' }), active: V1, finished: done })).toBe(
+      'start',
+    );
+    expect(
+      decide({
+        assignment: assign(V2, { rolloutId: null }),
+        active: V1,
+        finished: [{ ...finished(first), rolloutId: 'x' }],
+      }),
+    ).toBe('start');
   });
 });

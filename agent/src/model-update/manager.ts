@@ -1,6 +1,14 @@
 import type { TrustedKey, VerifyErrorCode } from '@edgeloop/firmware-images/verify';
 import { verifyRelease } from '@edgeloop/firmware-images/verify';
-import type { JsonObject, ModelAssignment, ModelRef, Reported, Result, SignedModelRelease } from '@edgeloop/protocol';
+import type {
+  AssignmentIgnoredReason,
+  JsonObject,
+  ModelAssignment,
+  ModelRef,
+  Reported,
+  Result,
+  SignedModelRelease,
+} from '@edgeloop/protocol';
 import { type Clock, systemClock, systemTimers, type Timers } from '../clock.ts';
 import { type Logger, silentLogger } from '../logger.ts';
 import { decideAssignment } from './assignment.ts';
@@ -8,7 +16,7 @@ import { downloadWithRetry, type RetryPolicy } from './download.ts';
 import type { ModelHandle, ModelRuntime } from './runtime.ts';
 import type { ByteFacts, ModelStorage } from './storage.ts';
 import { FINAL_STATES, nextProgress, type UpdateEvent } from './transitions.ts';
-import type { ManagerState, UpdateRecord } from './update-record.ts';
+import { FINISHED_KEPT, type IgnoredAssignment, type ManagerState, type UpdateRecord } from './update-record.ts';
 
 /*
  * The agent's model manager: turns `desired.model` into a model running on the device, through
@@ -41,6 +49,11 @@ import type { ManagerState, UpdateRecord } from './update-record.ts';
  *                                 `already_active` (reported with this rolloutId and target)
  *   anything else                 the update under way (if any) is cancelled (abort signal,
  *                                 reverted with code `cancelled`) and a new one starts
+ *   expired (expiresAt before the device clock) or replayed (a rollout assignment that already
+ *   ended here)                   ignored: nothing downloads, switches or is cancelled. It is
+ *                                 persisted as `ignored`, reported in Reported.model.ignored and
+ *                                 announced by one `model.assignment-ignored` event; the same
+ *                                 assignment again (a redelivery, a restart) is not announced twice
  *
  * Anti-rollback: verifyRelease refuses a release counter below the highest committed for the
  * model name, and an equal counter unless it is the same bytes. One exception, the rollback of a
@@ -72,7 +85,7 @@ export const DEFAULT_MODEL_MANAGER_OPTIONS: ModelManagerOptions = {
 
 /** What the manager publishes (the agent's emitEvent takes it as is). */
 export type ModelManagerEvent = {
-  readonly type: 'model.update' | 'agent.fault';
+  readonly type: 'model.update' | 'model.assignment-ignored' | 'agent.fault';
   readonly severity: 'info' | 'warning' | 'error';
   readonly message: string;
   readonly rolloutId?: string;
@@ -158,6 +171,19 @@ type Job = {
   promote: (() => void) | null;
   cancelReason: string | null;
 };
+
+/** The finished list with this ended rollout update added (newest last, at most FINISHED_KEPT). */
+function finishedWith(
+  finished: NonNullable<ManagerState['finished']>,
+  record: UpdateRecord,
+): NonNullable<ManagerState['finished']> {
+  if (record.rolloutId === null || (record.state !== 'committed' && record.state !== 'reverted')) return finished;
+  const entry = { rolloutId: record.rolloutId, sha256: record.target.sha256, mode: record.mode, state: record.state };
+  const rest = finished.filter(
+    (other) => !(other.rolloutId === entry.rolloutId && other.sha256 === entry.sha256 && other.mode === entry.mode),
+  );
+  return [...rest, entry].slice(-FINISHED_KEPT);
+}
 
 export function createModelManager(deps: ModelManagerDeps): ModelManager {
   return new Manager(deps);
@@ -319,10 +345,20 @@ class Manager implements ModelManager {
     for (;;) {
       const job = this.#job;
       const active = this.#deps.runtime.active();
-      const decision = decideAssignment({ assignment, running: job?.record ?? null, last: this.#state.record, active });
+      const decision = decideAssignment({
+        assignment,
+        running: job?.record ?? null,
+        last: this.#state.record,
+        active,
+        now: this.#clock.now(),
+        finished: this.#state.finished ?? [],
+      });
       switch (decision.kind) {
         case 'ignore':
         case 'keep':
+          return;
+        case 'refuse':
+          if (assignment) this.#refuse(assignment, decision.reason);
           return;
         case 'local':
           if (job) await this.#cancel(job, 'desired model is null');
@@ -343,6 +379,56 @@ class Manager implements ModelManager {
           return;
       }
     }
+  }
+
+  /**
+   * An expired or replayed assignment: nothing changes but `ignored`, which is persisted and
+   * reported. Only a different assignment (or another reason) is announced again.
+   */
+  #refuse(assignment: ModelAssignment, reason: AssignmentIgnoredReason): void {
+    const previous = this.#state.ignored;
+    const same =
+      previous &&
+      previous.reason === reason &&
+      previous.rolloutId === assignment.rolloutId &&
+      previous.target.sha256 === assignment.model.sha256 &&
+      previous.mode === assignment.mode &&
+      previous.signature === assignment.signed.signature &&
+      previous.expiresAt === (assignment.expiresAt ?? null);
+    if (same) return;
+    const ignored: IgnoredAssignment = {
+      reason,
+      rolloutId: assignment.rolloutId,
+      target: assignment.model,
+      mode: assignment.mode,
+      signature: assignment.signed.signature,
+      expiresAt: assignment.expiresAt ?? null,
+      at: this.#clock.now(),
+    };
+    this.#state = { ...this.#state, ignored };
+    this.#deps.storage.saveState(this.#state);
+    const why =
+      reason === 'assignment-expired'
+        ? `it expired at ${new Date(assignment.expiresAt ?? 0).toISOString()} (device clock ${new Date(ignored.at).toISOString()})`
+        : `rollout ${assignment.rolloutId} already ended for ${assignment.model.id} on this device`;
+    this.#log.warn(
+      { reason, rolloutId: assignment.rolloutId, target: assignment.model.id, expiresAt: ignored.expiresAt },
+      'model assignment ignored',
+    );
+    this.#deps.emit({
+      type: 'model.assignment-ignored',
+      severity: 'warning',
+      message: `assignment of ${assignment.model.id} ignored: ${why}`.slice(0, 2048),
+      ...(assignment.rolloutId !== null ? { rolloutId: assignment.rolloutId } : {}),
+      data: {
+        reason,
+        target: assignment.model,
+        mode: assignment.mode,
+        expiresAt: ignored.expiresAt,
+        at: ignored.at,
+      },
+    });
+    this.#deps.onChange?.();
   }
 
   #startNew(assignment: ModelAssignment): void {
@@ -460,7 +546,7 @@ class Manager implements ModelManager {
     }
     const previous = await runtime.activate(local);
     storage.activate(null);
-    this.#state = { record: null, previous: from, replacedBy: null };
+    this.#state = { ...this.#state, record: null, previous: from, replacedBy: null, ignored: null };
     storage.saveState(this.#state);
     if (previous) await runtime.release(previous);
     this.#log.info({ target: local.ref.id, from: from?.id ?? null }, 'back to the locally configured model');
@@ -507,7 +593,15 @@ class Manager implements ModelManager {
   }
 
   #save(record: UpdateRecord, commit?: Pick<ManagerState, 'previous' | 'replacedBy'>): UpdateRecord {
-    this.#state = { ...this.#state, ...commit, record };
+    const fresh = record.state === 'notified' || record.code === ALREADY_ACTIVE;
+    this.#state = {
+      ...this.#state,
+      ...commit,
+      record,
+      // A new update (or the end of one) supersedes the last ignored assignment.
+      ...(fresh ? { ignored: null } : {}),
+      ...(FINAL_STATES.has(record.state) ? { finished: finishedWith(this.#state.finished ?? [], record) } : {}),
+    };
     this.#deps.storage.saveState(this.#state);
     return record;
   }
@@ -881,6 +975,16 @@ class Manager implements ModelManager {
             ...(reason ? { reason: reason.slice(0, 1024) } : {}),
           }
         : null,
+      ...(this.#state.ignored
+        ? {
+            ignored: {
+              reason: this.#state.ignored.reason,
+              rolloutId: this.#state.ignored.rolloutId,
+              target: this.#state.ignored.target,
+              at: this.#state.ignored.at,
+            },
+          }
+        : {}),
       ...(highest !== undefined ? { highestReleaseCounter: highest } : {}),
     };
   }

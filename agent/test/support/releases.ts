@@ -49,10 +49,12 @@ export function registryPath(signed: SignedModelRelease): string {
 
 export function assignmentOf(
   signed: SignedModelRelease,
-  options: { rolloutId?: string | null; mode?: 'active' | 'shadow'; url?: string } = {},
+  options: { rolloutId?: string | null; mode?: 'active' | 'shadow'; url?: string; expiresAt?: number } = {},
 ): ModelAssignment {
   const { release } = signed;
   return {
+    // Valid for a week unless told otherwise, as the control plane stamps it.
+    expiresAt: options.expiresAt ?? Date.now() + 7 * DAY_MS,
     rolloutId: options.rolloutId === undefined ? 'rollout-1' : options.rolloutId,
     model: {
       id: modelId(release.name, release.version),
