@@ -143,7 +143,7 @@ _edgeloop() {
     'models upload/--model') COMPREPLY=($(compgen -f -- "$cur")); return ;;
     'models upload/--url') COMPREPLY=(); return ;;
     'models upload/--token') COMPREPLY=(); return ;;
-    'rollouts list/--status') COMPREPLY=($(compgen -W 'running paused completed rolled_back aborted' -- "$cur")); return ;;
+    'rollouts list/--status') COMPREPLY=($(compgen -W 'pending running paused completed rolled_back aborted' -- "$cur")); return ;;
     'rollouts list/--url') COMPREPLY=(); return ;;
     'rollouts list/--token') COMPREPLY=(); return ;;
     'rollouts get/--url') COMPREPLY=(); return ;;
