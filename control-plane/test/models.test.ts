@@ -251,7 +251,9 @@ describe('model download', () => {
     });
 
     const model = await t.cp.internals.registry.get('det', '7.0.0');
-    await t.cp.internals.fleet.setDesired('dl-cam', { model: assignmentOf(model!, null, 'active', Date.now() + 86_400_000) });
+    await t.cp.internals.fleet.setDesired('dl-cam', {
+      model: assignmentOf(model!, null, 'active', Date.now() + 86_400_000),
+    });
     const allowed = await asDevice(enrolled.credentials.password, 'bytes=10-19');
     expect(allowed.status).toBe(206);
     expect(Buffer.from(await allowed.arrayBuffer()).equals(file.subarray(10, 20))).toBe(true);
