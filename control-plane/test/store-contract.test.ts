@@ -220,6 +220,66 @@ describe.each(factories)('store contract: $name', (factory) => {
     });
   });
 
+  describe('device credentials', () => {
+    const begin = (id: string, secretHashNext: string, deadline: number, now = T) =>
+      store.credentials.beginRotation({ id, secretHashNext, deadline, now });
+
+    it('reads the current hash with no rotation pending, and nothing for an unknown or revoked device', async () => {
+      await enroll('cam-1');
+      expect(await store.credentials.get('cam-1')).toEqual({
+        secretHash: 'hash-cam-1',
+        secretHashNext: null,
+        secretNextDeadline: null,
+      });
+      expect(await store.credentials.get('cam-nobody')).toBeNull();
+      await store.devices.revoke('cam-1', T + 1);
+      expect(await store.credentials.get('cam-1')).toBeNull();
+      expect(await begin('cam-1', 'n', T + 9)).toBeNull();
+      expect(await begin('cam-x', 'n', T + 9)).toBeNull();
+    });
+
+    it('begins a rotation beside the current hash, replaces a pending one, and promotes only the pending hash once', async () => {
+      await enroll('cam-1');
+      const begun = await begin('cam-1', 'n1', T + 100);
+      expect(begun).toEqual({ secretHash: 'hash-cam-1', secretHashNext: 'n1', secretNextDeadline: T + 100 });
+      // Before its deadline a pending rotation is replaced, and the current hash stays.
+      const again = await begin('cam-1', 'n2', T + 200, T + 1);
+      expect(again).toEqual({ secretHash: 'hash-cam-1', secretHashNext: 'n2', secretNextDeadline: T + 200 });
+      expect(await store.credentials.promote('cam-1', 'n1')).toBe(false);
+      expect(await store.credentials.get('cam-1')).toEqual(again);
+      expect(await store.credentials.promote('cam-1', 'n2')).toBe(true);
+      expect(await store.credentials.promote('cam-1', 'n2')).toBe(false);
+      expect(await store.credentials.get('cam-1')).toEqual({
+        secretHash: 'n2',
+        secretHashNext: null,
+        secretNextDeadline: null,
+      });
+      // The devices repository reads the promoted hash too.
+      expect(await store.devices.secretHash('cam-1')).toBe('n2');
+    });
+
+    it('promotes an expired pending hash in the statement that begins the next rotation', async () => {
+      await enroll('cam-1');
+      await begin('cam-1', 'n1', T + 100);
+      // At the deadline the old hash no longer works: n1 is the only valid one, so it becomes current.
+      const next = await begin('cam-1', 'n2', T + 300, T + 100);
+      expect(next).toEqual({ secretHash: 'n1', secretHashNext: 'n2', secretNextDeadline: T + 300 });
+    });
+
+    it('forgets a pending rotation when a revoked id is enrolled again', async () => {
+      await enroll('cam-1');
+      await begin('cam-1', 'n1', T + 100);
+      await store.devices.revoke('cam-1', T + 1);
+      expect(await store.credentials.promote('cam-1', 'n1')).toBe(false);
+      await store.devices.enroll({ id: 'cam-1', labels: {}, secretHash: 'fresh', now: T + 2 });
+      expect(await store.credentials.get('cam-1')).toEqual({
+        secretHash: 'fresh',
+        secretHashNext: null,
+        secretNextDeadline: null,
+      });
+    });
+  });
+
   describe('ingest and messages', () => {
     it('stores each (device, msgId) once and reports which rows were new', async () => {
       await enroll('cam-1');
@@ -277,6 +337,26 @@ describe.each(factories)('store contract: $name', (factory) => {
         limit: 10,
       });
       expect(rest.map((m) => m.msgId)).toEqual(['a']);
+    });
+
+    it('keeps the clockSkew flag of each row and orders a skewed ts by receipt, not by the device clock', async () => {
+      await store.ingest.commit({
+        messages: [
+          { ...message('cam-1', 'future', 8.64e15), receivedAt: T + 1, clockSkew: true },
+          { ...message('cam-1', 'past', Date.UTC(2019, 5, 1)), receivedAt: T + 2, clockSkew: true },
+          { ...message('cam-1', 'plain', T + 3), clockSkew: false },
+          { ...message('cam-1', 'unset', T + 4) },
+        ],
+        deadLetters: [],
+        devices: [],
+      });
+      const rows = await store.messages.list({ deviceId: 'cam-1', limit: 10 });
+      expect(rows.map((row) => [row.msgId, row.clockSkew, row.deviceTs])).toEqual([
+        ['unset', false, T + 4],
+        ['plain', false, T + 3],
+        ['past', true, Date.UTC(2019, 5, 1)],
+        ['future', true, 8.64e15],
+      ]);
     });
 
     it('prunes the oldest rows received before a cutoff, at most a chunk at a time', async () => {
