@@ -18,7 +18,7 @@ _edgeloop() {
       key="devices ${COMP_WORDS[2]}" ;;
     models)
       if [[ $COMP_CWORD -eq 2 ]]; then
-        COMPREPLY=($(compgen -W 'list get upload --help' -- "$cur"))
+        COMPREPLY=($(compgen -W 'list get upload evaluations --help' -- "$cur"))
         return
       fi
       key="models ${COMP_WORDS[2]}" ;;
@@ -143,6 +143,9 @@ _edgeloop() {
     'models upload/--model') COMPREPLY=($(compgen -f -- "$cur")); return ;;
     'models upload/--url') COMPREPLY=(); return ;;
     'models upload/--token') COMPREPLY=(); return ;;
+    'models evaluations/--dataset') COMPREPLY=(); return ;;
+    'models evaluations/--url') COMPREPLY=(); return ;;
+    'models evaluations/--token') COMPREPLY=(); return ;;
     'rollouts list/--status') COMPREPLY=($(compgen -W 'pending running paused completed rolled_back aborted' -- "$cur")); return ;;
     'rollouts list/--url') COMPREPLY=(); return ;;
     'rollouts list/--token') COMPREPLY=(); return ;;
@@ -249,6 +252,7 @@ _edgeloop() {
     'models list') opts='--name --json --url --token --help'; args='' ;;
     'models get') opts='--json --url --token --help'; args='' ;;
     'models upload') opts='--release --model --json --url --token --help'; args='' ;;
+    'models evaluations') opts='--dataset --json --url --token --help'; args='' ;;
     'rollouts list') opts='--status --json --url --token --help'; args='' ;;
     'rollouts get') opts='--json --url --token --help'; args='' ;;
     'rollouts watch') opts='--json --url --token --help'; args='' ;;

@@ -1,5 +1,8 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { type EvaluationMetrics, type ModelView, unwrap } from '@edgeloop/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../src/cli.ts';
 import type { Timers } from '../src/sweeper.ts';
 import { storeSampleIn, untar } from './dataset-fixtures.ts';
 import { startTestControlPlane, type TestControlPlane, type TestToken } from './harness.ts';
@@ -162,5 +165,43 @@ describe('a rollout with a validation gate', () => {
       validation: { dataset: 'nope@1', metric: 'map50', minDelta: 0 },
     });
     expect(refused).toMatchObject({ ok: false, error: { status: 422, message: expect.stringContaining('nope@1') } });
+  });
+
+  it('is created pending from a spec file by edgeloop rollouts create, and edgeloop models evaluations lists the reports', async () => {
+    const cli = async (...argv: string[]) => {
+      const out: string[] = [];
+      const err: string[] = [];
+      const code = await runCli(
+        argv,
+        { EDGELOOP_URL: t.started.httpUrl, EDGELOOP_TOKEN: operator.secret },
+        {
+          out: (text) => out.push(text),
+          err: (text) => err.push(text),
+          waitForShutdown: () => new Promise<string>(() => undefined),
+        },
+      );
+      return { code, out: out.join(''), err: err.join('') };
+    };
+    for (const [i, group] of ['c', 'c'].entries()) await t.enroll(`val-c${i}`, { group });
+    const specPath = join(t.dataDir, 'validated-rollout.json');
+    writeFileSync(
+      specPath,
+      JSON.stringify({ ...spec('2.0.0', 'c'), validation: { dataset: 'evalset@2', minDelta: 0.5 } }),
+    );
+    const created = await cli('rollouts', 'create', '--spec', specPath, '--json');
+    expect(created).toMatchObject({ code: 0, err: '' });
+    expect(JSON.parse(created.out)).toMatchObject({
+      status: 'pending',
+      spec: { validation: { dataset: 'evalset@2', metric: 'map50', minDelta: 0.5 } },
+    });
+    const listed = await cli('models', 'evaluations', 'det', '2.0.0', '--dataset', 'evalset@2');
+    expect(listed.code).toBe(0);
+    expect(listed.out).toMatch(/ID\s+DATASET\s+MAP50[\s\S]*evalset@2\s+0\.800\s+0\.400\s+-\s+det@1\.0\.0\s+0\.700/);
+    const asJson = await cli('models', 'evaluations', 'det', '2.0.0', '--json');
+    expect(JSON.parse(asJson.out)).toHaveLength(1);
+    // 0.8 < 0.7 + 0.5: this one fails at its first tick.
+    await tick();
+    const failed = await unwrap(t.client.rollouts.get(JSON.parse(created.out).id));
+    expect(failed.status).toBe('rolled_back');
   });
 });

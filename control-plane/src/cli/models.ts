@@ -1,6 +1,6 @@
 import { openAsBlob, readFileSync } from 'node:fs';
 import { basename } from 'node:path';
-import { type ModelSummary, take, unwrap } from '@edgeloop/protocol';
+import { type EvaluationView, type ModelSummary, take, unwrap } from '@edgeloop/protocol';
 import { UsageError } from './args.ts';
 import { type CommandSpec, EXIT, type GroupSpec } from './command.ts';
 import { isoTime, json, table } from './output.ts';
@@ -69,9 +69,46 @@ const upload: CommandSpec = {
   },
 };
 
+const figure = (value: number | null) => (value === null ? '-' : value.toFixed(3));
+
+export function formatEvaluations(items: readonly EvaluationView[]): string {
+  return table(
+    ['ID', 'DATASET', 'MAP50', 'MAP', 'ACCURACY', 'BASELINE', 'BASE MAP50', 'BASE ACC', 'POSTED'],
+    items.map((e) => [
+      e.id,
+      e.datasetId,
+      figure(e.metrics.map50),
+      figure(e.metrics.map),
+      figure(e.metrics.accuracy),
+      e.baseline?.modelId ?? '-',
+      figure(e.baseline?.metrics.map50 ?? null),
+      figure(e.baseline?.metrics.accuracy ?? null),
+      isoTime(e.createdAt),
+    ]),
+  );
+}
+
+const evaluations: CommandSpec = {
+  words: ['models', 'evaluations'],
+  args: ['NAME', 'VERSION'],
+  summary: "List a release's evaluation reports (edgeloop-agent eval), newest first",
+  description:
+    'Each report holds mAP@0.5, mAP@[0.5:0.95] (or accuracy) on one dataset version, and the champion\n' +
+    "measured beside it: what a rollout's validation gate compares.",
+  flags: [{ name: 'dataset', value: 'NAME@N', help: 'only reports on this dataset version' }],
+  examples: ['edgeloop models evaluations det 2.0.0', 'edgeloop models evaluations det 2.0.0 --dataset hard@3 --json'],
+  async run({ args, client, flag, io, json: asJson }) {
+    const [name, version] = args.positional as [string, string];
+    const dataset = flag('dataset');
+    const listed = await unwrap(client().models.evaluations(name, version, dataset ? { datasetId: dataset } : {}));
+    io.out(asJson ? json(listed.items) : `${formatEvaluations(listed.items)}\n`);
+    return EXIT.ok;
+  },
+};
+
 export const modelsGroup: GroupSpec = {
   name: 'models',
   summary: 'Register and inspect signed model releases',
-  commands: [list, get, upload],
+  commands: [list, get, upload, evaluations],
   examples: ['edgeloop models upload --release det.release.json --model det.onnx', 'edgeloop models list'],
 };

@@ -102,7 +102,10 @@ const create: CommandSpec = {
   description:
     'With --dry-run nothing is created: it prints the cohorts, each stage with its deadline and whether\n' +
     'each gate can collect its minimum evidence in one window, and every warning (a stage that would\n' +
-    'stall or end at its deadline). The spec format is protocol/schemas/api.rollout-spec.json.',
+    'stall or end at its deadline). The spec format is protocol/schemas/api.rollout-spec.json.\n' +
+    'A spec with validation {dataset, metric, minDelta} is created pending: it touches no device until an\n' +
+    'evaluation of the model on that dataset version (edgeloop-agent eval --baseline) shows it at least\n' +
+    'minDelta better than the champion, and is rolled back if one shows less.',
   flags: [
     { name: 'spec', value: 'FILE', help: 'a rollout spec (JSON)', file: true },
     { name: 'model', value: 'NAME@VERSION', help: 'the release to roll out (without --spec)' },
