@@ -10,7 +10,7 @@
 // BENCH_EXPORT_RUNS (3).
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { createControlPlane, loadConfig } from '@edgeloop/control-plane';
@@ -77,24 +77,7 @@ const setupS = (performance.now() - setupStart) / 1000;
 const listFile = join(dataDir, 'files.txt');
 writeFileSync(listFile, paths.map((p) => relative(dataDir, p)).join('\n'));
 
-// CPU seconds of curl and tar, through GNU time where it is installed: on a machine that other
-// work keeps busy the wall-clock ratio swings, the CPU each side spends does not.
-const GNU_TIME = existsSync('/usr/bin/time') ? '/usr/bin/time' : null;
-const timeFile = join(dataDir, 'time.txt');
-/** The command, under GNU time when there is one. */
-const timed = (command: string, args: string[]): [string, string[]] =>
-  GNU_TIME ? [GNU_TIME, ['-f', '%U %S', '-o', timeFile, command, ...args]] : [command, args];
-/** The CPU seconds GNU time wrote for the last timed command (null without GNU time). */
-const timedCpu = (): number | null => {
-  if (!GNU_TIME) return null;
-  const [user, system] = readFileSync(timeFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
-  return user! + system!;
-};
-
 type Run = {
-  /** CPU seconds of curl and of tar (null without GNU time). */
-  curlCpuS: number | null;
-  tarCpuS: number | null;
   exportS: number;
   /** Until the first byte of the tar reached curl: the pass over the members that writes annotations.json. */
   firstByteS: number;
@@ -115,26 +98,23 @@ async function measure(): Promise<Run> {
   const exportStart = performance.now();
   const cpuStart = process.cpuUsage();
   // The client is curl in its own process, as a user downloads (the server's work is what is measured).
-  const curl = spawn(
-    ...timed('curl', [
-      '-sS',
-      '--fail',
-      '-w',
-      '%{time_starttransfer}',
-      '-o',
-      exportFile,
-      '-H',
-      `authorization: Bearer ${adminToken}`,
-      `${started.httpUrl}/api/v1/datasets/${dataset.id}/export?format=${FORMAT}`,
-    ]),
-  );
+  const curl = spawn('curl', [
+    '-sS',
+    '--fail',
+    '-w',
+    '%{time_starttransfer}',
+    '-o',
+    exportFile,
+    '-H',
+    `authorization: Bearer ${adminToken}`,
+    `${started.httpUrl}/api/v1/datasets/${dataset.id}/export?format=${FORMAT}`,
+  ]);
   let written = '';
   curl.stdout.on('data', (chunk: Buffer) => {
     written += chunk.toString();
   });
   const curlCode = await new Promise<number | null>((resolve) => curl.on('close', resolve));
   const firstByteS = Number(written.trim());
-  const curlCpuS = timedCpu();
   if (curlCode !== 0) throw new Error(`curl exited with ${curlCode}`);
   const exportS = (performance.now() - exportStart) / 1000;
   const cpu = process.cpuUsage(cpuStart);
@@ -143,16 +123,13 @@ async function measure(): Promise<Run> {
 
   const peerFile = join(dataDir, 'peer.tar');
   const tarStart = performance.now();
-  const tar = spawnSync(...timed('tar', ['-cf', peerFile, '-C', dataDir, '-T', listFile]));
+  const tar = spawnSync('tar', ['-cf', peerFile, '-C', dataDir, '-T', listFile]);
   const tarS = (performance.now() - tarStart) / 1000;
   if (tar.status !== 0) throw new Error(`tar failed: ${tar.stderr.toString()}`);
   const tarBytes = statSync(peerFile).size;
-  const tarCpuS = timedCpu();
   rmSync(exportFile);
   rmSync(peerFile);
   return {
-    curlCpuS,
-    tarCpuS,
     exportS,
     firstByteS,
     exportCpuS: (cpu.user + cpu.system) / 1e6,
@@ -179,15 +156,6 @@ const ratio = median(ratios);
 const exportS = median(runs.map((run) => run.exportS));
 const tarS = median(runs.map((run) => run.tarS));
 const growthMb = Math.max(...runs.map((run) => run.growthMb));
-const cpuLine = () => {
-  if (runs.some((run) => run.curlCpuS === null || run.tarCpuS === null)) return [];
-  const server = median(runs.map((run) => run.exportCpuS));
-  const curl = median(runs.map((run) => run.curlCpuS!));
-  const tarCpu = median(runs.map((run) => run.tarCpuS!));
-  return [
-    `  CPU     export: server ${server.toFixed(2)} s + curl ${curl.toFixed(2)} s; tar ${tarCpu.toFixed(2)} s; tar / (server + curl) ${(tarCpu / (server + curl)).toFixed(2)} (not the target; steady when the machine is busy)`,
-  ];
-};
 const mbps = (bytes: number, s: number) => `${(bytes / 1e6 / s).toFixed(0)} MB/s`;
 console.log(
   [
@@ -195,7 +163,6 @@ console.log(
     `  export  ${exportS.toFixed(2)} s  ${(runs[0]!.exportBytes / 1e6).toFixed(0)} MB  ${mbps(runs[0]!.exportBytes, exportS)}  (server CPU ${median(runs.map((run) => run.exportCpuS)).toFixed(2)} s, first byte after ${median(runs.map((run) => run.firstByteS)).toFixed(2)} s)`,
     `  tar -cf ${tarS.toFixed(2)} s  ${(runs[0]!.tarBytes / 1e6).toFixed(0)} MB  ${mbps(runs[0]!.tarBytes, tarS)}`,
     `  ratio ${ratio.toFixed(2)} (runs ${ratios.map((r) => r.toFixed(2)).join(' ')}; target >= 0.5) ${ratio >= 0.5 ? 'PASS' : 'FAIL'}`,
-    ...cpuLine(),
     `  RSS growth ${growthMb.toFixed(1)} MB, the largest of the runs (runs ${runs.map((run) => run.growthMb.toFixed(1)).join(' ')}; target < 64) ${growthMb < 64 ? 'PASS' : 'FAIL'}`,
   ].join('\n'),
 );

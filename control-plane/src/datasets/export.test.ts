@@ -73,7 +73,7 @@ const input = (format: 'coco' | 'yolo') => ({
   format,
   labelled: false,
   categories: [],
-  members: () => iterate([members]),
+  members: () => iterate(members),
 });
 
 describe('exportDatasetWebStream', () => {

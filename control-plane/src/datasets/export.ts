@@ -34,7 +34,7 @@ import { createYoloWriter } from './yolo.ts';
  * Measured and left out: reading on a worker thread into a shared ring cost more CPU in messages
  * than the reads; stats through the thread pool cost the loop as much as statSync. A warm read is
  * ~10 us per file and a chunk holds about 50 of them, so a chunk holds the loop well under a
- * millisecond; the loop gets a turn between chunks and between pages of the first pass.
+ * millisecond; the loop gets a turn between chunks and every TURN_EVERY rows of the first pass.
  */
 
 export type ExportFormat = DatasetExportQuery['format'];
@@ -44,8 +44,8 @@ export type ExportInput = {
   readonly format: ExportFormat;
   readonly labelled: boolean;
   readonly categories: readonly string[];
-  /** Every member of the version, in a stable order, page by page; called once. */
-  readonly members: () => AsyncIterable<readonly DatasetMember[]>;
+  /** Every member of the version, in a stable order; called once. */
+  readonly members: () => AsyncIterable<DatasetMember>;
 };
 
 export type ExportDeps = {
@@ -58,29 +58,25 @@ export type ExportDeps = {
 type ImageRef = { readonly sha256: string; readonly size: number };
 type ImageMember = ImageRef & { readonly member: DatasetMember };
 
-/**
- * Members whose image bytes are in the blob store, each image once (the first sample with those
- * bytes wins), page by page (an async iteration per row cost as much as the COCO JSON).
- */
+/** Members whose image bytes are in the blob store, each image once (the first sample with those bytes wins). */
 async function* withImages(
-  pages: AsyncIterable<readonly DatasetMember[]>,
+  members: AsyncIterable<DatasetMember>,
   blobs: ExportDeps['blobs'],
-): AsyncGenerator<ImageMember[]> {
+): AsyncGenerator<ImageMember> {
   const seen = new Set<string>();
-  for await (const page of pages) {
-    const found: ImageMember[] = [];
-    for (const member of page) {
-      const sha256 = member.metadata.image.sha256;
-      if (seen.has(sha256)) continue;
-      seen.add(sha256);
-      const size = blobs.sizeOf(sha256);
-      if (size !== null) found.push({ sha256, size, member });
-    }
-    yield found;
+  for await (const member of members) {
+    const sha256 = member.metadata.image.sha256;
+    if (seen.has(sha256)) continue;
+    seen.add(sha256);
+    const size = blobs.sizeOf(sha256);
+    if (size === null) continue;
+    yield { sha256, size, member };
   }
 }
 
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+/** Members between two turns of the event loop while annotations.json is spooled. */
+const TURN_EVERY = 1000;
 /** Spooled text is written in pieces of about this size. */
 const SPOOL_CHUNK = 256 * 1024;
 
@@ -169,17 +165,15 @@ export async function writeDatasetTar(input: ExportInput, deps: ExportDeps, sink
       const imagesPart = spool('images.part');
       const annotationsPart = spool('annotations.part');
       const images: ImageRef[] = [];
-      for await (const page of members) {
+      for await (const { sha256, size, member } of members) {
         if (sink.closed) throw new TarSinkClosed();
-        for (const { sha256, size, member } of page) {
-          const parts = coco.add(member);
-          if (!parts) continue;
-          images.push({ sha256, size });
-          imagesPart.write(parts.image);
-          if (parts.annotations !== '') annotationsPart.write(parts.annotations);
-        }
-        // The rows come synchronously (SQLite): other requests get a turn between pages.
-        await turn();
+        const parts = coco.add(member);
+        if (!parts) continue;
+        images.push({ sha256, size });
+        imagesPart.write(parts.image);
+        if (parts.annotations !== '') annotationsPart.write(parts.annotations);
+        // The rows come synchronously (SQLite): other requests get a turn now and then.
+        if (images.length % TURN_EVERY === 0) await turn();
       }
       const head = coco.head();
       const middle = coco.middle();
@@ -210,18 +204,16 @@ export async function writeDatasetTar(input: ExportInput, deps: ExportDeps, sink
       } satisfies Record<DatasetSplit, ReturnType<typeof createSpool>>;
       const provenance = spool('provenance.json');
       let count = 0;
-      for await (const page of members) {
-        for (const { sha256, size, member } of page) {
-          const added = tar.file(`images/${sha256}.jpg`, pathOf(sha256), size);
-          if (added) await added;
-          const labelled = tar.bytes(`labels/${sha256}.txt`, yolo.labelsOf(member));
-          if (labelled) await labelled;
-          lists[member.split].write(`./${imageFileName(member)}\n`);
-          provenance.write(
-            `${count === 0 ? '[\n' : ',\n'}${JSON.stringify({ image: imageFileName(member), ...provenanceOf(member) })}`,
-          );
-          count++;
-        }
+      for await (const { sha256, size, member } of members) {
+        const added = tar.file(`images/${sha256}.jpg`, pathOf(sha256), size);
+        if (added) await added;
+        const labelled = tar.bytes(`labels/${sha256}.txt`, yolo.labelsOf(member));
+        if (labelled) await labelled;
+        lists[member.split].write(`./${imageFileName(member)}\n`);
+        provenance.write(
+          `${count === 0 ? '[\n' : ',\n'}${JSON.stringify({ image: imageFileName(member), ...provenanceOf(member) })}`,
+        );
+        count++;
       }
       provenance.write(count === 0 ? '[]\n' : '\n]\n');
       const sizes = {

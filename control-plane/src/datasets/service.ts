@@ -144,23 +144,18 @@ export function createDatasetService(deps: DatasetServiceDeps) {
     };
   }
 
-  /** Every member row of a version, a page at a time. */
-  async function* memberPages(id: string): AsyncGenerator<DatasetMemberRow[]> {
+  /** Every member row of a version, page by page. */
+  async function* memberRows(id: string): AsyncGenerator<DatasetMemberRow> {
     let after: string | undefined;
     for (;;) {
       const page = await deps.datasets.members(id, {
         ...(after !== undefined ? { afterSampleId: after } : {}),
         limit: pageSize,
       });
-      if (page.length > 0) yield page;
+      yield* page;
       if (page.length < pageSize) return;
       after = page[page.length - 1]!.sampleId;
     }
-  }
-
-  /** Every member row of a version, page by page. */
-  async function* memberRows(id: string): AsyncGenerator<DatasetMemberRow> {
-    for await (const page of memberPages(id)) yield* page;
   }
 
   /** Stores the next version of `name` (retrying when a concurrent create took the number). */
@@ -281,7 +276,7 @@ export function createDatasetService(deps: DatasetServiceDeps) {
       const record = await deps.datasets.get(id);
       if (!record) return null;
       const members = async function* () {
-        for await (const page of memberPages(id)) yield page.map(toMember);
+        for await (const row of memberRows(id)) yield toMember(row);
       };
       const input = {
         datasetId: id,
