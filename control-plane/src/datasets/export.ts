@@ -10,31 +10,27 @@ import { createYoloWriter } from './yolo.ts';
 
 /*
  * A dataset version as a streamed tar, from one pass over its members. Rows come page by page;
- * the files whose size is known only at the end (annotations.json, provenance.json, split lists)
- * are spooled to a temporary directory first (a tar header needs the size), so memory stays flat
- * however many samples the version holds.
+ * image bytes are read in batches (small files whole, large ones streamed); the files whose size
+ * is known only at the end (annotations.json, provenance.json, split lists) are spooled to a
+ * temporary directory first (a tar header needs the size), so memory stays flat however many
+ * samples the version holds.
  *
  *   coco: annotations.json, images/<sha256>.jpg
  *   yolo: images/<sha256>.jpg, labels/<sha256>.txt, classes.txt, data.yaml, train.txt, val.txt,
  *         test.txt, provenance.json
  *
- * The archive is written by tar-writer.ts into 1 MiB chunks: each image is read with
- * open/read/close on this thread straight into the chunk after its header (fs.readFile goes
- * through the thread pool four times per file, which cost more than the reads). On a Node socket
- * the chunks go to the response itself (http/node-response.ts) and come back for reuse once the
- * socket has them; off one, through a web stream.
+ * What it costs (bench/datasets-export.ts, 10,000 images of 20 kB): the members are read from the
+ * database once (annotations.json is spooled as two lists, images and annotations, and the image
+ * list is kept as sha256 + size); small images are read with open/read/close on this thread into
+ * one buffer per batch, at most BATCH_FILES files or BATCH_BYTES between two turns of the event
+ * loop (fs.readFile goes through the thread pool four times per file, which cost more than the
+ * reads); each image is handed to tar-stream as one buffer, not through an entry stream.
  *
- * Where the time goes (bench/datasets-export.ts, 10,000 images of 20 kB, 2 cores): before the
- * first byte, the pass over the members (the database rows, about 40% of the server's CPU; a
- * stat per image, which also leaves out images the blob store lacks; the COCO JSON); after it,
- * open/read/close per image and the socket writes, while the client (curl) takes the other core.
- * annotations.json comes first in the archive (a reader gets the index before the images), so
- * the first pass cannot overlap the second.
- *
- * Measured and left out: reading on a worker thread into a shared ring cost more CPU in messages
- * than the reads; stats through the thread pool cost the loop as much as statSync. A warm read is
- * ~10 us per file and a chunk holds about 50 of them, so a chunk holds the loop well under a
- * millisecond; the loop gets a turn between chunks and every TURN_EVERY rows of the first pass.
+ * Measured and left out: reading on a worker thread into a shared ring (the loop never waits on
+ * the disk) cost more CPU in messages than the reads, and added a thread's RSS; on a 2-core
+ * machine shared with the client it was slower. The sizes (one stat per image) were already
+ * asked synchronously before this change. A warm read is ~10 us per file, so a batch holds the
+ * loop well under a millisecond; on a cold disk it is the disk's latency times BATCH_FILES.
  */
 
 export type ExportFormat = DatasetExportQuery['format'];
