@@ -79,8 +79,6 @@ writeFileSync(listFile, paths.map((p) => relative(dataDir, p)).join('\n'));
 
 type Run = {
   exportS: number;
-  /** Until the first byte of the tar reached curl: the pass over the members that writes annotations.json. */
-  firstByteS: number;
   exportCpuS: number;
   exportBytes: number;
   tarS: number;
@@ -101,20 +99,13 @@ async function measure(): Promise<Run> {
   const curl = spawn('curl', [
     '-sS',
     '--fail',
-    '-w',
-    '%{time_starttransfer}',
     '-o',
     exportFile,
     '-H',
     `authorization: Bearer ${adminToken}`,
     `${started.httpUrl}/api/v1/datasets/${dataset.id}/export?format=${FORMAT}`,
   ]);
-  let written = '';
-  curl.stdout.on('data', (chunk: Buffer) => {
-    written += chunk.toString();
-  });
   const curlCode = await new Promise<number | null>((resolve) => curl.on('close', resolve));
-  const firstByteS = Number(written.trim());
   if (curlCode !== 0) throw new Error(`curl exited with ${curlCode}`);
   const exportS = (performance.now() - exportStart) / 1000;
   const cpu = process.cpuUsage(cpuStart);
@@ -131,7 +122,6 @@ async function measure(): Promise<Run> {
   rmSync(peerFile);
   return {
     exportS,
-    firstByteS,
     exportCpuS: (cpu.user + cpu.system) / 1e6,
     exportBytes,
     tarS,
@@ -160,7 +150,7 @@ const mbps = (bytes: number, s: number) => `${(bytes / 1e6 / s).toFixed(0)} MB/s
 console.log(
   [
     `dataset export (${FORMAT}), ${SAMPLES} samples of ${KB} kB (setup ${setupS.toFixed(1)} s), median of ${RUNS} runs`,
-    `  export  ${exportS.toFixed(2)} s  ${(runs[0]!.exportBytes / 1e6).toFixed(0)} MB  ${mbps(runs[0]!.exportBytes, exportS)}  (server CPU ${median(runs.map((run) => run.exportCpuS)).toFixed(2)} s, first byte after ${median(runs.map((run) => run.firstByteS)).toFixed(2)} s)`,
+    `  export  ${exportS.toFixed(2)} s  ${(runs[0]!.exportBytes / 1e6).toFixed(0)} MB  ${mbps(runs[0]!.exportBytes, exportS)}  (server CPU ${median(runs.map((run) => run.exportCpuS)).toFixed(2)} s)`,
     `  tar -cf ${tarS.toFixed(2)} s  ${(runs[0]!.tarBytes / 1e6).toFixed(0)} MB  ${mbps(runs[0]!.tarBytes, tarS)}`,
     `  ratio ${ratio.toFixed(2)} (runs ${ratios.map((r) => r.toFixed(2)).join(' ')}; target >= 0.5) ${ratio >= 0.5 ? 'PASS' : 'FAIL'}`,
     `  RSS growth ${growthMb.toFixed(1)} MB, the largest of the runs (runs ${runs.map((run) => run.growthMb.toFixed(1)).join(' ')}; target < 64) ${growthMb < 64 ? 'PASS' : 'FAIL'}`,

@@ -21,10 +21,9 @@ import type {
 } from '../db/repositories.ts';
 import type { BlobStore } from '../models/blob-store.ts';
 import { parseCocoLabels } from './coco.ts';
-import { type ExportFormat, exportDatasetWebStream, writeDatasetTar } from './export.ts';
+import { type ExportFormat, exportDatasetWebStream } from './export.ts';
 import type { DatasetBox, DatasetMember } from './members.ts';
 import { splitOf } from './split.ts';
-import type { TarSink } from './tar-writer.ts';
 
 /*
  * Dataset versions: made from a sample query or a list of ids (membership frozen in one
@@ -52,12 +51,6 @@ export type DatasetServiceDeps = {
 };
 
 export type DatasetService = ReturnType<typeof createDatasetService>;
-
-/** A version's export, to run once: into a sink (resolves when written), or as a web stream. */
-export type DatasetExport = {
-  readonly writeTo: (sink: TarSink) => Promise<void>;
-  readonly stream: () => ReadableStream<Uint8Array>;
-};
 
 const fail = (code: DatasetError['code'], message: string) => ({ ok: false as const, error: { code, message } });
 
@@ -268,32 +261,23 @@ export function createDatasetService(deps: DatasetServiceDeps) {
       );
     },
 
-    /**
-     * The version as a tar, or null when there is no such version: written to a sink (a Node
-     * response) or as a web stream. Nothing is read until one of them is called.
-     */
-    async export(id: string, format: ExportFormat): Promise<DatasetExport | null> {
+    /** The version as a streamed tar, or null when there is no such version. */
+    async export(id: string, format: ExportFormat): Promise<ReadableStream<Uint8Array> | null> {
       const record = await deps.datasets.get(id);
       if (!record) return null;
       const members = async function* () {
         for await (const row of memberRows(id)) yield toMember(row);
       };
-      const input = {
-        datasetId: id,
-        format,
-        labelled: record.recipe.source === 'labels',
-        categories: record.recipe.categories ?? [],
-        members,
-      };
-      const exportDeps = {
-        blobs: deps.blobs,
-        ...(deps.tmpDir ? { tmpDir: deps.tmpDir } : {}),
-        now: () => deps.clock.now(),
-      };
-      return {
-        writeTo: (sink) => writeDatasetTar(input, exportDeps, sink),
-        stream: () => exportDatasetWebStream(input, exportDeps),
-      };
+      return exportDatasetWebStream(
+        {
+          datasetId: id,
+          format,
+          labelled: record.recipe.source === 'labels',
+          categories: record.recipe.categories ?? [],
+          members,
+        },
+        { blobs: deps.blobs, ...(deps.tmpDir ? { tmpDir: deps.tmpDir } : {}), now: () => deps.clock.now() },
+      );
     },
   };
 }

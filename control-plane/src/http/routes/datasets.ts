@@ -11,7 +11,6 @@ import {
 import type { DatasetService } from '../../datasets/service.ts';
 import { ApiError } from '../api-error.ts';
 import { decodeCursor, encodeCursor } from '../cursor.ts';
-import { nodeResponseOf, streamToNodeResponse } from '../node-response.ts';
 import { defineRoute, type Route } from '../route.ts';
 
 export type DatasetRoutesDeps = {
@@ -146,19 +145,14 @@ export function datasetRoutes(deps: DatasetRoutesDeps): Route[] {
       role: 'viewer',
       query: DatasetExportQuery,
       responses: { 200: { description: 'the tar, streamed', contentType: 'application/x-tar' }, ...errors },
-      async handle({ c, params, query }) {
-        const exported = await service.export(params.id!, query.format);
-        if (!exported) throw new ApiError('not_found', `no dataset version ${params.id}`);
+      async handle({ params, query }) {
+        const stream = await service.export(params.id!, query.format);
+        if (!stream) throw new ApiError('not_found', `no dataset version ${params.id}`);
         const file = `${params.id!.replace('@', '-')}-${query.format}.tar`;
-        const headers = {
-          'content-type': 'application/x-tar',
-          'content-disposition': `attachment; filename="${file}"`,
-        };
-        // On a Node socket the tar is written to the response itself (node-response.ts); off one
-        // (app.request), as a web stream.
-        const outgoing = nodeResponseOf(c);
-        if (outgoing) return streamToNodeResponse(c, outgoing, { status: 200, headers }, exported.writeTo);
-        return new Response(exported.stream(), { status: 200, headers });
+        return new Response(stream, {
+          status: 200,
+          headers: { 'content-type': 'application/x-tar', 'content-disposition': `attachment; filename="${file}"` },
+        });
       },
     }),
   ];
