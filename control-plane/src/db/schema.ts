@@ -399,3 +399,57 @@ export const idempotencyKeys = sqliteTable(
     index('idempotency_keys_expires_idx').on(table.expiresAt),
   ],
 );
+
+/*
+ * Retraining (issue 9 §3): a policy per model name (what fires a run, which dataset it freezes,
+ * where its webhook goes) and the runs it fired, each with its delivery log. The webhook secret is
+ * AES-GCM ciphertext under a key derived from the control plane's secret material (retraining/
+ * webhook-secret.ts): the database alone does not reveal it, and the control plane can still sign.
+ */
+export const retrainingPolicies = sqliteTable('retraining_policies', {
+  modelName: text('model_name').primaryKey(),
+  /** A RetrainingPolicy without its webhook secret (validated before it is stored). */
+  policy: text('policy', { mode: 'json' }).$type<unknown>().notNull(),
+  /** The webhook secret, sealed (v1.<iv>.<tag>.<ciphertext>, base64url); null without one. */
+  webhookSecret: text('webhook_secret'),
+  updatedAt: integer('updated_at').notNull(),
+  updatedBy: text('updated_by'),
+});
+
+/** One row per retraining run: why it fired, the dataset version it froze, its webhook deliveries. */
+export const retrainingRuns = sqliteTable(
+  'retraining_runs',
+  {
+    id: text('id').primaryKey(),
+    modelName: text('model_name').notNull(),
+    /** { id, sha256 } of the model committed for the name when the run fired; null when none. */
+    parentModel: text('parent_model', { mode: 'json' }).$type<unknown>(),
+    /** { kind, numbers } */
+    reason: text('reason', { mode: 'json' }).$type<unknown>().notNull(),
+    datasetId: text('dataset_id').notNull(),
+    /** { coco, yolo } */
+    exportUrls: text('export_urls', { mode: 'json' }).$type<unknown>().notNull(),
+    /** Where the webhook goes (copied from the policy when the run fired); null for pull only. */
+    webhookUrl: text('webhook_url'),
+    /** pending | delivering | delivered | failed | claimed | model-registered */
+    status: text('status').notNull(),
+    attempts: integer('attempts').notNull().default(0),
+    lastStatusCode: integer('last_status_code'),
+    lastError: text('last_error'),
+    nextAttemptAt: integer('next_attempt_at'),
+    /** The delivery log: [{ at, statusCode, error, durationMs }], oldest first (capped). */
+    deliveries: text('deliveries', { mode: 'json' }).$type<unknown>().notNull(),
+    claimedBy: text('claimed_by'),
+    claimedAt: integer('claimed_at'),
+    /** The model registered from this run (its lineage names the runId). */
+    resultModelId: text('result_model_id'),
+    createdAt: integer('created_at').notNull(),
+    updatedAt: integer('updated_at').notNull(),
+    createdBy: text('created_by'),
+  },
+  (table) => [
+    index('retraining_runs_status_idx').on(table.status, table.nextAttemptAt),
+    index('retraining_runs_model_idx').on(table.modelName, table.createdAt),
+    index('retraining_runs_result_model_idx').on(table.resultModelId),
+  ],
+);

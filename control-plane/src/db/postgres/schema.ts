@@ -340,3 +340,42 @@ export const idempotencyKeys = pgTable(
     index('idempotency_keys_expires_idx').on(table.expiresAt),
   ],
 );
+
+/* Retraining (issue 9 §3): policies per model name and the runs they fired (see ../schema.ts). */
+export const retrainingPolicies = pgTable('retraining_policies', {
+  modelName: text('model_name').primaryKey(),
+  policy: jsonb('policy').$type<unknown>().notNull(),
+  webhookSecret: text('webhook_secret'),
+  updatedAt: epochMs('updated_at').notNull(),
+  updatedBy: text('updated_by'),
+});
+
+export const retrainingRuns = pgTable(
+  'retraining_runs',
+  {
+    id: text('id').primaryKey(),
+    modelName: text('model_name').notNull(),
+    parentModel: jsonb('parent_model').$type<unknown>(),
+    reason: jsonb('reason').$type<unknown>().notNull(),
+    datasetId: text('dataset_id').notNull(),
+    exportUrls: jsonb('export_urls').$type<unknown>().notNull(),
+    webhookUrl: text('webhook_url'),
+    status: text('status').notNull(),
+    attempts: integer('attempts').notNull().default(0),
+    lastStatusCode: integer('last_status_code'),
+    lastError: text('last_error'),
+    nextAttemptAt: epochMs('next_attempt_at'),
+    deliveries: jsonb('deliveries').$type<unknown>().notNull(),
+    claimedBy: text('claimed_by'),
+    claimedAt: epochMs('claimed_at'),
+    resultModelId: text('result_model_id'),
+    createdAt: epochMs('created_at').notNull(),
+    updatedAt: epochMs('updated_at').notNull(),
+    createdBy: text('created_by'),
+  },
+  (table) => [
+    index('retraining_runs_status_idx').on(table.status, table.nextAttemptAt),
+    index('retraining_runs_model_idx').on(table.modelName, table.createdAt),
+    index('retraining_runs_result_model_idx').on(table.resultModelId),
+  ],
+);
