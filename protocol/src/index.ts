@@ -4,6 +4,7 @@ export * from './client.ts';
 export * from './codec.ts';
 export * from './datasets.ts';
 export * from './device-id.ts';
+export * from './drift.ts';
 export * from './evaluations.ts';
 export * from './json-value.ts';
 export * from './messages.ts';
