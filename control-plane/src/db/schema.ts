@@ -453,3 +453,44 @@ export const retrainingRuns = sqliteTable(
     index('retraining_runs_result_model_idx').on(table.resultModelId),
   ],
 );
+
+/**
+ * Drift references (control-plane/src/drift/): one row per (scope site|device, key, model sha256).
+ * `sums` holds the reference window's summed histograms (confidence bins, detections per class
+ * weighted by frames, near-threshold and scene-change counts) as JSON; `state` the last judged
+ * DriftState, so a restart keeps both. auto: the first --drift-reference-s after the model was
+ * first seen there; dataset: a dataset version's predictions; pinned: an operator's time range.
+ */
+export const driftReferences = sqliteTable(
+  'drift_references',
+  {
+    scope: text('scope').notNull(),
+    key: text('key').notNull(),
+    modelSha256: text('model_sha256').notNull(),
+    modelId: text('model_id'),
+    /** auto | dataset | pinned */
+    source: text('source').notNull(),
+    datasetId: text('dataset_id'),
+    fromAt: integer('from_at'),
+    toAt: integer('to_at'),
+    complete: integer('complete', { mode: 'boolean' }).notNull().default(false),
+    sums: text('sums', { mode: 'json' }).$type<unknown>().notNull(),
+    state: text('state', { mode: 'json' }).$type<unknown>(),
+    updatedAt: integer('updated_at').notNull(),
+    updatedBy: text('updated_by'),
+  },
+  (table) => [primaryKey({ columns: [table.scope, table.key, table.modelSha256] })],
+);
+
+/**
+ * Sampling raised by drift at a site (adaptive sampling): the `{ site }` selector policy it had
+ * before (null: none) and the raised one written, so the previous policy comes back when the site
+ * is stable again, across restarts.
+ */
+export const driftSamplingBoosts = sqliteTable('drift_sampling_boosts', {
+  site: text('site').primaryKey(),
+  previous: text('previous', { mode: 'json' }).$type<unknown>(),
+  raised: text('raised', { mode: 'json' }).$type<unknown>().notNull(),
+  raisedAt: integer('raised_at').notNull(),
+  reason: text('reason', { mode: 'json' }).$type<unknown>().notNull(),
+});

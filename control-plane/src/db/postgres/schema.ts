@@ -379,3 +379,32 @@ export const retrainingRuns = pgTable(
     index('retraining_runs_result_model_idx').on(table.resultModelId),
   ],
 );
+
+/* Drift references and drift-raised sampling (see ../schema.ts). */
+export const driftReferences = pgTable(
+  'drift_references',
+  {
+    scope: text('scope').notNull(),
+    key: text('key').notNull(),
+    modelSha256: text('model_sha256').notNull(),
+    modelId: text('model_id'),
+    source: text('source').notNull(),
+    datasetId: text('dataset_id'),
+    fromAt: epochMs('from_at'),
+    toAt: epochMs('to_at'),
+    complete: boolean('complete').notNull().default(false),
+    sums: jsonb('sums').$type<unknown>().notNull(),
+    state: jsonb('state').$type<unknown>(),
+    updatedAt: epochMs('updated_at').notNull(),
+    updatedBy: text('updated_by'),
+  },
+  (table) => [primaryKey({ columns: [table.scope, table.key, table.modelSha256] })],
+);
+
+export const driftSamplingBoosts = pgTable('drift_sampling_boosts', {
+  site: text('site').primaryKey(),
+  previous: jsonb('previous').$type<unknown>(),
+  raised: jsonb('raised').$type<unknown>().notNull(),
+  raisedAt: epochMs('raised_at').notNull(),
+  reason: jsonb('reason').$type<unknown>().notNull(),
+});
