@@ -2,7 +2,7 @@ import { access, chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promi
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { ModelManifest } from '@edgeloop/protocol';
+import { ModelManifest, ReleaseLineage } from '@edgeloop/protocol';
 import { parseDuration } from './duration.ts';
 import { describeIssues, SigningError } from './errors.ts';
 import { generateKeyPair, parsePrivateKeyPem } from './keys.ts';
@@ -40,10 +40,15 @@ const HELP = {
   files are never overwritten.`,
   sign: `edgeloop-image sign --key FILE --model FILE --manifest FILE --counter N --out FILE
                     [--expires-in DURATION | --expires-at ISO] [--hardware P1,P2]
+                    [--dataset-version NAME@N] [--parent-model SHA256] [--run-id ID] [--trainer TEXT]
   Signs a model release: sha256 and size of --model, name and version from --manifest (a protocol
   ModelManifest in JSON), release counter N (monotonic per model name; a deliberate rollback is a
   new release of the old bytes with a higher counter), expiry (DURATION like 30d, 12h, 90m, 2w;
-  default ${DEFAULT_TTL}), hardware profiles (default: the manifest's compatibleHardware; empty means any).`,
+  default ${DEFAULT_TTL}), hardware profiles (default: the manifest's compatibleHardware; empty means any).
+  The lineage flags name, inside the signed part, where the model came from: the dataset version it
+  was trained on, the sha256 of the model it was trained from, the retraining run (the webhook's
+  runId) and the trainer (free text, at most 256 characters). Changing any of them afterwards
+  breaks the signature; the control plane flags, but accepts, names it does not know.`,
   verify: `edgeloop-image verify --release FILE --trust A.pub[,B.pub] [--model FILE] [--hardware PROFILE]
                       [--min-counter N [--installed-sha256 HEX]]
   Runs every check a device runs: schema, trusted key, signature, expiry, hardware (with
@@ -150,6 +155,10 @@ async function runSign(args: readonly string[], deps: CliDeps): Promise<number> 
       'expires-at': { type: 'string' },
       hardware: { type: 'string' },
       out: { type: 'string' },
+      'dataset-version': { type: 'string' },
+      'parent-model': { type: 'string' },
+      'run-id': { type: 'string' },
+      trainer: { type: 'string' },
     },
     strict: true,
     allowPositionals: false,
@@ -175,6 +184,12 @@ async function runSign(args: readonly string[], deps: CliDeps): Promise<number> 
     expiry = { ttlMs };
   }
   const hardware = values.hardware === undefined ? undefined : parseList(values.hardware, '--hardware');
+  const lineage = parseLineage({
+    datasetVersion: values['dataset-version'],
+    parentModel: values['parent-model'],
+    runId: values['run-id'],
+    trainer: values.trainer,
+  });
 
   const privateKeyPem = await readText(keyFile, '--key');
   const key = parsePrivateKeyPem(privateKeyPem);
@@ -192,6 +207,7 @@ async function runSign(args: readonly string[], deps: CliDeps): Promise<number> 
     issuedAt,
     ...expiry,
     ...(hardware === undefined ? {} : { hardware }),
+    lineage,
   });
   const signed = signRelease({ release: draft, privateKeyPem, keyId: key.keyId });
   const temp = `${outFile}.${process.pid}.tmp`;
@@ -204,7 +220,8 @@ async function runSign(args: readonly string[], deps: CliDeps): Promise<number> 
   const { release } = signed;
   deps.stdout(
     `signed ${release.name}@${release.version} counter ${release.releaseCounter} key ${release.keyId} ` +
-      `sha256 ${release.sha256} size ${release.sizeBytes} expires ${formatInstant(release.expiresAt)} -> ${outFile}`,
+      `sha256 ${release.sha256} size ${release.sizeBytes} expires ${formatInstant(release.expiresAt)}` +
+      `${release.lineage === undefined ? '' : ` lineage ${formatLineage(release.lineage)}`} -> ${outFile}`,
   );
   return EXIT_OK;
 }
@@ -288,6 +305,37 @@ function runBuild(args: readonly string[], deps: CliDeps): number {
   if (recipe === null) throw new UsageError(`unknown family ${family}; known: ${IMAGE_FAMILIES.join(', ')}`);
   deps.stdout(values.json === true ? JSON.stringify(recipe, null, 2) : formatRecipe(recipe));
   return EXIT_OK;
+}
+
+const LINEAGE_FLAGS = {
+  datasetVersion: '--dataset-version',
+  parentModel: '--parent-model',
+  runId: '--run-id',
+  trainer: '--trainer',
+} as const satisfies Record<keyof ReleaseLineage, string>;
+
+/** The lineage flags as a ReleaseLineage (only those given); a bad value is a usage error naming its flag. */
+function parseLineage(values: { readonly [K in keyof ReleaseLineage]: string | undefined }): ReleaseLineage {
+  const given = Object.fromEntries(Object.entries(values).filter(([, value]) => value !== undefined)) as Partial<
+    Record<keyof ReleaseLineage, string>
+  >;
+  const parent = given.parentModel;
+  // A sha256 is accepted in either case, and written in the lowercase the protocol requires.
+  if (parent !== undefined && /^[0-9a-fA-F]{64}$/.test(parent)) given.parentModel = parent.toLowerCase();
+  const parsed = ReleaseLineage.safeParse(given);
+  if (parsed.success) return parsed.data;
+  const problems = parsed.error.issues.map((issue) => {
+    const key = issue.path[0] as keyof ReleaseLineage | undefined;
+    return key === undefined ? issue.message : `${LINEAGE_FLAGS[key]} ${given[key]}: ${issue.message}`;
+  });
+  throw new UsageError(problems.join('; '));
+}
+
+function formatLineage(lineage: ReleaseLineage): string {
+  return (Object.keys(LINEAGE_FLAGS) as (keyof ReleaseLineage)[])
+    .filter((key) => lineage[key] !== undefined)
+    .map((key) => `${key}=${JSON.stringify(lineage[key])}`)
+    .join(' ');
 }
 
 function required(value: string | undefined, flag: string): string {

@@ -167,3 +167,36 @@ describe('buildReleaseFromFile', () => {
     });
   });
 });
+
+describe('buildReleaseFromFile with lineage', () => {
+  const manifest: ModelManifestInput = { name: 'det', version: '3.0.0', adapter: 'yolo' };
+  const modelPath = path.join(dir, 'lineage.onnx');
+  writeFileSync(modelPath, 'model bytes');
+  const base = { modelPath, manifest, releaseCounter: 3, issuedAt: NOW, ttlMs: DAY };
+
+  it('puts the lineage given into the release, leaving out members given as undefined', async () => {
+    const release = await buildReleaseFromFile({
+      ...base,
+      lineage: { datasetVersion: 'hard-b@2', parentModel: 'b'.repeat(64), runId: undefined, trainer: 'yolo 8' },
+    });
+    expect(release.lineage).toEqual({ datasetVersion: 'hard-b@2', parentModel: 'b'.repeat(64), trainer: 'yolo 8' });
+    const signed = signRelease({ release, privateKeyPem: key.privateKeyPem });
+    expect(signed.release.lineage).toEqual(release.lineage);
+    const signature = Buffer.from(signed.signature, 'base64');
+    expect(verify(null, canonicalBytes(signed.release), key.publicKeyPem, signature)).toBe(true);
+  });
+
+  it('writes no lineage member at all when none is named, as releases were before lineage', async () => {
+    for (const lineage of [undefined, {}, { runId: undefined }]) {
+      const release = await buildReleaseFromFile({ ...base, lineage });
+      expect('lineage' in release).toBe(false);
+    }
+  });
+
+  it('refuses a badly formed lineage as invalid_release', async () => {
+    await expect(buildReleaseFromFile({ ...base, lineage: { datasetVersion: 'no version' } })).rejects.toMatchObject({
+      code: 'invalid_release',
+      message: expect.stringContaining('datasetVersion'),
+    });
+  });
+});

@@ -5,6 +5,7 @@ import {
   ModelManifest,
   type ModelManifestInput,
   ModelRelease,
+  type ReleaseLineage,
   type SignedModelRelease,
 } from '@edgeloop/protocol';
 import { describeIssues, SigningError } from './errors.ts';
@@ -72,6 +73,12 @@ export type BuildReleaseOptions = {
   /** Default to the manifest's; when given they must equal it. */
   readonly name?: string;
   readonly version?: string;
+  /**
+   * Where the model came from (dataset version, parent model sha256, retraining run, trainer),
+   * signed with the rest. Members left undefined are left out; with none given the release has no
+   * `lineage` at all, byte for byte what it was before lineage existed.
+   */
+  readonly lineage?: { readonly [K in keyof ReleaseLineage]?: ReleaseLineage[K] | undefined };
   readonly signal?: AbortSignal;
 };
 
@@ -109,7 +116,7 @@ export async function buildReleaseFromFile(options: BuildReleaseOptions): Promis
   }
   if (digest.sizeBytes === 0) throw new SigningError('invalid_release', `model ${options.modelPath} is empty`);
 
-  const draft: ReleaseDraft = {
+  const draft: { -readonly [K in keyof ReleaseDraft]: ReleaseDraft[K] } = {
     name,
     version,
     sha256: digest.sha256,
@@ -120,9 +127,18 @@ export async function buildReleaseFromFile(options: BuildReleaseOptions): Promis
     hardware: [...(options.hardware ?? manifest.data.compatibleHardware)],
     manifest: manifest.data,
   };
+  const lineage = definedMembers(options.lineage ?? {});
+  if (Object.keys(lineage).length > 0) draft.lineage = lineage;
   const parsed = ModelRelease.omit({ keyId: true, schema: true }).safeParse(draft);
   if (!parsed.success) throw new SigningError('invalid_release', describeIssues(parsed.error.issues));
   const problems = findReleaseProblems({ ...parsed.data, schema: MODEL_RELEASE_SCHEMA, keyId: 'unsigned' });
   if (problems.length > 0) throw new SigningError('invalid_release', problems.join('; '));
   return parsed.data;
+}
+
+/** The members of `value` that are not undefined (a signed document never holds `undefined`). */
+function definedMembers<T extends object>(value: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
+  return Object.fromEntries(Object.entries(value).filter(([, member]) => member !== undefined)) as {
+    [K in keyof T]?: Exclude<T[K], undefined>;
+  };
 }

@@ -284,3 +284,95 @@ describe('verifySignature', () => {
     expect(codeOf(verifySignature(JSON.parse(JSON.stringify(good, null, 2)), trust(keyA)))).toBe('ok');
   });
 });
+
+describe('lineage in the signed release', () => {
+  const lineage = {
+    datasetVersion: 'hard-b@3',
+    parentModel: OTHER_SHA,
+    runId: 'run_01HZX3',
+    trainer: 'ultralytics 8.3.2 on gpu-07',
+  };
+
+  it('verifies a release that names its lineage and returns the lineage as signed', () => {
+    const result = verifyRelease(JSON.parse(JSON.stringify(signed({ lineage }))), device);
+    expect(codeOf(result)).toBe('ok');
+    if (result.ok) expect(result.value.release.lineage).toEqual(lineage);
+  });
+
+  it('refuses as bad_signature a lineage changed, added, or removed after signing', () => {
+    const good = signed({ lineage });
+    const changed = (patch: Record<string, unknown>) => ({
+      ...good,
+      release: { ...good.release, lineage: { ...lineage, ...patch } },
+    });
+    const { lineage: _dropped, ...withoutLineage } = good.release;
+    const plain = signed();
+    const cases = {
+      'another dataset version': changed({ datasetVersion: 'hard-b@4' }),
+      'another parent': changed({ parentModel: SHA }),
+      'another run': changed({ runId: 'run_other' }),
+      'another trainer': changed({ trainer: 'ultralytics 8.3.2 on gpu-08' }),
+      'a member removed': { ...good, release: { ...good.release, lineage: { datasetVersion: 'hard-b@3' } } },
+      'the lineage removed': { ...good, release: withoutLineage },
+      'a lineage added to a release signed without one': {
+        ...plain,
+        release: { ...plain.release, lineage: { datasetVersion: 'hard-b@3' } },
+      },
+    };
+    for (const [what, tampered] of Object.entries(cases)) {
+      const result = verifyRelease(tampered, device);
+      expect(codeOf(result), what).toBe('bad_signature');
+    }
+  });
+
+  it('still verifies a release signed before lineage existed (no lineage member at all)', () => {
+    // What the signer wrote before this change: the normalized release with no `lineage` key,
+    // signed over its canonical bytes with plain Ed25519 (no code of this package involved).
+    const before = {
+      schema: 'edgeloop.model-release/v1',
+      name: 'det',
+      version: '1.4.0',
+      sha256: SHA,
+      sizeBytes: BYTES.length,
+      releaseCounter: 5,
+      issuedAt: NOW - DAY,
+      expiresAt: NOW + DAY,
+      keyId: keyA.keyId,
+      hardware: ['rpi5'],
+      manifest: ModelRelease.shape.manifest.parse({ name: 'det', version: '1.4.0', adapter: 'yolo' }),
+    };
+    const signature = sign(null, canonicalBytes(before), keyA.privateKeyPem).toString('base64');
+    const result = verifyRelease(JSON.parse(JSON.stringify({ release: before, signature })), device);
+    expect(codeOf(result)).toBe('ok');
+    if (result.ok) expect('lineage' in result.value.release).toBe(false);
+  });
+
+  it('calls a lineage with an unknown member or a badly formed name malformed', () => {
+    const good = signed({ lineage });
+    const extra = verifyRelease({ ...good, release: { ...good.release, lineage: { ...lineage, notes: 'x' } } }, device);
+    expect(codeOf(extra)).toBe('malformed');
+    if (!extra.ok) expect(extra.error.message).toContain('release.lineage.notes: unknown member');
+    const upper = verifyRelease(
+      { ...good, release: { ...good.release, lineage: { ...lineage, parentModel: OTHER_SHA.toUpperCase() } } },
+      device,
+    );
+    expect(codeOf(upper)).toBe('malformed');
+  });
+
+  it('refuses to sign a lineage with a bad dataset version, parent, run id or trainer', () => {
+    const refused = (bad: Record<string, unknown>) => {
+      try {
+        signed({ lineage: { ...lineage, ...bad } });
+        return 'signed';
+      } catch (error) {
+        return (error as { code?: string }).code;
+      }
+    };
+    expect(refused({ datasetVersion: 'hard-b' })).toBe('invalid_release');
+    expect(refused({ parentModel: 'abc' })).toBe('invalid_release');
+    expect(refused({ runId: 'run 1' })).toBe('invalid_release');
+    expect(refused({ trainer: 'x'.repeat(257) })).toBe('invalid_release');
+    expect(refused({ trainer: 'line\nbreak' })).toBe('invalid_release');
+    expect(refused({})).toBe('signed');
+  });
+});

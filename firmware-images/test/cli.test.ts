@@ -95,6 +95,47 @@ describe('edgeloop-image as a child process', () => {
     expect(rotated.code).toBe(0);
   });
 
+  it('signs the lineage flags into the release; verify refuses the file once its lineage is edited', async () => {
+    expect((await image('keygen', '--out', 'lineage-keys')).code).toBe(0);
+    writeFileSync(path.join(dir, 'retrained.onnx'), Buffer.alloc(4096, 3));
+    writeFileSync(path.join(dir, 'retrained.json'), JSON.stringify({ name: 'det', version: '2.0.0', adapter: 'yolo' }));
+    const parent = 'AB'.repeat(32);
+    const sign = await image(
+      ...['sign', '--key', 'lineage-keys/release.key', '--model', 'retrained.onnx', '--manifest', 'retrained.json'],
+      ...['--counter', '2', '--out', 'retrained-release.json', '--dataset-version', 'hard-b@3'],
+      ...['--parent-model', parent, '--run-id', 'run_7f3a', '--trainer', 'ultralytics 8.3 (gpu-07)'],
+    );
+    expect(sign.stderr).toBe('');
+    expect(sign.code).toBe(0);
+    expect(sign.stdout).toContain('lineage datasetVersion="hard-b@3"');
+    const file = path.join(dir, 'retrained-release.json');
+    const written = JSON.parse(readFileSync(file, 'utf8'));
+    expect(written.release.lineage).toEqual({
+      datasetVersion: 'hard-b@3',
+      parentModel: parent.toLowerCase(),
+      runId: 'run_7f3a',
+      trainer: 'ultralytics 8.3 (gpu-07)',
+    });
+    const verifyArgs = ['verify', '--release', 'retrained-release.json', '--trust', 'lineage-keys/release.pub'];
+    expect((await image(...verifyArgs, '--model', 'retrained.onnx')).code).toBe(0);
+
+    written.release.lineage.datasetVersion = 'hard-b@4';
+    writeFileSync(file, JSON.stringify(written, null, 2));
+    const tampered = await image(...verifyArgs);
+    expect(tampered.code).toBe(1);
+    expect(tampered.stderr).toMatch(/^bad_signature: signature does not match the release/);
+  });
+
+  it('exits 2 naming the lineage flag whose value is badly formed', async () => {
+    const result = await image(
+      ...['sign', '--key', 'k', '--model', 'm', '--manifest', 'f', '--counter', '1', '--out', 'o'],
+      ...['--parent-model', 'not-a-sha', '--dataset-version', 'hard-b'],
+    );
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/^usage: .*--dataset-version hard-b: datasetVersion must be a dataset version id/);
+    expect(result.stderr).toContain('--parent-model not-a-sha: sha256 must be 64 lowercase hex digits');
+  });
+
   it('exits 2 on a bad flag', async () => {
     const result = await image('sign', '--keyfile', 'x');
     expect(result.code).toBe(2);

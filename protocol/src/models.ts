@@ -4,7 +4,7 @@ import { z } from 'zod';
  *
  *   ModelManifest        how to run a model: adapter, input spec, labels, thresholds (not signed alone)
  *   ModelRelease         what is signed: bytes (sha256, size), version, release counter, expiry,
- *                        compatible hardware, key id, and the manifest
+ *                        compatible hardware, key id, the manifest, and optionally its lineage
  *   SignedModelRelease   a release plus its Ed25519 signature over canonicalBytes(release)
  *   ModelAssignment      what desired state tells a device to run
  */
@@ -195,6 +195,43 @@ export const KeyId = z
   .regex(/^[A-Za-z0-9._-]+$/, 'key id may hold only A-Z a-z 0-9 . _ -')
   .describe('Id of a signing key: A-Z a-z 0-9 . _ -');
 
+/** A dataset version id as the control plane names it: `name@version`. */
+export const DATASET_VERSION_ID_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}@[1-9][0-9]{0,8}$/;
+
+/** A retraining run id: letters, digits, . _ : - (what the control plane's webhook names `runId`). */
+export const RUN_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+
+/**
+ * Where a model came from, inside the signed release (so a changed lineage breaks the signature).
+ * Every member is optional; a release without `lineage` (every release signed before it existed)
+ * stays valid and verifies unchanged. The control plane checks each name at upload and flags, but
+ * accepts, one it does not know.
+ */
+export const ReleaseLineage = z
+  .object({
+    datasetVersion: z
+      .string()
+      .regex(DATASET_VERSION_ID_PATTERN, 'datasetVersion must be a dataset version id name@version (hard-b@3)')
+      .optional()
+      .describe('The dataset version (name@version) the model was trained on'),
+    parentModel: Sha256Hex.optional().describe('SHA-256 of the model it was trained from (fine-tuned or retrained)'),
+    runId: z
+      .string()
+      .regex(RUN_ID_PATTERN, 'runId may hold only letters, digits, . _ : - (at most 128)')
+      .optional()
+      .describe('The retraining run (its webhook runId) that asked for this model'),
+    trainer: z
+      .string()
+      .min(1)
+      .max(256)
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point
+      .regex(/^[^\u0000-\u001f\u007f]*$/, 'trainer may not hold control characters')
+      .optional()
+      .describe('Free text naming the trainer (tool, version, host), at most 256 characters'),
+  })
+  .describe('Where the model came from: dataset version, parent model, retraining run, trainer');
+export type ReleaseLineage = z.infer<typeof ReleaseLineage>;
+
 /** The signed statement about one model file. */
 export const ModelRelease = z
   .object({
@@ -219,6 +256,9 @@ export const ModelRelease = z
       .default([])
       .describe('Hardware profiles the release may be installed on; empty means any'),
     manifest: ModelManifest.describe('How to run the model'),
+    lineage: ReleaseLineage.optional().describe(
+      'Where the model came from (signed with the rest); absent in releases that name none',
+    ),
   })
   .describe('The signed statement about one model file');
 export type ModelRelease = z.infer<typeof ModelRelease>;
