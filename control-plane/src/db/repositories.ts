@@ -664,6 +664,145 @@ export type DatasetRepository = {
   existingSampleIds(ids: readonly string[]): Promise<Set<string>>;
 };
 
+/* ---------------------------------------- retraining ---------------------------------------- */
+
+/** A retraining policy of a model name (db/retraining.ts). */
+export type RetrainingPolicyRecord = {
+  readonly modelName: string;
+  /** A RetrainingPolicy without its webhook secret (validated before it was stored). */
+  readonly policy: unknown;
+  /** The webhook secret sealed with AES-GCM (retraining/webhook-secret.ts); null without one. */
+  readonly webhookSecret: string | null;
+  readonly updatedAt: number;
+  readonly updatedBy: string | null;
+};
+
+export type RetrainingPolicyRepository = {
+  /** Stores the policy of a model name, replacing the one it had. */
+  put(record: RetrainingPolicyRecord): Promise<void>;
+  get(modelName: string): Promise<RetrainingPolicyRecord | null>;
+  /** Every policy, ordered by model name. */
+  list(): Promise<RetrainingPolicyRecord[]>;
+  remove(modelName: string): Promise<boolean>;
+};
+
+/** One webhook delivery attempt of a run. */
+export type RetrainingDeliveryRecord = {
+  readonly at: number;
+  /** The receiver's HTTP status; null when no response came (refused, timed out). */
+  readonly statusCode: number | null;
+  readonly error: string | null;
+  readonly durationMs: number;
+};
+
+/** A retraining run (protocol RetrainingRun is its view). */
+export type RetrainingRunRecord = {
+  readonly runId: string;
+  readonly modelName: string;
+  readonly parentModel: { readonly id: string; readonly sha256: string } | null;
+  /** RetrainingReason ({ kind, numbers }). */
+  readonly reason: unknown;
+  readonly datasetId: string;
+  readonly exportUrls: { readonly coco: string; readonly yolo: string };
+  readonly webhookUrl: string | null;
+  /** pending | delivering | delivered | failed | claimed | model-registered */
+  readonly status: string;
+  readonly attempts: number;
+  readonly lastStatusCode: number | null;
+  readonly lastError: string | null;
+  readonly nextAttemptAt: number | null;
+  /** Oldest first, the newest ones kept. */
+  readonly deliveries: readonly RetrainingDeliveryRecord[];
+  readonly claimedBy: string | null;
+  readonly claimedAt: number | null;
+  readonly resultModelId: string | null;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+  readonly createdBy: string | null;
+};
+
+export type RetrainingRunRepository = {
+  create(run: RetrainingRunRecord): Promise<void>;
+  get(runId: string): Promise<RetrainingRunRecord | null>;
+  /** Newest first by (createdAt, runId); keyset paging. */
+  list(query: {
+    readonly status?: string;
+    readonly modelName?: string;
+    readonly before?: { readonly createdAt: number; readonly runId: string };
+    readonly limit: number;
+  }): Promise<RetrainingRunRecord[]>;
+  /** The newest run of a model name, or null. */
+  latest(modelName: string): Promise<RetrainingRunRecord | null>;
+  /** Runs whose next webhook attempt is due (status delivering, nextAttemptAt <= now), oldest due first. */
+  due(now: number, limit: number): Promise<RetrainingRunRecord[]>;
+  /**
+   * Logs one delivery attempt and moves the run on (delivering again with a next attempt, delivered,
+   * or failed), only while it is delivering with `expectedAttempts` attempts; null otherwise. The log
+   * keeps the newest `keep` attempts.
+   */
+  recordDelivery(
+    runId: string,
+    expectedAttempts: number,
+    outcome: {
+      readonly status: 'delivering' | 'delivered' | 'failed';
+      readonly nextAttemptAt: number | null;
+      readonly delivery: RetrainingDeliveryRecord;
+      readonly keep: number;
+    },
+  ): Promise<RetrainingRunRecord | null>;
+  /** A trainer takes the run, only from one of the `from` statuses; null when it is in none (or unknown). */
+  claim(runId: string, claimedBy: string, now: number, from: readonly string[]): Promise<RetrainingRunRecord | null>;
+  /**
+   * Names the model registered from this run (status model-registered). Idempotent for the same
+   * model; null for an unknown run or one linked to another model already.
+   */
+  linkModel(runId: string, modelId: string, now: number): Promise<RetrainingRunRecord | null>;
+  /** The run a model was registered from, or null. */
+  byResultModel(modelId: string): Promise<RetrainingRunRecord | null>;
+};
+
+/* ------------------------------------------- drift ------------------------------------------ */
+
+/** A drift reference of (scope, key, model sha256) and the last judged state (db/drift.ts). */
+export type DriftReferenceRecord = {
+  readonly scope: 'site' | 'device';
+  readonly key: string;
+  readonly modelSha256: string;
+  readonly modelId: string | null;
+  readonly source: 'auto' | 'dataset' | 'pinned';
+  readonly datasetId: string | null;
+  readonly from: number | null;
+  readonly to: number | null;
+  readonly complete: boolean;
+  /** The reference's DriftSums (drift/maths.ts) as JSON. */
+  readonly sums: unknown;
+  /** The last judged DriftState (and its streaks) as JSON; null before any. */
+  readonly state: unknown;
+  readonly updatedAt: number;
+  /** Who set it: an API token id for dataset and pinned references, null for auto. */
+  readonly updatedBy: string | null;
+};
+
+/** Sampling drift raised at a site: the `{ site }` selector policy before (null: none) and the raised one. */
+export type DriftBoostRecord = {
+  readonly site: string;
+  readonly previous: unknown;
+  readonly raised: unknown;
+  readonly raisedAt: number;
+  /** Why: the band, the windows and the numbers. */
+  readonly reason: unknown;
+};
+
+export type DriftRepository = {
+  listReferences(): Promise<DriftReferenceRecord[]>;
+  /** Upserts these references in one transaction. */
+  putReferences(records: readonly DriftReferenceRecord[]): Promise<void>;
+  removeReference(scope: 'site' | 'device', key: string, modelSha256: string): Promise<boolean>;
+  listBoosts(): Promise<DriftBoostRecord[]>;
+  putBoost(record: DriftBoostRecord): Promise<void>;
+  removeBoost(site: string): Promise<boolean>;
+};
+
 /** Exactly one holder at a time across replicas (PostgreSQL advisory lock; SQLite: always). */
 export type LeaderLock = {
   /** Takes the lock if free, or checks the held one is still alive; whether this process holds it. */
@@ -705,6 +844,11 @@ export type Store = {
   readonly datasets: DatasetRepository;
   readonly evaluations: EvaluationRepository;
   readonly samplePolicies: SamplePolicyRepository;
+  /** Retraining policies per model name and the runs they fired (db/retraining.ts). */
+  readonly retrainingPolicies: RetrainingPolicyRepository;
+  readonly retrainingRuns: RetrainingRunRepository;
+  /** Drift references, last judged states and drift-raised site sampling (db/drift.ts). */
+  readonly drift: DriftRepository;
   /** The audit log (append and read; retention prunes by age). */
   readonly audit: AuditRepository;
   /** Idempotency-Key records of the POSTs that create things. */

@@ -1,9 +1,11 @@
 import { createAuditRepository } from '../audit.ts';
 import { createDatasetRepository } from '../datasets.ts';
 import { createDeviceCredentialRepository } from '../device-credentials.ts';
+import { createDriftRepository } from '../drift.ts';
 import { createEvaluationRepository } from '../evaluations.ts';
 import { createIdempotencyRepository } from '../idempotency.ts';
 import type { Store } from '../repositories.ts';
+import { createRetrainingPolicyRepository, createRetrainingRunRepository } from '../retraining.ts';
 import { createSamplePolicyRepository } from '../sample-policies.ts';
 import { createSampleRepository } from '../samples.ts';
 import { createPostgresApiTokenRepository } from './api-tokens.ts';
@@ -43,6 +45,9 @@ export async function createPostgresStore(options: {
     datasets: createDatasetRepository(postgresDialect(db)),
     evaluations: createEvaluationRepository(postgresDialect(db)),
     samplePolicies: createSamplePolicyRepository(postgresDialect(db)),
+    retrainingPolicies: createRetrainingPolicyRepository(postgresDialect(db)),
+    retrainingRuns: createRetrainingRunRepository(postgresDialect(db)),
+    drift: createDriftRepository(postgresDialect(db)),
     audit: createAuditRepository(postgresDialect(db)),
     idempotency: createIdempotencyRepository(postgresDialect(db)),
     credentials: createDeviceCredentialRepository(postgresDialect(db)),

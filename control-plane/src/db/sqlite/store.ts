@@ -2,9 +2,11 @@ import { join } from 'node:path';
 import { createAuditRepository } from '../audit.ts';
 import { createDatasetRepository } from '../datasets.ts';
 import { createDeviceCredentialRepository } from '../device-credentials.ts';
+import { createDriftRepository } from '../drift.ts';
 import { createEvaluationRepository } from '../evaluations.ts';
 import { createIdempotencyRepository } from '../idempotency.ts';
 import type { Store } from '../repositories.ts';
+import { createRetrainingPolicyRepository, createRetrainingRunRepository } from '../retraining.ts';
 import { createSamplePolicyRepository } from '../sample-policies.ts';
 import { createSampleRepository } from '../samples.ts';
 import { createSqliteApiTokenRepository } from './api-tokens.ts';
@@ -46,6 +48,9 @@ export function createSqliteStore(options: {
     datasets: createDatasetRepository(sqliteDialect(db)),
     evaluations: createEvaluationRepository(sqliteDialect(db)),
     samplePolicies: createSamplePolicyRepository(sqliteDialect(db)),
+    retrainingPolicies: createRetrainingPolicyRepository(sqliteDialect(db)),
+    retrainingRuns: createRetrainingRunRepository(sqliteDialect(db)),
+    drift: createDriftRepository(sqliteDialect(db)),
     audit: createAuditRepository(sqliteDialect(db)),
     idempotency: createIdempotencyRepository(sqliteDialect(db)),
     credentials: createDeviceCredentialRepository(sqliteDialect(db)),
