@@ -494,3 +494,31 @@ export const driftSamplingBoosts = sqliteTable('drift_sampling_boosts', {
   raisedAt: integer('raised_at').notNull(),
   reason: text('reason', { mode: 'json' }).$type<unknown>().notNull(),
 });
+
+/*
+ * Lineage of registered models (issue 9 §4): what the signed release's `lineage` names, indexed so
+ * the lineage walk finds children (by parent sha), the models of a run and of a dataset version,
+ * and the flags the registry raised at upload (names it did not know). The signed release in
+ * `models.signed` stays the truth; this row is its index, written right after the model row.
+ */
+export const modelLineage = sqliteTable(
+  'model_lineage',
+  {
+    modelId: text('model_id')
+      .primaryKey()
+      .references(() => models.id),
+    modelSha256: text('model_sha256').notNull(),
+    datasetId: text('dataset_id'),
+    parentSha256: text('parent_sha256'),
+    runId: text('run_id'),
+    trainer: text('trainer'),
+    /** LineageFlag[] raised at registration: unknown_dataset, unknown_parent, unknown_run, ... */
+    flags: text('flags', { mode: 'json' }).$type<string[]>().notNull(),
+    createdAt: integer('created_at').notNull(),
+  },
+  (table) => [
+    index('model_lineage_parent_idx').on(table.parentSha256),
+    index('model_lineage_run_idx').on(table.runId),
+    index('model_lineage_dataset_idx').on(table.datasetId),
+  ],
+);

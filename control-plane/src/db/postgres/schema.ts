@@ -408,3 +408,25 @@ export const driftSamplingBoosts = pgTable('drift_sampling_boosts', {
   raisedAt: epochMs('raised_at').notNull(),
   reason: jsonb('reason').$type<unknown>().notNull(),
 });
+
+/** Lineage of registered models: see ../schema.ts. */
+export const modelLineage = pgTable(
+  'model_lineage',
+  {
+    modelId: text('model_id')
+      .primaryKey()
+      .references(() => models.id),
+    modelSha256: text('model_sha256').notNull(),
+    datasetId: text('dataset_id'),
+    parentSha256: text('parent_sha256'),
+    runId: text('run_id'),
+    trainer: text('trainer'),
+    flags: jsonb('flags').$type<string[]>().notNull(),
+    createdAt: epochMs('created_at').notNull(),
+  },
+  (table) => [
+    index('model_lineage_parent_idx').on(table.parentSha256),
+    index('model_lineage_run_idx').on(table.runId),
+    index('model_lineage_dataset_idx').on(table.datasetId),
+  ],
+);
