@@ -2,6 +2,7 @@ import type { ApiRole, Channel, Desired, DeviceStatus, HealthState, Labels, Resu
 import type { AuditRepository } from './audit.ts';
 import type { SiteCountsQuery, SiteCountsRecord } from './device-sites.ts';
 import type { IdempotencyRepository } from './idempotency.ts';
+import type { ModelLineageRepository } from './model-lineage.ts';
 
 export type { ApiRole };
 
@@ -847,6 +848,8 @@ export type Store = {
   /** Retraining policies per model name and the runs they fired (db/retraining.ts). */
   readonly retrainingPolicies: RetrainingPolicyRepository;
   readonly retrainingRuns: RetrainingRunRepository;
+  /** The lineage rows of registered models and the reads of the lineage walk (db/model-lineage.ts). */
+  readonly modelLineage: ModelLineageRepository;
   /** Drift references, last judged states and drift-raised site sampling (db/drift.ts). */
   readonly drift: DriftRepository;
   /** The audit log (append and read; retention prunes by age). */

@@ -4,6 +4,7 @@ import { createDeviceCredentialRepository } from '../device-credentials.ts';
 import { createDriftRepository } from '../drift.ts';
 import { createEvaluationRepository } from '../evaluations.ts';
 import { createIdempotencyRepository } from '../idempotency.ts';
+import { createModelLineageRepository } from '../model-lineage.ts';
 import type { Store } from '../repositories.ts';
 import { createRetrainingPolicyRepository, createRetrainingRunRepository } from '../retraining.ts';
 import { createSamplePolicyRepository } from '../sample-policies.ts';
@@ -47,6 +48,7 @@ export async function createPostgresStore(options: {
     samplePolicies: createSamplePolicyRepository(postgresDialect(db)),
     retrainingPolicies: createRetrainingPolicyRepository(postgresDialect(db)),
     retrainingRuns: createRetrainingRunRepository(postgresDialect(db)),
+    modelLineage: createModelLineageRepository(postgresDialect(db)),
     drift: createDriftRepository(postgresDialect(db)),
     audit: createAuditRepository(postgresDialect(db)),
     idempotency: createIdempotencyRepository(postgresDialect(db)),

@@ -5,6 +5,7 @@ import { createDeviceCredentialRepository } from '../device-credentials.ts';
 import { createDriftRepository } from '../drift.ts';
 import { createEvaluationRepository } from '../evaluations.ts';
 import { createIdempotencyRepository } from '../idempotency.ts';
+import { createModelLineageRepository } from '../model-lineage.ts';
 import type { Store } from '../repositories.ts';
 import { createRetrainingPolicyRepository, createRetrainingRunRepository } from '../retraining.ts';
 import { createSamplePolicyRepository } from '../sample-policies.ts';
@@ -50,6 +51,7 @@ export function createSqliteStore(options: {
     samplePolicies: createSamplePolicyRepository(sqliteDialect(db)),
     retrainingPolicies: createRetrainingPolicyRepository(sqliteDialect(db)),
     retrainingRuns: createRetrainingRunRepository(sqliteDialect(db)),
+    modelLineage: createModelLineageRepository(sqliteDialect(db)),
     drift: createDriftRepository(sqliteDialect(db)),
     audit: createAuditRepository(sqliteDialect(db)),
     idempotency: createIdempotencyRepository(sqliteDialect(db)),
