@@ -36,7 +36,8 @@ control plane with its own credential, checks, A/B slots, health check, local re
                           at start (the control cohort of a rollout); default: no model
   --model-behaviour FILE  how models play on the devices (JSON: latencyFactor, detectionFactor,
                           detectionsPerFrame, confidenceShift, confidenceSd, errorRate, maxFps,
-                          crashOnLoad, by name@version, sha256 or *); default: like the current model
+                          crashOnLoad, scenes, by name@version, sha256 or *); default: like the
+                          current model
   --health-check S        seconds the played health check after a switch takes (default 2)
 
 Hard samples (every device runs the agent's capture code on synthetic frames with known boxes,

@@ -421,6 +421,16 @@ export class Fleet {
             for (const device of devices) device.setStalled(false);
           });
         break;
+      case 'scene-change':
+        for (const device of devices) device.setScene(step.scene ?? null);
+        if (forMs !== null)
+          later(forMs, () => {
+            for (const device of devices) device.setScene(null);
+          });
+        break;
+      case 'scene-restore':
+        for (const device of devices) device.setScene(null);
+        break;
     }
     return devices;
   }

@@ -12,7 +12,7 @@ export * from './model-behaviour.ts';
 export { NetworkFaults } from './net-fault.ts';
 export * from './profiles.ts';
 export * from './scenario.ts';
-export { SimulatedModelRuntime, type SimulatedPipeline } from './sim-runtime.ts';
+export { type ServedModel, SimulatedModelRuntime, type SimulatedPipeline } from './sim-runtime.ts';
 export * from './synthetic-metrics.ts';
 export type { SimulatedModels } from './virtual-device.ts';
 export { type AckObserver, type DeviceCondition, VirtualDevice, type VirtualDeviceOptions } from './virtual-device.ts';

@@ -1,8 +1,9 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createSeededRandom } from '@edgeloop/agent';
 import type { ModelRef } from '@edgeloop/protocol';
 import { describe, expect, it } from 'vitest';
-import { createBehaviourTable, parseModelBehaviourFile } from './model-behaviour.ts';
+import { createBehaviourTable, parseModelBehaviourFile, profileIn } from './model-behaviour.ts';
 import { DEFAULT_MODEL_PROFILE, HARDWARE_PROFILES } from './profiles.ts';
 import { syntheticPipelineWindow } from './synthetic-metrics.ts';
 
@@ -53,6 +54,67 @@ describe('model behaviour files', () => {
     expect(Object.values(slow.profile.detectionsPerFrame).every((rate) => rate === 0)).toBe(true);
     expect(table.of(ref('other@1.0.0', 'c'.repeat(64))).crashOnLoad).toBe(true);
     expect(createBehaviourTable().of(ref('x@1.0.0')).profile).toEqual(DEFAULT_MODEL_PROFILE);
+  });
+
+  it('plays the base scene entry for a model that does not name the scene, and its own where it does', () => {
+    const table = createBehaviourTable({
+      '*': { scenes: { snow: { confidenceShift: -0.25 } } },
+      'det@2.0.0': { latencyFactor: 1.5, scenes: { snow: { confidenceShift: 0 } } },
+      'det@3.0.0': { scenes: { fog: { detectionFactor: 0.5 } } },
+    });
+    const current = table.of(ref('det@1.0.0'));
+    expect(current.profile.confidenceMean).toBeCloseTo(DEFAULT_MODEL_PROFILE.confidenceMean);
+    expect(current.scenes.snow?.confidenceMean).toBeCloseTo(DEFAULT_MODEL_PROFILE.confidenceMean - 0.25);
+    expect(profileIn(current, 'snow').confidenceMean).toBeCloseTo(DEFAULT_MODEL_PROFILE.confidenceMean - 0.25);
+    expect(profileIn(current, null)).toBe(current.profile);
+    expect(profileIn(current, 'night')).toBe(current.profile);
+    const retrained = table.of(ref('det@2.0.0'));
+    expect(profileIn(retrained, 'snow').confidenceMean).toBeCloseTo(DEFAULT_MODEL_PROFILE.confidenceMean);
+    expect(profileIn(retrained, 'snow').latencyMs).toBeCloseTo(DEFAULT_MODEL_PROFILE.latencyMs * 1.5);
+    // det@3.0.0 names fog but not snow: on snow it plays the base's entry over its own profile.
+    const other = table.of(ref('det@3.0.0'));
+    expect(profileIn(other, 'snow').confidenceMean).toBeCloseTo(DEFAULT_MODEL_PROFILE.confidenceMean - 0.25);
+    expect(profileIn(other, 'fog').detectionsPerFrame.person).toBeCloseTo(
+      (DEFAULT_MODEL_PROFILE.detectionsPerFrame.person ?? 0) * 0.5,
+    );
+    expect(profileIn(other, 'fog').confidenceMean).toBeCloseTo(DEFAULT_MODEL_PROFILE.confidenceMean);
+  });
+
+  it('a less sure model on a changed scene shifts the confidence histogram down and raises near-threshold', () => {
+    const played = createBehaviourTable({ '*': { scenes: { snow: { confidenceShift: -0.25 } } } }).of(ref('det@1.0.0'));
+    const window = (profile: typeof played.profile, seed: number) =>
+      syntheticPipelineWindow({
+        hardware: HARDWARE_PROFILES['orin-nano']!,
+        model: profile,
+        modelRef: null,
+        windowS: 10,
+        cameraFps: 15,
+        now: 0,
+        random: createSeededRandom(seed),
+        lastInferenceAt: null,
+      });
+    const mean = (histogram: readonly number[]) => {
+      const total = histogram.reduce((a, b) => a + b, 0);
+      return histogram.reduce((sum, count, bin) => sum + count * (bin + 0.5), 0) / total / histogram.length;
+    };
+    const normal = window(played.profile, 7);
+    const snow = window(profileIn(played, 'snow'), 7);
+    expect(mean(snow.confidenceHistogram)).toBeLessThan(mean(normal.confidenceHistogram) - 0.15);
+    expect(snow.nearThresholdShare).toBeGreaterThan(normal.nearThresholdShare + 0.15);
+  });
+
+  it('refuses a scene entry that crashes or nests scenes, and a badly named scene', () => {
+    const parsed = parseModelBehaviourFile(
+      JSON.stringify({
+        models: { '*': { scenes: { snow: { crashOnLoad: true, scenes: {} }, 'Bad Scene': { confidenceShift: 0 } } } },
+      }),
+    );
+    expect(parsed.ok).toBe(false);
+    if (!parsed.ok) {
+      expect(parsed.error.message).toMatch(/crashOnLoad/);
+      expect(parsed.error.message).toMatch(/scenes/);
+      expect(parsed.error.message).toContain('a scene name is lowercase');
+    }
   });
 
   it('caps the frames a model processes at its maxFps', () => {

@@ -17,12 +17,32 @@ import { applyBehaviour, DEFAULT_MODEL_PROFILE, type ModelBehaviour, type ModelP
  *     }
  *   }
  *
+ * `scenes` says how a model behaves on a changed scene (a scenario's `scene-change` step): the
+ * base's entry applies to every model that does not name the scene itself, so a retrained model
+ * can undo what the scene does to the current one:
+ *
+ *   {
+ *     "models": {
+ *       "*": { "scenes": { "snow": { "confidenceShift": -0.25 } } },
+ *       "det@2.0.0": { "scenes": { "snow": { "confidenceShift": 0 } } }
+ *     }
+ *   }
+ *
  * A device plays the model it runs: inference latency (so fps and CPU load), detections per
  * frame, the confidence distribution, inference errors, and whether it crashes at warm-up (the
  * agent's model manager then reverts locally and reports `warmup_failed`).
  */
 
-export const ModelBehaviourSpec = z.strictObject({
+const SCENE_NAME = /^[a-z0-9][a-z0-9._-]*$/;
+
+/** A scene's name (`snow`, `night`, `fog-2`), as scenario `scene-change` steps and `scenes` keys spell it. */
+export const SceneName = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(SCENE_NAME, 'a scene name is lowercase letters, digits, dots, dashes or underscores');
+
+const behaviourFields = {
   /** Inference latency x this (1.3: a model 30% slower). Default 1. */
   latencyFactor: z.number().positive().optional(),
   /** Detections per frame x this (0: a scene where it sees nothing). Default 1. */
@@ -37,8 +57,38 @@ export const ModelBehaviourSpec = z.strictObject({
   errorRate: z.number().min(0).max(1).optional(),
   /** Frames per second the model can process at most, whatever the camera gives. Default: no cap. */
   maxFps: z.number().positive().optional(),
+};
+
+/**
+ * How a model behaves on a changed scene, over its own behaviour: the same fields as a model's
+ * (no crash, no nested scenes).
+ */
+export const SceneBehaviourSpec = z.strictObject(behaviourFields);
+export type SceneBehaviourSpec = z.infer<typeof SceneBehaviourSpec>;
+
+export const ModelBehaviourSpec = z.strictObject({
+  ...behaviourFields,
   /** The model crashes at warm-up: every device reverts locally (`warmup_failed`). */
   crashOnLoad: z.boolean().optional(),
+  /**
+   * How the model behaves on a scene a scenario's `scene-change` step sets, by scene name. A
+   * model that names a scene replaces the base's (`*`) entry for it; one that does not plays
+   * the base's.
+   */
+  scenes: z
+    .record(z.string(), SceneBehaviourSpec)
+    .superRefine((scenes, ctx) => {
+      for (const key of Object.keys(scenes)) {
+        if (!SceneName.safeParse(key).success) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [key],
+            message: `"${key}": a scene name is lowercase letters, digits, dots, dashes or underscores (at most 64)`,
+          });
+        }
+      }
+    })
+    .optional(),
 });
 export type ModelBehaviourSpec = z.infer<typeof ModelBehaviourSpec>;
 
@@ -84,8 +134,23 @@ export function parseModelBehaviourFile(text: string): Result<ModelBehaviourFile
   return ok(parsed.data);
 }
 
-/** What a simulated model does on the device: a pipeline profile, and whether it crashes. */
-export type PlayedModel = { readonly profile: ModelProfile; readonly crashOnLoad: boolean };
+/**
+ * What a simulated model does on the device: a pipeline profile, the profile on each scene a
+ * behaviour names (see `profileIn`), and whether it crashes.
+ */
+export type PlayedModel = {
+  readonly profile: ModelProfile;
+  readonly crashOnLoad: boolean;
+  readonly scenes: Readonly<Record<string, ModelProfile>>;
+};
+
+/** The profile a model plays on `scene` (null: the normal scene, or a scene no behaviour names). */
+export function profileIn(
+  model: { readonly profile: ModelProfile; readonly scenes?: Readonly<Record<string, ModelProfile>> },
+  scene: string | null,
+): ModelProfile {
+  return (scene === null ? undefined : model.scenes?.[scene]) ?? model.profile;
+}
 
 /**
  * The behaviour table of a fleet: a model is looked up by `name@version`, then by sha256; what
@@ -99,10 +164,20 @@ export type BehaviourTable = {
 export function createBehaviourTable(behaviours: Readonly<Record<string, ModelBehaviour>> = {}): BehaviourTable {
   const specs = new Map<string, ModelBehaviour>(Object.entries(behaviours));
   const played = (behaviour: ModelBehaviour | undefined): PlayedModel => {
-    const base = applyBehaviour(DEFAULT_MODEL_PROFILE, specs.get(ANY_MODEL));
+    const baseSpec = specs.get(ANY_MODEL);
+    const base = applyBehaviour(DEFAULT_MODEL_PROFILE, baseSpec);
+    const profile = behaviour ? applyBehaviour(base, behaviour) : base;
+    // A scene's entry sits over the model's own profile: the model's entry if it names the
+    // scene, the base's otherwise.
+    const names = new Set([...Object.keys(baseSpec?.scenes ?? {}), ...Object.keys(behaviour?.scenes ?? {})]);
+    const scenes: Record<string, ModelProfile> = {};
+    for (const name of names) {
+      scenes[name] = applyBehaviour(profile, behaviour?.scenes?.[name] ?? baseSpec?.scenes?.[name]);
+    }
     return {
-      profile: behaviour ? applyBehaviour(base, behaviour) : base,
-      crashOnLoad: behaviour?.crashOnLoad ?? specs.get(ANY_MODEL)?.crashOnLoad ?? false,
+      profile,
+      crashOnLoad: behaviour?.crashOnLoad ?? baseSpec?.crashOnLoad ?? false,
+      scenes,
     };
   };
   return {

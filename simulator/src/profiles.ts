@@ -135,6 +135,8 @@ export type ModelBehaviour = {
   readonly maxFps?: number;
   /** The model crashes right after loading: the agent reverts locally. */
   readonly crashOnLoad?: boolean;
+  /** How the model behaves on a changed scene, by scene name (played over this behaviour). */
+  readonly scenes?: Readonly<Record<string, Omit<ModelBehaviour, 'crashOnLoad' | 'scenes'>>>;
 };
 
 export function applyBehaviour(profile: ModelProfile, behaviour: ModelBehaviour | undefined): ModelProfile {

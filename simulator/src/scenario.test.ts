@@ -28,6 +28,42 @@ describe('parseScenario', () => {
     expect(result.error.message).toContain('steps.0.action');
   });
 
+  it('reads scene-change and scene-restore steps aimed at a site', () => {
+    const result = parseScenario(
+      JSON.stringify({
+        name: 'closed-loop',
+        steps: [
+          { at: '1m', action: 'scene-change', target: { site: 'b' }, scene: 'snow' },
+          { at: '5m', action: 'scene-restore', target: { site: 'b' } },
+        ],
+      }),
+    );
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    expect(result.value.steps.map((step) => [step.action, step.scene, step.target.site])).toEqual([
+      ['scene-change', 'snow', 'b'],
+      ['scene-restore', undefined, 'b'],
+    ]);
+  });
+
+  it('refuses a scene-change without its scene, and a scene on another action', () => {
+    const result = parseScenario(
+      JSON.stringify({
+        name: 'bad-scenes',
+        steps: [
+          { at: '1m', action: 'scene-change', target: { site: 'b' } },
+          { at: '2m', action: 'kill', scene: 'snow' },
+          { at: '3m', action: 'scene-change', scene: 'Snow Storm' },
+        ],
+      }),
+    );
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.error.message).toContain('steps.0.scene: a scene-change step names its scene');
+    expect(result.error.message).toContain('steps.1.scene: "scene" belongs to scene-change steps, not kill');
+    expect(result.error.message).toContain('steps.2.scene');
+  });
+
   it('rejects text that is not JSON', () => {
     const result = parseScenario('{name:');
     expect(result.ok ? 'ok' : result.error.code).toBe('invalid_scenario');

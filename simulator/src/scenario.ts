@@ -1,7 +1,7 @@
 import { createSeededRandom, seedOf } from '@edgeloop/agent';
 import { fail, ok, type Result } from '@edgeloop/protocol';
 import { z } from 'zod';
-import { ModelBehaviours } from './model-behaviour.ts';
+import { ModelBehaviours, SceneName } from './model-behaviour.ts';
 import { HARDWARE_NAMES } from './profiles.ts';
 
 /* Scenario files: faults injected on a schedule, and model behaviours for rollout scenarios.
@@ -32,6 +32,12 @@ import { HARDWARE_NAMES } from './profiles.ts';
  *   clock-skew  the device clock runs `skewS` seconds off (its messages carry wrong ts)
  *   overheat    temperatures rise by `extraC` for `for`
  *   camera-stall inference stops (frames in, none processed) for `for`
+ *   scene-change the camera's scene becomes `scene` (snow, night...): every model plays its `scenes`
+ *               entry for it (model-behaviour.ts), and the telemetry window where it happens
+ *               raises `camera.sceneChange`; with `for`, the scene returns after that long
+ *   scene-restore the scene returns to normal (and `camera.sceneChange` is raised again)
+ *
+ *     { "at": "1m", "action": "scene-change", "target": { "site": "b" }, "scene": "snow" }
  */
 
 export const Duration = z.union([
@@ -59,25 +65,46 @@ export const Target = z
   .default({ percent: 100 });
 export type Target = z.infer<typeof Target>;
 
-export const ScenarioStep = z.object({
-  at: Duration,
-  action: z.enum([
-    'disconnect',
-    'reconnect',
-    'kill',
-    'blackhole',
-    'revive',
-    'flap',
-    'clock-skew',
-    'overheat',
-    'camera-stall',
-  ]),
-  target: Target,
-  for: Duration.optional(),
-  periodS: z.number().positive().default(5),
-  skewS: z.number().default(0),
-  extraC: z.number().default(30),
-});
+export const ScenarioStep = z
+  .object({
+    at: Duration,
+    action: z.enum([
+      'disconnect',
+      'reconnect',
+      'kill',
+      'blackhole',
+      'revive',
+      'flap',
+      'clock-skew',
+      'overheat',
+      'camera-stall',
+      'scene-change',
+      'scene-restore',
+    ]),
+    target: Target,
+    for: Duration.optional(),
+    periodS: z.number().positive().default(5),
+    skewS: z.number().default(0),
+    extraC: z.number().default(30),
+    /** The scene a `scene-change` step sets. */
+    scene: SceneName.optional(),
+  })
+  .superRefine((step, ctx) => {
+    if (step.action === 'scene-change' && step.scene === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['scene'],
+        message: 'a scene-change step names its scene ("scene": "snow")',
+      });
+    }
+    if (step.action !== 'scene-change' && step.scene !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['scene'],
+        message: `"scene" belongs to scene-change steps, not ${step.action}`,
+      });
+    }
+  });
 export type ScenarioStep = z.infer<typeof ScenarioStep>;
 
 export const Scenario = z.object({

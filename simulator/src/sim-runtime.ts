@@ -19,7 +19,7 @@ import { syntheticShadowWindow } from './synthetic-metrics.ts';
  * How a model behaves comes from the fleet's behaviour table (scenario `models`), by model id.
  */
 
-import type { PlayedModel } from './model-behaviour.ts';
+import { type PlayedModel, profileIn } from './model-behaviour.ts';
 
 export type { PlayedModel };
 
@@ -27,9 +27,18 @@ export type { PlayedModel };
 export type SimulatedPipeline = {
   readonly hardwareSpeed: number;
   readonly cameraFps: number;
-  /** What serves frames now (feeds the synthetic pipeline metrics). */
-  setModel(model: { readonly ref: ModelRef; readonly profile: ModelProfile } | null): void;
+  /** What serves frames now (feeds the synthetic pipeline metrics), with its profile per scene. */
+  setModel(model: ServedModel | null): void;
+  /** The scene the camera sees now (null: the normal one); see scenario `scene-change`. */
+  scene(): string | null;
   random(): number;
+};
+
+/** A model serving frames: its profile on the normal scene and on each scene a behaviour names. */
+export type ServedModel = {
+  readonly ref: ModelRef;
+  readonly profile: ModelProfile;
+  readonly scenes?: Readonly<Record<string, ModelProfile>>;
 };
 
 class PlayedHandle implements ModelHandle {
@@ -97,7 +106,9 @@ export class SimulatedModelRuntime implements ModelRuntime {
 
   #serve(handle: PlayedHandle | null): void {
     this.#active = handle;
-    this.#deps.pipeline.setModel(handle ? { ref: handle.ref, profile: handle.played.profile } : null);
+    this.#deps.pipeline.setModel(
+      handle ? { ref: handle.ref, profile: handle.played.profile, scenes: handle.played.scenes } : null,
+    );
   }
 
   async activate(model: ModelHandle): Promise<ModelHandle | null> {
@@ -126,10 +137,11 @@ export class SimulatedModelRuntime implements ModelRuntime {
     this.#shadowSince = now;
     const { pipeline, shadowShare } = this.#deps;
     const frames = Math.round(seconds * pipeline.cameraFps * shadowShare);
+    const scene = pipeline.scene();
     return syntheticShadowWindow({
       candidate: shadow.ref,
-      current: active.played.profile,
-      candidateProfile: shadow.played.profile,
+      current: profileIn(active.played, scene),
+      candidateProfile: profileIn(shadow.played, scene),
       hardwareSpeed: pipeline.hardwareSpeed,
       framesCompared: frames,
       framesSkipped: 0,
@@ -150,8 +162,10 @@ export class SimulatedModelRuntime implements ModelRuntime {
         { once: true },
       );
     });
-    const model = (request.model as PlayedHandle).played.profile;
-    const previous = (request.previous as PlayedHandle | null)?.played.profile ?? null;
+    const scene = pipeline.scene();
+    const model = profileIn((request.model as PlayedHandle).played, scene);
+    const previousPlayed = (request.previous as PlayedHandle | null)?.played;
+    const previous = previousPlayed ? profileIn(previousPlayed, scene) : null;
     const frames = Math.max(30, Math.round((healthCheckMs / 1000) * pipeline.cameraFps));
     const errors = Math.round(frames * model.errorRate);
     const detectRate = (profile: ModelProfile) =>

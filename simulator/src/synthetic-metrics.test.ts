@@ -83,6 +83,27 @@ describe('synthetic pipeline metrics', () => {
 });
 
 describe('synthetic system metrics', () => {
+  it('raise camera.sceneChange only in the window a scene change happens in', () => {
+    const run = (sceneChange?: boolean) =>
+      syntheticPipelineWindow({
+        hardware: hardwareProfile('orin-nano'),
+        model: DEFAULT_MODEL_PROFILE,
+        modelRef: model,
+        windowS: 10,
+        cameraFps: 15,
+        now: 0,
+        random: createSeededRandom(3),
+        lastInferenceAt: null,
+        ...(sceneChange === undefined ? {} : { sceneChange }),
+      });
+    expect([run(true).camera?.sceneChange, run(false).camera?.sceneChange, run().camera?.sceneChange]).toEqual([
+      true,
+      false,
+      false,
+    ]);
+    expect(PipelineMetrics.safeParse(run(true)).success).toBe(true);
+  });
+
   it('are valid and heat up when a scenario overheats the device', () => {
     const base = { hardware: hardwareProfile('xavier-nx'), uptimeS: 10, utilisation: 0.5, diskUsedShare: 0.3 };
     const cool = syntheticSystemMetrics({ ...base, extraTempC: 0, random: createSeededRandom(2) });

@@ -42,6 +42,8 @@ export type PipelineWindowInput = {
   readonly random: () => number;
   /** Inference stopped (crashed model, dead camera): frames come in, none processed. */
   readonly stalled?: boolean;
+  /** The scene changed in this window (a scenario's scene-change or scene-restore): raises `camera.sceneChange`. */
+  readonly sceneChange?: boolean;
   readonly lastInferenceAt: number | null;
 };
 
@@ -118,7 +120,7 @@ export function syntheticPipelineWindow(input: PipelineWindowInput): PipelineMet
       black: false,
       frozen: false,
       blurred: false,
-      sceneChange: false,
+      sceneChange: input.sceneChange === true,
       brightness: round(110 + 5 * normal(random)),
       sharpness: round(420 + 20 * normal(random)),
     },

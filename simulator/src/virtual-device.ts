@@ -15,10 +15,11 @@ import {
   silentLogger,
 } from '@edgeloop/agent';
 import type { ModelRef, PipelineMetrics, SystemMetrics } from '@edgeloop/protocol';
+import { profileIn } from './model-behaviour.ts';
 import { NetworkFaults } from './net-fault.ts';
 import { DEFAULT_MODEL_PROFILE, type HardwareProfile, type ModelProfile } from './profiles.ts';
 import { createSyntheticFrames, type SyntheticFrames } from './sample-frames.ts';
-import { type PlayedModel, SimulatedModelRuntime } from './sim-runtime.ts';
+import { type PlayedModel, type ServedModel, SimulatedModelRuntime } from './sim-runtime.ts';
 import { syntheticPipelineWindow, syntheticSystemMetrics } from './synthetic-metrics.ts';
 
 /*
@@ -49,7 +50,7 @@ export type VirtualDeviceOptions = {
   readonly outboxMaxBytes: number;
   /** Mixed with the id into the device's random stream (another seed, another draw of metrics). */
   readonly seed?: number;
-  readonly model?: { readonly ref: ModelRef; readonly profile: ModelProfile } | null;
+  readonly model?: ServedModel | null;
   readonly observer?: AckObserver;
   readonly reconnect?: { readonly initialMs: number; readonly maxMs: number; readonly jitter: number };
   /**
@@ -157,7 +158,10 @@ export class VirtualDevice {
   #frames: SyntheticFrames | null = null;
   #frameTimer: ReturnType<typeof setInterval> | null = null;
   /** The model the simulated pipeline runs: undefined plays a default detector, null runs none. */
-  #model: { readonly ref: ModelRef; readonly profile: ModelProfile } | null | undefined;
+  #model: ServedModel | null | undefined;
+  /** The scene the camera sees (null: the normal one), and whether the next window reports a change. */
+  #scene: string | null = null;
+  #sceneChanged = false;
 
   constructor(options: VirtualDeviceOptions) {
     this.id = options.id;
@@ -173,7 +177,8 @@ export class VirtualDevice {
     this.#modelStorage = options.models ? createMemoryModelStorage() : null;
     if (options.models) {
       const local = options.models.local;
-      this.#model = local ? { ref: local, profile: options.models.behaviourOf(local).profile } : null;
+      const played = local ? options.models.behaviourOf(local) : null;
+      this.#model = local && played ? { ref: local, profile: played.profile, scenes: played.scenes } : null;
     }
     const device = this;
     this.#clock = {
@@ -241,6 +246,9 @@ export class VirtualDevice {
             setModel(model) {
               device.#model = model;
             },
+            scene() {
+              return device.#scene;
+            },
             random() {
               return device.#random();
             },
@@ -298,8 +306,13 @@ export class VirtualDevice {
     this.#frameTimer = null;
   }
 
+  /** What the pipeline plays now: the model's profile on the current scene. */
+  #profile(): ModelProfile {
+    return this.#model ? profileIn(this.#model, this.#scene) : DEFAULT_MODEL_PROFILE;
+  }
+
   #utilisation(): number {
-    const model = this.#model?.profile ?? DEFAULT_MODEL_PROFILE;
+    const model = this.#profile();
     const frameMs = 1000 / this.#options.cameraFps;
     return Math.min(1, model.latencyMs / this.hardware.speed / frameMs);
   }
@@ -323,15 +336,17 @@ export class VirtualDevice {
     this.#lastWindowAt = Date.now();
     const window = syntheticPipelineWindow({
       hardware: this.hardware,
-      model: model?.profile ?? DEFAULT_MODEL_PROFILE,
+      model: this.#profile(),
       modelRef: model?.ref ?? null,
       windowS,
       cameraFps: this.#options.cameraFps,
       now,
       random: this.#random,
       stalled: this.#stalled,
+      sceneChange: this.#sceneChanged,
       lastInferenceAt: this.#lastInferenceAt,
     });
+    this.#sceneChanged = false;
     this.#lastInferenceAt = window.lastInferenceAt;
     return window;
   }
@@ -415,7 +430,22 @@ export class VirtualDevice {
     this.#stalled = stalled;
   }
 
-  setModel(model: { readonly ref: ModelRef; readonly profile: ModelProfile } | null): void {
+  setModel(model: ServedModel | null): void {
     this.#model = model;
+  }
+
+  /** The scene the camera sees now (null: the normal one). */
+  get scene(): string | null {
+    return this.#scene;
+  }
+
+  /**
+   * The camera's scene changes (null: back to normal): the model plays its profile for that
+   * scene from the next window on, and that window raises `camera.sceneChange`.
+   */
+  setScene(scene: string | null): void {
+    if (scene === this.#scene) return;
+    this.#scene = scene;
+    this.#sceneChanged = true;
   }
 }
