@@ -97,6 +97,33 @@ export const RolloutsConfig = z.object({
 });
 export type RolloutsConfig = z.infer<typeof RolloutsConfig>;
 
+/** Drift detection and adaptive sampling (drift/). */
+export const DriftConfig = z.object({
+  /** The default reference: the first this-many seconds after a model was first seen at a site or device. */
+  referenceS: PositiveInt.default(86_400),
+  /** Current windows: consecutive slices of this many seconds, judged when they close. */
+  windowS: PositiveInt.min(1).default(300),
+  /** PSI at or above which a window is moderate. */
+  psiModerate: PositiveNumber.default(0.1),
+  /** PSI at or above which a window is major. */
+  psiMajor: PositiveNumber.default(0.25),
+  /** A near-threshold share this much above the reference's lifts a stable window to moderate. */
+  nearThresholdDelta: PositiveNumber.max(1).default(0.1),
+  /** A scene-change rate (share of telemetry messages) this much above the reference's lifts stable to moderate. */
+  sceneChangeDelta: PositiveNumber.max(1).default(0.2),
+  /** Windows (and references) with fewer detections are not judged. */
+  minDetections: PositiveInt.default(100),
+  /** How often closed windows are looked for. */
+  tickMs: PositiveInt.min(50).max(60_000).default(5_000),
+  /** Adaptive sampling: the factor a drifting site's sampling is raised by (1 turns it off). */
+  samplingFactor: PositiveNumber.min(1).max(100).default(2),
+  /** Adaptive sampling: windows at moderate or worse before it is raised, stable ones before it is restored. */
+  samplingWindows: PositiveInt.max(1_000).default(2),
+  /** Devices (not stable, worst first) exported in the drift gauges; sites are always exported. */
+  deviceGauges: z.coerce.number().int().min(0).max(10_000).default(100),
+});
+export type DriftConfig = z.infer<typeof DriftConfig>;
+
 export const SamplesConfig = z.object({
   /** Largest sample image a device may upload; 413 above. Default 10 MiB. */
   maxBytes: PositiveInt.default(10 * 1024 * 1024),
@@ -214,6 +241,7 @@ export const Config = z.object({
   models: ModelsConfig.default(ModelsConfig.parse({})),
   rollouts: RolloutsConfig.default(RolloutsConfig.parse({})),
   samples: SamplesConfig.default(SamplesConfig.parse({})),
+  drift: DriftConfig.default(DriftConfig.parse({})),
   mqtt: MqttConfig.default(MqttConfig.parse({})),
   idempotency: IdempotencyConfig.default(IdempotencyConfig.parse({})),
   readiness: ReadinessConfig.default(ReadinessConfig.parse({})),
@@ -248,6 +276,7 @@ const SECTIONS = {
   models: ModelsConfig,
   rollouts: RolloutsConfig,
   samples: SamplesConfig,
+  drift: DriftConfig,
   mqtt: MqttConfig,
   idempotency: IdempotencyConfig,
   readiness: ReadinessConfig,
@@ -397,6 +426,9 @@ export function loadConfig(options: LoadConfigOptions = {}): Readonly<Config> {
   }
   if (parsed.success && parsed.data.ingest.hardCap < parsed.data.ingest.highWater) {
     problems.push('--ingest-hard-cap must not be below --ingest-high-water');
+  }
+  if (parsed.success && parsed.data.drift.psiMajor <= parsed.data.drift.psiModerate) {
+    problems.push('--drift-psi-major must be above --drift-psi-moderate');
   }
   if (parsed.success && (parsed.data.tlsCert === undefined) !== (parsed.data.tlsKey === undefined)) {
     problems.push('--tls-cert and --tls-key go together: give both or neither');

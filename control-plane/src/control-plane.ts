@@ -21,6 +21,7 @@ import type { Store } from './db/repositories.ts';
 import { createSqliteStore } from './db/sqlite/store.ts';
 import { createDeviceSecrets } from './device-secrets.ts';
 import { createDiskMonitor, type DiskMonitor, type FsStats } from './disk-monitor.ts';
+import { createDriftMonitor, type DriftMonitor } from './drift/monitor.ts';
 import { type EventLoopMonitor, monitorEventLoop } from './event-loop.ts';
 import { createEventBus, type EventBus } from './events.ts';
 import { createFleet, type Fleet, type MqttEndpoint } from './fleet.ts';
@@ -121,6 +122,8 @@ export type ControlPlaneInternals = {
   readonly readiness: Readiness;
   /** TLS of the HTTPS API and the MQTT TLS listener (--tls-cert/--tls-key), or null. */
   readonly tls: TlsListeners | null;
+  /** Drift detection and adaptive sampling (on the rollout leader). */
+  readonly drift: DriftMonitor;
 };
 
 export type ControlPlane = {
@@ -279,6 +282,8 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
       // Auth failures and client-id conflicts per enrolled device, read by health (ingest) and written by the broker.
       const deviceIssues = createDeviceIssues({ now: () => clock.now() });
       let broker: ControlBroker | null = null;
+      // Created once the rollout engine (whose leader lock it shares) exists; ingest feeds it after commit.
+      let drift: DriftMonitor | null = null;
       const ingest = createIngestWriter({
         store: {
           ...store.ingest,
@@ -294,6 +299,7 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         logger: logger.child({ component: 'ingest' }),
         isConnected: (deviceId) => broker?.isConnected(deviceId) ?? false,
         onReply: (deviceId, reply) => waiters.resolve(deviceId, reply),
+        onTelemetry: (deviceId, telemetry, receivedAt) => drift?.observe(deviceId, telemetry, receivedAt),
         connectionReasons: (deviceId) => deviceIssues.reasons(deviceId),
         holdWrites: () => disk.low(),
         onFlushError: (error) => {
@@ -479,6 +485,30 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         onError: (error) => logger.error({ err: error }, 'assignment refresh failed'),
       });
 
+      const openDrift = createDriftMonitor({
+        repo: store.drift,
+        devices: store.devices,
+        messages: store.messages,
+        datasets: store.datasets,
+        samplePolicies: {
+          list: () => store.samplePolicies.list(),
+          set: createSamplePolicyService({ policies: store.samplePolicies, devices: store.devices, fleet, clock }).set,
+        },
+        audit,
+        bus,
+        metrics,
+        clock,
+        timers,
+        logger: logger.child({ component: 'drift' }),
+        config: config.drift,
+        isLeader: () => engine.isLeader,
+      });
+      drift = openDrift;
+      bus.subscribe((message) => {
+        if (message.type === 'device.enrolled')
+          openDrift.noteDeviceSite(message.data.deviceId, message.data.labels.site ?? null);
+      });
+
       const samples = createSampleService({
         samples: store.samples,
         blobs,
@@ -517,6 +547,7 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
           labelsLimitBytes: DEFAULT_LABELS_LIMIT_BYTES,
         },
         evaluations,
+        drift: openDrift,
         samplePolicies: createSamplePolicyService({
           policies: store.samplePolicies,
           devices: store.devices,
@@ -604,6 +635,8 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
       // Started last, stopped first: it writes through the store and publishes through the broker.
       engine.start();
       cleanups.push(() => engine.stop());
+      await openDrift.start();
+      cleanups.push(() => openDrift.stop());
 
       internals = {
         config,
@@ -626,6 +659,7 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         disk,
         readiness: openReadiness,
         tls,
+        drift: openDrift,
       };
       state = 'running';
       const httpHost = urlHost(wildcard ? 'localhost' : config.host);

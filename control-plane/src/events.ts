@@ -1,6 +1,8 @@
 import {
   type DeviceEvent,
   type DeviceStatus,
+  type DriftBand,
+  type DriftState,
   type GateResultView,
   type HealthState,
   type Reported,
@@ -63,6 +65,15 @@ export type BusEvents = {
   'rollout.paused': RolloutTransitionEvent;
   'rollout.resumed': RolloutTransitionEvent;
   'rollout.promoted': RolloutTransitionEvent;
+  /** A site's or device's drift band changed (a closed window was judged). */
+  'drift.changed': DriftState & { previous: DriftBand; signals: readonly string[] };
+  /** Drift raised a site's sampling, restored it, or found nothing to raise. */
+  'drift.sampling': {
+    site: string;
+    action: 'raised' | 'restored' | 'left-as-changed' | 'nothing-to-raise';
+    factor: number;
+    reason: Readonly<Record<string, unknown>>;
+  };
 };
 
 /** A change of a rollout's status or stage. `by` is the API token behind an operator action. */

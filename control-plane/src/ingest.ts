@@ -99,6 +99,8 @@ export type IngestDeps = {
   readonly isConnected?: (deviceId: string) => boolean;
   /** Called after commit with each newly stored reply (command waiters resolve from it). */
   readonly onReply?: (deviceId: string, reply: Reply) => void;
+  /** Called after commit with each newly stored telemetry message (drift accumulates from it; must not throw). */
+  readonly onTelemetry?: (deviceId: string, telemetry: Telemetry, receivedAt: number) => void;
   /** Health reasons the MQTT front knows of (auth-failing, client-id-flapping); read at every assessment. */
   readonly connectionReasons?: (deviceId: string) => readonly ConnectionHealthReason[];
   /**
@@ -615,6 +617,8 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
         bus.publish('device.event', { deviceId: entry.deviceId, event: entry.message as DeviceEvent });
       } else if (entry.channel === 'reply') {
         deps.onReply?.(entry.deviceId, entry.message as Reply);
+      } else if (entry.channel === 'telemetry') {
+        deps.onTelemetry?.(entry.deviceId, entry.message as Telemetry, entry.receivedAt);
       }
     });
     for (const letter of pending.deadLetters) {

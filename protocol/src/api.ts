@@ -1269,6 +1269,8 @@ export const SERVER_EVENT_TYPES = [
   'rollout.paused',
   'rollout.resumed',
   'rollout.promoted',
+  'drift.changed',
+  'drift.sampling',
 ] as const;
 export const ServerEventType = z.enum(SERVER_EVENT_TYPES).describe('Type of a server-sent event');
 export type ServerEventType = z.infer<typeof ServerEventType>;

@@ -32,6 +32,7 @@ import { credentialRoutes } from './routes/credentials.ts';
 import { datasetRoutes } from './routes/datasets.ts';
 import { deadLetterRoutes } from './routes/dead-letters.ts';
 import { deviceRoutes } from './routes/devices.ts';
+import { type DriftRoutesDeps, driftRoutes } from './routes/drift.ts';
 import { evaluationRoutes } from './routes/evaluations.ts';
 import { eventRoutes } from './routes/events.ts';
 import { fleetRoutes } from './routes/fleet.ts';
@@ -83,6 +84,8 @@ export type AppDeps = {
   readonly datasets?: { readonly service: DatasetService; readonly labelsLimitBytes: number };
   /** POST/GET /api/v1/models/:name/:version/evaluations (evaluation reports). */
   readonly evaluations?: EvaluationService;
+  /** Drift states and references (GET /api/v1/drift, PUT /api/v1/drift/reference). */
+  readonly drift?: DriftRoutesDeps['monitor'];
   /** PUT/GET /api/v1/sample-policy (sample policies by label selector). */
   readonly samplePolicies?: SamplePolicyService;
   /** More routes added by later parts. */
@@ -210,6 +213,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       : []),
     ...(deps.datasets ? datasetRoutes(deps.datasets) : []),
     ...(deps.evaluations ? evaluationRoutes({ service: deps.evaluations }) : []),
+    ...(deps.drift ? driftRoutes({ monitor: deps.drift }) : []),
     ...(deps.samplePolicies ? samplePolicyRoutes({ service: deps.samplePolicies }) : []),
     ...(deps.extraRoutes ?? []),
     ...auditRoutes({ audit: deps.audit.repo }),

@@ -1,4 +1,5 @@
 import { type CohortMeasure, type EvaluationMetrics, type GateResultView, metricValue } from '@edgeloop/protocol';
+import { psi } from '../psi.ts';
 import type { EvidenceSpec, GateSpec, ValidationSpec } from './spec.ts';
 import { CONFIDENCE, type Interval, meanInterval, medianInterval, ratioInterval } from './stats.ts';
 
@@ -29,24 +30,7 @@ export type DeviceWindow = {
   } | null;
 };
 
-/**
- * Population stability index between two histograms over the same bins:
- * sum over bins of (a - e) * ln(a / e) with proportions smoothed by `epsilon`. 0 means identical;
- * below 0.1 is usually read as stable, above 0.25 as a shift. Null when either side is empty.
- */
-export function psi(expected: readonly number[], actual: readonly number[], epsilon = 1e-4): number | null {
-  const bins = Math.max(expected.length, actual.length);
-  const totalE = expected.reduce((sum, count) => sum + count, 0);
-  const totalA = actual.reduce((sum, count) => sum + count, 0);
-  if (totalE === 0 || totalA === 0) return null;
-  let index = 0;
-  for (let bin = 0; bin < bins; bin++) {
-    const e = Math.max((expected[bin] ?? 0) / totalE, epsilon);
-    const a = Math.max((actual[bin] ?? 0) / totalA, epsilon);
-    index += (a - e) * Math.log(a / e);
-  }
-  return index;
-}
+export { psi } from '../psi.ts';
 
 export type Verdict = 'pass' | 'fail' | 'inconclusive';
 export type GateVerdict = GateResultView['verdict'];
