@@ -500,6 +500,8 @@ export type SampleQuery = {
   readonly to?: number;
   /** Whether some dataset version holds human labels (annotations) for the sample. */
   readonly hasLabels?: boolean;
+  /** Received by the control plane strictly after this time (epoch ms). */
+  readonly receivedAfter?: number;
   /** Keyset paging, newest first by (receivedAt, id): rows strictly before this key. */
   readonly before?: { readonly receivedAt: number; readonly id: string };
   readonly limit: number;
@@ -550,6 +552,8 @@ export type SampleRepository = {
   uploaderOf(deviceId: string): Promise<SampleUploaderRecord | null>;
   /** Newest first by (receivedAt, id). */
   list(query: SampleQuery): Promise<SampleRecord[]>;
+  /** How many samples the filters match (paging fields ignored). */
+  count(query: Omit<SampleQuery, 'limit' | 'before'>): Promise<number>;
   setThumbnail(id: string, sha256: string): Promise<void>;
   /** Samples and bytes stored. */
   usage(): Promise<{ readonly count: number; readonly bytes: number }>;

@@ -106,6 +106,32 @@ export function createSampleRepository(dialect: SqlDialect): SampleRepository {
     return { created: false, sample: existing };
   };
 
+  /** The WHERE conditions of a sample query (list and count). */
+  const whereOf = (query: Omit<SampleQuery, 'limit'>): SQL[] => {
+    const where: SQL[] = [sql`1 = 1`];
+    if (query.deviceId !== undefined) where.push(sql`device_id = ${query.deviceId}`);
+    if (query.site !== undefined) where.push(sql`site = ${query.site}`);
+    for (const [key, value] of query.labels ?? [])
+      where.push(sql`${dialect.jsonText(sql.raw('labels'), key)} = ${value}`);
+    if (query.modelId !== undefined) where.push(sql`model_id = ${query.modelId}`);
+    if (query.modelSha256 !== undefined) where.push(sql`model_sha256 = ${query.modelSha256}`);
+    if (query.strategy !== undefined) where.push(sql`strategy = ${query.strategy}`);
+    if (query.from !== undefined) where.push(sql`frame_ts >= ${query.from}`);
+    if (query.to !== undefined) where.push(sql`frame_ts <= ${query.to}`);
+    if (query.hasLabels !== undefined) {
+      const labelled = sql.raw(
+        'EXISTS (SELECT 1 FROM dataset_samples ds WHERE ds.sample_id = samples.id AND ds.annotations IS NOT NULL)',
+      );
+      where.push(query.hasLabels ? labelled : sql`NOT ${labelled}`);
+    }
+    if (query.receivedAfter !== undefined) where.push(sql`received_at > ${query.receivedAfter}`);
+    if (query.before) {
+      const { receivedAt, id } = query.before;
+      where.push(sql`(received_at < ${receivedAt} OR (received_at = ${receivedAt} AND id < ${id}))`);
+    }
+    return where;
+  };
+
   return {
     async insert(sample) {
       const inserted = await dialect.run(sql`
@@ -153,30 +179,18 @@ export function createSampleRepository(dialect: SqlDialect): SampleRepository {
     },
 
     async list(query: SampleQuery) {
-      const where: SQL[] = [sql`1 = 1`];
-      if (query.deviceId !== undefined) where.push(sql`device_id = ${query.deviceId}`);
-      if (query.site !== undefined) where.push(sql`site = ${query.site}`);
-      for (const [key, value] of query.labels ?? [])
-        where.push(sql`${dialect.jsonText(sql.raw('labels'), key)} = ${value}`);
-      if (query.modelId !== undefined) where.push(sql`model_id = ${query.modelId}`);
-      if (query.modelSha256 !== undefined) where.push(sql`model_sha256 = ${query.modelSha256}`);
-      if (query.strategy !== undefined) where.push(sql`strategy = ${query.strategy}`);
-      if (query.from !== undefined) where.push(sql`frame_ts >= ${query.from}`);
-      if (query.to !== undefined) where.push(sql`frame_ts <= ${query.to}`);
-      if (query.hasLabels !== undefined) {
-        const labelled = sql.raw(
-          'EXISTS (SELECT 1 FROM dataset_samples ds WHERE ds.sample_id = samples.id AND ds.annotations IS NOT NULL)',
-        );
-        where.push(query.hasLabels ? labelled : sql`NOT ${labelled}`);
-      }
-      if (query.before) {
-        const { receivedAt, id } = query.before;
-        where.push(sql`(received_at < ${receivedAt} OR (received_at = ${receivedAt} AND id < ${id}))`);
-      }
+      const where = whereOf(query);
       const rows = await dialect.all(sql`
         SELECT ${SAMPLE_COLUMNS} FROM samples WHERE ${sql.join(where, sql` AND `)}
         ORDER BY received_at DESC, id DESC LIMIT ${query.limit}`);
       return rows.map(toSample);
+    },
+
+    async count(query) {
+      const [row] = await dialect.all(
+        sql`SELECT count(*) AS n FROM samples WHERE ${sql.join(whereOf(query), sql` AND `)}`,
+      );
+      return num(row?.n ?? 0);
     },
 
     async setThumbnail(id, sha256) {
