@@ -50,6 +50,7 @@ import {
   type DatasetListQuery,
   DatasetView,
 } from './datasets.ts';
+import { DriftList, type DriftQuery, DriftState, type SetDriftReferenceRequest } from './drift.ts';
 import {
   type CreateEvaluationRequestInput,
   EvaluationList,
@@ -553,6 +554,14 @@ export function createApiClient(options: ApiClientOptions) {
     each: (query: WalkQuery<AuditQuery> = {}) => walkPages((cursor) => audit.list({ ...query, cursor })),
   };
 
+  const drift = {
+    /** Drift states of sites and devices per model, worst band first. */
+    list: (query: Partial<DriftQuery> = {}, signal?: AbortSignal) => get('/api/v1/drift', DriftList, query, signal),
+    /** Sets a reference: auto (restart the default), a dataset version, or a pinned range of stored telemetry. */
+    setReference: (body: SetDriftReferenceRequest, signal?: AbortSignal) =>
+      request('PUT', '/api/v1/drift/reference', DriftState, { body: { json: body }, signal }),
+  };
+
   const tokens = {
     /** Creates an operator or viewer token; the secret is in the answer only. */
     create: (token: { readonly name: string; readonly role: 'operator' | 'viewer' }, signal?: AbortSignal) =>
@@ -639,6 +648,7 @@ export function createApiClient(options: ApiClientOptions) {
     rollouts,
     samples,
     datasets,
+    drift,
     tokens,
     openEvents,
     events,
