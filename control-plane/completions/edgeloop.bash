@@ -6,7 +6,7 @@ _edgeloop() {
   prev="${COMP_WORDS[COMP_CWORD-1]}"
   COMPREPLY=()
   if [[ $COMP_CWORD -eq 1 ]]; then
-    COMPREPLY=($(compgen -W 'devices models rollouts samples datasets ca serve fleet completion help --help --version' -- "$cur"))
+    COMPREPLY=($(compgen -W 'devices models rollouts samples datasets drift ca serve fleet completion help --help --version' -- "$cur"))
     return
   fi
   case "${COMP_WORDS[1]}" in
@@ -40,6 +40,12 @@ _edgeloop() {
         return
       fi
       key="datasets ${COMP_WORDS[2]}" ;;
+    drift)
+      if [[ $COMP_CWORD -eq 2 ]]; then
+        COMPREPLY=($(compgen -W 'list reference --help' -- "$cur"))
+        return
+      fi
+      key="drift ${COMP_WORDS[2]}" ;;
     ca)
       if [[ $COMP_CWORD -eq 2 ]]; then
         COMPREPLY=($(compgen -W 'init server-cert --help' -- "$cur"))
@@ -95,6 +101,17 @@ _edgeloop() {
     'serve/--samples-quota-bytes') COMPREPLY=(); return ;;
     'serve/--samples-upload-expiry-hours') COMPREPLY=(); return ;;
     'serve/--samples-thumbnail-width') COMPREPLY=(); return ;;
+    'serve/--drift-reference-s') COMPREPLY=(); return ;;
+    'serve/--drift-window-s') COMPREPLY=(); return ;;
+    'serve/--drift-psi-moderate') COMPREPLY=(); return ;;
+    'serve/--drift-psi-major') COMPREPLY=(); return ;;
+    'serve/--drift-near-threshold-delta') COMPREPLY=(); return ;;
+    'serve/--drift-scene-change-delta') COMPREPLY=(); return ;;
+    'serve/--drift-min-detections') COMPREPLY=(); return ;;
+    'serve/--drift-tick-ms') COMPREPLY=(); return ;;
+    'serve/--drift-sampling-factor') COMPREPLY=(); return ;;
+    'serve/--drift-sampling-windows') COMPREPLY=(); return ;;
+    'serve/--drift-device-gauges') COMPREPLY=(); return ;;
     'serve/--mqtt-max-connections') COMPREPLY=(); return ;;
     'serve/--mqtt-max-pending-connections') COMPREPLY=(); return ;;
     'serve/--mqtt-connect-deadline-ms') COMPREPLY=(); return ;;
@@ -233,6 +250,21 @@ _edgeloop() {
     'datasets import-labels/--file') COMPREPLY=($(compgen -f -- "$cur")); return ;;
     'datasets import-labels/--url') COMPREPLY=(); return ;;
     'datasets import-labels/--token') COMPREPLY=(); return ;;
+    'drift list/--site') COMPREPLY=(); return ;;
+    'drift list/--device') COMPREPLY=(); return ;;
+    'drift list/--band') COMPREPLY=($(compgen -W 'stable moderate major' -- "$cur")); return ;;
+    'drift list/--model') COMPREPLY=(); return ;;
+    'drift list/--scope') COMPREPLY=($(compgen -W 'site device' -- "$cur")); return ;;
+    'drift list/--url') COMPREPLY=(); return ;;
+    'drift list/--token') COMPREPLY=(); return ;;
+    'drift reference/--site') COMPREPLY=(); return ;;
+    'drift reference/--device') COMPREPLY=(); return ;;
+    'drift reference/--model') COMPREPLY=(); return ;;
+    'drift reference/--dataset') COMPREPLY=(); return ;;
+    'drift reference/--from') COMPREPLY=(); return ;;
+    'drift reference/--to') COMPREPLY=(); return ;;
+    'drift reference/--url') COMPREPLY=(); return ;;
+    'drift reference/--token') COMPREPLY=(); return ;;
     'ca init/--data-dir') COMPREPLY=($(compgen -f -- "$cur")); return ;;
     'ca init/--name') COMPREPLY=(); return ;;
     'ca server-cert/--data-dir') COMPREPLY=($(compgen -f -- "$cur")); return ;;
@@ -240,7 +272,7 @@ _edgeloop() {
     'ca server-cert/--days') COMPREPLY=(); return ;;
   esac
   case "$key" in
-    'serve') opts='--http-port --mqtt-port --host --public-host --data-dir --database-url --log-level --trusted-keys --integrity-check --min-free-disk-mb --mqtt-tls-port --tls-cert --tls-key --clock-skew-max-s --ingest-batch-size --ingest-flush-interval-ms --ingest-high-water --ingest-hard-cap --ingest-dedupe-cache-size --health-sweep-interval-ms --health-heartbeat-grace-s --health-default-keepalive-s --health-default-telemetry-interval-s --health-stale-intervals --health-high-temperature-c --health-disk-nearly-full-ratio --health-memory-pressure-ratio --health-inference-stall-s --retention-messages-days --retention-dead-letters-days --retention-audit-days --retention-prune-interval-s --http-body-limit-bytes --http-sse-heartbeat-s --http-console-dir --commands-default-timeout-ms --commands-max-timeout-ms --models-upload-limit-bytes --rollouts-tick-ms --rollouts-leader-retry-ms --rollouts-assignment-ttl-hours --samples-max-bytes --samples-retention-days --samples-quota-bytes --samples-upload-expiry-hours --samples-thumbnail-width --mqtt-max-connections --mqtt-max-pending-connections --mqtt-connect-deadline-ms --mqtt-connect-rate-per-address --mqtt-connect-burst-per-address --mqtt-max-connect-bytes --mqtt-max-packet-bytes --idempotency-ttl-hours --idempotency-max-response-bytes --idempotency-in-flight-timeout-s --readiness-interval-ms --readiness-flush-error-window-s --readiness-retry-after-s --help'; args='' ;;
+    'serve') opts='--http-port --mqtt-port --host --public-host --data-dir --database-url --log-level --trusted-keys --integrity-check --min-free-disk-mb --mqtt-tls-port --tls-cert --tls-key --clock-skew-max-s --ingest-batch-size --ingest-flush-interval-ms --ingest-high-water --ingest-hard-cap --ingest-dedupe-cache-size --health-sweep-interval-ms --health-heartbeat-grace-s --health-default-keepalive-s --health-default-telemetry-interval-s --health-stale-intervals --health-high-temperature-c --health-disk-nearly-full-ratio --health-memory-pressure-ratio --health-inference-stall-s --retention-messages-days --retention-dead-letters-days --retention-audit-days --retention-prune-interval-s --http-body-limit-bytes --http-sse-heartbeat-s --http-console-dir --commands-default-timeout-ms --commands-max-timeout-ms --models-upload-limit-bytes --rollouts-tick-ms --rollouts-leader-retry-ms --rollouts-assignment-ttl-hours --samples-max-bytes --samples-retention-days --samples-quota-bytes --samples-upload-expiry-hours --samples-thumbnail-width --drift-reference-s --drift-window-s --drift-psi-moderate --drift-psi-major --drift-near-threshold-delta --drift-scene-change-delta --drift-min-detections --drift-tick-ms --drift-sampling-factor --drift-sampling-windows --drift-device-gauges --mqtt-max-connections --mqtt-max-pending-connections --mqtt-connect-deadline-ms --mqtt-connect-rate-per-address --mqtt-connect-burst-per-address --mqtt-max-connect-bytes --mqtt-max-packet-bytes --idempotency-ttl-hours --idempotency-max-response-bytes --idempotency-in-flight-timeout-s --readiness-interval-ms --readiness-flush-error-window-s --readiness-retry-after-s --help'; args='' ;;
     'fleet') opts='--json --url --token --help'; args='' ;;
     'completion') opts='--help'; args='bash zsh' ;;
     'devices list') opts='--status --health --label --limit --json --url --token --help'; args='' ;;
@@ -272,6 +304,8 @@ _edgeloop() {
     'datasets get') opts='--json --url --token --help'; args='' ;;
     'datasets export') opts='--format --out --json --url --token --help'; args='' ;;
     'datasets import-labels') opts='--file --json --url --token --help'; args='' ;;
+    'drift list') opts='--site --device --band --model --scope --json --url --token --help'; args='' ;;
+    'drift reference') opts='--site --device --model --auto --dataset --from --to --json --url --token --help'; args='' ;;
     'ca init') opts='--data-dir --force --name --json --help'; args='' ;;
     'ca server-cert') opts='--data-dir --out-dir --days --json --help'; args='' ;;
     *) return ;;

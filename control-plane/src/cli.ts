@@ -6,6 +6,7 @@ import { type CliIo, type CommandSpec, EXIT, type GroupSpec, runCommand, runGrou
 import { type CommandTree, createCompletionCommand } from './cli/completion.ts';
 import { datasetsGroup } from './cli/datasets.ts';
 import { devicesGroup } from './cli/devices.ts';
+import { driftGroup } from './cli/drift.ts';
 import { fleetCommand } from './cli/fleet.ts';
 import { modelsGroup } from './cli/models.ts';
 import { rolloutsGroup } from './cli/rollouts.ts';
@@ -25,7 +26,15 @@ import { VERSION } from './control-plane.ts';
 
 export { type CliIo, EXIT } from './cli/command.ts';
 
-const GROUPS: readonly GroupSpec[] = [devicesGroup, modelsGroup, rolloutsGroup, samplesGroup, datasetsGroup, caGroup];
+const GROUPS: readonly GroupSpec[] = [
+  devicesGroup,
+  modelsGroup,
+  rolloutsGroup,
+  samplesGroup,
+  datasetsGroup,
+  driftGroup,
+  caGroup,
+];
 const completionCommand: CommandSpec = createCompletionCommand(() => TREE);
 const COMMANDS: readonly CommandSpec[] = [serveCommand, fleetCommand, completionCommand];
 const TREE: CommandTree = { groups: GROUPS, commands: COMMANDS };

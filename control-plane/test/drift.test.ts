@@ -1,6 +1,7 @@
 import { rmSync } from 'node:fs';
 import { CONFIDENCE_BINS, type SamplePolicyInput, unwrap } from '@edgeloop/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
+import { runCli } from '../src/cli.ts';
 import type { BusMessage } from '../src/events.ts';
 import type { Timers } from '../src/sweeper.ts';
 import { SYSTEM, startTestControlPlane, type TestControlPlane, type TestDevice } from './harness.ts';
@@ -276,5 +277,45 @@ describe('drift detection and adaptive sampling on a real control plane', () => 
     expect(!refused.ok && refused.error.status).toBe(403);
     const badFilter = await second.cp.raw('GET', '/api/v1/drift?band=awful');
     expect(badFilter.status).toBe(422);
+  });
+
+  it('edgeloop drift prints the states as a table or JSON, filters them, sets a reference, and exits 2 on bad flags', async () => {
+    const { cp, drift, at } = await setup();
+    const device = await cp.device('cam-b1', { labels: { site: 'b' } });
+    await drift.tick();
+    for (let k = 0; k < 7; k++) {
+      at(T0 + k * WINDOW_MS + 1);
+      await sendTelemetry(device, k === 6 ? 0.4 : 0.7);
+      await drift.tick();
+    }
+    at(T0 + 70_000);
+    await drift.tick();
+    const cli = async (...argv: string[]) => {
+      const out: string[] = [];
+      const err: string[] = [];
+      const code = await runCli(
+        argv,
+        { EDGELOOP_URL: cp.started.httpUrl, EDGELOOP_TOKEN: cp.adminToken },
+        { out: (text) => out.push(text), err: (text) => err.push(text), waitForShutdown: () => new Promise(() => {}) },
+      );
+      return { code, out: out.join(''), err: err.join('') };
+    };
+    const table = await cli('drift');
+    expect(table.code).toBe(0);
+    expect(table.out).toMatch(/^SCOPE\s+KEY\s+MODEL\s+BAND/);
+    expect(table.out).toMatch(/site\s+b\s+det@1\.0\.0\s+major\s+1/);
+    expect(table.out).toMatch(/device\s+cam-b1\s+det@1\.0\.0\s+major/);
+    const majors = JSON.parse((await cli('drift', '--band', 'major', '--scope', 'site', '--json')).out) as unknown[];
+    expect(majors).toMatchObject([{ scope: 'site', key: 'b', band: 'major' }]);
+    expect(JSON.parse((await cli('drift', 'list', '--band', 'stable', '--json')).out)).toEqual([]);
+    const reset = await cli('drift', 'reference', '--site', 'b', '--model', SHA, '--auto', '--json');
+    expect(reset.code).toBe(0);
+    expect(JSON.parse(reset.out)).toMatchObject({ band: 'stable', reference: { source: 'auto', complete: false } });
+    expect((await cli('drift', '--band', 'awful')).code).toBe(2);
+    const noTarget = await cli('drift', 'reference', '--model', SHA, '--auto');
+    expect(noTarget.code).toBe(2);
+    expect(noTarget.err).toContain('needs --site S or --device D');
+    expect((await cli('drift', 'reference', '--site', 'b', '--model', SHA, '--auto', '--dataset', 'x@1')).code).toBe(2);
+    expect((await cli('drift', '--help')).out).toContain('edgeloop drift reference');
   });
 });

@@ -69,6 +69,8 @@ export type GroupSpec = {
   readonly summary: string;
   readonly commands: readonly CommandSpec[];
   readonly examples: readonly string[];
+  /** The command run when the group's name is followed by flags or nothing (`edgeloop drift --band major`). */
+  readonly defaultCommand?: string;
 };
 
 /** Every flag a command accepts, the common ones included. */
@@ -175,6 +177,10 @@ export async function runCommand(command: CommandSpec, argv: readonly string[], 
 /** `edgeloop GROUP SUB ...`: the subcommand's run, or the group's help. */
 export async function runGroup(group: GroupSpec, argv: readonly string[], env: Env, io: CliIo): Promise<number> {
   const [sub, ...rest] = argv;
+  const fallback = group.commands.find((candidate) => candidate.words[1] === group.defaultCommand);
+  if (fallback && (sub === undefined || (sub.startsWith('-') && sub !== '--help' && sub !== '-h'))) {
+    return runCommand(fallback, argv, env, io);
+  }
   if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') {
     // Without a command it is a usage error: the help goes to stderr.
     (sub === undefined ? io.err : io.out)(groupHelp(group));

@@ -41,7 +41,7 @@ export const FILTER_FLAGS = [
   { name: 'limit', value: 'N', help: 'at most this many samples (default 100 for list, 1000 for pull)' },
 ] as const;
 
-function parseTime(text: string, flag: string): number {
+export function parseTime(text: string, flag: string): number {
   if (/^\d+$/.test(text)) return Number(text);
   const ms = Date.parse(text);
   if (Number.isNaN(ms)) throw new UsageError(`--${flag} takes an ISO 8601 time or epoch milliseconds, not "${text}"`);
