@@ -53,6 +53,18 @@ describe('edgeloop-sim arguments', () => {
     expect(parsed.value.fleet.seed).toBe(7);
   });
 
+  it('takes frame rate and size from a scenario that captures samples, and asks for --samples-dir', () => {
+    const scenario = join(dir, 'sampling.json');
+    writeFileSync(scenario, JSON.stringify({ name: 'sampling', samples: { fps: 1, width: 96, height: 64 } }));
+    const on = parseSimArgs([...base, '--scenario', scenario, '--samples-dir', join(dir, 'spool')], {});
+    expect(on.ok && on.value.fleet.samples).toEqual({ dir: join(dir, 'spool'), fps: 1, width: 96, height: 64 });
+    const faster = parseSimArgs([...base, '--scenario', scenario, '--samples-dir', dir, '--sample-fps', '4'], {});
+    expect(faster.ok && faster.value.fleet.samples?.fps).toBe(4);
+    expect(problemsOf([...base, '--scenario', scenario])).toEqual([
+      `--scenario ${scenario} captures hard samples: give --samples-dir DIR (each device's spool and budget)`,
+    ]);
+  });
+
   it('turns hard-sample capture on with --samples-dir, and refuses --sample-fps without it', () => {
     const off = parseSimArgs(base, {});
     expect(off.ok && off.value.fleet.samples).toBeUndefined();

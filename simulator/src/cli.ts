@@ -44,7 +44,8 @@ Hard samples (every device runs the agent's capture code on synthetic frames wit
 under the policy its desired state carries: set one with edgeloop samples policy set):
   --samples-dir DIR       turns capture on; each device keeps its spool and budget counters in
                           DIR/<device id> (kept across simulated reboots)
-  --sample-fps F          frames per second offered to the capture while a policy is on (default 2)
+  --sample-fps F          frames per second offered to the capture while a policy is on (default 2,
+                          or the scenario's samples.fps; a scenario with "samples" needs --samples-dir)
 
 Examples:
   edgeloop-sim --control-plane http://localhost:8080 --token $EDGELOOP_TOKEN --devices 50
@@ -219,9 +220,20 @@ export function parseSimArgs(argv: readonly string[], env: Readonly<Record<strin
   const cameraFps = positiveNumber('camera-fps', values['camera-fps'] as string | undefined, 15, problems);
   const connectRate = positiveNumber('connect-rate', values['connect-rate'] as string | undefined, 200, problems);
   const samplesDir = values['samples-dir'] as string | undefined;
-  const sampleFps = positiveNumber('sample-fps', values['sample-fps'] as string | undefined, 2, problems);
+  const scenarioSamples = scenario?.samples;
+  const sampleFps = positiveNumber(
+    'sample-fps',
+    values['sample-fps'] as string | undefined,
+    scenarioSamples?.fps ?? 2,
+    problems,
+  );
   if (values['sample-fps'] !== undefined && samplesDir === undefined) {
     problems.push('--sample-fps needs --samples-dir (without it devices capture no samples)');
+  }
+  if (scenarioSamples && samplesDir === undefined) {
+    problems.push(
+      `--scenario ${String(values.scenario)} captures hard samples: give --samples-dir DIR (each device's spool and budget)`,
+    );
   }
   if (problems.length > 0) return { ok: false, help: false, problems };
   return {
@@ -244,7 +256,16 @@ export function parseSimArgs(argv: readonly string[], env: Readonly<Record<strin
         outboxMaxBytes: 1024 * 1024,
         ...(Object.keys(labels).length > 0 ? { labels } : {}),
         ...(seed !== undefined ? { seed } : {}),
-        ...(samplesDir !== undefined ? { samples: { dir: samplesDir, fps: sampleFps } } : {}),
+        ...(samplesDir !== undefined
+          ? {
+              samples: {
+                dir: samplesDir,
+                fps: sampleFps,
+                ...(scenarioSamples?.width !== undefined ? { width: scenarioSamples.width } : {}),
+                ...(scenarioSamples?.height !== undefined ? { height: scenarioSamples.height } : {}),
+              },
+            }
+          : {}),
       },
       scenario,
       durationMs,

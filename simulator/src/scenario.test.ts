@@ -64,6 +64,13 @@ describe('parseScenario', () => {
     expect(result.error.message).toContain('steps.2.scene');
   });
 
+  it('takes a hardware mix of some profiles, and names an unknown one', () => {
+    const some = parseScenario(JSON.stringify({ name: 'mix', hardwareMix: { 'orin-nano': 2, rpi5: 1 } }));
+    expect(some.ok && some.value.hardwareMix).toEqual({ 'orin-nano': 2, rpi5: 1 });
+    const unknown = parseScenario(JSON.stringify({ name: 'mix', hardwareMix: { tpu: 1 } }));
+    expect(unknown.ok ? '' : unknown.error.message).toContain('hardwareMix.tpu: unknown hardware profile "tpu"');
+  });
+
   it('rejects text that is not JSON', () => {
     const result = parseScenario('{name:');
     expect(result.ok ? 'ok' : result.error.code).toBe('invalid_scenario');
@@ -110,5 +117,49 @@ describe('scenario files in the repository', () => {
       const parsed = parseScenario(readFileSync(join(dir, file), 'utf8'));
       expect(parsed.ok, `${file}: ${parsed.ok ? '' : parsed.error.message}`).toBe(true);
     }
+  });
+});
+
+describe('the closed-loop scenario', () => {
+  const ref = (id: string) => ({ id, name: 'det', version: id.split('@')[1] ?? '', sha256: 'e'.repeat(64) });
+  const load = async () => {
+    const { readFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const parsed = parseScenario(
+      readFileSync(join(import.meta.dirname, '..', 'scenarios', 'closed-loop.json'), 'utf8'),
+    );
+    if (!parsed.ok) throw new Error(parsed.error.message);
+    return parsed.value;
+  };
+
+  it('puts 200 devices on 4 sites with samples on, and changes the scene of site b alone at minute 1', async () => {
+    const scenario = await load();
+    expect(scenario.devices).toBe(200);
+    expect(scenario.samples).toBeDefined();
+    const fleet = Array.from({ length: 200 }, (_, i) => ({
+      id: `cl-${i}`,
+      ...assignHardware(i, scenario.hardwareMix, scenario.sites),
+    }));
+    expect(new Set(fleet.map((d) => d.site))).toEqual(new Set(['a', 'b', 'c', 'd']));
+    const changes = scenario.steps.filter((step) => step.action === 'scene-change');
+    expect(changes).toHaveLength(1);
+    const change = changes[0]!;
+    expect(durationMs(change.at)).toBe(60_000);
+    const targets = resolveTarget(change.target, fleet, 'closed-loop/0');
+    expect(targets).toHaveLength(50);
+    expect(new Set(targets.map((d) => d.site))).toEqual(new Set(['b']));
+  });
+
+  it('plays the current model less sure on snow, det@2.0.0 as on a normal day, det@4.0.0 slower everywhere', async () => {
+    const { createBehaviourTable, profileIn } = await import('./model-behaviour.ts');
+    const table = createBehaviourTable((await load()).models);
+    const current = table.of(ref('det@1.0.0'));
+    const better = table.of(ref('det@2.0.0'));
+    const devicesWorse = table.of(ref('det@4.0.0'));
+    expect(profileIn(current, 'snow').confidenceMean).toBeCloseTo(current.profile.confidenceMean - 0.25);
+    expect(profileIn(better, 'snow')).toEqual(current.profile);
+    expect(profileIn(devicesWorse, 'snow').latencyMs).toBeCloseTo(current.profile.latencyMs * 3);
+    expect(devicesWorse.profile.latencyMs).toBeCloseTo(current.profile.latencyMs * 3);
+    expect(devicesWorse.crashOnLoad).toBe(false);
   });
 });

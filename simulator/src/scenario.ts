@@ -17,7 +17,8 @@ import { HARDWARE_NAMES } from './profiles.ts';
  *       { "at": "90s", "action": "flap", "target": { "count": 10 }, "for": "60s", "periodS": 5 },
  *       { "at": "2m",  "action": "overheat", "target": { "hardware": "rpi5" }, "for": "3m", "extraC": 35 }
  *     ],
- *     "models": { "det@2.0.0": { "latencyFactor": 3, "detectionFactor": 0.4 } }
+ *     "models": { "det@2.0.0": { "latencyFactor": 3, "detectionFactor": 0.4 } },
+ *     "samples": { "fps": 1, "width": 160, "height": 120 }
  *   }
  *
  * `models` has the form of a `--model-behaviour` file's (model-behaviour.ts: keys name@version,
@@ -112,11 +113,36 @@ export const Scenario = z.object({
   description: z.string().max(2000).optional(),
   devices: z.int().min(1).max(100_000).optional(),
   /** Relative weights of hardware profiles in the fleet. */
-  hardwareMix: z.record(z.enum(HARDWARE_NAMES as [string, ...string[]]), z.number().min(0)).optional(),
+  hardwareMix: z
+    .record(z.string(), z.number().min(0))
+    .superRefine((mix, ctx) => {
+      // A mix names some profiles, not all (a record over the enum would demand every one).
+      for (const name of Object.keys(mix)) {
+        if (!HARDWARE_NAMES.includes(name)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [name],
+            message: `unknown hardware profile "${name}"; known: ${HARDWARE_NAMES.join(', ')}`,
+          });
+        }
+      }
+    })
+    .optional(),
   sites: z.array(z.string().min(1).max(64)).min(1).max(1000).optional(),
   steps: z.array(ScenarioStep).max(10_000).default([]),
   /** How each model (name@version, sha256 or `*`) behaves on the devices that run it (model-behaviour.ts). */
   models: ModelBehaviours.default({}),
+  /**
+   * The scenario captures hard samples: edgeloop-sim then needs --samples-dir, and offers frames
+   * of this size at this rate (flags win) while a sample policy is enabled.
+   */
+  samples: z
+    .strictObject({
+      fps: z.number().positive().max(60).optional(),
+      width: z.int().min(16).max(4096).optional(),
+      height: z.int().min(16).max(4096).optional(),
+    })
+    .optional(),
 });
 export type Scenario = z.infer<typeof Scenario>;
 
