@@ -194,7 +194,7 @@ describe('agent killed with SIGKILL mid-update', () => {
       'telemetry of the new model',
     );
     expect(pipeline.framesProcessed).toBeGreaterThan(0);
-  });
+  }, 120_000);
 
   it('runs a working model after a kill while warming and another while active before the commit', async () => {
     writeConfig({
@@ -257,5 +257,5 @@ describe('agent killed with SIGKILL mid-update', () => {
     expect(after.model?.name).toBe('local-det');
     const slots = JSON.parse(readFileSync(path.join(dir, 'state', 'models', 'slots.json'), 'utf8'));
     expect(slots).toMatchObject({ active: null, slots: { a: { ref: { sha256: signed.release.sha256 } } } });
-  });
+  }, 120_000);
 });

@@ -118,7 +118,19 @@ describe('pi camera source, rpicam backend', () => {
     });
     await expect(collectFrames(source)).rejects.toMatchObject({ code: 'source_timeout' });
     const pid = Number(readFileSync(pidFile, 'utf8'));
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // The kill is sent when the timeout fires; the child is reaped asynchronously (a zombie still
+    // answers signal 0), so poll for it to be gone rather than assume a fixed delay on a busy machine.
+    const alive = () => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    for (let waited = 0; alive() && waited < 5000; waited += 50) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
     expect(() => process.kill(pid, 0)).toThrow();
   });
 
