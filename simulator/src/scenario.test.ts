@@ -150,7 +150,7 @@ describe('the closed-loop scenario', () => {
     expect(new Set(targets.map((d) => d.site))).toEqual(new Set(['b']));
   });
 
-  it('plays the current model less sure on snow, det@2.0.0 as on a normal day, det@4.0.0 slower everywhere', async () => {
+  it('plays the current model less sure on snow, det@2.0.0 as on a normal day, det@4.0.0 failing and capped everywhere', async () => {
     const { createBehaviourTable, profileIn } = await import('./model-behaviour.ts');
     const table = createBehaviourTable((await load()).models);
     const current = table.of(ref('det@1.0.0'));
@@ -158,8 +158,13 @@ describe('the closed-loop scenario', () => {
     const devicesWorse = table.of(ref('det@4.0.0'));
     expect(profileIn(current, 'snow').confidenceMean).toBeCloseTo(current.profile.confidenceMean - 0.25);
     expect(profileIn(better, 'snow')).toEqual(current.profile);
-    expect(profileIn(devicesWorse, 'snow').latencyMs).toBeCloseTo(current.profile.latencyMs * 3);
-    expect(devicesWorse.profile.latencyMs).toBeCloseTo(current.profile.latencyMs * 3);
+    // det@4.0.0 is as sure as det@2.0.0 (shadow agrees) but fails a quarter of its frames at 2 fps at most.
+    for (const scene of [null, 'snow']) {
+      expect(profileIn(devicesWorse, scene).errorRate).toBe(0.25);
+      expect(profileIn(devicesWorse, scene).maxFps).toBe(2);
+      expect(profileIn(devicesWorse, scene).confidenceMean).toBeCloseTo(current.profile.confidenceMean);
+      expect(profileIn(devicesWorse, scene).latencyMs).toBe(current.profile.latencyMs);
+    }
     expect(devicesWorse.crashOnLoad).toBe(false);
   });
 });
