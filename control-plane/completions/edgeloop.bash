@@ -18,7 +18,7 @@ _edgeloop() {
       key="devices ${COMP_WORDS[2]}" ;;
     models)
       if [[ $COMP_CWORD -eq 2 ]]; then
-        COMPREPLY=($(compgen -W 'list get upload evaluations --help' -- "$cur"))
+        COMPREPLY=($(compgen -W 'list get upload evaluations lineage --help' -- "$cur"))
         return
       fi
       key="models ${COMP_WORDS[2]}" ;;
@@ -163,6 +163,9 @@ _edgeloop() {
     'models evaluations/--dataset') COMPREPLY=(); return ;;
     'models evaluations/--url') COMPREPLY=(); return ;;
     'models evaluations/--token') COMPREPLY=(); return ;;
+    'models lineage/--depth') COMPREPLY=(); return ;;
+    'models lineage/--url') COMPREPLY=(); return ;;
+    'models lineage/--token') COMPREPLY=(); return ;;
     'rollouts list/--status') COMPREPLY=($(compgen -W 'pending running paused completed rolled_back aborted' -- "$cur")); return ;;
     'rollouts list/--url') COMPREPLY=(); return ;;
     'rollouts list/--token') COMPREPLY=(); return ;;
@@ -285,6 +288,7 @@ _edgeloop() {
     'models get') opts='--json --url --token --help'; args='' ;;
     'models upload') opts='--release --model --json --url --token --help'; args='' ;;
     'models evaluations') opts='--dataset --json --url --token --help'; args='' ;;
+    'models lineage') opts='--depth --json --url --token --help'; args='' ;;
     'rollouts list') opts='--status --json --url --token --help'; args='' ;;
     'rollouts get') opts='--json --url --token --help'; args='' ;;
     'rollouts watch') opts='--json --url --token --help'; args='' ;;

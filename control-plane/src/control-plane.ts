@@ -33,6 +33,7 @@ import { type Clock, createIngestWriter, type IngestWriter } from './ingest.ts';
 import { createMetricsRegistry, type MetricsRegistry } from './metrics.ts';
 import { type BlobStore, createBlobStore } from './models/blob-store.ts';
 import { createEvaluationService } from './models/evaluations.ts';
+import { createLineageService } from './models/lineage.ts';
 import { createModelRegistry, type ModelRegistry } from './models/registry.ts';
 import { loadTrustedKeys } from './models/trusted-keys.ts';
 import { createMqttFront, type MqttFront } from './mqtt-front.ts';
@@ -435,6 +436,19 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
 
       const blobs = createBlobStore({ root: join(config.dataDir, 'blobs') });
       blobs.sweepTemporary();
+      const lineage = createLineageService({
+        lineage: store.modelLineage,
+        models: store.models,
+        datasets: store.datasets,
+        runs: store.retrainingRuns,
+        rollouts: store.rollouts,
+        clock,
+        audit,
+        flagged: metrics.counter(
+          'edgeloop_model_lineage_flags_total',
+          'Registered releases whose lineage names something unknown (accepted, flagged), by flag',
+        ),
+      });
       const registry = createModelRegistry({
         models: store.models,
         blobs,
@@ -442,6 +456,7 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         clock,
         metrics,
         bus,
+        lineage,
       });
       const evaluations = createEvaluationService({
         evaluations: store.evaluations,
@@ -547,6 +562,7 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
           labelsLimitBytes: DEFAULT_LABELS_LIMIT_BYTES,
         },
         evaluations,
+        lineage,
         drift: openDrift,
         samplePolicies: createSamplePolicyService({
           policies: store.samplePolicies,

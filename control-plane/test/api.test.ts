@@ -455,6 +455,7 @@ describe('events and OpenAPI', () => {
         'GET /api/v1/models',
         'GET /api/v1/models/{name}/{version}',
         'GET /api/v1/models/{name}/{version}/file',
+        'GET /api/v1/models/{name}/{version}/lineage',
         'POST /api/v1/models/{name}/{version}/evaluations',
         'GET /api/v1/models/{name}/{version}/evaluations',
         'POST /api/v1/rollouts',

@@ -7,6 +7,7 @@ import {
   type ApiClient,
   type ModelManifestInput,
   type ModelView,
+  type ReleaseLineage,
   type SignedModelRelease,
   unwrap,
 } from '@edgeloop/protocol';
@@ -36,6 +37,8 @@ export type SigningKit = {
       issuedAt?: number;
       ttlMs?: number;
       hardware?: string[];
+      /** The release's signed lineage (dataset version, parent sha256, run id, trainer). */
+      lineage?: ReleaseLineage;
     },
   ): Promise<SignedModelRelease>;
   /** Signs a release of the bytes and registers it through the typed client (admin or operator). */
@@ -71,6 +74,7 @@ export function createSigningKit(): SigningKit {
         issuedAt: options.issuedAt ?? Date.now(),
         ttlMs: options.ttlMs ?? 86_400_000,
         ...(options.hardware ? { hardware: options.hardware } : {}),
+        ...(options.lineage ? { lineage: options.lineage } : {}),
       });
       return signRelease({ release: draft, privateKeyPem: (options.key ?? key).privateKeyPem });
     },

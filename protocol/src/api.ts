@@ -4,7 +4,7 @@ import { ValidationResult, ValidationSpec } from './evaluations.ts';
 import { JsonObject } from './json-value.ts';
 import { labelMap } from './labels.ts';
 import { CommandName, Desired, EpochMs, Reply, Reported, Telemetry } from './messages.ts';
-import { ModelManifest, ModelRef, SignedModelRelease } from './models.ts';
+import { LineageFlag, ModelManifest, ModelRef, ReleaseLineage, SignedModelRelease } from './models.ts';
 
 /* Shapes of the control plane's HTTP API that clients (CLI, simulator, dashboard) share. */
 
@@ -549,7 +549,11 @@ export const ModelView = ModelSummary.extend({
   manifest: ModelManifest,
   /** The signed release exactly as verified at upload; devices check it again. */
   signed: SignedModelRelease.describe('The signed release exactly as verified at upload; devices check it again'),
-}).describe('A registered model version with its manifest and signed release');
+  lineage: ReleaseLineage.nullable().describe('The lineage the signed release names; null when it names none'),
+  lineageFlags: z
+    .array(LineageFlag)
+    .describe('What the registry could not confirm of the lineage at upload (accepted, but flagged)'),
+}).describe('A registered model version with its manifest, signed release and lineage');
 export type ModelView = z.infer<typeof ModelView>;
 
 export const ModelListQuery = z

@@ -58,6 +58,7 @@ import {
   EvaluationView,
 } from './evaluations.ts';
 import type { JsonObject } from './json-value.ts';
+import { type LineageQuery, ModelLineage } from './lineage.ts';
 import type { CommandName } from './messages.ts';
 import type { Failure } from './result.ts';
 import {
@@ -479,6 +480,9 @@ export function createApiClient(options: ApiClientOptions) {
     /** The model's evaluation reports, newest first (optionally on one dataset version). */
     evaluations: (name: string, version: string, query: Partial<EvaluationListQuery> = {}, signal?: AbortSignal) =>
       get(`/api/v1/models/${enc(name)}/${enc(version)}/evaluations`, EvaluationList, query, signal),
+    /** The model's lineage both ways: samples, dataset, run, parents; rollouts, outcomes, children. */
+    lineage: (name: string, version: string, query: Partial<LineageQuery> = {}, signal?: AbortSignal) =>
+      get(`/api/v1/models/${enc(name)}/${enc(version)}/lineage`, ModelLineage, query, signal),
   };
 
   const rollouts = {

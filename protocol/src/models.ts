@@ -232,6 +232,33 @@ export const ReleaseLineage = z
   .describe('Where the model came from: dataset version, parent model, retraining run, trainer');
 export type ReleaseLineage = z.infer<typeof ReleaseLineage>;
 
+/**
+ * What the registry flags (and accepts) when a release's lineage names something it cannot confirm:
+ *
+ *   unknown_dataset       no dataset version has that id
+ *   unknown_parent        no registered model holds the parent sha256
+ *   unknown_run           no retraining run has that id
+ *   run_dataset_mismatch  the run froze another dataset version than the one named
+ *   run_model_mismatch    the run was fired for another model name
+ *   run_already_linked    the run already names another model as its result
+ */
+export const LINEAGE_FLAGS = [
+  'unknown_dataset',
+  'unknown_parent',
+  'unknown_run',
+  'run_dataset_mismatch',
+  'run_model_mismatch',
+  'run_already_linked',
+] as const;
+export const LineageFlag = z
+  .enum(LINEAGE_FLAGS)
+  .describe(
+    'unknown_dataset, unknown_parent, unknown_run: the lineage names something the control plane does not hold; ' +
+      'run_dataset_mismatch: the run froze another dataset version; run_model_mismatch: the run was for another ' +
+      'model name; run_already_linked: the run names another model as its result',
+  );
+export type LineageFlag = z.infer<typeof LineageFlag>;
+
 /** The signed statement about one model file. */
 export const ModelRelease = z
   .object({

@@ -3,6 +3,7 @@ import { basename } from 'node:path';
 import { type EvaluationView, type ModelSummary, take, unwrap } from '@edgeloop/protocol';
 import { UsageError } from './args.ts';
 import { type CommandSpec, EXIT, type GroupSpec } from './command.ts';
+import { lineageCommand } from './lineage.ts';
 import { isoTime, json, table } from './output.ts';
 
 export function formatModels(items: readonly ModelSummary[]): string {
@@ -109,6 +110,6 @@ const evaluations: CommandSpec = {
 export const modelsGroup: GroupSpec = {
   name: 'models',
   summary: 'Register and inspect signed model releases',
-  commands: [list, get, upload, evaluations],
+  commands: [list, get, upload, evaluations, lineageCommand],
   examples: ['edgeloop models upload --release det.release.json --model det.onnx', 'edgeloop models list'],
 };

@@ -16,6 +16,7 @@ import type { Fleet } from '../fleet.ts';
 import type { MetricsRegistry } from '../metrics.ts';
 import type { BlobStore } from '../models/blob-store.ts';
 import type { EvaluationService } from '../models/evaluations.ts';
+import type { LineageService } from '../models/lineage.ts';
 import type { ModelRegistry } from '../models/registry.ts';
 import type { RolloutService } from '../rollouts/service.ts';
 import type { SamplePolicyService } from '../samples/policies.ts';
@@ -36,6 +37,7 @@ import { type DriftRoutesDeps, driftRoutes } from './routes/drift.ts';
 import { evaluationRoutes } from './routes/evaluations.ts';
 import { eventRoutes } from './routes/events.ts';
 import { fleetRoutes } from './routes/fleet.ts';
+import { lineageRoutes } from './routes/lineage.ts';
 import { modelRoutes } from './routes/models.ts';
 import { rolloutRoutes } from './routes/rollouts.ts';
 import { samplePolicyRoutes } from './routes/sample-policy.ts';
@@ -84,6 +86,8 @@ export type AppDeps = {
   readonly datasets?: { readonly service: DatasetService; readonly labelsLimitBytes: number };
   /** POST/GET /api/v1/models/:name/:version/evaluations (evaluation reports). */
   readonly evaluations?: EvaluationService;
+  /** GET /api/v1/models/:name/:version/lineage (the lineage walk). */
+  readonly lineage?: LineageService;
   /** Drift states and references (GET /api/v1/drift, PUT /api/v1/drift/reference). */
   readonly drift?: DriftRoutesDeps['monitor'];
   /** PUT/GET /api/v1/sample-policy (sample policies by label selector). */
@@ -213,6 +217,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       : []),
     ...(deps.datasets ? datasetRoutes(deps.datasets) : []),
     ...(deps.evaluations ? evaluationRoutes({ service: deps.evaluations }) : []),
+    ...(deps.lineage && deps.models ? lineageRoutes({ registry: deps.models.registry, lineage: deps.lineage }) : []),
     ...(deps.drift ? driftRoutes({ monitor: deps.drift }) : []),
     ...(deps.samplePolicies ? samplePolicyRoutes({ service: deps.samplePolicies }) : []),
     ...(deps.extraRoutes ?? []),

@@ -2,6 +2,7 @@ import { type TrustedKey, verifyRelease } from '@edgeloop/firmware-images/verify
 import {
   canonicalJson,
   fail,
+  type LineageFlag,
   type ModelAssignment,
   type ModelManifest,
   type ModelRef,
@@ -17,6 +18,7 @@ import type { ModelRecord, ModelRepository } from '../db/repositories.ts';
 import type { EventBus } from '../events.ts';
 import type { MetricsRegistry } from '../metrics.ts';
 import type { BlobStore, ReceivedBlob } from './blob-store.ts';
+import type { LineageService } from './lineage.ts';
 
 /*
  * The model registry: signed releases checked against the trusted public keys at upload, bytes
@@ -41,6 +43,15 @@ export type RegisterInput = {
   /** The `model` part, received into the blob store's temporary area. */
   readonly blob: ReceivedBlob;
   readonly uploadedBy: string | null;
+  /** The uploading token's role, for the audit entry of a flagged lineage. */
+  readonly uploaderRole?: string | null;
+};
+
+export type Registered = {
+  readonly model: ModelRecord;
+  readonly created: boolean;
+  /** What the registry could not confirm of the release's lineage (accepted, but flagged). */
+  readonly lineageFlags: readonly LineageFlag[];
 };
 
 /** Tracks model downloads for /metrics (the rollout benchmark reads peak concurrency). */
@@ -56,8 +67,10 @@ export type DownloadTracker = {
 
 export type ModelRegistry = {
   readonly trustedKeyIds: readonly string[];
-  register(input: RegisterInput): Promise<Result<{ model: ModelRecord; created: boolean }, RegisterErrorCode>>;
+  register(input: RegisterInput): Promise<Result<Registered, RegisterErrorCode>>;
   get(name: string, version: string): Promise<ModelRecord | null>;
+  /** The lineage flags stored for a model ([] when its release names no lineage). */
+  lineageFlags(modelId: string): Promise<readonly LineageFlag[]>;
   getById(id: string): Promise<ModelRecord | null>;
   list(query: { name?: string; afterId?: string; limit: number }): Promise<ModelRecord[]>;
   /** Path of a registered model's bytes on disk. */
@@ -98,11 +111,14 @@ export function toModelSummary(model: ModelRecord): ModelSummary {
   };
 }
 
-export function toModelView(model: ModelRecord): ModelView {
+export function toModelView(model: ModelRecord, lineageFlags: readonly LineageFlag[]): ModelView {
+  const signed = JSON.parse(model.signed) as SignedModelRelease;
   return {
     ...toModelSummary(model),
     manifest: model.manifest as ModelManifest,
-    signed: JSON.parse(model.signed) as SignedModelRelease,
+    signed,
+    lineage: signed.release.lineage ?? null,
+    lineageFlags: [...lineageFlags],
   };
 }
 
@@ -174,6 +190,8 @@ export function createModelRegistry(deps: {
   readonly clock: { now(): number };
   readonly metrics: MetricsRegistry;
   readonly bus: EventBus;
+  /** Checks, stores and links the lineage a release names (models/lineage.ts); absent: not recorded. */
+  readonly lineage?: Pick<LineageService, 'record' | 'flagsOf'>;
 }): ModelRegistry {
   const uploads = deps.metrics.counter('edgeloop_model_uploads_total', 'Model uploads, by result');
   const downloads = createDownloadTracker(deps.metrics);
@@ -270,7 +288,20 @@ export function createModelRegistry(deps: {
         await input.blob.discard();
       }
       uploads.inc({ result: result.ok ? (result.value.created ? 'created' : 'unchanged') : result.error.code });
-      return result;
+      if (!result.ok) return result;
+      // A re-upload records the lineage too: it repairs a row that a crash between the two writes lost.
+      const { model } = result.value;
+      const lineageFlags = deps.lineage
+        ? await deps.lineage.record(model, (JSON.parse(model.signed) as SignedModelRelease).release, {
+            actor: input.uploadedBy,
+            role: input.uploaderRole ?? null,
+          })
+        : [];
+      return ok({ ...result.value, lineageFlags });
+    },
+
+    async lineageFlags(modelId) {
+      return deps.lineage ? deps.lineage.flagsOf(modelId) : [];
     },
 
     get(name, version) {

@@ -195,9 +195,15 @@ export function modelRoutes(deps: ModelRoutesDeps): Route[] {
           }
           const received: ReceivedBlob = blob;
           blob = null; // register() owns it now: it commits or discards it
-          const registered = await registry.register({ releaseText, blob: received, uploadedBy: token?.id ?? null });
+          const registered = await registry.register({
+            releaseText,
+            blob: received,
+            uploadedBy: token?.id ?? null,
+            uploaderRole: token?.role ?? null,
+          });
           if (!registered.ok) throw new ApiError(registered.error.code, registered.error.message);
-          return c.json(toModelView(registered.value.model), registered.value.created ? 201 : 200);
+          const { model, created, lineageFlags } = registered.value;
+          return c.json(toModelView(model, lineageFlags), created ? 201 : 200);
         } finally {
           await (blob as ReceivedBlob | null)?.discard();
         }
@@ -234,7 +240,8 @@ export function modelRoutes(deps: ModelRoutesDeps): Route[] {
       role: 'viewer',
       responses: { 200: { description: 'the model', schema: ModelView }, ...errors },
       async handle({ c, params }) {
-        return c.json(toModelView(await requireModel(params.name!, params.version!)));
+        const model = await requireModel(params.name!, params.version!);
+        return c.json(toModelView(model, await registry.lineageFlags(model.id)));
       },
     }),
 
