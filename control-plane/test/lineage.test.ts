@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { type EvaluationMetrics, type ModelView, type ReleaseLineage, unwrap } from '@edgeloop/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../src/cli.ts';
@@ -313,6 +314,23 @@ describe('GET /api/v1/models/:name/:version/lineage', () => {
       { depth: 1, sha256: 'f'.repeat(64), found: false, model: null, datasetId: null, runId: null },
     ]);
     expect(orphan.upstream.run).toMatchObject({ runId: 'run_nope', found: false, status: null });
+  });
+
+  it('stops at a release that names its own bytes as parent: flagged, truncated, not its own child', async () => {
+    const bytes = kit.modelBytes(1024);
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    const signed = await kit.sign(
+      bytes,
+      { name: 'det', version: '7.0.0', adapter: 'yolo' },
+      {
+        lineage: { parentModel: sha256 },
+      },
+    );
+    const view = await unwrap(t.client.models.upload({ release: JSON.stringify(signed), model: new Blob([bytes]) }));
+    expect(view.lineageFlags).toEqual(['unknown_parent']);
+    const lineage = await unwrap(t.client.models.lineage('det', '7.0.0'));
+    expect(lineage.upstream).toMatchObject({ parents: [], parentsTruncated: true });
+    expect(lineage.downstream.children).toEqual([]);
   });
 
   it('answers 404 for an unknown model and 422 for a depth out of range', async () => {

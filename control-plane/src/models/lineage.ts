@@ -260,7 +260,8 @@ export function createLineageService(deps: LineageServiceDeps): LineageService {
         release,
         modelId: model.id,
         datasetFound: dataset !== null,
-        parentFound: parents.length > 0,
+        // A release naming its own bytes as parent is not confirmed by finding itself.
+        parentFound: parents.length > 0 && lineage.parentModel !== model.sha256,
         run,
       });
       const now = deps.clock.now();
@@ -313,6 +314,7 @@ export function createLineageService(deps: LineageServiceDeps): LineageService {
       ]);
       const children: LineageModel[] = [];
       for (const child of childRows) {
+        if (child.modelSha256 === model.sha256) continue; // its own bytes as parent: not a child
         const record = await deps.models.get(child.modelId);
         if (record) children.push(modelNode(record, child));
       }
