@@ -1,4 +1,4 @@
-import { sql } from 'drizzle-orm';
+import { type SQL, sql } from 'drizzle-orm';
 import type { DriftBoostRecord, DriftReferenceRecord, DriftRepository } from './repositories.ts';
 import type { SqlDialect } from './samples.ts';
 import { num, strOrNull } from './sql-row.ts';
@@ -13,6 +13,9 @@ import { num, strOrNull } from './sql-row.ts';
 const COLUMNS = sql.raw(
   'scope, key, model_sha256, model_id, source, dataset_id, from_at, to_at, complete, sums, state, updated_at, updated_by',
 );
+
+/** Rows per INSERT (13 parameters each: well inside SQLite's and PostgreSQL's parameter limits). */
+const UPSERT_CHUNK = 500;
 
 export function createDriftRepository(dialect: SqlDialect): DriftRepository {
   const numOrNull = (value: unknown) => (value === null || value === undefined ? null : num(value));
@@ -31,10 +34,13 @@ export function createDriftRepository(dialect: SqlDialect): DriftRepository {
     updatedAt: num(row.updated_at),
     updatedBy: strOrNull(row.updated_by),
   });
-  const upsert = (r: DriftReferenceRecord) =>
-    sql`INSERT INTO drift_references (${COLUMNS}) VALUES (${r.scope}, ${r.key}, ${r.modelSha256}, ${r.modelId},
-      ${r.source}, ${r.datasetId}, ${r.from}, ${r.to}, ${r.complete ? sql`TRUE` : sql`FALSE`}, ${dialect.json(r.sums)},
-      ${r.state === null ? null : dialect.json(r.state)}, ${r.updatedAt}, ${r.updatedBy})
+  const values = (r: DriftReferenceRecord) =>
+    sql`(${r.scope}, ${r.key}, ${r.modelSha256}, ${r.modelId}, ${r.source}, ${r.datasetId}, ${r.from}, ${r.to},
+      ${r.complete ? sql`TRUE` : sql`FALSE`}, ${dialect.json(r.sums)}, ${r.state === null ? null : dialect.json(r.state)},
+      ${r.updatedAt}, ${r.updatedBy})`;
+  /** One statement per chunk of rows (a window close may write thousands): 13 parameters a row. */
+  const upsert = (rows: readonly DriftReferenceRecord[]) =>
+    sql`INSERT INTO drift_references (${COLUMNS}) VALUES ${sql.join(rows.map(values), sql`, `)}
       ON CONFLICT (scope, key, model_sha256) DO UPDATE SET model_id = excluded.model_id, source = excluded.source,
         dataset_id = excluded.dataset_id, from_at = excluded.from_at, to_at = excluded.to_at,
         complete = excluded.complete, sums = excluded.sums, state = excluded.state,
@@ -47,7 +53,11 @@ export function createDriftRepository(dialect: SqlDialect): DriftRepository {
     },
     async putReferences(records) {
       if (records.length === 0) return;
-      await dialect.batch(records.map(upsert));
+      const chunks: SQL[] = [];
+      for (let start = 0; start < records.length; start += UPSERT_CHUNK) {
+        chunks.push(upsert(records.slice(start, start + UPSERT_CHUNK)));
+      }
+      await dialect.batch(chunks);
     },
     async removeReference(scope, key, modelSha256) {
       const removed = await dialect.run(

@@ -60,30 +60,56 @@ export function emptySums(): DriftSums {
 
 /** Folds one telemetry window of pipeline metrics into `sums` (mutates it; returns it). */
 export function addPipeline(sums: DriftSums, pipeline: PipelineMetrics): DriftSums {
+  addPipelineTo(pipeline, sums, null);
+  return sums;
+}
+
+/**
+ * Folds one telemetry window into `a` and, when given, `b` in one pass (a device's message counts
+ * for its device track and its site track).
+ */
+export function addPipelineTo(pipeline: PipelineMetrics, a: DriftSums, b: DriftSums | null): void {
   const frames = pipeline.framesProcessed;
-  sums.frames += frames;
-  sums.messages += 1;
   let detections = 0;
   const histogram = pipeline.confidenceHistogram;
+  const ca = a.confidence;
+  const cb = b?.confidence;
   for (let bin = 0; bin < CONFIDENCE_BINS; bin++) {
     const count = histogram[bin] ?? 0;
-    sums.confidence[bin] = (sums.confidence[bin] ?? 0) + count;
+    ca[bin] = (ca[bin] ?? 0) + count;
+    if (cb) cb[bin] = (cb[bin] ?? 0) + count;
     detections += count;
   }
-  sums.detections += detections;
-  sums.nearThreshold += pipeline.nearThresholdShare * detections;
-  sums.nearDetections += detections;
+  const near = pipeline.nearThresholdShare * detections;
+  const camera = pipeline.camera;
+  const scene = camera?.sceneChange === true ? 1 : 0;
+  addCounts(a, frames, detections, near, camera ? 1 : 0, scene);
+  if (b) addCounts(b, frames, detections, near, camera ? 1 : 0, scene);
   if (frames > 0) {
-    for (const label in pipeline.detectionsPer1000) {
-      const per1000 = pipeline.detectionsPer1000[label] ?? 0;
-      sums.classes[label] = (sums.classes[label] ?? 0) + (per1000 * frames) / 1000;
+    const per1000 = pipeline.detectionsPer1000;
+    for (const label in per1000) {
+      const count = ((per1000[label] ?? 0) * frames) / 1000;
+      a.classes[label] = (a.classes[label] ?? 0) + count;
+      if (b) b.classes[label] = (b.classes[label] ?? 0) + count;
     }
   }
-  if (pipeline.camera) {
-    sums.cameraMessages += 1;
-    if (pipeline.camera.sceneChange) sums.sceneChanges += 1;
-  }
-  return sums;
+}
+
+function addCounts(
+  sums: DriftSums,
+  frames: number,
+  detections: number,
+  near: number,
+  cameraMessages: number,
+  sceneChanges: number,
+): void {
+  sums.frames += frames;
+  sums.messages += 1;
+  sums.detections += detections;
+  sums.nearThreshold += near;
+  sums.nearDetections += detections;
+  sums.cameraMessages += cameraMessages;
+  sums.sceneChanges += sceneChanges;
 }
 
 /** Adds `other` into `sums` (mutates and returns `sums`). */
@@ -133,12 +159,18 @@ export function sceneChangeRate(sums: DriftSums): number | null {
 
 /** PSI of the class mix: detections per class over the union of labels of both sides. */
 export function classMixPsi(reference: DriftSums, current: DriftSums): number | null {
-  const labels = [...new Set([...Object.keys(reference.classes), ...Object.keys(current.classes)])].sort();
-  if (labels.length === 0) return null;
-  return psi(
-    labels.map((label) => reference.classes[label] ?? 0),
-    labels.map((label) => current.classes[label] ?? 0),
-  );
+  const expected: number[] = [];
+  const actual: number[] = [];
+  for (const label in reference.classes) {
+    expected.push(reference.classes[label] ?? 0);
+    actual.push(current.classes[label] ?? 0);
+  }
+  for (const label in current.classes) {
+    if (label in reference.classes) continue;
+    expected.push(0);
+    actual.push(current.classes[label] ?? 0);
+  }
+  return expected.length === 0 ? null : psi(expected, actual);
 }
 
 export type DriftJudgeConfig = {
@@ -264,14 +296,23 @@ export const STABLE_PROGRESS: DriftProgress = Object.freeze({
   since: null,
 });
 
-/** The progress after one more judged window at `band`, closed at `at`. */
-export function advance(previous: DriftProgress, band: DriftBand, at: number): DriftProgress {
+/**
+ * The progress after one more judged window at `band`, closed at `at`. The stable streak stops
+ * counting at `stableCap` (what adaptive sampling needs to know), so a track that stays stable
+ * stops changing (and is not written again).
+ */
+export function advance(
+  previous: DriftProgress,
+  band: DriftBand,
+  at: number,
+  stableCap = Number.POSITIVE_INFINITY,
+): DriftProgress {
   const rank = driftBandRank(band);
   return {
     band,
     moderateStreak: rank >= 1 ? previous.moderateStreak + 1 : 0,
     majorStreak: rank >= 2 ? previous.majorStreak + 1 : 0,
-    stableStreak: rank === 0 ? previous.stableStreak + 1 : 0,
+    stableStreak: rank === 0 ? Math.min(stableCap, previous.stableStreak + 1) : 0,
     since: rank === 0 ? null : (previous.since ?? at),
   };
 }

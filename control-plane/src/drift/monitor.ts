@@ -36,7 +36,7 @@ import type { MetricsRegistry } from '../metrics.ts';
 import { effectivePolicy, sameJson } from '../samples/policy-selectors.ts';
 import type { Timers } from '../sweeper.ts';
 import {
-  addPipeline,
+  addPipelineTo,
   advance,
   type DriftJudgeConfig,
   type DriftProgress,
@@ -56,9 +56,10 @@ import { planSampling, raiseSampling } from './sampling.ts';
  * after commit) into a track per (site, model sha) and per (device, model sha), and judges each
  * track's current window against its reference when the window closes (maths.ts). Nothing is
  * re-read from stored messages per tick: observe() is O(bins + classes) per message, and a tick
- * only walks the tracks. References and the last judged states are written to the database at each
- * window close (drift_references), so a restart keeps them; a reference the operator sets is
- * written at once.
+ * only walks the tracks. References and the last judged states are written to the database
+ * (drift_references), so a restart keeps them: a site's when its band or a streak changes, a
+ * device's (and a filling auto reference) at most every 15 minutes and at stop, a reference the
+ * operator sets at once. The latest numbers of a track live in memory.
  *
  * Only the leader (the rollout engine's lock) accumulates and judges; a replica that becomes leader
  * loads the tracks from the database first. With several replicas splitting the ingest, the leader
@@ -135,9 +136,21 @@ type Track = {
   lastWindow: { index: number; from: number; to: number } | null;
   updatedAt: number;
   lastSeenAt: number;
-  /** To be written at the next window close (reference progress, judged state). */
+  /** To be written at the next window close: the reference completed or was set, the band or a streak changed. */
   dirty: boolean;
+  /** A filling auto reference gained telemetry since it was last written. */
+  filling: boolean;
+  /** When the track was last written. */
+  savedAt: number;
 };
+
+/**
+ * Device tracks, and auto references still filling, are written at most this often (and at stop);
+ * site tracks whenever their band or a streak changes (adaptive sampling acts on them).
+ */
+const DEFERRED_SAVE_MS = 15 * 60_000;
+/** Device sites (labels) are read again at a window close at most this often. */
+const SITE_REFRESH_MS = 5 * 60_000;
 
 const EMPTY_NUMBERS: DriftNumbers = Object.freeze({
   confidencePsi: null,
@@ -238,11 +251,15 @@ export function createDriftMonitor(deps: DriftMonitorDeps): DriftMonitor {
   };
 
   const tracks = new Map<string, Track>();
+  /** Per device: the tracks its last message went to, so the next one with the same model and site skips the lookups. */
+  const routes = new Map<string, { sha: string; site: string | null; device: Track; siteTrack: Track | null }>();
   const sites = new Map<string, string | null>();
   const boosts = new Map<string, DriftBoostRecord>();
   /** Sites whose raise found no policy to raise (not retried until the site is stable again). */
   const nothingToRaise = new Set<string>();
   let loaded = false;
+  /** Messages accumulated since the last tick (the counter is bumped once per tick, not per message). */
+  let pendingObserved = 0;
   let handle: unknown = null;
   let running: Promise<void> | null = null;
   let stopped = false;
@@ -307,12 +324,16 @@ export function createDriftMonitor(deps: DriftMonitorDeps): DriftMonitor {
       updatedAt: at,
       lastSeenAt: at,
       dirty: true,
+      filling: false,
+      savedAt: at,
     };
     tracks.set(trackId(scope, key, modelSha256), track);
     return track;
   };
 
+  let sitesReadAt = Number.NEGATIVE_INFINITY;
   const refreshSites = async () => {
+    sitesReadAt = clock.now();
     const snapshots = await deps.devices.snapshots({ labels: [] });
     sites.clear();
     for (const device of snapshots) sites.set(device.id, device.labels.site ?? null);
@@ -320,6 +341,7 @@ export function createDriftMonitor(deps: DriftMonitorDeps): DriftMonitor {
 
   const load = async () => {
     tracks.clear();
+    routes.clear();
     boosts.clear();
     for (const record of await deps.repo.listReferences()) {
       const { progress, numbers, lastWindow } = parseProgress(record.state);
@@ -344,6 +366,8 @@ export function createDriftMonitor(deps: DriftMonitorDeps): DriftMonitor {
         updatedAt: record.updatedAt,
         lastSeenAt: record.updatedAt,
         dirty: false,
+        filling: false,
+        savedAt: record.updatedAt,
       });
     }
     for (const boost of await deps.repo.listBoosts()) boosts.set(boost.site, boost);
@@ -351,6 +375,8 @@ export function createDriftMonitor(deps: DriftMonitorDeps): DriftMonitor {
     loaded = true;
   };
 
+  /** Windows closed since the last tick by outcome (counted into the metric once per tick). */
+  const outcomes = new Map<string, number>();
   /** Pending events of this tick: band changes, published after the write. */
   let changes: { track: Track; previous: DriftBand; signals: readonly string[] }[] = [];
 
@@ -359,35 +385,40 @@ export function createDriftMonitor(deps: DriftMonitorDeps): DriftMonitor {
     if (!window) return;
     track.window = null;
     const judged = judgeWindow(track.reference.sums, window.sums, judge);
-    if (!judged.judged) {
-      metrics.windows.inc({ outcome: judged.reason });
-      return;
-    }
-    metrics.windows.inc({ outcome: judged.band });
+    const outcome = judged.judged ? judged.band : judged.reason;
+    outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+    if (!judged.judged) return;
     const range = windowRange(window.index, windowMs);
-    const previous = track.progress.band;
-    track.progress = advance(track.progress, judged.band, range.to);
+    const before = track.progress;
+    const previous = before.band;
+    track.progress = advance(before, judged.band, range.to, config.samplingWindows);
     track.numbers = judged.numbers;
     track.lastWindow = range;
     track.updatedAt = now;
-    track.dirty = true;
+    // The latest numbers live in memory; the row is written when the band or a streak changes.
+    if (
+      track.progress.band !== previous ||
+      track.progress.moderateStreak !== before.moderateStreak ||
+      track.progress.stableStreak !== before.stableStreak
+    ) {
+      track.dirty = true;
+    }
     if (judged.band !== previous) changes.push({ track, previous, signals: judged.signals });
   };
 
-  const feed = (track: Track, telemetry: Telemetry, at: number) => {
-    const pipeline = telemetry.pipeline!;
+  /** The sums a message received at `at` goes into on this track: its filling reference or its current window. */
+  const sumsFor = (track: Track, at: number): DriftSums | null => {
     track.lastSeenAt = at;
     const reference = track.reference;
     if (!reference.complete) {
-      if (reference.source !== 'auto') return; // a dataset or pinned reference is being read
+      if (reference.source !== 'auto') return null; // a dataset or pinned reference is being read
       if (reference.from === null) {
         reference.from = at;
         reference.to = at + referenceMs;
       }
       if (at < (reference.to ?? 0)) {
-        addPipeline(reference.sums, pipeline);
-        track.dirty = true;
-        return;
+        track.filling = true;
+        return reference.sums;
       }
       reference.complete = true;
       track.dirty = true;
@@ -395,7 +426,7 @@ export function createDriftMonitor(deps: DriftMonitorDeps): DriftMonitor {
     const index = windowIndex(at, windowMs);
     if (track.window && index > track.window.index) closeWindow(track, at);
     track.window ??= { index, sums: emptySums() };
-    addPipeline(track.window.sums, pipeline);
+    return track.window.sums;
   };
 
   const trackFor = (scope: DriftScope, key: string, telemetry: Telemetry, at: number) => {
@@ -559,9 +590,21 @@ export function createDriftMonitor(deps: DriftMonitorDeps): DriftMonitor {
       return;
     }
     lastClosedIndex = index;
-    const dirty = [...tracks.values()].filter((track) => track.dirty);
+    if (pendingObserved > 0) {
+      metrics.observed.inc(undefined, pendingObserved);
+      pendingObserved = 0;
+    }
+    const dirty = [...tracks.values()].filter(
+      (track) =>
+        (track.dirty && track.scope === 'site') ||
+        ((track.dirty || track.filling) && now - track.savedAt >= DEFERRED_SAVE_MS),
+    );
     await deps.repo.putReferences(dirty.map(toRecord));
-    for (const track of dirty) track.dirty = false;
+    for (const track of dirty) {
+      track.dirty = false;
+      track.filling = false;
+      track.savedAt = now;
+    }
     publishChanges();
     for (const site of new Set([...touchedSites, ...boosts.keys()])) {
       try {
@@ -571,10 +614,12 @@ export function createDriftMonitor(deps: DriftMonitorDeps): DriftMonitor {
         logger.error({ err: error, site }, 'drift sampling change failed');
       }
     }
-    await refreshSites();
+    if (now - sitesReadAt >= Math.max(windowMs, SITE_REFRESH_MS)) await refreshSites();
   };
 
   const publishChanges = () => {
+    for (const [outcome, count] of outcomes) metrics.windows.inc({ outcome }, count);
+    outcomes.clear();
     const pending = changes;
     changes = [];
     for (const { track, previous, signals } of pending) {
@@ -653,7 +698,7 @@ export function createDriftMonitor(deps: DriftMonitorDeps): DriftMonitor {
       handle = null;
       await running?.catch(() => undefined);
       // What accumulated since the last window close is kept.
-      const dirty = [...tracks.values()].filter((track) => track.dirty);
+      const dirty = [...tracks.values()].filter((track) => track.dirty || track.filling);
       if (loaded && dirty.length > 0) await deps.repo.putReferences(dirty.map(toRecord)).catch(() => undefined);
     },
 
@@ -662,10 +707,22 @@ export function createDriftMonitor(deps: DriftMonitorDeps): DriftMonitor {
       const model = telemetry.pipeline?.model;
       if (!model) return;
       try {
-        feed(trackFor('device', deviceId, telemetry, receivedAt), telemetry, receivedAt);
-        const site = sites.get(deviceId);
-        if (site) feed(trackFor('site', site, telemetry, receivedAt), telemetry, receivedAt);
-        metrics.observed.inc();
+        const site = sites.get(deviceId) ?? null;
+        let route = routes.get(deviceId);
+        if (!route || route.sha !== model.sha256 || route.site !== site) {
+          route = {
+            sha: model.sha256,
+            site,
+            device: trackFor('device', deviceId, telemetry, receivedAt),
+            siteTrack: site ? trackFor('site', site, telemetry, receivedAt) : null,
+          };
+          routes.set(deviceId, route);
+        }
+        const deviceSums = sumsFor(route.device, receivedAt);
+        const siteSums = route.siteTrack ? sumsFor(route.siteTrack, receivedAt) : null;
+        if (deviceSums) addPipelineTo(telemetry.pipeline!, deviceSums, siteSums);
+        else if (siteSums) addPipelineTo(telemetry.pipeline!, siteSums, null);
+        pendingObserved++;
       } catch (error) {
         metrics.observeErrors.inc();
         logger.debug({ err: error, deviceId }, 'drift could not accumulate a telemetry message');
