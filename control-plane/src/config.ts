@@ -124,6 +124,25 @@ export const DriftConfig = z.object({
 });
 export type DriftConfig = z.infer<typeof DriftConfig>;
 
+/** The retraining trigger loop and its webhook deliveries (retraining/). */
+export const RetrainingConfig = z.object({
+  /** How often retraining policies are evaluated (on the leader). */
+  intervalS: PositiveInt.max(86_400).default(60),
+  /** How often due webhook attempts are looked for. */
+  pollMs: PositiveInt.min(50).max(60_000).default(1_000),
+  /** One webhook attempt without an answer in this long fails (and is retried). */
+  webhookTimeoutS: PositiveInt.max(300).default(10),
+  /** Attempts before a run is failed. */
+  maxAttempts: PositiveInt.max(100).default(8),
+  /** The first retry waits about this long; each one doubles it (with jitter). */
+  backoffBaseS: PositiveNumber.max(3_600).default(10),
+  /** No retry waits longer than this. */
+  backoffMaxS: PositiveNumber.max(86_400).default(900),
+  /** Webhook attempts in flight at once. */
+  concurrency: PositiveInt.max(64).default(4),
+});
+export type RetrainingConfig = z.infer<typeof RetrainingConfig>;
+
 export const SamplesConfig = z.object({
   /** Largest sample image a device may upload; 413 above. Default 10 MiB. */
   maxBytes: PositiveInt.default(10 * 1024 * 1024),
@@ -242,6 +261,7 @@ export const Config = z.object({
   rollouts: RolloutsConfig.default(RolloutsConfig.parse({})),
   samples: SamplesConfig.default(SamplesConfig.parse({})),
   drift: DriftConfig.default(DriftConfig.parse({})),
+  retraining: RetrainingConfig.default(RetrainingConfig.parse({})),
   mqtt: MqttConfig.default(MqttConfig.parse({})),
   idempotency: IdempotencyConfig.default(IdempotencyConfig.parse({})),
   readiness: ReadinessConfig.default(ReadinessConfig.parse({})),
@@ -277,6 +297,7 @@ const SECTIONS = {
   rollouts: RolloutsConfig,
   samples: SamplesConfig,
   drift: DriftConfig,
+  retraining: RetrainingConfig,
   mqtt: MqttConfig,
   idempotency: IdempotencyConfig,
   readiness: ReadinessConfig,

@@ -39,6 +39,10 @@ import { loadTrustedKeys } from './models/trusted-keys.ts';
 import { createMqttFront, type MqttFront } from './mqtt-front.ts';
 import { createDeviceIssues, type DeviceIssues } from './mqtt-front-issues.ts';
 import { createReadiness, type Readiness } from './readiness.ts';
+import { createRetrainingLoop, type RetrainingLoop } from './retraining/loop.ts';
+import { createRetrainingService, type RetrainingService } from './retraining/service.ts';
+import { createWebhookDeliverer, type WebhookDeliverer } from './retraining/webhook.ts';
+import { createSecretBox } from './retraining/webhook-secret.ts';
 import { createRolloutEngine, ROLLOUT_LEADER_LOCK_KEY, type RolloutEngine } from './rollouts/engine.ts';
 import { createRolloutService, type RolloutService } from './rollouts/service.ts';
 import { createSamplePolicyService } from './samples/policies.ts';
@@ -117,6 +121,12 @@ export type ControlPlaneInternals = {
     readonly assignments: AssignmentRefresher;
   };
   readonly samples: SampleService;
+  /** Retraining policies and runs, the trigger loop (leader only) and the webhook deliverer. */
+  readonly retraining: {
+    readonly service: RetrainingService;
+    readonly loop: RetrainingLoop;
+    readonly deliverer: WebhookDeliverer;
+  };
   /** Free disk of the data directory against the watermark (--min-free-disk-mb). */
   readonly disk: DiskMonitor;
   /** The checks of GET /readyz. */
@@ -533,6 +543,58 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         config: config.samples,
       });
 
+      // Retraining: policies fire runs that freeze a dataset version and deliver a signed webhook.
+      // The public base URL (export and run links) is known once the HTTP port is.
+      let publicHttpUrl = '';
+      const retrainingSecrets = createSecretBox(pepper);
+      let retrainingDeliverer: WebhookDeliverer | null = null;
+      const retraining = createRetrainingService({
+        policies: store.retrainingPolicies,
+        runs: store.retrainingRuns,
+        datasets: createDatasetService({ datasets: store.datasets, samples: store.samples, blobs, clock }),
+        models: store.models,
+        rollouts: store.rollouts,
+        driftStates: () => openDrift.list({ scope: 'site' }).items,
+        secrets: retrainingSecrets,
+        baseUrl: () => publicHttpUrl,
+        clock,
+        audit,
+        onRunChanged: (run) => {
+          if (run.status === 'delivering') retrainingDeliverer?.kick();
+        },
+      });
+      const deliverer = createWebhookDeliverer({
+        runs: store.retrainingRuns,
+        secretOf: (modelName) => retraining.secretOf(modelName),
+        fetch: globalThis.fetch,
+        clock,
+        baseUrl: () => publicHttpUrl,
+        maxAttempts: config.retraining.maxAttempts,
+        backoff: { baseMs: config.retraining.backoffBaseS * 1000, maxMs: config.retraining.backoffMaxS * 1000 },
+        timeoutMs: config.retraining.webhookTimeoutS * 1000,
+        concurrency: config.retraining.concurrency,
+        metrics,
+        logger: logger.child({ component: 'retraining' }),
+        audit,
+        userAgent: `edgeloop/${VERSION}`,
+      });
+      retrainingDeliverer = deliverer;
+      const retrainingLoop = createRetrainingLoop({
+        service: retraining,
+        policies: store.retrainingPolicies,
+        runs: store.retrainingRuns,
+        samples: store.samples,
+        driftStates: () => openDrift.list({ scope: 'site' }).items,
+        deliverer,
+        isLeader: () => engine.isLeader,
+        clock,
+        timers,
+        intervalMs: config.retraining.intervalS * 1000,
+        pollMs: config.retraining.pollMs,
+        metrics,
+        logger: logger.child({ component: 'retraining' }),
+      });
+
       const shutdown = new AbortController();
       const app = createApp({
         store,
@@ -564,6 +626,7 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         evaluations,
         lineage,
         drift: openDrift,
+        retraining: { service: retraining, policies: store.retrainingPolicies },
         samplePolicies: createSamplePolicyService({
           policies: store.samplePolicies,
           devices: store.devices,
@@ -608,6 +671,7 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         if (isAddressInUse(error)) throw new PortInUseError('HTTP', config.httpPort, '--http-port', { cause: error });
         throw error;
       }
+      publicHttpUrl = `${tls ? 'https' : 'http'}://${urlHost(publicHost)}:${httpPort}`;
       cleanups.push(async () => {
         shutdown.abort();
         await closeServer(httpServer);
@@ -651,6 +715,12 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
       // Started last, stopped first: it writes through the store and publishes through the broker.
       engine.start();
       cleanups.push(() => engine.stop());
+      // On the leader only (the rollout engine's lock); deliveries in flight finish before the store closes.
+      retrainingLoop.start();
+      cleanups.push(async () => {
+        retrainingLoop.stop();
+        await deliverer.idle();
+      });
       await openDrift.start();
       cleanups.push(() => openDrift.stop());
 
@@ -672,6 +742,7 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         registry,
         rollouts: { service: rolloutService, engine, assignments: assignmentRefresher },
         samples,
+        retraining: { service: retraining, loop: retrainingLoop, deliverer },
         disk,
         readiness: openReadiness,
         tls,

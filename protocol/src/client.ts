@@ -62,6 +62,16 @@ import { type LineageQuery, ModelLineage } from './lineage.ts';
 import type { CommandName } from './messages.ts';
 import type { Failure } from './result.ts';
 import {
+  type ClaimRetrainingRunRequest,
+  type RetrainingPolicyInput,
+  RetrainingPolicyList,
+  RetrainingPolicyView,
+  RetrainingRun,
+  RetrainingRunList,
+  type RetrainingRunListQuery,
+  type TriggerRetrainingRequest,
+} from './retraining.ts';
+import {
   SampleList,
   type SampleListQuery,
   SamplePolicyList,
@@ -544,6 +554,36 @@ export function createApiClient(options: ApiClientOptions) {
       download(`/api/v1/datasets/${enc(id)}/export`, { query: { format }, signal }),
   };
 
+  const retraining = {
+    policies: {
+      list: (signal?: AbortSignal) => get('/api/v1/retraining/policies', RetrainingPolicyList, undefined, signal),
+      get: (modelName: string, signal?: AbortSignal) =>
+        get(`/api/v1/retraining/policies/${enc(modelName)}`, RetrainingPolicyView, undefined, signal),
+      /** Sets a model name's policy (operator); `webhook.secret` is write-only (absent keeps the stored one). */
+      set: (modelName: string, policy: RetrainingPolicyInput, signal?: AbortSignal) =>
+        request('PUT', `/api/v1/retraining/policies/${enc(modelName)}`, RetrainingPolicyView, {
+          body: { json: policy },
+          signal,
+        }),
+    },
+    /** A page of runs with their delivery log, newest first; `status: 'pending'` is the pull side. */
+    runs: (query: Partial<RetrainingRunListQuery> = {}, signal?: AbortSignal) =>
+      get('/api/v1/retraining/runs', RetrainingRunList, query, signal),
+    eachRun: (query: WalkQuery<RetrainingRunListQuery> = {}) =>
+      walkPages((cursor) => retraining.runs({ ...query, cursor })),
+    run: (runId: string, signal?: AbortSignal) =>
+      get(`/api/v1/retraining/runs/${enc(runId)}`, RetrainingRun, undefined, signal),
+    /** Fires a manual run of the model name's policy now (operator). */
+    trigger: (body: TriggerRetrainingRequest, signal?: AbortSignal) =>
+      post('/api/v1/retraining/runs', RetrainingRun, body, signal),
+    /** A trainer takes a run, once (operator). */
+    claim: (runId: string, body: ClaimRetrainingRunRequest = {}, signal?: AbortSignal) =>
+      post(`/api/v1/retraining/runs/${enc(runId)}/claim`, RetrainingRun, body, signal),
+    /** Links the registered model trained from the run (operator). */
+    complete: (runId: string, modelId: string, signal?: AbortSignal) =>
+      post(`/api/v1/retraining/runs/${enc(runId)}/complete`, RetrainingRun, { modelId }, signal),
+  };
+
   const fleet = {
     summary: (signal?: AbortSignal) => get('/api/v1/fleet/summary', FleetSummary, undefined, signal),
     /** A page of sites (by their site label) with their devices counted by status and health. */
@@ -653,6 +693,7 @@ export function createApiClient(options: ApiClientOptions) {
     samples,
     datasets,
     drift,
+    retraining,
     tokens,
     openEvents,
     events,

@@ -286,3 +286,8 @@ export const RetrainingWebhookPayload = z
   })
   .describe('The JSON body of a retraining webhook (signed: X-Edgeloop-Signature-256)');
 export type RetrainingWebhookPayload = z.infer<typeof RetrainingWebhookPayload>;
+
+export const RetrainingPolicyList = z
+  .object({ items: z.array(RetrainingPolicyView).describe('Policies, by model name') })
+  .describe('Every retraining policy');
+export type RetrainingPolicyList = z.infer<typeof RetrainingPolicyList>;

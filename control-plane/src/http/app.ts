@@ -18,6 +18,7 @@ import type { BlobStore } from '../models/blob-store.ts';
 import type { EvaluationService } from '../models/evaluations.ts';
 import type { LineageService } from '../models/lineage.ts';
 import type { ModelRegistry } from '../models/registry.ts';
+import type { RetrainingService } from '../retraining/service.ts';
 import type { RolloutService } from '../rollouts/service.ts';
 import type { SamplePolicyService } from '../samples/policies.ts';
 import type { SampleService } from '../samples/service.ts';
@@ -40,6 +41,7 @@ import { fleetRoutes } from './routes/fleet.ts';
 import { lineageRoutes } from './routes/lineage.ts';
 import { modelRoutes } from './routes/models.ts';
 import { rolloutRoutes } from './routes/rollouts.ts';
+import { retrainingRoutes } from './routes/retraining.ts';
 import { samplePolicyRoutes } from './routes/sample-policy.ts';
 import { sampleRoutes } from './routes/samples.ts';
 import { systemRoutes } from './routes/system.ts';
@@ -92,6 +94,11 @@ export type AppDeps = {
   readonly drift?: DriftRoutesDeps['monitor'];
   /** PUT/GET /api/v1/sample-policy (sample policies by label selector). */
   readonly samplePolicies?: SamplePolicyService;
+  /** /api/v1/retraining/... (retraining policies, runs and their webhook delivery log). */
+  readonly retraining?: {
+    readonly service: RetrainingService;
+    readonly policies: Pick<Store['retrainingPolicies'], 'list'>;
+  };
   /** More routes added by later parts. */
   readonly extraRoutes?: readonly Route[];
   /**
@@ -220,6 +227,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     ...(deps.lineage && deps.models ? lineageRoutes({ registry: deps.models.registry, lineage: deps.lineage }) : []),
     ...(deps.drift ? driftRoutes({ monitor: deps.drift }) : []),
     ...(deps.samplePolicies ? samplePolicyRoutes({ service: deps.samplePolicies }) : []),
+    ...(deps.retraining ? retrainingRoutes(deps.retraining) : []),
     ...(deps.extraRoutes ?? []),
     ...auditRoutes({ audit: deps.audit.repo }),
   ]
