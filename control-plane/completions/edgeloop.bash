@@ -6,7 +6,7 @@ _edgeloop() {
   prev="${COMP_WORDS[COMP_CWORD-1]}"
   COMPREPLY=()
   if [[ $COMP_CWORD -eq 1 ]]; then
-    COMPREPLY=($(compgen -W 'devices models rollouts samples datasets drift ca serve fleet completion help --help --version' -- "$cur"))
+    COMPREPLY=($(compgen -W 'devices models rollouts samples datasets drift retraining ca serve fleet completion help --help --version' -- "$cur"))
     return
   fi
   case "${COMP_WORDS[1]}" in
@@ -46,6 +46,12 @@ _edgeloop() {
         return
       fi
       key="drift ${COMP_WORDS[2]}" ;;
+    retraining)
+      if [[ $COMP_CWORD -eq 2 ]]; then
+        COMPREPLY=($(compgen -W 'runs run policy trigger claim complete --help' -- "$cur"))
+        return
+      fi
+      key="retraining ${COMP_WORDS[2]}" ;;
     ca)
       if [[ $COMP_CWORD -eq 2 ]]; then
         COMPREPLY=($(compgen -W 'init server-cert --help' -- "$cur"))
@@ -112,6 +118,13 @@ _edgeloop() {
     'serve/--drift-sampling-factor') COMPREPLY=(); return ;;
     'serve/--drift-sampling-windows') COMPREPLY=(); return ;;
     'serve/--drift-device-gauges') COMPREPLY=(); return ;;
+    'serve/--retraining-interval-s') COMPREPLY=(); return ;;
+    'serve/--retraining-poll-ms') COMPREPLY=(); return ;;
+    'serve/--retraining-webhook-timeout-s') COMPREPLY=(); return ;;
+    'serve/--retraining-max-attempts') COMPREPLY=(); return ;;
+    'serve/--retraining-backoff-base-s') COMPREPLY=(); return ;;
+    'serve/--retraining-backoff-max-s') COMPREPLY=(); return ;;
+    'serve/--retraining-concurrency') COMPREPLY=(); return ;;
     'serve/--mqtt-max-connections') COMPREPLY=(); return ;;
     'serve/--mqtt-max-pending-connections') COMPREPLY=(); return ;;
     'serve/--mqtt-connect-deadline-ms') COMPREPLY=(); return ;;
@@ -268,6 +281,24 @@ _edgeloop() {
     'drift reference/--to') COMPREPLY=(); return ;;
     'drift reference/--url') COMPREPLY=(); return ;;
     'drift reference/--token') COMPREPLY=(); return ;;
+    'retraining runs/--status') COMPREPLY=($(compgen -W 'pending delivering delivered failed claimed model-registered' -- "$cur")); return ;;
+    'retraining runs/--model') COMPREPLY=(); return ;;
+    'retraining runs/--url') COMPREPLY=(); return ;;
+    'retraining runs/--token') COMPREPLY=(); return ;;
+    'retraining run/--url') COMPREPLY=(); return ;;
+    'retraining run/--token') COMPREPLY=(); return ;;
+    'retraining policy/--file') COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    'retraining policy/--url') COMPREPLY=(); return ;;
+    'retraining policy/--token') COMPREPLY=(); return ;;
+    'retraining trigger/--note') COMPREPLY=(); return ;;
+    'retraining trigger/--url') COMPREPLY=(); return ;;
+    'retraining trigger/--token') COMPREPLY=(); return ;;
+    'retraining claim/--trainer') COMPREPLY=(); return ;;
+    'retraining claim/--url') COMPREPLY=(); return ;;
+    'retraining claim/--token') COMPREPLY=(); return ;;
+    'retraining complete/--model') COMPREPLY=(); return ;;
+    'retraining complete/--url') COMPREPLY=(); return ;;
+    'retraining complete/--token') COMPREPLY=(); return ;;
     'ca init/--data-dir') COMPREPLY=($(compgen -f -- "$cur")); return ;;
     'ca init/--name') COMPREPLY=(); return ;;
     'ca server-cert/--data-dir') COMPREPLY=($(compgen -f -- "$cur")); return ;;
@@ -275,7 +306,7 @@ _edgeloop() {
     'ca server-cert/--days') COMPREPLY=(); return ;;
   esac
   case "$key" in
-    'serve') opts='--http-port --mqtt-port --host --public-host --data-dir --database-url --log-level --trusted-keys --integrity-check --min-free-disk-mb --mqtt-tls-port --tls-cert --tls-key --clock-skew-max-s --ingest-batch-size --ingest-flush-interval-ms --ingest-high-water --ingest-hard-cap --ingest-dedupe-cache-size --health-sweep-interval-ms --health-heartbeat-grace-s --health-default-keepalive-s --health-default-telemetry-interval-s --health-stale-intervals --health-high-temperature-c --health-disk-nearly-full-ratio --health-memory-pressure-ratio --health-inference-stall-s --retention-messages-days --retention-dead-letters-days --retention-audit-days --retention-prune-interval-s --http-body-limit-bytes --http-sse-heartbeat-s --http-console-dir --commands-default-timeout-ms --commands-max-timeout-ms --models-upload-limit-bytes --rollouts-tick-ms --rollouts-leader-retry-ms --rollouts-assignment-ttl-hours --samples-max-bytes --samples-retention-days --samples-quota-bytes --samples-upload-expiry-hours --samples-thumbnail-width --drift-reference-s --drift-window-s --drift-psi-moderate --drift-psi-major --drift-near-threshold-delta --drift-scene-change-delta --drift-min-detections --drift-tick-ms --drift-sampling-factor --drift-sampling-windows --drift-device-gauges --mqtt-max-connections --mqtt-max-pending-connections --mqtt-connect-deadline-ms --mqtt-connect-rate-per-address --mqtt-connect-burst-per-address --mqtt-max-connect-bytes --mqtt-max-packet-bytes --idempotency-ttl-hours --idempotency-max-response-bytes --idempotency-in-flight-timeout-s --readiness-interval-ms --readiness-flush-error-window-s --readiness-retry-after-s --help'; args='' ;;
+    'serve') opts='--http-port --mqtt-port --host --public-host --data-dir --database-url --log-level --trusted-keys --integrity-check --min-free-disk-mb --mqtt-tls-port --tls-cert --tls-key --clock-skew-max-s --ingest-batch-size --ingest-flush-interval-ms --ingest-high-water --ingest-hard-cap --ingest-dedupe-cache-size --health-sweep-interval-ms --health-heartbeat-grace-s --health-default-keepalive-s --health-default-telemetry-interval-s --health-stale-intervals --health-high-temperature-c --health-disk-nearly-full-ratio --health-memory-pressure-ratio --health-inference-stall-s --retention-messages-days --retention-dead-letters-days --retention-audit-days --retention-prune-interval-s --http-body-limit-bytes --http-sse-heartbeat-s --http-console-dir --commands-default-timeout-ms --commands-max-timeout-ms --models-upload-limit-bytes --rollouts-tick-ms --rollouts-leader-retry-ms --rollouts-assignment-ttl-hours --samples-max-bytes --samples-retention-days --samples-quota-bytes --samples-upload-expiry-hours --samples-thumbnail-width --drift-reference-s --drift-window-s --drift-psi-moderate --drift-psi-major --drift-near-threshold-delta --drift-scene-change-delta --drift-min-detections --drift-tick-ms --drift-sampling-factor --drift-sampling-windows --drift-device-gauges --retraining-interval-s --retraining-poll-ms --retraining-webhook-timeout-s --retraining-max-attempts --retraining-backoff-base-s --retraining-backoff-max-s --retraining-concurrency --mqtt-max-connections --mqtt-max-pending-connections --mqtt-connect-deadline-ms --mqtt-connect-rate-per-address --mqtt-connect-burst-per-address --mqtt-max-connect-bytes --mqtt-max-packet-bytes --idempotency-ttl-hours --idempotency-max-response-bytes --idempotency-in-flight-timeout-s --readiness-interval-ms --readiness-flush-error-window-s --readiness-retry-after-s --help'; args='' ;;
     'fleet') opts='--json --url --token --help'; args='' ;;
     'completion') opts='--help'; args='bash zsh' ;;
     'devices list') opts='--status --health --label --limit --json --url --token --help'; args='' ;;
@@ -310,6 +341,12 @@ _edgeloop() {
     'datasets import-labels') opts='--file --json --url --token --help'; args='' ;;
     'drift list') opts='--site --device --band --model --scope --json --url --token --help'; args='' ;;
     'drift reference') opts='--site --device --model --auto --dataset --from --to --json --url --token --help'; args='' ;;
+    'retraining runs') opts='--status --model --json --url --token --help'; args='' ;;
+    'retraining run') opts='--json --url --token --help'; args='' ;;
+    'retraining policy') opts='--file --json --url --token --help'; args='set get' ;;
+    'retraining trigger') opts='--note --json --url --token --help'; args='' ;;
+    'retraining claim') opts='--trainer --json --url --token --help'; args='' ;;
+    'retraining complete') opts='--model --json --url --token --help'; args='' ;;
     'ca init') opts='--data-dir --force --name --json --help'; args='' ;;
     'ca server-cert') opts='--data-dir --out-dir --days --json --help'; args='' ;;
     *) return ;;

@@ -9,6 +9,7 @@ import { devicesGroup } from './cli/devices.ts';
 import { driftGroup } from './cli/drift.ts';
 import { fleetCommand } from './cli/fleet.ts';
 import { modelsGroup } from './cli/models.ts';
+import { retrainingGroup } from './cli/retraining.ts';
 import { rolloutsGroup } from './cli/rollouts.ts';
 import { samplesGroup } from './cli/samples.ts';
 import { serveCommand } from './cli/serve.ts';
@@ -33,6 +34,7 @@ const GROUPS: readonly GroupSpec[] = [
   samplesGroup,
   datasetsGroup,
   driftGroup,
+  retrainingGroup,
   caGroup,
 ];
 const completionCommand: CommandSpec = createCompletionCommand(() => TREE);
