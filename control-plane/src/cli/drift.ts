@@ -1,14 +1,14 @@
 import { DRIFT_BANDS, type DriftState, type SetDriftReferenceRequest, unwrap } from '@edgeloop/protocol';
 import { UsageError } from './args.ts';
 import { type CommandSpec, EXIT, type GroupSpec } from './command.ts';
-import { duration, isoTime, json, num, table } from './output.ts';
+import { isoTime, json, num, table } from './output.ts';
 import { parseTime } from './samples.ts';
 
 /* `edgeloop drift`: the drift states of sites and devices, and setting a reference. */
 
 const share = (value: number | null) => (value === null ? '-' : value.toFixed(2));
 
-export function formatDrift(items: readonly DriftState[], now: number): string {
+export function formatDrift(items: readonly DriftState[]): string {
   return table(
     ['SCOPE', 'KEY', 'MODEL', 'BAND', 'WINDOWS', 'SINCE', 'CONF PSI', 'MIX PSI', 'NEAR REF->NOW', 'REFERENCE'],
     items.map((s) => [
@@ -17,7 +17,7 @@ export function formatDrift(items: readonly DriftState[], now: number): string {
       s.modelId ?? s.modelSha256.slice(0, 12),
       s.band,
       String(s.sustainedWindows),
-      s.since === null ? '-' : `${duration((now - s.since) / 1000)} ago`,
+      s.since === null ? '-' : isoTime(s.since),
       num(s.numbers.confidencePsi),
       num(s.numbers.classMixPsi),
       `${share(s.numbers.nearThresholdShare.reference)}->${share(s.numbers.nearThresholdShare.current)}`,
@@ -49,7 +49,7 @@ const list: CommandSpec = {
       if (value !== undefined) query[name] = value;
     }
     const listed = await unwrap(client().drift.list(query));
-    io.out(asJson ? json(listed.items) : `${formatDrift(listed.items, Date.now())}\n`);
+    io.out(asJson ? json(listed.items) : `${formatDrift(listed.items)}\n`);
     return EXIT.ok;
   },
 };
@@ -106,7 +106,7 @@ const reference: CommandSpec = {
       };
     }
     const state = await unwrap(client().drift.setReference(body));
-    io.out(asJson ? json(state) : `${formatDrift([state], Date.now())}\n`);
+    io.out(asJson ? json(state) : `${formatDrift([state])}\n`);
     return EXIT.ok;
   },
 };
