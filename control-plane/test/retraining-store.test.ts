@@ -13,7 +13,7 @@ const postgres = serviceGate('postgres');
 const dialects = storeDialects({
   postgres,
   prefix: 'retraining',
-  clean: sql`DELETE FROM retraining_runs; DELETE FROM retraining_policies`,
+  clean: sql`DELETE FROM retraining_runs; DELETE FROM retraining_policies; DELETE FROM samples`,
 });
 
 const T = 1_800_000_000_000;
@@ -189,5 +189,35 @@ describe.each(dialects)('retraining store: $name', (dialect) => {
     expect(await store.retrainingRuns.linkModel('ghost', 'det@3.0.0', T + 5)).toBeNull();
     expect((await store.retrainingRuns.byResultModel('det@2.0.0'))?.runId).toBe('r1');
     expect(await store.retrainingRuns.byResultModel('det@3.0.0')).toBeNull();
+  });
+
+  it('counts the samples a query matches, received after a time (what the samples trigger reads)', async () => {
+    const sample = (id: string, site: string, receivedAt: number) => ({
+      id,
+      deviceId: `cam-${site}`,
+      site,
+      labels: { site, line: 'l1' },
+      modelId: 'det@1.0.0',
+      modelSha256: 'a'.repeat(64),
+      strategy: 'near-threshold',
+      reason: 'near',
+      tags: [],
+      predictions: [],
+      frameTs: receivedAt - 10,
+      bootId: 'boot0001',
+      seq: receivedAt - T,
+      imageSha256: id.padEnd(64, '0'),
+      bytes: 10,
+      width: 4,
+      height: 4,
+      thumbnailSha256: null,
+      receivedAt,
+    });
+    await store.samples.insertMany([sample('b1', 'b', T + 1), sample('b2', 'b', T + 2), sample('a1', 'a', T + 3)]);
+    expect(await store.samples.count({})).toBe(3);
+    expect(await store.samples.count({ site: 'b' })).toBe(2);
+    expect(await store.samples.count({ site: 'b', receivedAfter: T + 1 })).toBe(1);
+    expect(await store.samples.count({ labels: [['line', 'l1']], receivedAfter: T + 3 })).toBe(0);
+    expect(await store.samples.count({ site: 'b', hasLabels: true })).toBe(0);
   });
 });
