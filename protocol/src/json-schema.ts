@@ -2,6 +2,7 @@ import { z } from 'zod';
 import * as api from './api.ts';
 import { CHANNEL_SCHEMAS } from './codec.ts';
 import * as datasets from './datasets.ts';
+import { DriftList, DriftState, SetDriftReferenceRequest } from './drift.ts';
 import { ModelLineage } from './lineage.ts';
 import { ModelManifest, ModelRelease, SignedModelRelease } from './models.ts';
 import * as samples from './samples.ts';
@@ -43,6 +44,9 @@ export function jsonSchemas(): Record<string, unknown> {
     'api.model-summary': api.ModelSummary,
     'api.model-list': api.ModelList,
     'api.model-lineage': ModelLineage,
+    'api.drift-state': DriftState,
+    'api.drift-list': DriftList,
+    'api.set-drift-reference-request': SetDriftReferenceRequest,
     'api.rollout-spec': api.RolloutSpec,
     'api.create-rollout-request': api.CreateRolloutRequest,
     'api.rollout': api.RolloutView,
