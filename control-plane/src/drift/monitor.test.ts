@@ -23,7 +23,7 @@ function telemetry(seq: number): Telemetry {
       cpu: { loadPct: 1, cores: 4 },
       memory: { usedBytes: 1, totalBytes: 2 },
       disk: { usedBytes: 1, totalBytes: 2 },
-      temperatures: { cpuC: 40, gpuC: null },
+      temperatures: { cpuC: 40, gpuC: null, zones: {} },
       uptimeS: 1,
     },
     pipeline: {
