@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { CONFIDENCE_BINS, type SamplePolicyInput, unwrap } from '@edgeloop/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -156,6 +157,15 @@ describe('drift detection and adaptive sampling on a real control plane', () => 
     expect(metrics).toContain('edgeloop_drift_band{key="a",scope="site"} 0');
     expect(metrics).toContain('edgeloop_drift_band{key="cam-b1",scope="device"} 2');
     expect(metrics).not.toContain('key="cam-a1"');
+    // The drift series pass Prometheus's own lint, where promtool is installed (CI installs it).
+    const promtool = spawnSync(process.env.EDGELOOP_PROMTOOL ?? 'promtool', ['check', 'metrics'], {
+      input: metrics,
+      encoding: 'utf8',
+    });
+    if (promtool.status !== null || process.env.CI) {
+      expect(`${promtool.stdout}${promtool.stderr}`).toBe('');
+      expect(promtool.status).toBe(0);
+    }
     expect(events.filter((e) => e.type === 'drift.changed').map((e) => (e.data as { key: string }).key)).toEqual(
       expect.arrayContaining(['b', 'cam-b1', 'cam-b2']),
     );
