@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { runCli } from '../src/cli.ts';
 import type { BusMessage } from '../src/events.ts';
 import type { Timers } from '../src/sweeper.ts';
+import { storeSampleIn } from './dataset-fixtures.ts';
 import { SYSTEM, startTestControlPlane, type TestControlPlane, type TestDevice } from './harness.ts';
 
 /*
@@ -254,7 +255,28 @@ describe('drift detection and adaptive sampling on a real control plane', () => 
     expect(pinned.band).toBe('stable');
     const entries = (await unwrap(second.cp.client.audit.list({ actor: operator.id }))).items;
     expect(entries.map((e) => e.action)).toEqual(['PUT /api/v1/drift/reference']);
+    expect(entries[0]).toMatchObject({ resource: 'drift', status: 200 });
 
+    // A dataset version's predictions: 30 stored samples with two detections each, one frame per image.
+    for (let seed = 1; seed <= 30; seed++) await storeSampleIn(second.cp, seed);
+    const dataset = await unwrap(second.cp.client.datasets.create({ name: 'reference', query: {} }));
+    const fromDataset = await unwrap(
+      operator.client.drift.setReference({
+        scope: 'site',
+        key: 'b',
+        modelSha256: SHA,
+        source: 'dataset',
+        datasetId: dataset.id,
+      }),
+    );
+    expect(fromDataset.reference).toEqual({
+      source: 'dataset',
+      from: null,
+      to: null,
+      frames: 30,
+      complete: true,
+      datasetId: dataset.id,
+    });
     const noDataset = await operator.client.drift.setReference({
       scope: 'site',
       key: 'b',
