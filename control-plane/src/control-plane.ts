@@ -17,7 +17,7 @@ import { type Config, ConfigError } from './config.ts';
 import { octal, tightenDataDir } from './data-dir.ts';
 import { createDatasetService } from './datasets/service.ts';
 import { createPostgresStore } from './db/postgres/store.ts';
-import type { Store } from './db/repositories.ts';
+import type { RetrainingRunRecord, Store } from './db/repositories.ts';
 import { createSqliteStore } from './db/sqlite/store.ts';
 import { createDeviceSecrets } from './device-secrets.ts';
 import { createDiskMonitor, type DiskMonitor, type FsStats } from './disk-monitor.ts';
@@ -548,6 +548,17 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
       let publicHttpUrl = '';
       const retrainingSecrets = createSecretBox(pepper);
       let retrainingDeliverer: WebhookDeliverer | null = null;
+      const publishRun = (run: RetrainingRunRecord) =>
+        bus.publish('retraining.run', {
+          runId: run.runId,
+          modelName: run.modelName,
+          status: run.status,
+          reason: (run.reason as { kind?: string }).kind ?? 'manual',
+          datasetId: run.datasetId,
+          attempts: run.attempts,
+          lastStatusCode: run.lastStatusCode,
+          resultModelId: run.resultModelId,
+        });
       const retraining = createRetrainingService({
         policies: store.retrainingPolicies,
         runs: store.retrainingRuns,
@@ -560,6 +571,7 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         clock,
         audit,
         onRunChanged: (run) => {
+          publishRun(run);
           if (run.status === 'delivering') retrainingDeliverer?.kick();
         },
       });
@@ -577,6 +589,7 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         logger: logger.child({ component: 'retraining' }),
         audit,
         userAgent: `edgeloop/${VERSION}`,
+        onAttempt: publishRun,
       });
       retrainingDeliverer = deliverer;
       const retrainingLoop = createRetrainingLoop({

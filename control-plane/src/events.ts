@@ -74,6 +74,17 @@ export type BusEvents = {
     factor: number;
     reason: Readonly<Record<string, unknown>>;
   };
+  /** A retraining run was fired, delivered, failed, retried, claimed or linked to its model. */
+  'retraining.run': {
+    runId: string;
+    modelName: string;
+    status: string;
+    reason: string;
+    datasetId: string;
+    attempts: number;
+    lastStatusCode: number | null;
+    resultModelId: string | null;
+  };
 };
 
 /** A change of a rollout's status or stage. `by` is the API token behind an operator action. */

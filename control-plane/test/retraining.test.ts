@@ -152,6 +152,11 @@ describe('retraining runs', () => {
     const receiver = await verifyingReceiver();
     try {
       await unwrap(operator.client.retraining.policies.set('det', policyBody(receiver.url)));
+      const events: { status: string; attempts: number }[] = [];
+      const unsubscribe = t.cp.internals.bus.subscribe((message) => {
+        if (message.type === 'retraining.run')
+          events.push({ status: message.data.status, attempts: message.data.attempts });
+      });
       const run = await unwrap(operator.client.retraining.trigger({ modelName: 'det', note: 'new camera at north' }));
       expect(run).toMatchObject({
         modelName: 'det',
@@ -172,6 +177,12 @@ describe('retraining runs', () => {
       expect(dataset.counts.total).toBe(1);
       const delivered = await unwrap(viewer.client.retraining.run(run.runId));
       expect(delivered).toMatchObject({ status: 'delivered', attempts: 1, lastStatusCode: 202, lastError: null });
+      unsubscribe();
+      // The console hears of the run as it fires and as it is delivered (SSE retraining.run).
+      expect(events).toEqual([
+        { status: 'delivering', attempts: 0 },
+        { status: 'delivered', attempts: 1 },
+      ]);
       const log = await unwrap(viewer.client.retraining.runs({ status: 'delivered' }));
       expect(log.items.map((r) => r.runId)).toContain(run.runId);
     } finally {

@@ -1275,6 +1275,7 @@ export const SERVER_EVENT_TYPES = [
   'rollout.promoted',
   'drift.changed',
   'drift.sampling',
+  'retraining.run',
 ] as const;
 export const ServerEventType = z.enum(SERVER_EVENT_TYPES).describe('Type of a server-sent event');
 export type ServerEventType = z.infer<typeof ServerEventType>;
