@@ -218,6 +218,23 @@ describe('retraining runs', () => {
     expect(entry).toMatchObject({ actor: { id: operator.id }, target: run.runId });
   });
 
+  it('replays a manual run sent again with the same Idempotency-Key instead of firing a second one', async () => {
+    await unwrap(operator.client.retraining.policies.set('det', policyBody(null)));
+    const before = (await t.store.retrainingRuns.list({ modelName: 'det', limit: 100 })).length;
+    const send = () =>
+      t.raw('POST', '/api/v1/retraining/runs', {
+        token: operator.secret,
+        body: { modelName: 'det' },
+        headers: { 'Idempotency-Key': 'manual-det-1' },
+      });
+    const first = await send();
+    const again = await send();
+    expect([first.status, again.status]).toEqual([201, 201]);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(((await again.json()) as { runId: string }).runId).toBe(((await first.json()) as { runId: string }).runId);
+    expect((await t.store.retrainingRuns.list({ modelName: 'det', limit: 100 })).length).toBe(before + 1);
+  });
+
   it('answers 404 for a manual run of a name without a policy, and 422 when its dataset query matches nothing', async () => {
     const none = await operator.client.retraining.trigger({ modelName: 'nopolicy' });
     expect(none.ok || none.error.status).toBe(404);

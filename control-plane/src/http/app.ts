@@ -121,6 +121,7 @@ export const IDEMPOTENT_ROUTES: ReadonlySet<string> = new Set([
   'POST /api/v1/rollouts',
   'POST /api/v1/devices/:id/commands',
   'POST /api/v1/devices/:id/credentials/rotate',
+  'POST /api/v1/retraining/runs',
 ]);
 
 /** What IDEMPOTENT_ROUTES add to their OpenAPI responses. */
