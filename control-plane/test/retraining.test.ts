@@ -276,6 +276,16 @@ describe('retraining runs', () => {
     offset += 601_000;
     expect((await loop.tick({ force: true })).fired).toBe(1);
     expect((await unwrap(viewer.client.retraining.runs({ model: 'ocr' }))).items).toHaveLength(2);
+    // A page at a time: the cursor of the first page brings the second, and a forged one is a 400.
+    const first = await unwrap(viewer.client.retraining.runs({ model: 'ocr', limit: 1 }));
+    expect(first.nextCursor).not.toBeNull();
+    const second = await unwrap(viewer.client.retraining.runs({ model: 'ocr', limit: 1, cursor: first.nextCursor! }));
+    expect(second.nextCursor).toBeNull();
+    expect([...first.items, ...second.items].map((r) => r.runId)).toEqual(
+      (await unwrap(viewer.client.retraining.runs({ model: 'ocr' }))).items.map((r) => r.runId),
+    );
+    expect((await t.raw('GET', '/api/v1/retraining/runs?cursor=bm9wZQ')).status).toBe(400);
+    expect((await t.raw('GET', '/api/v1/retraining/runs?status=lost')).status).toBe(422);
   });
 
   it('retries a receiver that never answers with backoff until the run fails, while ingest keeps storing telemetry', async () => {
