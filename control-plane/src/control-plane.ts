@@ -548,6 +548,7 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
       let publicHttpUrl = '';
       const retrainingSecrets = createSecretBox(pepper);
       let retrainingDeliverer: WebhookDeliverer | null = null;
+      const retrainingStop = new AbortController();
       const publishRun = (run: RetrainingRunRecord) =>
         bus.publish('retraining.run', {
           runId: run.runId,
@@ -589,6 +590,7 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         logger: logger.child({ component: 'retraining' }),
         audit,
         userAgent: `edgeloop/${VERSION}`,
+        signal: retrainingStop.signal,
         onAttempt: publishRun,
       });
       retrainingDeliverer = deliverer;
@@ -732,6 +734,7 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
       retrainingLoop.start();
       cleanups.push(async () => {
         retrainingLoop.stop();
+        retrainingStop.abort();
         await deliverer.idle();
       });
       await openDrift.start();

@@ -223,6 +223,46 @@ describe('retraining webhook', () => {
     expect(stored.deliveries[0]?.error).toBe('HTTP 503: ok');
   });
 
+  it('drops an attempt in flight unrecorded when the control plane stops, so the run is sent again later', async () => {
+    const hanging = createServer(() => {});
+    const url = `http://127.0.0.1:${await new Promise<number>((resolve) =>
+      hanging.listen(0, '127.0.0.1', () => {
+        const address = hanging.address();
+        resolve(typeof address === 'object' && address ? address.port : 0);
+      }),
+    )}/hook`;
+    closers.push(async () => {
+      hanging.closeAllConnections();
+      await new Promise<void>((resolve) => hanging.close(() => resolve()));
+    });
+    await store.retrainingRuns.create(run('rt-1', url));
+    const stop = new AbortController();
+    const hooks = createWebhookDeliverer({
+      runs: store.retrainingRuns,
+      secretOf: async () => SECRET,
+      fetch,
+      clock: { now: () => now },
+      baseUrl: () => 'http://cp.test',
+      maxAttempts: 5,
+      backoff: { baseMs: 1_000, maxMs: 4_000 },
+      timeoutMs: 30_000,
+      concurrency: 1,
+      metrics: createMetricsRegistry(),
+      logger: pino({ level: 'silent' }),
+      signal: stop.signal,
+    });
+    hooks.kick();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    stop.abort();
+    await hooks.idle();
+    expect(await store.retrainingRuns.get('rt-1')).toMatchObject({
+      status: 'delivering',
+      attempts: 0,
+      deliveries: [],
+      nextAttemptAt: T,
+    });
+  });
+
   it('stops retrying a run a trainer claimed meanwhile', async () => {
     const url = await deadUrl();
     await store.retrainingRuns.create(run('rt-1', url));

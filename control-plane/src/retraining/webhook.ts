@@ -89,6 +89,8 @@ export type WebhookDelivererDeps = {
   /** After each recorded attempt (events, tests). */
   readonly onAttempt?: (run: RetrainingRunRecord) => void;
   readonly userAgent?: string;
+  /** Aborted when the control plane stops: an attempt in flight is dropped unrecorded (it is retried after a restart). */
+  readonly signal?: AbortSignal;
 };
 
 /** Attempts kept in a run's delivery log. */
@@ -166,7 +168,9 @@ export function createWebhookDeliverer(deps: WebhookDelivererDeps): WebhookDeliv
           method: 'POST',
           body,
           redirect: 'manual',
-          signal: AbortSignal.timeout(deps.timeoutMs),
+          signal: deps.signal
+            ? AbortSignal.any([AbortSignal.timeout(deps.timeoutMs), deps.signal])
+            : AbortSignal.timeout(deps.timeoutMs),
           headers: {
             'content-type': 'application/json',
             'user-agent': deps.userAgent ?? 'edgeloop-retraining',
@@ -188,6 +192,8 @@ export function createWebhookDeliverer(deps: WebhookDelivererDeps): WebhookDeliv
         error = describeError(caught);
       }
     }
+    // Stopping: the run stays as it was (delivering, same attempts) and is sent again after a restart.
+    if (deps.signal?.aborted) return;
     const durationMs = Math.round((performance.now() - started) * 10) / 10;
     attemptSeconds.observe(durationMs / 1000);
     const delivery: RetrainingDeliveryRecord = { at, statusCode, error, durationMs };
