@@ -1,12 +1,12 @@
 import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import { CONFIDENCE_BINS, type SamplePolicyInput, unwrap } from '@edgeloop/protocol';
+import { CONFIDENCE_BINS, createApiClient, type SamplePolicyInput, type ServerEvent, unwrap } from '@edgeloop/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runCli } from '../src/cli.ts';
 import type { BusMessage } from '../src/events.ts';
 import type { Timers } from '../src/sweeper.ts';
 import { storeSampleIn } from './dataset-fixtures.ts';
-import { SYSTEM, startTestControlPlane, type TestControlPlane, type TestDevice } from './harness.ts';
+import { eventually, SYSTEM, startTestControlPlane, type TestControlPlane, type TestDevice } from './harness.ts';
 
 /*
  * Drift on a real control plane (SQLite on the real migrations, the real broker and ingest writer):
@@ -140,6 +140,24 @@ describe('drift detection and adaptive sampling on a real control plane', () => 
     ]);
     expect(stable[0]!.reference).toMatchObject({ source: 'auto', from: T0 + 1, to: T0 + 60_001, frames: 6000 });
 
+    // SSE subscribers (over the real socket) hear the band changes and the sampling changes.
+    const controller = new AbortController();
+    const streamed: ServerEvent[] = [];
+    let opened!: () => void;
+    const open = new Promise<void>((resolve) => {
+      opened = resolve;
+    });
+    const reading = (async () => {
+      for await (const event of createApiClient({ baseUrl: cp.started.httpUrl, token: cp.adminToken }).events({
+        types: ['drift.changed', 'drift.sampling'],
+        signal: controller.signal,
+        onOpen: opened,
+      })) {
+        streamed.push(event);
+      }
+    })();
+    await open;
+
     // Site b's confidence shifts down for two windows.
     await runWindow(2, 0.4);
     const drifting = (await unwrap(cp.client.drift.list({ band: 'major' }))).items;
@@ -209,6 +227,21 @@ describe('drift detection and adaptive sampling on a real control plane', () => 
     const audit = (await unwrap(cp.client.audit.list({ actor: 'system:drift' }))).items;
     expect(audit.map((e) => e.action)).toEqual(['drift.sampling-restored', 'drift.sampling-raised']);
     expect(audit[0]!.summary).toMatchObject({ site: 'b', restored: 'removed the site policy', why: 'stable again' });
+
+    // What SSE subscribers heard: the band changes of b and its devices, the raise and the restore.
+    await eventually(() => streamed.filter((e) => e.type === 'drift.sampling').length === 2);
+    controller.abort();
+    await reading;
+    expect(streamed.filter((e) => e.type === 'drift.changed').map((e) => e.data.key)).toEqual(
+      expect.arrayContaining(['b', 'cam-b1', 'cam-b2']),
+    );
+    expect(
+      streamed.some((e) => e.type === 'drift.changed' && ['a', 'cam-a1', 'cam-a2'].includes(String(e.data.key))),
+    ).toBe(false);
+    expect(streamed.filter((e) => e.type === 'drift.sampling').map((e) => e.data.action)).toEqual([
+      'raised',
+      'restored',
+    ]);
   });
 
   it('keeps references and states across a restart, and lets an operator pin a reference (audited) or refuse a bad one', async () => {
