@@ -55,6 +55,7 @@ describe('audit log', () => {
     await d.answerCommands(() => ({ ok: true, data: { pong: true } }));
     const bytes = kit.modelBytes(2048);
     let rolloutId = '';
+    let retrainingRunId = '';
     const op = operator.client;
     /** What a typed call answered: its HTTP status (200 for any success). */
     const statusOf = async (call: Promise<ApiResult<unknown>>) => {
@@ -128,6 +129,22 @@ describe('audit log', () => {
             evaluator: { tool: 'governance test', version: '0', provider: null, host: null, durationMs: 1 },
           }),
         ),
+      'PUT /api/v1/retraining/policies/:modelName': () =>
+        statusOf(
+          op.retraining.policies.set('det', {
+            dataset: { name: 'retrain-audited', query: {} },
+            webhook: { url: 'http://127.0.0.1:9/hook', secret: 'audited-webhook-secret' },
+          }),
+        ),
+      'POST /api/v1/retraining/runs': async () => {
+        // Pull only: no webhook attempt runs behind the test.
+        await unwrap(op.retraining.policies.set('det', { dataset: { name: 'retrain-audited', query: {} } }));
+        retrainingRunId = (await unwrap(op.retraining.trigger({ modelName: 'det' }))).runId;
+        return 201;
+      },
+      'POST /api/v1/retraining/runs/:runId/claim': () => statusOf(op.retraining.claim(retrainingRunId)),
+      'POST /api/v1/retraining/runs/:runId/complete': () =>
+        statusOf(op.retraining.complete(retrainingRunId, 'det@1.0.0')),
     };
     // Rollout actions on the rollout made above (each from a state it allows).
     for (const action of ['pause', 'resume', 'promote', 'abort'] as const) {
@@ -161,6 +178,10 @@ describe('audit log', () => {
       'POST /api/v1/datasets',
       'PUT /api/v1/datasets/:id/labels',
       'POST /api/v1/models/:name/:version/evaluations',
+      'PUT /api/v1/retraining/policies/:modelName',
+      'POST /api/v1/retraining/runs',
+      'POST /api/v1/retraining/runs/:runId/claim',
+      'POST /api/v1/retraining/runs/:runId/complete',
       'DELETE /api/v1/devices/:id/samples',
       'DELETE /api/v1/devices/:id',
     ];
@@ -196,6 +217,7 @@ describe('audit log', () => {
     const text = JSON.stringify(entries);
     expect(text).not.toContain(d.password);
     expect(text).not.toContain(operator.secret);
+    expect(text).not.toContain('audited-webhook-secret');
   }, 60_000);
 
   it('records the request id and a redacted summary', async () => {
@@ -322,6 +344,7 @@ describe('Idempotency-Key', () => {
       'post /api/v1/devices/{id}/commands',
       'post /api/v1/devices/{id}/credentials/rotate',
       'post /api/v1/models',
+      'post /api/v1/retraining/runs',
       'post /api/v1/rollouts',
     ]);
   });
