@@ -484,6 +484,14 @@ describe('events and OpenAPI', () => {
         'GET /api/v1/datasets/{id}/export',
         'PUT /api/v1/sample-policy',
         'GET /api/v1/sample-policy',
+        'PUT /api/v1/retraining/policies/{modelName}',
+        'GET /api/v1/retraining/policies/{modelName}',
+        'GET /api/v1/retraining/policies',
+        'GET /api/v1/retraining/runs',
+        'POST /api/v1/retraining/runs',
+        'GET /api/v1/retraining/runs/{runId}',
+        'POST /api/v1/retraining/runs/{runId}/claim',
+        'POST /api/v1/retraining/runs/{runId}/complete',
       ].sort(),
     );
     const enroll = doc.paths['/api/v1/devices']!.post!;
