@@ -76,6 +76,10 @@ export type StandInTrainer = {
   readonly rejected: number;
   /** Failures of a run after it was accepted (the test prints them). */
   readonly errors: readonly string[];
+  /** The raw body and signature header of the last webhook that verified (to replay it forged). */
+  readonly lastWebhook: { readonly body: Buffer; readonly signature: string } | null;
+  /** The webhook URL, once started. */
+  readonly url: string | null;
   /** Resolves when every accepted webhook has been worked through. */
   idle(): Promise<void>;
 };
@@ -123,6 +127,8 @@ export function createStandInTrainer(deps: StandInTrainerDeps): StandInTrainer {
   let rejected = 0;
   let accepted = 0;
   let server: Server | null = null;
+  let url: string | null = null;
+  let lastWebhook: { body: Buffer; signature: string } | null = null;
   let queue: Promise<void> = Promise.resolve();
   let counter = 100;
   const dir = join(deps.work, 'trainer');
@@ -170,7 +176,7 @@ export function createStandInTrainer(deps: StandInTrainerDeps): StandInTrainer {
     const runId = payload.runId;
     const tag = `${payload.modelName}@${plan.version}`;
     await api('POST', payload.links.claim, { trainer: 'closed-loop stand-in trainer' });
-    deps.log(`trainer claimed run ${runId} (${payload.reason.kind}: ${payload.reason.detail})`);
+    deps.log(`trainer claimed run ${runId} (${payload.reason.detail})`);
 
     // Pull the frozen version from the payload's export URL, then label it.
     const frozen = await download(payload.exportUrls.coco, join(dir, `${runId}-frozen.tar`));
@@ -211,7 +217,11 @@ export function createStandInTrainer(deps: StandInTrainerDeps): StandInTrainer {
     deps.log(`trainer labelled ${payload.dataset.id} as ${labelled} (${coco.annotations.length} boxes)`);
 
     // "Train", sign with lineage, upload.
-    const manifest: ModelManifestInput = yoloManifest(payload.modelName, plan.version);
+    const manifest: ModelManifestInput = yoloManifest(
+      payload.modelName,
+      plan.version,
+      plan.kind === 'devices-worse' ? 'yolov5' : 'yolov8',
+    );
     const modelPath = join(dir, `${payload.modelName}-${plan.version}.onnx`);
     const manifestPath = join(dir, `${payload.modelName}-${plan.version}.json`);
     writeFileSync(modelPath, modelBytes(plan.kind));
@@ -293,6 +303,7 @@ export function createStandInTrainer(deps: StandInTrainerDeps): StandInTrainer {
       response.writeHead(401).end('bad signature');
       return;
     }
+    lastWebhook = { body, signature: header as string };
     let payload: RetrainingWebhookPayload;
     try {
       payload = WebhookPayload.parse(JSON.parse(body.toString('utf8')));
@@ -325,7 +336,8 @@ export function createStandInTrainer(deps: StandInTrainerDeps): StandInTrainer {
       });
       await new Promise<void>((done) => server?.listen(0, '127.0.0.1', done));
       const address = server.address() as AddressInfo;
-      return { url: `http://127.0.0.1:${address.port}/hooks/edgeloop` };
+      url = `http://127.0.0.1:${address.port}/hooks/edgeloop`;
+      return { url };
     },
     async stop() {
       await new Promise<void>((done) => (server ? server.close(() => done()) : done()));
@@ -339,6 +351,12 @@ export function createStandInTrainer(deps: StandInTrainerDeps): StandInTrainer {
     },
     get errors() {
       return errors;
+    },
+    get lastWebhook() {
+      return lastWebhook;
+    },
+    get url() {
+      return url;
     },
     idle() {
       return queue;
