@@ -12,7 +12,7 @@ import { createDriftMonitor, sumsOfPredictions, sumsOfTelemetry } from './monito
 const SHA = 'f'.repeat(64);
 const T0 = 1_800_000_000_000;
 
-function telemetry(seq: number): Telemetry {
+function telemetry(seq: number, bin = 14): Telemetry {
   return {
     msgId: `boot0001-${seq}`,
     bootId: 'boot0001',
@@ -35,7 +35,7 @@ function telemetry(seq: number): Telemetry {
       fps: 10,
       latencyMs: {},
       detectionsPer1000: { person: 2000 },
-      confidenceHistogram: Array.from({ length: CONFIDENCE_BINS }, (_, bin) => (bin === 14 ? 200 : 0)),
+      confidenceHistogram: Array.from({ length: CONFIDENCE_BINS }, (_, b) => (b === bin ? 200 : 0)),
       nearThresholdShare: 0.1,
       lastInferenceAt: null,
       provider: { requested: ['cpu'], active: 'cpu' },
@@ -97,6 +97,50 @@ describe('drift monitor', () => {
     next.observe('cam-1', bare, now);
     expect(next.list({ device: 'cam-1' }).items[0]!.reference.frames).toBe(100);
     await next.stop();
+  });
+
+  it("decides a site's sampling for a window closed by the next window's first message, before any tick closed it", async () => {
+    store = createSqliteStore({ file: ':memory:' });
+    await store.devices.enroll({ id: 'cam-1', labels: { site: 'a' }, secretHash: 'x', now: T0 });
+    await store.samplePolicies.put({
+      selector: {},
+      policy: { enabled: true, strategies: [{ kind: 'random', share: 0.1, probability: 0.5 }], limits: {} },
+      updatedAt: T0,
+      updatedBy: null,
+    });
+    let now = T0;
+    const set: unknown[] = [];
+    const monitor = createDriftMonitor({
+      repo: store.drift,
+      devices: store.devices,
+      messages: store.messages,
+      datasets: store.datasets,
+      samplePolicies: {
+        list: () => store!.samplePolicies.list(),
+        set: (request) => {
+          set.push(request);
+          return Promise.resolve(null);
+        },
+      },
+      audit: noAudit,
+      bus: createEventBus({ clock: { now: () => now } }),
+      metrics: createMetricsRegistry(),
+      clock: { now: () => now },
+      timers: { setInterval: () => ({}), clearInterval: () => {} },
+      logger: pino({ level: 'silent' }),
+      config: DriftConfig.parse({ referenceS: 10, windowS: 10, samplingWindows: 1, minDetections: 50 }),
+      isLeader: () => true,
+    });
+    await monitor.start();
+    monitor.observe('cam-1', telemetry(1), T0 + 1); // the reference
+    now = T0 + 10_001;
+    monitor.observe('cam-1', telemetry(2, 5), now); // window 1: shifted
+    now = T0 + 20_001;
+    monitor.observe('cam-1', telemetry(3, 5), now); // window 2's first message closes window 1
+    expect(monitor.list({ scope: 'site' }).items[0]!.band).toBe('major');
+    await monitor.tick(); // within window 2: nothing left to close, but a decision is due
+    expect(set).toMatchObject([{ selector: { labels: { site: 'a' } }, policy: { strategies: [{ probability: 1 }] } }]);
+    await monitor.stop();
   });
 
   it('builds a dataset reference from its predictions, one frame per image, skipping malformed ones', () => {

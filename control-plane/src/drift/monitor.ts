@@ -375,6 +375,8 @@ export function createDriftMonitor(deps: DriftMonitorDeps): DriftMonitor {
     loaded = true;
   };
 
+  /** Sites with a judged window since the last sampling decision. */
+  const judgedSites = new Set<string>();
   /** Windows closed since the last tick by outcome (counted into the metric once per tick). */
   const outcomes = new Map<string, number>();
   /** Pending events of this tick: band changes, published after the write. */
@@ -388,6 +390,7 @@ export function createDriftMonitor(deps: DriftMonitorDeps): DriftMonitor {
     const outcome = judged.judged ? judged.band : judged.reason;
     outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
     if (!judged.judged) return;
+    if (track.scope === 'site') judgedSites.add(track.key);
     const range = windowRange(window.index, windowMs);
     const before = track.progress;
     const previous = before.band;
@@ -573,7 +576,6 @@ export function createDriftMonitor(deps: DriftMonitorDeps): DriftMonitor {
     const now = clock.now();
     const index = windowIndex(now, windowMs);
     const closing = index > lastClosedIndex;
-    const touchedSites = new Set<string>();
     for (const track of tracks.values()) {
       const reference = track.reference;
       if (!reference.complete && reference.source === 'auto' && reference.to !== null && now >= reference.to) {
@@ -582,7 +584,6 @@ export function createDriftMonitor(deps: DriftMonitorDeps): DriftMonitor {
       }
       if (track.window && track.window.index < index) {
         closeWindow(track, now);
-        if (track.scope === 'site') touchedSites.add(track.key);
       }
     }
     if (!closing) {
@@ -606,7 +607,10 @@ export function createDriftMonitor(deps: DriftMonitorDeps): DriftMonitor {
       track.savedAt = now;
     }
     publishChanges();
-    for (const site of new Set([...touchedSites, ...boosts.keys()])) {
+    // Sites judged since the last decision (by this tick, or inline when a later window's first message came first).
+    const sitesToDecide = new Set([...judgedSites, ...boosts.keys()]);
+    judgedSites.clear();
+    for (const site of sitesToDecide) {
       try {
         await decideSampling(site, now);
       } catch (error) {
