@@ -707,7 +707,7 @@ export function createDriftMonitor(deps: DriftMonitorDeps): DriftMonitor {
     },
 
     observe(deviceId, telemetry, receivedAt) {
-      if (!loaded || stopped) return;
+      if (!loaded || stopped || !deps.isLeader()) return;
       const model = telemetry.pipeline?.model;
       if (!model) return;
       try {
