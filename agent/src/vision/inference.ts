@@ -143,6 +143,17 @@ export async function createModelSession(options: ModelSessionOptions): Promise<
     }
   });
   const loaded = session;
+  // The feeds of the latest call: the pipeline passes the same buffer and dims every frame, so
+  // the tensor (a view of the buffer, read at run time) is made once per stream, not per frame.
+  let feeds: { input: Float32Array; name: string; dims: readonly number[]; value: Record<string, ort.Tensor> } | null =
+    null;
+  const feedsFor = (name: string, input: Float32Array, dims: readonly number[]): Record<string, ort.Tensor> => {
+    if (feeds && feeds.input === input && feeds.name === name && feeds.dims === dims) return feeds.value;
+    const n = tensorLength(dims);
+    const data = input.length === n ? input : input.subarray(0, n);
+    feeds = { input, name, dims, value: { [name]: new ort.Tensor('float32', data, dims) } };
+    return feeds.value;
+  };
 
   return {
     modelPath: options.modelPath,
@@ -156,11 +167,8 @@ export async function createModelSession(options: ModelSessionOptions): Promise<
     outputShapes,
     intraOpThreads,
     async run(inputName, input, dims) {
-      const n = tensorLength(dims);
-      const data = input.length === n ? input : input.subarray(0, n);
       try {
-        const tensor = new ort.Tensor('float32', data, dims);
-        const results = await loaded.run({ [inputName]: tensor });
+        const results = await loaded.run(feedsFor(inputName, input, dims));
         return results as unknown as ModelOutputs;
       } catch (error) {
         throw new VisionError('inference_failed', `inference on ${options.modelPath}: ${describeError(error)}`, {

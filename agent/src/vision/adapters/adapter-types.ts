@@ -1,5 +1,5 @@
 import type { AdapterName } from '@edgeloop/protocol';
-import type { ResizeGeometry, RgbImage } from './resize.ts';
+import type { ResizeGeometry, RgbImage, SourceScale } from './resize.ts';
 
 /** One detection in source-frame pixels. Classification results cover the whole frame. */
 export interface Detection {
@@ -48,7 +48,15 @@ export interface ModelAdapter {
   readonly threshold: number;
   /** Input tensor dims for a frame of this size. */
   inputDims(frameWidth: number, frameHeight: number): readonly number[];
-  /** Writes the input tensor for `image` into `out` (length >= product of inputDims). */
+  /**
+   * The frame size a scaling source (ffmpeg) should deliver so preprocess only normalises; null
+   * when the input size follows the frame (a dynamic-size model without a fixed size).
+   */
+  readonly sourceScale: SourceScale | null;
+  /**
+   * Writes the input tensor for `image` into `out` (length >= product of inputDims). The returned
+   * object is shared by frames of the same size (do not change it).
+   */
   preprocess(image: RgbImage, out: Float32Array): Preprocessed;
   /** Detections in source pixels, best first. */
   postprocess(outputs: ModelOutputs, pre: Preprocessed): Detection[];

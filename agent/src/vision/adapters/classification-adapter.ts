@@ -1,7 +1,7 @@
 import type { ModelManifest } from '@edgeloop/protocol';
 import type { Detection, ModelAdapter, ModelInput, ModelOutputs, Preprocessed } from './adapter-types.ts';
 import { labelFor } from './adapter-types.ts';
-import { createResizePlanCache, letterboxGeometry, stretchGeometry, writeInputTensor } from './resize.ts';
+import { createInputWriter, lastSizeMemo, letterboxGeometry, stretchGeometry } from './resize.ts';
 import { tensorFormatOf } from './yolo-adapter.ts';
 
 /*
@@ -52,7 +52,14 @@ export function createClassificationAdapter(options: ClassificationAdapterOption
   const height = input.height ?? CLASSIFICATION_DEFAULT_SIZE;
   const format = tensorFormatOf(manifest, input.layout);
   const dims = input.layout === 'nchw' ? [1, 3, height, width] : [1, height, width, 3];
-  const planFor = createResizePlanCache();
+  const write = createInputWriter(format);
+  const letterbox = manifest.input.resize === 'letterbox';
+  const preFor = lastSizeMemo(
+    (w, h): Preprocessed => ({
+      dims,
+      geometry: letterbox ? letterboxGeometry(w, h, width, height) : stretchGeometry(w, h, width, height),
+    }),
+  );
   const { topK, softmax: applySoftmax } = manifest.classification;
   const threshold = manifest.thresholds.confidence;
   let probabilities = new Float32Array(0);
@@ -62,13 +69,11 @@ export function createClassificationAdapter(options: ClassificationAdapterOption
     labels: manifest.labels,
     threshold,
     inputDims: () => dims,
+    sourceScale: { width, height, keepAspect: letterbox },
     preprocess(image, out): Preprocessed {
-      const geometry =
-        manifest.input.resize === 'letterbox'
-          ? letterboxGeometry(image.width, image.height, width, height)
-          : stretchGeometry(image.width, image.height, width, height);
-      writeInputTensor(image, geometry, format, out, planFor(geometry));
-      return { dims, geometry };
+      const pre = preFor(image.width, image.height);
+      write(image, pre.geometry, out);
+      return pre;
     },
     postprocess(outputs: ModelOutputs, pre: Preprocessed): Detection[] {
       const name = options.outputName ?? Object.keys(outputs)[0];

@@ -1,13 +1,7 @@
 import type { ModelManifest } from '@edgeloop/protocol';
 import type { Detection, ModelAdapter, ModelInput, ModelOutputs, Preprocessed } from './adapter-types.ts';
 import { labelFor } from './adapter-types.ts';
-import {
-  createResizePlanCache,
-  letterboxGeometry,
-  mapBoxToSource,
-  stretchGeometry,
-  writeInputTensor,
-} from './resize.ts';
+import { createInputWriter, lastSizeMemo, letterboxGeometry, mapBoxToSource, stretchGeometry } from './resize.ts';
 import { tensorFormatOf } from './yolo-adapter.ts';
 
 /*
@@ -163,7 +157,7 @@ export function createDbTextAdapter(options: DbTextAdapterOptions): ModelAdapter
   const { manifest, input } = options;
   const db = manifest.dbText;
   const format = tensorFormatOf(manifest, input.layout);
-  const planFor = createResizePlanCache();
+  const write = createInputWriter(format);
   const scratch = createDbScratch();
   const labels = manifest.labels.length > 0 ? manifest.labels : ['text'];
   const regionOptions: DbRegionOptions = {
@@ -177,20 +171,28 @@ export function createDbTextAdapter(options: DbTextAdapterOptions): ModelAdapter
     dbInputSize(w, h, { width: input.width, height: input.height }, db.maxSide, db.sizeMultiple);
   const dimsFor = (size: { width: number; height: number }): number[] =>
     input.layout === 'nchw' ? [1, 3, size.height, size.width] : [1, size.height, size.width, 3];
+  const letterbox = manifest.input.resize === 'letterbox';
+  const preFor = lastSizeMemo((w, h): Preprocessed => {
+    const size = sizeFor(w, h);
+    const geometry = letterbox
+      ? letterboxGeometry(w, h, size.width, size.height)
+      : stretchGeometry(w, h, size.width, size.height);
+    return { dims: dimsFor(size), geometry };
+  });
 
   return {
     kind: 'db-text',
     labels,
     threshold: db.boxThreshold,
-    inputDims: (w, h) => dimsFor(sizeFor(w, h)),
+    inputDims: (w, h) => preFor(w, h).dims,
+    sourceScale:
+      input.width !== null && input.height !== null
+        ? { width: input.width, height: input.height, keepAspect: letterbox }
+        : null,
     preprocess(image, out): Preprocessed {
-      const size = sizeFor(image.width, image.height);
-      const geometry =
-        manifest.input.resize === 'letterbox'
-          ? letterboxGeometry(image.width, image.height, size.width, size.height)
-          : stretchGeometry(image.width, image.height, size.width, size.height);
-      writeInputTensor(image, geometry, format, out, planFor(geometry));
-      return { dims: dimsFor(size), geometry };
+      const pre = preFor(image.width, image.height);
+      write(image, pre.geometry, out);
+      return pre;
     },
     postprocess(outputs: ModelOutputs, pre: Preprocessed): Detection[] {
       const name = options.outputName ?? Object.keys(outputs)[0];

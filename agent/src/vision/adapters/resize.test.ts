@@ -1,6 +1,15 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { TensorFormat } from './resize.ts';
-import { letterboxGeometry, mapBoxToSource, stretchGeometry, writeInputTensor } from './resize.ts';
+import {
+  createInputWriter,
+  lastSizeMemo,
+  letterboxGeometry,
+  mapBoxToSource,
+  stretchGeometry,
+  writeInputTensor,
+} from './resize.ts';
 
 const plain: TensorFormat = {
   layout: 'nchw',
@@ -99,5 +108,86 @@ describe('writeInputTensor', () => {
     expect(() =>
       writeInputTensor(solidImage(2, 2, [0, 0, 0]), stretchGeometry(2, 2, 4, 4), plain, new Float32Array(10)),
     ).toThrow(RangeError);
+  });
+});
+
+/* Reference inputs computed with numpy (float64) by agent/scripts/resize-reference.py from the same formula image. */
+const fixtures = path.resolve(import.meta.dirname, '../../../test/fixtures/resize');
+
+interface ReferenceCase {
+  name: string;
+  srcWidth: number;
+  srcHeight: number;
+  dstWidth: number;
+  dstHeight: number;
+  resize: 'stretch' | 'letterbox';
+  format: TensorFormat;
+}
+
+function formulaImage(width: number, height: number) {
+  const data = new Uint8Array(width * height * 3);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      for (let c = 0; c < 3; c++) data[(y * width + x) * 3 + c] = (x * 7 + y * 13 + c * 91 + ((x * y) % 17) * 5) % 256;
+    }
+  }
+  return { data, width, height };
+}
+
+function referenceOf(name: string): Float32Array {
+  const bytes = readFileSync(path.join(fixtures, `${name}.f32`));
+  return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+}
+
+const cases = JSON.parse(readFileSync(path.join(fixtures, 'cases.json'), 'utf8')) as ReferenceCase[];
+
+describe('writeInputTensor against the numpy reference', () => {
+  it.each(cases.map((c) => [c.name, c] as const))('%s matches within 1e-4', (_name, c) => {
+    const image = formulaImage(c.srcWidth, c.srcHeight);
+    const geometry = (c.resize === 'letterbox' ? letterboxGeometry : stretchGeometry)(
+      c.srcWidth,
+      c.srcHeight,
+      c.dstWidth,
+      c.dstHeight,
+    );
+    const expected = referenceOf(c.name);
+    // A buffer of stale values: every element must be written.
+    const out = new Float32Array(expected.length).fill(Number.NaN);
+    createInputWriter(c.format)(image, geometry, out);
+    let worst = 0;
+    for (let i = 0; i < expected.length; i++)
+      worst = Math.max(worst, Math.abs((out[i] as number) - (expected[i] as number)));
+    expect(worst).toBeLessThan(1e-4);
+  });
+
+  it('gives the same tensor for a second frame of the same size through the kept plan', () => {
+    const c = cases[0] as ReferenceCase;
+    const write = createInputWriter(c.format);
+    const geometry = stretchGeometry(c.srcWidth, c.srcHeight, c.dstWidth, c.dstHeight);
+    const first = new Float32Array(c.dstWidth * c.dstHeight * 3);
+    const second = new Float32Array(first.length);
+    write(formulaImage(c.srcWidth, c.srcHeight), geometry, first);
+    // Another size in between replaces the plan; coming back must rebuild it correctly.
+    write(formulaImage(50, 40), stretchGeometry(50, 40, c.dstWidth, c.dstHeight), second);
+    write(formulaImage(c.srcWidth, c.srcHeight), geometry, second);
+    expect(Array.from(second)).toEqual(Array.from(first));
+  });
+
+  it('refuses a frame shorter than its size says', () => {
+    const g = stretchGeometry(4, 4, 2, 2);
+    expect(() =>
+      writeInputTensor({ data: new Uint8Array(10), width: 4, height: 4 }, g, plain, new Float32Array(12)),
+    ).toThrow(/frame holds 10 bytes/);
+  });
+});
+
+describe('lastSizeMemo', () => {
+  it('builds once per frame size and again when the size changes', () => {
+    let built = 0;
+    const memo = lastSizeMemo((w, h) => ({ w, h, n: ++built }));
+    const a = memo(768, 576);
+    expect(memo(768, 576)).toBe(a);
+    expect(memo(320, 240)).toEqual({ w: 320, h: 240, n: 2 });
+    expect(memo(768, 576).n).toBe(3);
   });
 });

@@ -84,6 +84,35 @@ export function mapBoxToSource(geometry: ResizeGeometry, box: Box): Box {
   };
 }
 
+/**
+ * A one-entry memo keyed by frame size: the adapters build a frame's geometry and dims once per
+ * stream instead of once per frame.
+ */
+export function lastSizeMemo<T>(make: (width: number, height: number) => T): (width: number, height: number) => T {
+  let lastWidth = -1;
+  let lastHeight = -1;
+  let value: T | undefined;
+  return (width, height) => {
+    if (width !== lastWidth || height !== lastHeight || value === undefined) {
+      value = make(width, height);
+      lastWidth = width;
+      lastHeight = height;
+    }
+    return value;
+  };
+}
+
+/**
+ * What a source that can scale (ffmpeg) should deliver so that preprocess only normalises: the
+ * model input size, keeping the aspect ratio inside it for a letterbox (ffmpeg's
+ * force_original_aspect_ratio=decrease). Null when the input size depends on the frame.
+ */
+export interface SourceScale {
+  readonly width: number;
+  readonly height: number;
+  readonly keepAspect: boolean;
+}
+
 /** How pixel values become tensor values (from the manifest's InputSpec). */
 export interface TensorFormat {
   layout: 'nchw' | 'nhwc';
@@ -96,21 +125,23 @@ export interface TensorFormat {
   padValue: number;
 }
 
-/** Source sample positions for one geometry; built once and reused while the geometry stays. */
+/**
+ * Source sample positions for one geometry: built once per (source size, content size) and reused
+ * for every frame of that size, so a frame costs one pass and no allocation.
+ */
 export interface ResizePlan {
-  readonly key: string;
-  /** Byte offset (x * 3) of the first source column, the step to the second, and its weight, per content column. */
+  readonly srcWidth: number;
+  readonly srcHeight: number;
+  readonly contentWidth: number;
+  readonly contentHeight: number;
+  /** Byte offsets (x * 3) of the two source columns per content column, and the second one's weight. */
   readonly x0: Int32Array;
-  readonly xStep: Int32Array;
-  readonly fx: Float32Array;
-  /** Source rows and the weight of the second, per content row. */
+  readonly x1: Int32Array;
+  readonly fx: Float64Array;
+  /** Byte offsets (y * width * 3) of the two source rows per content row, and the second one's weight. */
   readonly y0: Int32Array;
   readonly y1: Int32Array;
-  readonly fy: Float32Array;
-}
-
-function geometryKey(g: ResizeGeometry): string {
-  return `${g.srcWidth}x${g.srcHeight}>${g.contentWidth}x${g.contentHeight}`;
+  readonly fy: Float64Array;
 }
 
 function axisSamples(
@@ -118,10 +149,10 @@ function axisSamples(
   dstSize: number,
   scale: number,
   multiplier: number,
-): { i0: Int32Array; i1: Int32Array; f: Float32Array } {
+): { i0: Int32Array; i1: Int32Array; f: Float64Array } {
   const i0 = new Int32Array(dstSize);
   const i1 = new Int32Array(dstSize);
-  const f = new Float32Array(dstSize);
+  const f = new Float64Array(dstSize);
   for (let d = 0; d < dstSize; d++) {
     let s = (d + 0.5) / scale - 0.5;
     if (s < 0) s = 0;
@@ -140,18 +171,35 @@ function axisSamples(
 
 export function createResizePlan(geometry: ResizeGeometry): ResizePlan {
   const xs = axisSamples(geometry.srcWidth, geometry.contentWidth, geometry.scaleX, 3);
-  const ys = axisSamples(geometry.srcHeight, geometry.contentHeight, geometry.scaleY, 1);
-  const xStep = new Int32Array(xs.i0.length);
-  for (let i = 0; i < xStep.length; i++) xStep[i] = (xs.i1[i] as number) - (xs.i0[i] as number);
-  return { key: geometryKey(geometry), x0: xs.i0, xStep, fx: xs.f, y0: ys.i0, y1: ys.i1, fy: ys.f };
+  const ys = axisSamples(geometry.srcHeight, geometry.contentHeight, geometry.scaleY, geometry.srcWidth * 3);
+  return {
+    srcWidth: geometry.srcWidth,
+    srcHeight: geometry.srcHeight,
+    contentWidth: geometry.contentWidth,
+    contentHeight: geometry.contentHeight,
+    x0: xs.i0,
+    x1: xs.i1,
+    fx: xs.f,
+    y0: ys.i0,
+    y1: ys.i1,
+    fy: ys.f,
+  };
 }
 
-/** Keeps the plan of the latest geometry: frames of one stream all share it. */
+function planFits(plan: ResizePlan, g: ResizeGeometry): boolean {
+  return (
+    plan.srcWidth === g.srcWidth &&
+    plan.srcHeight === g.srcHeight &&
+    plan.contentWidth === g.contentWidth &&
+    plan.contentHeight === g.contentHeight
+  );
+}
+
+/** Keeps the plan of the latest geometry: frames of one stream all share it (compared by number, no key string). */
 export function createResizePlanCache(): (geometry: ResizeGeometry) => ResizePlan {
   let cached: ResizePlan | null = null;
   return (geometry) => {
-    const key = geometryKey(geometry);
-    if (cached?.key !== key) cached = createResizePlan(geometry);
+    if (cached === null || !planFits(cached, geometry)) cached = createResizePlan(geometry);
     return cached;
   };
 }
@@ -197,95 +245,181 @@ function fillRect(
 }
 
 /**
+ * Per source channel (red, green, blue): the tensor offset it is written to (its tensor channel's
+ * plane for NCHW, its slot in the pixel for NHWC) and value = pixel * k + b.
+ */
+export interface ChannelMap {
+  offR: number;
+  offG: number;
+  offB: number;
+  kR: number;
+  kG: number;
+  kB: number;
+  bR: number;
+  bG: number;
+  bB: number;
+  /** Tensor values between two horizontally adjacent pixels (1 for NCHW, 3 for NHWC). */
+  pixelStep: number;
+}
+
+export function channelMap(geometry: ResizeGeometry, format: TensorFormat): ChannelMap {
+  const nchw = format.layout === 'nchw';
+  const channelStep = nchw ? geometry.dstWidth * geometry.dstHeight : 1;
+  // Tensor channel of red and blue (green stays in the middle).
+  const r = format.colorOrder === 'bgr' ? 2 : 0;
+  const b = 2 - r;
+  const k = (c: number): number => format.scale / (format.std[c] as number);
+  const bias = (c: number): number => -(format.mean[c] as number) / (format.std[c] as number);
+  return {
+    offR: r * channelStep,
+    offG: channelStep,
+    offB: b * channelStep,
+    kR: k(r),
+    kG: k(1),
+    kB: k(b),
+    bR: bias(r),
+    bG: bias(1),
+    bB: bias(b),
+    pixelStep: nchw ? 1 : 3,
+  };
+}
+
+/** A frame of the content size: normalise and reorder only (the camera or ffmpeg already scaled). */
+function copyNormalised(
+  src: Uint8Array,
+  width: number,
+  height: number,
+  geometry: ResizeGeometry,
+  m: ChannelMap,
+  out: Float32Array,
+): void {
+  const { offR, offG, offB, kR, kG, kB, bR, bG, bB, pixelStep } = m;
+  const W = geometry.dstWidth;
+  const cx = geometry.contentX;
+  const cy = geometry.contentY;
+  for (let dy = 0; dy < height; dy++) {
+    let a = dy * width * 3;
+    let o = ((cy + dy) * W + cx) * pixelStep;
+    const end = o + width * pixelStep;
+    for (; o < end; o += pixelStep, a += 3) {
+      out[offR + o] = (src[a] as number) * kR + bR;
+      out[offG + o] = (src[a + 1] as number) * kG + bG;
+      out[offB + o] = (src[a + 2] as number) * kB + bB;
+    }
+  }
+}
+
+/** Bilinear resize into the content area, normalised, in one pass over the plan's tables. */
+function resampleNormalised(
+  src: Uint8Array,
+  geometry: ResizeGeometry,
+  plan: ResizePlan,
+  m: ChannelMap,
+  out: Float32Array,
+): void {
+  const { offR, offG, offB, kR, kG, kB, bR, bG, bB, pixelStep } = m;
+  const { x0, x1, fx, y0, y1, fy } = plan;
+  const W = geometry.dstWidth;
+  const cx = geometry.contentX;
+  const cy = geometry.contentY;
+  const cw = geometry.contentWidth;
+  const ch = geometry.contentHeight;
+  for (let dy = 0; dy < ch; dy++) {
+    const r0 = y0[dy] as number;
+    const r1 = y1[dy] as number;
+    const wy = fy[dy] as number;
+    let o = ((cy + dy) * W + cx) * pixelStep;
+    for (let dx = 0; dx < cw; dx++, o += pixelStep) {
+      const c0 = x0[dx] as number;
+      const c1 = x1[dx] as number;
+      const wx = fx[dx] as number;
+      const a0 = r0 + c0;
+      const a1 = r0 + c1;
+      const b0 = r1 + c0;
+      const b1 = r1 + c1;
+      // Per channel: two horizontal lerps, then one vertical, then the normalisation.
+      let top = src[a0] as number;
+      let bottom = src[b0] as number;
+      top += ((src[a1] as number) - top) * wx;
+      bottom += ((src[b1] as number) - bottom) * wx;
+      out[offR + o] = (top + (bottom - top) * wy) * kR + bR;
+      top = src[a0 + 1] as number;
+      bottom = src[b0 + 1] as number;
+      top += ((src[a1 + 1] as number) - top) * wx;
+      bottom += ((src[b1 + 1] as number) - bottom) * wx;
+      out[offG + o] = (top + (bottom - top) * wy) * kG + bG;
+      top = src[a0 + 2] as number;
+      bottom = src[b0 + 2] as number;
+      top += ((src[a1 + 2] as number) - top) * wx;
+      bottom += ((src[b1 + 2] as number) - bottom) * wx;
+      out[offB + o] = (top + (bottom - top) * wy) * kB + bB;
+    }
+  }
+}
+
+/**
  * Writes the model input for `image` into `out` (length >= dstWidth * dstHeight * 3): bilinear
- * resize into the content area, normalisation, channel order and layout per `format`, padding
- * around the content. Allocates nothing when `plan` is reused.
+ * resize into the content area, normalisation, channel order and layout per `format` (NCHW
+ * planes written directly), padding around the content. One pass over the pixels; allocates
+ * nothing when `plan` is reused (the adapters keep one per stream) and `channels` is given.
  */
 export function writeInputTensor(
   image: RgbImage,
   geometry: ResizeGeometry,
   format: TensorFormat,
   out: Float32Array,
-  plan: ResizePlan = createResizePlan(geometry),
+  plan?: ResizePlan,
+  channels: ChannelMap = channelMap(geometry, format),
 ): void {
   const W = geometry.dstWidth;
   const H = geometry.dstHeight;
   if (out.length < W * H * 3) throw new RangeError(`input buffer holds ${out.length} values, needs ${W * H * 3}`);
-  const k0 = format.scale / format.std[0];
-  const k1 = format.scale / format.std[1];
-  const k2 = format.scale / format.std[2];
-  const b0 = -format.mean[0] / format.std[0];
-  const b1 = -format.mean[1] / format.std[1];
-  const b2 = -format.mean[2] / format.std[2];
+  if (image.data.length < image.width * image.height * 3) {
+    throw new RangeError(
+      `frame holds ${image.data.length} bytes, ${image.width}x${image.height} RGB needs ${image.width * image.height * 3}`,
+    );
+  }
   const cx = geometry.contentX;
   const cy = geometry.contentY;
   const cw = geometry.contentWidth;
   const ch = geometry.contentHeight;
   if (cw < W || ch < H) {
     const p = format.padValue;
-    const pad: [number, number, number] = [p * k0 + b0, p * k1 + b1, p * k2 + b2];
+    const padOf = (c: number): number => (p * format.scale - (format.mean[c] as number)) / (format.std[c] as number);
+    const pad: [number, number, number] = [padOf(0), padOf(1), padOf(2)];
     fillRect(out, geometry, format, pad, 0, 0, W, cy);
     fillRect(out, geometry, format, pad, 0, cy + ch, W, H - cy - ch);
     fillRect(out, geometry, format, pad, 0, cy, cx, ch);
     fillRect(out, geometry, format, pad, cx + cw, cy, W - cx - cw, ch);
   }
-  const src = image.data;
-  const stride = image.width * 3;
-  const nchw = format.layout === 'nchw';
-  const pixelStep = nchw ? 1 : 3;
-  const channelStep = nchw ? W * H : 1;
-  // Where red, green and blue go (tensor channel order), decided once rather than per pixel.
-  const swap = format.colorOrder === 'bgr';
-  const offR = (swap ? 2 : 0) * channelStep;
-  const offG = channelStep;
-  const offB = (swap ? 0 : 2) * channelStep;
-  const kR = swap ? k2 : k0;
-  const bR = swap ? b2 : b0;
-  const kB = swap ? k0 : k2;
-  const bB = swap ? b0 : b2;
   if (cw === image.width && ch === image.height) {
-    // Same size (the camera already delivers the model's size): normalise and reorder only.
-    for (let dy = 0; dy < ch; dy++) {
-      let a = dy * stride;
-      let o = ((cy + dy) * W + cx) * pixelStep;
-      for (let dx = 0; dx < cw; dx++, o += pixelStep, a += 3) {
-        out[o + offR] = (src[a] as number) * kR + bR;
-        out[o + offG] = (src[a + 1] as number) * k1 + b1;
-        out[o + offB] = (src[a + 2] as number) * kB + bB;
-      }
-    }
+    copyNormalised(image.data, cw, ch, geometry, channels, out);
     return;
   }
-  const { x0, xStep, fx, y0, y1, fy } = plan;
-  for (let dy = 0; dy < ch; dy++) {
-    const r0 = (y0[dy] as number) * stride;
-    const rowStep = (y1[dy] as number) * stride - r0;
-    const wy = fy[dy] as number;
-    let o = ((cy + dy) * W + cx) * pixelStep;
-    for (let dx = 0; dx < cw; dx++, o += pixelStep) {
-      const a = r0 + (x0[dx] as number);
-      const c = a + rowStep;
-      const step = xStep[dx] as number;
-      const wx = fx[dx] as number;
-      // Per channel: two horizontal lerps, then one vertical.
-      let top = src[a] as number;
-      let bottom = src[c] as number;
-      top += ((src[a + step] as number) - top) * wx;
-      bottom += ((src[c + step] as number) - bottom) * wx;
-      const red = top + (bottom - top) * wy;
-      top = src[a + 1] as number;
-      bottom = src[c + 1] as number;
-      top += ((src[a + 1 + step] as number) - top) * wx;
-      bottom += ((src[c + 1 + step] as number) - bottom) * wx;
-      const green = top + (bottom - top) * wy;
-      top = src[a + 2] as number;
-      bottom = src[c + 2] as number;
-      top += ((src[a + 2 + step] as number) - top) * wx;
-      bottom += ((src[c + 2 + step] as number) - bottom) * wx;
-      const blue = top + (bottom - top) * wy;
-      out[o + offR] = red * kR + bR;
-      out[o + offG] = green * k1 + b1;
-      out[o + offB] = blue * kB + bB;
+  resampleNormalised(image.data, geometry, plan ?? createResizePlan(geometry), channels, out);
+}
+
+/**
+ * The adapters' preprocess: `write(image, geometry, out)` with the plan and channel map of the
+ * latest geometry kept, so frames of one stream allocate nothing.
+ */
+export function createInputWriter(
+  format: TensorFormat,
+): (image: RgbImage, geometry: ResizeGeometry, out: Float32Array) => void {
+  let plan: ResizePlan | null = null;
+  let channels: ChannelMap | null = null;
+  let channelsFor: ResizeGeometry | null = null;
+  return (image, geometry, out) => {
+    if (plan === null || !planFits(plan, geometry)) plan = createResizePlan(geometry);
+    if (
+      channels === null ||
+      channelsFor === null ||
+      channelsFor.dstWidth !== geometry.dstWidth ||
+      channelsFor.dstHeight !== geometry.dstHeight
+    ) {
+      channels = channelMap(geometry, format);
+      channelsFor = geometry;
     }
-  }
+    writeInputTensor(image, geometry, format, out, plan, channels);
+  };
 }

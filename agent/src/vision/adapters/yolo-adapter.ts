@@ -5,13 +5,7 @@ import { labelFor } from './adapter-types.ts';
 import type { BoxSet } from './box-set.ts';
 import { createBoxSet, nonMaxSuppression, pushBox, selectTopK } from './box-set.ts';
 import type { TensorFormat } from './resize.ts';
-import {
-  createResizePlanCache,
-  letterboxGeometry,
-  mapBoxToSource,
-  stretchGeometry,
-  writeInputTensor,
-} from './resize.ts';
+import { createInputWriter, lastSizeMemo, letterboxGeometry, mapBoxToSource, stretchGeometry } from './resize.ts';
 
 /*
  * YOLO-family detectors, both output layouts:
@@ -160,7 +154,14 @@ export function createYoloAdapter(options: YoloAdapterOptions): ModelAdapter {
   const height = input.height ?? YOLO_DEFAULT_SIZE;
   const format = tensorFormatOf(manifest, input.layout);
   const dims = input.layout === 'nchw' ? [1, 3, height, width] : [1, height, width, 3];
-  const planFor = createResizePlanCache();
+  const write = createInputWriter(format);
+  const stretch = manifest.input.resize === 'stretch';
+  const preFor = lastSizeMemo(
+    (w, h): Preprocessed => ({
+      dims,
+      geometry: stretch ? stretchGeometry(w, h, width, height) : letterboxGeometry(w, h, width, height),
+    }),
+  );
   const candidates = createBoxSet(512);
   const scratch = { best: new Float32Array(0), bestClass: new Int32Array(0) };
   const { confidence, iou, topK, maxDetections } = manifest.thresholds;
@@ -185,13 +186,11 @@ export function createYoloAdapter(options: YoloAdapterOptions): ModelAdapter {
     labels,
     threshold: confidence,
     inputDims: () => dims,
+    sourceScale: { width, height, keepAspect: !stretch },
     preprocess(image, out): Preprocessed {
-      const geometry =
-        manifest.input.resize === 'stretch'
-          ? stretchGeometry(image.width, image.height, width, height)
-          : letterboxGeometry(image.width, image.height, width, height);
-      writeInputTensor(image, geometry, format, out, planFor(geometry));
-      return { dims, geometry };
+      const pre = preFor(image.width, image.height);
+      write(image, pre.geometry, out);
+      return pre;
     },
     postprocess(outputs: ModelOutputs, pre: Preprocessed): Detection[] {
       const name = options.outputName ?? Object.keys(outputs)[0];
