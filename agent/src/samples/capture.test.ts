@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { SamplePolicyInput } from '@edgeloop/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { FrameResult } from '../vision/pipeline.ts';
-import { type CaptureFrameInput, createSampleCapture, type SampleCaptureDeps } from './capture.ts';
+import { type CaptureFrameInput, createSampleCapture, type SampleCaptureDeps, sampleFrameOf } from './capture.ts';
 import { openSpool } from './spool.ts';
 
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -185,5 +185,31 @@ describe('hard-sample capture', () => {
     expect(t).toMatchObject({ captured: 1, spooled: 1 });
     expect(capture.stats().duplicates).toBe(2);
     expect(1_000_000 - (t.budgetLeft.bytesToday as number)).toBeLessThan(t.spooledBytes);
+  });
+});
+
+describe('sampleFrameOf', () => {
+  const frame = (width: number, height: number, extra: object = {}) => ({
+    data: new Uint8Array(width * height * 3),
+    width,
+    height,
+    index: 0,
+    capturedAt: 0,
+    origin: 'test',
+    ...extra,
+  });
+
+  it('cuts samples from the full-resolution copy of a frame scaled for the model, with the box scale factors', () => {
+    const full = frame(768, 576);
+    const picked = sampleFrameOf(frame(320, 240, { scaledForModel: true, full }));
+    expect(picked?.frame).toBe(full);
+    expect(picked?.sx).toBeCloseTo(2.4, 10);
+    expect(picked?.sy).toBeCloseTo(2.4, 10);
+  });
+
+  it('skips a scaled frame without a full copy and takes an unscaled frame as it is', () => {
+    expect(sampleFrameOf(frame(320, 240, { scaledForModel: true }))).toBeNull();
+    const plain = frame(640, 480);
+    expect(sampleFrameOf(plain)).toEqual({ frame: plain, sx: 1, sy: 1 });
   });
 });

@@ -109,8 +109,32 @@ export type SampleCaptureDeps = {
      */
     readonly encoder?: 'inline' | 'child';
     readonly encoderPriority?: number;
+    /**
+     * When the source scales frames for the model (ffmpeg's default), samples are taken only from
+     * frames that carry the camera's resolution (`frame.full`): the sink asks for one every this
+     * many frames (default 10).
+     */
+    readonly fullFrameEvery?: number;
   };
 };
+
+/**
+ * The frame a sample is cut from: the frame itself, or its full-resolution copy when the source
+ * scaled it for the model (boxes are then scaled to that copy); null when a scaled frame carries
+ * no full-resolution copy (it is not a candidate).
+ */
+export function sampleFrameOf(
+  frame: FrameResult['frame'],
+): { frame: FrameResult['frame']; sx: number; sy: number } | null {
+  if (frame.full)
+    return { frame: frame.full, sx: frame.full.width / frame.width, sy: frame.full.height / frame.height };
+  return frame.scaledForModel ? null : { frame, sx: 1, sy: 1 };
+}
+
+function scaleBoxes<T extends BoxLike>(boxes: readonly T[], sx: number, sy: number): readonly T[] {
+  if (sx === 1 && sy === 1) return boxes;
+  return boxes.map((b) => ({ ...b, x1: b.x1 * sx, y1: b.y1 * sy, x2: b.x2 * sx, y2: b.y2 * sy }));
+}
 
 type Slot = {
   rgb: Uint8Array;
@@ -280,7 +304,9 @@ export function createSampleCapture(deps: SampleCaptureDeps): SampleCapture {
   function offerShadow(result: FrameResult, candidate: readonly BoxLike[]): CaptureOutcome {
     const p = policy;
     if (!p?.enabled || shadowStrategies === 0) return 'none';
-    const frame = result.frame;
+    const picked = sampleFrameOf(result.frame);
+    if (!picked) return 'none';
+    const frame = picked.frame;
     // The sink queued this very frame already (another strategy): one sample per frame.
     if (lastQueuedData === frame.data && lastQueuedAt === frame.capturedAt) return 'none';
     shadowInput.detections = result.detections;
@@ -301,10 +327,10 @@ export function createSampleCapture(deps: SampleCaptureDeps): SampleCapture {
     scratch.width = frame.width;
     scratch.height = frame.height;
     scratch.capturedAt = frame.capturedAt;
-    scratch.detections = result.detections;
+    scratch.detections = scaleBoxes(result.detections, picked.sx, picked.sy);
     scratch.model = result.model.ref;
     scratch.camera = result.cameraHealth ?? null;
-    scratch.shadow = candidate;
+    scratch.shadow = scaleBoxes(candidate, picked.sx, picked.sy);
     const outcome = enqueue(p, selection, scratch);
     scratch.data = new Uint8Array(0);
     scratch.detections = [];
@@ -419,13 +445,16 @@ export function createSampleCapture(deps: SampleCaptureDeps): SampleCapture {
   };
   const sink: VisionSink = {
     name: 'hard-samples',
+    fullFrames: { everyFrames: Math.max(1, deps.options?.fullFrameEvery ?? 10) },
     onResult(result: FrameResult) {
       if (!policy?.enabled) return;
-      scratch.data = result.frame.data;
-      scratch.width = result.frame.width;
-      scratch.height = result.frame.height;
-      scratch.capturedAt = result.frame.capturedAt;
-      scratch.detections = result.detections;
+      const picked = sampleFrameOf(result.frame);
+      if (!picked) return;
+      scratch.data = picked.frame.data;
+      scratch.width = picked.frame.width;
+      scratch.height = picked.frame.height;
+      scratch.capturedAt = picked.frame.capturedAt;
+      scratch.detections = scaleBoxes(result.detections, picked.sx, picked.sy);
       scratch.model = result.model.ref;
       scratch.camera = result.cameraHealth ?? null;
       // Shadow-disagreement judges compared frames later, in offerShadow (the comparator's onCompared).

@@ -42,6 +42,12 @@ export const FfmpegSourceConfig = z.strictObject({
   fps: z.number().positive().max(1000).optional(),
   loop: z.boolean().default(false),
   realtime: z.boolean().default(true),
+  /**
+   * ffmpeg scales frames to the model's input size (the JS preprocess then only normalises); sinks
+   * that need the camera's resolution (hard samples) get it on every Nth frame. false: frames
+   * arrive at the source size (or width/height) and are resized in JS.
+   */
+  scaleToModel: z.boolean().default(true),
   rtspTransport: z.enum(['tcp', 'udp']).default('tcp'),
   restart: RestartConfig.prefault({}),
   /** No bytes from ffmpeg for this long restarts it; null: never. Default 15 s for streams and devices. */

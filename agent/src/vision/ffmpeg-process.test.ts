@@ -21,7 +21,22 @@ describe('ffmpeg stream info', () => {
       inputFps: 10,
       outputWidth: 384,
       outputHeight: 288,
+      fullWidth: null,
+      fullHeight: null,
     });
+  });
+
+  it('reads the second output of a split (scaled frames on pipe:1, full-resolution ones on pipe:3)', () => {
+    const parser = createStreamInfoParser();
+    const lines = [
+      ...VTEST_STDERR.slice(0, 4),
+      "Output #0, rawvideo, to 'pipe:1':",
+      '    Stream #0:0: Video: rawvideo (RGB[24] / 0x18424752), rgb24, 320x240, q=2-31, 18432 kb/s, 10 fps, 10 tbn, 10 tbc',
+      "Output #1, rawvideo, to 'pipe:3':",
+      '    Stream #1:0: Video: rawvideo (RGB[24] / 0x18424752), rgb24, 768x576, q=2-31, 106168 kb/s, 10 fps, 10 tbn, 10 tbc',
+    ];
+    for (const line of lines) parser.update(line.trim());
+    expect(parser.info).toMatchObject({ outputWidth: 320, outputHeight: 240, fullWidth: 768, fullHeight: 576 });
   });
 
   it('splits stderr on \\n and \\r and keeps a bounded tail', () => {

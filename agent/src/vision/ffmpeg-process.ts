@@ -123,6 +123,9 @@ export interface FfmpegStreamInfo {
   inputFps: number | null;
   outputWidth: number | null;
   outputHeight: number | null;
+  /** The second output's size (the full-resolution frames of a scaling source's split), if any. */
+  fullWidth: number | null;
+  fullHeight: number | null;
 }
 
 const SIZE_PATTERN = /, (\d{1,5})x(\d{1,5})(?=[ ,[]|$)/;
@@ -139,8 +142,10 @@ export function createStreamInfoParser(): { info: FfmpegStreamInfo; update(line:
     inputFps: null,
     outputWidth: null,
     outputHeight: null,
+    fullWidth: null,
+    fullHeight: null,
   };
-  let section: 'none' | 'input' | 'output' = 'none';
+  let section: 'none' | 'input' | 'output' | 'second-output' = 'none';
   return {
     info,
     update(line) {
@@ -148,8 +153,9 @@ export function createStreamInfoParser(): { info: FfmpegStreamInfo; update(line:
         section = 'input';
         return false;
       }
-      if (/^Output #\d+/.test(line)) {
-        section = 'output';
+      const output = /^Output #(\d+)/.exec(line);
+      if (output) {
+        section = output[1] === '0' ? 'output' : output[1] === '1' ? 'second-output' : 'none';
         return false;
       }
       if (!/Stream #\d+:\d+.*: Video: /.test(line)) return false;
@@ -166,6 +172,11 @@ export function createStreamInfoParser(): { info: FfmpegStreamInfo; update(line:
       if (section === 'output' && info.outputWidth === null && size) {
         info.outputWidth = Number(size[1]);
         info.outputHeight = Number(size[2]);
+        return true;
+      }
+      if (section === 'second-output' && info.fullWidth === null && size) {
+        info.fullWidth = Number(size[1]);
+        info.fullHeight = Number(size[2]);
         return true;
       }
       return false;

@@ -30,6 +30,14 @@ import { VisionError } from './vision-error.ts';
  * `stats().restarts`; the backoff resets once a restarted child delivers a frame. A local input
  * that fails `maxConsecutiveFailures` times in a row without a single frame is given up.
  * A non-looping file restarted mid-way continues from about where it stopped (`-ss`).
+ *
+ * Scaling for the model (`modelScale`, the vision service's default): ffmpeg delivers frames of
+ * the model's input size (kept aspect for a letterbox), so the JS preprocess only normalises, and
+ * marks them `scaledForModel`. With `fullFrames`, ffmpeg's filter graph splits the decoded
+ * stream: `split -> scale -> pipe:1` for every frame and `split -> select (every Nth) -> pipe:3`
+ * at full resolution (`-vsync passthrough`, so both outputs keep every frame they are given and
+ * frame n of pipe:3 is frame n * N of pipe:1). Each Nth frame then carries `full`; the reader of
+ * pipe:3 holds at most two full frames ahead and otherwise lets ffmpeg wait.
  */
 
 export interface FfmpegRestartOptions {
@@ -51,6 +59,13 @@ export interface FfmpegSourceOptions {
   /** Output size; ffmpeg scales. One side alone keeps the aspect ratio. Absent: the source size. */
   width?: number | undefined;
   height?: number | undefined;
+  /**
+   * Scale (after width/height) to the model's input: exactly width x height, or inside it with the
+   * aspect kept (`keepAspect`, for a letterbox). Frames are then marked `scaledForModel`.
+   */
+  modelScale?: { width: number; height: number; keepAspect: boolean } | null | undefined;
+  /** With modelScale: every `everyFrames`-th frame (from the first) also carries the unscaled frame (`frame.full`). */
+  fullFrames?: { everyFrames: number } | null | undefined;
   /** Output frame rate (ffmpeg's fps filter drops or repeats frames). */
   fps?: number | undefined;
   /** Files: start again at the end (`-stream_loop -1`). */
@@ -124,6 +139,18 @@ export function createFfmpegSource(options: FfmpegSourceOptions, deps: FfmpegSou
   let running = false;
   // Reused between children while the frame size stays the same.
   let buffer: Uint8Array = new Uint8Array(0);
+  let fullBuffers: Uint8Array[] = [];
+  const modelScale = options.modelScale ?? null;
+  const everyFrames = modelScale && options.fullFrames ? Math.max(1, Math.floor(options.fullFrames.everyFrames)) : 0;
+  const split = everyFrames > 0;
+  // The delivered size is known up front only when ffmpeg is told it exactly.
+  const fixedSize = modelScale
+    ? modelScale.keepAspect
+      ? null
+      : { width: modelScale.width, height: modelScale.height }
+    : options.width && options.height
+      ? { width: options.width, height: options.height }
+      : null;
 
   function buildArgs(seekSeconds: number): string[] {
     const out = ['-hide_banner', '-nostdin', '-nostats', '-loglevel', 'info'];
@@ -139,6 +166,34 @@ export function createFfmpegSource(options: FfmpegSourceOptions, deps: FfmpegSou
     if (options.width || options.height) {
       filters.push(`scale=${options.width ?? -2}:${options.height ?? -2}`);
     }
+    const toModel = modelScale
+      ? `scale=${modelScale.width}:${modelScale.height}:flags=bilinear${modelScale.keepAspect ? ':force_original_aspect_ratio=decrease' : ''}`
+      : null;
+    if (split && toModel) {
+      const head = filters.length > 0 ? `${filters.join(',')},` : '';
+      out.push(
+        '-filter_complex',
+        `[0:v]${head}split=2[m][f];[m]${toModel}[model];[f]select=not(mod(n\\,${everyFrames}))[full]`,
+        '-vsync',
+        'passthrough',
+        '-map',
+        '[model]',
+        '-f',
+        'rawvideo',
+        '-pix_fmt',
+        'rgb24',
+        'pipe:1',
+        '-map',
+        '[full]',
+        '-f',
+        'rawvideo',
+        '-pix_fmt',
+        'rgb24',
+        'pipe:3',
+      );
+      return out;
+    }
+    if (toModel) filters.push(toModel);
     if (filters.length > 0) out.push('-vf', filters.join(','));
     out.push('-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1');
     return out;
@@ -151,7 +206,9 @@ export function createFfmpegSource(options: FfmpegSourceOptions, deps: FfmpegSou
     signal: AbortSignal,
   ): Promise<ChildOutcome> {
     args = buildArgs(seekSeconds);
-    const proc = spawn(ffmpegPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(ffmpegPath, args, {
+      stdio: split ? ['ignore', 'pipe', 'pipe', 'pipe'] : ['ignore', 'pipe', 'pipe'],
+    });
     child = proc;
     let framesThisChild = 0;
     let spawnError: Error | null = null;
@@ -160,20 +217,28 @@ export function createFfmpegSource(options: FfmpegSourceOptions, deps: FfmpegSou
     let lastDataAt = Date.now();
 
     const parser = createStreamInfoParser();
-    let width = options.width && options.height ? options.width : 0;
-    let height = options.width && options.height ? options.height : 0;
+    let width = fixedSize?.width ?? 0;
+    let height = fixedSize?.height ?? 0;
+    let fullWidth = 0;
+    let fullHeight = 0;
     const size: { resolve: () => void } = { resolve: () => {} };
     const sizeKnown = new Promise<void>((resolve) => {
       size.resolve = resolve;
     });
     const resolveSize = (): void => size.resolve();
-    if (width > 0) resolveSize();
+    const sizesKnown = (): boolean => width > 0 && (!split || fullWidth > 0);
+    if (sizesKnown()) resolveSize();
     const stderr = createStderrLines((line) => {
-      if (parser.update(line) && width === 0 && parser.info.outputWidth && parser.info.outputHeight) {
+      if (!parser.update(line)) return;
+      if (width === 0 && parser.info.outputWidth && parser.info.outputHeight) {
         width = parser.info.outputWidth;
         height = parser.info.outputHeight;
-        resolveSize();
       }
+      if (split && fullWidth === 0 && parser.info.fullWidth && parser.info.fullHeight) {
+        fullWidth = parser.info.fullWidth;
+        fullHeight = parser.info.fullHeight;
+      }
+      if (sizesKnown()) resolveSize();
     });
     proc.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));
     const closed = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
@@ -209,19 +274,121 @@ export function createFfmpegSource(options: FfmpegSourceOptions, deps: FfmpegSou
             Math.max(50, Math.min(1000, stallTimeoutMs / 4)),
           );
     watchdog?.unref();
-    const probeTimer =
-      width > 0
-        ? null
-        : setTimeout(() => {
-            if (width === 0) proc.kill('SIGKILL');
-          }, probeTimeoutMs);
+    const probeTimer = sizesKnown()
+      ? null
+      : setTimeout(() => {
+          if (!sizesKnown()) proc.kill('SIGKILL');
+        }, probeTimeoutMs);
     probeTimer?.unref();
+
+    // Full-resolution frames from pipe:3 (split only): completed ones wait in `fullReady`, in order.
+    const fullFrame: Frame & { data: Uint8Array; width: number; height: number; index: number; capturedAt: number } = {
+      data: new Uint8Array(0),
+      width: 0,
+      height: 0,
+      index: 0,
+      capturedAt: 0,
+      origin: url,
+    };
+    const fullReady: { index: number; data: Uint8Array }[] = [];
+    const fullFree: Uint8Array[] = [];
+    let fullEnded = !split;
+    let closing = false;
+    let wakeMain: (() => void) | null = null;
+    let wakeFull: (() => void) | null = null;
+    const notifyMain = (): void => {
+      const w = wakeMain;
+      wakeMain = null;
+      w?.();
+    };
+    const notifyFull = (): void => {
+      const w = wakeFull;
+      wakeFull = null;
+      w?.();
+    };
+    const onAbortWake = (): void => {
+      notifyMain();
+      notifyFull();
+    };
+    signal.addEventListener('abort', onAbortWake, { once: true });
+    const readFull = async (): Promise<void> => {
+      const stream = proc.stdio[3] as NodeJS.ReadableStream | null;
+      if (!stream) return;
+      try {
+        await sizeKnown;
+        if (fullWidth === 0) return;
+        const bytes = fullWidth * fullHeight * 3;
+        if (fullBuffers.length !== 2 || fullBuffers[0]?.length !== bytes) {
+          fullBuffers = [new Uint8Array(bytes), new Uint8Array(bytes)];
+        }
+        fullFree.push(...fullBuffers);
+        let current = fullFree.pop() as Uint8Array;
+        let filled = 0;
+        let count = 0;
+        for await (const chunk of stream as AsyncIterable<Buffer>) {
+          lastDataAt = Date.now();
+          let offset = 0;
+          while (offset < chunk.length) {
+            const take = Math.min(chunk.length - offset, bytes - filled);
+            current.set(chunk.subarray(offset, offset + take), filled);
+            filled += take;
+            offset += take;
+            if (filled < bytes) continue;
+            filled = 0;
+            fullReady.push({ index: count * everyFrames, data: current });
+            count++;
+            notifyMain();
+            // Both buffers hold frames the main stream has not reached: let ffmpeg wait.
+            while (fullFree.length === 0 && !signal.aborted && !closing) {
+              await new Promise<void>((resolve) => {
+                wakeFull = resolve;
+              });
+            }
+            if (signal.aborted || closing) return;
+            current = fullFree.pop() as Uint8Array;
+          }
+        }
+      } catch {
+        // The child died: the main stream's outcome says why.
+      } finally {
+        fullEnded = true;
+        notifyMain();
+      }
+    };
+    const fullDone = split ? readFull() : Promise.resolve();
+
+    /** The full frame of main frame `i` (waits for pipe:3 to deliver it), or undefined when none comes. */
+    const takeFull = async (i: number): Promise<Uint8Array | undefined> => {
+      for (;;) {
+        while (fullReady.length > 0 && (fullReady[0] as { index: number }).index < i) {
+          fullFree.push((fullReady.shift() as { data: Uint8Array }).data);
+          notifyFull();
+        }
+        const head = fullReady[0];
+        if (head && head.index === i) return head.data;
+        if (head || fullEnded || signal.aborted) return undefined;
+        await new Promise<void>((resolve) => {
+          wakeMain = resolve;
+        });
+      }
+    };
 
     let consumerError: unknown = null;
     try {
       let filled = 0;
       let frameBytes = width * height * 3;
-      const frame = { data: buffer, width, height, index: 0, capturedAt: 0, origin: url };
+      let localIndex = 0;
+      const frame: {
+        data: Uint8Array;
+        width: number;
+        height: number;
+        index: number;
+        capturedAt: number;
+        origin: string;
+        scaledForModel?: boolean;
+        full?: Frame | undefined;
+      } = { data: buffer, width, height, index: 0, capturedAt: 0, origin: url };
+      if (modelScale) frame.scaledForModel = true;
       const ensureBuffer = (): void => {
         frameBytes = width * height * 3;
         if (buffer.length !== frameBytes) buffer = new Uint8Array(frameBytes);
@@ -234,7 +401,7 @@ export function createFfmpegSource(options: FfmpegSourceOptions, deps: FfmpegSou
         lastDataAt = Date.now();
         if (frameBytes === 0) {
           await sizeKnown;
-          if (width === 0) break;
+          if (!sizesKnown()) break;
           ensureBuffer();
         }
         let offset = 0;
@@ -247,6 +414,21 @@ export function createFfmpegSource(options: FfmpegSourceOptions, deps: FfmpegSou
             filled = 0;
             frame.index = framesDelivered;
             frame.capturedAt = clock.now();
+            let fullData: Uint8Array | undefined;
+            if (split && localIndex % everyFrames === 0) {
+              fullData = await takeFull(localIndex);
+            }
+            localIndex++;
+            if (fullData) {
+              fullFrame.data = fullData;
+              fullFrame.width = fullWidth;
+              fullFrame.height = fullHeight;
+              fullFrame.index = frame.index;
+              fullFrame.capturedAt = frame.capturedAt;
+              frame.full = fullFrame;
+            } else {
+              frame.full = undefined;
+            }
             framesDelivered++;
             framesThisChild++;
             const pending = onFrame(frame as Frame);
@@ -258,6 +440,12 @@ export function createFfmpegSource(options: FfmpegSourceOptions, deps: FfmpegSou
                 consumerBusy = false;
                 lastDataAt = Date.now();
               }
+            }
+            if (fullData) {
+              // The consumer is done with it: the buffer may take the next full frame.
+              fullFree.push((fullReady.shift() as { data: Uint8Array }).data);
+              frame.full = undefined;
+              notifyFull();
             }
             if (signal.aborted) break;
           }
@@ -273,6 +461,15 @@ export function createFfmpegSource(options: FfmpegSourceOptions, deps: FfmpegSou
     }
     if (consumerError !== null || signal.aborted) kill();
     const exit = await closed;
+    // pipe:3 ends with the child; a reader still parked for space is released.
+    signal.removeEventListener('abort', onAbortWake);
+    fullEnded = true;
+    closing = true;
+    if (split) {
+      (proc.stdio[3] as (NodeJS.ReadableStream & { destroy?: () => void }) | null)?.destroy?.();
+      notifyFull();
+      await fullDone;
+    }
     if (killTimer) clearTimeout(killTimer);
     child = null;
     if (consumerError !== null) throw consumerError;

@@ -17,6 +17,16 @@ export interface Frame {
   readonly capturedAt: number;
   /** Where the frame came from (file path, URL, camera), for people. */
   readonly origin: string;
+  /**
+   * True when the source shrank this frame to the model's input size (ffmpeg's `modelScale`):
+   * it is not the camera's resolution, and sinks that need that (hard samples) use `full`.
+   */
+  readonly scaledForModel?: boolean | undefined;
+  /**
+   * The same moment at full resolution, on the frames that carry one (every Nth frame of a
+   * source scaled for the model, when a sink asked for them). Same lifetime as `data`.
+   */
+  readonly full?: Frame | undefined;
 }
 
 /**

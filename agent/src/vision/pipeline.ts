@@ -44,6 +44,12 @@ export interface FrameResult {
 export interface VisionSink {
   readonly name: string;
   onResult(result: FrameResult): void | Promise<void>;
+  /**
+   * Full-resolution frames this sink needs when the source scales for the model (ffmpeg's
+   * default): every `everyFrames`-th frame then carries `frame.full`. The vision service asks the
+   * source for the smallest interval of its sinks when it starts a source.
+   */
+  readonly fullFrames?: { readonly everyFrames: number } | undefined;
 }
 
 export interface CameraHealthSampling {
@@ -117,10 +123,44 @@ export interface VisionPipeline {
   addSink(sink: VisionSink): () => void;
 }
 
+interface SlotFrame {
+  data: Uint8Array;
+  width: number;
+  height: number;
+  index: number;
+  capturedAt: number;
+  origin: string;
+  scaledForModel?: boolean | undefined;
+  full?: Frame | undefined;
+}
+
 interface Slot {
-  frame: { data: Uint8Array; width: number; height: number; index: number; capturedAt: number; origin: string };
+  frame: SlotFrame;
   buffer: Uint8Array;
+  /** The copy of `frame.full` (a source scaled for the model, on every Nth frame). */
+  full: SlotFrame;
+  fullBuffer: Uint8Array;
   enqueuedAt: number;
+}
+
+function emptySlotFrame(): SlotFrame {
+  return { data: new Uint8Array(0), width: 0, height: 0, index: 0, capturedAt: 0, origin: '' };
+}
+
+/** Copies `frame` into `target`, reusing `buffer` (grown only for a larger frame); returns the buffer. */
+function copyFrame(target: SlotFrame, buffer: Uint8Array, frame: Frame): Uint8Array {
+  const bytes = frame.width * frame.height * 3;
+  const store = buffer.length < bytes ? new Uint8Array(bytes) : buffer;
+  const view =
+    target.data.length === bytes && target.data.buffer === store.buffer ? target.data : store.subarray(0, bytes);
+  view.set(frame.data.subarray(0, bytes));
+  target.data = view;
+  target.width = frame.width;
+  target.height = frame.height;
+  target.index = frame.index;
+  target.capturedAt = frame.capturedAt;
+  target.origin = frame.origin;
+  return store;
 }
 
 export function createVisionPipeline(deps: VisionPipelineDeps): VisionPipeline {
@@ -146,8 +186,10 @@ export function createVisionPipeline(deps: VisionPipelineDeps): VisionPipeline {
   const free: Slot[] = [];
   for (let i = 0; i < capacity + 1; i++) {
     free.push({
-      frame: { data: new Uint8Array(0), width: 0, height: 0, index: 0, capturedAt: 0, origin: '' },
+      frame: emptySlotFrame(),
       buffer: new Uint8Array(0),
+      full: emptySlotFrame(),
+      fullBuffer: new Uint8Array(0),
       enqueuedAt: 0,
     });
   }
@@ -178,19 +220,14 @@ export function createVisionPipeline(deps: VisionPipelineDeps): VisionPipeline {
   };
 
   function copyInto(slot: Slot, frame: Frame): void {
-    const bytes = frame.width * frame.height * 3;
-    if (slot.buffer.length < bytes) slot.buffer = new Uint8Array(bytes);
-    const view =
-      slot.frame.data.length === bytes && slot.frame.data.buffer === slot.buffer.buffer
-        ? slot.frame.data
-        : slot.buffer.subarray(0, bytes);
-    view.set(frame.data.subarray(0, bytes));
-    slot.frame.data = view;
-    slot.frame.width = frame.width;
-    slot.frame.height = frame.height;
-    slot.frame.index = frame.index;
-    slot.frame.capturedAt = frame.capturedAt;
-    slot.frame.origin = frame.origin;
+    slot.buffer = copyFrame(slot.frame, slot.buffer, frame);
+    slot.frame.scaledForModel = frame.scaledForModel;
+    if (frame.full) {
+      slot.fullBuffer = copyFrame(slot.full, slot.fullBuffer, frame.full);
+      slot.frame.full = slot.full;
+    } else {
+      slot.frame.full = undefined;
+    }
     slot.enqueuedAt = performance.now();
   }
 

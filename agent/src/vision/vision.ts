@@ -3,6 +3,7 @@ import type { Clock } from '../clock.ts';
 import { systemClock } from '../clock.ts';
 import type { Logger } from '../logger.ts';
 import { silentLogger } from '../logger.ts';
+import type { SourceScale } from './adapters/resize.ts';
 import type { CameraHealthConfig, VisionConfig, VisionSourceConfig } from './config.ts';
 import { createFfmpegSource } from './ffmpeg-source.ts';
 import type { FrameSource } from './frame-source.ts';
@@ -70,6 +71,27 @@ export interface FrameSourceDeps {
   logger?: Logger | undefined;
   ffmpegPath?: string | undefined;
   searchPath?: string | undefined;
+  /** ffmpeg sources with scaleToModel: the model's wish (adapter.sourceScale); null: no scaling for the model. */
+  modelScale?: SourceScale | null | undefined;
+  /** With modelScale: every Nth frame carries the full-resolution frame (the sinks' smallest wish). */
+  fullFrames?: { everyFrames: number } | null | undefined;
+}
+
+/** The smallest full-frame interval the sinks ask for; null when none asks. */
+export function fullFramesFor(sinks: readonly VisionSink[]): { everyFrames: number } | null {
+  let every = Number.POSITIVE_INFINITY;
+  for (const sink of sinks) {
+    const wanted = sink.fullFrames?.everyFrames;
+    if (wanted !== undefined && wanted >= 1) every = Math.min(every, Math.floor(wanted));
+  }
+  return Number.isFinite(every) ? { everyFrames: every } : null;
+}
+
+function sameScale(a: SourceScale | null, b: SourceScale | null): boolean {
+  return (
+    a === b ||
+    (a !== null && b !== null && a.width === b.width && a.height === b.height && a.keepAspect === b.keepAspect)
+  );
 }
 
 /** The frame source a `vision.source` config describes. */
@@ -79,6 +101,8 @@ export function createFrameSource(config: VisionSourceConfig, deps: FrameSourceD
       return createFfmpegSource(
         {
           url: config.url,
+          modelScale: config.scaleToModel ? deps.modelScale : null,
+          fullFrames: config.scaleToModel && deps.modelScale ? deps.fullFrames : null,
           format: config.format,
           inputOptions: config.inputOptions,
           width: config.width,
@@ -138,7 +162,11 @@ export function createVision(deps: VisionDeps): Vision {
   let model: VisionModel | null = null;
   let pipeline: VisionPipeline | null = null;
   let loopDone: Promise<void> | null = null;
+  // The model scale the running source was started with; a swap to a model that wants another one restarts it.
+  let sourceScale: SourceScale | null = null;
+  let restartSource = false;
   const ffmpegPath = config.ffmpegPath;
+  const scalesForModel = config.source.kind === 'ffmpeg' && config.source.scaleToModel;
 
   async function loadModel(modelPath: string, manifest: ModelManifest | null): Promise<VisionModel> {
     const warmupFrameSize =
@@ -160,12 +188,16 @@ export function createVision(deps: VisionDeps): Vision {
   async function runPipelines(): Promise<void> {
     let failures = 0;
     while (!stopController.signal.aborted && model) {
+      sourceScale = scalesForModel ? model.adapter.sourceScale : null;
+      restartSource = false;
       const current = createVisionPipeline({
         source: createFrameSource(config.source, {
           clock,
           logger: deps.logger,
           ffmpegPath,
           searchPath: deps.searchPath,
+          modelScale: sourceScale,
+          fullFrames: fullFramesFor(sinks),
         }),
         model,
         sinks,
@@ -190,6 +222,7 @@ export function createVision(deps: VisionDeps): Vision {
       const outcome = await current.done;
       model = current.model();
       pipeline = null;
+      if (outcome.reason === 'stopped' && restartSource && !stopController.signal.aborted) continue;
       if (outcome.reason === 'stopped') return;
       if (outcome.reason === 'ended') {
         logger.info({ source: config.source.kind }, 'frame source ended');
@@ -242,6 +275,11 @@ export function createVision(deps: VisionDeps): Vision {
       if (running) {
         const previous = await running.swapModel(next);
         model = next;
+        if (scalesForModel && !sameScale(sourceScale, next.adapter.sourceScale)) {
+          // ffmpeg scales for the previous model's input: start the source again for this one.
+          restartSource = true;
+          void running.stop();
+        }
         return previous;
       }
       const previous = model;
