@@ -174,6 +174,27 @@ describe.each(dialects)('retraining store: $name', (dialect) => {
     ).toBeNull();
   });
 
+  it('logs an attempt that was in flight when a trainer claimed the run, and keeps the run claimed', async () => {
+    await store.retrainingRuns.create(run('r1'));
+    await store.retrainingRuns.claim('r1', 'trainer', T + 1, ['delivering']);
+    const logged = await store.retrainingRuns.recordDelivery('r1', 0, {
+      status: 'delivered',
+      nextAttemptAt: null,
+      delivery: { at: T + 2, statusCode: 202, error: null, durationMs: 3 },
+      keep: 20,
+    });
+    expect(logged).toMatchObject({ status: 'claimed', attempts: 1, lastStatusCode: 202, nextAttemptAt: null });
+    expect(logged?.deliveries).toHaveLength(1);
+    const retry = await store.retrainingRuns.recordDelivery('r1', 1, {
+      status: 'delivering',
+      nextAttemptAt: T + 9_000,
+      delivery: { at: T + 3, statusCode: 503, error: 'HTTP 503', durationMs: 3 },
+      keep: 20,
+    });
+    expect(retry).toMatchObject({ status: 'claimed', attempts: 2, nextAttemptAt: null });
+    expect(await store.retrainingRuns.due(T + 10_000, 10)).toEqual([]);
+  });
+
   it('lets one trainer claim a run, links the model registered from it once, and finds the run by its model', async () => {
     await store.retrainingRuns.create(run('r1', { status: 'pending', webhookUrl: null, nextAttemptAt: null }));
     const claimed = await store.retrainingRuns.claim('r1', 'tok_trainer', T + 1, ['pending', 'delivered', 'failed']);

@@ -742,8 +742,9 @@ export type RetrainingRunRepository = {
   due(now: number, limit: number): Promise<RetrainingRunRecord[]>;
   /**
    * Logs one delivery attempt and moves the run on (delivering again with a next attempt, delivered,
-   * or failed), only while it is delivering with `expectedAttempts` attempts; null otherwise. The log
-   * keeps the newest `keep` attempts.
+   * or failed), only while it has `expectedAttempts` attempts; null otherwise. A run claimed or
+   * linked meanwhile logs the attempt but keeps its status (and takes no next attempt); a delivered
+   * or failed one takes nothing. The log keeps the newest `keep` attempts.
    */
   recordDelivery(
     runId: string,

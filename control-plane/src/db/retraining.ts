@@ -41,6 +41,9 @@ const RUN_COLUMNS = sql.raw(
   ].join(', '),
 );
 
+/** Statuses in which a webhook attempt that was in flight is still logged. */
+const LOGGABLE: readonly string[] = ['delivering', 'claimed', 'model-registered'];
+
 const numOrNull = (value: unknown): number | null => (value === null || value === undefined ? null : Number(value));
 
 export function createRetrainingPolicyRepository(dialect: SqlDialect): RetrainingPolicyRepository {
@@ -151,14 +154,17 @@ export function createRetrainingRunRepository(dialect: SqlDialect): RetrainingRu
 
     async recordDelivery(runId, expectedAttempts, outcome) {
       const current = await get(runId);
-      if (current?.status !== 'delivering' || current.attempts !== expectedAttempts) return null;
+      if (!current || !LOGGABLE.includes(current.status) || current.attempts !== expectedAttempts) return null;
       const deliveries = [...current.deliveries, outcome.delivery].slice(-outcome.keep);
-      // A run claimed (or recorded by another writer) meanwhile is left as it is.
-      const changed = await dialect.run(sql`UPDATE retraining_runs SET status = ${outcome.status},
+      // A run a trainer claimed (or linked) while the attempt was in flight keeps its status and
+      // takes no further attempt; the attempt is logged all the same.
+      const changed = await dialect.run(sql`UPDATE retraining_runs SET
+          status = CASE WHEN status = 'delivering' THEN ${outcome.status} ELSE status END,
+          next_attempt_at = CASE WHEN status = 'delivering' THEN CAST(${outcome.nextAttemptAt} AS BIGINT) ELSE NULL END,
           attempts = ${expectedAttempts + 1}, last_status_code = ${outcome.delivery.statusCode},
-          last_error = ${outcome.delivery.error}, next_attempt_at = ${outcome.nextAttemptAt},
-          deliveries = ${dialect.json(deliveries)}, updated_at = ${outcome.delivery.at}
-        WHERE id = ${runId} AND status = 'delivering' AND attempts = ${expectedAttempts}`);
+          last_error = ${outcome.delivery.error}, deliveries = ${dialect.json(deliveries)},
+          updated_at = ${outcome.delivery.at}
+        WHERE id = ${runId} AND ${statusIn(LOGGABLE)} AND attempts = ${expectedAttempts}`);
       return changed === 1 ? get(runId) : null;
     },
 
