@@ -5,6 +5,13 @@ import * as datasets from './datasets.ts';
 import { DriftList, DriftState, SetDriftReferenceRequest } from './drift.ts';
 import { ModelLineage } from './lineage.ts';
 import { ModelManifest, ModelRelease, SignedModelRelease } from './models.ts';
+import {
+  RetrainingPolicy,
+  RetrainingPolicyView,
+  RetrainingRun,
+  RetrainingRunList,
+  RetrainingWebhookPayload,
+} from './retraining.ts';
 import * as samples from './samples.ts';
 
 /**
@@ -47,6 +54,11 @@ export function jsonSchemas(): Record<string, unknown> {
     'api.drift-state': DriftState,
     'api.drift-list': DriftList,
     'api.set-drift-reference-request': SetDriftReferenceRequest,
+    'retraining.policy': RetrainingPolicy,
+    'retraining.policy-view': RetrainingPolicyView,
+    'retraining.run': RetrainingRun,
+    'retraining.run-list': RetrainingRunList,
+    'retraining.webhook-payload': RetrainingWebhookPayload,
     'api.rollout-spec': api.RolloutSpec,
     'api.create-rollout-request': api.CreateRolloutRequest,
     'api.rollout': api.RolloutView,
