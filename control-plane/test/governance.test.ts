@@ -129,6 +129,8 @@ describe('audit log', () => {
             evaluator: { tool: 'governance test', version: '0', provider: null, host: null, durationMs: 1 },
           }),
         ),
+      'PUT /api/v1/drift/reference': () =>
+        statusOf(op.drift.setReference({ scope: 'site', key: 'north', modelSha256: sha256Hex(bytes), source: 'auto' })),
       'PUT /api/v1/retraining/policies/:modelName': () =>
         statusOf(
           op.retraining.policies.set('det', {
@@ -178,6 +180,7 @@ describe('audit log', () => {
       'POST /api/v1/datasets',
       'PUT /api/v1/datasets/:id/labels',
       'POST /api/v1/models/:name/:version/evaluations',
+      'PUT /api/v1/drift/reference',
       'PUT /api/v1/retraining/policies/:modelName',
       'POST /api/v1/retraining/runs',
       'POST /api/v1/retraining/runs/:runId/claim',
