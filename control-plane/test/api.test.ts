@@ -484,6 +484,8 @@ describe('events and OpenAPI', () => {
         'GET /api/v1/datasets/{id}/export',
         'PUT /api/v1/sample-policy',
         'GET /api/v1/sample-policy',
+        'GET /api/v1/drift',
+        'PUT /api/v1/drift/reference',
         'PUT /api/v1/retraining/policies/{modelName}',
         'GET /api/v1/retraining/policies/{modelName}',
         'GET /api/v1/retraining/policies',
