@@ -87,7 +87,10 @@ export const LineageRun = z
     reason: JsonValue.nullable().describe('Why it fired: { kind, numbers }'),
     datasetId: z.string().nullable().describe('The dataset version it froze'),
     parentModel: z
-      .object({ id: z.string(), sha256: z.string() })
+      .object({
+        id: z.string().describe('name@version'),
+        sha256: z.string().describe('sha256 of its bytes'),
+      })
       .nullable()
       .describe('The model committed for the name when it fired'),
     createdAt: EpochMs.nullable().describe('When it fired'),
@@ -113,15 +116,24 @@ export const LineageStageOutcome = z
     stage: z.string().describe('Stage name (validation: the validation gate before the first stage)'),
     stageIndex: z.int().describe('Stage index in the spec (the validation gate is recorded before stage 0)'),
     verdicts: z
-      .object({ pass: z.int(), fail: z.int(), inconclusive: z.int() })
+      .object({
+        pass: z.int().describe('Passing verdicts'),
+        fail: z.int().describe('Failing verdicts'),
+        inconclusive: z.int().describe('Inconclusive verdicts'),
+      })
       .describe('Verdicts taken in this stage, by kind'),
     last: z
       .object({
         at: EpochMs,
-        verdict: z.enum(['pass', 'fail', 'inconclusive']),
-        reason: z.string(),
+        verdict: z.enum(['pass', 'fail', 'inconclusive']).describe('The verdict'),
+        reason: z.string().describe('Why'),
         gates: z
-          .array(z.object({ gate: z.string(), verdict: z.enum(GATE_VERDICTS) }))
+          .array(
+            z.object({
+              gate: z.string().describe('Gate name'),
+              verdict: z.enum(GATE_VERDICTS).describe("The gate's verdict"),
+            }),
+          )
           .describe('Each gate of the last verdict'),
       })
       .describe('The last verdict of the stage'),

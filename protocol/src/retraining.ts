@@ -144,7 +144,7 @@ export const RetrainingPolicyView = z
   .object({
     modelName: ModelName,
     triggers: RetrainingTriggers,
-    cooldownS: z.int().min(0),
+    cooldownS: z.int().min(0).describe('Seconds after a run during which no trigger fires'),
     dataset: RetrainingDatasetSpec,
     webhook: z
       .object({
@@ -153,7 +153,7 @@ export const RetrainingPolicyView = z
       })
       .nullable()
       .describe('The webhook, without its secret; null for pull only'),
-    enabled: z.boolean(),
+    enabled: z.boolean().describe('false: triggers are not evaluated (manual runs still work)'),
     updatedAt: EpochMs,
     updatedBy: z.string().nullable().describe('The API token that set it'),
   })
@@ -213,7 +213,7 @@ export const RetrainingRun = z
     nextAttemptAt: EpochMs.nullable().describe('When the next attempt is due; null when none will be made'),
     deliveries: z.array(RetrainingDelivery).describe('The delivery log, oldest first (the newest 20 attempts)'),
     claimedBy: z.string().nullable().describe('The token (or trainer name) that claimed it'),
-    claimedAt: EpochMs.nullable(),
+    claimedAt: EpochMs.nullable().describe('When it was claimed; null before'),
     resultModelId: z.string().nullable().describe('The model registered from this run (name@version)'),
     createdAt: EpochMs,
     updatedAt: EpochMs,
@@ -265,15 +265,19 @@ export type CompleteRetrainingRunRequest = z.infer<typeof CompleteRetrainingRunR
 
 export const RetrainingWebhookPayload = z
   .object({
-    event: z.literal(RETRAINING_EVENT),
-    runId: z.string(),
+    event: z.literal(RETRAINING_EVENT).describe('The event name (also in X-Edgeloop-Event)'),
+    runId: z.string().describe('The run id: put it in the release lineage (edgeloop-image sign --run-id)'),
     modelName: ModelName,
     reason: RetrainingReason,
     dataset: z
-      .object({ id: z.string().describe('name@N'), name: DatasetName, version: z.int().min(1) })
+      .object({
+        id: z.string().describe('name@N'),
+        name: DatasetName,
+        version: z.int().min(1).describe('The version number N'),
+      })
       .describe('The frozen dataset version'),
     exportUrls: RetrainingExportUrls,
-    parentModel: RetrainingParentModel.nullable(),
+    parentModel: RetrainingParentModel.nullable().describe('The model being retrained; null when the name had none'),
     /** Where the trainer claims the run and links the result. */
     links: z
       .object({
