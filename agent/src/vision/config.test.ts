@@ -8,7 +8,12 @@ describe('vision config', () => {
     if (!parsed.ok) return;
     expect(parsed.value.providers).toEqual(['tensorrt', 'cuda', 'cpu']);
     expect(parsed.value.queue).toEqual({ capacity: 2, mode: 'drop-oldest' });
-    expect(parsed.value.source).toMatchObject({ realtime: true, loop: false, rtspTransport: 'tcp' });
+    expect(parsed.value.source).toMatchObject({
+      realtime: true,
+      loop: false,
+      rtspTransport: 'tcp',
+      scaleToModel: true,
+    });
     expect(parsed.value.cameraHealth.enabled).toBe(true);
     expect(Object.isFrozen(parsed.value.source)).toBe(true);
   });

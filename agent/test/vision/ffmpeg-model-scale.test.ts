@@ -174,6 +174,53 @@ describe('ffmpeg scaling for the model', () => {
     expect(full.every((f) => f.index % 8 === 0 && f.full?.width === 768 && f.full.height === 576)).toBe(true);
   });
 
+  it('starts ffmpeg again at the new size when a model update changes the input size', async () => {
+    const small = writeYoloTestModel(
+      temp.dir,
+      {
+        layout: 'yolov8',
+        inputWidth: 96,
+        inputHeight: 96,
+        numClasses: 3,
+        boxes: [{ cx: 48, cy: 48, w: 20, h: 30, classId: 0, score: 0.9 }],
+        anchors: 30,
+      },
+      { name: 'scale-test-small' },
+    );
+    const config = VisionConfig.parse({
+      source: { kind: 'ffmpeg', url: VTEST, realtime: true, loop: true },
+      model: { path: model.modelPath, manifestPath: model.manifestPath },
+      providers: ['cpu'],
+      threads: { intraOp: 1 },
+      cameraHealth: { enabled: false },
+      ffmpegPath: FFMPEG,
+    });
+    const sizes: string[] = [];
+    const vision = createVision({
+      config,
+      sinks: [
+        {
+          name: 'sizes',
+          onResult({ frame, model: used }) {
+            const size = `${used.ref.name} ${frame.width}x${frame.height}`;
+            if (sizes.at(-1) !== size) sizes.push(size);
+          },
+        },
+      ],
+    });
+    await vision.start();
+    for (let i = 0; i < 100 && sizes.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    const next = await vision.loadModel(small.modelPath, null);
+    const previous = await vision.activateModel(next);
+    await previous?.release();
+    for (let i = 0; i < 100 && !sizes.includes('scale-test-small 96x72'); i++)
+      await new Promise((r) => setTimeout(r, 50));
+    await vision.stop();
+    // The new model may see a few 160x120 frames already queued, then only its own size.
+    expect(sizes[0]).toBe('scale-test 160x120');
+    expect(sizes.at(-1)).toBe('scale-test-small 96x72');
+  });
+
   it('with scaleToModel false the frames keep the camera size and are resized in JS', async () => {
     const config = VisionConfig.parse({
       source: { kind: 'ffmpeg', url: VTEST, realtime: false, scaleToModel: false },
