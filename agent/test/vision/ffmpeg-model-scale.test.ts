@@ -116,6 +116,35 @@ describe('ffmpeg scaling for the model', () => {
     }
   });
 
+  it('stops at once and leaves no ffmpeg behind when aborted while a slow consumer holds full frames', async () => {
+    const source = createFfmpegSource({
+      url: VTEST,
+      ffmpegPath: FFMPEG,
+      loop: true,
+      modelScale: { width: 160, height: 160, keepAspect: true },
+      fullFrames: { everyFrames: 1 },
+    });
+    const controller = new AbortController();
+    let frames = 0;
+    const pids = new Set<number>();
+    const run = source.run(async (frame) => {
+      frames++;
+      const pid = source.childPid();
+      if (pid !== null) pids.add(pid);
+      expect(frame.full?.width).toBe(768);
+      // A consumer slower than ffmpeg: pipe:3 fills up while this waits.
+      await new Promise((r) => setTimeout(r, 20));
+      if (frames === 10) controller.abort();
+    }, controller.signal);
+    const started = Date.now();
+    await run;
+    expect(frames).toBe(10);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(source.childPid()).toBeNull();
+    expect(pids.size).toBe(1);
+    for (const pid of pids) expect(() => process.kill(pid, 0)).toThrow();
+  });
+
   it('without fullFrames scales only, in one output, and no frame carries a full copy', async () => {
     const source = createFfmpegSource({
       url: VTEST,
