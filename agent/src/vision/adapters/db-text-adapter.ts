@@ -68,7 +68,8 @@ export function extractTextRegions(
   const regions: TextRegion[] = [];
   let candidates = 0;
   for (let start = 0; start < size && candidates < options.maxCandidates; start++) {
-    if (visited[start] || (prob[start] as number) <= threshold) continue;
+    // Most pixels are background: test the probability before the visited map.
+    if ((prob[start] as number) <= threshold || visited[start]) continue;
     candidates++;
     // Flood fill (8-connected) from `start`, accumulating extent, pixel count and probability.
     let top = 0;
@@ -98,7 +99,7 @@ export function extractTextRegions(
         const row = ny * width;
         for (let nx = xFrom; nx <= xTo; nx++) {
           const q = row + nx;
-          if (visited[q] || (prob[q] as number) <= threshold) continue;
+          if ((prob[q] as number) <= threshold || visited[q]) continue;
           visited[q] = 1;
           stack[top++] = q;
         }
