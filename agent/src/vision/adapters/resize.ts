@@ -260,16 +260,6 @@ export interface ChannelMap {
   bB: number;
   /** Tensor values between two horizontally adjacent pixels (1 for NCHW, 3 for NHWC). */
   pixelStep: number;
-  /** pixel * k + b for each byte value, per source channel (the same-size path looks values up). */
-  lutR: Float32Array;
-  lutG: Float32Array;
-  lutB: Float32Array;
-}
-
-function valueTable(k: number, b: number): Float32Array {
-  const table = new Float32Array(256);
-  for (let v = 0; v < 256; v++) table[v] = v * k + b;
-  return table;
 }
 
 export function channelMap(geometry: ResizeGeometry, format: TensorFormat): ChannelMap {
@@ -291,9 +281,6 @@ export function channelMap(geometry: ResizeGeometry, format: TensorFormat): Chan
     bG: bias(1),
     bB: bias(b),
     pixelStep: nchw ? 1 : 3,
-    lutR: valueTable(k(r), bias(r)),
-    lutG: valueTable(k(1), bias(1)),
-    lutB: valueTable(k(b), bias(b)),
   };
 }
 
@@ -306,7 +293,7 @@ function copyNormalised(
   m: ChannelMap,
   out: Float32Array,
 ): void {
-  const { offR, offG, offB, lutR, lutG, lutB, pixelStep } = m;
+  const { offR, offG, offB, kR, kG, kB, bR, bG, bB, pixelStep } = m;
   const W = geometry.dstWidth;
   const cx = geometry.contentX;
   const cy = geometry.contentY;
@@ -315,9 +302,9 @@ function copyNormalised(
     let o = ((cy + dy) * W + cx) * pixelStep;
     const end = o + width * pixelStep;
     for (; o < end; o += pixelStep, a += 3) {
-      out[offR + o] = lutR[src[a] as number] as number;
-      out[offG + o] = lutG[src[a + 1] as number] as number;
-      out[offB + o] = lutB[src[a + 2] as number] as number;
+      out[offR + o] = (src[a] as number) * kR + bR;
+      out[offG + o] = (src[a + 1] as number) * kG + bG;
+      out[offB + o] = (src[a + 2] as number) * kB + bB;
     }
   }
 }
