@@ -1,6 +1,6 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,8 +9,7 @@ import {
   createApiClient,
   type DriftState,
   ModelLineage,
-  type RetrainingRun,
-  RetrainingRunList,
+  RetrainingRun,
   type RolloutView,
   unwrap,
 } from '@edgeloop/protocol';
@@ -37,7 +36,7 @@ import { eventually, freePort } from '../support.ts';
  *
  * Windows are short (drift 6 s, reference 20 s, gates 6 s) so the loop fits in a few minutes.
  * The timeline is printed and written to closed-loop-timeline.txt beside this file (git-ignored;
- * the README quotes a run of it).
+ * the README quotes a run of it). CLOSED_LOOP_LOG_DIR=DIR keeps every child process's whole log.
  */
 
 const root = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
@@ -87,7 +86,8 @@ describe('the closed loop: drift at site b, retraining, validation, canary, prom
   const token = `loop-${randomBytes(12).toString('hex')}`;
   const children: ChildProcess[] = [];
   const logs = new Map<string, string>();
-  const timeline: string[] = [];
+  /** Events with the time they happened (the control plane's own time where it says). */
+  const events: { at: number; text: string }[] = [];
   let t0 = Date.now();
   let url = '';
   let client: ApiClient;
@@ -99,11 +99,17 @@ describe('the closed loop: drift at site b, retraining, validation, canary, prom
   let raisedAtB: { perMinute: number | undefined; at: number } | null = null;
   let champion = { id: 'det@1.0.0', sha256: '' };
 
-  const note = (event: string) => {
-    const s = Math.max(0, Math.round((Date.now() - t0) / 1000));
-    const line = `${String(Math.floor(s / 60)).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}  ${event}`;
-    timeline.push(line);
+  const note = (text: string, at = Date.now()) => {
+    events.push({ at, text });
   };
+  /** `mm:ss  event` lines from the scenario's start, in the order things happened. */
+  const timeline = () =>
+    [...events]
+      .sort((a, b) => a.at - b.at)
+      .map(({ at, text }) => {
+        const s = Math.max(0, Math.round((at - t0) / 1000));
+        return `${String(Math.floor(s / 60)).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}  ${text}`;
+      });
 
   const env = () => ({ ...process.env, EDGELOOP_URL: url, EDGELOOP_TOKEN: token, NO_COLOR: '1' });
   const exec = (bin: string, args: readonly string[]): Promise<Run> =>
@@ -144,25 +150,10 @@ describe('the closed loop: drift at site b, retraining, validation, canary, prom
   const explain = (what: string, error: unknown): never => {
     const tails = [...logs.entries()].map(([name, log]) => `--- ${name}\n${log.slice(-1500)}`).join('\n');
     const trained = trainer?.errors.length ? `\n--- trainer errors\n${trainer.errors.join('\n')}` : '';
-    throw new Error(`${what}: ${(error as Error).message}\n--- timeline\n${timeline.join('\n')}${trained}\n${tails}`);
+    throw new Error(`${what}: ${(error as Error).message}\n--- timeline\n${timeline().join('\n')}${trained}\n${tails}`);
   };
 
-  const runs = async (): Promise<RetrainingRun[]> => {
-    const response = await fetch(`${url}/api/v1/retraining/runs?model=det`, {
-      headers: { authorization: `Bearer ${token}` },
-    });
-    if (!response.ok) throw new Error(`GET /api/v1/retraining/runs: HTTP ${response.status}`);
-    return RetrainingRunList.parse(await response.json()).items;
-  };
-  const retraining = async (method: string, path: string, body: unknown) => {
-    const response = await fetch(`${url}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-    });
-    if (!response.ok) throw new Error(`${method} ${path}: HTTP ${response.status} ${await response.text()}`);
-    return response.json();
-  };
+  const runs = async (): Promise<RetrainingRun[]> => (await unwrap(client.retraining.runs({ model: 'det' }))).items;
   const rollout = (id: string) => unwrap(client.rollouts.get(id));
   const fleetModels = async () => (await unwrap(client.fleet.summary())).pipeline.models;
   const siteStates = async (): Promise<DriftState[]> =>
@@ -190,6 +181,7 @@ describe('the closed loop: drift at site b, retraining, validation, canary, prom
             bands.set(key, state.band);
             note(
               `drift  site ${state.key} on ${state.modelId}: reference complete (${state.reference.frames} frames), stable`,
+              state.window?.to,
             );
             continue;
           }
@@ -201,6 +193,7 @@ describe('the closed loop: drift at site b, retraining, validation, canary, prom
             note(
               `drift  site ${state.key} on ${state.modelId}: ${previous ?? 'first judged'} -> ${state.band}` +
                 ` (${psi} near-threshold ${near.reference?.toFixed(2) ?? '-'} -> ${near.current?.toFixed(2) ?? '-'})`,
+              state.window?.to,
             );
           }
         }
@@ -209,30 +202,34 @@ describe('the closed loop: drift at site b, retraining, validation, canary, prom
         if (Boolean(atB) !== raised) {
           raised = Boolean(atB);
           if (atB && !raisedAtB) raisedAtB = { perMinute: atB.policy.limits.perMinute, at: Date.now() };
+          const action = raised ? 'drift.sampling-raised' : 'drift.sampling-restored';
+          const audited = (await unwrap(client.audit.list({ action, target: 'site=b', limit: 1 }))).items[0];
           note(
             raised
-              ? `sampling at site b raised (perMinute ${atB?.policy.limits.perMinute ?? '-'}, same byte budget)`
+              ? `sampling at site b raised by drift (perMinute ${atB?.policy.limits.perMinute ?? '-'}, same byte budget)`
               : 'sampling at site b back to the fleet policy',
+            audited?.at,
           );
         }
         for (const run of await runs()) {
           if (runStatus.get(run.runId) === run.status) continue;
           if (!runStatus.has(run.runId)) {
-            note(`run    ${run.runId} fired (${run.reason.detail}); froze ${run.datasetId}`);
+            note(`run    ${run.runId} fired (${run.reason.detail}); froze ${run.datasetId}`, run.createdAt);
           }
           runStatus.set(run.runId, run.status);
           const code = run.lastStatusCode === null ? '' : `, HTTP ${run.lastStatusCode}`;
-          note(`run    ${run.runId}: ${run.status} (attempts ${run.attempts}${code})`);
+          note(`run    ${run.runId}: ${run.status} (attempts ${run.attempts}${code})`, run.updatedAt);
         }
         for (const view of (await unwrap(client.rollouts.list())).items) {
-          const at = `${view.status}${view.stage ? ` ${view.stage}` : ''}`;
+          const at =
+            view.status === 'running' || view.status === 'paused' ? `${view.status} ${view.stage}` : view.status;
           if (rolloutStatus.get(view.id) === at) continue;
           rolloutStatus.set(view.id, at);
           const verdict = view.lastVerdict
             ? ` (last verdict: ${view.lastVerdict.stage} ${view.lastVerdict.verdict})`
             : '';
           const why = view.status === 'rolled_back' || view.status === 'paused' ? `: ${view.reason ?? ''}` : '';
-          note(`rollout ${view.modelId}: ${at}${verdict}${why}`);
+          note(`rollout ${view.modelId}: ${at}${verdict}${why}`, view.updatedAt);
         }
       })()
         .catch((error: unknown) => {
@@ -329,11 +326,7 @@ describe('the closed loop: drift at site b, retraining, validation, canary, prom
         webhook: { url: hook.url, secret: SECRET },
       }),
     );
-    await retraining(
-      'PUT',
-      '/api/v1/retraining/policies/det',
-      JSON.parse(readFileSync(join(work, 'retraining-policy.json'), 'utf8')),
-    );
+    await edgeloop('retraining', 'policy', 'set', 'det', '--file', 'retraining-policy.json');
 
     t0 = Date.now();
     const sim = start('sim', BIN.sim, [
@@ -368,7 +361,7 @@ describe('the closed loop: drift at site b, retraining, validation, canary, prom
 
   afterAll(async () => {
     if (observer) clearInterval(observer);
-    const text = `${timeline.join('\n')}\n`;
+    const text = `${timeline().join('\n')}\n`;
     writeFileSync(TIMELINE_FILE, text);
     console.info(`closed loop timeline (${TIMELINE_FILE}):\n${text}`);
     await trainer?.stop();
@@ -398,7 +391,8 @@ describe('the closed loop: drift at site b, retraining, validation, canary, prom
     await eventually(() => trainer.runs.length >= 1, 120_000, 'the trainer trained run 1', 500).catch((e) =>
       explain('trainer run 1', e),
     );
-    const delivered = (await runs()).find((run) => run.runId === first.runId)!;
+    const listed = RetrainingRun.array().parse(await json('retraining', 'runs', '--model', 'det'));
+    const delivered = listed.find((run) => run.runId === first.runId)!;
     expect(delivered.attempts).toBeGreaterThanOrEqual(1);
     expect(delivered.lastStatusCode).toBe(202);
     expect(['delivered', 'claimed', 'model-registered']).toContain(delivered.status);
@@ -457,6 +451,19 @@ describe('the closed loop: drift at site b, retraining, validation, canary, prom
       'site b stable on det@2.0.0',
       1000,
     ).catch((e) => explain('b stable', e));
+    // Not only stable against its own reference: b's near-threshold share is back where det@1.0.0
+    // had it before the snow, while det@1.0.0 on snow had it several times higher.
+    const sites = await siteStates();
+    const bOnV2 = sites.find((s) => s.key === 'b' && s.modelSha256 === trained.modelSha256)!;
+    const bOnV1 = sites.find((s) => s.key === 'b' && s.modelSha256 !== trained.modelSha256)!;
+    expect(bOnV2.numbers.nearThresholdShare.current).toBeLessThan(0.05);
+    expect(bOnV1.numbers.nearThresholdShare.reference).toBeLessThan(0.05);
+    expect(bOnV1.numbers.nearThresholdShare.current).toBeGreaterThan(0.1);
+    note(
+      `drift  site b on det@2.0.0 in snow: stable, near-threshold ${bOnV2.numbers.nearThresholdShare.current?.toFixed(2)} ` +
+        `(det@1.0.0: ${bOnV1.numbers.nearThresholdShare.reference?.toFixed(2)} before the snow, ` +
+        `${bOnV1.numbers.nearThresholdShare.current?.toFixed(2)} in it)`,
+    );
     expect([...drifted]).toEqual(['b']);
     // b's sampling was raised by drift (twice the fleet's per-minute cap, the same byte budget).
     expect(raisedAtB, 'site b sampling raised').toMatchObject({ perMinute: 2 });
@@ -490,7 +497,7 @@ describe('the closed loop: drift at site b, retraining, validation, canary, prom
   }, 420_000);
 
   it('stops a worse model at the validation gate, before any device', async () => {
-    await retraining('POST', '/api/v1/retraining/runs', { modelName: 'det', note: 'closed loop: run 2' });
+    await edgeloop('retraining', 'trigger', 'det', '--note', 'closed loop: run 2');
     await eventually(() => trainer.runs.length >= 2, 120_000, 'the trainer trained run 2', 500).catch((e) =>
       explain('trainer run 2', e),
     );
@@ -513,7 +520,7 @@ describe('the closed loop: drift at site b, retraining, validation, canary, prom
   }, 180_000);
 
   it('rolls back, by its canary gates, a model that passes validation but is worse on the devices', async () => {
-    await retraining('POST', '/api/v1/retraining/runs', { modelName: 'det', note: 'closed loop: run 3' });
+    await edgeloop('retraining', 'trigger', 'det', '--note', 'closed loop: run 3');
     await eventually(() => trainer.runs.length >= 3, 120_000, 'the trainer trained run 3', 500).catch((e) =>
       explain('trainer run 3', e),
     );
