@@ -1,8 +1,8 @@
 import { sql } from 'drizzle-orm';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { serviceGate } from '../../test-services.ts';
 import type { DriftReferenceRecord, Store } from '../src/db/repositories.ts';
-import { storeDialects } from './store-dialects.ts';
+import { storeDialects, useDialectStore } from './store-dialects.ts';
 
 /*
  * The drift repository (db/drift.ts): one contract over SQLite and PostgreSQL, both on the real
@@ -40,20 +40,8 @@ function reference(key: string, overrides: Partial<DriftReferenceRecord> = {}): 
 
 describe.each(dialects)('drift store: $name', (dialect) => {
   let store: Store;
-  let dispose: () => Promise<void> = async () => {};
-
-  beforeAll(async () => {
-    if (!dialect.skip) await dialect.setup();
-    return async () => {
-      if (!dialect.skip) await dialect.teardown();
-    };
-  }, 30_000);
-  beforeEach(async (context) => {
-    if (dialect.skip) return context.skip(dialect.skip);
-    ({ store, dispose } = await dialect.create());
-  }, 30_000);
-  afterEach(async () => {
-    await dispose();
+  useDialectStore(dialect, (opened) => {
+    store = opened;
   });
 
   it('upserts references in one batch keyed by scope, key and model sha, and reads them back as written', async () => {

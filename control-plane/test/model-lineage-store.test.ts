@@ -1,9 +1,9 @@
 import { sql } from 'drizzle-orm';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { serviceGate } from '../../test-services.ts';
 import type { ModelLineageRecord } from '../src/db/model-lineage.ts';
 import type { ModelRecord, SampleRecord, Store } from '../src/db/repositories.ts';
-import { storeDialects } from './store-dialects.ts';
+import { storeDialects, useDialectStore } from './store-dialects.ts';
 
 /*
  * The model lineage repository (db/model-lineage.ts): one contract over SQLite and PostgreSQL,
@@ -81,20 +81,8 @@ function sample(id: string, site: string | null, strategy: string): SampleRecord
 
 describe.each(dialects)('model lineage store: $name', (dialect) => {
   let store: Store;
-  let dispose: () => Promise<void> = async () => {};
-
-  beforeAll(async () => {
-    if (!dialect.skip) await dialect.setup();
-    return async () => {
-      if (!dialect.skip) await dialect.teardown();
-    };
-  }, 30_000);
-  beforeEach(async (context) => {
-    if (dialect.skip) return context.skip(dialect.skip);
-    ({ store, dispose } = await dialect.create());
-  }, 30_000);
-  afterEach(async () => {
-    await dispose();
+  useDialectStore(dialect, (opened) => {
+    store = opened;
   });
 
   it('stores one row per model with its flags, keeps the first on a second put, and finds rows by parent and run', async () => {

@@ -1,8 +1,8 @@
 import { sql } from 'drizzle-orm';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { serviceGate } from '../../test-services.ts';
 import type { RetrainingRunRecord, Store } from '../src/db/repositories.ts';
-import { storeDialects } from './store-dialects.ts';
+import { storeDialects, useDialectStore } from './store-dialects.ts';
 
 /*
  * The retraining repositories (db/retraining.ts): one contract over SQLite and PostgreSQL, both on
@@ -48,20 +48,8 @@ function run(runId: string, overrides: Partial<RetrainingRunRecord> = {}): Retra
 
 describe.each(dialects)('retraining store: $name', (dialect) => {
   let store: Store;
-  let dispose: () => Promise<void> = async () => {};
-
-  beforeAll(async () => {
-    if (!dialect.skip) await dialect.setup();
-    return async () => {
-      if (!dialect.skip) await dialect.teardown();
-    };
-  }, 30_000);
-  beforeEach(async (context) => {
-    if (dialect.skip) return context.skip(dialect.skip);
-    ({ store, dispose } = await dialect.create());
-  }, 30_000);
-  afterEach(async () => {
-    await dispose();
+  useDialectStore(dialect, (opened) => {
+    store = opened;
   });
 
   it('stores one policy per model name with its sealed secret, replaces it, lists and removes it', async () => {

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { SQL } from 'drizzle-orm';
+import { afterEach, beforeAll, beforeEach } from 'vitest';
 import type { ServiceGate } from '../../test-services.ts';
 import { createPostgresStore } from '../src/db/postgres/store.ts';
 import type { Store } from '../src/db/repositories.ts';
@@ -82,4 +83,29 @@ export function storeDialects(options: {
     },
   };
   return [sqlite, pg];
+}
+
+/**
+ * The hooks a suite over one dialect needs: the database for the whole suite, a fresh store per
+ * test handed to `opened` (the suite keeps it in its own `let store`), closed after each test. A
+ * skipped dialect skips each test with its reason.
+ */
+export function useDialectStore(dialect: StoreDialect, opened: (store: Store) => void): void {
+  let dispose: () => Promise<void> = async () => {};
+  beforeAll(async () => {
+    if (!dialect.skip) await dialect.setup();
+    return async () => {
+      if (!dialect.skip) await dialect.teardown();
+    };
+  }, 30_000);
+  beforeEach(async (context) => {
+    if (dialect.skip) return context.skip(dialect.skip);
+    const created = await dialect.create();
+    dispose = created.dispose;
+    opened(created.store);
+  }, 30_000);
+  afterEach(async () => {
+    await dispose();
+    dispose = async () => {};
+  });
 }
