@@ -580,7 +580,7 @@ export function evaluateValidation(
   };
   let verdict: Verdict;
   let reason: string;
-  if (!evaluation || !evaluation.baseline) {
+  if (!evaluation?.baseline) {
     verdict = 'inconclusive';
     reason =
       `waiting for an evaluation of ${modelId} on ${dataset} with the champion beside it ` +
