@@ -55,7 +55,10 @@ import type { MetricsRegistry } from './metrics.ts';
  *            of their devices, and commits messages + dead letters + changed device rows in ONE
  *            transaction; then calls the callbacks and publishes bus events. Batches are
  *            bounded and separated by setImmediate, so a backlog never blocks the event loop for
- *            long (flush durations are a metric). A (device, msgId) is stored once: the unique
+ *            long (flush durations are a metric). Each turn has a budget (turnBudgetMs, 20 ms): a
+ *            flush stops taking rows once it is spent, the batch size adapts to the measured cost
+ *            per row, and the acks (each may let the broker parse a socket's next read) are given
+ *            in slices of it, oldest first, the rest in the next turn. A (device, msgId) is stored once: the unique
  *            index skips a resend, and a small in-memory cache skips the database for recent ones.
  *   overload above `highWater` queued entries, callbacks of committed entries are parked until
  *            the queue halves, so every publisher is held back; above `hardCap` QoS 0 telemetry
@@ -116,6 +119,14 @@ export type IngestDeps = {
    * (as is one before 2020). Default one day (--clock-skew-max-s).
    */
   readonly clockSkewMaxMs?: number;
+  /**
+   * Milliseconds of ingest work per turn of the event loop (default 20): a flush stops taking rows
+   * once it is spent (the rest follow in the next turn), the batch size adapts so that decoding and
+   * committing a batch fits in it, and the acks after a commit are given in slices of it.
+   */
+  readonly turnBudgetMs?: number;
+  /** Monotonic milliseconds for the turn budget (default performance.now). */
+  readonly monotonic?: () => number;
 };
 
 export type IngestStats = {
@@ -209,6 +220,22 @@ export function isClockSkewed(deviceTs: number, receivedAt: number, maxSkewMs: n
 
 /** How often a held queue (holdWrites) looks whether it may commit again. */
 const HOLD_RETRY_MS = 200;
+const DEFAULT_TURN_BUDGET_MS = 20;
+/** The adaptive batch never shrinks below this many rows (a commit has a fixed cost). */
+const MIN_BATCH_ROWS = 16;
+
+/**
+ * The next batch size: the rows that fit the budget at the cost per row just measured, within
+ * [MIN_BATCH_ROWS, max]. It grows back at most by half per batch so that one cheap batch does not
+ * undo the measurement of an expensive one.
+ */
+export function adaptBatchLimit(current: number, rows: number, spentMs: number, budgetMs: number, max: number) {
+  const floor = Math.min(MIN_BATCH_ROWS, max);
+  if (rows <= 0) return current;
+  const fits = spentMs > 0 ? Math.floor((budgetMs * rows) / spentMs) : max;
+  const next = Math.min(fits, Math.ceil(current * 1.5) + 1, max);
+  return Math.max(floor, next);
+}
 
 function dedupeKey(deviceId: string, msgId: string): string {
   return `${deviceId}\u0000${msgId}`;
@@ -219,6 +246,8 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
   const thresholds = deps.health;
   const isConnected = deps.isConnected ?? (() => false);
   const clockSkewMaxMs = deps.clockSkewMaxMs ?? DEFAULT_CLOCK_SKEW_MAX_MS;
+  const budgetMs = deps.turnBudgetMs ?? DEFAULT_TURN_BUDGET_MS;
+  const monotonic = deps.monotonic ?? (() => performance.now());
 
   const metrics = {
     accepted: deps.metrics.counter('edgeloop_ingest_accepted_total', 'Device messages stored, by channel'),
@@ -240,11 +269,26 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
     'Longest batch commit since start (seconds)',
     () => maxFlushMs / 1000,
   );
+  deps.metrics.gauge(
+    'edgeloop_ingest_batch_limit_rows',
+    'Rows the next batch takes at most (adapts to the per-turn budget)',
+    () => batchLimit,
+  );
 
   const cache = new Map<string, Cached>();
-  const recent = new Map<string, true>();
+  // Recently sent keys, oldest first in a ring. Not a Map evicted through keys().next(): V8 leaves
+  // a deleted entry as a hole until the table is rebuilt, and that iterator walks every hole, so
+  // each eviction cost a scan of up to dedupeCacheSize slots (12 s of 79 in the 2x flood profile).
+  const recent = new Set<string>();
+  const recentRing: (string | undefined)[] = [];
+  let recentHead = 0;
   let queue: Entry[] = [];
   let parked: IngestDone[] = [];
+  /** Acks of committed entries not given yet: each can make the broker parse a socket's next read. */
+  let acks: IngestDone[] = [];
+  let ackImmediate: ReturnType<typeof setImmediate> | null = null;
+  /** Rows the next flush takes at most (adapts to the turn budget, <= config.batchSize). */
+  let batchLimit = config.batchSize;
   let flushing = false;
   let timer: ReturnType<typeof setTimeout> | null = null;
   let immediate: ReturnType<typeof setImmediate> | null = null;
@@ -263,11 +307,16 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
 
   const rememberSent = (key: string) => {
     if (config.dedupeCacheSize === 0) return;
-    recent.set(key, true);
-    if (recent.size > config.dedupeCacheSize) {
-      const oldest = recent.keys().next();
-      if (!oldest.done) recent.delete(oldest.value);
+    if (recent.has(key)) return;
+    recent.add(key);
+    if (recentRing.length < config.dedupeCacheSize) {
+      recentRing.push(key);
+      return;
     }
+    const oldest = recentRing[recentHead];
+    if (oldest !== undefined) recent.delete(oldest);
+    recentRing[recentHead] = key;
+    recentHead = (recentHead + 1) % config.dedupeCacheSize;
   };
 
   const schedule = () => {
@@ -290,11 +339,32 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
     schedule();
   };
 
+  /** Gives queued acks, oldest first, until the turn that began at `since` spent its budget. */
+  const giveAcks = (since: number) => {
+    let given = 0;
+    while (given < acks.length) {
+      if (!stopping && given > 0 && monotonic() - since >= budgetMs) break;
+      (acks[given++] as IngestDone)(null);
+    }
+    acks = given >= acks.length ? [] : acks.slice(given);
+    if (acks.length > 0 && !ackImmediate) {
+      ackImmediate = setImmediate(() => {
+        ackImmediate = null;
+        giveAcks(monotonic());
+      });
+    }
+  };
+
+  const ack = (callbacks: readonly IngestDone[], since: number) => {
+    for (const done of callbacks) acks.push(done);
+    if (!ackImmediate) giveAcks(since);
+  };
+
   const releaseParked = () => {
     if (parked.length === 0 || queue.length > config.highWater / 2) return;
     const release = parked;
     parked = [];
-    for (const done of release) done(null);
+    ack(release, monotonic());
   };
 
   const toLetter = (
@@ -456,7 +526,7 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
   };
 
   const takeBatch = (): Entry[] => {
-    const size = Math.min(queue.length, config.batchSize);
+    const size = Math.min(queue.length, batchLimit);
     const batch = queue.slice(0, size);
     queue = queue.slice(size);
     return batch;
@@ -478,7 +548,7 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
         releaseParked();
         if (queue.length > 0) {
           // setImmediate between batches: sockets, timers and HTTP get their turn.
-          if (queue.length >= config.batchSize) immediate ??= setImmediate(runFlush);
+          if (queue.length >= batchLimit) immediate ??= setImmediate(runFlush);
           else schedule();
         } else {
           for (const resolve of idleWaiters.splice(0)) resolve();
@@ -487,8 +557,9 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
   };
 
   const flushOnce = async () => {
-    const batch = takeBatch();
-    if (batch.length === 0) return;
+    const taken = takeBatch();
+    if (taken.length === 0) return;
+    const turnStarted = monotonic();
     const now = clock.now();
     const pending: Pending = {
       messages: [],
@@ -500,7 +571,11 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
     };
     const callbacks: IngestDone[] = [];
     const duplicateEntries: DecodedEntry[] = [];
-    for (const entry of batch) {
+    let used = 0;
+    for (const entry of taken) {
+      // The budget is spent: the rows not taken yet go back to the head of the queue (next turn).
+      if (used > 0 && monotonic() - turnStarted >= budgetMs) break;
+      used++;
       if (entry.done) callbacks.push(entry.done);
       switch (entry.kind) {
         case 'message': {
@@ -559,6 +634,9 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
       }
     }
 
+    const batch = used === taken.length ? taken : taken.slice(0, used);
+    if (used < taken.length) queue = taken.slice(used).concat(queue);
+
     const writes: DeviceLiveWrite[] = [];
     for (const [id, documents] of pending.dirty) {
       const cached = cache.get(id);
@@ -596,6 +674,7 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
     metrics.batchRows.observe(batch.length);
     if (elapsed > maxFlushMs) maxFlushMs = elapsed;
     if (batch.length > maxBatchRows) maxBatchRows = batch.length;
+    batchLimit = adaptBatchLimit(batchLimit, batch.length, monotonic() - turnStarted, budgetMs, config.batchSize);
 
     for (const entry of duplicateEntries) {
       duplicates++;
@@ -633,16 +712,16 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
 
     // Acks: held back while the queue is above the high-water mark (push back on every publisher).
     if (queue.length > config.highWater) {
-      parked.push(...callbacks);
+      for (const done of callbacks) parked.push(done);
     } else {
-      for (const done of callbacks) done(null);
+      ack(callbacks, turnStarted);
     }
   };
 
   /* ------------------------------------------ API ------------------------------------------- */
 
   const flush = (): Promise<void> => {
-    if (queue.length === 0 && !flushing) return Promise.resolve();
+    if (queue.length === 0 && !flushing && acks.length === 0) return Promise.resolve();
     return new Promise<void>((resolve) => {
       if (stopped) {
         idleWaiters.push(resolve);
@@ -674,7 +753,10 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
       if (immediate) clearImmediate(immediate);
       timer = null;
       immediate = null;
-      const release = parked;
+      if (ackImmediate) clearImmediate(ackImmediate);
+      ackImmediate = null;
+      const release = [...acks, ...parked];
+      acks = [];
       parked = [];
       for (const done of release) done(null);
     },
