@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { createSeededRandom } from '../../seeded-random.ts';
 import type { DbRegionOptions } from './db-text-adapter.ts';
 import { dbInputSize, extractTextRegions } from './db-text-adapter.ts';
 
@@ -68,6 +69,69 @@ describe('extractTextRegions', () => {
       { x1: 40, y1: 0, x2: 50, y2: 10, p: 0.9 },
     ]);
     expect(extractTextRegions(prob, 100, 20, { ...options, maxCandidates: 2 })).toHaveLength(2);
+  });
+});
+
+/** The regions by the definition: every pixel tested in raster order, breadth-first labelling. */
+function referenceRegions(prob: Float32Array, width: number, height: number, o: DbRegionOptions) {
+  const seen = new Uint8Array(width * height);
+  const out: { x1: number; y1: number; x2: number; y2: number; score: number }[] = [];
+  let candidates = 0;
+  for (let start = 0; start < width * height; start++) {
+    if (candidates >= o.maxCandidates) break;
+    if (seen[start] || (prob[start] as number) <= o.binaryThreshold) continue;
+    candidates++;
+    const queue = [start];
+    seen[start] = 1;
+    let [minX, minY, maxX, maxY, sum] = [width, height, -1, -1, 0];
+    for (let i = 0; i < queue.length; i++) {
+      const p = queue[i] as number;
+      const [x, y] = [p % width, Math.floor(p / width)];
+      sum += prob[p] as number;
+      [minX, maxX, minY, maxY] = [Math.min(minX, x), Math.max(maxX, x), Math.min(minY, y), Math.max(maxY, y)];
+      for (let ny = y - 1; ny <= y + 1; ny++) {
+        for (let nx = x - 1; nx <= x + 1; nx++) {
+          const q = ny * width + nx;
+          if (nx < 0 || ny < 0 || nx >= width || ny >= height || seen[q]) continue;
+          if ((prob[q] as number) <= o.binaryThreshold) continue;
+          seen[q] = 1;
+          queue.push(q);
+        }
+      }
+    }
+    const [w, h] = [maxX - minX, maxY - minY];
+    const score = sum / queue.length;
+    if (Math.min(w, h) < o.minSize || score < o.boxThreshold) continue;
+    const d = w + h > 0 ? (w * h * o.unclipRatio) / (2 * (w + h)) : 0;
+    if (Math.min(w + 2 * d, h + 2 * d) < o.minSize + 2) continue;
+    out.push({ x1: minX - d, y1: minY - d, x2: maxX + d, y2: maxY + d, score });
+  }
+  return out;
+}
+
+describe('extractTextRegions against the definition', () => {
+  it.each([1000, 7])('finds the same regions in random maps with noise (maxCandidates %i)', (maxCandidates) => {
+    const random = createSeededRandom(maxCandidates);
+    const [width, height] = [160, 96];
+    const o = { ...options, maxCandidates };
+    let total = 0;
+    for (let round = 0; round < 20; round++) {
+      const prob = new Float32Array(width * height);
+      // Background below the threshold, single-pixel speckle above it, and a few text blocks.
+      for (let i = 0; i < prob.length; i++) prob[i] = random() < 0.01 ? 0.35 + random() * 0.6 : random() * 0.3;
+      for (let k = 0; k < 6; k++) {
+        const [x, y] = [Math.floor(random() * (width - 30)), Math.floor(random() * (height - 12))];
+        const [w, h, p] = [3 + Math.floor(random() * 27), 2 + Math.floor(random() * 10), 0.4 + random() * 0.6];
+        for (let yy = y; yy < y + h; yy++) for (let xx = x; xx < x + w; xx++) prob[yy * width + xx] = p;
+      }
+      const got = extractTextRegions(prob, width, height, o);
+      const want = referenceRegions(prob, width, height, o);
+      expect(got.map(({ score, ...box }) => box)).toEqual(want.map(({ score, ...box }) => box));
+      got.forEach((r, i) => expect(r.score).toBeCloseTo(want[i]?.score ?? Number.NaN, 9));
+      total += got.length;
+    }
+    // The cap of 7 is mostly spent on speckle, so fewer regions survive it.
+    expect(total).toBeGreaterThan(maxCandidates === 7 ? 2 : 20);
   });
 });
 

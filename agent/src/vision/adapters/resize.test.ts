@@ -1,8 +1,10 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { createSeededRandom } from '../../seeded-random.ts';
 import type { TensorFormat } from './resize.ts';
 import {
+  channelMap,
   createInputWriter,
   lastSizeMemo,
   letterboxGeometry,
@@ -109,6 +111,60 @@ describe('writeInputTensor', () => {
       writeInputTensor(solidImage(2, 2, [0, 0, 0]), stretchGeometry(2, 2, 4, 4), plain, new Float32Array(10)),
     ).toThrow(RangeError);
   });
+});
+
+describe('the same-size fast path (a frame ffmpeg already scaled)', () => {
+  const imagenet: TensorFormat = {
+    layout: 'nchw',
+    colorOrder: 'bgr',
+    scale: 1 / 255,
+    mean: [0.485, 0.456, 0.406],
+    std: [0.229, 0.224, 0.225],
+    padValue: 114,
+  };
+  const cases = [
+    { name: 'stretch 320x320 (one run over the whole frame)', src: [320, 320], dst: [320, 320], letterbox: false },
+    { name: 'letterbox 320x240 in 320x320 (full-width rows)', src: [320, 240], dst: [320, 320], letterbox: true },
+    { name: 'letterbox 213x320 in 320x320 (one run per row)', src: [213, 320], dst: [320, 320], letterbox: true },
+    { name: 'odd width 7x5 (the remainder after groups of four)', src: [7, 5], dst: [7, 5], letterbox: false },
+  ] as const;
+  it.each(cases.map((c) => [c.name, c] as const))(
+    '%s gives bit-identical values to the general bilinear path',
+    (_n, c) => {
+      const random = createSeededRandom(c.src[0] * 1000 + c.src[1]);
+      const [sw, sh] = c.src;
+      const [dw, dh] = c.dst;
+      for (const format of [
+        imagenet,
+        { ...imagenet, colorOrder: 'rgb' as const },
+        { ...imagenet, layout: 'nhwc' as const },
+      ]) {
+        const data = new Uint8Array(sw * sh * 3);
+        for (let i = 0; i < data.length; i++) data[i] = Math.floor(random() * 256);
+        const geometry = c.letterbox ? letterboxGeometry(sw, sh, dw, dh) : stretchGeometry(sw, sh, dw, dh);
+        expect([geometry.contentWidth, geometry.contentHeight]).toEqual([sw, sh]);
+        const fast = new Float32Array(dw * dh * 3).fill(Number.NaN);
+        const general = new Float32Array(dw * dh * 3).fill(Number.NaN);
+        writeInputTensor({ data, width: sw, height: sh }, geometry, format, fast);
+        writeInputTensor(
+          { data, width: sw, height: sh },
+          geometry,
+          format,
+          general,
+          undefined,
+          channelMap(geometry, format),
+          {
+            resampleAlways: true,
+          },
+        );
+        expect(fast.some(Number.isNaN)).toBe(false);
+        // Bitwise: compare the float32 bit patterns, not a tolerance (-1: no value differs).
+        const a = new Uint32Array(fast.buffer);
+        const b = new Uint32Array(general.buffer);
+        expect(a.findIndex((bits, i) => bits !== b[i])).toBe(-1);
+      }
+    },
+  );
 });
 
 /* Reference inputs computed with numpy (float64) by agent/scripts/resize-reference.py from the same formula image. */
