@@ -127,7 +127,7 @@ describe('extractTextRegions against the definition', () => {
       const got = extractTextRegions(prob, width, height, o);
       const want = referenceRegions(prob, width, height, o);
       expect(got.map(({ score, ...box }) => box)).toEqual(want.map(({ score, ...box }) => box));
-      got.forEach((r, i) => expect(r.score).toBeCloseTo(want[i]?.score ?? Number.NaN, 9));
+      for (const [i, r] of got.entries()) expect(r.score).toBeCloseTo(want[i]?.score ?? Number.NaN, 9);
       total += got.length;
     }
     // The cap of 7 is mostly spent on speckle, so fewer regions survive it.
