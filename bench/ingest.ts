@@ -2,12 +2,13 @@
 //
 //   (a) bare aedes 1.2.0 fan-in at QoS 1 to a plain counting subscriber
 //   (b) the control plane's ingest (validated, deduplicated, stored in SQLite, PUBACK after store)
-//       with the same publishers; ratio b/a (target >= 0.7)
+//       with the same publishers; ratio b/a (target >= 0.9, issue 14)
 //   (c) 5,000 simulated devices at one telemetry message per 10 s: p99 publish-to-stored lag
 //       (target < 1 s), messages lost (target 0), control-plane RSS per connected device
 //       (target <= 25 KiB), simulator RSS per device (target >= 10,000 devices per GiB)
 //   (d) a 2x overload (QoS 0 and QoS 1 offered at twice (b)): the broker must not crash; it sheds
-//       QoS 0 (counted) and pushes back on QoS 1.
+//       QoS 0 (counted) and pushes back on QoS 1; the largest event-loop stall of each flood
+//       (edgeloop_event_loop_delay_max_seconds) must stay <= 100 ms (issue 14).
 //
 // Environment: BENCH_DEVICES (5000), BENCH_STEADY_S (40), BENCH_MESSAGES (50000), BENCH_PARTS (ab,c,d).
 import { type ChildProcess, execFile, fork } from 'node:child_process';
@@ -294,6 +295,8 @@ async function fleetScale() {
 async function overload(rate: number, qos: 0 | 1, seconds: number) {
   const cp = await inProcessControlPlane();
   const devices = await cp.enroll(`flood${qos}`, PUBLISHERS);
+  // The stall under the flood alone, not the start and the enrolment before it.
+  cp.cp.internals.eventLoop.reset();
   const result = await publishers({
     url: cp.started.mqttUrl,
     devices,
@@ -303,6 +306,7 @@ async function overload(rate: number, qos: 0 | 1, seconds: number) {
     rate,
     seconds,
   });
+  const stallMs = cp.cp.internals.eventLoop.maxMs();
   const health = await cp.cp.internals.app.request('/healthz');
   const metrics = await cp.metricsText();
   await cp.stop();
@@ -314,6 +318,7 @@ async function overload(rate: number, qos: 0 | 1, seconds: number) {
     stored,
     healthy: health.ok,
     metrics,
+    stallMs,
     seconds: result.seconds,
   };
 }
@@ -371,7 +376,7 @@ if (parts.has('ab')) {
   console.log(`  (a) bare aedes -> counting subscriber:   ${fmt(a)} msg/s  (median round)`);
   console.log(`  (b) control plane ingest -> SQLite:       ${fmt(b.rate)} msg/s`);
   console.log(
-    `  b/a = ${fmt(b.rate / a, 2)} (median of ${ratios.map((r) => fmt(r, 2)).join(', ')})  (target >= 0.70: ${verdict(b.rate / a >= 0.7)})`,
+    `  b/a = ${fmt(b.rate / a, 2)} (median of ${ratios.map((r) => fmt(r, 2)).join(', ')})  (target >= 0.90: ${verdict(b.rate / a >= 0.9)})`,
   );
   for (const line of metricLines(b.metrics, /flush|event_loop|batch/)) console.log(`      ${line}`);
 }
@@ -389,8 +394,10 @@ if (parts.has('d')) {
     console.log(
       `  QoS ${qos}: offered ${fmt(d.offered)} (${fmt(d.offered / d.seconds)} msg/s achieved by the publishers), acknowledged ${fmt(d.acked)}, stored ${fmt(d.stored)}, dropped and counted ${fmt(metric(d.metrics, 'edgeloop_ingest_dropped_total'))}, control plane ${d.healthy ? 'alive (healthz 200)' : 'DOWN'}`,
     );
-    for (const line of metricLines(d.metrics, /dropped|held|pushback|event_loop_delay_max/))
-      console.log(`      ${line}`);
+    console.log(
+      `      largest event-loop stall during the flood ${fmt(d.stallMs)} ms  (<= 100 ms: ${verdict(d.stallMs <= 100)}); since the control plane started ${fmt(metric(d.metrics, 'edgeloop_event_loop_delay_max_seconds') * 1000)} ms`,
+    );
+    for (const line of metricLines(d.metrics, /dropped|held|pushback|batch_limit/)) console.log(`      ${line}`);
   }
 }
 process.exit(0);

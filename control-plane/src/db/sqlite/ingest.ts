@@ -2,14 +2,34 @@ import { sql } from 'drizzle-orm';
 import type { DeviceLiveState, IngestRepository } from '../repositories.ts';
 import { deadLetters, devices, messages } from '../schema.ts';
 import type { SqliteDb } from './database.ts';
+import { createWalCheckpointer } from './wal-checkpointer.ts';
 
 const p = (name: string) => sql.placeholder(name);
 
+/** Rows committed before WAL checkpoints move to a worker thread (a quiet store never starts one). */
+const CHECKPOINTER_AFTER_ROWS = 5_000;
+
+export type SqliteIngestRepository = IngestRepository & {
+  /** Stops the WAL checkpointer, if it started (the store's close). */
+  close(): Promise<void>;
+};
+
 /**
  * The ingest writer's one write path. Statements are prepared once; each batch is one
- * transaction, so a batch is stored entirely or not at all.
+ * transaction, so a batch is stored entirely or not at all. Once it has committed
+ * CHECKPOINTER_AFTER_ROWS rows, WAL checkpoints run on a worker thread (wal-checkpointer.ts),
+ * so that no batch commit carries one.
  */
-export function createSqliteIngestRepository(db: SqliteDb): IngestRepository {
+export function createSqliteIngestRepository(
+  db: SqliteDb,
+  options: { readonly file?: string; readonly onCheckpointError?: (message: string) => void } = {},
+): SqliteIngestRepository {
+  const checkpointer = createWalCheckpointer({
+    client: db.$client,
+    file: options.file ?? db.$client.name,
+    ...(options.onCheckpointError ? { onError: options.onCheckpointError } : {}),
+  });
+  let committedRows = 0;
   const insertMessage = db
     .insert(messages)
     .values({
@@ -101,7 +121,13 @@ export function createSqliteIngestRepository(db: SqliteDb): IngestRepository {
 
   return {
     async commit(batch) {
-      return commitSync(batch);
+      const result = commitSync(batch);
+      if (committedRows < CHECKPOINTER_AFTER_ROWS) {
+        committedRows += batch.messages.length + batch.deadLetters.length;
+        if (committedRows >= CHECKPOINTER_AFTER_ROWS) checkpointer.start();
+      }
+      return result;
     },
+    close: () => checkpointer.stop(),
   };
 }

@@ -35,6 +35,7 @@ export function createSqliteStore(options: {
 }): SqliteStore {
   const file = options.file ?? join(options.dataDir ?? '.', SQLITE_FILE);
   const db = openSqlite(file, options.integrityCheck ? { integrityCheck: options.integrityCheck } : {});
+  const ingest = createSqliteIngestRepository(db);
   return {
     dialect: 'sqlite',
     db,
@@ -42,7 +43,7 @@ export function createSqliteStore(options: {
     messages: createSqliteMessageRepository(db),
     deadLetters: createSqliteDeadLetterRepository(db),
     apiTokens: createSqliteApiTokenRepository(db),
-    ingest: createSqliteIngestRepository(db),
+    ingest,
     models: createSqliteModelRepository(db),
     rollouts: createSqliteRolloutRepository(db),
     samples: createSampleRepository(sqliteDialect(db)),
@@ -64,6 +65,7 @@ export function createSqliteStore(options: {
       client.exec('BEGIN IMMEDIATE; ROLLBACK');
     },
     async close() {
+      await ingest.close();
       if (db.$client.open) db.$client.close();
     },
   };
