@@ -21,7 +21,8 @@ export class NetworkFaults {
   readonly #port: number;
   #partitioned = false;
   readonly #live = new Set<Link>();
-  readonly #orphans = new Set<net.Socket>();
+  /** Sockets a partition left open; created on the first one (most devices never have any). */
+  #orphans: Set<net.Socket> | null = null;
 
   constructor(host: string, port: number) {
     this.#host = host;
@@ -50,20 +51,25 @@ export class NetworkFaults {
 
   heal(): void {
     this.#partitioned = false;
+    this.#destroyOrphans();
+  }
+
+  #destroyOrphans(): void {
+    if (this.#orphans === null) return;
     for (const socket of this.#orphans) socket.destroy();
-    this.#orphans.clear();
+    this.#orphans = null;
   }
 
   killSockets(): void {
     for (const link of this.#live) link.socket.destroy();
     this.#live.clear();
-    for (const socket of this.#orphans) socket.destroy();
-    this.#orphans.clear();
+    this.#destroyOrphans();
   }
 
   /** A blackholed socket the device side let go of: it stays open until heal(). */
   orphan(socket: net.Socket, link: () => void): void {
     link();
+    this.#orphans ??= new Set();
     this.#orphans.add(socket);
   }
 }

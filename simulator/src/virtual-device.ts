@@ -19,6 +19,7 @@ import { profileIn } from './model-behaviour.ts';
 import { NetworkFaults } from './net-fault.ts';
 import { DEFAULT_MODEL_PROFILE, type HardwareProfile, type ModelProfile } from './profiles.ts';
 import { createSyntheticFrames, type SyntheticFrames } from './sample-frames.ts';
+import { createInterner, shareConfigSections } from './shared-config.ts';
 import { type PlayedModel, type ServedModel, SimulatedModelRuntime } from './sim-runtime.ts';
 import { syntheticPipelineWindow, syntheticSystemMetrics } from './synthetic-metrics.ts';
 
@@ -134,6 +135,8 @@ class ObservedOutbox implements Outbox {
 }
 
 const realClock: Clock = { now: () => Date.now() };
+/** Config sections equal across devices, kept once for all devices of this process. */
+const internSection = createInterner();
 
 export class VirtualDevice {
   readonly id: string;
@@ -216,7 +219,7 @@ export class VirtualDevice {
 
   #newAgent(): Agent {
     const options = this.#options;
-    const config = AgentConfig.parse({
+    const parsed = AgentConfig.parse({
       deviceId: options.id,
       mqtt: {
         url: `mqtt://${options.mqttHost}:${options.mqttPort}`,
@@ -236,6 +239,7 @@ export class VirtualDevice {
           }
         : {}),
     });
+    const config = shareConfigSections(parsed, internSection);
     const device = this;
     const models = options.models;
     const runtime = models
