@@ -1,6 +1,9 @@
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createWalCheckpointer, type WalCheckpointer } from './wal-checkpointer.ts';
@@ -77,5 +80,27 @@ describe('the WAL checkpointer', () => {
     expect(checkpointer.running).toBe(true);
     await checkpointer.stop();
     expect(checkpointer.running).toBe(false);
+  });
+
+  it('keeps the process alive until its worker has stopped when nothing else holds the event loop', async () => {
+    const module = fileURLToPath(new URL('./wal-checkpointer.ts', import.meta.url));
+    const script = [
+      `import Database from 'better-sqlite3';`,
+      `import { createWalCheckpointer } from ${JSON.stringify(module)};`,
+      `const client = new Database(${JSON.stringify(file)});`,
+      `const checkpointer = createWalCheckpointer({ client, file: ${JSON.stringify(file)} });`,
+      'checkpointer.start();',
+      'await checkpointer.stop();',
+      'client.close();',
+      `console.log('stopped');`,
+    ].join('\n');
+    const { stdout } = await promisify(execFile)(process.execPath, [
+      '--import',
+      'tsx',
+      '--input-type=module',
+      '-e',
+      script,
+    ]);
+    expect(stdout.trim()).toBe('stopped');
   });
 });

@@ -82,6 +82,9 @@ export function createWalCheckpointer(deps: {
     },
     async stop() {
       if (!worker) return;
+      // Held again until it exits: at shutdown nothing else may keep the event loop alive, and an
+      // unref'd worker awaited by nothing alive ends the process (exit 13, unsettled await).
+      worker.ref();
       worker.postMessage('stop');
       const stopped = exited;
       worker = null;
