@@ -1,5 +1,6 @@
 import { CONFIDENCE_BINS, type PipelineMetrics } from '@edgeloop/protocol';
 import { describe, expect, it } from 'vitest';
+import { psi } from '../psi.ts';
 import {
   addPipeline,
   advance,
@@ -10,7 +11,9 @@ import {
   inReference,
   judgeWindow,
   mergeSums,
+  NOISE_FLOOR_SHARE,
   parseSums,
+  psiNoiseFloor,
   STABLE_PROGRESS,
   sustainedWindows,
   windowIndex,
@@ -143,6 +146,48 @@ describe('drift bands', () => {
     const small = sumsOf(pipeline({ detections: 40, mean: 0.3 }));
     expect(judgeWindow(big, small, DEFAULT_JUDGE_CONFIG)).toEqual({ judged: false, reason: 'window-too-small' });
     expect(judgeWindow(small, big, DEFAULT_JUDGE_CONFIG)).toEqual({ judged: false, reason: 'reference-too-small' });
+  });
+});
+
+describe('the PSI noise floor', () => {
+  /** Counts of `n` draws from fixed proportions over 12 bins, by a seeded generator. */
+  function draw(n: number, seed: number): number[] {
+    const weights = [1, 2, 4, 7, 10, 12, 12, 10, 7, 4, 2, 1];
+    const total = weights.reduce((sum, w) => sum + w, 0);
+    const counts = new Array<number>(CONFIDENCE_BINS).fill(0);
+    let state = seed;
+    for (let i = 0; i < n; i++) {
+      state = (state * 1103515245 + 12345) % 2147483648;
+      let u = (state / 2147483648) * total;
+      let bin = 0;
+      while (u >= (weights[bin] ?? 0) && bin < weights.length - 1) u -= weights[bin++] ?? 0;
+      counts[bin + 4]!++;
+    }
+    return counts;
+  }
+
+  it('is about the mean PSI of two samples from one distribution (bins - 1 over the counts)', () => {
+    const reference = draw(20_000, 1);
+    let sum = 0;
+    for (let seed = 2; seed < 42; seed++) sum += psi(reference, draw(300, seed)) ?? 0;
+    const mean = sum / 40;
+    const floor = psiNoiseFloor(reference, draw(300, 99));
+    // 11 used bins: 11 * (1/20000 + 1/300) = 0.037; the measured mean lies within a third of it.
+    expect(floor).toBeCloseTo(11 * (1 / 20_000 + 1 / 300), 3);
+    expect(mean).toBeGreaterThan(floor * 0.67);
+    expect(mean).toBeLessThan(floor * 1.33);
+  });
+
+  it('leaves unjudged a window too small for its bins, the tail of a model devices are leaving', () => {
+    const reference = sumsOf(pipeline({ detections: 20_000 }));
+    const tail = sumsOf(pipeline({ detections: 150 }));
+    const floor = psiNoiseFloor(reference.confidence, tail.confidence);
+    expect(floor).toBeGreaterThan(DEFAULT_JUDGE_CONFIG.bands.moderate * NOISE_FLOOR_SHARE);
+    expect(judgeWindow(reference, tail, DEFAULT_JUDGE_CONFIG)).toEqual({ judged: false, reason: 'window-too-small' });
+    expect(judgeWindow(reference, sumsOf(pipeline({ detections: 2000 })), DEFAULT_JUDGE_CONFIG)).toMatchObject({
+      judged: true,
+      band: 'stable',
+    });
   });
 });
 

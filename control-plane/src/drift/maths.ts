@@ -21,7 +21,8 @@ import { psi } from '../psi.ts';
  *             a near-threshold share that rose by more than `nearThresholdDelta`, or a scene-change
  *             rate more than `sceneChangeDelta` above the reference's, lifts stable to moderate. A
  *             window with fewer than `minDetections` detections (or a reference with fewer) is not
- *             judged: too few counts make PSI noise.
+ *             judged: too few counts make PSI noise. Nor is one whose PSI noise floor (psiNoiseFloor: about
+ *             (bins - 1) / detections) reaches a quarter of the moderate bound.
  */
 
 export type DriftSums = {
@@ -173,6 +174,33 @@ export function classMixPsi(reference: DriftSums, current: DriftSums): number | 
   return expected.length === 0 ? null : psi(expected, actual);
 }
 
+/**
+ * The PSI that sampling noise alone gives two histograms drawn from one distribution: about
+ * (bins - 1) * (1/n_reference + 1/n_current), over the bins the reference uses (under no change
+ * the window draws from those; PSI is close to a symmetric chi-square statistic, whose mean is its
+ * degrees of freedom). A window
+ * is judged only when this floor is well under the moderate bound (NOISE_FLOOR_SHARE of it):
+ * otherwise a tail of a few hundred detections, such as the last window of a model the devices are
+ * leaving, reads as drift. Infinity when either side is empty.
+ */
+export function psiNoiseFloor(expected: readonly number[], actual: readonly number[]): number {
+  let totalE = 0;
+  let totalA = 0;
+  let bins = 0;
+  for (let bin = 0; bin < Math.max(expected.length, actual.length); bin++) {
+    const e = expected[bin] ?? 0;
+    const a = actual[bin] ?? 0;
+    totalE += e;
+    totalA += a;
+    if (e > 0) bins++;
+  }
+  if (totalE <= 0 || totalA <= 0) return Number.POSITIVE_INFINITY;
+  return Math.max(bins - 1, 1) * (1 / totalE + 1 / totalA);
+}
+
+/** The share of the moderate bound the noise floor may reach for a window to be judged. */
+export const NOISE_FLOOR_SHARE = 0.25;
+
 export type DriftJudgeConfig = {
   readonly bands: DriftBands;
   /** A rise of the near-threshold share beyond this (absolute) lifts stable to moderate. */
@@ -214,6 +242,9 @@ export type WindowJudgement =
 export function judgeWindow(reference: DriftSums, current: DriftSums, config: DriftJudgeConfig): WindowJudgement {
   if (reference.detections < config.minDetections) return { judged: false, reason: 'reference-too-small' };
   if (current.detections < config.minDetections) return { judged: false, reason: 'window-too-small' };
+  if (psiNoiseFloor(reference.confidence, current.confidence) > config.bands.moderate * NOISE_FLOOR_SHARE) {
+    return { judged: false, reason: 'window-too-small' };
+  }
   const confidencePsi = psi(reference.confidence, current.confidence);
   const mixPsi = classMixPsi(reference, current);
   const near = { reference: nearThresholdShare(reference), current: nearThresholdShare(current) };
