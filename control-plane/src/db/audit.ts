@@ -1,5 +1,5 @@
 import { type SQL, sql } from 'drizzle-orm';
-import type { SqlDialect } from './samples.ts';
+import type { SqlDialect } from './sql-dialect.ts';
 import { num, strOrNull } from './sql-row.ts';
 
 /*

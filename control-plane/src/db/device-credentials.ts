@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { DeviceCredential, DeviceCredentialRepository } from './repositories.ts';
-import type { SqlDialect } from './samples.ts';
+import type { SqlDialect } from './sql-dialect.ts';
 import { num, strOrNull } from './sql-row.ts';
 
 /*

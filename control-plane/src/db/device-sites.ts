@@ -1,11 +1,11 @@
 import { type SQL, sql } from 'drizzle-orm';
-import type { SqlDialect } from './samples.ts';
+import type { SqlDialect } from './sql-dialect.ts';
 
 /*
  * The site view of the fleet, counted in the database: active devices grouped by their `site`
  * label, with counts by status and health per site, a page of sites at a time (keyset by site
  * name, byte order in both dialects). Devices without a site label form one group, `site: null`,
- * first. One query for both dialects; only the collation differs.
+ * first. One query for both dialects; only the collation differs (SqlDialect.byteOrder).
  */
 
 export type SiteCountsRecord = {
@@ -27,19 +27,15 @@ export type SiteCountsQuery = {
   readonly limit: number;
 };
 
-export async function querySiteCounts(
-  dialect: SqlDialect,
-  /** The ordering collation: '' in SQLite (BINARY already), ` COLLATE "C"` in PostgreSQL. */
-  collate: SQL,
-  query: SiteCountsQuery,
-): Promise<SiteCountsRecord[]> {
+export async function querySiteCounts(dialect: SqlDialect, query: SiteCountsQuery): Promise<SiteCountsRecord[]> {
   const site = dialect.jsonText(sql.raw('labels'), 'site');
+  const bySite = dialect.byteOrder(sql.raw('site'));
   const after =
     query.after === undefined
       ? sql``
       : query.after.site === null
         ? sql`AND site IS NOT NULL`
-        : sql`AND site${collate} > ${query.after.site}`;
+        : sql`AND ${bySite} > ${query.after.site}`;
   const count = (condition: SQL) => sql`CAST(sum(CASE WHEN ${condition} THEN 1 ELSE 0 END) AS INTEGER)`;
   const rows = await dialect.all(
     sql`SELECT site, CAST(count(*) AS INTEGER) AS "total",
@@ -51,7 +47,7 @@ export async function querySiteCounts(
         FROM (SELECT ${site} AS site, status, health FROM devices WHERE revoked_at IS NULL) AS d
         WHERE 1 = 1 ${after}
         GROUP BY site
-        ORDER BY site${collate} ASC NULLS FIRST
+        ORDER BY ${bySite} ASC NULLS FIRST
         LIMIT ${query.limit}`,
   );
   return rows.map((row) => ({

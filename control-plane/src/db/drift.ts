@@ -1,6 +1,6 @@
 import { type SQL, sql } from 'drizzle-orm';
 import type { DriftBoostRecord, DriftReferenceRecord, DriftRepository } from './repositories.ts';
-import type { SqlDialect } from './samples.ts';
+import type { SqlDialect } from './sql-dialect.ts';
 import { num, strOrNull } from './sql-row.ts';
 
 /*

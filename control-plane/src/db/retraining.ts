@@ -5,7 +5,7 @@ import type {
   RetrainingRunRecord,
   RetrainingRunRepository,
 } from './repositories.ts';
-import type { SqlDialect } from './samples.ts';
+import type { SqlDialect } from './sql-dialect.ts';
 import { num, strOrNull } from './sql-row.ts';
 
 /*

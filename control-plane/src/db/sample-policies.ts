@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { SamplePolicyRecord, SamplePolicyRepository } from './repositories.ts';
-import type { SqlDialect } from './samples.ts';
+import type { SqlDialect } from './sql-dialect.ts';
 
 /*
  * Sample policies by label selector, over the shared SQL dialect layer (see samples.ts). One row

@@ -1,29 +1,15 @@
 import type { Labels } from '@edgeloop/protocol';
 import { type SQL, sql } from 'drizzle-orm';
 import type { DeletedSample, SampleQuery, SampleRecord, SampleRepository, SampleUploadRecord } from './repositories.ts';
+import type { SqlDialect } from './sql-dialect.ts';
 import { num, strOrNull, toSampleRecord } from './sql-row.ts';
 
 /*
  * The sample aggregate, written once for every dialect: the queries are plain SQL that SQLite and
  * PostgreSQL both accept (ON CONFLICT DO NOTHING, DELETE ... RETURNING, EXISTS), and the few places
- * they differ (JSON parameters and paths, affected rows, how numbers come back) sit in SqlDialect,
- * built by each store (sqlite/store.ts, postgres/store.ts).
+ * they differ (JSON parameters and paths, affected rows, how numbers come back) sit in SqlDialect
+ * (sql-dialect.ts), built by each store (sqlite/store.ts, postgres/store.ts).
  */
-
-export type SqlDialect = {
-  /** Rows of a query (SELECT, or a write with RETURNING). */
-  all(query: SQL): Promise<Record<string, unknown>[]>;
-  /** Rows a write changed. */
-  run(query: SQL): Promise<number>;
-  /** A JSON value as a parameter of a JSON column. */
-  json(value: unknown): SQL;
-  /** The text of top-level key `key` of the JSON column `column`. */
-  jsonText(column: SQL, key: string): SQL;
-  /** A JSON column as read back (text in SQLite, parsed in PostgreSQL). */
-  readJson(value: unknown): unknown;
-  /** Runs these writes in one transaction: all of them commit, or none does. */
-  batch(queries: readonly SQL[]): Promise<void>;
-};
 
 const SAMPLE_COLUMNS = sql.raw(
   [

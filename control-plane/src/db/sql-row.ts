@@ -1,10 +1,69 @@
+import { getTableColumns, param, type SQL, sql } from 'drizzle-orm';
 import type { SampleRecord } from './repositories.ts';
+import type { Row, TableOf } from './sql-dialect.ts';
 
 /*
- * Reading the rows of the plain-SQL aggregates (samples.ts, datasets.ts): column values as both
- * dialects return them, and the `samples` row, which the sample aggregate reads and dataset
- * exports read joined to their membership.
+ * Rows of the aggregates written once for both dialects. The plain-SQL ones (samples.ts,
+ * datasets.ts, ...) read column values as both dialects return them; the ones over drizzle tables
+ * (devices.ts, rollouts.ts, ...) read and write whole rows through the dialect's own columns, which
+ * map each value to and from its driver (readRow, insertRows, setColumns).
  */
+
+/**
+ * A row as the driver returned it (`SELECT *`), as drizzle would have read it from `table`. A
+ * column the query did not select is absent from the record too: the caller reads only those it chose.
+ */
+export function readRow<R>(table: TableOf<R>, row: Row): R {
+  const record: Record<string, unknown> = {};
+  for (const [key, column] of Object.entries(getTableColumns(table))) {
+    if (!(column.name in row)) continue;
+    const value = row[column.name];
+    record[key] = value === null || value === undefined ? null : column.mapFromDriverValue(value);
+  }
+  return record as R;
+}
+
+/**
+ * `INSERT INTO table (...) VALUES (...), ...` of these rows: the columns the first row sets (an
+ * absent one takes its default), the others' values for them.
+ */
+export function insertRows<R>(table: TableOf<R>, rows: readonly Partial<R>[]): SQL {
+  const first = rows[0];
+  if (!first) throw new Error('insertRows needs a row');
+  const columns = Object.entries(getTableColumns(table)).filter(([key]) => first[key as keyof R] !== undefined);
+  const names = sql.join(
+    columns.map(([, column]) => sql.identifier(column.name)),
+    sql`, `,
+  );
+  const values = rows.map(
+    (row) =>
+      sql`(${sql.join(
+        columns.map(([key, column]) => param(row[key as keyof R] ?? null, column)),
+        sql`, `,
+      )})`,
+  );
+  return sql`INSERT INTO ${table} (${names}) VALUES ${sql.join(values, sql`, `)}`;
+}
+
+/** The `SET` list of an UPDATE: each column the patch names, to its value. */
+export function setColumns<R>(table: TableOf<R>, patch: Partial<R>): SQL {
+  const sets = Object.entries(getTableColumns(table))
+    .filter(([key]) => patch[key as keyof R] !== undefined)
+    .map(([key, column]) => sql`${sql.identifier(column.name)} = ${param(patch[key as keyof R] ?? null, column)}`);
+  if (sets.length === 0) throw new Error('setColumns needs a column to set');
+  return sql.join(sets, sql`, `);
+}
+
+/** The `SET` list of an upsert: these columns from the row that was refused (`excluded`). */
+export function setExcluded<R>(table: TableOf<R>, keys: readonly (keyof R & string)[]): SQL {
+  return sql.join(
+    keys.map((key) => {
+      const name = sql.identifier(table[key].name);
+      return sql`${name} = excluded.${name}`;
+    }),
+    sql`, `,
+  );
+}
 
 /** A numeric column (PostgreSQL returns bigint as text). */
 export const num = (value: unknown): number => Number(value);

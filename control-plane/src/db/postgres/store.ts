@@ -1,6 +1,7 @@
 import { createAuditRepository } from '../audit.ts';
 import { createDatasetRepository } from '../datasets.ts';
 import { createDeviceCredentialRepository } from '../device-credentials.ts';
+import { createDeviceRepository } from '../devices.ts';
 import { createDriftRepository } from '../drift.ts';
 import { createEvaluationRepository } from '../evaluations.ts';
 import { createIdempotencyRepository } from '../idempotency.ts';
@@ -12,7 +13,6 @@ import { createSampleRepository } from '../samples.ts';
 import { createPostgresApiTokenRepository } from './api-tokens.ts';
 import { openPostgres, type PostgresDb } from './database.ts';
 import { createPostgresDeadLetterRepository } from './dead-letters.ts';
-import { createPostgresDeviceRepository } from './devices.ts';
 import { createPostgresIngestRepository } from './ingest.ts';
 import { createPostgresLeaderLock } from './leader-lock.ts';
 import { createPostgresMessageRepository } from './messages.ts';
@@ -31,28 +31,29 @@ export async function createPostgresStore(options: {
   readonly maxConnections?: number;
 }): Promise<PostgresStore> {
   const db = await openPostgres(options.url, options);
+  const dialect = postgresDialect(db);
   let closed = false;
   return {
     dialect: 'postgres',
     db,
-    devices: createPostgresDeviceRepository(db),
+    devices: createDeviceRepository(dialect),
     messages: createPostgresMessageRepository(db),
     deadLetters: createPostgresDeadLetterRepository(db),
     apiTokens: createPostgresApiTokenRepository(db),
     ingest: createPostgresIngestRepository(db),
     models: createPostgresModelRepository(db),
     rollouts: createPostgresRolloutRepository(db),
-    samples: createSampleRepository(postgresDialect(db)),
-    datasets: createDatasetRepository(postgresDialect(db)),
-    evaluations: createEvaluationRepository(postgresDialect(db)),
-    samplePolicies: createSamplePolicyRepository(postgresDialect(db)),
-    retrainingPolicies: createRetrainingPolicyRepository(postgresDialect(db)),
-    retrainingRuns: createRetrainingRunRepository(postgresDialect(db)),
-    modelLineage: createModelLineageRepository(postgresDialect(db)),
-    drift: createDriftRepository(postgresDialect(db)),
-    audit: createAuditRepository(postgresDialect(db)),
-    idempotency: createIdempotencyRepository(postgresDialect(db)),
-    credentials: createDeviceCredentialRepository(postgresDialect(db)),
+    samples: createSampleRepository(dialect),
+    datasets: createDatasetRepository(dialect),
+    evaluations: createEvaluationRepository(dialect),
+    samplePolicies: createSamplePolicyRepository(dialect),
+    retrainingPolicies: createRetrainingPolicyRepository(dialect),
+    retrainingRuns: createRetrainingRunRepository(dialect),
+    modelLineage: createModelLineageRepository(dialect),
+    drift: createDriftRepository(dialect),
+    audit: createAuditRepository(dialect),
+    idempotency: createIdempotencyRepository(dialect),
+    credentials: createDeviceCredentialRepository(dialect),
     openLeaderLock: (key) => createPostgresLeaderLock({ url: options.url, key }),
     async probeWrite() {
       // Refused in a read-only transaction and on a standby although it changes nothing.

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { createAuditRepository } from '../audit.ts';
 import { createDatasetRepository } from '../datasets.ts';
 import { createDeviceCredentialRepository } from '../device-credentials.ts';
+import { createDeviceRepository } from '../devices.ts';
 import { createDriftRepository } from '../drift.ts';
 import { createEvaluationRepository } from '../evaluations.ts';
 import { createIdempotencyRepository } from '../idempotency.ts';
@@ -13,7 +14,6 @@ import { createSampleRepository } from '../samples.ts';
 import { createSqliteApiTokenRepository } from './api-tokens.ts';
 import { openSqlite, type SqliteDb } from './database.ts';
 import { createSqliteDeadLetterRepository } from './dead-letters.ts';
-import { createSqliteDeviceRepository } from './devices.ts';
 import { createSqliteIngestRepository } from './ingest.ts';
 import type { IntegrityCheck } from './integrity.ts';
 import { createSqliteLeaderLock } from './leader-lock.ts';
@@ -36,27 +36,28 @@ export function createSqliteStore(options: {
   const file = options.file ?? join(options.dataDir ?? '.', SQLITE_FILE);
   const db = openSqlite(file, options.integrityCheck ? { integrityCheck: options.integrityCheck } : {});
   const ingest = createSqliteIngestRepository(db);
+  const dialect = sqliteDialect(db);
   return {
     dialect: 'sqlite',
     db,
-    devices: createSqliteDeviceRepository(db),
+    devices: createDeviceRepository(dialect),
     messages: createSqliteMessageRepository(db),
     deadLetters: createSqliteDeadLetterRepository(db),
     apiTokens: createSqliteApiTokenRepository(db),
     ingest,
     models: createSqliteModelRepository(db),
     rollouts: createSqliteRolloutRepository(db),
-    samples: createSampleRepository(sqliteDialect(db)),
-    datasets: createDatasetRepository(sqliteDialect(db)),
-    evaluations: createEvaluationRepository(sqliteDialect(db)),
-    samplePolicies: createSamplePolicyRepository(sqliteDialect(db)),
-    retrainingPolicies: createRetrainingPolicyRepository(sqliteDialect(db)),
-    retrainingRuns: createRetrainingRunRepository(sqliteDialect(db)),
-    modelLineage: createModelLineageRepository(sqliteDialect(db)),
-    drift: createDriftRepository(sqliteDialect(db)),
-    audit: createAuditRepository(sqliteDialect(db)),
-    idempotency: createIdempotencyRepository(sqliteDialect(db)),
-    credentials: createDeviceCredentialRepository(sqliteDialect(db)),
+    samples: createSampleRepository(dialect),
+    datasets: createDatasetRepository(dialect),
+    evaluations: createEvaluationRepository(dialect),
+    samplePolicies: createSamplePolicyRepository(dialect),
+    retrainingPolicies: createRetrainingPolicyRepository(dialect),
+    retrainingRuns: createRetrainingRunRepository(dialect),
+    modelLineage: createModelLineageRepository(dialect),
+    drift: createDriftRepository(dialect),
+    audit: createAuditRepository(dialect),
+    idempotency: createIdempotencyRepository(dialect),
+    credentials: createDeviceCredentialRepository(dialect),
     openLeaderLock: () => createSqliteLeaderLock(),
     async probeWrite() {
       const client = db.$client;
