@@ -24,13 +24,14 @@ export function readRow<R>(table: TableOf<R>, row: Row): R {
 }
 
 /**
- * `INSERT INTO table (...) VALUES (...), ...` of these rows: the columns the first row sets (an
- * absent one takes its default), the others' values for them.
+ * `INSERT INTO table (...) VALUES (...), ...` of these rows: the columns some row sets (a column no
+ * row sets takes its default), NULL where a row leaves one of them out.
  */
 export function insertRows<R>(table: TableOf<R>, rows: readonly Partial<R>[]): SQL {
-  const first = rows[0];
-  if (!first) throw new Error('insertRows needs a row');
-  const columns = Object.entries(getTableColumns(table)).filter(([key]) => first[key as keyof R] !== undefined);
+  if (rows.length === 0) throw new Error('insertRows needs a row');
+  const columns = Object.entries(getTableColumns(table)).filter(([key]) =>
+    rows.some((row) => row[key as keyof R] !== undefined),
+  );
   const names = sql.join(
     columns.map(([, column]) => sql.identifier(column.name)),
     sql`, `,

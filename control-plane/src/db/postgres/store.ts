@@ -8,6 +8,7 @@ import { createIdempotencyRepository } from '../idempotency.ts';
 import { createModelLineageRepository } from '../model-lineage.ts';
 import type { Store } from '../repositories.ts';
 import { createRetrainingPolicyRepository, createRetrainingRunRepository } from '../retraining.ts';
+import { createRolloutRepository } from '../rollouts.ts';
 import { createSamplePolicyRepository } from '../sample-policies.ts';
 import { createSampleRepository } from '../samples.ts';
 import { createPostgresApiTokenRepository } from './api-tokens.ts';
@@ -17,7 +18,6 @@ import { createPostgresIngestRepository } from './ingest.ts';
 import { createPostgresLeaderLock } from './leader-lock.ts';
 import { createPostgresMessageRepository } from './messages.ts';
 import { createPostgresModelRepository } from './models.ts';
-import { createPostgresRolloutRepository } from './rollouts.ts';
 import { postgresDialect } from './sql-dialect.ts';
 
 export type PostgresStore = Store & { readonly db: PostgresDb };
@@ -42,7 +42,7 @@ export async function createPostgresStore(options: {
     apiTokens: createPostgresApiTokenRepository(db),
     ingest: createPostgresIngestRepository(db),
     models: createPostgresModelRepository(db),
-    rollouts: createPostgresRolloutRepository(db),
+    rollouts: createRolloutRepository(dialect),
     samples: createSampleRepository(dialect),
     datasets: createDatasetRepository(dialect),
     evaluations: createEvaluationRepository(dialect),

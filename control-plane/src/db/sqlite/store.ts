@@ -9,6 +9,7 @@ import { createIdempotencyRepository } from '../idempotency.ts';
 import { createModelLineageRepository } from '../model-lineage.ts';
 import type { Store } from '../repositories.ts';
 import { createRetrainingPolicyRepository, createRetrainingRunRepository } from '../retraining.ts';
+import { createRolloutRepository } from '../rollouts.ts';
 import { createSamplePolicyRepository } from '../sample-policies.ts';
 import { createSampleRepository } from '../samples.ts';
 import { createSqliteApiTokenRepository } from './api-tokens.ts';
@@ -19,7 +20,6 @@ import type { IntegrityCheck } from './integrity.ts';
 import { createSqliteLeaderLock } from './leader-lock.ts';
 import { createSqliteMessageRepository } from './messages.ts';
 import { createSqliteModelRepository } from './models.ts';
-import { createSqliteRolloutRepository } from './rollouts.ts';
 import { sqliteDialect } from './sql-dialect.ts';
 
 export const SQLITE_FILE = 'edgeloop.db';
@@ -46,7 +46,7 @@ export function createSqliteStore(options: {
     apiTokens: createSqliteApiTokenRepository(db),
     ingest,
     models: createSqliteModelRepository(db),
-    rollouts: createSqliteRolloutRepository(db),
+    rollouts: createRolloutRepository(dialect),
     samples: createSampleRepository(dialect),
     datasets: createDatasetRepository(dialect),
     evaluations: createEvaluationRepository(dialect),
