@@ -1,25 +1,10 @@
 import { join } from 'node:path';
-import { createAuditRepository } from '../audit.ts';
-import { createDatasetRepository } from '../datasets.ts';
-import { createDeviceCredentialRepository } from '../device-credentials.ts';
-import { createDeviceRepository } from '../devices.ts';
-import { createDriftRepository } from '../drift.ts';
-import { createEvaluationRepository } from '../evaluations.ts';
-import { createIdempotencyRepository } from '../idempotency.ts';
-import { createModelLineageRepository } from '../model-lineage.ts';
 import type { Store } from '../repositories.ts';
-import { createRetrainingPolicyRepository, createRetrainingRunRepository } from '../retraining.ts';
-import { createRolloutRepository } from '../rollouts.ts';
-import { createSamplePolicyRepository } from '../sample-policies.ts';
-import { createSampleRepository } from '../samples.ts';
-import { createSqliteApiTokenRepository } from './api-tokens.ts';
+import { createRepositories } from '../store.ts';
 import { openSqlite, type SqliteDb } from './database.ts';
-import { createSqliteDeadLetterRepository } from './dead-letters.ts';
 import { createSqliteIngestRepository } from './ingest.ts';
 import type { IntegrityCheck } from './integrity.ts';
 import { createSqliteLeaderLock } from './leader-lock.ts';
-import { createSqliteMessageRepository } from './messages.ts';
-import { createSqliteModelRepository } from './models.ts';
 import { sqliteDialect } from './sql-dialect.ts';
 
 export const SQLITE_FILE = 'edgeloop.db';
@@ -40,24 +25,8 @@ export function createSqliteStore(options: {
   return {
     dialect: 'sqlite',
     db,
-    devices: createDeviceRepository(dialect),
-    messages: createSqliteMessageRepository(db),
-    deadLetters: createSqliteDeadLetterRepository(db),
-    apiTokens: createSqliteApiTokenRepository(db),
+    ...createRepositories(dialect),
     ingest,
-    models: createSqliteModelRepository(db),
-    rollouts: createRolloutRepository(dialect),
-    samples: createSampleRepository(dialect),
-    datasets: createDatasetRepository(dialect),
-    evaluations: createEvaluationRepository(dialect),
-    samplePolicies: createSamplePolicyRepository(dialect),
-    retrainingPolicies: createRetrainingPolicyRepository(dialect),
-    retrainingRuns: createRetrainingRunRepository(dialect),
-    modelLineage: createModelLineageRepository(dialect),
-    drift: createDriftRepository(dialect),
-    audit: createAuditRepository(dialect),
-    idempotency: createIdempotencyRepository(dialect),
-    credentials: createDeviceCredentialRepository(dialect),
     openLeaderLock: () => createSqliteLeaderLock(),
     async probeWrite() {
       const client = db.$client;
