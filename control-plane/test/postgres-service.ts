@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { serviceGate } from '../../test-services.ts';
 
@@ -6,7 +7,7 @@ import { serviceGate } from '../../test-services.ts';
  * suite gates itself in its own file, where the global setup finds it:
  *   const postgres = serviceGate('postgres');
  *   describe.skipIf(!postgres.run)(...)
- * and works in a database of its own.
+ * and works in a database of its own (scratchDatabase).
  */
 
 const server = () => serviceGate('postgres').url;
@@ -29,7 +30,22 @@ export function databaseUrl(name: string): string {
   return url.toString();
 }
 
-/** A database name unique to this process and moment, for one suite. */
-export function uniqueDatabaseName(prefix: string): string {
-  return `${prefix}_${process.pid}_${Date.now().toString(36)}`;
+/** A database of its own on the shared server, for one suite (or one test): created and dropped here. */
+export type ScratchDatabase = {
+  readonly name: string;
+  readonly url: string;
+  create(): Promise<void>;
+  /** Drops it, closing whatever sessions are still on it. */
+  drop(): Promise<void>;
+};
+
+/** A scratch database named `<prefix>_<pid>_<random>`, unique to this call (several per process are fine). */
+export function scratchDatabase(prefix: string): ScratchDatabase {
+  const name = `${prefix}_${process.pid}_${randomBytes(4).toString('hex')}`;
+  return {
+    name,
+    url: databaseUrl(name),
+    create: () => admin(`CREATE DATABASE ${name}`),
+    drop: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`),
+  };
 }

@@ -2,7 +2,7 @@ import { unwrap } from '@edgeloop/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serviceGate } from '../../test-services.ts';
 import { eventually, SYSTEM, startTestControlPlane, type TestControlPlane } from './harness.ts';
-import { admin, databaseUrl, uniqueDatabaseName } from './postgres-service.ts';
+import { admin, scratchDatabase } from './postgres-service.ts';
 
 const postgres = serviceGate('postgres');
 
@@ -13,17 +13,17 @@ const postgres = serviceGate('postgres');
  */
 
 describe.skipIf(!postgres.run)('control plane on PostgreSQL', () => {
-  const database = uniqueDatabaseName('edgeloop_cp');
+  const database = scratchDatabase('edgeloop_cp');
   let t: TestControlPlane;
 
   beforeAll(async () => {
-    await admin(`CREATE DATABASE ${database}`);
-    t = await startTestControlPlane({ databaseUrl: databaseUrl(database) });
+    await database.create();
+    t = await startTestControlPlane({ databaseUrl: database.url });
   });
 
   afterAll(async () => {
     await t?.stop();
-    await admin(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+    await database.drop();
   });
 
   it('enrolls, ingests exactly once and serves the device over the API', async () => {
@@ -52,7 +52,7 @@ describe.skipIf(!postgres.run)('control plane on PostgreSQL', () => {
     // What a PostgreSQL restart or failover does to idle sessions: without a pool error listener
     // this is an uncaught 'error' event that takes the process down.
     await admin(
-      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${database}' AND pid <> pg_backend_pid() AND application_name <> 'edgeloop-leader'`,
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${database.name}' AND pid <> pg_backend_pid() AND application_name <> 'edgeloop-leader'`,
     );
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(await store.messages.count('pg-cam')).toBe(2);

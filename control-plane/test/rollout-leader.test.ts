@@ -6,7 +6,7 @@ import { createEventBus } from '../src/events.ts';
 import { createMetricsRegistry } from '../src/metrics.ts';
 import { createRolloutEngine, ROLLOUT_LEADER_LOCK_KEY, type RolloutEngine } from '../src/rollouts/engine.ts';
 import type { Timers } from '../src/sweeper.ts';
-import { admin, databaseUrl, uniqueDatabaseName } from './postgres-service.ts';
+import { admin, scratchDatabase } from './postgres-service.ts';
 
 const postgres = serviceGate('postgres');
 
@@ -19,19 +19,19 @@ const postgres = serviceGate('postgres');
 const manualTimers: Timers = { setInterval: () => ({}), clearInterval: () => {} };
 
 describe.skipIf(!postgres.run)('rollout leadership on PostgreSQL', () => {
-  const database = uniqueDatabaseName('edgeloop_leader');
+  const database = scratchDatabase('edgeloop_leader');
   const stores: PostgresStore[] = [];
 
   beforeAll(async () => {
-    await admin(`CREATE DATABASE ${database}`);
+    await database.create();
   });
   afterAll(async () => {
     for (const store of stores) await store.close();
-    await admin(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+    await database.drop();
   });
 
   const engine = async (): Promise<RolloutEngine> => {
-    const store = await createPostgresStore({ url: databaseUrl(database), maxConnections: 2 });
+    const store = await createPostgresStore({ url: database.url, maxConnections: 2 });
     stores.push(store);
     return createRolloutEngine({
       store,
@@ -76,7 +76,7 @@ describe.skipIf(!postgres.run)('rollout leadership on PostgreSQL', () => {
     expect((await b.tick()).leader).toBe(false);
     // Kill the leader's session from outside (a network failure or a crashed replica looks alike).
     await admin(
-      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${database}' AND application_name = 'edgeloop-leader' AND pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)`,
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${database.name}' AND application_name = 'edgeloop-leader' AND pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)`,
     );
     // The server released the lock with the session: the other replica takes it.
     let bLeads = false;

@@ -4,7 +4,7 @@ import { serviceGate } from '../../test-services.ts';
 import type { Timers } from '../src/sweeper.ts';
 import { startTestControlPlane, type TestControlPlane } from './harness.ts';
 import { createSigningKit, type SigningKit } from './model-fixtures.ts';
-import { admin, databaseUrl } from './postgres-service.ts';
+import { type ScratchDatabase, scratchDatabase } from './postgres-service.ts';
 import { createVirtualFleet, type VirtualFleet } from './virtual-fleet.ts';
 
 const postgres = serviceGate('postgres');
@@ -549,15 +549,15 @@ describe('rollout API', () => {
 
 /* The same engine on PostgreSQL: the scale-out store through the whole loop. */
 describe.skipIf(!postgres.run)('rollout engine on PostgreSQL', () => {
-  const databases: string[] = [];
+  const databases: ScratchDatabase[] = [];
   const fresh = async () => {
-    const database = `edgeloop_rollouts_${process.pid}_${Date.now().toString(36)}_${databases.length}`;
-    await admin(`CREATE DATABASE ${database}`);
+    const database = scratchDatabase('edgeloop_rollouts');
+    await database.create();
     databases.push(database);
-    return databaseUrl(database);
+    return database.url;
   };
   afterAll(async () => {
-    for (const database of databases) await admin(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+    for (const database of databases) await database.drop();
   });
 
   it('takes a good model to completed', async () => {

@@ -7,7 +7,7 @@ import type { ServiceGate } from '../../test-services.ts';
 import { createPostgresStore } from '../src/db/postgres/store.ts';
 import type { Store } from '../src/db/repositories.ts';
 import { createSqliteStore } from '../src/db/sqlite/store.ts';
-import { admin, databaseUrl, uniqueDatabaseName } from './postgres-service.ts';
+import { scratchDatabase } from './postgres-service.ts';
 
 /*
  * The storage dialects a contract-style suite runs over: SQLite (embedded default, a file in a temp
@@ -61,21 +61,21 @@ export function storeDialects(options: {
       };
     },
   };
-  const database = uniqueDatabaseName(`edgeloop_${prefix}`);
+  const database = scratchDatabase(`edgeloop_${prefix}`);
   // Outside CI an unreachable server skips the suite (the run prints why); under CI it fails the run.
   const skip = postgres.run ? null : `PostgreSQL is not reachable at ${postgres.url}: ${postgres.unreachable}`;
   const pg: StoreDialect = {
     name: 'postgres (own database, real migrations)',
     skip,
     async setup() {
-      if (!skip) await admin(`CREATE DATABASE ${database}`);
+      if (!skip) await database.create();
     },
     async teardown() {
-      if (!skip) await admin(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+      if (!skip) await database.drop();
     },
     async create() {
       const store = await createPostgresStore({
-        url: databaseUrl(database),
+        url: database.url,
         maxConnections: options.maxConnections ?? 4,
       });
       if (options.clean) await store.db.execute(options.clean);
