@@ -110,19 +110,29 @@ function referenceRegions(prob: Float32Array, width: number, height: number, o: 
 }
 
 describe('extractTextRegions against the definition', () => {
-  it.each([1000, 7])('finds the same regions in random maps with noise (maxCandidates %i)', (maxCandidates) => {
-    const random = createSeededRandom(maxCandidates);
-    const [width, height] = [160, 96];
+  it.each([
+    { maxCandidates: 1000, speckle: 0.01, width: 160, height: 96 },
+    { maxCandidates: 7, speckle: 0.01, width: 160, height: 96 },
+    // Sparse and of a size that is no multiple of eight: long background runs skipped eight at a
+    // time, and text in the map's last pixels, after the last full group of eight.
+    { maxCandidates: 1000, speckle: 0.0005, width: 157, height: 93 },
+  ])('finds the same regions in random maps with noise (%o)', ({ maxCandidates, speckle, width, height }) => {
+    const random = createSeededRandom(maxCandidates + width);
     const o = { ...options, maxCandidates };
     let total = 0;
     for (let round = 0; round < 20; round++) {
       const prob = new Float32Array(width * height);
       // Background below the threshold, single-pixel speckle above it, and a few text blocks.
-      for (let i = 0; i < prob.length; i++) prob[i] = random() < 0.01 ? 0.35 + random() * 0.6 : random() * 0.3;
+      for (let i = 0; i < prob.length; i++) prob[i] = random() < speckle ? 0.35 + random() * 0.6 : random() * 0.3;
       for (let k = 0; k < 6; k++) {
         const [x, y] = [Math.floor(random() * (width - 30)), Math.floor(random() * (height - 12))];
         const [w, h, p] = [3 + Math.floor(random() * 27), 2 + Math.floor(random() * 10), 0.4 + random() * 0.6];
         for (let yy = y; yy < y + h; yy++) for (let xx = x; xx < x + w; xx++) prob[yy * width + xx] = p;
+      }
+      // A block in the bottom-right corner: its last pixel is the map's last.
+      const corner = 4 + (round % 5);
+      for (let yy = height - corner; yy < height; yy++) {
+        for (let xx = width - corner; xx < width; xx++) prob[yy * width + xx] = 0.9;
       }
       const got = extractTextRegions(prob, width, height, o);
       const want = referenceRegions(prob, width, height, o);
@@ -132,6 +142,25 @@ describe('extractTextRegions against the definition', () => {
     }
     // The cap of 7 is mostly spent on speckle, so fewer regions survive it.
     expect(total).toBeGreaterThan(maxCandidates === 7 ? 2 : 20);
+  });
+});
+
+describe('extractTextRegions skipping background', () => {
+  it('counts a lone pixel at every place in a group of eight as a candidate', () => {
+    // Row 0: lone foreground pixels, each one full group of eight after the previous and then at
+    // offset 0, 1, .. 7 of the next group (groups start after the previous pixel); below, a text
+    // block. With maxCandidates equal to the lone pixels, the cap is spent before the block; a
+    // pixel missed by the skip would leave room for the block.
+    const [width, height] = [128, 12];
+    const prob = new Float32Array(width * height).fill(0.1);
+    const lone = [3];
+    for (let k = 0; k < 8; k++) lone.push((lone.at(-1) as number) + 1 + 8 + k);
+    for (const p of lone) prob[p] = 0.9;
+    for (let y = 4; y < 10; y++) for (let x = 10; x < 40; x++) prob[y * width + x] = 0.9;
+    const capped = { ...options, maxCandidates: lone.length };
+    expect(referenceRegions(prob, width, height, capped)).toEqual([]);
+    expect(extractTextRegions(prob, width, height, capped)).toEqual([]);
+    expect(extractTextRegions(prob, width, height, { ...capped, maxCandidates: lone.length + 1 })).toHaveLength(1);
   });
 });
 

@@ -69,8 +69,23 @@ export function extractTextRegions(
   const maxCandidates = options.maxCandidates;
   let candidates = 0;
   for (let start = 0; start < size && candidates < maxCandidates; start++) {
-    // Most pixels are background: skip them in a tight loop that reads only the map (measured:
-    // about half the cost of testing the visited map and the candidate count at every pixel).
+    // Most pixels are background (about 0.01 % are text on vtest.avi): skip them in a tight loop
+    // that reads only the map, eight at a time while all eight are background (measured on
+    // PP-OCRv4 maps of 320x320: 0.08 ms against 0.17 ms for one at a time, which was itself about
+    // half the cost of testing the visited map and the candidate count at every pixel).
+    while (
+      start + 8 <= size &&
+      (prob[start] as number) <= threshold &&
+      (prob[start + 1] as number) <= threshold &&
+      (prob[start + 2] as number) <= threshold &&
+      (prob[start + 3] as number) <= threshold &&
+      (prob[start + 4] as number) <= threshold &&
+      (prob[start + 5] as number) <= threshold &&
+      (prob[start + 6] as number) <= threshold &&
+      (prob[start + 7] as number) <= threshold
+    ) {
+      start += 8;
+    }
     while (start < size && (prob[start] as number) <= threshold) start++;
     if (start >= size) break;
     if (visited[start]) continue;

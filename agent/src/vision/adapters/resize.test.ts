@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createSeededRandom } from '../../seeded-random.ts';
-import type { TensorFormat } from './resize.ts';
+import type { ResizeGeometry, TensorFormat } from './resize.ts';
 import {
   channelMap,
   createInputWriter,
@@ -165,6 +165,60 @@ describe('the same-size fast path (a frame ffmpeg already scaled)', () => {
       }
     },
   );
+});
+
+describe('the same-size path reading frames by 32-bit words', () => {
+  const imagenet: TensorFormat = {
+    layout: 'nchw',
+    colorOrder: 'bgr',
+    scale: 1 / 255,
+    mean: [0.485, 0.456, 0.406],
+    std: [0.229, 0.224, 0.225],
+    padValue: 114,
+  };
+  const reference = (data: Uint8Array, width: number, height: number, geometry: ResizeGeometry): Float32Array => {
+    // The formula itself, per pixel and channel, in float64 then stored as float32.
+    const out = new Float32Array(geometry.dstWidth * geometry.dstHeight * 3).fill(Number.NaN);
+    writeInputTensor({ data, width, height }, geometry, imagenet, out, undefined, channelMap(geometry, imagenet), {
+      resampleAlways: true,
+    });
+    return out;
+  };
+
+  it.each([0, 1, 2, 3])('gives bit-identical values for a frame starting %i bytes past a word boundary', (shift) => {
+    const random = createSeededRandom(41 + shift);
+    // 213 pixels a row (639 bytes): rows start at every alignment; 320x240 letterboxed rows too.
+    for (const [w, h, letterbox] of [
+      [213, 320, true],
+      [320, 240, true],
+      [64, 64, false],
+      [9, 3, false],
+    ] as const) {
+      const backing = new Uint8Array(w * h * 3 + shift + 5);
+      for (let i = 0; i < backing.length; i++) backing[i] = Math.floor(random() * 256);
+      const data = backing.subarray(shift, shift + w * h * 3);
+      const geometry = letterbox ? letterboxGeometry(w, h, 320, 320) : stretchGeometry(w, h, w, h);
+      const out = new Float32Array(geometry.dstWidth * geometry.dstHeight * 3).fill(Number.NaN);
+      createInputWriter(imagenet)({ data, width: w, height: h }, geometry, out);
+      const expected = new Uint32Array(reference(data, w, h, geometry).buffer);
+      const got = new Uint32Array(out.buffer);
+      expect(got.findIndex((bits, i) => bits !== expected[i])).toBe(-1);
+    }
+  });
+
+  it('reads each frame buffer through its own kept view when frames alternate between buffers', () => {
+    const write = createInputWriter(imagenet);
+    const geometry = stretchGeometry(16, 8, 16, 8);
+    const frames = [1, 2, 3].map((seed) => {
+      const random = createSeededRandom(seed);
+      return Uint8Array.from({ length: 16 * 8 * 3 }, () => Math.floor(random() * 256));
+    });
+    const out = new Float32Array(16 * 8 * 3);
+    for (const data of [...frames, ...frames]) {
+      write({ data, width: 16, height: 8 }, geometry, out);
+      expect(Array.from(out)).toEqual(Array.from(reference(data, 16, 8, geometry)));
+    }
+  });
 });
 
 /* Reference inputs computed with numpy (float64) by agent/scripts/resize-reference.py from the same formula image. */

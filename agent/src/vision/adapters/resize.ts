@@ -284,27 +284,69 @@ export function channelMap(geometry: ResizeGeometry, format: TensorFormat): Chan
   };
 }
 
+/** Word reads assume the byte order of every platform Node runs the agent on; checked, not assumed. */
+const LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
+
+/**
+ * 32-bit views of frame buffers, one per ArrayBuffer (the pipeline's queue slots and the ffmpeg
+ * source's frames each keep theirs), so reading a frame by words allocates nothing per frame.
+ */
+export type WordViews = WeakMap<ArrayBufferLike, Uint32Array>;
+
+function wordsOf(src: Uint8Array, views: WordViews | undefined): Uint32Array {
+  const cached = views?.get(src.buffer);
+  if (cached) return cached;
+  const words = new Uint32Array(src.buffer, 0, src.buffer.byteLength >>> 2);
+  views?.set(src.buffer, words);
+  return words;
+}
+
 /**
  * NCHW, `n` pixels of one contiguous run: source bytes from `a`, tensor offsets from `o` in each
- * plane. Unrolled by four (measured: the row loop with a variable pixel step cost about a quarter
- * more); the same double-precision multiply-add per value as every other path, so values are identical.
+ * plane. Groups of four pixels are read as three 32-bit words instead of twelve bytes (measured on
+ * 320x320: 0.25 ms against 0.40 ms for byte reads unrolled by four, which were themselves about a
+ * quarter faster than a loop with a variable pixel step); up to three pixels before the first
+ * word boundary and the tail go byte by byte. The same double-precision multiply-add per value as
+ * every other path, so values are identical.
  */
-function normaliseRunNchw(src: Uint8Array, a: number, out: Float32Array, o: number, n: number, m: ChannelMap): void {
+function normaliseRunNchw(
+  src: Uint8Array,
+  a: number,
+  out: Float32Array,
+  o: number,
+  n: number,
+  m: ChannelMap,
+  views: WordViews | undefined,
+): void {
   const { offR, offG, offB, kR, kG, kB, bR, bG, bB } = m;
   const end = o + n;
-  for (; o + 3 < end; o += 4, a += 12) {
-    out[offR + o] = (src[a] as number) * kR + bR;
-    out[offG + o] = (src[a + 1] as number) * kG + bG;
-    out[offB + o] = (src[a + 2] as number) * kB + bB;
-    out[offR + o + 1] = (src[a + 3] as number) * kR + bR;
-    out[offG + o + 1] = (src[a + 4] as number) * kG + bG;
-    out[offB + o + 1] = (src[a + 5] as number) * kB + bB;
-    out[offR + o + 2] = (src[a + 6] as number) * kR + bR;
-    out[offG + o + 2] = (src[a + 7] as number) * kG + bG;
-    out[offB + o + 2] = (src[a + 8] as number) * kB + bB;
-    out[offR + o + 3] = (src[a + 9] as number) * kR + bR;
-    out[offG + o + 3] = (src[a + 10] as number) * kG + bG;
-    out[offB + o + 3] = (src[a + 11] as number) * kB + bB;
+  if (LITTLE_ENDIAN && n >= 8) {
+    // A pixel is 3 bytes, so one of the first four starts on a word boundary.
+    for (; ((src.byteOffset + a) & 3) !== 0; o++, a += 3) {
+      out[offR + o] = (src[a] as number) * kR + bR;
+      out[offG + o] = (src[a + 1] as number) * kG + bG;
+      out[offB + o] = (src[a + 2] as number) * kB + bB;
+    }
+    const words = wordsOf(src, views);
+    let w = (src.byteOffset + a) >>> 2;
+    for (; o + 3 < end; o += 4, a += 12, w += 3) {
+      // Little-endian: the lowest byte of each word comes first in the frame.
+      const w0 = words[w] as number;
+      const w1 = words[w + 1] as number;
+      const w2 = words[w + 2] as number;
+      out[offR + o] = (w0 & 255) * kR + bR;
+      out[offG + o] = ((w0 >>> 8) & 255) * kG + bG;
+      out[offB + o] = ((w0 >>> 16) & 255) * kB + bB;
+      out[offR + o + 1] = (w0 >>> 24) * kR + bR;
+      out[offG + o + 1] = (w1 & 255) * kG + bG;
+      out[offB + o + 1] = ((w1 >>> 8) & 255) * kB + bB;
+      out[offR + o + 2] = ((w1 >>> 16) & 255) * kR + bR;
+      out[offG + o + 2] = (w1 >>> 24) * kG + bG;
+      out[offB + o + 2] = (w2 & 255) * kB + bB;
+      out[offR + o + 3] = ((w2 >>> 8) & 255) * kR + bR;
+      out[offG + o + 3] = ((w2 >>> 16) & 255) * kG + bG;
+      out[offB + o + 3] = (w2 >>> 24) * kB + bB;
+    }
   }
   for (; o < end; o++, a += 3) {
     out[offR + o] = (src[a] as number) * kR + bR;
@@ -321,14 +363,19 @@ function copyNormalised(
   geometry: ResizeGeometry,
   m: ChannelMap,
   out: Float32Array,
+  views: WordViews | undefined,
 ): void {
   const W = geometry.dstWidth;
   const cx = geometry.contentX;
   const cy = geometry.contentY;
   if (m.pixelStep === 1) {
     // NCHW: a frame as wide as the input is one run (the ffmpeg-scaled frame of a stretch model).
-    if (width === W) normaliseRunNchw(src, 0, out, cy * W, width * height, m);
-    else for (let dy = 0; dy < height; dy++) normaliseRunNchw(src, dy * width * 3, out, (cy + dy) * W + cx, width, m);
+    if (width === W) normaliseRunNchw(src, 0, out, cy * W, width * height, m, views);
+    else {
+      for (let dy = 0; dy < height; dy++) {
+        normaliseRunNchw(src, dy * width * 3, out, (cy + dy) * W + cx, width, m, views);
+      }
+    }
     return;
   }
   const { offR, offG, offB, kR, kG, kB, bR, bG, bB, pixelStep } = m;
@@ -398,13 +445,16 @@ export interface WriteOptions {
    * pixel centres, weight 0): the reference the same-size fast path is tested against.
    */
   resampleAlways?: boolean;
+  /** Kept word views of frame buffers (createInputWriter keeps one); absent: a view per call. */
+  wordViews?: WordViews;
 }
 
 /**
  * Writes the model input for `image` into `out` (length >= dstWidth * dstHeight * 3): bilinear
  * resize into the content area, normalisation, channel order and layout per `format` (NCHW
  * planes written directly), padding around the content. One pass over the pixels; allocates
- * nothing when `plan` is reused (the adapters keep one per stream) and `channels` is given.
+ * nothing when `plan` is reused (the adapters keep one per stream), `channels` is given and the
+ * frame buffer's word view is kept in `options.wordViews` (createInputWriter does all three).
  */
 export function writeInputTensor(
   image: RgbImage,
@@ -437,7 +487,7 @@ export function writeInputTensor(
     fillRect(out, geometry, format, pad, cx + cw, cy, W - cx - cw, ch);
   }
   if (cw === image.width && ch === image.height && !options.resampleAlways) {
-    copyNormalised(image.data, cw, ch, geometry, channels, out);
+    copyNormalised(image.data, cw, ch, geometry, channels, out, options.wordViews);
     return;
   }
   resampleNormalised(image.data, geometry, plan ?? createResizePlan(geometry), channels, out);
@@ -453,6 +503,7 @@ export function createInputWriter(
   let plan: ResizePlan | null = null;
   let channels: ChannelMap | null = null;
   let channelsFor: ResizeGeometry | null = null;
+  const options: WriteOptions = { wordViews: new WeakMap() };
   return (image, geometry, out) => {
     if (plan === null || !planFits(plan, geometry)) plan = createResizePlan(geometry);
     if (
@@ -464,6 +515,6 @@ export function createInputWriter(
       channels = channelMap(geometry, format);
       channelsFor = geometry;
     }
-    writeInputTensor(image, geometry, format, out, plan, channels);
+    writeInputTensor(image, geometry, format, out, plan, channels, options);
   };
 }
