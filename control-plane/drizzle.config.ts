@@ -1,8 +1,8 @@
 import { defineConfig } from 'drizzle-kit';
 
-// SQLite migrations from src/db/schema.ts: npm run db:generate -w @edgeloop/control-plane
+// SQLite migrations from src/db/sqlite/schema.ts: npm run db:generate -w @edgeloop/control-plane
 export default defineConfig({
   dialect: 'sqlite',
-  schema: './src/db/schema.ts',
+  schema: './src/db/sqlite/schema.ts',
   out: './drizzle/sqlite',
 });

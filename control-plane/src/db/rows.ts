@@ -7,7 +7,7 @@ import type {
   RolloutEventRecord,
   RolloutRecord,
 } from './repositories.ts';
-import type { devices } from './schema.ts';
+import type { devices } from './sqlite/schema.ts';
 
 /*
  * Row <-> record mapping shared by the SQLite and PostgreSQL repositories (their device rows

@@ -1,5 +1,5 @@
 import type { Column, SQL, SQLWrapper, Table } from 'drizzle-orm';
-import type * as sqliteSchema from './schema.ts';
+import type * as sqliteSchema from './sqlite/schema.ts';
 
 /*
  * What a storage dialect hands the aggregates, which are written once for SQLite and PostgreSQL

@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
-import { messages } from '../schema.ts';
 import type { SqliteDb } from './database.ts';
+import { messages } from './schema.ts';
 
 /** Counts every stored message; used by tests and benchmarks. */
 export function countAllMessages(db: SqliteDb): number {

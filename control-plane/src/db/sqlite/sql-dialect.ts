@@ -1,10 +1,10 @@
 import type { Statement } from 'better-sqlite3';
 import { type SQL, sql } from 'drizzle-orm';
 import { SQLiteSyncDialect } from 'drizzle-orm/sqlite-core';
-import * as schema from '../schema.ts';
 import { driveTx, type Row, type SqlDialect } from '../sql-dialect.ts';
 import { SQLITE_SAMPLE_PATHS } from '../telemetry-sample.ts';
 import type { SqliteDb } from './database.ts';
+import * as schema from './schema.ts';
 
 /** Prepared statements kept per dialect, by SQL text (the oldest goes first when full). */
 const STATEMENT_CACHE = 512;
