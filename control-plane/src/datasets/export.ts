@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DatasetExportQuery, DatasetSplit } from '@edgeloop/protocol';
-import tar from 'tar-stream';
+import { Header, Pax } from 'tar';
 import type { BlobStore } from '../models/blob-store.ts';
 import { createCocoWriter } from './coco.ts';
 import { type DatasetMember, imageFileName, provenanceOf } from './members.ts';
@@ -20,18 +20,26 @@ import { createYoloWriter } from './yolo.ts';
  *   yolo: images/<sha256>.jpg, labels/<sha256>.txt, classes.txt, data.yaml, train.txt, val.txt,
  *         test.txt, provenance.json
  *
- * What it costs (bench/datasets-export.ts, 10,000 images of 20 kB): the members are read from the
- * database once (annotations.json is spooled as two lists, images and annotations, and the image
- * list is kept as sha256 + size); small images are read with open/read/close on this thread into
- * one buffer per batch, at most BATCH_FILES files or BATCH_BYTES between two turns of the event
- * loop (fs.readFile goes through the thread pool four times per file, which cost more than the
- * reads); each image is handed to tar-stream as one buffer, not through an entry stream.
+ * The tar headers are node-tar's (`Header`, and a `Pax` extended header for what ustar cannot
+ * hold): npm's own tar implementation encodes every field and checksum. What is ours is only the
+ * framing every tar reader expects: each header, then the body, zero padding to the next 512-byte
+ * block, and two zero blocks at the end.
  *
- * Measured and left out: reading on a worker thread into a shared ring (the loop never waits on
- * the disk) cost more CPU in messages than the reads, and added a thread's RSS; on a 2-core
- * machine shared with the client it was slower. The sizes (one stat per image) were already
- * asked synchronously before this change. A warm read is ~10 us per file, so a batch holds the
- * loop well under a millisecond; on a cold disk it is the disk's latency times BATCH_FILES.
+ * What it costs (bench/datasets-export.ts, 10,000 images of 20 kB against `tar -cf`): the
+ * members are read from the database once (annotations.json is spooled as two lists, images and
+ * annotations, and the image list is kept as sha256 + size); an image's size is the one its sample
+ * row holds (the upload checked it against the blob, and a blob never changes in place), so an
+ * image costs an access check (is the blob there?), not a stat; a batch of small images (at most BATCH_FILES files or about BATCH_BYTES) is laid
+ * out as one buffer, headers and padding included, and each image is read with open/read/close on
+ * this thread straight into its place in it: one chunk per batch goes to the socket, with no copy
+ * after the read. The event loop gets a turn between two batches.
+ *
+ * Measured and left out: tar-stream's pack (one stream entry, three buffers and a callback per
+ * file, then a copy to coalesce them into socket-sized chunks) took 2.5x as long; fs.readFile goes
+ * through the thread pool four times per file, which cost more than the reads; reading on a worker
+ * thread into a shared ring cost more CPU in messages than the reads on a 2-core machine. A warm
+ * read is ~10 us per file, so a batch holds the loop well under a millisecond; on a cold disk it
+ * is the disk's latency times BATCH_FILES.
  */
 
 export type ExportFormat = DatasetExportQuery['format'];
@@ -46,48 +54,82 @@ export type ExportInput = {
 };
 
 export type ExportDeps = {
-  readonly blobs: Pick<BlobStore, 'pathOf' | 'sizeOf'>;
+  readonly blobs: Pick<BlobStore, 'pathOf'>;
   readonly tmpDir?: string;
   readonly now?: () => number;
 };
 
-/** An image to write: its sha256 (the entry is images/<sha256>.jpg) and its size in the blob store. */
+/** An image to write: its sha256 (the entry is images/<sha256>.jpg) and its size. */
 type ImageRef = { readonly sha256: string; readonly size: number };
 type ImageMember = ImageRef & { readonly member: DatasetMember };
 
-/** Images up to this size are read whole; larger ones are streamed. */
+/** Images up to this size are read whole into a batch; larger ones are streamed. */
 const WHOLE_READ_LIMIT = 1024 * 1024;
-/** Whole reads between two turns of the event loop: at most this many files, and about this many bytes. */
-const BATCH_BYTES = 512 * 1024;
+/** A batch: at most this many images, and about this many bytes. */
+const BATCH_BYTES = 1024 * 1024;
 const BATCH_FILES = 64;
 /** Spooled text is written in pieces of about this size. */
-const SPOOL_CHUNK = 64 * 1024;
-const COALESCE_BYTES = 256 * 1024;
+const SPOOL_CHUNK = 256 * 1024;
+const BLOCK = 512;
+/** The end of an archive: two zero blocks. */
+const END_OF_ARCHIVE = Buffer.alloc(2 * BLOCK);
 
-/** Members whose image bytes are in the blob store, each image once (the first sample with those bytes wins). */
-async function* withImages(
-  members: AsyncIterable<DatasetMember>,
-  blobs: ExportDeps['blobs'],
-): AsyncGenerator<ImageMember> {
-  const seen = new Set<string>();
-  for await (const member of members) {
-    const sha256 = member.metadata.image.sha256;
-    if (seen.has(sha256)) continue;
-    seen.add(sha256);
-    const size = blobs.sizeOf(sha256);
-    if (size === null) continue;
-    yield { sha256, size, member };
-  }
-}
-
+const paddingOf = (size: number) => (BLOCK - (size % BLOCK)) % BLOCK;
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /**
- * Reads `size` bytes of `path` into `target` at `offset` (open, read, close; no stat: the size is
- * the one the blob store gave, and a blob never changes in place).
+ * Tar headers of regular files (mode 0644, owner 0, one mtime), encoded by node-tar: one reused
+ * Header, written in place where ustar holds the entry, and after a PAX header where it cannot.
  */
-function readInto(path: string, target: Buffer, offset: number, size: number): void {
-  const fd = openSync(path, 'r');
+export function createTarHeaders(mtime: Date) {
+  const header = new Header({ mode: 0o644, uid: 0, gid: 0, mtime, type: 'File' });
+  return {
+    /** Writes the 512-byte ustar header at `offset`; false when ustar cannot hold the entry (nothing usable written). */
+    encodeInto(target: Buffer, offset: number, name: string, size: number): boolean {
+      target.fill(0, offset, offset + BLOCK);
+      header.path = name;
+      header.size = size;
+      return !header.encode(target, offset);
+    },
+    /** The header blocks as a new buffer: a PAX header first when ustar cannot hold the entry. */
+    encode(name: string, size: number): Buffer {
+      const block = Buffer.alloc(BLOCK);
+      header.path = name;
+      header.size = size;
+      if (!header.encode(block, 0)) return block;
+      return Buffer.concat([new Pax({ path: name, size, mtime, mode: 0o644, uid: 0, gid: 0 }).encode(), block]);
+    },
+  };
+}
+
+export type TarHeaders = ReturnType<typeof createTarHeaders>;
+
+/** Members with their images' sha256 and size, each image once (the first sample with those bytes wins). */
+async function* distinctImages(members: AsyncIterable<DatasetMember>): AsyncGenerator<ImageMember> {
+  const seen = new Set<string>();
+  for await (const member of members) {
+    const { sha256, bytes } = member.metadata.image;
+    if (seen.has(sha256)) continue;
+    seen.add(sha256);
+    yield { sha256, size: bytes, member };
+  }
+}
+
+/** An open file descriptor, or null when there is no such file (a blob gone behind the store's back). */
+function openIfPresent(path: string): number | null {
+  try {
+    return openSync(path, 'r');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw error;
+  }
+}
+
+/**
+ * Reads `size` bytes of the open file `fd` (`path`) into `target` at `offset`, then closes it (no
+ * stat: the size is the one the sample row gave, and a blob never changes in place).
+ */
+function readInto(fd: number, path: string, target: Buffer, offset: number, size: number): void {
   try {
     let done = 0;
     while (done < size) {
@@ -100,39 +142,95 @@ function readInto(path: string, target: Buffer, offset: number, size: number): v
   }
 }
 
+/** One entry of a batch: bytes read from a file of known size, or given whole. */
+export type BatchEntry = { readonly name: string } & (
+  | { readonly fd: number; readonly path: string; readonly size: number }
+  | { readonly bytes: Buffer }
+);
+
+const sizeOf = (entry: BatchEntry) => ('bytes' in entry ? entry.bytes.byteLength : entry.size);
+
 /**
- * Images in batches, each small one with its bytes (read into one buffer per batch) and each
- * large one with null (to be streamed). Between two batches the event loop gets a turn.
+ * Entries laid out as one tar chunk: each header, body (files read in place) and padding. Every
+ * file of the batch is closed, whether or not the chunk could be made.
  */
-async function* readBatches<T extends ImageRef>(
-  images: AsyncIterable<T> | Iterable<T>,
-  pathOf: (sha256: string) => string,
-): AsyncGenerator<{ image: T; bytes: Buffer | null }[]> {
-  let pending: T[] = [];
-  let pendingBytes = 0;
-  const read = () => {
-    const buffer = Buffer.allocUnsafe(pendingBytes);
+export function packBatch(entries: readonly BatchEntry[], headers: TarHeaders): Buffer {
+  /** Entries from here on hold a file nobody has closed yet (readInto closes the one it reads). */
+  let open = 0;
+  try {
+    const sizes = entries.map(sizeOf);
+    const bodySpace = (i: number) => sizes[i]! + paddingOf(sizes[i]!);
+    // Each header written in place in its block; an entry ustar cannot hold (never one of ours:
+    // short ASCII names, sizes under 8 GiB) sends the batch the long way, with PAX headers.
+    let total = 0;
+    for (let i = 0; i < entries.length; i++) total += BLOCK + bodySpace(i);
+    let chunk = Buffer.allocUnsafe(total);
+    const bodyAt: number[] = [];
     let offset = 0;
-    const batch = pending.map((image) => {
-      if (image.size > WHOLE_READ_LIMIT) return { image, bytes: null };
-      readInto(pathOf(image.sha256), buffer, offset, image.size);
-      const bytes = buffer.subarray(offset, offset + image.size);
-      offset += image.size;
-      return { image, bytes };
-    });
-    pending = [];
-    pendingBytes = 0;
-    return batch;
-  };
-  for await (const image of images) {
-    pending.push(image);
-    if (image.size <= WHOLE_READ_LIMIT) pendingBytes += image.size;
-    if (pendingBytes >= BATCH_BYTES || pending.length >= BATCH_FILES || image.size > WHOLE_READ_LIMIT) {
-      yield read();
-      await turn();
+    for (let i = 0; i < entries.length; i++) {
+      if (!headers.encodeInto(chunk, offset, entries[i]!.name, sizes[i]!)) break;
+      bodyAt.push(offset + BLOCK);
+      offset += BLOCK + bodySpace(i);
+    }
+    if (bodyAt.length < entries.length) {
+      const blocks = entries.map((entry, i) => headers.encode(entry.name, sizes[i]!));
+      chunk = Buffer.allocUnsafe(blocks.reduce((sum, block, i) => sum + block.byteLength + bodySpace(i), 0));
+      bodyAt.length = 0;
+      offset = 0;
+      blocks.forEach((block, i) => {
+        offset += block.copy(chunk, offset);
+        bodyAt.push(offset);
+        offset += bodySpace(i);
+      });
+    }
+    for (let i = 0; i < entries.length; i++) {
+      const entry = entries[i]!;
+      const at = bodyAt[i]!;
+      const size = sizes[i]!;
+      if ('bytes' in entry) entry.bytes.copy(chunk, at);
+      else {
+        open = i + 1;
+        readInto(entry.fd, entry.path, chunk, at, size);
+      }
+      chunk.fill(0, at + size, at + size + paddingOf(size));
+    }
+    return chunk;
+  } catch (error) {
+    for (const entry of entries.slice(open)) if ('fd' in entry) closeSync(entry.fd);
+    throw error;
+  }
+}
+
+/**
+ * An entry whose body is streamed: its header, the pieces (strings or file contents, in order),
+ * checked to add up to `size`, and its padding.
+ */
+async function* streamedEntry(
+  name: string,
+  size: number,
+  parts: readonly (string | { readonly path: string })[],
+  headers: TarHeaders,
+): AsyncGenerator<Buffer> {
+  yield headers.encode(name, size);
+  let written = 0;
+  for (const part of parts) {
+    if (typeof part === 'string') {
+      const bytes = Buffer.from(part, 'utf8');
+      written += bytes.byteLength;
+      if (written > size) break;
+      yield bytes;
+      continue;
+    }
+    for await (const piece of createReadStream(part.path, {
+      highWaterMark: WHOLE_READ_LIMIT,
+    }) as AsyncIterable<Buffer>) {
+      written += piece.byteLength;
+      if (written > size) break;
+      yield piece;
     }
   }
-  if (pending.length > 0) yield read();
+  if (written !== size) throw new Error(`${name} ended after ${Math.min(written, size)} of ${size} bytes`);
+  yield Buffer.alloc(paddingOf(size));
 }
 
 /** A file of text pieces written in order; resolves with its size at the end. */
@@ -161,6 +259,7 @@ function createSpool(path: string) {
     }
   };
   return {
+    path,
     /** Appends text; the returned promise (when any) waits for the file to take it. */
     write(text: string): Promise<void> | undefined {
       pending += text;
@@ -181,214 +280,185 @@ function createSpool(path: string) {
   };
 }
 
-/** What writeChunks needs of a Node or streamx writable. */
-type ChunkTarget = {
-  write(chunk: string | Uint8Array): boolean;
-  once(event: 'drain', listener: () => void): unknown;
-  readonly destroyed: boolean;
-};
+type Spool = ReturnType<typeof createSpool>;
 
-async function writeChunks(target: ChunkTarget, chunks: AsyncIterable<string | Uint8Array>, closed: Promise<void>) {
-  for await (const chunk of chunks) {
-    if (target.destroyed) throw new Error('export stream closed');
-    if (!target.write(chunk)) {
-      await Promise.race([new Promise<void>((resolve) => target.once('drain', () => resolve())), closed]);
-    }
-  }
-}
+/** What an export adds for one image it writes: more entries after it, and spool writes to wait for. */
+type ImageExtras = { readonly entries: readonly BatchEntry[]; readonly wait?: Promise<unknown> };
+const NO_EXTRAS: ImageExtras = { entries: [] };
 
-/** Text pieces and the bytes of files, in order, as one source. */
-async function* concatenated(parts: readonly (string | { readonly path: string })[]): AsyncGenerator<string | Buffer> {
-  for (const part of parts) {
-    if (typeof part === 'string') yield part;
-    else yield* createReadStream(part.path, { highWaterMark: WHOLE_READ_LIMIT }) as AsyncIterable<Buffer>;
-  }
-}
-
-/** The export as a stream of tar bytes; the temporary files go when it ends or is destroyed. */
-export function exportDatasetTar(input: ExportInput, deps: ExportDeps): tar.Pack {
-  const pack = tar.pack();
-  const closed = new Promise<void>((resolve) => pack.once('close', () => resolve()));
-  const mtime = new Date(deps.now?.() ?? Date.now());
-  const pathOf = (sha256: string) => deps.blobs.pathOf(sha256);
-
-  /** One entry, its bytes given whole; resolves when tar-stream has taken them. */
-  const addBuffer = (name: string, bytes: Buffer | string) =>
-    new Promise<void>((resolve, reject) => {
-      pack.entry({ name, mtime, mode: 0o644 }, bytes, (error) => (error ? reject(error) : resolve()));
-    });
-  /** One entry of `size` bytes from `source`; resolves when tar-stream has taken them. */
-  const addStreamed = (name: string, size: number, source: AsyncIterable<string | Uint8Array>) =>
-    new Promise<void>((resolve, reject) => {
-      const entry = pack.entry({ name, size, mtime, mode: 0o644 }, (error) => (error ? reject(error) : resolve()));
-      writeChunks(entry, source, closed).then(
-        () => entry.end(undefined),
-        (error: unknown) => {
-          entry.destroy(error as Error);
-          reject(error);
-        },
-      );
-    });
-  /**
-   * The images entries (and, per image, whatever `after` adds), batch by batch; a batch is handed
-   * to tar-stream whole and the next one is read once tar-stream has taken it.
-   */
-  const addImages = async <T extends ImageRef>(
-    images: AsyncIterable<T> | Iterable<T>,
-    after?: (image: T) => Promise<void> | undefined,
-  ) => {
-    for await (const batch of readBatches(images, pathOf)) {
-      if (pack.destroyed) return;
-      // Every entry promise of the batch is awaited (Promise.all), so when the download is
-      // cancelled and tar-stream destroys the queued entries, each rejection is handled here.
-      let pending: Promise<void>[] = [];
-      for (const { image, bytes } of batch) {
-        const name = `images/${image.sha256}.jpg`;
-        if (bytes) pending.push(addBuffer(name, bytes));
-        else {
-          await Promise.all(pending);
-          pending = [
-            addStreamed(name, image.size, createReadStream(pathOf(image.sha256), { highWaterMark: WHOLE_READ_LIMIT })),
-          ];
-        }
-        const added = after?.(image);
-        if (added) pending.push(added);
-      }
-      await Promise.all(pending);
-    }
+/**
+ * The image entries (and, per image, the entries `onImage` gives), as chunks: small images in
+ * batches laid out whole, a large one streamed on its own. An image whose blob is gone is left
+ * out, and `onImage` is called only for the images written, in order; what it waits on is awaited
+ * before the next batch.
+ */
+async function* imageChunks(
+  images: AsyncIterable<ImageMember>,
+  pathOf: (sha256: string) => string,
+  headers: TarHeaders,
+  onImage: (image: ImageMember) => ImageExtras,
+): AsyncGenerator<Buffer> {
+  let batch: BatchEntry[] = [];
+  let files = 0;
+  let bytes = 0;
+  let waits: Promise<unknown>[] = [];
+  const flush = async () => {
+    const entries = batch;
+    batch = [];
+    const chunk = packBatch(entries, headers);
+    files = 0;
+    bytes = 0;
+    if (waits.length > 0) await Promise.all(waits);
+    waits = [];
+    return chunk;
   };
-
-  const run = async () => {
-    const dir = await mkdtemp(join(deps.tmpDir ?? tmpdir(), 'edgeloop-export-'));
-    const spools: ReturnType<typeof createSpool>[] = [];
-    const spool = (name: string) => {
-      const created = createSpool(join(dir, name));
-      spools.push(created);
-      return created;
-    };
-    try {
-      const file = (name: string) => join(dir, name);
-      const members = withImages(input.members(), deps.blobs);
-      if (input.format === 'coco') {
-        // One pass: the images and annotations lists go to two spools; the image list stays in
-        // memory as sha256 + size (a few tens of bytes per image).
-        const coco = createCocoWriter({
-          labelled: input.labelled,
-          categories: input.categories,
-          description: `edgeloop dataset ${input.datasetId}`,
-          now: mtime.getTime(),
-        });
-        const imagesPart = spool('images.part');
-        const annotationsPart = spool('annotations.part');
-        const images: ImageRef[] = [];
-        for await (const { sha256, size, member } of members) {
-          if (pack.destroyed) return;
-          const parts = coco.add(member);
-          if (!parts) continue;
-          images.push({ sha256, size });
-          const spooled = imagesPart.write(parts.image);
-          if (spooled) await spooled;
-          const annotated = parts.annotations === '' ? undefined : annotationsPart.write(parts.annotations);
-          if (annotated) await annotated;
-        }
-        const head = coco.head();
-        const middle = coco.middle();
-        const tail = coco.tail();
-        const size =
-          Buffer.byteLength(head) +
-          (await imagesPart.end()) +
-          Buffer.byteLength(middle) +
-          (await annotationsPart.end()) +
-          Buffer.byteLength(tail);
-        await addStreamed(
-          'annotations.json',
-          size,
-          concatenated([head, { path: file('images.part') }, middle, { path: file('annotations.part') }, tail]),
-        );
-        await addImages(images);
+  try {
+    for await (const image of images) {
+      const name = `images/${image.sha256}.jpg`;
+      const path = pathOf(image.sha256);
+      const fd = openIfPresent(path);
+      if (fd === null) continue;
+      if (image.size > WHOLE_READ_LIMIT) {
+        // Streamed by path: an open file would outlive a download cancelled at its header.
+        closeSync(fd);
+        if (batch.length > 0) yield await flush();
+        const extras = onImage(image);
+        if (extras.wait) waits.push(extras.wait);
+        yield* streamedEntry(name, image.size, [{ path }], headers);
+        batch.push(...extras.entries);
       } else {
-        const yolo = createYoloWriter({ labelled: input.labelled, categories: input.categories });
-        const lists = {
-          train: spool('train.txt'),
-          val: spool('val.txt'),
-          test: spool('test.txt'),
-        } satisfies Record<DatasetSplit, ReturnType<typeof createSpool>>;
-        const provenance = spool('provenance.json');
-        let count = 0;
-        await addImages(members, (image) => {
-          const { member } = image;
-          const listed = lists[member.split].write(`./${imageFileName(member)}\n`);
-          const text = `${count === 0 ? '[\n' : ',\n'}${JSON.stringify({ image: imageFileName(member), ...provenanceOf(member) })}`;
-          count++;
-          const spooled = provenance.write(text);
-          const labels = addBuffer(`labels/${image.sha256}.txt`, yolo.labelsOf(member));
-          return listed || spooled ? Promise.all([listed, spooled, labels]).then(() => undefined) : labels;
-        });
-        if (pack.destroyed) return;
-        await provenance.write(count === 0 ? '[]\n' : '\n]\n');
-        const sizes = {
-          'train.txt': await lists.train.end(),
-          'val.txt': await lists.val.end(),
-          'test.txt': await lists.test.end(),
-          'provenance.json': await provenance.end(),
-        };
-        await addBuffer(
-          'classes.txt',
-          yolo
-            .classNames()
-            .map((name) => `${name}\n`)
-            .join(''),
-        );
-        await addBuffer('data.yaml', yolo.dataYaml());
-        for (const [name, size] of Object.entries(sizes))
-          await addStreamed(name, size, concatenated([{ path: file(name) }]));
+        batch.push({ name, fd, path, size: image.size });
+        const extras = onImage(image);
+        if (extras.wait) waits.push(extras.wait);
+        batch.push(...extras.entries);
+        files++;
+        bytes += image.size;
       }
-    } finally {
-      for (const open of spools) open.destroy();
-      await rm(dir, { recursive: true, force: true });
+      if (files >= BATCH_FILES || bytes >= BATCH_BYTES) {
+        yield await flush();
+        await turn();
+      }
     }
-  };
-  // Finalized only after the temporary files are gone, so a reader at the end finds none left.
-  run().then(
-    () => {
-      if (!pack.destroyed) pack.finalize();
-    },
-    (error: unknown) => {
-      if (!pack.destroyed) pack.destroy(error as Error);
-    },
-  );
-  return pack;
+    if (batch.length > 0 || waits.length > 0) yield await flush();
+  } finally {
+    // A batch cut short (an error, a cancelled download) still holds open files.
+    for (const entry of batch) if ('fd' in entry) closeSync(entry.fd);
+  }
 }
 
-/** The export as a web stream (a Hono response body); cancelling it stops the export. */
+/** The tar bytes of an export, in chunks; the temporary files go before it ends, however it ends. */
+async function* exportChunks(input: ExportInput, deps: ExportDeps): AsyncGenerator<Buffer> {
+  const mtime = new Date(deps.now?.() ?? Date.now());
+  const headers = createTarHeaders(mtime);
+  const pathOf = (sha256: string) => deps.blobs.pathOf(sha256);
+  const dir = await mkdtemp(join(deps.tmpDir ?? tmpdir(), 'edgeloop-export-'));
+  const spools: Spool[] = [];
+  const spool = (name: string) => {
+    const created = createSpool(join(dir, name));
+    spools.push(created);
+    return created;
+  };
+  try {
+    const members = distinctImages(input.members());
+    if (input.format === 'coco') {
+      // One pass: each image is written as its batch is read, and its COCO entries go to two
+      // spools (images and annotations); annotations.json, whose header needs its size, is the
+      // last entry.
+      const coco = createCocoWriter({
+        labelled: input.labelled,
+        categories: input.categories,
+        description: `edgeloop dataset ${input.datasetId}`,
+        now: mtime.getTime(),
+      });
+      const imagesPart = spool('images.part');
+      const annotationsPart = spool('annotations.part');
+      yield* imageChunks(members, pathOf, headers, ({ member }) => {
+        // distinctImages gave each image once, so the writer never declines one.
+        const parts = coco.add(member);
+        if (!parts) return NO_EXTRAS;
+        const spooled = imagesPart.write(parts.image);
+        const annotated = parts.annotations === '' ? undefined : annotationsPart.write(parts.annotations);
+        if (!spooled && !annotated) return NO_EXTRAS;
+        return { entries: [], wait: Promise.all([spooled, annotated]) };
+      });
+      const head = coco.head();
+      const middle = coco.middle();
+      const tail = coco.tail();
+      const size =
+        Buffer.byteLength(head) +
+        (await imagesPart.end()) +
+        Buffer.byteLength(middle) +
+        (await annotationsPart.end()) +
+        Buffer.byteLength(tail);
+      yield* streamedEntry('annotations.json', size, [head, imagesPart, middle, annotationsPart, tail], headers);
+    } else {
+      const yolo = createYoloWriter({ labelled: input.labelled, categories: input.categories });
+      const lists = {
+        train: spool('train.txt'),
+        val: spool('val.txt'),
+        test: spool('test.txt'),
+      } satisfies Record<DatasetSplit, Spool>;
+      const provenance = spool('provenance.json');
+      let count = 0;
+      yield* imageChunks(members, pathOf, headers, ({ sha256, member }) => {
+        const listed = lists[member.split].write(`./${imageFileName(member)}\n`);
+        const text = `${count === 0 ? '[\n' : ',\n'}${JSON.stringify({ image: imageFileName(member), ...provenanceOf(member) })}`;
+        count++;
+        const spooled = provenance.write(text);
+        const entries = [{ name: `labels/${sha256}.txt`, bytes: Buffer.from(yolo.labelsOf(member), 'utf8') }];
+        if (!listed && !spooled) return { entries };
+        return { entries, wait: Promise.all([listed, spooled]) };
+      });
+      await provenance.write(count === 0 ? '[]\n' : '\n]\n');
+      const classes = yolo
+        .classNames()
+        .map((name) => `${name}\n`)
+        .join('');
+      yield packBatch(
+        [
+          { name: 'classes.txt', bytes: Buffer.from(classes, 'utf8') },
+          { name: 'data.yaml', bytes: Buffer.from(yolo.dataYaml(), 'utf8') },
+        ],
+        headers,
+      );
+      for (const [name, file] of [
+        ['train.txt', lists.train],
+        ['val.txt', lists.val],
+        ['test.txt', lists.test],
+        ['provenance.json', provenance],
+      ] as const) {
+        yield* streamedEntry(name, await file.end(), [file], headers);
+      }
+    }
+    yield END_OF_ARCHIVE;
+  } finally {
+    for (const open of spools) open.destroy();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The export as a web stream (a Hono response body), pulled chunk by chunk as the client takes
+ * them; cancelling it stops the export and removes its temporary files.
+ */
 export function exportDatasetWebStream(input: ExportInput, deps: ExportDeps): ReadableStream<Uint8Array> {
-  const pack = exportDatasetTar(input, deps);
-  const iterator = pack[Symbol.asyncIterator]();
+  const chunks = exportChunks(input, deps);
   return new ReadableStream<Uint8Array>(
     {
-      // tar-stream hands out headers, bodies and padding as separate small buffers; they go out
-      // in chunks of about COALESCE_BYTES (fewer socket writes).
       async pull(controller) {
         try {
-          const parts: Buffer[] = [];
-          let size = 0;
-          while (size < COALESCE_BYTES) {
-            const next = (await iterator.next()) as IteratorResult<Buffer>;
-            if (next.done) break;
-            parts.push(next.value);
-            size += next.value.byteLength;
-          }
-          if (size > 0) {
-            const chunk = parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
-            controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-          }
-          if (size < COALESCE_BYTES) controller.close();
+          const next = await chunks.next();
+          if (next.done) controller.close();
+          else controller.enqueue(new Uint8Array(next.value.buffer, next.value.byteOffset, next.value.byteLength));
         } catch (error) {
-          controller.error(error);
+          // After a cancel the controller is closed and takes nothing more; erroring it is then a no-op.
+          try {
+            controller.error(error);
+          } catch {}
         }
       },
-      cancel() {
-        pack.destroy();
+      async cancel() {
+        await chunks.return(undefined);
       },
     },
     { highWaterMark: 0 },
