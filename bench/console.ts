@@ -24,6 +24,7 @@ import pino from 'pino';
 import { chromium, type Page } from 'playwright-core';
 import { build } from 'vite';
 import { CHROMIUM, CHROMIUM_FLAGS, chromiumMissing } from '../console/test/console-fixture.ts';
+import { reportResult } from './report.ts';
 
 const BIG = Number(process.env.BENCH_CONSOLE_DEVICES ?? 10_000);
 const SMALL = 100;
@@ -325,6 +326,20 @@ try {
     ].join('\n'),
   );
   if (counted.n < EVENTS) console.log(`    note: only ${counted.n} of ${EVENTS} events reached the SSE reader`);
+  reportResult({
+    bench: 'bench:console',
+    metric: `(a) fleet page first render, ${BIG} vs ${SMALL} devices`,
+    value: `${bigMs.toFixed(0)} vs ${smallMs.toFixed(0)} ms: ${ratio.toFixed(2)}`,
+    target: '<= 2',
+    met: ratio <= 2,
+  });
+  reportResult({
+    bench: 'bench:console',
+    metric: `(b) longest main-thread task, ${EVENTS} SSE status events in ${burstS.toFixed(0)} s, ${BIG}-device page`,
+    value: `${longest.toFixed(0)} ms wall (trace: ${traced.cpuMs.toFixed(0)} ms CPU)`,
+    target: '< 50 ms',
+    met: longest < 50,
+  });
 } finally {
   await browser.close();
   await small.stop();

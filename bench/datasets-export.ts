@@ -16,6 +16,7 @@ import { dirname, join, relative } from 'node:path';
 import { createControlPlane, loadConfig } from '@edgeloop/control-plane';
 import { createApiClient, unwrap } from '@edgeloop/protocol';
 import pino from 'pino';
+import { reportResult } from './report.ts';
 
 const SAMPLES = Number(process.env.BENCH_EXPORT_SAMPLES ?? 10_000);
 const KB = Number(process.env.BENCH_EXPORT_KB ?? 20);
@@ -156,3 +157,17 @@ console.log(
     `  RSS growth ${growthMb.toFixed(1)} MB, the largest of the runs (runs ${runs.map((run) => run.growthMb.toFixed(1)).join(' ')}; target < 64) ${growthMb < 64 ? 'PASS' : 'FAIL'}`,
   ].join('\n'),
 );
+reportResult({
+  bench: 'bench:samples',
+  metric: `(c) ${FORMAT.toUpperCase()} export of ${SAMPLES} samples of ${KB} kB vs \`tar -cf\` of the same files`,
+  value: `${exportS.toFixed(2)} vs ${tarS.toFixed(2)} s: ${ratio.toFixed(2)}`,
+  target: '>= 0.5',
+  met: ratio >= 0.5,
+});
+reportResult({
+  bench: 'bench:samples',
+  metric: '(c) RSS growth during the export',
+  value: `${growthMb.toFixed(1)} MB`,
+  target: '< 64 MB',
+  met: growthMb < 64,
+});

@@ -34,6 +34,7 @@ import { createIngestWriter } from '../control-plane/src/ingest.ts';
 import { createMetricsRegistry } from '../control-plane/src/metrics.ts';
 import { DEFAULT_MODEL_PROFILE, HARDWARE_PROFILES } from '../simulator/src/profiles.ts';
 import { syntheticPipelineWindow, syntheticSystemMetrics } from '../simulator/src/synthetic-metrics.ts';
+import { reportResult } from './report.ts';
 
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
@@ -195,6 +196,13 @@ console.log(
 console.log(
   `drift / ingest = ${((100 * driftTotal) / ingestTotal).toFixed(2)}% (target < 5%); ${states.length} tracks, ${judged} judged`,
 );
+reportResult({
+  bench: 'bench:drift',
+  metric: `drift cost as a share of ingest, ${DEVICES} devices on ${SITES} sites`,
+  value: `${(driftTotal / judgedRows.length).toFixed(1)} vs ${(ingestTotal / judgedRows.length).toFixed(1)} ms/tick: ${((100 * driftTotal) / ingestTotal).toFixed(2)} %`,
+  target: '< 5 %',
+  met: (100 * driftTotal) / ingestTotal < 5,
+});
 const stopStart = performance.now();
 await drift.stop();
 const stopMs = performance.now() - stopStart;

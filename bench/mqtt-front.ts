@@ -23,6 +23,7 @@ import {
   startServeChild,
   writeZeros,
 } from '../control-plane/test/mqtt-raw.ts';
+import { reportResult } from './report.ts';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const STORM = Number(process.env.BENCH_STORM ?? 2000);
@@ -99,6 +100,13 @@ console.log(`bench:mqtt-front on ${process.version}, ${cpus().length} cores\n`);
   console.log(
     `  scanner / parser = ${fmt(ratio, 3)} (rounds ${ratios.map((r) => fmt(r, 3)).join(', ')})  (target <= 0.05: ${verdict(ratio <= 0.05)})\n`,
   );
+  reportResult({
+    bench: 'bench:mqtt-front',
+    metric: "(a) the front's header scanner vs mqtt-packet's parser, same bytes",
+    value: `${fmt(median(scans), 2)} vs ${fmt(median(parses), 2)} ms: ${fmt(ratio, 3)}`,
+    target: '<= 0.05',
+    met: ratio <= 0.05,
+  });
 }
 
 /* --------------------------------------- (b), (c) --------------------------------------- */
@@ -161,6 +169,13 @@ try {
   console.log(
     `  storm:        median ${fmt(median(during), 1)} ms, max ${fmt(Math.max(...during), 1)} ms (${during.length} logins)  (target < 2,000 ms: ${verdict(Math.max(...during) < 2000)})`,
   );
+  reportResult({
+    bench: 'bench:mqtt-front',
+    metric: `(b) a device's login during a storm of ${fmt(STORM)} connects in ${fmt(STORM_S)} s from another address`,
+    value: `max ${fmt(Math.max(...during), 1)} ms (alone: median ${fmt(median(quiet), 1)} ms)`,
+    target: '< 2,000 ms',
+    met: Math.max(...during) < 2000,
+  });
   console.log(
     `  the storm took ${fmt(stormS, 1)} s: ${fmt(outcomes.answered)} answered (CONNACK 4), ${fmt(outcomes.refused)} closed at accept; rejected_total{cause="rate_limited"} ${fmt(await metric('edgeloop_mqtt_rejected_total{cause="rate_limited"}'))}\n`,
   );
@@ -185,6 +200,13 @@ try {
   console.log(
     `  RSS ${fmt(before / MiB, 1)} MiB -> ${fmt(after / MiB, 1)} MiB (${fmt((after - before) / MiB, 2)} MiB)  (target <= 32 MiB: ${verdict(after - before <= 32 * MiB)})`,
   );
+  reportResult({
+    bench: 'bench:mqtt-front',
+    metric: '(c) RSS growth under four 256 MB CONNECT floods',
+    value: `${fmt((after - before) / MiB, 2)} MiB`,
+    target: '<= 32 MiB',
+    met: after - before <= 32 * MiB,
+  });
   console.log(
     `  the server read ${read.map((bytes) => `${fmt(bytes)} bytes`).join(', ')}; the senders got ${written.map((bytes) => `${fmt(bytes / MiB, 1)} MiB`).join(', ')} into socket buffers before the close`,
   );

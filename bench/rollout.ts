@@ -17,6 +17,7 @@ import { type ApiClient, createApiClient, type ModelRef, type ServerEvent, unwra
 import { createFleet, type Fleet } from '@edgeloop/simulator';
 import { createModelKit, type ModelKit } from '../simulator/test/model-kit.ts';
 import { freePort, spawnControlPlane } from '../simulator/test/support.ts';
+import { reportResult } from './report.ts';
 
 const DEVICES = Number(process.env.BENCH_DEVICES ?? 300);
 const MODEL_BYTES = Number(process.env.BENCH_MODEL_BYTES ?? 4 * 1024 * 1024);
@@ -208,6 +209,13 @@ for (const [interval, windows] of [
       `rollback decided after ${(a.firstFailToRollbackMs / 1000).toFixed(2)} s, all canaries reverted after ${(a.firstFailToAllRevertedMs / 1000).toFixed(2)} s ` +
       `-> ${a.ratio.toFixed(2)}x  (target <= 1.2x: ${a.ratio <= 1.2 ? 'meets target' : 'MISSES target'})`,
   );
+  reportResult({
+    bench: 'bench:rollout',
+    metric: `first failing canary window -> all canaries reverted, vs gate ${a.gateIntervalS} s x ${a.failingWindows} windows`,
+    value: `${(a.firstFailToAllRevertedMs / 1000).toFixed(2)} s: ${a.ratio.toFixed(2)}x`,
+    target: '<= 1.2x',
+    met: a.ratio <= 1.2,
+  });
 }
 console.log(
   `\nB. peak concurrent downloads, one stage handing a ${(MODEL_BYTES / 2 ** 20).toFixed(1)} MiB model to all ${DEVICES} devices`,
@@ -217,5 +225,10 @@ for (const jitterS of [0, 30]) {
   console.log(
     `  jitter ${String(b.jitterS).padStart(2)} s: peak ${b.peak} concurrent downloads; ${b.devicesUpdated} devices updated in ${b.seconds.toFixed(1)} s; ${(b.bytesServed / 2 ** 20).toFixed(0)} MiB served`,
   );
+  reportResult({
+    bench: 'bench:rollout',
+    metric: `peak concurrent model downloads, one stage to ${DEVICES} devices, jitter ${b.jitterS} s`,
+    value: `${b.peak}`,
+  });
 }
 process.exit(0);

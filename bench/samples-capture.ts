@@ -12,6 +12,7 @@ import { createVisionPipeline } from '../agent/src/vision/pipeline.ts';
 import { createSyntheticSource } from '../agent/src/vision/synthetic-source.ts';
 import type { VisionModel } from '../agent/src/vision/vision-model.ts';
 import { loadVisionModel } from '../agent/src/vision/vision-model.ts';
+import { reportResult } from './report.ts';
 
 /*
  * Issue 8 bench (a): the agent's vision loop with hard-sample capture on (1% random plus
@@ -123,6 +124,13 @@ try {
     `  per-round ratios: ${ratios.map((v) => v.toFixed(3)).join(' ')} (min ${Math.min(...ratios).toFixed(3)}, max ${Math.max(...ratios).toFixed(3)})`,
   );
   console.log(`  ratio on/off: ${ratio.toFixed(3)} (target >= 0.97) ${ratio >= 0.97 ? 'PASS' : 'MISS'}`);
+  reportResult({
+    bench: 'bench:samples',
+    metric: '(a) agent loop fps, capture on (1% random + near-threshold) vs off',
+    value: `${median(on).toFixed(1)} vs ${median(off).toFixed(1)} fps: ${ratio.toFixed(3)}`,
+    target: '>= 0.97',
+    met: ratio >= 0.97,
+  });
 } finally {
   await encoder.stop();
   await model.release();

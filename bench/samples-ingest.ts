@@ -28,6 +28,7 @@ import { Hono } from 'hono';
 import pino from 'pino';
 import sharp from 'sharp';
 import { metadataFor } from '../control-plane/test/sample-fixtures.ts';
+import { reportResult } from './report.ts';
 
 const run = promisify(execFile);
 
@@ -310,5 +311,14 @@ if (process.argv[2]) {
         ? ''
         : `\n  one-request ratio ${ratio.toFixed(2)} (target >= 0.7) ${ratio >= 0.7 ? 'PASS' : 'FAIL'}`),
   );
+  const bareRun = summary('bare');
+  if (ratio !== null && whole && bareRun)
+    reportResult({
+      bench: 'bench:samples',
+      metric: `(b) sample ingest, ${DEVICES} devices x ${(base.jpeg.length / 1000).toFixed(0)} kB JPEGs, vs a bare Hono route`,
+      value: `${whole.rate.toFixed(0)} vs ${bareRun.rate.toFixed(0)} samples/s: ${ratio.toFixed(2)}`,
+      target: '>= 0.7',
+      met: ratio >= 0.7,
+    });
   agent.destroy();
 }
