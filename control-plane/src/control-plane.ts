@@ -23,6 +23,7 @@ import { createDeviceSecrets } from './device-secrets.ts';
 import { createDiskMonitor, type DiskMonitor, type FsStats } from './disk-monitor.ts';
 import { createDriftMonitor, type DriftMonitor } from './drift/monitor.ts';
 import { type EventLoopMonitor, monitorEventLoop } from './event-loop.ts';
+import { createEventRelay } from './event-relay.ts';
 import { createEventBus, type EventBus } from './events.ts';
 import { createFleet, type Fleet, type MqttEndpoint } from './fleet.ts';
 import { createApp } from './http/app.ts';
@@ -286,6 +287,19 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
       cleanups.push(() => disk.stop());
       let readiness: Readiness | null = null;
       const bus = createEventBus({ clock });
+      // Replicas on one PostgreSQL database: each one's SSE clients see every replica's events.
+      if (config.databaseUrl) {
+        const relay = createEventRelay({
+          url: config.databaseUrl,
+          bus,
+          logger: logger.child({ component: 'event-relay' }),
+          metrics,
+          timers,
+          clock,
+        });
+        await relay.start();
+        cleanups.push(() => relay.stop());
+      }
       const tokens = createTokenService({ tokens: store.apiTokens, hasher, clock });
       const { generated } = await tokens.bootstrap(config.adminToken);
 

@@ -19,6 +19,22 @@ describe('event bus', () => {
     expect(bus.listenerCount).toBe(1);
   });
 
+  it("hands another replica's events to the listeners that asked for them, with this bus's ids", () => {
+    const bus = createEventBus({ clock: { now: () => 7 } });
+    const sse: string[] = [];
+    const inside: string[] = [];
+    const unsubscribe = bus.subscribe((m) => sse.push(`${m.id}:${m.type}:${m.at}`), { remote: true });
+    bus.subscribe((m) => inside.push(`${m.id}:${m.type}`));
+    bus.publish('device.revoked', { deviceId: 'cam-1' });
+    bus.relay({ type: 'device.online', at: 3, data: { deviceId: 'cam-2', bootId: null, cause: 'birth' } });
+    expect(sse).toEqual(['1:device.revoked:7', '2:device.online:3']);
+    expect(inside).toEqual(['1:device.revoked']);
+    unsubscribe();
+    bus.relay({ type: 'device.online', at: 4, data: { deviceId: 'cam-3', bootId: null, cause: 'birth' } });
+    expect(sse).toHaveLength(2);
+    expect(bus.listenerCount).toBe(1);
+  });
+
   it('publishes exactly the event types the SSE endpoint documents and filters on', () => {
     expect([...BUS_EVENT_TYPES].sort()).toEqual([...SERVER_EVENT_TYPES].sort());
   });

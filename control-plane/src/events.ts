@@ -118,10 +118,19 @@ export type BusMessage<T extends BusEventType = BusEventType> = {
 
 export type BusListener = (message: BusMessage) => void;
 
+/** An event another replica published (event-relay.ts), as it arrived. */
+export type RelayedEvent = { readonly type: BusEventType; readonly at: number; readonly data: unknown };
+
 export type EventBus = {
   publish<T extends BusEventType>(type: T, data: BusEvents[T]): void;
-  /** Returns the unsubscribe function. */
-  subscribe(listener: BusListener): () => void;
+  /**
+   * An event of another replica, for the listeners that asked for them (SSE clients). The
+   * listeners inside this replica react to this replica's events only, so no event is acted on
+   * twice; the relay never sees a relayed event again.
+   */
+  relay(event: RelayedEvent): void;
+  /** Returns the unsubscribe function. `remote`: also receive other replicas' events (relay). */
+  subscribe(listener: BusListener, options?: { readonly remote?: boolean }): () => void;
   readonly listenerCount: number;
   /** Listener exceptions so far. */
   readonly listenerErrors: number;
@@ -129,23 +138,31 @@ export type EventBus = {
 
 export function createEventBus(deps: { readonly clock: { now(): number } }): EventBus {
   const listeners = new Set<BusListener>();
+  const remoteListeners = new Set<BusListener>();
   let nextId = 1;
   let listenerErrors = 0;
+  const deliver = (to: Iterable<BusListener>, message: BusMessage) => {
+    for (const listener of to) {
+      try {
+        listener(message);
+      } catch {
+        listenerErrors++;
+      }
+    }
+  };
   return {
     publish(type, data) {
-      const message = { id: nextId++, type, at: deps.clock.now(), data } as BusMessage;
-      for (const listener of listeners) {
-        try {
-          listener(message);
-        } catch {
-          listenerErrors++;
-        }
-      }
+      deliver(listeners, { id: nextId++, type, at: deps.clock.now(), data } as BusMessage);
     },
-    subscribe(listener) {
+    relay(event) {
+      deliver(remoteListeners, { id: nextId++, type: event.type, at: event.at, data: event.data } as BusMessage);
+    },
+    subscribe(listener, options) {
       listeners.add(listener);
+      if (options?.remote) remoteListeners.add(listener);
       return () => {
         listeners.delete(listener);
+        remoteListeners.delete(listener);
       };
     },
     get listenerCount() {

@@ -56,12 +56,16 @@ export function eventRoutes(deps: EventRoutesDeps): Route[] {
             wake = null;
             resolve?.();
           };
-          const unsubscribe = deps.bus.subscribe((message) => {
-            if (filter && !filter.has(message.type)) return;
-            if (buffered.length >= MAX_BUFFERED) overflow = true;
-            else buffered.push(message);
-            poke();
-          });
+          // Every replica's events (event-relay.ts, when replicas share PostgreSQL), not only this one's.
+          const unsubscribe = deps.bus.subscribe(
+            (message) => {
+              if (filter && !filter.has(message.type)) return;
+              if (buffered.length >= MAX_BUFFERED) overflow = true;
+              else buffered.push(message);
+              poke();
+            },
+            { remote: true },
+          );
           const heartbeat = setInterval(() => {
             heartbeatDue = true;
             poke();
