@@ -10,7 +10,8 @@
 //       QoS 0 (counted) and pushes back on QoS 1; the largest event-loop stall of each flood
 //       (edgeloop_event_loop_delay_max_seconds) must stay <= 100 ms (issue 14).
 //
-// Environment: BENCH_DEVICES (5000), BENCH_STEADY_S (40), BENCH_MESSAGES (50000), BENCH_PARTS (ab,c,d).
+// Environment: BENCH_DEVICES (5000), BENCH_STEADY_S (40), BENCH_MESSAGES (50000), BENCH_PARTS (ab,c,d;
+// b alone runs only the control plane's rounds, for a profile).
 import { type ChildProcess, execFile, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -356,6 +357,12 @@ if (parts.has('c')) {
     `  simulator RSS ${fmt(c.simBaseline / 2 ** 20, 1)} MiB -> ${fmt(c.simLoaded / 2 ** 20, 1)} MiB: ${fmt(c.simPerDevice / KiB, 1)} KiB per device = ${fmt(perGiB)} devices per GiB  (>= 10,000: ${verdict(perGiB >= 10_000)})`,
   );
   for (const line of metricLines(c.metrics, /flush_max|event_loop|memory|heap/)) console.log(`      ${line}`);
+}
+if (parts.has('b')) {
+  // (b) alone, for a profile of the control plane's ingest (node --cpu-prof) without the peer's frames.
+  const rates: number[] = [];
+  for (let round = 0; round < 3; round++) rates.push((await controlPlaneIngest()).rate);
+  console.log(`\n(b) alone, 3 rounds: ${rates.map((x) => fmt(x)).join(', ')} msg/s`);
 }
 if (parts.has('ab')) {
   const rounds = 3;

@@ -170,15 +170,21 @@ type MessageEntry = {
   readonly deviceId: string;
   readonly channel: DeviceToCloudChannel;
   readonly topic: string;
-  /** Decoded at flush time, inside the bounded batch, not in the socket read that brought it. */
+  /**
+   * Decoded at flush time, inside the bounded batch, not in the socket read that brought it; or
+   * ahead, while the batch before it commits (then `decoded` holds the result).
+   */
   readonly payload: Uint8Array;
   readonly receivedAt: number;
   readonly will: boolean;
   readonly liveSession: boolean;
   readonly done: IngestDone | undefined;
+  decoded?: Decoded;
 };
 
 type DecodedEntry = MessageEntry & { readonly message: MessageOf<DeviceToCloudChannel>; readonly body: string };
+
+type Decoded = { ok: true; entry: DecodedEntry } | { ok: false; letter: NewDeadLetter };
 
 type Entry =
   | MessageEntry
@@ -292,6 +298,11 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
   let flushing = false;
   let timer: ReturnType<typeof setTimeout> | null = null;
   let immediate: ReturnType<typeof setImmediate> | null = null;
+  /** A commit is under way (awaited): the next batch may be decoded meanwhile (decodeAhead). */
+  let committing = false;
+  let decodeAheadImmediate: ReturnType<typeof setImmediate> | null = null;
+  /** Turns of the event loop that passed while commits were awaited (counted by decodeAhead). */
+  let awaitedTurns = 0;
   let stopped = false;
   /** Set by stop(): what is queued is written (or failed) now, held or not. */
   let stopping = false;
@@ -336,6 +347,8 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
 
   const enqueue = (entry: Entry) => {
     queue.push(entry);
+    // Arrivals during a commit are decoded in the next turn, not at the flush after it.
+    if (committing && entry.kind === 'message') decodeAheadImmediate ??= setImmediate(decodeAhead);
     schedule();
   };
 
@@ -503,9 +516,7 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
   };
 
   /** Validates one payload: the message, or the dead letter saying why not. */
-  const decodeEntry = (
-    entry: MessageEntry,
-  ): { ok: true; entry: DecodedEntry } | { ok: false; letter: NewDeadLetter } => {
+  const decodeEntry = (entry: MessageEntry): Decoded => {
     const reject = (reason: string, detail: string) => ({
       ok: false as const,
       letter: toLetter(entry.deviceId, entry.topic, entry.payload, reason, detail),
@@ -523,6 +534,29 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
       return reject('invalid_will', 'a last will must be status offline with reason connection-lost');
     }
     return { ok: true, entry: { ...entry, message: decoded.value, body } };
+  };
+
+  /**
+   * Decodes the payloads the next batch will take, in slices of the turn budget, for as long as a
+   * commit is under way. Decoding is pure (no live state is read or changed): what the device's
+   * state makes of the message is decided at flush time, in queue order, as before. A store that
+   * commits synchronously (SQLite on the main thread) is done before this runs: nothing happens.
+   */
+  const decodeAhead = () => {
+    decodeAheadImmediate = null;
+    if (!committing) return;
+    awaitedTurns++;
+    const since = monotonic();
+    const end = Math.min(queue.length, batchLimit);
+    for (let i = 0; i < end; i++) {
+      const entry = queue[i] as Entry;
+      if (entry.kind !== 'message' || entry.decoded) continue;
+      if (monotonic() - since >= budgetMs) {
+        decodeAheadImmediate = setImmediate(decodeAhead);
+        return;
+      }
+      entry.decoded = decodeEntry(entry);
+    }
   };
 
   const takeBatch = (): Entry[] => {
@@ -585,7 +619,8 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
             metrics.dropped.inc({ reason: 'revoked' });
             break;
           }
-          const decoded = decodeEntry(entry);
+          const decoded = entry.decoded ?? decodeEntry(entry);
+          entry.decoded = undefined;
           if (!decoded.ok) {
             rejected++;
             metrics.rejected.inc({ reason: decoded.letter.reason });
@@ -645,12 +680,26 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
 
     const started = performance.now();
     let inserted: readonly boolean[];
+    let spentMs = 0;
+    let turnsBefore = 0;
     try {
-      ({ inserted } = await deps.store.commit({
+      const commit = deps.store.commit({
         messages: pending.messages,
         deadLetters: pending.deadLetters,
         devices: writes,
-      }));
+      });
+      // This turn's own work: a synchronous store has committed by now, a worker or a server has
+      // the batch; the wait for it is not the event loop's (the batch size adapts to this).
+      spentMs = monotonic() - turnStarted;
+      // While it commits (a worker thread, PostgreSQL), the next batch is decoded and validated.
+      committing = true;
+      turnsBefore = awaitedTurns;
+      decodeAheadImmediate ??= setImmediate(decodeAhead);
+      try {
+        ({ inserted } = await commit);
+      } finally {
+        committing = false;
+      }
     } catch (error) {
       metrics.flushErrors.inc();
       logger.error({ err: error, rows: batch.length }, 'ingest batch could not be stored');
@@ -674,7 +723,7 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
     metrics.batchRows.observe(batch.length);
     if (elapsed > maxFlushMs) maxFlushMs = elapsed;
     if (batch.length > maxBatchRows) maxBatchRows = batch.length;
-    batchLimit = adaptBatchLimit(batchLimit, batch.length, monotonic() - turnStarted, budgetMs, config.batchSize);
+    batchLimit = adaptBatchLimit(batchLimit, batch.length, spentMs, budgetMs, config.batchSize);
 
     for (const entry of duplicateEntries) {
       duplicates++;
@@ -714,7 +763,8 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
     if (queue.length > config.highWater) {
       for (const done of callbacks) parked.push(done);
     } else {
-      ack(callbacks, turnStarted);
+      // After a commit that took turns of the event loop, the acks have a turn of their own.
+      ack(callbacks, awaitedTurns === turnsBefore ? turnStarted : monotonic());
     }
   };
 
@@ -751,8 +801,10 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
       stopped = true;
       if (timer) clearTimeout(timer);
       if (immediate) clearImmediate(immediate);
+      if (decodeAheadImmediate) clearImmediate(decodeAheadImmediate);
       timer = null;
       immediate = null;
+      decodeAheadImmediate = null;
       if (ackImmediate) clearImmediate(ackImmediate);
       ackImmediate = null;
       const release = [...acks, ...parked];
