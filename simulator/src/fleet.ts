@@ -18,6 +18,7 @@ import {
   type ScenarioStep,
   type SimulatedDeviceInfo,
 } from './scenario.ts';
+import { createSimMqtt } from './sim-mqtt.ts';
 import { type AckObserver, VirtualDevice } from './virtual-device.ts';
 
 /*
@@ -201,6 +202,8 @@ export class Fleet {
   readonly #infos: SimulatedDeviceInfo[] = [];
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
   readonly #behaviours = createBehaviourTable();
+  /** One MQTT client hub for every device: one parser and one deadline timer for the fleet. */
+  readonly #mqtt = createSimMqtt();
 
   constructor(options: FleetOptions) {
     this.options = options;
@@ -250,6 +253,7 @@ export class Fleet {
         telemetryIntervalS: options.telemetryIntervalS,
         cameraFps: options.cameraFps,
         outboxMaxBytes: options.outboxMaxBytes,
+        mqtt: this.#mqtt,
         ...(options.seed !== undefined ? { seed: options.seed } : {}),
         ...(this.tracker ? { observer: this.tracker } : {}),
         ...(options.reconnect ? { reconnect: options.reconnect } : {}),

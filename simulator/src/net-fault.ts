@@ -1,9 +1,8 @@
 import net from 'node:net';
-import { Duplex } from 'node:stream';
 
 /*
- * Network faults for one simulated device, injected under mqtt.js through the agent link's
- * `createClient` (clientOverStream). Three things can happen to the network:
+ * Network faults for one simulated device, acting on the sockets of its MQTT connections
+ * (sim-mqtt.ts). Three things can happen to the network:
  *
  *   partition()  every byte is silently dropped in both directions and the socket stays open, so
  *                the broker sees nothing at all: only its keepalive timer notices (the realistic
@@ -12,15 +11,24 @@ import { Duplex } from 'node:stream';
  *   heal()       the network is back; sockets left open by a partition are destroyed now.
  *   killSockets() the device process died: sockets are destroyed, the kernel closes them, so
  *                the broker notices at once and publishes the will.
+ *
+ * A connection that was partitioned stays dead after heal() (its bytes are gone): the client
+ * notices through its own keepalive and connects again, as a real device does.
  */
 
-type Link = { socket: net.Socket; wrapper: FaultyStream };
+/** A connection the faults act on: its socket, and how it learns that the network is gone. */
+export interface FaultyConnection {
+  readonly socket: net.Socket | null;
+  /** From now on every byte is dropped both ways, and closing the socket is swallowed. */
+  blackhole(): void;
+}
 
 export class NetworkFaults {
   readonly #host: string;
   readonly #port: number;
   #partitioned = false;
-  readonly #live = new Set<Link>();
+  /** Connections with a socket; created on the first (a device has one at a time, mostly). */
+  #live: Set<FaultyConnection> | null = null;
   /** Sockets a partition left open; created on the first one (most devices never have any). */
   #orphans: Set<net.Socket> | null = null;
 
@@ -33,20 +41,23 @@ export class NetworkFaults {
     return this.#partitioned;
   }
 
-  /** A stream for mqtt.js: a TCP socket to the broker, or a dead end while partitioned. */
-  createStream(): Duplex {
-    const wrapper = new FaultyStream(this);
-    if (this.#partitioned) return wrapper; // never connects: mqtt.js's connect timeout fires
+  /** A TCP socket to the broker for `connection`, or null while partitioned (it never connects). */
+  connect(connection: FaultyConnection): net.Socket | null {
+    if (this.#partitioned) return null;
     const socket = net.connect({ host: this.#host, port: this.#port, noDelay: true });
-    const link = { socket, wrapper };
-    this.#live.add(link);
-    wrapper.attach(socket, () => this.#live.delete(link));
-    return wrapper;
+    this.#live ??= new Set();
+    this.#live.add(connection);
+    return socket;
+  }
+
+  /** The connection's socket is closed (or left behind a partition): the faults let go of it. */
+  forget(connection: FaultyConnection): void {
+    this.#live?.delete(connection);
   }
 
   partition(): void {
     this.#partitioned = true;
-    for (const link of this.#live) link.wrapper.blackhole();
+    if (this.#live) for (const connection of this.#live) connection.blackhole();
   }
 
   heal(): void {
@@ -61,76 +72,15 @@ export class NetworkFaults {
   }
 
   killSockets(): void {
-    for (const link of this.#live) link.socket.destroy();
-    this.#live.clear();
+    if (this.#live) for (const connection of this.#live) connection.socket?.destroy();
+    this.#live = null;
     this.#destroyOrphans();
   }
 
   /** A blackholed socket the device side let go of: it stays open until heal(). */
-  orphan(socket: net.Socket, link: () => void): void {
-    link();
+  orphan(connection: FaultyConnection, socket: net.Socket): void {
+    this.forget(connection);
     this.#orphans ??= new Set();
     this.#orphans.add(socket);
-  }
-}
-
-class FaultyStream extends Duplex {
-  readonly #faults: NetworkFaults;
-  #socket: net.Socket | null = null;
-  #forget: () => void = () => {};
-  #blackholed = false;
-
-  constructor(faults: NetworkFaults) {
-    super();
-    this.#faults = faults;
-  }
-
-  attach(socket: net.Socket, forget: () => void): void {
-    this.#socket = socket;
-    this.#forget = forget;
-    socket.on('data', (chunk: Buffer) => {
-      if (!this.#blackholed && !this.push(chunk)) socket.pause();
-    });
-    socket.on('end', () => {
-      if (!this.#blackholed) this.push(null);
-    });
-    socket.on('close', () => {
-      this.#forget();
-      if (!this.#blackholed && !this.destroyed) this.destroy();
-    });
-    socket.on('error', (error) => {
-      if (!this.#blackholed && !this.destroyed) this.destroy(error);
-    });
-  }
-
-  blackhole(): void {
-    this.#blackholed = true;
-  }
-
-  override _read(): void {
-    this.#socket?.resume();
-  }
-
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    const socket = this.#socket;
-    if (this.#blackholed || socket === null) {
-      callback();
-      return;
-    }
-    socket.write(chunk, (error) => callback(error ?? null));
-  }
-
-  override _final(callback: (error?: Error | null) => void): void {
-    if (!this.#blackholed) this.#socket?.end();
-    callback();
-  }
-
-  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    const socket = this.#socket;
-    if (socket !== null) {
-      if (this.#blackholed && !socket.destroyed) this.#faults.orphan(socket, this.#forget);
-      else socket.destroy();
-    }
-    callback(error);
   }
 }

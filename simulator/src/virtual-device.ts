@@ -1,8 +1,8 @@
 import {
   type Agent,
   AgentConfig,
+  type AgentDeps,
   type Clock,
-  clientOverStream,
   createAgent,
   createMemoryDesiredStore,
   createMemoryModelStorage,
@@ -20,13 +20,16 @@ import { NetworkFaults } from './net-fault.ts';
 import { DEFAULT_MODEL_PROFILE, type HardwareProfile, type ModelProfile } from './profiles.ts';
 import { createSyntheticFrames, type SyntheticFrames } from './sample-frames.ts';
 import { createInterner, shareConfigSections } from './shared-config.ts';
+import { createSimMqtt, type SimMqtt } from './sim-mqtt.ts';
 import { type PlayedModel, type ServedModel, SimulatedModelRuntime } from './sim-runtime.ts';
 import { syntheticPipelineWindow, syntheticSystemMetrics } from './synthetic-metrics.ts';
 
 /*
  * One simulated device: the agent's own code (createAgent: sequencer, outbox core, publisher,
  * link, telemetry, desired state, commands) with only the camera, inference and sensors
- * simulated, plus fault injection. Its memory outbox and desired store play the part of the
+ * simulated, plus fault injection. Under the link, the MQTT client is the simulator's light one
+ * (sim-mqtt.ts: mqtt-packet on a plain socket, one parser and one timer per fleet) instead of
+ * one mqtt.js client per device. Its memory outbox and desired store play the part of the
  * disk: they survive a simulated kill and reboot (a revived device has a new bootId and sends
  * what the dead one left unacknowledged).
  */
@@ -53,6 +56,11 @@ export type VirtualDeviceOptions = {
   readonly seed?: number;
   readonly model?: ServedModel | null;
   readonly observer?: AckObserver;
+  /**
+   * The MQTT client hub the device connects through (one per fleet: one parser and one timer
+   * for all its devices); a device of its own gets one of its own.
+   */
+  readonly mqtt?: SimMqtt;
   readonly reconnect?: { readonly initialMs: number; readonly maxMs: number; readonly jitter: number };
   /**
    * Model updates through the agent's real model manager: downloads from the control plane with
@@ -148,6 +156,7 @@ export class VirtualDevice {
   readonly #desiredStore: DesiredStore;
   readonly #modelStorage: ModelStorage | null;
   readonly #clock: Clock;
+  readonly #createClient: NonNullable<AgentDeps['createClient']>;
   #outbox: Outbox;
   #agent: Agent | null = null;
   #condition: DeviceCondition = 'stopped';
@@ -176,6 +185,7 @@ export class VirtualDevice {
     );
     this.#model = options.model;
     this.faults = new NetworkFaults(options.mqttHost, options.mqttPort);
+    this.#createClient = (options.mqtt ?? createSimMqtt()).clientFactory(this.faults);
     this.#desiredStore = createMemoryDesiredStore();
     this.#modelStorage = options.models ? createMemoryModelStorage() : null;
     if (options.models) {
@@ -277,7 +287,7 @@ export class VirtualDevice {
       pipelineMetrics() {
         return device.#pipeline();
       },
-      createClient: clientOverStream(() => this.faults.createStream()),
+      createClient: this.#createClient,
       ...(runtime && this.#modelStorage ? { modelRuntime: runtime, modelStorage: this.#modelStorage } : {}),
       ...(options.samples ? { sampleCapture: { dir: options.samples.dir, options: { fsync: false } } } : {}),
     });
