@@ -1,14 +1,14 @@
 import { and, eq, isNull, sql } from 'drizzle-orm';
 import type { ApiRole, ApiToken, ApiTokenRepository } from './repositories.ts';
 import { changesOf, rowsOf, type SqlDialect } from './sql-dialect.ts';
-import { insertRows, readRow, setColumns } from './sql-row.ts';
+import { insertRows, rowReader, setColumns } from './sql-row.ts';
 
 /* The API token aggregate, written once for both dialects over SqlDialect (tokens are stored as keyed hashes). */
 
 export function createApiTokenRepository(dialect: SqlDialect): ApiTokenRepository {
   const { apiTokens } = dialect.tables;
   const live = isNull(apiTokens.revokedAt);
-  const rowOf = (row: Record<string, unknown>) => readRow(apiTokens, row);
+  const rowOf = rowReader(apiTokens);
   const toToken = (row: Record<string, unknown>): ApiToken => {
     const token = rowOf(row);
     return {

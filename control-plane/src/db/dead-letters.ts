@@ -2,12 +2,13 @@ import { and, eq, lt, type SQL, sql } from 'drizzle-orm';
 import { pruneOldest } from './messages.ts';
 import type { DeadLetter, DeadLetterRepository } from './repositories.ts';
 import type { SqlDialect } from './sql-dialect.ts';
-import { readRow } from './sql-row.ts';
+import { rowReader } from './sql-row.ts';
 
 /* Dead letters (messages that could not be accepted), read and pruned here; the ingest writer appends them. */
 
 export function createDeadLetterRepository(dialect: SqlDialect): DeadLetterRepository {
   const { deadLetters } = dialect.tables;
+  const readDeadLetter = rowReader(deadLetters);
   return {
     async list(query) {
       const conditions: SQL[] = [sql`1 = 1`];
@@ -17,7 +18,7 @@ export function createDeadLetterRepository(dialect: SqlDialect): DeadLetterRepos
       const rows = await dialect.all(
         sql`SELECT * FROM ${deadLetters} WHERE ${and(...conditions)} ORDER BY ${deadLetters.id} DESC LIMIT ${query.limit}`,
       );
-      return rows.map((row): DeadLetter => readRow(deadLetters, row));
+      return rows.map((row): DeadLetter => readDeadLetter(row));
     },
 
     pruneOlderThan: (cutoff, limit) => pruneOldest(dialect, deadLetters, cutoff, limit),

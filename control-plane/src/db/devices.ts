@@ -4,7 +4,7 @@ import { querySiteCounts } from './device-sites.ts';
 import type { DeviceDetailRecord, DeviceRepository, DeviceSnapshot, FleetCounts } from './repositories.ts';
 import { chunk, type DeviceRow, freshRow, toLiveState, toRecord } from './rows.ts';
 import { changesOf, rowsOf, type SqlDialect } from './sql-dialect.ts';
-import { insertRows, readRow, setColumns } from './sql-row.ts';
+import { insertRows, rowReader, setColumns } from './sql-row.ts';
 
 /*
  * The device aggregate, written once for both dialects over SqlDialect: enrollment, labels,
@@ -61,7 +61,7 @@ export function createDeviceRepository(dialect: SqlDialect): DeviceRepository {
   const { devices } = dialect.tables;
   const active = isNull(devices.revokedAt);
   const byId = (id: string) => and(eq(devices.id, id), active)!;
-  const toRow = (row: Record<string, unknown>) => readRow(devices, row);
+  const toRow = rowReader(devices);
   const idOrder = dialect.byteOrder(devices.id);
 
   /** Rows of active devices; `columns` names the ones to read (the others are absent from the rows). */

@@ -3,7 +3,7 @@ import { and, eq, gte, lt, lte, type SQL, sql } from 'drizzle-orm';
 import { historyBefore, historyOrder } from './message-history.ts';
 import type { MessageRepository, StoredMessage } from './repositories.ts';
 import type { SqlDialect, TableOf } from './sql-dialect.ts';
-import { readRow } from './sql-row.ts';
+import { rowReader } from './sql-row.ts';
 import { parseTelemetrySample } from './telemetry-sample.ts';
 
 /*
@@ -30,6 +30,7 @@ export async function pruneOldest(
 
 export function createMessageRepository(dialect: SqlDialect): MessageRepository {
   const { messages } = dialect.tables;
+  const readMessage = rowReader(messages);
   return {
     async list(query) {
       const conditions: (SQL | undefined)[] = [eq(messages.deviceId, query.deviceId)];
@@ -40,7 +41,7 @@ export function createMessageRepository(dialect: SqlDialect): MessageRepository 
             ORDER BY ${sql.join(historyOrder(messages), sql`, `)} LIMIT ${query.limit}`,
       );
       return rows.map((row): StoredMessage => {
-        const message = readRow(messages, row);
+        const message = readMessage(row);
         return { ...message, channel: message.channel as Channel };
       });
     },

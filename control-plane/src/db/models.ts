@@ -2,13 +2,14 @@ import { and, eq, type SQL, sql } from 'drizzle-orm';
 import type { ModelRepository } from './repositories.ts';
 import { toModelRecord } from './rows.ts';
 import type { SqlDialect } from './sql-dialect.ts';
-import { insertRows, readRow } from './sql-row.ts';
+import { insertRows, rowReader } from './sql-row.ts';
 
 /* The model aggregate (immutable registered versions), written once for both dialects over SqlDialect. */
 
 export function createModelRepository(dialect: SqlDialect): ModelRepository {
   const { models } = dialect.tables;
-  const modelOf = (row: Record<string, unknown>) => toModelRecord(readRow(models, row));
+  const readModel = rowReader(models);
+  const modelOf = (row: Record<string, unknown>) => toModelRecord(readModel(row));
   const get = async (id: string) => {
     const [row] = await dialect.all(sql`SELECT * FROM ${models} WHERE ${eq(models.id, id)}`);
     return row ? modelOf(row) : null;

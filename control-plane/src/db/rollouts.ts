@@ -9,7 +9,7 @@ import {
   UNCONVERGED_STATES,
 } from './rows.ts';
 import { changesOf, rowsOf, type SqlDialect } from './sql-dialect.ts';
-import { insertRows, readRow, setColumns, setExcluded } from './sql-row.ts';
+import { insertRows, rowReader, setColumns, setExcluded } from './sql-row.ts';
 
 /*
  * The rollout aggregate, written once for both dialects over SqlDialect: rollouts (optimistic
@@ -22,9 +22,12 @@ const ASSIGNMENT_CHUNK = 500;
 
 export function createRolloutRepository(dialect: SqlDialect): RolloutRepository {
   const { rollouts, rolloutDevices, rolloutEvents } = dialect.tables;
-  const rolloutOf = (row: Record<string, unknown>) => toRolloutRecord(readRow(rollouts, row));
-  const assignmentOf = (row: Record<string, unknown>) => toAssignmentRecord(readRow(rolloutDevices, row));
-  const eventOf = (row: Record<string, unknown>) => toRolloutEventRecord(readRow(rolloutEvents, row));
+  const readRollout = rowReader(rollouts);
+  const readAssignment = rowReader(rolloutDevices);
+  const readEvent = rowReader(rolloutEvents);
+  const rolloutOf = (row: Record<string, unknown>) => toRolloutRecord(readRollout(row));
+  const assignmentOf = (row: Record<string, unknown>) => toAssignmentRecord(readAssignment(row));
+  const eventOf = (row: Record<string, unknown>) => toRolloutEventRecord(readEvent(row));
   const where = (conditions: readonly (SQL | undefined)[]) => and(sql`1 = 1`, ...conditions)!;
 
   return {

@@ -6,21 +6,25 @@ import type { Row, TableOf } from './sql-dialect.ts';
  * Rows of the aggregates written once for both dialects. The plain-SQL ones (samples.ts,
  * datasets.ts, ...) read column values as both dialects return them; the ones over drizzle tables
  * (devices.ts, rollouts.ts, ...) read and write whole rows through the dialect's own columns, which
- * map each value to and from its driver (readRow, insertRows, setColumns).
+ * map each value to and from its driver (rowReader, insertRows, setColumns).
  */
 
 /**
- * A row as the driver returned it (`SELECT *`), as drizzle would have read it from `table`. A
- * column the query did not select is absent from the record too: the caller reads only those it chose.
+ * A reader of rows as the driver returns them (`SELECT *`), each read as drizzle would have read it
+ * from `table` (the columns are looked up once, here). A column the query did not select is absent
+ * from the record too: the caller reads only those it chose.
  */
-export function readRow<R>(table: TableOf<R>, row: Row): R {
-  const record: Record<string, unknown> = {};
-  for (const [key, column] of Object.entries(getTableColumns(table))) {
-    if (!(column.name in row)) continue;
-    const value = row[column.name];
-    record[key] = value === null || value === undefined ? null : column.mapFromDriverValue(value);
-  }
-  return record as R;
+export function rowReader<R>(table: TableOf<R>): (row: Row) => R {
+  const columns = Object.entries(getTableColumns(table)).map(([key, column]) => ({ key, column, name: column.name }));
+  return (row) => {
+    const record: Record<string, unknown> = {};
+    for (const { key, column, name } of columns) {
+      if (!(name in row)) continue;
+      const value = row[name];
+      record[key] = value === null || value === undefined ? null : column.mapFromDriverValue(value);
+    }
+    return record as R;
+  };
 }
 
 /**
