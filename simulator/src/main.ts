@@ -1,8 +1,13 @@
+import v8 from 'node:v8';
 import type { ModelRef } from '@edgeloop/protocol';
 import { parseSimArgs, startSummary, USAGE } from './cli.ts';
 import { createFleet, type FleetOptions, fetchModelRef } from './fleet.ts';
 
 // Composition root of edgeloop-sim: the only reader of process.env and argv.
+
+// Thousands of devices in one process: V8 optimises for size, so the heap it grows to in the
+// enrolment and connect storms goes back after them (bench/sim-fleet.ts sets the same; see there).
+v8.setFlagsFromString('--optimize-for-size');
 const parsed = parseSimArgs(process.argv.slice(2), process.env);
 if (!parsed.ok) {
   if (parsed.help) {
