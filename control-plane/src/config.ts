@@ -225,6 +225,11 @@ export const Config = z.object({
     .optional(),
   /** Bootstrap admin token; when absent one is generated once and printed. */
   adminToken: z.string().min(16, 'admin token must be at least 16 characters').optional(),
+  /**
+   * The secret an external broker sends (as a bearer token) to the HTTP authentication and ACL
+   * hooks (/api/v1/broker/*, EMQX's HTTP authenticator and authorizer); absent: no hooks.
+   */
+  brokerHookSecret: z.string().min(24, 'the broker hook secret must be at least 24 characters').optional(),
   logLevel: z.enum(LOG_LEVELS).default('info'),
   /**
    * Public keys model releases must be signed with: comma-separated paths of `.pub` PEM files or
@@ -278,6 +283,7 @@ const TOP_LEVEL_KEYS = [
   'dataDir',
   'databaseUrl',
   'adminToken',
+  'brokerHookSecret',
   'logLevel',
   'trustedKeys',
   'integrityCheck',
@@ -315,7 +321,7 @@ function envName(path: readonly string[]): string {
 type Setting = { readonly path: readonly string[]; readonly flag: string | null; readonly env: string };
 
 /** Secrets are read from the environment only: a flag would show them in `ps`. */
-const ENV_ONLY: ReadonlySet<string> = new Set(['adminToken']);
+const ENV_ONLY: ReadonlySet<string> = new Set(['adminToken', 'brokerHookSecret']);
 
 /** Every setting with its flag and environment variable, for `--help` and the README. */
 export const SETTINGS: readonly Setting[] = [

@@ -12,7 +12,8 @@ let t: TestControlPlane;
 let text: string;
 
 beforeAll(async () => {
-  t = await startTestControlPlane();
+  // With every optional route group on, the broker hooks included.
+  t = await startTestControlPlane({ brokerHookSecret: 'broker-hook-secret-0123456789abcdef' });
   const response = await fetch(`${t.started.httpUrl}/api/v1/openapi.json`);
   expect(response.status).toBe(200);
   text = await response.text();
@@ -28,6 +29,7 @@ describe('the served OpenAPI document', () => {
     const api = (await SwaggerParser.validate(JSON.parse(text))) as { openapi: string; paths: object };
     expect(api.openapi).toBe('3.1.0');
     expect(Object.keys(api.paths).length).toBeGreaterThan(10);
+    expect(Object.keys(api.paths)).toContain('/api/v1/broker/authorize');
   });
 
   it('has no errors under the Redocly recommended ruleset', async () => {

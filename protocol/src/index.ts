@@ -1,4 +1,5 @@
 export * from './api.ts';
+export * from './broker-hooks.ts';
 export * from './canonical-json.ts';
 export * from './client.ts';
 export * from './codec.ts';

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import * as api from './api.ts';
+import { BrokerAuthenticateRequest, BrokerAuthorizeRequest, BrokerHookResponse } from './broker-hooks.ts';
 import { CHANNEL_SCHEMAS } from './codec.ts';
 import * as datasets from './datasets.ts';
 import { DriftList, DriftState, SetDriftReferenceRequest } from './drift.ts';
@@ -51,6 +52,9 @@ export function jsonSchemas(): Record<string, unknown> {
     'api.model-summary': api.ModelSummary,
     'api.model-list': api.ModelList,
     'api.model-lineage': ModelLineage,
+    'api.broker-authenticate-request': BrokerAuthenticateRequest,
+    'api.broker-authorize-request': BrokerAuthorizeRequest,
+    'api.broker-hook-response': BrokerHookResponse,
     'api.drift-state': DriftState,
     'api.drift-list': DriftList,
     'api.set-drift-reference-request': SetDriftReferenceRequest,

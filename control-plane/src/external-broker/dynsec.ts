@@ -32,11 +32,12 @@ export type DynsecCommand = { readonly command: string } & Record<string, unknow
 
 export class DynsecError extends Error {
   readonly code = 'dynsec_error';
-  constructor(
-    message: string,
-    readonly command: string,
-  ) {
+  /** The command the plugin refused (or that got no answer). */
+  readonly command: string;
+  constructor(message: string, command: string) {
     super(message);
+    this.name = 'DynsecError';
+    this.command = command;
   }
 }
 

@@ -12,6 +12,7 @@ import type { AuditRepository } from '../db/audit.ts';
 import type { Store } from '../db/repositories.ts';
 import type { DeviceSecrets } from '../device-secrets.ts';
 import type { EventBus } from '../events.ts';
+import { brokerHookRoutes } from '../external-broker/http-hooks.ts';
 import type { Fleet } from '../fleet.ts';
 import type { MetricsRegistry } from '../metrics.ts';
 import type { BlobStore } from '../models/blob-store.ts';
@@ -64,7 +65,7 @@ export type AppDeps = {
   readonly isConnected: (deviceId: string) => boolean;
   readonly bus: EventBus;
   readonly metrics: MetricsRegistry;
-  readonly config: Pick<Config, 'http' | 'commands'>;
+  readonly config: Pick<Config, 'http' | 'commands'> & Partial<Pick<Config, 'brokerHookSecret'>>;
   readonly clock: { now(): number };
   readonly logger: Logger;
   readonly version: string;
@@ -194,6 +195,9 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       isConnected: deps.isConnected,
       commands: deps.config.commands,
     }),
+    ...(deps.config.brokerHookSecret
+      ? brokerHookRoutes({ secret: deps.config.brokerHookSecret, secrets: deps.deviceSecrets, metrics: deps.metrics })
+      : []),
     ...fleetRoutes({ devices: deps.store.devices, pipeline: deps.fleetPipeline }),
     ...eventRoutes({
       bus: deps.bus,
