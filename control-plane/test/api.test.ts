@@ -11,7 +11,7 @@ import {
 } from '@edgeloop/protocol';
 import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually, newBootId, SYSTEM, startTestControlPlane, type TestControlPlane } from './harness.ts';
+import { eventually, newBootId, SYSTEM, sseEvent, startTestControlPlane, type TestControlPlane } from './harness.ts';
 
 let t: TestControlPlane;
 let viewerToken: string;
@@ -397,13 +397,7 @@ describe('events and OpenAPI', () => {
       text += decoder.decode(value);
       return text.includes('event: device.online');
     });
-    const block = text.split('\n\n').find((chunk) => chunk.includes('event: device.online'))!;
-    const data = JSON.parse(
-      block
-        .split('\n')
-        .find((line) => line.startsWith('data: '))!
-        .slice(6),
-    );
+    const { block, data } = sseEvent(text, 'device.online')!;
     expect(data).toMatchObject({ type: 'device.online', data: { deviceId: 'sse-cam', cause: 'connect' } });
     expect(block).toMatch(/\nid: \d+/);
     controller.abort();

@@ -6,7 +6,7 @@ import { createEventRelay, EVENT_RELAY_CHANNEL, type EventRelay, splitParts } fr
 import { type BusMessage, createEventBus, type EventBus } from '../src/events.ts';
 import { createMetricsRegistry, type MetricsRegistry } from '../src/metrics.ts';
 import { systemTimers } from '../src/sweeper.ts';
-import { eventually, startTestControlPlane, type TestControlPlane } from './harness.ts';
+import { eventually, sseEvent, startTestControlPlane, type TestControlPlane } from './harness.ts';
 import { admin, scratchDatabase } from './postgres-service.ts';
 
 const postgres = serviceGate('postgres');
@@ -166,13 +166,7 @@ describe.skipIf(!postgres.run)('two control planes on one PostgreSQL database', 
     while (!text.includes('event: device.online')) text += decoder.decode((await reader.read()).value);
     const lagMs = performance.now() - sent;
     controller.abort();
-    const block = text.split('\n\n').find((chunk) => chunk.includes('event: device.online'))!;
-    const data = JSON.parse(
-      block
-        .split('\n')
-        .find((line) => line.startsWith('data: '))!
-        .slice(6),
-    ) as { data: { deviceId: string } };
+    const data = sseEvent(text, 'device.online')!.data as { data: { deviceId: string } };
     expect(data.data.deviceId).toBe('relay-cam');
     expect(lagMs).toBeLessThan(1_000);
   });

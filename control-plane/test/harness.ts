@@ -249,3 +249,10 @@ export async function eventually<T>(check: () => T | Promise<T>, timeoutMs = 5_0
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
 }
+
+/** The first Server-Sent Event of `type` in a stream's text so far: its block and its parsed data line. */
+export function sseEvent(text: string, type: string): { block: string; data: unknown } | null {
+  const block = text.split('\n\n').find((chunk) => chunk.includes(`event: ${type}`));
+  const line = block?.split('\n').find((l) => l.startsWith('data: '));
+  return block && line ? { block, data: JSON.parse(line.slice(6)) } : null;
+}
