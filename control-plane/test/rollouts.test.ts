@@ -4,7 +4,7 @@ import { serviceGate } from '../../test-services.ts';
 import type { Timers } from '../src/sweeper.ts';
 import { startTestControlPlane, type TestControlPlane } from './harness.ts';
 import { createSigningKit, type SigningKit } from './model-fixtures.ts';
-import { type ScratchDatabase, scratchDatabase } from './postgres-service.ts';
+import { admin, type ScratchDatabase, scratchDatabase } from './postgres-service.ts';
 import { createVirtualFleet, type VirtualFleet } from './virtual-fleet.ts';
 
 const postgres = serviceGate('postgres');
@@ -566,5 +566,56 @@ describe.skipIf(!postgres.run)('rollout engine on PostgreSQL', () => {
 
   it('rolls a worse model back from its canary stage', async () => {
     await badModelRollsBack(await setup({ databaseUrl: await fresh() }));
+  });
+
+  it('moves the engine to another replica within the retry interval when the leader dies, and the rollout goes on from its stored state', async () => {
+    const database = scratchDatabase('edgeloop_failover');
+    await database.create();
+    databases.push(database);
+    const env = await setup({ databaseUrl: database.url });
+    const rollout = await env.create({ ...FAST, modelId: env.models.good.id });
+    for (let i = 0; i < 30 && (await env.rollout(rollout.id)).stageIndex < 1; i++) await env.cycle();
+    expect((await env.rollout(rollout.id)).stage).toBe('canary');
+    expect(env.t.cp.internals.rollouts.engine.isLeader).toBe(true);
+
+    // A second replica on the same database (and data dir); the devices move to it.
+    const second = await setup({ dataDir: env.t.dataDir, databaseUrl: database.url });
+    second.advance(env.clock.now() - T0);
+    env.fleet.attach(second.t);
+    const engine = second.t.cp.internals.rollouts.engine;
+    expect((await engine.tick()).leader).toBe(false);
+
+    // The leader dies: its lock session goes (a crashed process or a cut network look alike) and
+    // it is never ticked again.
+    await admin(
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${database.name}' AND application_name = 'edgeloop-leader' AND pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)`,
+    );
+    const diedAt = second.clock.now();
+    let tookOverAt: number | null = null;
+    for (let i = 0; i < 10 && tookOverAt === null; i++) {
+      if ((await engine.tick()).leader) tookOverAt = second.clock.now();
+      else {
+        await env.fleet.round();
+        second.advance(1_000);
+      }
+    }
+    expect(tookOverAt).not.toBeNull();
+    // Within one retry interval (5 s by default) of the leader's death.
+    expect(tookOverAt! - diedAt).toBeLessThanOrEqual(5_000);
+
+    for (let i = 0; i < 40 && (await second.rollout(rollout.id)).status === 'running'; i++) {
+      await engine.tick();
+      await env.fleet.round();
+      second.advance(STEP_MS);
+    }
+    const done = await second.rollout(rollout.id);
+    expect(done.status).toBe('completed');
+    for (const device of DEVICES) expect(env.fleet.modelOf(device.id).active?.sha256).toBe(env.models.good.sha256);
+    // No device was given the same stage twice, across both leaders.
+    const assigned = (await events(second.t, rollout.id))
+      .filter((e) => e.type === 'assigned')
+      .flatMap((e) => (e.data.deviceIds as string[]).map((id) => `${e.stage}/${String(e.data.mode)}/${id}`));
+    expect(assigned.length).toBeGreaterThan(0);
+    expect(new Set(assigned).size).toBe(assigned.length);
   });
 });
