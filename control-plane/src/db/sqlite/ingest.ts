@@ -64,13 +64,14 @@ export type SqliteIngestRepository = IngestRepository & {
  * CHECKPOINTER_AFTER_ROWS rows, WAL checkpoints run on a worker thread (wal-checkpointer.ts),
  * so that no batch commit carries one.
  *
- * The commits themselves stay on this thread. Measured (bench:ingest part b, 2026-12-04): with
- * them on a worker thread of their own connection, the main thread idled 28 % instead of 17 %
- * and the largest event-loop delay fell from 101 to 40 ms, but b/a stayed 0.64: the batch's
- * structured clone (postMessage, 7 % of the main thread) and the worker's own commits and
- * checkpoints took more CPU in all (3.4 s instead of 2.0 s for 150,000 rows) on two cores shared
- * with the publishers; and a second writer on the file makes every deferred transaction of the
- * main connection liable to SQLITE_BUSY_SNAPSHOT.
+ * The commits themselves stay on this thread. Measured on 2026-12-04 (2 shared cores, load 5-10):
+ * with them on a worker thread with its own connection (the batch encoded here, posted, committed
+ * there), bench:ingest b/a was 0.66, 0.62, 0.61 in three runs against 0.63, 0.63, 0.72 here, while
+ * the largest event-loop delay of part b fell (25-93 ms against 53-196 ms). The structured clone
+ * of each batch (postMessage, 7 % of the main thread) and the worker's own commits took more CPU
+ * in all (3.4 s instead of 2.0 s for 150,000 rows), on two cores shared with the publishers; and a
+ * second writer on the file would make every deferred transaction of the main connection liable
+ * to SQLITE_BUSY_SNAPSHOT (a read snapshot SQLite cannot upgrade, without retry).
  */
 export function createSqliteIngestRepository(
   db: SqliteDb,
