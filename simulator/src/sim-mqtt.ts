@@ -438,6 +438,8 @@ class SimMqttClient implements FaultyConnection {
         const waiting = this.#subscribing?.get(id);
         if (!waiting) return;
         this.#subscribing?.delete(id);
+        // One subscribe per connection: the map goes with its answer (184 bytes per device).
+        if (this.#subscribing?.size === 0) this.#subscribing = null;
         waiting.callback(
           null,
           waiting.topics.map((topic, index) => ({ topic, qos: packet.granted[index] as number })),
