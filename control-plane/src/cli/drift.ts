@@ -8,6 +8,11 @@ import { parseTime } from './samples.ts';
 
 const share = (value: number | null) => (value === null ? '-' : value.toFixed(2));
 
+/** The near-threshold share, reference then now; a bare dash when neither is known yet. */
+export function nearShares(reference: number | null, current: number | null): string {
+  return reference === null && current === null ? '-' : `${share(reference)} -> ${share(current)}`;
+}
+
 export function formatDrift(items: readonly DriftState[]): string {
   return table(
     ['SCOPE', 'KEY', 'MODEL', 'BAND', 'WINDOWS', 'SINCE', 'CONF PSI', 'MIX PSI', 'NEAR REF->NOW', 'REFERENCE'],
@@ -20,7 +25,7 @@ export function formatDrift(items: readonly DriftState[]): string {
       s.since === null ? '-' : isoTime(s.since),
       num(s.numbers.confidencePsi),
       num(s.numbers.classMixPsi),
-      `${share(s.numbers.nearThresholdShare.reference)}->${share(s.numbers.nearThresholdShare.current)}`,
+      nearShares(s.numbers.nearThresholdShare.reference, s.numbers.nearThresholdShare.current),
       s.reference.complete
         ? `${s.reference.source}${s.reference.datasetId ? ` ${s.reference.datasetId}` : ''} (${s.reference.frames} frames)`
         : `${s.reference.source} filling until ${isoTime(s.reference.to)}`,
