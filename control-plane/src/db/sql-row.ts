@@ -19,9 +19,10 @@ export function rowReader<R>(table: TableOf<R>): (row: Row) => R {
   return (row) => {
     const record: Record<string, unknown> = {};
     for (const { key, column, name } of columns) {
-      if (!(name in row)) continue;
       const value = row[name];
-      record[key] = value === null || value === undefined ? null : column.mapFromDriverValue(value);
+      // Drivers return NULL as null: undefined is a column the query did not select.
+      if (value === undefined) continue;
+      record[key] = value === null ? null : column.mapFromDriverValue(value);
     }
     return record as R;
   };
