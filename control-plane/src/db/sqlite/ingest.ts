@@ -1,6 +1,6 @@
 import { type DriverValueEncoder, Param, Placeholder, sql } from 'drizzle-orm';
 import type { DeviceLiveState, IngestBatch, IngestRepository, NewDeadLetter, NewMessage } from '../repositories.ts';
-import { deadLetters, devices, messages } from '../schema.ts';
+import { deadLetters, devices, messages } from './schema.ts';
 import type { SqliteDb } from './database.ts';
 import { createWalCheckpointer } from './wal-checkpointer.ts';
 
