@@ -1,7 +1,7 @@
 import { type DriverValueEncoder, Param, Placeholder, sql } from 'drizzle-orm';
 import type { DeviceLiveState, IngestBatch, IngestRepository, NewDeadLetter, NewMessage } from '../repositories.ts';
-import { deadLetters, devices, messages } from './schema.ts';
 import type { SqliteDb } from './database.ts';
+import { deadLetters, devices, messages } from './schema.ts';
 import { createWalCheckpointer } from './wal-checkpointer.ts';
 
 const p = (name: string) => sql.placeholder(name);
