@@ -39,7 +39,8 @@ export {
 export { ApiError } from './http/api-error.ts';
 export { createApp } from './http/app.ts';
 export { defineRoute, type Route } from './http/route.ts';
-export type { Clock, IngestStats, IngestWriter } from './ingest.ts';
+export type { IngestStats, IngestWriter } from './ingest.ts';
+export type { Clock } from './time.ts';
 export { createMetricsRegistry, type MetricsRegistry } from './metrics.ts';
 export { type BlobStore, createBlobStore, type ReceivedBlob } from './models/blob-store.ts';
 export {

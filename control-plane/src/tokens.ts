@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { fail, ok, type Result } from '@edgeloop/protocol';
 import type { ApiRole, ApiToken, ApiTokenRepository } from './db/repositories.ts';
-import type { Clock } from './ingest.ts';
+import type { Clock } from './time.ts';
 import { generateSecret, type SecretHasher } from './secrets.ts';
 
 /*
