@@ -40,7 +40,6 @@ export { ApiError } from './http/api-error.ts';
 export { createApp } from './http/app.ts';
 export { defineRoute, type Route } from './http/route.ts';
 export type { IngestStats, IngestWriter } from './ingest.ts';
-export type { Clock } from './time.ts';
 export { createMetricsRegistry, type MetricsRegistry } from './metrics.ts';
 export { type BlobStore, createBlobStore, type ReceivedBlob } from './models/blob-store.ts';
 export {
@@ -67,3 +66,4 @@ export { type DeviceWindow, evaluateStage, type StageEvaluation } from './rollou
 export { type DryRunPlan, dryRun, plan, type RolloutState, type Step } from './rollouts/plan.ts';
 export { createRolloutService, type RolloutAction, type RolloutService } from './rollouts/service.ts';
 export { buildDeviceWindows } from './rollouts/windows.ts';
+export type { Clock } from './time.ts';

@@ -314,7 +314,10 @@ export type ApiTokenRepository = {
 export type LiveReconcile = {
   /** Ids of the (locked) rows that differ from the states the batch was folded from. */
   stale(stored: readonly DeviceLiveState[]): readonly string[];
-  /** The writes to store for those devices instead of theirs in batch.devices. */
+  /**
+   * Called with those rows whole (locked); returns the device writes to store instead of
+   * batch.devices: the stale devices folded again on their rows, the others as they were.
+   */
   refold(stored: readonly LoadedLiveState[]): readonly DeviceLiveWrite[];
 };
 

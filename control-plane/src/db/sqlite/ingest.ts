@@ -1,5 +1,14 @@
-import { type DriverValueEncoder, Param, Placeholder, sql } from 'drizzle-orm';
-import type { DeviceLiveState, IngestBatch, IngestRepository, NewDeadLetter, NewMessage } from '../repositories.ts';
+import { and, type DriverValueEncoder, inArray, isNull, Param, Placeholder, sql } from 'drizzle-orm';
+import { liveColumnsOf, liveStateOf } from '../live-rows.ts';
+import type {
+  DeviceLiveState,
+  DeviceLiveWrite,
+  IngestBatch,
+  IngestRepository,
+  NewDeadLetter,
+  NewMessage,
+} from '../repositories.ts';
+import { toLiveState } from '../rows.ts';
 import type { SqliteDb } from './database.ts';
 import { deadLetters, devices, messages } from './schema.ts';
 import { createWalCheckpointer } from './wal-checkpointer.ts';
@@ -157,13 +166,10 @@ export function createSqliteIngestRepository(
       .set({ reported: p('reported') as unknown })
       .where(activeDevice),
   );
-  const encode = (batch: IngestBatch): EncodedBatch => {
-    const encoded: EncodedBatch = { message: [], deadLetter: [], live: [], telemetry: [], reported: [] };
-    for (const row of batch.messages) encoded.message.push(message.encode(row));
-    for (const letter of batch.deadLetters) encoded.deadLetter.push(deadLetter.encode(letter));
-    for (const write of batch.devices) {
+  const encodeDevices = (writes: readonly DeviceLiveWrite[], into: EncodedBatch) => {
+    for (const write of writes) {
       const { state } = write;
-      encoded.live.push(
+      into.live.push(
         live.encode({
           ...state,
           bootIds: JSON.stringify(state.bootIds),
@@ -172,11 +178,47 @@ export function createSqliteIngestRepository(
         }),
       );
       if (write.telemetry !== undefined)
-        encoded.telemetry.push(telemetry.encode({ id: state.id, telemetry: write.telemetry }));
-      if (write.reported !== undefined)
-        encoded.reported.push(reported.encode({ id: state.id, reported: write.reported }));
+        into.telemetry.push(telemetry.encode({ id: state.id, telemetry: write.telemetry }));
+      if (write.reported !== undefined) into.reported.push(reported.encode({ id: state.id, reported: write.reported }));
     }
+  };
+  const encode = (batch: IngestBatch): EncodedBatch => {
+    const encoded: EncodedBatch = { message: [], deadLetter: [], live: [], telemetry: [], reported: [] };
+    for (const row of batch.messages) encoded.message.push(message.encode(row));
+    for (const letter of batch.deadLetters) encoded.deadLetter.push(deadLetter.encode(letter));
+    encodeDevices(batch.devices, encoded);
     return encoded;
+  };
+
+  /*
+   * Another writer on the file (a second process): PRAGMA data_version changes when another
+   * connection committed, and only then. The transaction is IMMEDIATE (it holds the write lock
+   * from its first statement, so what it reads stays true until it commits); when the version moved
+   * since this connection's last commit, the batch's device rows are read and reconciled as on
+   * PostgreSQL (see db/postgres/ingest.ts). With one writer, the usual case, that costs one pragma.
+   */
+  const dataVersion = db.$client.prepare('PRAGMA data_version').pluck();
+  let knownVersion = dataVersion.get();
+  const liveRow = liveColumnsOf(devices);
+  const reconciled = (batch: IngestBatch, encoded: EncodedBatch): EncodedBatch => {
+    const { reconcile } = batch;
+    if (!reconcile || batch.devices.length === 0) return encoded;
+    const ids = batch.devices.map((write) => write.state.id);
+    const rows = db
+      .select(liveRow)
+      .from(devices)
+      .where(and(inArray(devices.id, ids), isNull(devices.revokedAt)))
+      .all();
+    const stale = reconcile.stale(rows.map(liveStateOf));
+    if (stale.length === 0) return encoded;
+    const whole = db
+      .select()
+      .from(devices)
+      .where(inArray(devices.id, [...stale]))
+      .all();
+    const again: EncodedBatch = { ...encoded, live: [], telemetry: [], reported: [] };
+    encodeDevices(reconcile.refold(whole.map(toLiveState)), again);
+    return again;
   };
 
   const prepared = {
@@ -186,19 +228,23 @@ export function createSqliteIngestRepository(
     telemetry: db.$client.prepare(telemetry.sql),
     reported: db.$client.prepare(reported.sql),
   };
-  const commitHere = db.$client.transaction((batch: EncodedBatch): boolean[] => {
+  const commitHere = db.$client.transaction((source: IngestBatch, encoded: EncodedBatch) => {
+    const version = dataVersion.get();
+    const batch = version === knownVersion ? encoded : reconciled(source, encoded);
     const inserted = new Array<boolean>(batch.message.length);
     for (let i = 0; i < batch.message.length; i++) inserted[i] = prepared.message.run(batch.message[i]).changes > 0;
     for (const row of batch.deadLetter) prepared.deadLetter.run(row);
     for (const row of batch.live) prepared.live.run(row);
     for (const row of batch.telemetry) prepared.telemetry.run(row);
     for (const row of batch.reported) prepared.reported.run(row);
-    return inserted;
+    return { inserted, version };
   });
 
   return {
     async commit(batch) {
-      const inserted = commitHere(encode(batch));
+      const { inserted, version } = commitHere.immediate(batch, encode(batch));
+      // Only once committed: a batch rolled back leaves the writer's states as they were.
+      knownVersion = version;
       if (committedRows < CHECKPOINTER_AFTER_ROWS) {
         committedRows += batch.messages.length + batch.deadLetters.length;
         if (committedRows >= CHECKPOINTER_AFTER_ROWS) checkpointer.start();
