@@ -193,17 +193,23 @@ export function createSqliteIngestRepository(
   /*
    * Another writer on the file (a second process): PRAGMA data_version changes when another
    * connection committed, and only then. The transaction is IMMEDIATE (it holds the write lock
-   * from its first statement, so what it reads stays true until it commits); when the version moved
-   * since this connection's last commit, the batch's device rows are read and reconciled as on
-   * PostgreSQL (see db/postgres/ingest.ts). With one writer, the usual case, that costs one pragma.
+   * from its first statement, so what it reads stays true until it commits). Once the version
+   * moved, every device this writer knows may be stale, not only those of the batch that noticed:
+   * `verified` then holds the devices whose rows were read or written since the last move, and a
+   * batch reads the rows of the others and reconciles them as on PostgreSQL (db/postgres/ingest.ts).
+   * With one writer, the usual case, the version never moves and that costs one pragma a batch.
    */
   const dataVersion = db.$client.prepare('PRAGMA data_version').pluck();
   let knownVersion = dataVersion.get();
+  /** null: no other connection has committed since start, so every row is as this writer left it. */
+  let verified: Set<string> | null = null;
   const liveRow = liveColumnsOf(devices);
-  const reconciled = (batch: IngestBatch, encoded: EncodedBatch): EncodedBatch => {
+  const reconciled = (batch: IngestBatch, encoded: EncodedBatch, moved: boolean): EncodedBatch => {
     const { reconcile } = batch;
-    if (!reconcile || batch.devices.length === 0) return encoded;
-    const ids = batch.devices.map((write) => write.state.id);
+    if (!reconcile || (!moved && !verified)) return encoded;
+    const ids: string[] = [];
+    for (const write of batch.devices) if (moved || !verified?.has(write.state.id)) ids.push(write.state.id);
+    if (ids.length === 0) return encoded;
     const rows = db
       .select(liveRow)
       .from(devices)
@@ -230,7 +236,7 @@ export function createSqliteIngestRepository(
   };
   const commitHere = db.$client.transaction((source: IngestBatch, encoded: EncodedBatch) => {
     const version = dataVersion.get();
-    const batch = version === knownVersion ? encoded : reconciled(source, encoded);
+    const batch = reconciled(source, encoded, version !== knownVersion);
     const inserted = new Array<boolean>(batch.message.length);
     for (let i = 0; i < batch.message.length; i++) inserted[i] = prepared.message.run(batch.message[i]).changes > 0;
     for (const row of batch.deadLetter) prepared.deadLetter.run(row);
@@ -240,11 +246,17 @@ export function createSqliteIngestRepository(
     return { inserted, version };
   });
 
+  /** Only once committed: a batch rolled back leaves the writer's states (and what is verified) as they were. */
+  const noteCommitted = (batch: IngestBatch, version: unknown) => {
+    if (version !== knownVersion) verified = new Set();
+    knownVersion = version;
+    if (verified) for (const write of batch.devices) verified.add(write.state.id);
+  };
+
   return {
     async commit(batch) {
       const { inserted, version } = commitHere.immediate(batch, encode(batch));
-      // Only once committed: a batch rolled back leaves the writer's states as they were.
-      knownVersion = version;
+      noteCommitted(batch, version);
       if (committedRows < CHECKPOINTER_AFTER_ROWS) {
         committedRows += batch.messages.length + batch.deadLetters.length;
         if (committedRows >= CHECKPOINTER_AFTER_ROWS) checkpointer.start();
