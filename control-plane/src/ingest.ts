@@ -243,6 +243,10 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
     flushErrors: deps.metrics.counter('edgeloop_ingest_flush_errors_total', 'Batches whose commit failed'),
     flushSeconds: deps.metrics.summary('edgeloop_ingest_flush_seconds', 'Duration of one batch commit (seconds)'),
     batchRows: deps.metrics.summary('edgeloop_ingest_batch_rows', 'Entries per batch'),
+    reconciled: deps.metrics.counter(
+      'edgeloop_ingest_reconciled_total',
+      'Device rows another writer (replica) had changed since this one read them, folded again at commit',
+    ),
     clockSkew: deps.metrics.counter(
       'edgeloop_ingest_clock_skew_total',
       'Messages stored with clockSkew (device ts beyond the allowed skew, or before 2020), by channel',
@@ -548,9 +552,11 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
     // Another writer on the database may have changed a device since this writer read it: the
     // commit folds those devices again on their stored rows, and that result is what is kept.
     let result: FoldResult = first;
+    let refolded = 0;
     const reconcile: LiveReconcile = {
       stale: (stored) => staleDevices(view, stored),
       refold: (stored) => {
+        refolded = stored.length;
         result = refoldOnto(first, view, stored, folded, now, thresholds);
         return result.writes;
       },
@@ -594,6 +600,7 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
     }
     // A device removed while the batch committed stays removed.
     for (const [id, device] of result.next) if (cache.has(id)) cache.set(id, device);
+    if (refolded > 0) metrics.reconciled.inc({}, refolded);
     const elapsed = performance.now() - started;
     flushes++;
     metrics.flushSeconds.observe(elapsed / 1000);
