@@ -399,7 +399,7 @@ export function createExternalBroker(deps: ExternalBrokerDeps): ExternalBroker {
       };
     },
 
-    async sendCommand(deviceId, request, timeoutMs, signal) {
+    async sendCommand(deviceId, request, timeoutMs, signal, onPublished) {
       if (!online.has(deviceId)) return fail('offline', `device ${deviceId} is not connected`);
       const now = clock.now();
       const command: Command = {
@@ -411,6 +411,7 @@ export function createExternalBroker(deps: ExternalBrokerDeps): ExternalBroker {
       };
       const reply = waiters.wait(deviceId, command.requestId, timeoutMs, signal);
       await publish(topicFor(deviceId, 'cmd'), encode('cmd', command), false);
+      await onPublished?.();
       const answer = await reply;
       if (answer) return ok(answer);
       if (signal?.aborted) return fail('timeout', 'the request was cancelled before the device replied');
