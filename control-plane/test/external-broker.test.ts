@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
   decode,
   encode,
@@ -97,6 +100,33 @@ describe.skipIf(missing !== null)('a control plane on an external Mosquitto (--b
     for (const client of others) client.end(true);
     await t?.stop();
     await broker?.stop();
+  });
+
+  it('fails to start with a clear error when the broker refuses the control plane or is not there', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'edgeloop-ext-refused-'));
+    try {
+      await expect(
+        startTestControlPlane({
+          dataDir,
+          brokerUrl: broker.url,
+          brokerUsername: broker.admin.username,
+          brokerPassword: 'not-the-password',
+          replicaId: 'external-test-refused',
+        }),
+      ).rejects.toThrow(
+        new RegExp(`^cannot connect to the broker at ${broker.url}: .*(Bad username or password|Not authorized)`),
+      );
+      await expect(
+        startTestControlPlane({
+          dataDir,
+          brokerUrl: 'mqtt://127.0.0.1:1',
+          brokerPassword: 'whatever-password',
+          replicaId: 'external-test-absent',
+        }),
+      ).rejects.toMatchObject({ name: 'ExternalBrokerError', code: 'external_broker_unavailable' });
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 
   it('tells devices the external broker at enrollment and is ready once connected to it', async () => {

@@ -335,7 +335,10 @@ export function createExternalBroker(deps: ExternalBrokerDeps): ExternalBroker {
 
     async start() {
       for (const id of await deps.onlineDevices()) online.add(id);
-      client = await connectClient();
+      client = await connectClient().catch((error: unknown) => {
+        unsubscribeBus();
+        throw error;
+      });
       try {
         await deps.prepare?.(client);
         const granted = await client.subscribeAsync(replyFilter, { qos: 0 }).catch((error: Error) => {
@@ -365,6 +368,8 @@ export function createExternalBroker(deps: ExternalBrokerDeps): ExternalBroker {
           });
         });
       } catch (error) {
+        unsubscribeBus();
+        subscriber?.kill();
         await client.endAsync(true).catch(() => undefined);
         client = null;
         subscriber = null;
