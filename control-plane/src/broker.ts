@@ -89,10 +89,11 @@ export type DeviceCertificateAuth = {
 export type CommandRequest = { readonly name: string; readonly args?: JsonObject };
 export type CommandError = 'offline' | 'timeout';
 
-export type ControlBroker = {
-  readonly aedes: Aedes;
-  /** Hands a new connection (a net.Socket or any duplex stream) to the broker. */
-  handle(connection: Parameters<Aedes['handle']>[0]): void;
+/**
+ * What the rest of the control plane (fleet, HTTP API, rollouts) uses of a broker: the embedded
+ * one below, or an external one (external-broker/external-broker.ts).
+ */
+export type FleetBroker = {
   /** Whether the device has a connected session that is not closing. */
   isConnected(deviceId: string): boolean;
   readonly connectedCount: number;
@@ -106,14 +107,25 @@ export type ControlBroker = {
    * backlog under load and overflow the stack (moscajs/aedes#193). Returns the unsubscribe.
    */
   subscribe(filter: string, handler: (topic: string, payload: Buffer) => void): Promise<() => Promise<void>>;
-  /** Sends a command and waits for its reply. */
+  /**
+   * Sends a command and waits for its reply. `onPublished` runs once the broker has the command,
+   * before the wait (a rotation hands the new secret to a broker that keeps its own copy there).
+   */
   sendCommand(
     deviceId: string,
     command: CommandRequest,
     timeoutMs: number,
     signal?: AbortSignal,
+    onPublished?: () => Promise<void>,
   ): Promise<Result<Reply, CommandError>>;
   close(): Promise<void>;
+};
+
+/** The embedded broker: a FleetBroker that takes the device connections itself. */
+export type ControlBroker = FleetBroker & {
+  readonly aedes: Aedes;
+  /** Hands a new connection (a net.Socket or any duplex stream) to the broker. */
+  handle(connection: Parameters<Aedes['handle']>[0]): void;
 };
 
 /** CONNACK return codes we use: 2 identifier rejected, 3 server unavailable, 4 bad credentials, 5 not authorized. */
@@ -443,7 +455,7 @@ export async function createBroker(deps: BrokerDeps): Promise<ControlBroker> {
         retain: true,
       });
     },
-    async sendCommand(deviceId, request, timeoutMs, signal) {
+    async sendCommand(deviceId, request, timeoutMs, signal, onPublished) {
       if (!isLive(liveClient(deviceId))) return fail('offline', `device ${deviceId} is not connected`);
       const now = deps.clock.now();
       const command: Command = {
@@ -460,6 +472,7 @@ export async function createBroker(deps: BrokerDeps): Promise<ControlBroker> {
         qos: 1,
         retain: false,
       });
+      await onPublished?.();
       const answer = await reply;
       if (answer) return ok(answer);
       if (signal?.aborted) return fail('timeout', 'the request was cancelled before the device replied');

@@ -8,9 +8,10 @@ import {
   ok,
   type Reply,
   type Result,
+  ROTATE_CREDENTIALS_COMMAND,
   type SetDesiredRequest,
 } from '@edgeloop/protocol';
-import type { CommandError, CommandRequest } from './broker.ts';
+import type { CommandError, CommandRequest, FleetBroker } from './broker.ts';
 import type { DeviceRecord, DeviceRepository, SamplePolicyRepository } from './db/repositories.ts';
 import type { EventBus } from './events.ts';
 import type { Clock } from './ingest.ts';
@@ -32,17 +33,10 @@ export type FleetDeps = {
   readonly bus: EventBus;
   readonly clock: Clock;
   readonly live: { addDevice(id: string, enrolledAt: number): void; removeDevice(id: string): void };
-  readonly broker: {
-    kick(deviceId: string): Promise<void>;
-    publishDesired(deviceId: string, desired: Desired): Promise<void>;
-    sendCommand(
-      deviceId: string,
-      command: CommandRequest,
-      timeoutMs: number,
-      signal?: AbortSignal,
-    ): Promise<Result<Reply, CommandError>>;
-  };
+  readonly broker: Pick<FleetBroker, 'kick' | 'publishDesired' | 'sendCommand'>;
   readonly mqttEndpoint: () => MqttEndpoint;
+  /** The broker's own record of device credentials (an external broker's); none for the embedded one. */
+  readonly deviceAccess?: DeviceAccess;
   /**
    * Device certificates signed by the fleet CA, for enrollment with `auth: cert`, with the MQTT TLS
    * endpoint such a device connects to. Absent or failing: cert enrollment answers why.
@@ -55,6 +49,27 @@ export type FleetDeps = {
    * policy of the most specific selector it matches in its desired state.
    */
   readonly samplePolicies?: Pick<SamplePolicyRepository, 'list'>;
+};
+
+/**
+ * Device credentials held by the broker itself (Mosquitto's dynamic security): the embedded broker
+ * and one that asks our HTTP hooks check the stored hash instead and need none of this. The plain
+ * secret exists only at enrollment and rotation, so those are the moments it is handed over.
+ */
+export type DeviceAccess = {
+  /** Gives an enrolled device its broker login with this password (replacing an earlier one). */
+  provision(deviceId: string, password: string): Promise<void>;
+  /** Takes the login away; the broker disconnects the device at once. */
+  revoke(deviceId: string): Promise<void>;
+  /** A rotation's new password replaces the old one on the broker (the device is disconnected). */
+  setPassword(deviceId: string, password: string): Promise<void>;
+};
+
+/** For brokers that check credentials with the control plane (embedded, HTTP hooks). */
+export const NO_DEVICE_ACCESS: DeviceAccess = {
+  provision: () => Promise.resolve(),
+  revoke: () => Promise.resolve(),
+  setPassword: () => Promise.resolve(),
 };
 
 /** A certificate issued for one enrollment and where its device connects. */
@@ -105,6 +120,7 @@ export function toDeviceView(record: DeviceRecord) {
 
 export function createFleet(deps: FleetDeps): Fleet {
   const { devices, hasher, bus, clock } = deps;
+  const access = deps.deviceAccess ?? NO_DEVICE_ACCESS;
   const fleet: Fleet = {
     async enroll(input) {
       const checked = checkDeviceId(input.id);
@@ -130,6 +146,13 @@ export function createFleet(deps: FleetDeps): Fleet {
         ...(grant ? { authMethod: 'cert' as const, certFingerprint: grant.certificate.fingerprint } : {}),
       });
       if (!enrolled.ok) return enrolled;
+      try {
+        await access.provision(id, secret);
+      } catch (error) {
+        // A device the broker would refuse is not enrolled: the row goes again, the caller gets the error.
+        await devices.revoke(id, clock.now());
+        throw error;
+      }
       deps.live.addDevice(id, enrolled.value.enrolledAt);
       await applySamplePolicy(id, enrolled.value.labels);
       bus.publish('device.enrolled', { deviceId: id, labels: { ...input.labels } });
@@ -146,6 +169,8 @@ export function createFleet(deps: FleetDeps): Fleet {
       if (!revoked) return false;
       // Forget the live state first: the kicked session's will is then refused, not ingested.
       deps.live.removeDevice(id);
+      // The broker's login first (deleting it disconnects the device on Mosquitto), then any session left.
+      await access.revoke(id);
       await deps.broker.kick(id);
       bus.publish('device.revoked', { deviceId: id });
       return true;
@@ -176,7 +201,14 @@ export function createFleet(deps: FleetDeps): Fleet {
     },
 
     sendCommand(id, command, timeoutMs, signal) {
-      return deps.broker.sendCommand(id, command, timeoutMs, signal);
+      const password = command.args?.password;
+      if (command.name !== ROTATE_CREDENTIALS_COMMAND || typeof password !== 'string') {
+        return deps.broker.sendCommand(id, command, timeoutMs, signal);
+      }
+      // A broker with its own copy of the secret (Mosquitto's dynsec: one password per client)
+      // takes the new one once the command is with it, before the agent logs in again with it;
+      // the change drops the session, which the agent is replacing anyway.
+      return deps.broker.sendCommand(id, command, timeoutMs, signal, () => access.setPassword(id, password));
     },
 
     async republishDesired() {
