@@ -18,9 +18,10 @@ import { Aedes, type AedesPublishPacket, type Client, type PublishPacket, type S
 import type { Logger } from 'pino';
 import type { CommandWaiters } from './command-waiters.ts';
 import type { DeviceSecrets } from './device-secrets.ts';
-import type { Clock, IngestWriter } from './ingest.ts';
+import type { IngestWriter } from './ingest.ts';
 import type { MetricsRegistry } from './metrics.ts';
 import type { DeviceIssues } from './mqtt-front-issues.ts';
+import type { Clock } from './time.ts';
 import type { PeerIdentity } from './tls/tls-listeners.ts';
 
 /*

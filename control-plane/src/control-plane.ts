@@ -33,7 +33,7 @@ import { createApp } from './http/app.ts';
 import { createIdempotency } from './http/idempotency.ts';
 import type { AppEnv, Route } from './http/route.ts';
 import { DEFAULT_LABELS_LIMIT_BYTES } from './http/routes/datasets.ts';
-import { type Clock, createIngestWriter, type IngestWriter } from './ingest.ts';
+import { createIngestWriter, type IngestWriter } from './ingest.ts';
 import { createMetricsRegistry, type MetricsRegistry } from './metrics.ts';
 import { type BlobStore, createBlobStore } from './models/blob-store.ts';
 import { createEvaluationService } from './models/evaluations.ts';
@@ -52,7 +52,8 @@ import { createRolloutService, type RolloutService } from './rollouts/service.ts
 import { createSamplePolicyService } from './samples/policies.ts';
 import { createSampleService, type SampleService } from './samples/service.ts';
 import { createSecretHasher, loadOrCreatePepper } from './secrets.ts';
-import { createHealthSweeper, createRetentionPruner, systemTimers, type Timers } from './sweeper.ts';
+import { createHealthSweeper, createRetentionPruner } from './sweeper.ts';
+import { type Clock, systemClock, systemTimers, type Timers } from './time.ts';
 import { issueCertificate } from './tls/fleet-ca.ts';
 import { createTlsListeners, type ReloadSummary, readTlsMaterial, type TlsListeners } from './tls/tls-listeners.ts';
 import { createTokenService, type TokenService } from './tokens.ts';
@@ -190,7 +191,7 @@ function urlHost(host: string): string {
 
 export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneDeps = {}): ControlPlane {
   const logger = deps.logger ?? pino({ level: config.logLevel });
-  const clock = deps.clock ?? { now: () => Date.now() };
+  const clock = deps.clock ?? systemClock;
   const timers = deps.timers ?? systemTimers;
   let internals: ControlPlaneInternals | null = null;
   let tlsListeners: TlsListeners | null = null;

@@ -1,9 +1,9 @@
 import type { Logger } from 'pino';
 import type { DeviceCredential, DeviceCredentialRepository } from './db/repositories.ts';
 import type { DeviceAccess } from './fleet.ts';
-import type { Clock } from './ingest.ts';
 import type { MetricsRegistry } from './metrics.ts';
 import { generateSecret, type SecretHasher } from './secrets.ts';
+import type { Clock } from './time.ts';
 
 /*
  * Device secrets with rotation and overlap. A rotation stores the hash of a new secret next to the

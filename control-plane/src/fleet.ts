@@ -14,9 +14,9 @@ import {
 import type { CommandError, CommandRequest, FleetBroker } from './broker.ts';
 import type { DeviceRecord, DeviceRepository, SamplePolicyRepository } from './db/repositories.ts';
 import type { EventBus } from './events.ts';
-import type { Clock } from './ingest.ts';
 import { effectivePolicy, sameJson } from './samples/policy-selectors.ts';
 import { generateSecret, type SecretHasher } from './secrets.ts';
+import type { Clock } from './time.ts';
 
 /*
  * Fleet operations that span the database, the broker and the ingest writer's live state:

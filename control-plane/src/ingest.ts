@@ -65,10 +65,6 @@ import type { Clock } from './time.ts';
  * db/repositories.ts): a device row another writer changed is folded again as stored.
  */
 
-// Temporary: control-plane.ts, broker.ts, fleet.ts and device-secrets.ts still import Clock from
-// here (another change edits them); they move to time.ts when it lands, and this line goes.
-export type { Clock } from './time.ts';
-
 export type IngestOffer = {
   readonly deviceId: string;
   readonly channel: DeviceToCloudChannel;

@@ -7,7 +7,7 @@ import {
 import type { Logger } from 'pino';
 import { type DiskState, formatBytes } from './disk-monitor.ts';
 import type { MetricsRegistry } from './metrics.ts';
-import type { Timers } from './sweeper.ts';
+import type { Timers } from './time.ts';
 
 /*
  * Readiness (`GET /readyz`): whether this control plane can take work now, as opposed to

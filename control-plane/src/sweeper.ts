@@ -6,10 +6,6 @@
 
 import type { Timers } from './time.ts';
 
-// Temporary: control-plane.ts, readiness.ts and others still import Timers from here (another
-// change edits them); they move to time.ts when it lands, and this line goes.
-export { systemTimers, type Timers } from './time.ts';
-
 /** Queues an ingest sweep every `intervalMs`. */
 export function createHealthSweeper(deps: {
   readonly ingest: { sweep(): void };

@@ -16,8 +16,9 @@ import type { Logger } from 'pino';
 import type { FleetBroker } from '../broker.ts';
 import type { CommandWaiters } from '../command-waiters.ts';
 import type { EventBus } from '../events.ts';
-import type { Clock, IngestWriter } from '../ingest.ts';
+import type { IngestWriter } from '../ingest.ts';
 import type { MetricsRegistry } from '../metrics.ts';
+import type { Clock } from '../time.ts';
 import { createSharedSubscriber, type SharedSubscriber } from './shared-subscriber.ts';
 
 /*
