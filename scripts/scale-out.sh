@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # A scale-out control plane on this machine (issue 11 §3): one Mosquitto 2 with dynamic security
 # on a free port (its own config, dynsec file and data dir under a temp dir, never the system
-# broker), a scratch PostgreSQL database, and N control-plane replicas (`edgeloop serve
-# --broker-url`, default 3) sharing them; prints the URLs and the admin token, and stops and
+# broker), a scratch PostgreSQL database, N control-plane replicas (`edgeloop serve
+# --broker-url`, default 3) sharing them, and a simulated fleet (edgeloop-sim, DEVICES, default
+# 200) enrolled through the first replica; prints the URLs and the admin token, and stops and
 # removes everything on Ctrl-C.
 #
+#   npm run start:scale-out                            # the same as scripts/scale-out.sh
 #   scripts/scale-out.sh                               # 3 replicas, PostgreSQL at postgres://postgres@127.0.0.1:5432
-#   REPLICAS=2 PGURL=postgres://me@db:5432 scripts/scale-out.sh
+#   REPLICAS=2 DEVICES=1000 PGURL=postgres://me@db:5432 scripts/scale-out.sh
 #   KEEP=1 scripts/scale-out.sh                        # keeps the temp dir and the database afterwards
 #
 # Needs mosquitto, mosquitto_ctrl (Debian: mosquitto, mosquitto-clients) and psql.
@@ -14,12 +16,16 @@ set -euo pipefail
 
 repo=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)
 replicas=${REPLICAS:-3}
+devices=${DEVICES:-200}
 pgurl=${PGURL:-postgres://postgres@127.0.0.1:5432}
 plugin=${DYNSEC_PLUGIN:-/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so}
 for tool in mosquitto mosquitto_ctrl psql node; do
   command -v "$tool" >/dev/null || { echo "scale-out: $tool is missing" >&2; exit 1; }
 done
 [ -e "$plugin" ] || { echo "scale-out: no dynamic security plugin at $plugin (set DYNSEC_PLUGIN)" >&2; exit 1; }
+
+# Many connections need many descriptors: raised for this script and what it starts, not globally.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/edgeloop-scale-out-XXXXXX")
 database="edgeloop_scale_out_$$"
@@ -93,10 +99,21 @@ for n in $(seq 1 "$replicas"); do
   done
 done
 
-echo "edgeloop scale-out: $replicas replicas, one Mosquitto, one PostgreSQL database ($database)"
+# The simulated fleet: enrolled through replica 1 (each enrollment provisions a dynsec client), its
+# devices connect to Mosquitto, and their messages are stored by whichever replica the shared
+# subscription hands them to.
+if [ "$devices" -gt 0 ]; then
+  node "$repo/simulator/bin/edgeloop-sim.js" --control-plane "http://127.0.0.1:${http_ports[0]}" \
+    --token "$admin_token" --devices "$devices" --prefix scale --quiet >"$work/simulator.log" 2>&1 &
+  pids+=($!)
+fi
+
+echo "edgeloop scale-out: $replicas replicas, one Mosquitto, one PostgreSQL database ($database), $devices simulated devices"
 echo "  MQTT (devices)  mqtt://127.0.0.1:$mqtt_port"
 for n in $(seq 1 "$replicas"); do echo "  replica cp-$n    http://127.0.0.1:${http_ports[$((n - 1))]}/"; done
 echo "  admin token     $admin_token"
 echo "  logs            $work"
+echo "try   curl -s -H 'authorization: Bearer $admin_token' http://127.0.0.1:${http_ports[$((replicas - 1))]}/api/v1/devices?limit=3"
+echo "      curl -sN -H 'authorization: Bearer $admin_token' http://127.0.0.1:${http_ports[$((replicas - 1))]}/api/v1/events"
 echo "Ctrl-C stops everything."
 wait "${pids[0]}"
