@@ -46,6 +46,7 @@ function setup(options: { store?: CredentialStore | null; outcomes?: ReconnectOu
   const credentials: DeviceCredentials = { username: 'cam-1', password: OLD };
   const logins: string[] = [];
   const events: Event[] = [];
+  const pauses: number[] = [];
   const outcomes = [...(options.outcomes ?? [{ ok: true }])];
   registerRotateCredentials(commands, {
     credentials,
@@ -58,6 +59,9 @@ function setup(options: { store?: CredentialStore | null; outcomes?: ReconnectOu
       },
     },
     emit: (event) => events.push(event),
+    sleep: async (ms) => {
+      pauses.push(ms);
+    },
   });
   const replies = (): Reply[] =>
     outbox
@@ -71,7 +75,7 @@ function setup(options: { store?: CredentialStore | null; outcomes?: ReconnectOu
       });
   const rotate = (requestId: string, password = NEW) =>
     commands.handle({ requestId, name: ROTATE_CREDENTIALS_COMMAND, args: { password, deadline: DEADLINE } });
-  return { credentials, logins, events, replies, rotate };
+  return { credentials, logins, events, replies, rotate, pauses };
 }
 
 describe('rotate-credentials', () => {
@@ -94,12 +98,25 @@ describe('rotate-credentials', () => {
     expect(events).toEqual([{ type: 'agent.credentials-rotated', severity: 'info', data: { file } }]);
   });
 
-  it('writes the old secret back and answers failed when the broker refuses the new one', async () => {
-    const { credentials, logins, events, replies, rotate } = setup({
-      outcomes: [{ ok: false, error: 'Connection refused: Bad username or password' }],
+  it('tries a refused new secret again, half a second apart, and answers ok when a later login is accepted', async () => {
+    const refused: ReconnectOutcome = { ok: false, error: 'Connection refused: Not authorized' };
+    const { credentials, logins, replies, rotate, pauses } = setup({ outcomes: [refused, refused, { ok: true }] });
+    await rotate('r2b');
+    expect(logins).toEqual([NEW, NEW, NEW]);
+    expect(pauses).toEqual([500, 500]);
+    expect(credentials.password).toBe(NEW);
+    expect(readFileSync(file, 'utf8')).toBe(`${NEW}\n`);
+    expect(replies()[0]).toMatchObject({ requestId: 'r2b', ok: true, data: { reconnected: true, unchanged: false } });
+  });
+
+  it('writes the old secret back and answers failed when the broker refuses the new one at every attempt', async () => {
+    const refused: ReconnectOutcome = { ok: false, error: 'Connection refused: Bad username or password' };
+    const { credentials, logins, events, replies, rotate, pauses } = setup({
+      outcomes: [refused, refused, refused, refused],
     });
     await rotate('r2');
-    expect(logins).toEqual([NEW]);
+    expect(logins).toEqual([NEW, NEW, NEW, NEW]);
+    expect(pauses).toHaveLength(3);
     expect(credentials.password).toBe(OLD);
     expect(readFileSync(file, 'utf8')).toBe(`${OLD}\n`);
     expect(statSync(file).mode & 0o777).toBe(0o600);

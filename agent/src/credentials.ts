@@ -11,8 +11,10 @@ import { type Logger, silentLogger } from './logger.ts';
  *      restart (even kill -9) right after uses it;
  *   2. reconnects with it (MQTT; HTTP downloads and uploads read the same holder): the broker
  *      promotes it at that login, and the old one stops working;
- *   3. answers ok once the broker accepted it. If the broker refuses it (or the attempt fails),
- *      it writes the old secret back, reconnects with that (it works until the rotation's
+ *   3. answers ok once the broker accepted it. A refusal is tried again a few times, half a second
+ *      apart: a broker that holds one password per client (Mosquitto's dynamic security) gets the
+ *      new one from the control plane only once the command is out, so the first login can race
+ *      it. If the broker still refuses it (or the attempts fail), it writes the old secret back, reconnects with that (it works until the rotation's
  *      deadline), reports an agent.fault event and answers `failed`.
  * Without a passwordFile (an inline password or EDGELOOP_MQTT_PASSWORD) a rotated secret could not
  * survive a restart: the command is refused and nothing changes.
@@ -52,7 +54,13 @@ export type RotateCredentialsDeps = {
     data?: Record<string, string | number | boolean | null>;
   }) => void;
   readonly logger?: Logger;
+  /** Logins tried with the new secret before going back to the old one (default 4), and the pause between them. */
+  readonly attempts?: number;
+  readonly retryDelayMs?: number;
+  readonly sleep?: (ms: number) => Promise<void>;
 };
+
+const sleepFor = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export function registerRotateCredentials(commands: Commands, deps: RotateCredentialsDeps): void {
   const log = deps.logger ? deps.logger.child({ component: 'credentials' }) : silentLogger;
@@ -79,7 +87,13 @@ export function registerRotateCredentials(commands: Commands, deps: RotateCreden
           throw new CommandError('failed', `the new secret could not be stored in ${store.where}: ${errorText(error)}`);
         }
         credentials.password = args.password;
-        const outcome = await deps.link.reconnect();
+        const attempts = Math.max(1, deps.attempts ?? 4);
+        let outcome = await deps.link.reconnect();
+        for (let attempt = 1; !outcome.ok && attempt < attempts; attempt++) {
+          log.warn({ reason: outcome.error, attempt }, 'the new secret was refused: trying it again');
+          await (deps.sleep ?? sleepFor)(deps.retryDelayMs ?? 500);
+          outcome = await deps.link.reconnect();
+        }
         if (outcome.ok) {
           log.info({ file: store.where }, 'rotated credentials: connected with the new secret');
           deps.emit({ type: 'agent.credentials-rotated', severity: 'info', data: { file: store.where } });

@@ -229,7 +229,14 @@ describe.skipIf(missing !== null)('a control plane on an external Mosquitto (--b
         const args = RotateCredentialsArgs.parse(command.value.args);
         void (async () => {
           await client.endAsync(true);
-          const next = await login(args.password);
+          // As edgeloop-agent does: Mosquitto gets the new password only once the command is out,
+          // so a refused first login is tried again, half a second apart.
+          let next: MqttClient | null = null;
+          for (let attempt = 0; next === null && attempt < 6; attempt++) {
+            if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 500));
+            next = await login(args.password).catch(() => null);
+          }
+          if (next === null) return;
           seq++;
           const reply = encode('reply', {
             msgId: messageId(bootId, seq),
