@@ -89,10 +89,11 @@ export type DeviceCertificateAuth = {
 export type CommandRequest = { readonly name: string; readonly args?: JsonObject };
 export type CommandError = 'offline' | 'timeout';
 
-export type ControlBroker = {
-  readonly aedes: Aedes;
-  /** Hands a new connection (a net.Socket or any duplex stream) to the broker. */
-  handle(connection: Parameters<Aedes['handle']>[0]): void;
+/**
+ * What the rest of the control plane (fleet, HTTP API, rollouts) uses of a broker: the embedded
+ * one below, or an external one (external-broker/external-broker.ts).
+ */
+export type FleetBroker = {
   /** Whether the device has a connected session that is not closing. */
   isConnected(deviceId: string): boolean;
   readonly connectedCount: number;
@@ -114,6 +115,13 @@ export type ControlBroker = {
     signal?: AbortSignal,
   ): Promise<Result<Reply, CommandError>>;
   close(): Promise<void>;
+};
+
+/** The embedded broker: a FleetBroker that takes the device connections itself. */
+export type ControlBroker = FleetBroker & {
+  readonly aedes: Aedes;
+  /** Hands a new connection (a net.Socket or any duplex stream) to the broker. */
+  handle(connection: Parameters<Aedes['handle']>[0]): void;
 };
 
 /** CONNACK return codes we use: 2 identifier rejected, 3 server unavailable, 4 bad credentials, 5 not authorized. */

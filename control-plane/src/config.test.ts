@@ -90,3 +90,85 @@ describe('loadConfig', () => {
     expect(help).toContain('EDGELOOP_DATA_DIR');
   });
 });
+
+describe('loadConfig: an external broker', () => {
+  const password = { EDGELOOP_BROKER_PASSWORD: 'broker-password-0123456789' };
+
+  it('reads --broker-url with the password from the environment, defaults for the rest', () => {
+    const config = loadConfig({ argv: ['--broker-url', 'mqtt://mosquitto.internal:1883'], env: password });
+    expect(config).toMatchObject({
+      brokerUrl: 'mqtt://mosquitto.internal:1883',
+      brokerUsername: 'edgeloop',
+      brokerPassword: 'broker-password-0123456789',
+      brokerAuth: 'dynsec',
+    });
+    expect(config.replicaId).toBeUndefined();
+    expect(config.brokerPublicUrl).toBeUndefined();
+  });
+
+  it('takes every broker setting from flags or the environment', () => {
+    const config = loadConfig({
+      argv: ['--broker-username', 'cp', '--replica-id=replica-2', '--broker-public-url', 'mqtts://broker.example:8883'],
+      env: {
+        ...password,
+        EDGELOOP_BROKER_URL: 'mqtt://10.0.0.5:1884',
+        EDGELOOP_BROKER_AUTH: 'http-hooks',
+        EDGELOOP_BROKER_HOOK_SECRET: 'hook-secret-0123456789abcdef',
+      },
+    });
+    expect(config).toMatchObject({
+      brokerUrl: 'mqtt://10.0.0.5:1884',
+      brokerUsername: 'cp',
+      replicaId: 'replica-2',
+      brokerPublicUrl: 'mqtts://broker.example:8883',
+      brokerAuth: 'http-hooks',
+    });
+  });
+
+  it('never takes the broker password from a flag', () => {
+    expect(SETTINGS.find((s) => s.env === 'EDGELOOP_BROKER_PASSWORD')?.flag).toBeNull();
+    const problems = problemsOf(() =>
+      loadConfig({ argv: ['--broker-url', 'mqtt://b:1883', '--broker-password', 'broker-password-0123456789'] }),
+    );
+    expect(problems).toContain('unknown flag --broker-password');
+  });
+
+  it('refuses --broker-url without EDGELOOP_BROKER_PASSWORD, naming the variable', () => {
+    const problems = problemsOf(() => loadConfig({ argv: ['--broker-url', 'mqtt://b:1883'] }));
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(/--broker-url needs .*EDGELOOP_BROKER_PASSWORD/);
+  });
+
+  it('refuses URLs that are not plain mqtt://host:port, and a public URL without the broker URL', () => {
+    for (const url of ['http://b:1883', 'mqtts://b:8883', 'mqtt://b:1883/path', 'b:1883']) {
+      const problems = problemsOf(() => loadConfig({ argv: ['--broker-url', url], env: password }));
+      expect(problems.some((p) => p.startsWith('--broker-url / EDGELOOP_BROKER_URL: the broker URL must be'))).toBe(
+        true,
+      );
+    }
+    expect(problemsOf(() => loadConfig({ argv: ['--broker-public-url', 'mqtt://b:1883'] }))).toEqual([
+      '--broker-public-url needs --broker-url',
+    ]);
+    expect(
+      problemsOf(() =>
+        loadConfig({ argv: ['--broker-url', 'mqtt://b:1883', '--broker-public-url', 'ws://b'], env: password }),
+      )[0],
+    ).toMatch(/the broker public URL must be/);
+  });
+
+  it('refuses the MQTT TLS listener, a bad replica id, and http-hooks without the hook secret', () => {
+    const problems = problemsOf(() =>
+      loadConfig({
+        argv: ['--broker-url', 'mqtt://b:1883', '--broker-auth', 'http-hooks', '--mqtt-tls-port', '8883'],
+        env: password,
+        overrides: { tlsCert: '/tmp/c.pem', tlsKey: '/tmp/k.pem' },
+      }),
+    );
+    expect(problems).toEqual([
+      "--mqtt-tls-port is the embedded broker's TLS listener, which is off with --broker-url",
+      '--broker-auth http-hooks needs EDGELOOP_BROKER_HOOK_SECRET (the secret the broker sends to the hooks)',
+    ]);
+    expect(problemsOf(() => loadConfig({ argv: ['--replica-id', 'a b/c'] }))[0]).toMatch(/replica id is 1-64/);
+    expect(problemsOf(() => loadConfig({ argv: ['--broker-auth', 'ldap'] }))[0]).toMatch(/^--broker-auth/);
+  });
+});

@@ -208,6 +208,14 @@ export const ReadinessConfig = z.object({
 });
 export type ReadinessConfig = z.infer<typeof ReadinessConfig>;
 
+/**
+ * How an external broker (--broker-url) checks device logins: `dynsec`, Mosquitto 2's dynamic
+ * security plugin, which the control plane provisions (a client and a role per device);
+ * `http-hooks`, the broker asks our HTTP hooks (EMQX; EDGELOOP_BROKER_HOOK_SECRET) and nothing is
+ * provisioned.
+ */
+export const BROKER_AUTH_MODES = ['dynsec', 'http-hooks'] as const;
+
 /** What the start checks of the SQLite file: `PRAGMA quick_check`, `integrity_check`, or nothing (very large files). */
 export const INTEGRITY_CHECKS = ['quick', 'full', 'off'] as const;
 
@@ -230,6 +238,33 @@ export const Config = z.object({
    * hooks (/api/v1/broker/*, EMQX's HTTP authenticator and authorizer); absent: no hooks.
    */
   brokerHookSecret: z.string().min(24, 'the broker hook secret must be at least 24 characters').optional(),
+  /**
+   * An external MQTT 5 broker (mqtt://host:port) instead of the embedded one: the MQTT listeners
+   * are off, replicas split the ingest through a shared subscription, devices log in there.
+   */
+  brokerUrl: z
+    .string()
+    .regex(/^mqtt:\/\/[^/?#]+\/?$/, 'the broker URL must be mqtt://host:port (plain MQTT; no path)')
+    .optional(),
+  /** The URL devices are told at enrollment when they reach the broker at another address (mqtt:// or mqtts://). */
+  brokerPublicUrl: z
+    .string()
+    .regex(/^mqtts?:\/\/[^/?#]+\/?$/, 'the broker public URL must be mqtt://host:port or mqtts://host:port')
+    .optional(),
+  /** The control plane's user on the external broker (every replica logs in as it). */
+  brokerUsername: z.string().min(1).default('edgeloop'),
+  /** Its password (EDGELOOP_BROKER_PASSWORD only). */
+  brokerPassword: z.string().min(1).optional(),
+  /** dynsec: provision devices on Mosquitto's dynamic security; http-hooks: the broker asks our hooks. */
+  brokerAuth: z.enum(BROKER_AUTH_MODES).default('dynsec'),
+  /**
+   * This replica's name: the client id of its persistent ingest session on the external broker
+   * (unacknowledged messages wait there for it). Default: derived from the host name and the data dir.
+   */
+  replicaId: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,64}$/, 'the replica id is 1-64 characters of letters, digits, ".", "_" and "-"')
+    .optional(),
   logLevel: z.enum(LOG_LEVELS).default('info'),
   /**
    * Public keys model releases must be signed with: comma-separated paths of `.pub` PEM files or
@@ -284,6 +319,12 @@ const TOP_LEVEL_KEYS = [
   'databaseUrl',
   'adminToken',
   'brokerHookSecret',
+  'brokerUrl',
+  'brokerPublicUrl',
+  'brokerUsername',
+  'brokerPassword',
+  'brokerAuth',
+  'replicaId',
   'logLevel',
   'trustedKeys',
   'integrityCheck',
@@ -321,7 +362,7 @@ function envName(path: readonly string[]): string {
 type Setting = { readonly path: readonly string[]; readonly flag: string | null; readonly env: string };
 
 /** Secrets are read from the environment only: a flag would show them in `ps`. */
-const ENV_ONLY: ReadonlySet<string> = new Set(['adminToken', 'brokerHookSecret']);
+const ENV_ONLY: ReadonlySet<string> = new Set(['adminToken', 'brokerHookSecret', 'brokerPassword']);
 
 /** Every setting with its flag and environment variable, for `--help` and the README. */
 export const SETTINGS: readonly Setting[] = [
@@ -398,6 +439,29 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
+/** What is wrong with the external broker settings together (each one alone passed its schema). */
+function brokerProblems(config: Config): string[] {
+  const problems: string[] = [];
+  if (config.brokerUrl === undefined) {
+    if (config.brokerPublicUrl !== undefined) problems.push('--broker-public-url needs --broker-url');
+    return problems;
+  }
+  if (config.brokerPassword === undefined) {
+    problems.push(
+      "--broker-url needs the control plane's broker password in EDGELOOP_BROKER_PASSWORD (environment only: a flag would show it in ps)",
+    );
+  }
+  if (config.mqttTlsPort !== undefined) {
+    problems.push("--mqtt-tls-port is the embedded broker's TLS listener, which is off with --broker-url");
+  }
+  if (config.brokerAuth === 'http-hooks' && config.brokerHookSecret === undefined) {
+    problems.push(
+      '--broker-auth http-hooks needs EDGELOOP_BROKER_HOOK_SECRET (the secret the broker sends to the hooks)',
+    );
+  }
+  return problems;
+}
+
 /**
  * Builds the configuration from flags, environment and overrides. Throws a ConfigError that lists
  * every problem (unknown flags, missing values, out-of-range numbers) at once.
@@ -463,6 +527,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Readonly<Config> {
   if (parsed.success && parsed.data.mqttTlsPort !== undefined && parsed.data.tlsCert === undefined) {
     problems.push('--mqtt-tls-port needs --tls-cert and --tls-key');
   }
+  if (parsed.success) problems.push(...brokerProblems(parsed.data));
   if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
   return deepFreeze(parsed.data);
 }

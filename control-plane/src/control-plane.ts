@@ -2,7 +2,8 @@ import { mkdirSync } from 'node:fs';
 import type { Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { createServer, type Server } from 'node:net';
-import { join } from 'node:path';
+import { hostname } from 'node:os';
+import { join, resolve } from 'node:path';
 import type { Server as TlsServer } from 'node:tls';
 import { fail, ok, type Result } from '@edgeloop/protocol';
 import { createAdaptorServer } from '@hono/node-server';
@@ -11,7 +12,7 @@ import pino, { type Logger } from 'pino';
 import packageJson from '../package.json' with { type: 'json' };
 import { type AssignmentRefresher, createAssignmentRefresher } from './assignment-refresh.ts';
 import { createAuditLog, createGovernancePruner } from './audit/audit.ts';
-import { type ControlBroker, createBroker } from './broker.ts';
+import { type ControlBroker, createBroker, type FleetBroker } from './broker.ts';
 import { type CommandWaiters, createCommandWaiters } from './command-waiters.ts';
 import { type Config, ConfigError } from './config.ts';
 import { octal, tightenDataDir } from './data-dir.ts';
@@ -25,7 +26,9 @@ import { createDriftMonitor, type DriftMonitor } from './drift/monitor.ts';
 import { type EventLoopMonitor, monitorEventLoop } from './event-loop.ts';
 import { createEventRelay } from './event-relay.ts';
 import { createEventBus, type EventBus } from './events.ts';
-import { createFleet, type Fleet, type MqttEndpoint } from './fleet.ts';
+import { defaultReplicaId } from './external-broker/external-broker.ts';
+import { type ExternalBrokerConnection, openExternalBroker } from './external-broker/open.ts';
+import { createFleet, type DeviceAccess, type Fleet, type MqttEndpoint, NO_DEVICE_ACCESS } from './fleet.ts';
 import { createApp } from './http/app.ts';
 import { createIdempotency } from './http/idempotency.ts';
 import type { AppEnv, Route } from './http/route.ts';
@@ -102,8 +105,10 @@ export type StartedControlPlane = {
 export type ControlPlaneInternals = {
   readonly config: Readonly<Config>;
   readonly store: Store;
-  readonly broker: ControlBroker;
-  readonly mqttFront: MqttFront;
+  /** The embedded broker, or the external one (--broker-url). */
+  readonly broker: FleetBroker;
+  /** The embedded broker's socket front; null with an external broker. */
+  readonly mqttFront: MqttFront | null;
   readonly deviceIssues: DeviceIssues;
   readonly ingest: IngestWriter;
   readonly bus: EventBus;
@@ -306,7 +311,9 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
       const waiters = createCommandWaiters();
       // Auth failures and client-id conflicts per enrolled device, read by health (ingest) and written by the broker.
       const deviceIssues = createDeviceIssues({ now: () => clock.now() });
-      let broker: ControlBroker | null = null;
+      let broker: FleetBroker | null = null;
+      // An external broker tells no sessions: there, the will and the heartbeat sweep decide.
+      const sessionsKnown = config.brokerUrl === undefined;
       // Created once the rollout engine (whose leader lock it shares) exists; ingest feeds it after commit.
       let drift: DriftMonitor | null = null;
       const ingest = createIngestWriter({
@@ -322,7 +329,7 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         health: config.health,
         clockSkewMaxMs: config.clockSkewMaxS * 1000,
         logger: logger.child({ component: 'ingest' }),
-        isConnected: (deviceId) => broker?.isConnected(deviceId) ?? false,
+        isConnected: (deviceId) => (sessionsKnown ? (broker?.isConnected(deviceId) ?? false) : false),
         onReply: (deviceId, reply) => waiters.resolve(deviceId, reply),
         onTelemetry: (deviceId, telemetry, receivedAt) => drift?.observe(deviceId, telemetry, receivedAt),
         connectionReasons: (deviceId) => deviceIssues.reasons(deviceId),
@@ -335,51 +342,87 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
       await ingest.start();
       cleanups.push(() => ingest.stop());
 
-      // Every socket passes the front (caps, per-address rate, header-checked packet sizes, CONNECT deadline) first.
-      const mqttFront = createMqttFront({
-        config: config.mqtt,
-        handoff: (socket) => (broker ? broker.handle(socket) : socket.destroy()),
-        metrics,
-        logger: logger.child({ component: 'mqtt-front' }),
-      });
+      // Device logins held by an external broker (dynsec); none for the embedded one or the HTTP hooks.
+      let deviceAccess: DeviceAccess = NO_DEVICE_ACCESS;
       const deviceSecrets = createDeviceSecrets({
         credentials: store.credentials,
         hasher,
         clock,
         metrics,
         logger: logger.child({ component: 'credentials' }),
+        ...(sessionsKnown ? {} : { access: { setPassword: (id, password) => deviceAccess.setPassword(id, password) } }),
       });
-      broker = await createBroker({
-        secrets: deviceSecrets,
-        ingest,
-        waiters,
-        metrics,
-        logger: logger.child({ component: 'broker' }),
-        clock,
-        issues: deviceIssues,
-        front: mqttFront,
-        // A backstop only: the front's deadline closes a socket that did not log in first.
-        connectTimeoutMs: config.mqtt.connectDeadlineMs + 1_000,
-        // Always on: a device enrolled with a certificate is refused a password login, TLS or not.
-        certificates: {
-          identify: (connection) => tls?.identify(connection) ?? null,
-          fingerprint: (deviceId) => store.devices.certFingerprint(deviceId),
-        },
-      });
-      const openBroker = broker;
-      const mqttServer = createServer((socket) => mqttFront.accept(socket));
-      // TLS sockets pass the same front once their handshake is done.
-      const mqttTlsServer =
-        tls && config.mqttTlsPort !== undefined ? tls.createMqttServer((socket) => mqttFront.accept(socket)) : null;
-      cleanups.push(async () => {
-        // Stop accepting first; the listener's close completes once the broker closed every client.
-        const listenerClosed = mqttServer.listening ? closeServer(mqttServer) : Promise.resolve();
-        const tlsListenerClosed = mqttTlsServer?.listening ? closeServer(mqttTlsServer) : Promise.resolve();
-        waiters.cancelAll();
-        await openBroker.close();
-        await listenerClosed;
-        await tlsListenerClosed;
-      });
+      let mqttFront: MqttFront | null = null;
+      let mqttServer: Server | null = null;
+      let mqttTlsServer: TlsServer | null = null;
+      let external: ExternalBrokerConnection | null = null;
+      let openBroker: FleetBroker;
+      if (config.brokerUrl !== undefined) {
+        // No MQTT listener of our own: the devices and every replica connect to the external broker.
+        const opened = await openExternalBroker({
+          config: { ...config, brokerUrl: config.brokerUrl, brokerPassword: config.brokerPassword ?? '' },
+          replicaId: config.replicaId ?? defaultReplicaId(hostname(), resolve(config.dataDir)),
+          ingest,
+          devices: store.devices,
+          bus,
+          waiters,
+          metrics,
+          logger: logger.child({ component: 'external-broker' }),
+          clock,
+        });
+        external = opened;
+        deviceAccess = opened.deviceAccess;
+        openBroker = opened.broker;
+        cleanups.push(async () => {
+          waiters.cancelAll();
+          await opened.close();
+        });
+      } else {
+        let embedded: ControlBroker | null = null;
+        // Every socket passes the front (caps, per-address rate, header-checked packet sizes, CONNECT deadline) first.
+        const front = createMqttFront({
+          config: config.mqtt,
+          handoff: (socket) => (embedded ? embedded.handle(socket) : socket.destroy()),
+          metrics,
+          logger: logger.child({ component: 'mqtt-front' }),
+        });
+        mqttFront = front;
+        embedded = await createBroker({
+          secrets: deviceSecrets,
+          ingest,
+          waiters,
+          metrics,
+          logger: logger.child({ component: 'broker' }),
+          clock,
+          issues: deviceIssues,
+          front,
+          // A backstop only: the front's deadline closes a socket that did not log in first.
+          connectTimeoutMs: config.mqtt.connectDeadlineMs + 1_000,
+          // Always on: a device enrolled with a certificate is refused a password login, TLS or not.
+          certificates: {
+            identify: (connection) => tls?.identify(connection) ?? null,
+            fingerprint: (deviceId) => store.devices.certFingerprint(deviceId),
+          },
+        });
+        const embeddedBroker = embedded;
+        openBroker = embeddedBroker;
+        const plainServer = createServer((socket) => front.accept(socket));
+        mqttServer = plainServer;
+        // TLS sockets pass the same front once their handshake is done.
+        const tlsServer =
+          tls && config.mqttTlsPort !== undefined ? tls.createMqttServer((socket) => front.accept(socket)) : null;
+        mqttTlsServer = tlsServer;
+        cleanups.push(async () => {
+          // Stop accepting first; the listener's close completes once the broker closed every client.
+          const listenerClosed = plainServer.listening ? closeServer(plainServer) : Promise.resolve();
+          const tlsListenerClosed = tlsServer?.listening ? closeServer(tlsServer) : Promise.resolve();
+          waiters.cancelAll();
+          await embeddedBroker.close();
+          await listenerClosed;
+          await tlsListenerClosed;
+        });
+      }
+      broker = openBroker;
 
       let mqttEndpoint: MqttEndpoint = { host: '', port: 0, url: '' };
       let mqttTlsEndpoint: MqttEndpoint | null = null;
@@ -391,6 +434,7 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         live: ingest,
         broker: openBroker,
         mqttEndpoint: () => mqttEndpoint,
+        deviceAccess,
         deviceCertificates: {
           async issue(deviceId) {
             const ca = tls?.fleetCa() ?? null;
@@ -422,16 +466,22 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
         samplePolicies: store.samplePolicies,
       });
 
-      let mqttPort: number;
-      try {
-        mqttPort = await listen(mqttServer, config.mqttPort, config.host);
-      } catch (error) {
-        if (isAddressInUse(error)) throw new PortInUseError('MQTT', config.mqttPort, '--mqtt-port', { cause: error });
-        throw error;
-      }
       const wildcard = config.host === '0.0.0.0' || config.host === '::';
       const publicHost = config.publicHost ?? (wildcard ? 'localhost' : config.host);
-      mqttEndpoint = { host: publicHost, port: mqttPort, url: `mqtt://${urlHost(publicHost)}:${mqttPort}` };
+      let mqttPort: number;
+      if (external) {
+        mqttEndpoint = external.endpoint;
+        mqttPort = external.endpoint.port;
+      } else {
+        const plainServer = mqttServer!;
+        try {
+          mqttPort = await listen(plainServer, config.mqttPort, config.host);
+        } catch (error) {
+          if (isAddressInUse(error)) throw new PortInUseError('MQTT', config.mqttPort, '--mqtt-port', { cause: error });
+          throw error;
+        }
+        mqttEndpoint = { host: publicHost, port: mqttPort, url: `mqtt://${urlHost(publicHost)}:${mqttPort}` };
+      }
       if (mqttTlsServer && config.mqttTlsPort !== undefined) {
         let tlsPort: number;
         try {
@@ -447,7 +497,10 @@ export function createControlPlane(config: Readonly<Config>, deps: ControlPlaneD
       const openReadiness = createReadiness({
         probeDatabase: () => store.probeWrite(),
         disk,
-        mqtt: () => ({ listening: mqttServer.listening, port: mqttPort }),
+        mqtt: () =>
+          external
+            ? { external: external.url, connected: external.broker.connected }
+            : { listening: mqttServer?.listening === true, port: mqttPort },
         clock,
         timers,
         metrics,

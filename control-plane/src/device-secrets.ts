@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { DeviceCredential, DeviceCredentialRepository } from './db/repositories.ts';
+import type { DeviceAccess } from './fleet.ts';
 import type { Clock } from './ingest.ts';
 import type { MetricsRegistry } from './metrics.ts';
 import { generateSecret, type SecretHasher } from './secrets.ts';
@@ -69,6 +70,13 @@ export type DeviceSecretsDeps = {
   readonly clock: Clock;
   readonly metrics: MetricsRegistry;
   readonly logger: Logger;
+  /**
+   * A broker that keeps its own copy of device passwords (Mosquitto's dynamic security; one per
+   * client, and changing it disconnects the device) gets a rotation's new one once the device
+   * shows it has it: here, at the promotion (its first HTTP use); the fleet does it when the
+   * device applied the rotation command. Absent: the broker asks `check`.
+   */
+  readonly access?: Pick<DeviceAccess, 'setPassword'>;
 };
 
 export function createDeviceSecrets(deps: DeviceSecretsDeps): DeviceSecrets {
@@ -94,9 +102,15 @@ export function createDeviceSecrets(deps: DeviceSecretsDeps): DeviceSecrets {
       }
       if (match === 'next') {
         try {
-          if (await credentials.promote(id, credential.secretHashNext!)) rotations.inc({ event: 'promoted' });
+          if (await credentials.promote(id, credential.secretHashNext!)) {
+            rotations.inc({ event: 'promoted' });
+            await deps.access?.setPassword(id, secret);
+          }
         } catch (error) {
-          logger.error({ err: error, deviceId: id }, 'promoting the rotated secret failed; the next use retries');
+          logger.error(
+            { err: error, deviceId: id },
+            'promoting the rotated secret (or handing it to the broker) failed; the next use retries',
+          );
         }
       }
       return match;

@@ -8,6 +8,7 @@ import {
   ok,
   type Reply,
   type Result,
+  ROTATE_CREDENTIALS_COMMAND,
   type SetDesiredRequest,
 } from '@edgeloop/protocol';
 import type { CommandError, CommandRequest } from './broker.ts';
@@ -43,6 +44,8 @@ export type FleetDeps = {
     ): Promise<Result<Reply, CommandError>>;
   };
   readonly mqttEndpoint: () => MqttEndpoint;
+  /** The broker's own record of device credentials (an external broker's); none for the embedded one. */
+  readonly deviceAccess?: DeviceAccess;
   /**
    * Device certificates signed by the fleet CA, for enrollment with `auth: cert`, with the MQTT TLS
    * endpoint such a device connects to. Absent or failing: cert enrollment answers why.
@@ -55,6 +58,27 @@ export type FleetDeps = {
    * policy of the most specific selector it matches in its desired state.
    */
   readonly samplePolicies?: Pick<SamplePolicyRepository, 'list'>;
+};
+
+/**
+ * Device credentials held by the broker itself (Mosquitto's dynamic security): the embedded broker
+ * and one that asks our HTTP hooks check the stored hash instead and need none of this. The plain
+ * secret exists only at enrollment and rotation, so those are the moments it is handed over.
+ */
+export type DeviceAccess = {
+  /** Gives an enrolled device its broker login with this password (replacing an earlier one). */
+  provision(deviceId: string, password: string): Promise<void>;
+  /** Takes the login away; the broker disconnects the device at once. */
+  revoke(deviceId: string): Promise<void>;
+  /** A rotation's new password replaces the old one on the broker, once the device has it (it is disconnected). */
+  setPassword(deviceId: string, password: string): Promise<void>;
+};
+
+/** For brokers that check credentials with the control plane (embedded, HTTP hooks). */
+export const NO_DEVICE_ACCESS: DeviceAccess = {
+  provision: () => Promise.resolve(),
+  revoke: () => Promise.resolve(),
+  setPassword: () => Promise.resolve(),
 };
 
 /** A certificate issued for one enrollment and where its device connects. */
@@ -105,6 +129,7 @@ export function toDeviceView(record: DeviceRecord) {
 
 export function createFleet(deps: FleetDeps): Fleet {
   const { devices, hasher, bus, clock } = deps;
+  const access = deps.deviceAccess ?? NO_DEVICE_ACCESS;
   const fleet: Fleet = {
     async enroll(input) {
       const checked = checkDeviceId(input.id);
@@ -130,6 +155,13 @@ export function createFleet(deps: FleetDeps): Fleet {
         ...(grant ? { authMethod: 'cert' as const, certFingerprint: grant.certificate.fingerprint } : {}),
       });
       if (!enrolled.ok) return enrolled;
+      try {
+        await access.provision(id, secret);
+      } catch (error) {
+        // A device the broker would refuse is not enrolled: the row goes again, the caller gets the error.
+        await devices.revoke(id, clock.now());
+        throw error;
+      }
       deps.live.addDevice(id, enrolled.value.enrolledAt);
       await applySamplePolicy(id, enrolled.value.labels);
       bus.publish('device.enrolled', { deviceId: id, labels: { ...input.labels } });
@@ -146,6 +178,8 @@ export function createFleet(deps: FleetDeps): Fleet {
       if (!revoked) return false;
       // Forget the live state first: the kicked session's will is then refused, not ingested.
       deps.live.removeDevice(id);
+      // The broker's login first (deleting it disconnects the device on Mosquitto), then any session left.
+      await access.revoke(id);
       await deps.broker.kick(id);
       bus.publish('device.revoked', { deviceId: id });
       return true;
@@ -175,8 +209,15 @@ export function createFleet(deps: FleetDeps): Fleet {
       return desired;
     },
 
-    sendCommand(id, command, timeoutMs, signal) {
-      return deps.broker.sendCommand(id, command, timeoutMs, signal);
+    async sendCommand(id, command, timeoutMs, signal) {
+      const sent = await deps.broker.sendCommand(id, command, timeoutMs, signal);
+      const password = command.args?.password;
+      // The device holds the rotated secret now: a broker with its own copy of it gets it (and
+      // drops the session, which comes back with the new one).
+      if (sent.ok && sent.value.ok && command.name === ROTATE_CREDENTIALS_COMMAND && typeof password === 'string') {
+        await access.setPassword(id, password);
+      }
+      return sent;
     },
 
     async republishDesired() {

@@ -16,7 +16,7 @@ import type { Timers } from './sweeper.ts';
  *   database  a write would be accepted (SQLite: BEGIN IMMEDIATE; ROLLBACK, PostgreSQL: a write
  *             statement that touches no row), see Store.probeWrite;
  *   disk      free space of the data directory is above the watermark (disk-monitor.ts);
- *   mqtt      the MQTT listener is listening;
+ *   mqtt      the MQTT listener is listening (with an external broker: both connections to it are up);
  *   ingest    no ingest batch failed to commit within the last `flushErrorWindowMs`.
  *
  * assessReadiness is pure (readings in, report out); createReadiness takes the readings, keeps the
@@ -29,10 +29,15 @@ export type ReadinessReadings = {
   readonly now: number;
   readonly database: DatabaseReading;
   readonly disk: DiskState;
-  readonly mqtt: { readonly listening: boolean; readonly port: number | null };
+  readonly mqtt: MqttReading;
   readonly lastFlushError: { readonly at: number; readonly message: string } | null;
   readonly flushErrorWindowMs: number;
 };
+
+/** The embedded broker's listener, or the connections to an external broker (--broker-url). */
+export type MqttReading =
+  | { readonly listening: boolean; readonly port: number | null }
+  | { readonly external: string; readonly connected: boolean };
 
 export type ReadinessReport = ReadyzResponse & { readonly checkedAt: number };
 
@@ -62,7 +67,12 @@ function diskCheck(disk: DiskState): ReadinessCheck {
   };
 }
 
-function mqttCheck(mqtt: ReadinessReadings['mqtt']): ReadinessCheck {
+function mqttCheck(mqtt: MqttReading): ReadinessCheck {
+  if ('external' in mqtt) {
+    return mqtt.connected
+      ? { name: 'mqtt', ok: true, detail: `connected to the external broker ${mqtt.external}` }
+      : { name: 'mqtt', ok: false, detail: `not connected to the external broker ${mqtt.external} (reconnecting)` };
+  }
   return mqtt.listening
     ? { name: 'mqtt', ok: true, detail: `listening${mqtt.port === null ? '' : ` on port ${mqtt.port}`}` }
     : { name: 'mqtt', ok: false, detail: 'the MQTT listener is not listening' };
@@ -104,7 +114,7 @@ export type ReadinessDeps = {
   readonly probeDatabase: () => Promise<void>;
   /** Reads free disk now. */
   readonly disk: { poll(): DiskState };
-  readonly mqtt: () => { readonly listening: boolean; readonly port: number | null };
+  readonly mqtt: () => MqttReading;
   readonly clock: { now(): number };
   readonly timers: Timers;
   readonly metrics: MetricsRegistry;

@@ -2,6 +2,7 @@ import pino from 'pino';
 import { Config, ConfigError, loadConfig, SETTINGS, showDefault } from '../config.ts';
 import { createControlPlane, PortInUseError, VERSION } from '../control-plane.ts';
 import { DatabaseCorruptError } from '../db/sqlite/integrity.ts';
+import { ExternalBrokerError } from '../external-broker/external-broker.ts';
 import type { FlagSpec } from './args.ts';
 import { type CommandSpec, EXIT } from './command.ts';
 
@@ -27,13 +28,18 @@ const envOnly = SETTINGS.filter((setting) => !setting.flag).map((setting) => set
 
 export const serveCommand: CommandSpec = {
   words: ['serve'],
-  summary: 'Run the HTTP API, the console and the embedded MQTT broker',
+  summary: 'Run the HTTP API, the console and the embedded MQTT broker (or join an external one: --broker-url)',
   description:
     `Every flag is also an environment variable (shown beside it); flags win.\n` +
     `Environment only (secrets): ${envOnly.join(', ')}. Without EDGELOOP_ADMIN_TOKEN an admin token is\n` +
     'generated and printed once. Exit codes: 0 stopped by SIGINT/SIGTERM, 2 configuration error, 3 port in use,\n' +
     '4 the SQLite database is corrupt (restore it from a backup, or start with --integrity-check off to inspect it).\n' +
-    'SIGHUP re-reads --tls-cert, --tls-key and the fleet CA (<data-dir>/ca, see edgeloop ca init) for new connections.',
+    'SIGHUP re-reads --tls-cert, --tls-key and the fleet CA (<data-dir>/ca, see edgeloop ca init) for new connections.\n' +
+    'With --broker-url the embedded broker and its listeners are off: replicas share the ingest of an external MQTT 5\n' +
+    'broker (shared subscription, a persistent session per --replica-id) and log in as --broker-username with\n' +
+    "EDGELOOP_BROKER_PASSWORD; --broker-auth dynsec (default) provisions each device on Mosquitto's dynamic security\n" +
+    '(that user must be a dynsec admin), http-hooks leaves logins to the broker calling our hooks. Exit code 1 when\n' +
+    'the broker cannot be reached or refuses the control plane.',
   flags: serveFlags(),
   client: false,
   json: false,
@@ -43,6 +49,7 @@ export const serveCommand: CommandSpec = {
     'edgeloop serve --http-port 8080 --mqtt-port 1883 --data-dir ./data',
     'edgeloop serve --mqtt-tls-port 8883 --tls-cert tls/server.crt --tls-key tls/server.key   # kill -HUP reloads them',
     'EDGELOOP_ADMIN_TOKEN=$(openssl rand -hex 24) edgeloop serve --trusted-keys keys/release.pub',
+    'EDGELOOP_BROKER_PASSWORD=... edgeloop serve --broker-url mqtt://mosquitto:1883 --database-url postgres://db/edgeloop --replica-id cp-1',
   ],
   async run({ args, env, io }) {
     let config: ReturnType<typeof loadConfig>;
@@ -70,6 +77,10 @@ export const serveCommand: CommandSpec = {
         io.err(`edgeloop: ${error.message.replace(/\s*\n\s*/g, ' ')}\n`);
         return EXIT.databaseCorrupt;
       }
+      if (error instanceof ExternalBrokerError) {
+        io.err(`edgeloop: ${error.message}\n`);
+        return EXIT.failed;
+      }
       // Found only at start (a trusted key file that is unreadable or holds a private key).
       if (error instanceof ConfigError) {
         io.err(`${error.message}\n`);
@@ -80,7 +91,7 @@ export const serveCommand: CommandSpec = {
     const consoleLine = config.http.consoleDir ? `  console  ${started.httpUrl}/\n` : '';
     const tlsLine = started.mqttTlsUrl ? `  MQTT TLS  ${started.mqttTlsUrl}\n` : '';
     io.out(
-      `edgeloop control plane ${VERSION}\n${consoleLine}  HTTP  ${started.httpUrl}\n  MQTT  ${started.mqttUrl}\n${tlsLine}`,
+      `edgeloop control plane ${VERSION}\n${consoleLine}  HTTP  ${started.httpUrl}\n  MQTT  ${started.mqttUrl}${config.brokerUrl ? ' (external broker)' : ''}\n${tlsLine}`,
     );
     if (started.adminToken) {
       io.out(

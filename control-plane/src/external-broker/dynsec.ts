@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { CLOUD_TO_DEVICE, DEVICE_TO_CLOUD, isDeviceId, topicFor } from '@edgeloop/protocol';
+import { CLOUD_TO_DEVICE, DEVICE_TO_CLOUD, isDeviceId, TOPIC_PREFIX, topicFor } from '@edgeloop/protocol';
 import type { MqttClient } from 'mqtt';
 
 /*
@@ -22,7 +22,7 @@ export const DYNSEC_TOPIC = '$CONTROL/dynamic-security/v1';
 export const DYNSEC_RESPONSE_TOPIC = `${DYNSEC_TOPIC}/response`;
 
 export type DynsecAcl = {
-  readonly acltype: 'publishClientSend' | 'publishClientReceive' | 'subscribeLiteral';
+  readonly acltype: 'publishClientSend' | 'publishClientReceive' | 'subscribeLiteral' | 'subscribePattern';
   readonly topic: string;
   readonly allow: boolean;
   readonly priority?: number;
@@ -76,6 +76,29 @@ export function provisionCommands(deviceId: string, password: string): DynsecCom
   ];
 }
 
+/** The role of the control plane's own broker user (every replica logs in as it). */
+export const CONTROL_PLANE_ROLE = 'edgeloop-control-plane';
+
+/**
+ * What the control plane may do: read every device topic (its shared ingest subscription, the
+ * reply subscription that resolves waiting commands on every replica) and publish desired state
+ * and commands. Mosquitto checks a shared subscription with and without its `$share/<group>/`
+ * prefix depending on the version, so both are granted.
+ */
+export function controlPlaneAcls(shareGroup: string): DynsecAcl[] {
+  const every = `${TOPIC_PREFIX}/#`;
+  return [
+    { acltype: 'subscribePattern', topic: every, allow: true },
+    { acltype: 'subscribePattern', topic: `$share/${shareGroup}/${every}`, allow: true },
+    { acltype: 'publishClientReceive', topic: every, allow: true },
+    ...CLOUD_TO_DEVICE.map((channel) => ({
+      acltype: 'publishClientSend' as const,
+      topic: `${TOPIC_PREFIX}/+/${channel}`,
+      allow: true,
+    })),
+  ];
+}
+
 export type DynsecAdminDeps = {
   /** Connected to the broker as the dynsec admin user (MQTT 5). */
   readonly client: MqttClient;
@@ -89,6 +112,16 @@ export type DynsecAdmin = {
   provisionDevice(deviceId: string, password: string): Promise<void>;
   /** Deletes the device's client (disconnecting it) and its role; a device never provisioned is fine. */
   revokeDevice(deviceId: string): Promise<void>;
+  /**
+   * Replaces a provisioned device's password (a rotation): its next login needs the new one; a
+   * session already connected stays.
+   */
+  setClientPassword(deviceId: string, password: string): Promise<void>;
+  /**
+   * Gives the broker user `username` (the control plane's own, a dynsec admin) the control plane's
+   * role, creating the role or adding what it lacks; run at every start, idempotent.
+   */
+  grantControlPlane(username: string, shareGroup: string): Promise<void>;
   /** Stops listening for answers (the client is the caller's). */
   close(): Promise<void>;
 };
@@ -96,11 +129,12 @@ export type DynsecAdmin = {
 export async function createDynsecAdmin(deps: DynsecAdminDeps): Promise<DynsecAdmin> {
   const { client } = deps;
   const timeoutMs = deps.timeoutMs ?? 5_000;
-  const waiting = new Map<string, { resolve: (errors: (string | null)[]) => void; reject: (error: Error) => void }>();
+  type Answer = { readonly error: string | null; readonly data: unknown };
+  const waiting = new Map<string, { resolve: (answers: Answer[]) => void; reject: (error: Error) => void }>();
 
   const onMessage = (topic: string, payload: Buffer) => {
     if (topic !== DYNSEC_RESPONSE_TOPIC) return;
-    let body: { responses?: { command?: string; error?: string; correlationData?: string }[] };
+    let body: { responses?: { command?: string; error?: string; data?: unknown; correlationData?: string }[] };
     try {
       body = JSON.parse(payload.toString('utf8')) as typeof body;
     } catch {
@@ -112,24 +146,26 @@ export async function createDynsecAdmin(deps: DynsecAdminDeps): Promise<DynsecAd
     const entry = waiting.get(id);
     if (!entry) return;
     waiting.delete(id);
-    entry.resolve(responses.map((r) => (typeof r.error === 'string' && r.error !== '' ? r.error : null)));
+    entry.resolve(
+      responses.map((r) => ({ error: typeof r.error === 'string' && r.error !== '' ? r.error : null, data: r.data })),
+    );
   };
   client.on('message', onMessage);
   await client.subscribeAsync(DYNSEC_RESPONSE_TOPIC, { qos: 1 });
 
-  const send: DynsecAdmin['send'] = (commands) => {
+  const ask = (commands: readonly DynsecCommand[], waitMs = timeoutMs) => {
     const id = randomBytes(8).toString('hex');
-    return new Promise<(string | null)[]>((resolve, reject) => {
+    return new Promise<Answer[]>((resolve, reject) => {
       const timer = setTimeout(() => {
         waiting.delete(id);
         reject(
-          new DynsecError(`no answer from the dynamic security plugin in ${timeoutMs} ms`, commands[0]?.command ?? ''),
+          new DynsecError(`no answer from the dynamic security plugin in ${waitMs} ms`, commands[0]?.command ?? ''),
         );
-      }, timeoutMs);
+      }, waitMs);
       waiting.set(id, {
-        resolve: (errors) => {
+        resolve: (answers) => {
           clearTimeout(timer);
-          resolve(errors);
+          resolve(answers);
         },
         reject,
       });
@@ -141,6 +177,25 @@ export async function createDynsecAdmin(deps: DynsecAdminDeps): Promise<DynsecAd
         reject(new DynsecError(`could not send dynsec commands: ${error.message}`, commands[0]?.command ?? ''));
       });
     });
+  };
+
+  const send: DynsecAdmin['send'] = async (commands) => (await ask(commands)).map((answer) => answer.error);
+
+  /** The roles of a dynsec client (getClient). */
+  const rolesOf = async (username: string, waitMs = timeoutMs): Promise<string[]> => {
+    const [answer] = await ask([{ command: 'getClient', username }], waitMs);
+    if (!answer || answer.error !== null) throw new DynsecError(answer?.error ?? 'no answer', 'getClient');
+    const roles = (answer.data as { client?: { roles?: { rolename?: unknown }[] } } | undefined)?.client?.roles ?? [];
+    return roles.flatMap((role) => (typeof role.rolename === 'string' ? [role.rolename] : []));
+  };
+
+  /** Resolves once the client is connected (mqtt.js reconnects by itself), at most `waitMs` later. */
+  const connected = async (waitMs: number) => {
+    const deadline = Date.now() + waitMs;
+    while (!client.connected) {
+      if (Date.now() > deadline) throw new DynsecError('not reconnected after the role change', 'addClientRole');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
   };
 
   const check = (commands: readonly DynsecCommand[], errors: readonly (string | null)[], allowed: RegExp) => {
@@ -168,6 +223,44 @@ export async function createDynsecAdmin(deps: DynsecAdminDeps): Promise<DynsecAd
       check(commands, await send(commands), /^$/);
     },
     revokeDevice,
+    async setClientPassword(deviceId, password) {
+      if (!isDeviceId(deviceId)) throw new TypeError(`not a device id: ${deviceId}`);
+      if (password.length < 16) throw new TypeError('a device password has at least 16 characters');
+      const commands = [{ command: 'setClientPassword', username: deviceId, password }];
+      check(commands, await send(commands), /^$/);
+    },
+    async grantControlPlane(username, shareGroup) {
+      // An existing role is left as it is (an operator may have tuned it): changing a role's ACLs
+      // makes Mosquitto disconnect every client holding it, the other replicas included.
+      const created = [
+        {
+          command: 'createRole',
+          rolename: CONTROL_PLANE_ROLE,
+          textname: 'edgeloop control plane',
+          acls: controlPlaneAcls(shareGroup),
+        },
+      ];
+      check(created, await send(created), /already exists/i);
+      if ((await rolesOf(username)).includes(CONTROL_PLANE_ROLE)) return;
+      // Mosquitto disconnects a client whose roles change, this one too, so the answer may never
+      // come: the grant is read back once mqtt.js has reconnected (and resubscribed), asking again
+      // if that question is lost to the disconnect as well.
+      await ask([{ command: 'addClientRole', username, rolename: CONTROL_PLANE_ROLE }], 2_000).catch(() => null);
+      let roles: string[] | null = null;
+      for (let attempt = 0; roles === null; attempt++) {
+        await connected(15_000);
+        roles = await rolesOf(username, 2_000).catch((error: unknown) => {
+          if (attempt >= 3) throw error;
+          return null;
+        });
+      }
+      if (!roles.includes(CONTROL_PLANE_ROLE)) {
+        throw new DynsecError(
+          `the broker user ${username} did not get the role ${CONTROL_PLANE_ROLE}`,
+          'addClientRole',
+        );
+      }
+    },
     async close() {
       client.off('message', onMessage);
       for (const entry of waiting.values()) entry.reject(new DynsecError('closed', ''));

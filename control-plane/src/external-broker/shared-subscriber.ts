@@ -34,9 +34,15 @@ export type SharedSubscriberDeps = {
   /**
    * One message; call `ack(true)` once it is stored (or refused for good: a dead letter is
    * stored too), `ack(false)` when the store failed (the connection is dropped, the broker sends
-   * it again). `duplicate`: the broker marked it as a redelivery.
+   * it again). `duplicate`: the broker marked it as a redelivery; `qos` as delivered (0 or 1).
    */
-  readonly onMessage: (topic: string, payload: Buffer, ack: (stored: boolean) => void, duplicate: boolean) => void;
+  readonly onMessage: (
+    topic: string,
+    payload: Buffer,
+    ack: (stored: boolean) => void,
+    duplicate: boolean,
+    qos: 0 | 1,
+  ) => void;
   readonly onError?: (error: Error) => void;
   readonly sessionExpiryS?: number;
   readonly keepaliveS?: number;
@@ -52,6 +58,8 @@ export type SharedSubscriber = {
   stop(graceMs?: number): Promise<void>;
   /** The socket destroyed without DISCONNECT, no reconnect (what a killed process does; tests). */
   kill(): void;
+  /** Subscribed now: between a SUBACK and the connection's close. */
+  readonly connected: boolean;
   readonly stats: {
     readonly received: number;
     readonly acked: number;
@@ -76,6 +84,7 @@ export function createSharedSubscriber(deps: SharedSubscriberDeps): SharedSubscr
   let pending: { readonly messageId: number; done: boolean; readonly epoch: number }[] = [];
   let epoch = 0;
   let firstConnect: { resolve: () => void; reject: (error: Error) => void } | null = null;
+  let subscribed = false;
 
   const send = (packet: Packet) => {
     if (socket && !socket.destroyed) socket.write(generate(packet, OPTS));
@@ -102,7 +111,7 @@ export function createSharedSubscriber(deps: SharedSubscriberDeps): SharedSubscr
     if (packet.dup) stats.redelivered++;
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
     if (packet.qos === 0 || packet.messageId === undefined) {
-      deps.onMessage(packet.topic, payload, () => {}, false);
+      deps.onMessage(packet.topic, payload, () => {}, false, 0);
       return;
     }
     const entry = { messageId: packet.messageId, done: false, epoch: connection };
@@ -123,6 +132,7 @@ export function createSharedSubscriber(deps: SharedSubscriberDeps): SharedSubscr
         release();
       },
       Boolean(packet.dup),
+      1,
     );
   };
 
@@ -186,6 +196,7 @@ export function createSharedSubscriber(deps: SharedSubscriberDeps): SharedSubscr
             fail(new Error(`the broker refused the subscription (reason ${refused[0]})`));
             return;
           }
+          subscribed = true;
           firstConnect?.resolve();
           firstConnect = null;
           return;
@@ -204,6 +215,7 @@ export function createSharedSubscriber(deps: SharedSubscriberDeps): SharedSubscr
       if (!stopped) deps.onError?.(error);
     });
     conn.on('close', () => {
+      subscribed = false;
       if (pingTimer) clearInterval(pingTimer);
       pingTimer = null;
       if (socket === conn) socket = null;
@@ -215,6 +227,9 @@ export function createSharedSubscriber(deps: SharedSubscriberDeps): SharedSubscr
 
   return {
     stats,
+    get connected() {
+      return subscribed && socket !== null && !socket.destroyed;
+    },
     start() {
       stopped = false;
       return new Promise<void>((resolve, reject) => {
