@@ -1,7 +1,8 @@
 import type { Desired, ModelAssignment } from '@edgeloop/protocol';
 import type { DeviceRepository } from './db/repositories.ts';
 import type { MetricsRegistry } from './metrics.ts';
-import { createPeriodicTask, type Timers } from './sweeper.ts';
+import { createPeriodicTask } from './sweeper.ts';
+import type { Timers } from './time.ts';
 
 /*
  * Keeps the model assignments in desired state from lapsing. Every assignment carries an expiresAt

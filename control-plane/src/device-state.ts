@@ -32,6 +32,12 @@ import type { DeviceLiveState } from './db/repositories.ts';
  *     for max(1.5 x keepalive, 3 x telemetry interval) + grace.
  * last_seen moves on every accepted device message and on connect, never on a will (a will is
  * the broker saying the device is gone).
+ *
+ * SEVERAL WRITERS. These rules depend on the state they start from (the ring of boots above all),
+ * so with replicas sharing one database they must start from the stored row, not from a
+ * replica's memory: each commit locks its devices' rows and, where another writer changed one,
+ * applies the batch's messages again on it (apply-batch.ts refoldOnto, LiveReconcile in
+ * db/repositories.ts). These functions stay the one statement of the rules.
  */
 
 /** statusSeq recorded for an applied will: it sorts after every birth / shutdown of its session. */

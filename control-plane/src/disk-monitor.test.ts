@@ -10,7 +10,7 @@ import {
   recoveryBytes,
 } from './disk-monitor.ts';
 import { createMetricsRegistry } from './metrics.ts';
-import type { Timers } from './sweeper.ts';
+import type { Timers } from './time.ts';
 
 const MIB = 1024 * 1024;
 

@@ -1,7 +1,7 @@
 import { statfsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { MetricsRegistry } from './metrics.ts';
-import type { Timers } from './sweeper.ts';
+import type { Timers } from './time.ts';
 
 /*
  * The disk watermark of the data directory. A poll reads statfs (every `intervalMs`, and at once

@@ -3,7 +3,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import { BUS_EVENT_TYPES, type BusEventType, type BusMessage, type EventBus } from './events.ts';
 import type { MetricsRegistry } from './metrics.ts';
-import type { Timers } from './sweeper.ts';
+import type { Timers } from './time.ts';
 
 /*
  * Every replica's events on every replica's SSE stream, through PostgreSQL's LISTEN/NOTIFY: no

@@ -39,7 +39,7 @@ export {
 export { ApiError } from './http/api-error.ts';
 export { createApp } from './http/app.ts';
 export { defineRoute, type Route } from './http/route.ts';
-export type { Clock, IngestStats, IngestWriter } from './ingest.ts';
+export type { IngestStats, IngestWriter } from './ingest.ts';
 export { createMetricsRegistry, type MetricsRegistry } from './metrics.ts';
 export { type BlobStore, createBlobStore, type ReceivedBlob } from './models/blob-store.ts';
 export {
@@ -66,3 +66,4 @@ export { type DeviceWindow, evaluateStage, type StageEvaluation } from './rollou
 export { type DryRunPlan, dryRun, plan, type RolloutState, type Step } from './rollouts/plan.ts';
 export { createRolloutService, type RolloutAction, type RolloutService } from './rollouts/service.ts';
 export { buildDeviceWindows } from './rollouts/windows.ts';
+export type { Clock } from './time.ts';

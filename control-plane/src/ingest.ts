@@ -1,48 +1,41 @@
 import {
-  type DeviceEvent,
   type DeviceToCloudChannel,
   decode,
   type FleetPipelineSummary,
   MAX_PAYLOAD_BYTES,
-  type MessageOf,
   type Reply,
-  type Reported,
   type Status,
   type Telemetry,
-  Telemetry as TelemetrySchema,
 } from '@edgeloop/protocol';
 import type { Logger } from 'pino';
+import {
+  type Announcement,
+  DEFAULT_CLOCK_SKEW_MAX_MS,
+  type Decoded,
+  type FoldEntry,
+  type FoldEvent,
+  type FoldResult,
+  type FoldThresholds,
+  type LiveDevice,
+  type LiveView,
+  liveDeviceOf,
+  refoldOnto,
+  staleDevices,
+  startFold,
+} from './apply-batch.ts';
 import type { HealthConfig, IngestConfig } from './config.ts';
 import type {
   DeviceLiveState,
-  DeviceLiveWrite,
   IngestRepository,
+  LiveReconcile,
   LoadedLiveState,
   NewDeadLetter,
-  NewMessage,
 } from './db/repositories.ts';
-import {
-  applyConnection,
-  applyReported,
-  applySignOfLife,
-  applySilence,
-  applyStatus,
-  applyTelemetry,
-  initialLiveState,
-  isWill,
-  type StatusChange,
-} from './device-state.ts';
-import { type EventBus, type StatusCause, statusEventType } from './events.ts';
-import {
-  assessHealth,
-  type ConnectionHealthReason,
-  digestTelemetry,
-  sameAssessment,
-  silenceLimitMs,
-  summarisePipelines,
-  type TelemetryDigest,
-} from './health.ts';
+import { initialLiveState, isWill } from './device-state.ts';
+import type { EventBus } from './events.ts';
+import { type ConnectionHealthReason, summarisePipelines } from './health.ts';
 import type { MetricsRegistry } from './metrics.ts';
+import type { Clock } from './time.ts';
 
 /*
  * The ingest writer: every device -> cloud message passes through here.
@@ -51,9 +44,10 @@ import type { MetricsRegistry } from './metrics.ts';
  *            dead-lettered at once). The broker holds the publisher's PUBACK (and stops reading
  *            its socket) until `done` runs, which is after the commit.
  *   flush    takes at most `batchSize` entries, validates them (protocol decode: invalid -> dead
- *            letter with the reason, counted by reason), applies them to the in-memory live state
- *            of their devices, and commits messages + dead letters + changed device rows in ONE
- *            transaction; then calls the callbacks and publishes bus events. Batches are
+ *            letter with the reason, counted by reason), folds them into the live state of their
+ *            devices (apply-batch.ts, pure: the next states are installed only after the commit),
+ *            and commits messages + dead letters + changed device rows in ONE transaction; then
+ *            calls the callbacks and publishes bus events. Batches are
  *            bounded and separated by setImmediate, so a backlog never blocks the event loop for
  *            long (flush durations are a metric). Each turn has a budget (turnBudgetMs, 20 ms): a
  *            flush stops taking rows once it is spent, the batch size adapts to the measured cost
@@ -65,11 +59,15 @@ import type { MetricsRegistry } from './metrics.ts';
  *            is dropped and counted (reason overload). QoS 1 is never dropped.
  *
  * The writer is also the only writer of device live state (status, health, latest telemetry,
- * reported): broker connection events and the sweeper go through its queue, so every change is
- * ordered with the messages. See device-state.ts for the ordering rule.
+ * reported) in its process: broker connection events and the sweeper go through its queue, so
+ * every change is ordered with the messages. See device-state.ts for the ordering rule. Other
+ * writers on the same database (replicas) are reconciled inside each commit (LiveReconcile in
+ * db/repositories.ts): a device row another writer changed is folded again as stored.
  */
 
-export type Clock = { now(): number };
+// Temporary: control-plane.ts, broker.ts, fleet.ts and device-secrets.ts still import Clock from
+// here (another change edits them); they move to time.ts when it lands, and this line goes.
+export type { Clock } from './time.ts';
 
 export type IngestOffer = {
   readonly deviceId: string;
@@ -182,10 +180,6 @@ type MessageEntry = {
   decoded?: Decoded;
 };
 
-type DecodedEntry = MessageEntry & { readonly message: MessageOf<DeviceToCloudChannel>; readonly body: string };
-
-type Decoded = { ok: true; entry: DecodedEntry } | { ok: false; letter: NewDeadLetter };
-
 type Entry =
   | MessageEntry
   | { readonly kind: 'dead'; readonly letter: NewDeadLetter; readonly done: IngestDone | undefined }
@@ -199,8 +193,6 @@ type Entry =
   | { readonly kind: 'sweep'; readonly done: undefined }
   | { readonly kind: 'barrier'; readonly done: IngestDone };
 
-type Cached = { state: DeviceLiveState; digest: TelemetryDigest | null };
-
 const EXCERPT_BYTES = 1024;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -208,20 +200,6 @@ function excerpt(payload: Uint8Array): string {
   return Buffer.from(payload.buffer, payload.byteOffset, Math.min(payload.byteLength, EXCERPT_BYTES)).toString(
     'base64',
   );
-}
-
-/** A device clock before this (2020-01-01T00:00:00Z) has not been set: no agent ran before it. */
-export const CLOCK_FLOOR_MS = Date.UTC(2020, 0, 1);
-
-/** The default of --clock-skew-max-s: one day. */
-export const DEFAULT_CLOCK_SKEW_MAX_MS = 86_400_000;
-
-/**
- * Whether a device's ts cannot be trusted as a time: beyond the receive time plus the allowed skew,
- * or before 2020 (a clock that was never set). Such a row is stored with clockSkew; its ts stays data.
- */
-export function isClockSkewed(deviceTs: number, receivedAt: number, maxSkewMs: number): boolean {
-  return deviceTs > receivedAt + maxSkewMs || deviceTs < CLOCK_FLOOR_MS;
 }
 
 /** How often a held queue (holdWrites) looks whether it may commit again. */
@@ -249,9 +227,11 @@ function dedupeKey(deviceId: string, msgId: string): string {
 
 export function createIngestWriter(deps: IngestDeps): IngestWriter {
   const { config, clock, bus, logger } = deps;
-  const thresholds = deps.health;
-  const isConnected = deps.isConnected ?? (() => false);
-  const clockSkewMaxMs = deps.clockSkewMaxMs ?? DEFAULT_CLOCK_SKEW_MAX_MS;
+  const thresholds: FoldThresholds = {
+    health: deps.health,
+    clockSkewMaxMs: deps.clockSkewMaxMs ?? DEFAULT_CLOCK_SKEW_MAX_MS,
+    sweepLimit: config.batchSize,
+  };
   const budgetMs = deps.turnBudgetMs ?? DEFAULT_TURN_BUDGET_MS;
   const monotonic = deps.monotonic ?? (() => performance.now());
 
@@ -263,6 +243,10 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
     flushErrors: deps.metrics.counter('edgeloop_ingest_flush_errors_total', 'Batches whose commit failed'),
     flushSeconds: deps.metrics.summary('edgeloop_ingest_flush_seconds', 'Duration of one batch commit (seconds)'),
     batchRows: deps.metrics.summary('edgeloop_ingest_batch_rows', 'Entries per batch'),
+    reconciled: deps.metrics.counter(
+      'edgeloop_ingest_reconciled_total',
+      'Device rows another writer (replica) had changed since this one read them, folded again at commit',
+    ),
     clockSkew: deps.metrics.counter(
       'edgeloop_ingest_clock_skew_total',
       'Messages stored with clockSkew (device ts beyond the allowed skew, or before 2020), by channel',
@@ -281,7 +265,13 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
     () => batchLimit,
   );
 
-  const cache = new Map<string, Cached>();
+  const cache = new Map<string, LiveDevice>();
+  // The fold reads the cache as the fleet before each batch; it never writes it.
+  const view: LiveView = {
+    devices: cache,
+    isConnected: deps.isConnected ?? (() => false),
+    connectionReasons: (deviceId) => deps.connectionReasons?.(deviceId) ?? [],
+  };
   // Recently sent keys, oldest first in a ring. Not a Map evicted through keys().next(): V8 leaves
   // a deleted entry as a hole until the table is rebuilt, and that iterator walks every hole, so
   // each eviction cost a scan of up to dedupeCacheSize slots (12 s of 79 in the 2x flood profile).
@@ -402,119 +392,6 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
     enqueue({ kind: 'dead', letter, done });
   };
 
-  const health = (cached: Cached, now: number) =>
-    assessHealth(
-      {
-        status: cached.state.status,
-        telemetry: cached.digest,
-        telemetryAt: cached.state.telemetryAt,
-        telemetryIntervalS: cached.state.telemetryIntervalS,
-        connection: deps.connectionReasons?.(cached.state.id) ?? [],
-      },
-      thresholds,
-      now,
-    );
-
-  const remember = (state: LoadedLiveState): Cached => {
-    const { telemetry, ...live } = state;
-    const parsed = telemetry ? TelemetrySchema.safeParse(telemetry) : null;
-    return { state: live, digest: parsed?.success ? digestTelemetry(parsed.data, thresholds) : null };
-  };
-
-  /* ------------------------------------------ flush ------------------------------------------ */
-
-  type Pending = {
-    messages: NewMessage[];
-    messageEntries: DecodedEntry[];
-    deadLetters: NewDeadLetter[];
-    dirty: Map<string, { telemetry?: unknown; reported?: unknown }>;
-    events: (() => void)[];
-    before: Map<string, DeviceLiveState>;
-  };
-
-  const touch = (pending: Pending, cached: Cached) => {
-    if (!pending.before.has(cached.state.id)) {
-      pending.before.set(cached.state.id, { ...cached.state, bootIds: [...cached.state.bootIds] });
-    }
-    if (!pending.dirty.has(cached.state.id)) pending.dirty.set(cached.state.id, {});
-  };
-
-  const noteStatus = (pending: Pending, cached: Cached, change: StatusChange | null, cause: StatusCause) => {
-    if (!change) return;
-    const type = statusEventType(change.to);
-    if (!type) return;
-    const deviceId = cached.state.id;
-    const bootId = cached.state.bootIds[cached.state.bootIds.length - 1] ?? null;
-    pending.events.push(() => bus.publish(type, { deviceId, bootId, cause }));
-  };
-
-  const refreshHealth = (pending: Pending, cached: Cached, now: number) => {
-    const next = health(cached, now);
-    const previous = { health: cached.state.health, reasons: cached.state.healthReasons };
-    if (sameAssessment(previous, next)) return false;
-    touch(pending, cached);
-    cached.state.health = next.health;
-    cached.state.healthReasons = [...next.reasons];
-    const deviceId = cached.state.id;
-    pending.events.push(() =>
-      bus.publish('device.health', { deviceId, health: next.health, reasons: next.reasons, previous: previous.health }),
-    );
-    return true;
-  };
-
-  const applyMessage = (pending: Pending, entry: DecodedEntry, cached: Cached) => {
-    touch(pending, cached);
-    const { state } = cached;
-    const { receivedAt } = entry;
-    switch (entry.channel) {
-      case 'status': {
-        const status = entry.message as Status;
-        const change = applyStatus(state, status, { receivedAt, liveSession: entry.liveSession });
-        noteStatus(pending, cached, change, status.reason);
-        break;
-      }
-      case 'telemetry': {
-        const telemetry = entry.message as Telemetry;
-        if (applyTelemetry(state, telemetry, receivedAt)) {
-          cached.digest = digestTelemetry(telemetry, thresholds);
-          pending.dirty.get(state.id)!.telemetry = telemetry;
-        }
-        break;
-      }
-      case 'reported': {
-        const reported = entry.message as Reported;
-        if (applyReported(state, reported, receivedAt)) {
-          pending.dirty.get(state.id)!.reported = reported;
-          pending.events.push(() => bus.publish('device.reported', { deviceId: state.id, reported }));
-        }
-        break;
-      }
-      case 'events':
-      case 'reply':
-        applySignOfLife(state, receivedAt);
-        break;
-    }
-    refreshHealth(pending, cached, receivedAt);
-  };
-
-  const applySweep = (pending: Pending, now: number) => {
-    let changed = 0;
-    for (const cached of cache.values()) {
-      if (changed >= config.batchSize) break; // the rest waits for the next sweep
-      const { state } = cached;
-      let touched = false;
-      if (state.status === 'online' && !isConnected(state.id)) {
-        const silentFor = now - (state.lastSeen ?? state.statusChangedAt ?? state.enrolledAt);
-        if (silentFor > silenceLimitMs(state.keepaliveS, state.telemetryIntervalS, thresholds)) {
-          touch(pending, cached);
-          noteStatus(pending, cached, applySilence(state, now), 'silence');
-          touched = true;
-        }
-      }
-      if (refreshHealth(pending, cached, now) || touched) changed++;
-    }
-  };
-
   /** Validates one payload: the message, or the dead letter saying why not. */
   const decodeEntry = (entry: MessageEntry): Decoded => {
     const reject = (reason: string, detail: string) => ({
@@ -533,7 +410,7 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
       // A will must say offline / connection-lost: anything else would claim the device is alive.
       return reject('invalid_will', 'a last will must be status offline with reason connection-lost');
     }
-    return { ok: true, entry: { ...entry, message: decoded.value, body } };
+    return { ok: true, message: decoded.value, body };
   };
 
   /**
@@ -590,93 +467,100 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
       });
   };
 
+  /** The fold's view of a queued entry (a message is decoded here unless it was ahead). */
+  const foldEntry = (entry: Exclude<Entry, MessageEntry>): FoldEntry => {
+    switch (entry.kind) {
+      case 'dead':
+        return { kind: 'dead', letter: entry.letter };
+      case 'connection':
+        return { kind: 'connection', deviceId: entry.deviceId, connected: entry.connected, at: entry.at };
+      case 'sweep':
+        return { kind: 'sweep' };
+      case 'barrier':
+        return { kind: 'barrier' };
+    }
+  };
+
+  const foldMessage = (entry: MessageEntry): FoldEntry => {
+    const decoded = entry.decoded ?? decodeEntry(entry);
+    entry.decoded = undefined;
+    return {
+      kind: 'message',
+      deviceId: entry.deviceId,
+      channel: entry.channel,
+      receivedAt: entry.receivedAt,
+      liveSession: entry.liveSession,
+      decoded,
+      resent: decoded.ok && recent.has(dedupeKey(entry.deviceId, decoded.message.msgId)),
+    };
+  };
+
+  const announce = (announcement: Announcement) => {
+    switch (announcement.kind) {
+      case 'event':
+        bus.publish('device.event', { deviceId: announcement.deviceId, event: announcement.event });
+        break;
+      case 'reply':
+        deps.onReply?.(announcement.deviceId, announcement.reply);
+        break;
+      case 'telemetry':
+        deps.onTelemetry?.(announcement.deviceId, announcement.telemetry, announcement.receivedAt);
+        break;
+    }
+  };
+
+  const publish = <E extends FoldEvent>(event: E) => bus.publish(event.type, event.data);
+
   const flushOnce = async () => {
     const taken = takeBatch();
     if (taken.length === 0) return;
     const turnStarted = monotonic();
     const now = clock.now();
-    const pending: Pending = {
-      messages: [],
-      messageEntries: [],
-      deadLetters: [],
-      dirty: new Map(),
-      events: [],
-      before: new Map(),
-    };
+    const fold = startFold(view, now, thresholds);
+    const folded: FoldEntry[] = [];
     const callbacks: IngestDone[] = [];
-    const duplicateEntries: DecodedEntry[] = [];
     let used = 0;
     for (const entry of taken) {
       // The budget is spent: the rows not taken yet go back to the head of the queue (next turn).
       if (used > 0 && monotonic() - turnStarted >= budgetMs) break;
       used++;
       if (entry.done) callbacks.push(entry.done);
-      switch (entry.kind) {
-        case 'message': {
-          const cached = cache.get(entry.deviceId);
-          if (!cached) {
-            dropped++;
-            metrics.dropped.inc({ reason: 'revoked' });
-            break;
-          }
-          const decoded = entry.decoded ?? decodeEntry(entry);
-          entry.decoded = undefined;
-          if (!decoded.ok) {
-            rejected++;
-            metrics.rejected.inc({ reason: decoded.letter.reason });
-            pending.deadLetters.push(decoded.letter);
-            break;
-          }
-          if (recent.has(dedupeKey(entry.deviceId, decoded.entry.message.msgId))) {
-            duplicateEntries.push(decoded.entry);
-            touch(pending, cached);
-            applySignOfLife(cached.state, entry.receivedAt);
-            break;
-          }
-          const { message, body } = decoded.entry;
-          pending.messages.push({
-            deviceId: entry.deviceId,
-            channel: entry.channel,
-            msgId: message.msgId,
-            bootId: message.bootId,
-            seq: message.seq,
-            deviceTs: message.ts,
-            receivedAt: entry.receivedAt,
-            body,
-            clockSkew: isClockSkewed(message.ts, entry.receivedAt, clockSkewMaxMs),
-          });
-          pending.messageEntries.push(decoded.entry);
-          applyMessage(pending, decoded.entry, cached);
-          break;
-        }
-        case 'dead':
-          pending.deadLetters.push(entry.letter);
-          break;
-        case 'connection': {
-          const cached = cache.get(entry.deviceId);
-          if (!cached) break;
-          touch(pending, cached);
-          const change = applyConnection(cached.state, entry.connected, entry.at);
-          noteStatus(pending, cached, change, entry.connected ? 'connect' : 'disconnect');
-          refreshHealth(pending, cached, entry.at);
-          break;
-        }
-        case 'sweep':
-          applySweep(pending, now);
-          break;
-        case 'barrier':
-          break;
+      if (entry.kind === 'message' && !cache.has(entry.deviceId)) {
+        // Not enrolled, or revoked since it was queued: not even decoded.
+        entry.decoded = undefined;
+        dropped++;
+        metrics.dropped.inc({ reason: 'revoked' });
+        continue;
       }
+      const input = entry.kind === 'message' ? foldMessage(entry) : foldEntry(entry);
+      folded.push(input);
+      fold.apply(input);
+    }
+    const first = fold.result();
+    for (const reason of first.rejected) {
+      rejected++;
+      metrics.rejected.inc({ reason });
+    }
+    if (first.unknownDevice > 0) {
+      dropped += first.unknownDevice;
+      metrics.dropped.inc({ reason: 'revoked' }, first.unknownDevice);
     }
 
     const batch = used === taken.length ? taken : taken.slice(0, used);
     if (used < taken.length) queue = taken.slice(used).concat(queue);
 
-    const writes: DeviceLiveWrite[] = [];
-    for (const [id, documents] of pending.dirty) {
-      const cached = cache.get(id);
-      if (cached) writes.push({ state: cached.state, ...documents });
-    }
+    // Another writer on the database may have changed a device since this writer read it: the
+    // commit folds those devices again on their stored rows, and that result is what is kept.
+    let result: FoldResult = first;
+    let refolded = 0;
+    const reconcile: LiveReconcile = {
+      stale: (stored) => staleDevices(view, stored),
+      refold: (stored) => {
+        refolded = stored.length;
+        result = refoldOnto(first, view, stored, folded, now, thresholds);
+        return result.writes;
+      },
+    };
 
     const started = performance.now();
     let inserted: readonly boolean[];
@@ -684,9 +568,10 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
     let turnsBefore = 0;
     try {
       const commit = deps.store.commit({
-        messages: pending.messages,
-        deadLetters: pending.deadLetters,
-        devices: writes,
+        messages: first.messages,
+        deadLetters: first.deadLetters,
+        devices: first.writes,
+        reconcile,
       });
       // This turn's own work: a synchronous store has committed by now, a worker or a server has
       // the batch; the wait for it is not the event loop's (the batch size adapts to this).
@@ -703,11 +588,7 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
     } catch (error) {
       metrics.flushErrors.inc();
       logger.error({ err: error, rows: batch.length }, 'ingest batch could not be stored');
-      // Undo the in-memory changes: the database is the truth.
-      for (const [id, before] of pending.before) {
-        const cached = cache.get(id);
-        if (cached) cached.state = before;
-      }
+      // Nothing to undo: the fold's states are installed only after a commit (the database is the truth).
       const failure = error instanceof Error ? error : new Error(String(error));
       deps.onFlushError?.(failure);
       if (!stopping && deps.holdWrites?.()) {
@@ -717,6 +598,9 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
       for (const done of callbacks) done(failure);
       return;
     }
+    // A device removed while the batch committed stays removed.
+    for (const [id, device] of result.next) if (cache.has(id)) cache.set(id, device);
+    if (refolded > 0) metrics.reconciled.inc({}, refolded);
     const elapsed = performance.now() - started;
     flushes++;
     metrics.flushSeconds.observe(elapsed / 1000);
@@ -725,31 +609,27 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
     if (batch.length > maxBatchRows) maxBatchRows = batch.length;
     batchLimit = adaptBatchLimit(batchLimit, batch.length, spentMs, budgetMs, config.batchSize);
 
-    for (const entry of duplicateEntries) {
+    for (const channel of result.resent) {
       duplicates++;
-      metrics.duplicates.inc({ channel: entry.channel });
+      metrics.duplicates.inc({ channel });
     }
-    pending.messageEntries.forEach((entry, index) => {
-      const key = dedupeKey(entry.deviceId, entry.message.msgId);
+    result.stored.forEach((stored, index) => {
+      const row = result.messages[index];
+      if (!row) return;
+      const key = dedupeKey(row.deviceId, row.msgId);
       if (!inserted[index]) {
         duplicates++;
-        metrics.duplicates.inc({ channel: entry.channel });
+        metrics.duplicates.inc({ channel: stored.channel });
         rememberSent(key);
         return;
       }
       accepted++;
-      metrics.accepted.inc({ channel: entry.channel });
-      if (pending.messages[index]?.clockSkew) metrics.clockSkew.inc({ channel: entry.channel });
+      metrics.accepted.inc({ channel: stored.channel });
+      if (row.clockSkew) metrics.clockSkew.inc({ channel: stored.channel });
       rememberSent(key);
-      if (entry.channel === 'events') {
-        bus.publish('device.event', { deviceId: entry.deviceId, event: entry.message as DeviceEvent });
-      } else if (entry.channel === 'reply') {
-        deps.onReply?.(entry.deviceId, entry.message as Reply);
-      } else if (entry.channel === 'telemetry') {
-        deps.onTelemetry?.(entry.deviceId, entry.message as Telemetry, entry.receivedAt);
-      }
+      if (stored.announce) announce(stored.announce);
     });
-    for (const letter of pending.deadLetters) {
+    for (const letter of result.deadLetters) {
       bus.publish('ingest.rejected', {
         deviceId: letter.deviceId,
         topic: letter.topic,
@@ -757,7 +637,7 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
         detail: letter.detail,
       });
     }
-    for (const emit of pending.events) emit();
+    for (const event of result.events) publish(event);
 
     // Acks: held back while the queue is above the high-water mark (push back on every publisher).
     if (queue.length > config.highWater) {
@@ -791,7 +671,7 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
     async start() {
       if (started) return;
       started = true;
-      for (const state of await deps.store.loadLiveStates()) cache.set(state.id, remember(state));
+      for (const state of await deps.store.loadLiveStates()) cache.set(state.id, liveDeviceOf(state, deps.health));
     },
 
     async stop() {

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { DiskState } from './disk-monitor.ts';
 import { createMetricsRegistry } from './metrics.ts';
 import { assessReadiness, createReadiness, type ReadinessReadings } from './readiness.ts';
-import type { Timers } from './sweeper.ts';
+import type { Timers } from './time.ts';
 
 const MIB = 1024 * 1024;
 

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { fail, ok, type Result } from '@edgeloop/protocol';
 import type { ApiRole, ApiToken, ApiTokenRepository } from './db/repositories.ts';
-import type { Clock } from './ingest.ts';
 import { generateSecret, type SecretHasher } from './secrets.ts';
+import type { Clock } from './time.ts';
 
 /*
  * API bearer tokens: random 256-bit secrets stored as keyed hashes (see secrets.ts), with a role.

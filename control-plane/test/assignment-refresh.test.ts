@@ -2,7 +2,7 @@ import { type Desired, type ModelAssignment, topicFor, unwrap } from '@edgeloop/
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createAssignmentRefresher, refreshDue, refreshIntervalMs, sameAssignment } from '../src/assignment-refresh.ts';
 import { createMetricsRegistry } from '../src/metrics.ts';
-import type { Timers } from '../src/sweeper.ts';
+import type { Timers } from '../src/time.ts';
 import { eventually, startTestControlPlane, type TestControlPlane } from './harness.ts';
 import { createSigningKit, type SigningKit } from './model-fixtures.ts';
 

@@ -1,7 +1,7 @@
 import { unwrap } from '@edgeloop/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLOCK_FLOOR_MS, isClockSkewed } from '../src/apply-batch.ts';
 import { loadConfig } from '../src/config.ts';
-import { CLOCK_FLOOR_MS, isClockSkewed } from '../src/ingest.ts';
 import { SYSTEM, startTestControlPlane, type TestControlPlane } from './harness.ts';
 
 /*

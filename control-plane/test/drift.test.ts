@@ -4,7 +4,7 @@ import { CONFIDENCE_BINS, createApiClient, type SamplePolicyInput, type ServerEv
 import { afterEach, describe, expect, it } from 'vitest';
 import { runCli } from '../src/cli.ts';
 import type { BusMessage } from '../src/events.ts';
-import type { Timers } from '../src/sweeper.ts';
+import type { Timers } from '../src/time.ts';
 import { storeSampleIn } from './dataset-fixtures.ts';
 import { eventually, SYSTEM, startTestControlPlane, type TestControlPlane, type TestDevice } from './harness.ts';
 

@@ -5,7 +5,7 @@ import { serviceGate } from '../../test-services.ts';
 import { createEventRelay, EVENT_RELAY_CHANNEL, type EventRelay, splitParts } from '../src/event-relay.ts';
 import { type BusMessage, createEventBus, type EventBus } from '../src/events.ts';
 import { createMetricsRegistry, type MetricsRegistry } from '../src/metrics.ts';
-import { systemTimers } from '../src/sweeper.ts';
+import { systemTimers } from '../src/time.ts';
 import { eventually, sseEvent, startTestControlPlane, type TestControlPlane } from './harness.ts';
 import { admin, scratchDatabase } from './postgres-service.ts';
 

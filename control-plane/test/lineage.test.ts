@@ -3,7 +3,7 @@ import { type EvaluationMetrics, type ModelView, type ReleaseLineage, unwrap } f
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../src/cli.ts';
 import type { RetrainingRunRecord } from '../src/db/repositories.ts';
-import type { Timers } from '../src/sweeper.ts';
+import type { Timers } from '../src/time.ts';
 import { storeSampleIn, untar } from './dataset-fixtures.ts';
 import { startTestControlPlane, type TestControlPlane, type TestToken } from './harness.ts';
 import { createSigningKit, type SigningKit } from './model-fixtures.ts';

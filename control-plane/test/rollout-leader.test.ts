@@ -5,7 +5,7 @@ import { createPostgresStore, type PostgresStore } from '../src/db/postgres/stor
 import { createEventBus } from '../src/events.ts';
 import { createMetricsRegistry } from '../src/metrics.ts';
 import { createRolloutEngine, ROLLOUT_LEADER_LOCK_KEY, type RolloutEngine } from '../src/rollouts/engine.ts';
-import type { Timers } from '../src/sweeper.ts';
+import type { Timers } from '../src/time.ts';
 import { admin, scratchDatabase } from './postgres-service.ts';
 
 const postgres = serviceGate('postgres');

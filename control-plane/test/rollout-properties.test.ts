@@ -1,7 +1,7 @@
 import { type ModelView, type RolloutView, unwrap } from '@edgeloop/protocol';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Timers } from '../src/sweeper.ts';
+import type { Timers } from '../src/time.ts';
 import { eventually, startTestControlPlane, type TestControlPlane } from './harness.ts';
 import { createSigningKit, type SigningKit } from './model-fixtures.ts';
 import { createVirtualFleet } from './virtual-fleet.ts';

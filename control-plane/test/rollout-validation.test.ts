@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { type EvaluationMetrics, type ModelView, unwrap } from '@edgeloop/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../src/cli.ts';
-import type { Timers } from '../src/sweeper.ts';
+import type { Timers } from '../src/time.ts';
 import { storeSampleIn, untar } from './dataset-fixtures.ts';
 import { startTestControlPlane, type TestControlPlane, type TestToken } from './harness.ts';
 import { createSigningKit, type SigningKit } from './model-fixtures.ts';

@@ -1,7 +1,7 @@
 import { type ModelView, type RolloutSpecInput, type RolloutView, unwrap, type VerdictView } from '@edgeloop/protocol';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { serviceGate } from '../../test-services.ts';
-import type { Timers } from '../src/sweeper.ts';
+import type { Timers } from '../src/time.ts';
 import { startTestControlPlane, type TestControlPlane } from './harness.ts';
 import { createSigningKit, type SigningKit } from './model-fixtures.ts';
 import { admin, type ScratchDatabase, scratchDatabase } from './postgres-service.ts';

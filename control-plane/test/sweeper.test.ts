@@ -10,7 +10,8 @@ import { createSqliteStore, type SqliteStore } from '../src/db/sqlite/store.ts';
 import { type BusMessage, createEventBus } from '../src/events.ts';
 import { createIngestWriter, type IngestWriter } from '../src/ingest.ts';
 import { createMetricsRegistry } from '../src/metrics.ts';
-import { createHealthSweeper, createPeriodicTask, createRetentionPruner, type Timers } from '../src/sweeper.ts';
+import { createHealthSweeper, createPeriodicTask, createRetentionPruner } from '../src/sweeper.ts';
+import type { Timers } from '../src/time.ts';
 import { SYSTEM } from './harness.ts';
 
 const T0 = 1_800_000_000_000;

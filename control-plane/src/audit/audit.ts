@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
 import type { AuditRepository, NewAuditEntry } from '../db/audit.ts';
 import type { Counter } from '../metrics.ts';
-import { createPeriodicTask, drainInChunks, type Timers } from '../sweeper.ts';
+import { createPeriodicTask, drainInChunks } from '../sweeper.ts';
+import type { Timers } from '../time.ts';
 
 /*
  * The audit log's writer. Entries are appended after the change they describe succeeded (the HTTP

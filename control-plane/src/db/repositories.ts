@@ -304,11 +304,30 @@ export type ApiTokenRepository = {
   activeAdminCount(): Promise<number>;
 };
 
+/**
+ * How a commit keeps live state right when several writers share one database (replicas on one
+ * PostgreSQL, or two processes on one SQLite file). Inside the transaction, with the rows of
+ * batch.devices locked, the repository asks which rows another writer changed since the batch was
+ * folded; for those it reads the rows whole and stores refold()'s writes instead, so the batch's
+ * messages are ordered against the newest state by the rules of device-state.ts, whoever wrote it.
+ */
+export type LiveReconcile = {
+  /** Ids of the (locked) rows that differ from the states the batch was folded from. */
+  stale(stored: readonly DeviceLiveState[]): readonly string[];
+  /**
+   * Called with those rows whole (locked); returns the device writes to store instead of
+   * batch.devices: the stale devices folded again on their rows, the others as they were.
+   */
+  refold(stored: readonly LoadedLiveState[]): readonly DeviceLiveWrite[];
+};
+
 /** One flush of the ingest writer: everything in it commits in one transaction, or nothing does. */
 export type IngestBatch = {
   readonly messages: readonly NewMessage[];
   readonly deadLetters: readonly NewDeadLetter[];
   readonly devices: readonly DeviceLiveWrite[];
+  /** Absent: this batch's device writes are stored as they are (a store with one writer). */
+  readonly reconcile?: LiveReconcile;
 };
 
 export type IngestRepository = {

@@ -31,10 +31,9 @@ import type {
 } from '../db/repositories.ts';
 import { selectorKey } from '../db/sample-policies.ts';
 import type { EventBus } from '../events.ts';
-import type { Clock } from '../ingest.ts';
 import type { MetricsRegistry } from '../metrics.ts';
 import { effectivePolicy, sameJson } from '../samples/policy-selectors.ts';
-import type { Timers } from '../sweeper.ts';
+import type { Clock, Timers } from '../time.ts';
 import {
   addPipelineTo,
   advance,

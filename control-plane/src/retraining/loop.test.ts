@@ -10,7 +10,7 @@ import { createDatasetService } from '../datasets/service.ts';
 import { createSqliteStore, type SqliteStore } from '../db/sqlite/store.ts';
 import { createMetricsRegistry } from '../metrics.ts';
 import { createBlobStore } from '../models/blob-store.ts';
-import type { Timers } from '../sweeper.ts';
+import type { Timers } from '../time.ts';
 import { createRetrainingLoop } from './loop.ts';
 import { createRetrainingService } from './service.ts';
 import { createWebhookDeliverer } from './webhook.ts';

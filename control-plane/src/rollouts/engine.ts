@@ -17,7 +17,7 @@ import type {
 import type { EventBus } from '../events.ts';
 import type { DesiredChange } from '../fleet.ts';
 import type { MetricsRegistry } from '../metrics.ts';
-import type { Timers } from '../sweeper.ts';
+import type { Timers } from '../time.ts';
 import { createExecutors, type Executors, executeSteps, StaleRolloutError } from './executors.ts';
 import { buildDeviceFacts, type DesiredModelFact, desiredModelFact, repairSteps, toRolloutState } from './facts.ts';
 import type { DeviceWindow, ValidationEvidence } from './gates.ts';

@@ -7,7 +7,7 @@ import type {
 } from '@edgeloop/protocol';
 import type { DeviceRepository, SamplePolicyRepository } from '../db/repositories.ts';
 import type { Fleet } from '../fleet.ts';
-import type { Clock } from '../ingest.ts';
+import type { Clock } from '../time.ts';
 import { effectivePolicy, sameJson } from './policy-selectors.ts';
 
 /*

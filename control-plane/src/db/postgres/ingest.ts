@@ -1,17 +1,56 @@
-import { and, eq, isNull } from 'drizzle-orm';
-import type { IngestRepository } from '../repositories.ts';
+import { and, asc, eq, inArray, isNull } from 'drizzle-orm';
+import { liveColumnsOf, liveStateOf } from '../live-rows.ts';
+import type { DeviceLiveWrite, IngestBatch, IngestRepository } from '../repositories.ts';
+import { toLiveState } from '../rows.ts';
 import type { PostgresDb } from './database.ts';
 import { deadLetters, devices, messages } from './schema.ts';
 
+type Tx = Parameters<Parameters<PostgresDb['transaction']>[0]>[0];
+
+const liveColumns = liveColumnsOf(devices);
+
 /**
- * The ingest writer's one write path on PostgreSQL: one transaction per batch, messages in one
- * multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING (which rows were new), then dead letters
- * and one UPDATE per changed device.
+ * Several replicas write device rows on one database. The batch's devices are locked first, in
+ * id order (two replicas never wait on each other in a cycle), FOR NO KEY UPDATE (what the UPDATE
+ * takes anyway; the messages' foreign-key checks, FOR KEY SHARE, do not wait on it). A row that
+ * differs from what this writer folded from was written by another replica: it is read whole and
+ * the batch's entries of that device are folded again on it (LiveReconcile), under the lock, so
+ * the ordering rules decide against the newest state and the UPDATE cannot overwrite it with an
+ * older one. Why not one conditional UPDATE per column group: the rules (boots ordered by first
+ * sight in a ring, a will last in its session, births and wills that promote a boot, the fallback
+ * for statuses without a session) are not a comparison of stored columns; in SQL they would be a
+ * second copy of device-state.ts per dialect. The lock gives the same guarantee with one copy.
+ */
+async function lockedWrites(tx: Tx, batch: IngestBatch): Promise<readonly DeviceLiveWrite[]> {
+  const { reconcile } = batch;
+  if (!reconcile || batch.devices.length === 0) return batch.devices;
+  const ids = batch.devices.map((write) => write.state.id);
+  const locked = await tx
+    .select(liveColumns)
+    .from(devices)
+    .where(and(inArray(devices.id, ids), isNull(devices.revokedAt)))
+    .orderBy(asc(devices.id))
+    .for('no key update');
+  const stale = reconcile.stale(locked.map(liveStateOf));
+  if (stale.length === 0) return batch.devices;
+  const rows = await tx
+    .select()
+    .from(devices)
+    .where(inArray(devices.id, [...stale]));
+  return reconcile.refold(rows.map(toLiveState));
+}
+
+/**
+ * The ingest writer's one write path on PostgreSQL: one transaction per batch: the devices' rows
+ * locked and reconciled with other writers (lockedWrites), messages in one multi-row INSERT ...
+ * ON CONFLICT DO NOTHING RETURNING (which rows were new: dedupe is the unique index), then dead
+ * letters and one UPDATE per changed device.
  */
 export function createPostgresIngestRepository(db: PostgresDb): IngestRepository {
   return {
     async commit(batch) {
       return db.transaction(async (tx) => {
+        const writes = await lockedWrites(tx, batch);
         const inserted = new Array<boolean>(batch.messages.length).fill(false);
         if (batch.messages.length > 0) {
           const returned = await tx
@@ -27,7 +66,7 @@ export function createPostgresIngestRepository(db: PostgresDb): IngestRepository
           });
         }
         if (batch.deadLetters.length > 0) await tx.insert(deadLetters).values([...batch.deadLetters]);
-        for (const write of batch.devices) {
+        for (const write of writes) {
           const { state } = write;
           await tx
             .update(devices)

@@ -1,5 +1,14 @@
-import { type DriverValueEncoder, Param, Placeholder, sql } from 'drizzle-orm';
-import type { DeviceLiveState, IngestBatch, IngestRepository, NewDeadLetter, NewMessage } from '../repositories.ts';
+import { and, type DriverValueEncoder, inArray, isNull, Param, Placeholder, sql } from 'drizzle-orm';
+import { liveColumnsOf, liveStateOf } from '../live-rows.ts';
+import type {
+  DeviceLiveState,
+  DeviceLiveWrite,
+  IngestBatch,
+  IngestRepository,
+  NewDeadLetter,
+  NewMessage,
+} from '../repositories.ts';
+import { toLiveState } from '../rows.ts';
 import type { SqliteDb } from './database.ts';
 import { deadLetters, devices, messages } from './schema.ts';
 import { createWalCheckpointer } from './wal-checkpointer.ts';
@@ -157,13 +166,10 @@ export function createSqliteIngestRepository(
       .set({ reported: p('reported') as unknown })
       .where(activeDevice),
   );
-  const encode = (batch: IngestBatch): EncodedBatch => {
-    const encoded: EncodedBatch = { message: [], deadLetter: [], live: [], telemetry: [], reported: [] };
-    for (const row of batch.messages) encoded.message.push(message.encode(row));
-    for (const letter of batch.deadLetters) encoded.deadLetter.push(deadLetter.encode(letter));
-    for (const write of batch.devices) {
+  const encodeDevices = (writes: readonly DeviceLiveWrite[], into: EncodedBatch) => {
+    for (const write of writes) {
       const { state } = write;
-      encoded.live.push(
+      into.live.push(
         live.encode({
           ...state,
           bootIds: JSON.stringify(state.bootIds),
@@ -172,11 +178,53 @@ export function createSqliteIngestRepository(
         }),
       );
       if (write.telemetry !== undefined)
-        encoded.telemetry.push(telemetry.encode({ id: state.id, telemetry: write.telemetry }));
-      if (write.reported !== undefined)
-        encoded.reported.push(reported.encode({ id: state.id, reported: write.reported }));
+        into.telemetry.push(telemetry.encode({ id: state.id, telemetry: write.telemetry }));
+      if (write.reported !== undefined) into.reported.push(reported.encode({ id: state.id, reported: write.reported }));
     }
+  };
+  const encode = (batch: IngestBatch): EncodedBatch => {
+    const encoded: EncodedBatch = { message: [], deadLetter: [], live: [], telemetry: [], reported: [] };
+    for (const row of batch.messages) encoded.message.push(message.encode(row));
+    for (const letter of batch.deadLetters) encoded.deadLetter.push(deadLetter.encode(letter));
+    encodeDevices(batch.devices, encoded);
     return encoded;
+  };
+
+  /*
+   * Another writer on the file (a second process): PRAGMA data_version changes when another
+   * connection committed, and only then. The transaction is IMMEDIATE (it holds the write lock
+   * from its first statement, so what it reads stays true until it commits). Once the version
+   * moved, every device this writer knows may be stale, not only those of the batch that noticed:
+   * `verified` then holds the devices whose rows were read or written since the last move, and a
+   * batch reads the rows of the others and reconciles them as on PostgreSQL (db/postgres/ingest.ts).
+   * With one writer, the usual case, the version never moves and that costs one pragma a batch.
+   */
+  const dataVersion = db.$client.prepare('PRAGMA data_version').pluck();
+  let knownVersion = dataVersion.get();
+  /** null: no other connection has committed since start, so every row is as this writer left it. */
+  let verified: Set<string> | null = null;
+  const liveRow = liveColumnsOf(devices);
+  const reconciled = (batch: IngestBatch, encoded: EncodedBatch, moved: boolean): EncodedBatch => {
+    const { reconcile } = batch;
+    if (!reconcile || (!moved && !verified)) return encoded;
+    const ids: string[] = [];
+    for (const write of batch.devices) if (moved || !verified?.has(write.state.id)) ids.push(write.state.id);
+    if (ids.length === 0) return encoded;
+    const rows = db
+      .select(liveRow)
+      .from(devices)
+      .where(and(inArray(devices.id, ids), isNull(devices.revokedAt)))
+      .all();
+    const stale = reconcile.stale(rows.map(liveStateOf));
+    if (stale.length === 0) return encoded;
+    const whole = db
+      .select()
+      .from(devices)
+      .where(inArray(devices.id, [...stale]))
+      .all();
+    const again: EncodedBatch = { ...encoded, live: [], telemetry: [], reported: [] };
+    encodeDevices(reconcile.refold(whole.map(toLiveState)), again);
+    return again;
   };
 
   const prepared = {
@@ -186,19 +234,29 @@ export function createSqliteIngestRepository(
     telemetry: db.$client.prepare(telemetry.sql),
     reported: db.$client.prepare(reported.sql),
   };
-  const commitHere = db.$client.transaction((batch: EncodedBatch): boolean[] => {
+  const commitHere = db.$client.transaction((source: IngestBatch, encoded: EncodedBatch) => {
+    const version = dataVersion.get();
+    const batch = reconciled(source, encoded, version !== knownVersion);
     const inserted = new Array<boolean>(batch.message.length);
     for (let i = 0; i < batch.message.length; i++) inserted[i] = prepared.message.run(batch.message[i]).changes > 0;
     for (const row of batch.deadLetter) prepared.deadLetter.run(row);
     for (const row of batch.live) prepared.live.run(row);
     for (const row of batch.telemetry) prepared.telemetry.run(row);
     for (const row of batch.reported) prepared.reported.run(row);
-    return inserted;
+    return { inserted, version };
   });
+
+  /** Only once committed: a batch rolled back leaves the writer's states (and what is verified) as they were. */
+  const noteCommitted = (batch: IngestBatch, version: unknown) => {
+    if (version !== knownVersion) verified = new Set();
+    knownVersion = version;
+    if (verified) for (const write of batch.devices) verified.add(write.state.id);
+  };
 
   return {
     async commit(batch) {
-      const inserted = commitHere(encode(batch));
+      const { inserted, version } = commitHere.immediate(batch, encode(batch));
+      noteCommitted(batch, version);
       if (committedRows < CHECKPOINTER_AFTER_ROWS) {
         committedRows += batch.messages.length + batch.deadLetters.length;
         if (committedRows >= CHECKPOINTER_AFTER_ROWS) checkpointer.start();
