@@ -107,12 +107,16 @@ export type FleetBroker = {
    * backlog under load and overflow the stack (moscajs/aedes#193). Returns the unsubscribe.
    */
   subscribe(filter: string, handler: (topic: string, payload: Buffer) => void): Promise<() => Promise<void>>;
-  /** Sends a command and waits for its reply. */
+  /**
+   * Sends a command and waits for its reply. `onPublished` runs once the broker has the command,
+   * before the wait (a rotation hands the new secret to a broker that keeps its own copy there).
+   */
   sendCommand(
     deviceId: string,
     command: CommandRequest,
     timeoutMs: number,
     signal?: AbortSignal,
+    onPublished?: () => Promise<void>,
   ): Promise<Result<Reply, CommandError>>;
   close(): Promise<void>;
 };
@@ -451,7 +455,7 @@ export async function createBroker(deps: BrokerDeps): Promise<ControlBroker> {
         retain: true,
       });
     },
-    async sendCommand(deviceId, request, timeoutMs, signal) {
+    async sendCommand(deviceId, request, timeoutMs, signal, onPublished) {
       if (!isLive(liveClient(deviceId))) return fail('offline', `device ${deviceId} is not connected`);
       const now = deps.clock.now();
       const command: Command = {
@@ -468,6 +472,7 @@ export async function createBroker(deps: BrokerDeps): Promise<ControlBroker> {
         qos: 1,
         retain: false,
       });
+      await onPublished?.();
       const answer = await reply;
       if (answer) return ok(answer);
       if (signal?.aborted) return fail('timeout', 'the request was cancelled before the device replied');

@@ -73,8 +73,8 @@ export type DeviceSecretsDeps = {
   /**
    * A broker that keeps its own copy of device passwords (Mosquitto's dynamic security; one per
    * client, and changing it disconnects the device) gets a rotation's new one once the device
-   * shows it has it: here, at the promotion (its first HTTP use); the fleet does it when the
-   * device applied the rotation command. Absent: the broker asks `check`.
+   * may have it: here, at the promotion (its first HTTP use); the fleet does it as it delivers
+   * the rotation command. Absent: the broker asks `check`.
    */
   readonly access?: Pick<DeviceAccess, 'setPassword'>;
 };

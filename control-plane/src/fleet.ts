@@ -11,7 +11,7 @@ import {
   ROTATE_CREDENTIALS_COMMAND,
   type SetDesiredRequest,
 } from '@edgeloop/protocol';
-import type { CommandError, CommandRequest } from './broker.ts';
+import type { CommandError, CommandRequest, FleetBroker } from './broker.ts';
 import type { DeviceRecord, DeviceRepository, SamplePolicyRepository } from './db/repositories.ts';
 import type { EventBus } from './events.ts';
 import type { Clock } from './ingest.ts';
@@ -33,16 +33,7 @@ export type FleetDeps = {
   readonly bus: EventBus;
   readonly clock: Clock;
   readonly live: { addDevice(id: string, enrolledAt: number): void; removeDevice(id: string): void };
-  readonly broker: {
-    kick(deviceId: string): Promise<void>;
-    publishDesired(deviceId: string, desired: Desired): Promise<void>;
-    sendCommand(
-      deviceId: string,
-      command: CommandRequest,
-      timeoutMs: number,
-      signal?: AbortSignal,
-    ): Promise<Result<Reply, CommandError>>;
-  };
+  readonly broker: Pick<FleetBroker, 'kick' | 'publishDesired' | 'sendCommand'>;
   readonly mqttEndpoint: () => MqttEndpoint;
   /** The broker's own record of device credentials (an external broker's); none for the embedded one. */
   readonly deviceAccess?: DeviceAccess;
@@ -70,7 +61,7 @@ export type DeviceAccess = {
   provision(deviceId: string, password: string): Promise<void>;
   /** Takes the login away; the broker disconnects the device at once. */
   revoke(deviceId: string): Promise<void>;
-  /** A rotation's new password replaces the old one on the broker, once the device has it (it is disconnected). */
+  /** A rotation's new password replaces the old one on the broker (the device is disconnected). */
   setPassword(deviceId: string, password: string): Promise<void>;
 };
 
@@ -209,15 +200,15 @@ export function createFleet(deps: FleetDeps): Fleet {
       return desired;
     },
 
-    async sendCommand(id, command, timeoutMs, signal) {
-      const sent = await deps.broker.sendCommand(id, command, timeoutMs, signal);
+    sendCommand(id, command, timeoutMs, signal) {
       const password = command.args?.password;
-      // The device holds the rotated secret now: a broker with its own copy of it gets it (and
-      // drops the session, which comes back with the new one).
-      if (sent.ok && sent.value.ok && command.name === ROTATE_CREDENTIALS_COMMAND && typeof password === 'string') {
-        await access.setPassword(id, password);
+      if (command.name !== ROTATE_CREDENTIALS_COMMAND || typeof password !== 'string') {
+        return deps.broker.sendCommand(id, command, timeoutMs, signal);
       }
-      return sent;
+      // A broker with its own copy of the secret (Mosquitto's dynsec: one password per client)
+      // takes the new one once the command is with it, before the agent logs in again with it;
+      // the change drops the session, which the agent is replacing anyway.
+      return deps.broker.sendCommand(id, command, timeoutMs, signal, () => access.setPassword(id, password));
     },
 
     async republishDesired() {

@@ -1,4 +1,16 @@
-import { encode, messageId, ReadyzResponse, topicFor, unwrap } from '@edgeloop/protocol';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  decode,
+  encode,
+  messageId,
+  ReadyzResponse,
+  ROTATE_CREDENTIALS_COMMAND,
+  RotateCredentialsArgs,
+  topicFor,
+  unwrap,
+} from '@edgeloop/protocol';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultReplicaId, topicMatches } from '../src/external-broker/external-broker.ts';
@@ -90,6 +102,33 @@ describe.skipIf(missing !== null)('a control plane on an external Mosquitto (--b
     await broker?.stop();
   });
 
+  it('fails to start with a clear error when the broker refuses the control plane or is not there', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'edgeloop-ext-refused-'));
+    try {
+      await expect(
+        startTestControlPlane({
+          dataDir,
+          brokerUrl: broker.url,
+          brokerUsername: broker.admin.username,
+          brokerPassword: 'not-the-password',
+          replicaId: 'external-test-refused',
+        }),
+      ).rejects.toThrow(
+        new RegExp(`^cannot connect to the broker at ${broker.url}: .*(Bad username or password|Not authorized)`),
+      );
+      await expect(
+        startTestControlPlane({
+          dataDir,
+          brokerUrl: 'mqtt://127.0.0.1:1',
+          brokerPassword: 'whatever-password',
+          replicaId: 'external-test-absent',
+        }),
+      ).rejects.toMatchObject({ name: 'ExternalBrokerError', code: 'external_broker_unavailable' });
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
   it('tells devices the external broker at enrollment and is ready once connected to it', async () => {
     expect(t.started.mqttUrl).toBe(broker.url);
     expect(t.started.mqttTlsUrl).toBeNull();
@@ -174,5 +213,58 @@ describe.skipIf(missing !== null)('a control plane on an external Mosquitto (--b
     const again = await tryConnect({ clientId: 'ext-revoked', username: 'ext-revoked', password: d.password });
     expect('error' in again && again.error.code).toBe(5);
     expect(t.cp.internals.ingest.knows('ext-revoked')).toBe(false);
+  });
+
+  it('hands a rotated secret to Mosquitto as it delivers it: the agent logs in with the new one, the old one is refused', async () => {
+    const enrolled = await t.enroll('ext-rotate');
+    const old = enrolled.credentials.password;
+    const bootId = newBootId();
+    let seq = 1;
+    // What edgeloop-agent does with rotate-credentials: a new session with the new secret, then the answer on it.
+    const login = async (password: string): Promise<MqttClient> => {
+      const client = await t.connect('ext-rotate', password);
+      client.on('message', (_topic, payload) => {
+        const command = decode('cmd', payload);
+        if (!command.ok || command.value.name !== ROTATE_CREDENTIALS_COMMAND) return;
+        const args = RotateCredentialsArgs.parse(command.value.args);
+        void (async () => {
+          await client.endAsync(true);
+          const next = await login(args.password);
+          seq++;
+          const reply = encode('reply', {
+            msgId: messageId(bootId, seq),
+            bootId,
+            seq,
+            ts: Date.now(),
+            requestId: command.value.requestId,
+            ok: true,
+            data: { reconnected: true },
+          });
+          await next.publishAsync(topicFor('ext-rotate', 'reply'), reply, { qos: 1 });
+        })().catch(() => undefined);
+      });
+      await client.subscribeAsync(topicFor('ext-rotate', 'cmd'), { qos: 1 });
+      return client;
+    };
+    const first = await login(old);
+    await first.publishAsync(
+      topicFor('ext-rotate', 'status'),
+      encode('status', {
+        msgId: messageId(bootId, 1),
+        bootId,
+        seq: 1,
+        ts: Date.now(),
+        state: 'online',
+        reason: 'birth',
+      }),
+      { qos: 1 },
+    );
+    await eventually(() => t.cp.internals.broker.isConnected('ext-rotate'));
+    const rotated = await unwrap(t.client.devices.rotateCredentials('ext-rotate'));
+    expect(rotated.delivery).toEqual({ state: 'applied' });
+    const withOld = await tryConnect({ clientId: 'ext-rotate', username: 'ext-rotate', password: old });
+    expect('error' in withOld && withOld.error.code).toBe(5);
+    const withNew = await tryConnect({ clientId: 'ext-rotate', username: 'ext-rotate', password: rotated.password });
+    expect('client' in withNew).toBe(true);
   });
 });

@@ -335,7 +335,10 @@ export function createExternalBroker(deps: ExternalBrokerDeps): ExternalBroker {
 
     async start() {
       for (const id of await deps.onlineDevices()) online.add(id);
-      client = await connectClient();
+      client = await connectClient().catch((error: unknown) => {
+        unsubscribeBus();
+        throw error;
+      });
       try {
         await deps.prepare?.(client);
         const granted = await client.subscribeAsync(replyFilter, { qos: 0 }).catch((error: Error) => {
@@ -365,6 +368,8 @@ export function createExternalBroker(deps: ExternalBrokerDeps): ExternalBroker {
           });
         });
       } catch (error) {
+        unsubscribeBus();
+        subscriber?.kill();
         await client.endAsync(true).catch(() => undefined);
         client = null;
         subscriber = null;
@@ -399,7 +404,7 @@ export function createExternalBroker(deps: ExternalBrokerDeps): ExternalBroker {
       };
     },
 
-    async sendCommand(deviceId, request, timeoutMs, signal) {
+    async sendCommand(deviceId, request, timeoutMs, signal, onPublished) {
       if (!online.has(deviceId)) return fail('offline', `device ${deviceId} is not connected`);
       const now = clock.now();
       const command: Command = {
@@ -411,6 +416,7 @@ export function createExternalBroker(deps: ExternalBrokerDeps): ExternalBroker {
       };
       const reply = waiters.wait(deviceId, command.requestId, timeoutMs, signal);
       await publish(topicFor(deviceId, 'cmd'), encode('cmd', command), false);
+      await onPublished?.();
       const answer = await reply;
       if (answer) return ok(answer);
       if (signal?.aborted) return fail('timeout', 'the request was cancelled before the device replied');
