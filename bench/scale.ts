@@ -11,9 +11,9 @@
 //   bare     the bare counter alone ($share/bare/...), no replica subscribed at all;
 //   1, 2, 3  replica 1 starts, then replica 2 joins it, then replica 3: a replica keeps running
 //            into the next phase and every phase waits until all its messages are stored, so no
-//            stopped session ever exists to queue a phase's share (Mosquitto hands an offline
-//            member of a shared subscription its round-robin share without dynsec) and no phase
-//            starts with another's backlog.
+//            stopped session ever exists to queue a phase's share (Mosquitto 2.0.11 hands an
+//            offline member of a shared subscription its round-robin share, queued in its session)
+//            and no phase starts with another's backlog.
 // Mosquitto runs with max_queued_messages 0: its default (1000 queued per client beyond those in
 // flight) drops a lagging subscriber's messages, and a replica under a flood lags.
 //
