@@ -55,7 +55,16 @@ async function waitForPort(port: number, child: ChildProcess, log: () => string)
   }
 }
 
-export async function startDynsecMosquitto(): Promise<DynsecMosquitto> {
+export type DynsecMosquittoOptions = {
+  /**
+   * More mosquitto.conf lines. bench:scale sets `max_queued_messages 0`: by default Mosquitto
+   * queues at most 1000 messages per client beyond those in flight and drops the rest, so a
+   * subscriber that lags (an ingest replica under a flood) would lose messages.
+   */
+  readonly extraConfig?: readonly string[];
+};
+
+export async function startDynsecMosquitto(options: DynsecMosquittoOptions = {}): Promise<DynsecMosquitto> {
   const missing = mosquittoMissing();
   if (missing) throw new Error(missing);
   const dir = mkdtempSync(join(tmpdir(), 'edgeloop-mosquitto-'));
@@ -82,6 +91,7 @@ export async function startDynsecMosquitto(): Promise<DynsecMosquitto> {
       'log_dest stderr',
       'log_type error',
       'log_type warning',
+      ...(options.extraConfig ?? []),
       '',
     ].join('\n'),
   );
