@@ -21,6 +21,7 @@ const SCRIPTS = [
   'bench:drift',
   'bench:mqtt-front',
   'bench:console',
+  'bench:scale',
 ];
 const chosen = process.env.BENCH_ALL ? process.env.BENCH_ALL.split(',').map((s) => s.trim()) : SCRIPTS;
 for (const name of chosen)

@@ -64,6 +64,9 @@ persistence true
 persistence_location $work/mosquitto/
 plugin $plugin
 plugin_opt_config_file $work/mosquitto/dynamic-security.json
+# Mosquitto keeps 1,000 queued messages per session by default and drops the rest: a replica that
+# lags or restarts must find all of its share waiting.
+max_queued_messages 1000000
 log_dest file $work/mosquitto/mosquitto.log
 EOF
 # As root, Mosquitto would switch to the mosquitto user, who cannot read the temp dir.
