@@ -15,8 +15,9 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultReplicaId, topicMatches } from '../src/external-broker/external-broker.ts';
 import { brokerEndpoint } from '../src/external-broker/open.ts';
+import { closed, startOnDynsecMosquitto } from './external-broker-harness.ts';
 import { eventually, newBootId, SYSTEM, startTestControlPlane, type TestControlPlane } from './harness.ts';
-import { type DynsecMosquitto, mosquittoMissing, startDynsecMosquitto } from './mosquitto-dynsec.ts';
+import { type DynsecMosquitto, mosquittoMissing } from './mosquitto-dynsec.ts';
 
 /*
  * `edgeloop serve --broker-url` (issue 11 §3) against a real Mosquitto 2 with dynamic security of
@@ -80,20 +81,8 @@ describe.skipIf(missing !== null)('a control plane on an external Mosquitto (--b
       client.on('error', () => {});
     });
 
-  const closed = (client: MqttClient) =>
-    new Promise<void>((resolve) => {
-      if (!client.connected) resolve();
-      client.once('close', () => resolve());
-    });
-
   beforeAll(async () => {
-    broker = await startDynsecMosquitto();
-    t = await startTestControlPlane({
-      brokerUrl: broker.url,
-      brokerUsername: broker.admin.username,
-      brokerPassword: broker.admin.password,
-      replicaId: 'external-test-1',
-    });
+    ({ broker, t } = await startOnDynsecMosquitto('external-test-1'));
   }, 30_000);
 
   afterAll(async () => {

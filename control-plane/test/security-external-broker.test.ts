@@ -1,8 +1,9 @@
 import { encode, messageId, topicFor, unwrap } from '@edgeloop/protocol';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually, newBootId, SYSTEM, startTestControlPlane, type TestControlPlane } from './harness.ts';
-import { type DynsecMosquitto, mosquittoMissing, startDynsecMosquitto } from './mosquitto-dynsec.ts';
+import { closed, startOnDynsecMosquitto } from './external-broker-harness.ts';
+import { eventually, newBootId, SYSTEM, type TestControlPlane } from './harness.ts';
+import { type DynsecMosquitto, mosquittoMissing } from './mosquitto-dynsec.ts';
 
 /*
  * security.test.ts's MQTT checks, in Mosquitto mode (--broker-url, --broker-auth dynsec): the
@@ -49,20 +50,8 @@ describe.skipIf(missing !== null)('MQTT security on an external Mosquitto with d
     }
   };
 
-  const closed = (client: MqttClient) =>
-    new Promise<void>((resolve) => {
-      if (!client.connected) resolve();
-      client.once('close', () => resolve());
-    });
-
   beforeAll(async () => {
-    broker = await startDynsecMosquitto();
-    t = await startTestControlPlane({
-      brokerUrl: broker.url,
-      brokerUsername: broker.admin.username,
-      brokerPassword: broker.admin.password,
-      replicaId: 'external-security-1',
-    });
+    ({ broker, t } = await startOnDynsecMosquitto('external-security-1'));
   }, 30_000);
 
   afterAll(async () => {
