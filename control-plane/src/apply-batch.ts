@@ -53,7 +53,9 @@ import {
  * The same fold runs a second time inside a commit when another writer (a replica on the same
  * PostgreSQL database) changed a device's row since this writer read it: refoldOnto() applies the
  * batch's entries of those devices to the rows as stored (locked), so the ordering rules of
- * device-state.ts decide on the newest state whoever wrote it.
+ * device-state.ts decide on the newest state whoever wrote it. And where the batch made a boot
+ * current (`promoted`), the commit finds that boot's newest telemetry / reported stored before
+ * (promotedBoots) and applyStoredOfBoots() applies them through the same handlers.
  */
 
 /** A device as the fold sees it: its live state and a digest of its latest telemetry (health). */

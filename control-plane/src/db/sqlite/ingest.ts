@@ -228,7 +228,9 @@ export function createSqliteIngestRepository(
     return again;
   };
 
-  // The newest stored message of a channel of a boot past a seq (-1: any), for BootCatchUp.
+  // The newest stored message of a channel of a boot past a seq (-1: any), for BootCatchUp. Not a
+  // msgId range of the (device, msgId) index: the protocol does not make msgId start with bootId
+  // (only the agent's messageId does), so the rows are found by boot_id, on the device's channel.
   const newestOfBoot = db.$client.prepare<[string, string, string, number], { body: string; receivedAt: number }>(
     `SELECT body, received_at AS receivedAt FROM messages
       WHERE device_id = ? AND channel = ? AND boot_id = ? AND seq > ? ORDER BY seq DESC LIMIT 1`,
