@@ -2,10 +2,12 @@ import { type DeviceToCloudChannel, decode, encode, type MessageInputOf } from '
 import { describe, expect, it } from 'vitest';
 import {
   applyBatch,
+  applyStoredOfBoots,
   type FoldEntry,
   type FoldThresholds,
   type LiveDevice,
   type LiveView,
+  promotedBoots,
   refoldOnto,
   sameLiveState,
   staleDevices,
@@ -208,5 +210,72 @@ describe('reconciling with another writer', () => {
     expect(result.events.filter((e) => e.data.deviceId === 'cam-1' && e.type === 'device.online')).toEqual([]);
     // Rows and counts do not depend on states.
     expect(result.messages).toBe(first.messages);
+  });
+});
+
+describe('a boot whose messages were stored before its birth', () => {
+  // The device runs an older boot, with that boot's telemetry seq 9 as the latest.
+  const onOldBoot = (): LiveDevice => ({
+    state: {
+      ...initialLiveState('cam-1', T - 60_000),
+      bootIds: ['bootold01'],
+      telemetryBootId: 'bootold01',
+      telemetrySeq: 9,
+    },
+    digest: null,
+  });
+  const stored = (entry: FoldEntry, receivedAt: number) => {
+    if (entry.kind !== 'message' || !entry.decoded.ok) throw new Error('not a message');
+    return {
+      deviceId: entry.deviceId,
+      channel: entry.channel as 'telemetry' | 'reported',
+      body: entry.decoded.body,
+      receivedAt,
+    };
+  };
+
+  it('names no promoted boot for messages of an unseen boot without its birth (rule 2 holds)', () => {
+    const result = applyBatch(view(onOldBoot()), [telemetry('cam-1', 7)], T, thresholds);
+    expect(result.next.get('cam-1')?.state).toMatchObject({ bootIds: ['bootold01'], telemetrySeq: 9 });
+    expect(promotedBoots(result)).toEqual([]);
+  });
+
+  it('names the boot a birth promotes, and applies its stored telemetry and reported on top', () => {
+    const live = view(onOldBoot());
+    const first = applyBatch(live, [birth('cam-1', 1)], T, thresholds);
+    expect(promotedBoots(first)).toEqual([{ deviceId: 'cam-1', bootId: BOOT, telemetrySeq: null, reportedSeq: null }]);
+
+    const late = [
+      stored(telemetry('cam-1', 7), T - 1_000),
+      stored(
+        message('cam-1', 'reported', { seq: 6, agentVersion: '1.2.0', desiredVersion: 3, telemetryIntervalS: 10 }),
+        T - 2_000,
+      ),
+      { deviceId: 'cam-1', channel: 'telemetry' as const, body: '{not json', receivedAt: T },
+    ];
+    const result = applyStoredOfBoots(first, live, late, T, thresholds);
+    expect(result.next.get('cam-1')?.state).toMatchObject({
+      bootIds: ['bootold01', BOOT],
+      telemetryBootId: BOOT,
+      telemetrySeq: 7,
+      telemetryAt: T - 1_000,
+      reportedBootId: BOOT,
+      reportedSeq: 6,
+      agentVersion: '1.2.0',
+    });
+    expect(result.next.get('cam-1')?.digest).not.toBeNull();
+    expect(result.writes).toHaveLength(1);
+    expect(result.writes[0]?.telemetry).toMatchObject({ seq: 7 });
+    expect(result.writes[0]?.reported).toMatchObject({ seq: 6, desiredVersion: 3 });
+    expect(result.events.map((event) => event.type)).toEqual([
+      ...first.events.map((e) => e.type),
+      'device.health',
+      'device.reported',
+    ]);
+    // Not stored or announced again.
+    expect(result.messages).toBe(first.messages);
+    expect(result.stored).toBe(first.stored);
+    // Nothing found: the result as it was.
+    expect(applyStoredOfBoots(first, live, [], T, thresholds)).toBe(first);
   });
 });

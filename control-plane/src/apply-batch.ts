@@ -3,6 +3,7 @@ import {
   type DeviceToCloudChannel,
   type MessageOf,
   type Reply,
+  Reported as ReportedSchema,
   type Telemetry,
   Telemetry as TelemetrySchema,
 } from '@edgeloop/protocol';
@@ -13,6 +14,8 @@ import type {
   LoadedLiveState,
   NewDeadLetter,
   NewMessage,
+  PromotedBoot,
+  StoredOfBoot,
 } from './db/repositories.ts';
 import {
   applyConnection,
@@ -50,7 +53,9 @@ import {
  * The same fold runs a second time inside a commit when another writer (a replica on the same
  * PostgreSQL database) changed a device's row since this writer read it: refoldOnto() applies the
  * batch's entries of those devices to the rows as stored (locked), so the ordering rules of
- * device-state.ts decide on the newest state whoever wrote it.
+ * device-state.ts decide on the newest state whoever wrote it. And where the batch made a boot
+ * current (`promoted`), the commit finds that boot's newest telemetry / reported stored before
+ * (promotedBoots) and applyStoredOfBoots() applies them through the same handlers.
  */
 
 /** A device as the fold sees it: its live state and a digest of its latest telemetry (health). */
@@ -131,10 +136,14 @@ export type FoldResult = {
   /** Messages of devices not (or no longer) enrolled: not stored. */
   readonly unknownDevice: number;
   readonly events: readonly FoldEvent[];
+  /** Devices whose current boot the batch changed (a birth or will of an unseen boot): id -> boot. */
+  readonly promoted: ReadonlyMap<string, string>;
 };
 
 /** A device's changes within one fold (a copy of its state, the documents to store). */
 type Touched = {
+  /** The current boot before the batch. */
+  readonly bootBefore: string | null;
   state: DeviceLiveState;
   digest: TelemetryDigest | null;
   telemetry?: unknown;
@@ -199,6 +208,10 @@ function handlerOf(channel: DeviceToCloudChannel): Handler<DeviceToCloudChannel>
   return HANDLERS[channel] as Handler<DeviceToCloudChannel>;
 }
 
+function currentBoot(state: DeviceLiveState): string | null {
+  return state.bootIds[state.bootIds.length - 1] ?? null;
+}
+
 /** A device clock before this (2020-01-01T00:00:00Z) has not been set: no agent ran before it. */
 export const CLOCK_FLOOR_MS = Date.UTC(2020, 0, 1);
 
@@ -236,7 +249,7 @@ export function startFold(live: LiveView, now: number, thresholds: FoldThreshold
   const touch = (id: string, device: LiveDevice): Touched => {
     let copy = touched.get(id);
     if (!copy) {
-      copy = { state: { ...device.state }, digest: device.digest };
+      copy = { bootBefore: currentBoot(device.state), state: { ...device.state }, digest: device.digest };
       touched.set(id, copy);
     }
     return copy;
@@ -247,7 +260,7 @@ export function startFold(live: LiveView, now: number, thresholds: FoldThreshold
     const type = statusEventType(change.to);
     if (!type) return;
     const { state } = device;
-    const bootId = state.bootIds[state.bootIds.length - 1] ?? null;
+    const bootId = currentBoot(state);
     events.push({ type, data: { deviceId: state.id, bootId, cause } });
   };
 
@@ -367,15 +380,18 @@ export function startFold(live: LiveView, now: number, thresholds: FoldThreshold
     result() {
       const writes: DeviceLiveWrite[] = [];
       const next = new Map<string, LiveDevice>();
-      for (const [id, { state, digest, telemetry, reported }] of touched) {
+      const promoted = new Map<string, string>();
+      for (const [id, { bootBefore, state, digest, telemetry, reported }] of touched) {
         next.set(id, { state, digest });
+        const boot = currentBoot(state);
+        if (boot !== null && boot !== bootBefore) promoted.set(id, boot);
         writes.push({
           state,
           ...(telemetry !== undefined ? { telemetry } : {}),
           ...(reported !== undefined ? { reported } : {}),
         });
       }
-      return { next, writes, messages, stored, resent, deadLetters, rejected, unknownDevice, events };
+      return { next, writes, messages, stored, resent, deadLetters, rejected, unknownDevice, events, promoted };
     },
   };
 }
@@ -475,5 +491,82 @@ export function refoldOnto(
   for (const write of again.writes) writes.push(write);
   const events = first.events.filter((event) => !fresh.has(event.data.deviceId));
   for (const event of again.events) events.push(event);
-  return { ...first, next, writes, events };
+  const promoted = new Map([...first.promoted].filter(([id]) => !fresh.has(id)));
+  for (const [id, boot] of again.promoted) promoted.set(id, boot);
+  return { ...first, next, writes, events, promoted };
+}
+
+/**
+ * The boots the batch made current, with the seqs of that boot the devices' latest telemetry and
+ * reported state already hold: what the commit looks up stored messages past (BootCatchUp).
+ */
+export function promotedBoots(result: FoldResult): PromotedBoot[] {
+  const promoted: PromotedBoot[] = [];
+  for (const [deviceId, bootId] of result.promoted) {
+    const state = result.next.get(deviceId)?.state;
+    // A later entry of the batch (another birth) made yet another boot current: that one counts.
+    if (!state || currentBoot(state) !== bootId) continue;
+    promoted.push({
+      deviceId,
+      bootId,
+      telemetrySeq: state.telemetryBootId === bootId ? state.telemetrySeq : null,
+      reportedSeq: state.reportedBootId === bootId ? state.reportedSeq : null,
+    });
+  }
+  return promoted;
+}
+
+/** A stored body as the message of its channel; null when it no longer parses (it was validated once). */
+function parseStored(found: StoredOfBoot): MessageOf<'telemetry' | 'reported'> | null {
+  let json: unknown;
+  try {
+    json = JSON.parse(found.body);
+  } catch {
+    return null;
+  }
+  const parsed = (found.channel === 'telemetry' ? TelemetrySchema : ReportedSchema).safeParse(json);
+  return parsed.success ? parsed.data : null;
+}
+
+/**
+ * The stored telemetry and reported messages of boots the batch made current, applied on the
+ * batch's next states by the same handlers (device-state.ts decides; the store only found them):
+ * the result of `first` with those devices' next states, writes and events extended. The messages
+ * are not stored or announced again (they were when they arrived).
+ */
+export function applyStoredOfBoots(
+  first: FoldResult,
+  live: LiveView,
+  found: readonly StoredOfBoot[],
+  now: number,
+  thresholds: FoldThresholds,
+): FoldResult {
+  const devices = new Map<string, LiveDevice>();
+  const entries: FoldEntry[] = [];
+  for (const row of found) {
+    const device = first.next.get(row.deviceId);
+    const message = parseStored(row);
+    if (!device || !message) continue;
+    devices.set(row.deviceId, device);
+    entries.push({
+      kind: 'message',
+      deviceId: row.deviceId,
+      channel: row.channel,
+      receivedAt: row.receivedAt,
+      liveSession: live.isConnected(row.deviceId),
+      decoded: { ok: true, message, body: row.body },
+      resent: false,
+    });
+  }
+  if (entries.length === 0) return first;
+  const again = applyBatch({ ...live, devices }, entries, now, thresholds);
+  const next = new Map(first.next);
+  const writes = first.writes.map((write) => {
+    const id = write.state.id;
+    const late = again.writes.find((candidate) => candidate.state.id === id);
+    const device = again.next.get(id);
+    if (device) next.set(id, device);
+    return late ? { ...write, ...late } : write;
+  });
+  return { ...first, next, writes, events: [...first.events, ...again.events] };
 }

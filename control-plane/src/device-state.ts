@@ -13,7 +13,10 @@ import type { DeviceLiveState } from './db/repositories.ts';
  *     current. Any other message from an unseen boot makes it current only when no boot is
  *     known yet. Otherwise messages of unseen boots are treated like those of older boots. This
  *     keeps an outbox replay of a previous boot, arriving after the new boot's birth, from
- *     rolling the device back.
+ *     rolling the device back. Telemetry and reported state of a boot stored before its birth
+ *     (with replicas, the birth can land last) are applied when a birth or will makes the boot
+ *     current: the commit looks up that boot's newest stored ones and they go through these
+ *     functions again (apply-batch.ts applyStoredOfBoots, BootCatchUp in db/repositories.ts).
  *  3. A message from an older boot (in the ring, not last) never changes status, latest
  *     telemetry or reported state. It is still stored, and still counts as a sign of life.
  *  4. Within the current boot, telemetry and reported state replace the latest only with a

@@ -10,6 +10,7 @@ import {
 import type { Logger } from 'pino';
 import {
   type Announcement,
+  applyStoredOfBoots,
   DEFAULT_CLOCK_SKEW_MAX_MS,
   type Decoded,
   type FoldEntry,
@@ -19,12 +20,14 @@ import {
   type LiveDevice,
   type LiveView,
   liveDeviceOf,
+  promotedBoots,
   refoldOnto,
   staleDevices,
   startFold,
 } from './apply-batch.ts';
 import type { HealthConfig, IngestConfig } from './config.ts';
 import type {
+  BootCatchUp,
   DeviceLiveState,
   IngestRepository,
   LiveReconcile,
@@ -557,6 +560,15 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
         return result.writes;
       },
     };
+    // A boot made current here may have telemetry / reported stored before its birth (by another
+    // replica, while this one held the birth): the commit finds them and they are applied on top.
+    const lateBoots: BootCatchUp = {
+      promoted: () => promotedBoots(result),
+      apply: (found) => {
+        result = applyStoredOfBoots(result, view, found, now, thresholds);
+        return result.writes;
+      },
+    };
 
     const started = performance.now();
     let inserted: readonly boolean[];
@@ -568,6 +580,7 @@ export function createIngestWriter(deps: IngestDeps): IngestWriter {
         deadLetters: first.deadLetters,
         devices: first.writes,
         reconcile,
+        lateBoots,
       });
       // This turn's own work: a synchronous store has committed by now, a worker or a server has
       // the batch; the wait for it is not the event loop's (the batch size adapts to this).

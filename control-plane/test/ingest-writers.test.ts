@@ -290,6 +290,71 @@ describe.each([sqliteTwoConnections, postgresTwoStores])('two ingest writers on 
   );
 
   it.skipIf(setup.skip)(
+    "makes a boot's telemetry and reported stored before its birth the latest once the birth lands",
+    async () => {
+      const [a, b] = writers;
+      const id = await enroll();
+      await offer(a, id, status(BOOT_1, 1, 1, 'birth'));
+      await offer(a, id, telemetry(BOOT_1, 2));
+      // The second boot's birth is held elsewhere (a replica killed before acking it): b stores the
+      // boot's later messages first, out of order, and none of them may become current (rule 2).
+      for (const message of [telemetry(BOOT_2, 3), telemetry(BOOT_2, 7), reported(BOOT_2, 6)]) {
+        await offer(b, id, message);
+      }
+      await offer(a, id, telemetry(BOOT_2, 5));
+      await offer(a, id, reported(BOOT_2, 4));
+      let row = await stored(id);
+      expect(orderOf(row)).toMatchObject({
+        bootIds: [BOOT_1],
+        telemetryBootId: BOOT_1,
+        telemetrySeq: 2,
+        reportedBootId: null,
+        reportedSeq: null,
+      });
+      expect(row?.telemetry).toMatchObject({ system: { temperatures: { cpuC: 2 } } });
+
+      await offer(a, id, status(BOOT_2, 1, 1, 'birth'));
+      row = await stored(id);
+      expect(orderOf(row)).toEqual({
+        status: 'online',
+        statusBootId: BOOT_2,
+        statusSession: 1,
+        statusSeq: 1,
+        bootIds: [BOOT_1, BOOT_2],
+        telemetryBootId: BOOT_2,
+        telemetrySeq: 7,
+        reportedBootId: BOOT_2,
+        reportedSeq: 6,
+      });
+      expect(row?.telemetry).toMatchObject({ system: { temperatures: { cpuC: 7 } } });
+      expect((await pair?.stores[0].devices.get(id))?.reported).toMatchObject({ desiredVersion: 6 });
+      // The writer that committed the birth knows what it stored.
+      expect(orderOf(a.liveState(id))).toEqual(orderOf(row));
+
+      // Later messages of the boot follow rule 4 on top: an older seq does not go back.
+      await offer(b, id, telemetry(BOOT_2, 6));
+      await offer(b, id, telemetry(BOOT_2, 9));
+      expect(orderOf(await stored(id))).toMatchObject({ telemetryBootId: BOOT_2, telemetrySeq: 9 });
+    },
+  );
+
+  it.skipIf(setup.skip)(
+    "one writer: a boot's telemetry that arrived before its birth becomes the latest with the birth",
+    async () => {
+      const [a] = writers;
+      const id = await enroll();
+      await offer(a, id, status(BOOT_1, 1, 1, 'birth'));
+      await offer(a, id, telemetry(BOOT_1, 2));
+      await offer(a, id, telemetry(BOOT_2, 3));
+      expect(orderOf(await stored(id))).toMatchObject({ telemetryBootId: BOOT_1, telemetrySeq: 2 });
+      await offer(a, id, status(BOOT_2, 1, 1, 'birth'));
+      const row = await stored(id);
+      expect(orderOf(row)).toMatchObject({ bootIds: [BOOT_1, BOOT_2], telemetryBootId: BOOT_2, telemetrySeq: 3 });
+      expect(row?.telemetry).toMatchObject({ system: { temperatures: { cpuC: 3 } } });
+    },
+  );
+
+  it.skipIf(setup.skip)(
     'folds nothing again while one writer alone writes a device: its rows read back as written',
     async () => {
       const [a] = writers;

@@ -321,6 +321,36 @@ export type LiveReconcile = {
   refold(stored: readonly LoadedLiveState[]): readonly DeviceLiveWrite[];
 };
 
+/** A device whose boot the batch made current, and the seqs of that boot its latest state holds. */
+export type PromotedBoot = {
+  readonly deviceId: string;
+  readonly bootId: string;
+  /** Of the latest telemetry, when it is of this boot; null: any seq of the boot is newer. */
+  readonly telemetrySeq: number | null;
+  readonly reportedSeq: number | null;
+};
+
+/** The newest stored message of a channel of a promoted boot (the store does not order boots). */
+export type StoredOfBoot = {
+  readonly deviceId: string;
+  readonly channel: 'telemetry' | 'reported';
+  readonly body: string;
+  readonly receivedAt: number;
+};
+
+/**
+ * Telemetry and reported state of a boot stored before its birth (another replica stored them
+ * while the birth waited unacknowledged) are not current when stored (device-state.ts rule 2).
+ * When the batch makes that boot current, the commit looks them up, after inserting the batch's
+ * messages and under the same locks, and stores what the rules make of them instead.
+ */
+export type BootCatchUp = {
+  /** The devices whose boot this batch made current, as its writes now stand (after any refold). */
+  promoted(): readonly PromotedBoot[];
+  /** Called with the newest stored telemetry / reported of those boots past their seqs; returns the device writes to store. */
+  apply(found: readonly StoredOfBoot[]): readonly DeviceLiveWrite[];
+};
+
 /** One flush of the ingest writer: everything in it commits in one transaction, or nothing does. */
 export type IngestBatch = {
   readonly messages: readonly NewMessage[];
@@ -328,6 +358,8 @@ export type IngestBatch = {
   readonly devices: readonly DeviceLiveWrite[];
   /** Absent: this batch's device writes are stored as they are (a store with one writer). */
   readonly reconcile?: LiveReconcile;
+  /** Absent: no lookup of a promoted boot's earlier messages. */
+  readonly lateBoots?: BootCatchUp;
 };
 
 export type IngestRepository = {

@@ -1,6 +1,6 @@
-import { and, asc, eq, inArray, isNull } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, inArray, isNull } from 'drizzle-orm';
 import { liveColumnsOf, liveStateOf } from '../live-rows.ts';
-import type { DeviceLiveWrite, IngestBatch, IngestRepository } from '../repositories.ts';
+import type { DeviceLiveWrite, IngestBatch, IngestRepository, StoredOfBoot } from '../repositories.ts';
 import { toLiveState } from '../rows.ts';
 import type { PostgresDb } from './database.ts';
 import { deadLetters, devices, messages } from './schema.ts';
@@ -41,6 +41,44 @@ async function lockedWrites(tx: Tx, batch: IngestBatch): Promise<readonly Device
 }
 
 /**
+ * The writes with the telemetry / reported stored earlier of the boots this batch made current
+ * (BootCatchUp), read after the batch's messages were inserted and under the rows' locks: the
+ * newest of each channel past the seq the device's state holds, one query per channel and device,
+ * and only for devices whose boot the batch promoted (a birth), never per message.
+ */
+async function catchUpWrites(
+  tx: Tx,
+  batch: IngestBatch,
+  writes: readonly DeviceLiveWrite[],
+): Promise<readonly DeviceLiveWrite[]> {
+  const { lateBoots } = batch;
+  const promoted = lateBoots?.promoted() ?? [];
+  if (!lateBoots || promoted.length === 0) return writes;
+  const found: StoredOfBoot[] = [];
+  for (const boot of promoted) {
+    for (const channel of ['telemetry', 'reported'] as const) {
+      const after = channel === 'telemetry' ? boot.telemetrySeq : boot.reportedSeq;
+      const rows = await tx
+        .select({ body: messages.body, receivedAt: messages.receivedAt })
+        .from(messages)
+        .where(
+          and(
+            eq(messages.deviceId, boot.deviceId),
+            eq(messages.channel, channel),
+            eq(messages.bootId, boot.bootId),
+            after === null ? undefined : gt(messages.seq, after),
+          ),
+        )
+        .orderBy(desc(messages.seq))
+        .limit(1);
+      const row = rows[0];
+      if (row) found.push({ deviceId: boot.deviceId, channel, body: row.body, receivedAt: row.receivedAt });
+    }
+  }
+  return found.length === 0 ? writes : lateBoots.apply(found);
+}
+
+/**
  * The ingest writer's one write path on PostgreSQL: one transaction per batch: the devices' rows
  * locked and reconciled with other writers (lockedWrites), messages in one multi-row INSERT ...
  * ON CONFLICT DO NOTHING RETURNING (which rows were new: dedupe is the unique index), then dead
@@ -50,7 +88,7 @@ export function createPostgresIngestRepository(db: PostgresDb): IngestRepository
   return {
     async commit(batch) {
       return db.transaction(async (tx) => {
-        const writes = await lockedWrites(tx, batch);
+        let writes = await lockedWrites(tx, batch);
         const inserted = new Array<boolean>(batch.messages.length).fill(false);
         if (batch.messages.length > 0) {
           const returned = await tx
@@ -65,6 +103,7 @@ export function createPostgresIngestRepository(db: PostgresDb): IngestRepository
             if (fresh.delete(key)) inserted[index] = true;
           });
         }
+        writes = await catchUpWrites(tx, batch, writes);
         if (batch.deadLetters.length > 0) await tx.insert(deadLetters).values([...batch.deadLetters]);
         for (const write of writes) {
           const { state } = write;

@@ -7,6 +7,7 @@ import type {
   IngestRepository,
   NewDeadLetter,
   NewMessage,
+  StoredOfBoot,
 } from '../repositories.ts';
 import { toLiveState } from '../rows.ts';
 import type { SqliteDb } from './database.ts';
@@ -227,6 +228,36 @@ export function createSqliteIngestRepository(
     return again;
   };
 
+  // The newest stored message of a channel of a boot past a seq (-1: any), for BootCatchUp. Not a
+  // msgId range of the (device, msgId) index: the protocol does not make msgId start with bootId
+  // (only the agent's messageId does), so the rows are found by boot_id, on the device's channel.
+  const newestOfBoot = db.$client.prepare<[string, string, string, number], { body: string; receivedAt: number }>(
+    `SELECT body, received_at AS receivedAt FROM messages
+      WHERE device_id = ? AND channel = ? AND boot_id = ? AND seq > ? ORDER BY seq DESC LIMIT 1`,
+  );
+  /**
+   * After the batch's messages are inserted, in the same IMMEDIATE transaction: the telemetry /
+   * reported stored earlier of the boots this batch made current, applied by the batch
+   * (BootCatchUp), whose device rows are then encoded again. Only promoted devices pay the lookup.
+   */
+  const caughtUp = (source: IngestBatch, encoded: EncodedBatch): EncodedBatch => {
+    const { lateBoots } = source;
+    const promoted = lateBoots?.promoted() ?? [];
+    if (!lateBoots || promoted.length === 0) return encoded;
+    const found: StoredOfBoot[] = [];
+    for (const boot of promoted) {
+      for (const channel of ['telemetry', 'reported'] as const) {
+        const after = (channel === 'telemetry' ? boot.telemetrySeq : boot.reportedSeq) ?? -1;
+        const row = newestOfBoot.get(boot.deviceId, channel, boot.bootId, after);
+        if (row) found.push({ deviceId: boot.deviceId, channel, body: row.body, receivedAt: row.receivedAt });
+      }
+    }
+    if (found.length === 0) return encoded;
+    const again: EncodedBatch = { ...encoded, live: [], telemetry: [], reported: [] };
+    encodeDevices(lateBoots.apply(found), again);
+    return again;
+  };
+
   const prepared = {
     message: db.$client.prepare(message.sql),
     deadLetter: db.$client.prepare(deadLetter.sql),
@@ -236,9 +267,10 @@ export function createSqliteIngestRepository(
   };
   const commitHere = db.$client.transaction((source: IngestBatch, encoded: EncodedBatch) => {
     const version = dataVersion.get();
-    const batch = reconciled(source, encoded, version !== knownVersion);
+    let batch = reconciled(source, encoded, version !== knownVersion);
     const inserted = new Array<boolean>(batch.message.length);
     for (let i = 0; i < batch.message.length; i++) inserted[i] = prepared.message.run(batch.message[i]).changes > 0;
+    batch = caughtUp(source, batch);
     for (const row of batch.deadLetter) prepared.deadLetter.run(row);
     for (const row of batch.live) prepared.live.run(row);
     for (const row of batch.telemetry) prepared.telemetry.run(row);
