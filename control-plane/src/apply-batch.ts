@@ -8,6 +8,7 @@ import {
   Telemetry as TelemetrySchema,
 } from '@edgeloop/protocol';
 import type { HealthConfig } from './config.ts';
+import { LIVE_KEYS } from './db/live-rows.ts';
 import type {
   DeviceLiveState,
   DeviceLiveWrite,
@@ -415,24 +416,9 @@ export function liveDeviceOf(loaded: LoadedLiveState, health: HealthConfig): Liv
   return { state, digest: parsed?.success ? digestTelemetry(parsed.data, health) : null };
 }
 
-const SAME_SCALARS = [
-  'status',
-  'statusChangedAt',
-  'statusBootId',
-  'statusSeq',
-  'statusSession',
-  'lastSeen',
-  'agentVersion',
-  'keepaliveS',
-  'telemetryIntervalS',
-  'health',
-  'telemetryBootId',
-  'telemetrySeq',
-  'telemetryAt',
-  'reportedBootId',
-  'reportedSeq',
-  'reportedAt',
-] as const satisfies readonly (keyof DeviceLiveState)[];
+/** The scalar live-state fields a live write stores (the two lists are compared apart; id and enrolledAt never change). */
+const NOT_SCALAR = new Set<string>(['id', 'enrolledAt', 'bootIds', 'healthReasons']);
+const SAME_SCALARS = LIVE_KEYS.filter((key) => !NOT_SCALAR.has(key));
 
 function sameList(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((value, index) => value === b[index]);

@@ -6,7 +6,8 @@ import type { DeviceLiveState } from './repositories.ts';
  * other writers (LiveReconcile): both dialects pick the same keys from their twin `devices` table.
  */
 
-const LIVE_KEYS = [
+/** Every live-state column (what a device row holds of its DeviceLiveState). */
+export const LIVE_KEYS = [
   'id',
   'enrolledAt',
   'status',
