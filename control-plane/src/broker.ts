@@ -129,6 +129,40 @@ export type ControlBroker = FleetBroker & {
   handle(connection: Parameters<Aedes['handle']>[0]): void;
 };
 
+/**
+ * A command out on the device's cmd topic through `publish` (QoS 1, not retained), its reply
+ * awaited: the same for the embedded broker and an external one. `onPublished` runs once the
+ * broker has it.
+ */
+export async function sendCommandThrough(
+  deps: {
+    readonly waiters: Pick<CommandWaiters, 'wait'>;
+    readonly clock: Clock;
+    readonly publish: (topic: string, payload: string) => Promise<void>;
+  },
+  deviceId: string,
+  request: CommandRequest,
+  timeoutMs: number,
+  signal?: AbortSignal,
+  onPublished?: () => Promise<void>,
+): Promise<Result<Reply, CommandError>> {
+  const now = deps.clock.now();
+  const command: Command = {
+    requestId: randomUUID(),
+    name: request.name,
+    args: request.args ?? {},
+    issuedAt: now,
+    expiresAt: now + timeoutMs,
+  };
+  const reply = deps.waiters.wait(deviceId, command.requestId, timeoutMs, signal);
+  await deps.publish(topicFor(deviceId, 'cmd'), encode('cmd', command));
+  await onPublished?.();
+  const answer = await reply;
+  if (answer) return ok(answer);
+  if (signal?.aborted) return fail('timeout', 'the request was cancelled before the device replied');
+  return fail('timeout', `no reply from ${deviceId} within ${timeoutMs} ms`);
+}
+
 /** CONNACK return codes we use: 2 identifier rejected, 3 server unavailable, 4 bad credentials, 5 not authorized. */
 type AuthCode = 2 | 3 | 4 | 5;
 
@@ -458,26 +492,13 @@ export async function createBroker(deps: BrokerDeps): Promise<ControlBroker> {
     },
     async sendCommand(deviceId, request, timeoutMs, signal, onPublished) {
       if (!isLive(liveClient(deviceId))) return fail('offline', `device ${deviceId} is not connected`);
-      const now = deps.clock.now();
-      const command: Command = {
-        requestId: randomUUID(),
-        name: request.name,
-        args: request.args ?? {},
-        issuedAt: now,
-        expiresAt: now + timeoutMs,
+      const through = {
+        waiters,
+        clock: deps.clock,
+        publish: (topic: string, payload: string) =>
+          publish({ topic, payload: Buffer.from(payload), qos: 1 as const, retain: false }),
       };
-      const reply = waiters.wait(deviceId, command.requestId, timeoutMs, signal);
-      await publish({
-        topic: topicFor(deviceId, 'cmd'),
-        payload: Buffer.from(encode('cmd', command)),
-        qos: 1,
-        retain: false,
-      });
-      await onPublished?.();
-      const answer = await reply;
-      if (answer) return ok(answer);
-      if (signal?.aborted) return fail('timeout', 'the request was cancelled before the device replied');
-      return fail('timeout', `no reply from ${deviceId} within ${timeoutMs} ms`);
+      return sendCommandThrough(through, deviceId, request, timeoutMs, signal, onPublished);
     },
     close() {
       return new Promise<void>((resolve) => aedes.close(() => resolve()));

@@ -1,19 +1,17 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import {
-  type Command,
   DEVICE_TO_CLOUD,
   decode,
   encode,
   fail,
   fleetFilter,
   isDeviceToCloud,
-  ok,
   parseTopic,
   topicFor,
 } from '@edgeloop/protocol';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
-import type { FleetBroker } from '../broker.ts';
+import { type FleetBroker, sendCommandThrough } from '../broker.ts';
 import type { CommandWaiters } from '../command-waiters.ts';
 import type { EventBus } from '../events.ts';
 import type { IngestWriter } from '../ingest.ts';
@@ -407,21 +405,8 @@ export function createExternalBroker(deps: ExternalBrokerDeps): ExternalBroker {
 
     async sendCommand(deviceId, request, timeoutMs, signal, onPublished) {
       if (!online.has(deviceId)) return fail('offline', `device ${deviceId} is not connected`);
-      const now = clock.now();
-      const command: Command = {
-        requestId: randomUUID(),
-        name: request.name,
-        args: request.args ?? {},
-        issuedAt: now,
-        expiresAt: now + timeoutMs,
-      };
-      const reply = waiters.wait(deviceId, command.requestId, timeoutMs, signal);
-      await publish(topicFor(deviceId, 'cmd'), encode('cmd', command), false);
-      await onPublished?.();
-      const answer = await reply;
-      if (answer) return ok(answer);
-      if (signal?.aborted) return fail('timeout', 'the request was cancelled before the device replied');
-      return fail('timeout', `no reply from ${deviceId} within ${timeoutMs} ms`);
+      const through = { waiters, clock, publish: (topic: string, payload: string) => publish(topic, payload, false) };
+      return sendCommandThrough(through, deviceId, request, timeoutMs, signal, onPublished);
     },
 
     async close() {
