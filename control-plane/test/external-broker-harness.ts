@@ -1,3 +1,4 @@
+import { encode, messageId, topicFor } from '@edgeloop/protocol';
 import type { MqttClient } from 'mqtt';
 import { startTestControlPlane, type TestControlPlane } from './harness.ts';
 import { type DynsecMosquitto, startDynsecMosquitto } from './mosquitto-dynsec.ts';
@@ -32,3 +33,21 @@ export const closed = (client: MqttClient): Promise<void> =>
     if (!client.connected) resolve();
     client.once('close', () => resolve());
   });
+
+/** What an agent publishes first on every connect: status online/birth, seq 1 of its boot (QoS 1). */
+export async function publishBirth(
+  client: MqttClient,
+  deviceId: string,
+  bootId: string,
+  options: { readonly retain?: boolean } = {},
+): Promise<void> {
+  const birth = encode('status', {
+    msgId: messageId(bootId, 1),
+    bootId,
+    seq: 1,
+    ts: Date.now(),
+    state: 'online',
+    reason: 'birth',
+  });
+  await client.publishAsync(topicFor(deviceId, 'status'), birth, { qos: 1, retain: options.retain ?? false });
+}

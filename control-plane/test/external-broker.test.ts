@@ -15,7 +15,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultReplicaId, topicMatches } from '../src/external-broker/external-broker.ts';
 import { brokerEndpoint } from '../src/external-broker/open.ts';
-import { closed, startOnDynsecMosquitto } from './external-broker-harness.ts';
+import { closed, publishBirth, startOnDynsecMosquitto } from './external-broker-harness.ts';
 import { eventually, newBootId, SYSTEM, startTestControlPlane, type TestControlPlane } from './harness.ts';
 import { type DynsecMosquitto, mosquittoMissing } from './mosquitto-dynsec.ts';
 
@@ -174,18 +174,7 @@ describe.skipIf(missing !== null)('a control plane on an external Mosquitto (--b
     const client = await t.connect('ext-will-cam', enrolled.credentials.password, {
       will: { topic: topicFor('ext-will-cam', 'status'), payload: Buffer.from(will), qos: 1, retain: true },
     });
-    await client.publishAsync(
-      topicFor('ext-will-cam', 'status'),
-      encode('status', {
-        msgId: messageId(bootId, 1),
-        bootId,
-        seq: 1,
-        ts: Date.now(),
-        state: 'online',
-        reason: 'birth',
-      }),
-      { qos: 1, retain: true },
-    );
+    await publishBirth(client, 'ext-will-cam', bootId, { retain: true });
     await eventually(async () => (await unwrap(t.client.devices.get('ext-will-cam'))).device.status === 'online');
     // A dead connection (no DISCONNECT): Mosquitto publishes the will at once.
     client.stream.destroy();
@@ -243,18 +232,7 @@ describe.skipIf(missing !== null)('a control plane on an external Mosquitto (--b
       return client;
     };
     const first = await login(old);
-    await first.publishAsync(
-      topicFor('ext-rotate', 'status'),
-      encode('status', {
-        msgId: messageId(bootId, 1),
-        bootId,
-        seq: 1,
-        ts: Date.now(),
-        state: 'online',
-        reason: 'birth',
-      }),
-      { qos: 1 },
-    );
+    await publishBirth(first, 'ext-rotate', bootId);
     await eventually(() => t.cp.internals.broker.isConnected('ext-rotate'));
     const rotated = await unwrap(t.client.devices.rotateCredentials('ext-rotate'));
     expect(rotated.delivery).toEqual({ state: 'applied' });
